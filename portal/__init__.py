@@ -1,0 +1,76 @@
+"""Sellerdesk: the support portal for small Amazon sellers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. `config` (tests) replaces reading the environment and `.env`."""
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=str(ROOT / "instance"),
+        instance_relative_config=True,
+    )
+    from portal.config import DEFAULTS, check_config, config_from_env
+
+    app.config.from_mapping(DEFAULTS)
+    if config is None:
+        from dotenv import load_dotenv
+
+        # Values already in the environment win over the file.
+        load_dotenv(ROOT / ".env", override=False)
+        app.config.from_mapping(config_from_env(app.instance_path))
+    else:
+        app.config.from_mapping(config)
+    check_config(app.config)
+    _configure_logging(app)
+
+    from portal.extensions import csrf, db, limiter, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(
+        app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True
+    )
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+
+    from portal import errors, security
+
+    security.init_app(app)
+    errors.init_app(app)
+
+    from portal.auth.views import bp as auth_bp
+    from portal.main.views import bp as main_bp
+    from portal.orgs.views import bp as orgs_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(main_bp)
+    app.register_blueprint(orgs_bp)
+
+    from portal import cli
+
+    cli.init_app(app)
+    return app
+
+
+def _configure_logging(app: Flask) -> None:
+    # One readable format for the web server, the ingest worker and the CLI.
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=os.environ.get("LOG_LEVEL", "INFO"),
+            format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+        )
+    # Alembic announces each of its plugins at INFO on every start.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -1,0 +1,71 @@
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, PasswordField, StringField, SubmitField
+from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
+
+from portal.services.users import MIN_PASSWORD_LENGTH, find_organisation, find_user_by_email
+
+PASSWORD_LENGTH = Length(
+    min=MIN_PASSWORD_LENGTH,
+    max=200,
+    message=f"Use at least {MIN_PASSWORD_LENGTH} characters (at most 200).",
+)
+
+
+class LoginForm(FlaskForm):
+    # No format check here: an unknown address simply fails to log in, and local
+    # installs use addresses on reserved domains such as admin@helpdesk.localhost.
+    email = EmailField("E-mail", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired()])
+    remember = BooleanField("Keep me logged in")
+    submit = SubmitField("Log in")
+
+
+class SignupForm(FlaskForm):
+    organisation = StringField(
+        "Business name",
+        validators=[DataRequired(), Length(max=120)],
+        description="Your seller business, as your team knows it.",
+    )
+    name = StringField("Your name", validators=[Length(max=120)])
+    email = EmailField("E-mail", validators=[DataRequired(), Email(), Length(max=254)])
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired(), PASSWORD_LENGTH],
+        description=f"At least {MIN_PASSWORD_LENGTH} characters.",
+    )
+    password2 = PasswordField(
+        "Repeat password",
+        validators=[DataRequired(), EqualTo("password", message="The passwords do not match.")],
+    )
+    submit = SubmitField("Create account")
+
+    def validate_email(self, field):
+        if find_user_by_email(field.data) is not None:
+            raise ValidationError("An account with this e-mail already exists. Log in instead.")
+
+    def validate_organisation(self, field):
+        if find_organisation(field.data) is not None:
+            raise ValidationError("A business with this name is already registered.")
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[DataRequired()])
+    new_password = PasswordField(
+        "New password",
+        validators=[DataRequired(), PASSWORD_LENGTH],
+        description=f"At least {MIN_PASSWORD_LENGTH} characters.",
+    )
+    new_password2 = PasswordField(
+        "Repeat new password",
+        validators=[
+            DataRequired(),
+            EqualTo("new_password", message="The passwords do not match."),
+        ],
+    )
+    submit = SubmitField("Change password")
+
+
+class LogoutForm(FlaskForm):
+    """Logout is a POST with a CSRF token, so another site cannot log users out."""
+
+    submit = SubmitField("Log out")

@@ -1,0 +1,110 @@
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, login_required, login_user, logout_user
+from werkzeug.security import check_password_hash
+
+from portal.auth.forms import ChangePasswordForm, LoginForm, LogoutForm, SignupForm
+from portal.extensions import db, limiter
+from portal.services import users as user_service
+
+bp = Blueprint("auth", __name__)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only same-site paths: no scheme, no host, and not "//host" or "\\host".
+    if target:
+        parts = urlsplit(target)
+        if (
+            not parts.scheme
+            and not parts.netloc
+            and target.startswith("/")
+            and not target.startswith(("//", "/\\"))
+        ):
+            return target
+    return url_for("main.dashboard")
+
+
+def _start_session(user, remember: bool = False) -> None:
+    # A fresh session on login, so nothing planted before it (session fixation) survives.
+    session.clear()
+    login_user(user, remember=remember)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(
+    lambda: current_app.config["LOGIN_RATE_LIMIT"],
+    methods=["POST"],
+    error_message="Too many login attempts. Please wait a minute and try again.",
+)
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("main.dashboard"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = user_service.authenticate(form.email.data, form.password.data)
+        if user is None:
+            form.password.errors.append("Wrong e-mail or password.")
+        else:
+            user_service.record_login(user)
+            db.session.commit()
+            _start_session(user, remember=form.remember.data)
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("auth/login.html", form=form)
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def signup():
+    if current_user.is_authenticated:
+        return redirect(url_for("main.dashboard"))
+    form = SignupForm()
+    if form.validate_on_submit():
+        try:
+            user = user_service.sign_up(
+                form.email.data,
+                form.password.data,
+                organisation_name=form.organisation.data,
+                name=form.name.data or "",
+            )
+        except user_service.AccountError as exc:
+            form.email.errors.append(str(exc))
+        else:
+            db.session.commit()
+            _start_session(user)
+            flash(f"Welcome to Sellerdesk, {user.display_name}.", "success")
+            return redirect(url_for("main.dashboard"))
+    return render_template("auth/signup.html", form=form)
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    form = LogoutForm()
+    if form.validate_on_submit():
+        logout_user()
+        session.clear()
+        flash("You are logged out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        if not check_password_hash(current_user.password_hash, form.current_password.data):
+            form.current_password.errors.append("This is not your current password.")
+        else:
+            user_service.change_password(current_user, form.new_password.data, actor=current_user)
+            db.session.commit()
+            flash("Your password has been changed.", "success")
+            return redirect(url_for("main.dashboard"))
+    return render_template("auth/change_password.html", form=form)

@@ -1,0 +1,140 @@
+"""Command-line interface: `flask --app wsgi …`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from portal.extensions import db
+from portal.models import Role
+from portal.services import users as user_service
+
+users_cli = AppGroup("users", help="Manage users and their organisations.")
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+@users_cli.command("create")
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option(
+    "--org", "org_name", help="Organisation (sellers only); created when it does not exist."
+)
+@click.option("--name", default="", help="Display name.")
+def create_user_command(
+    email: str, password: str, role: str, org_name: str | None, name: str
+) -> None:
+    """Create a user."""
+    organisation = None
+    if org_name:
+        organisation = user_service.get_or_create_organisation(org_name, actor=None)
+    try:
+        user = user_service.create_user(
+            email, password, role=Role(role), organisation=organisation, name=name
+        )
+    except user_service.AccountError as exc:
+        db.session.rollback()
+        _fail(str(exc))
+    db.session.commit()
+    where = f" in {organisation.name}" if organisation else ""
+    click.echo(f"Created {user.role.value} {user.email}{where}.")
+
+
+@users_cli.command("assign")
+@click.option("--email", required=True, help="The agent's e-mail.")
+@click.option("--org", "org_name", required=True, help="The organisation to assign them to.")
+def assign_command(email: str, org_name: str) -> None:
+    """Assign an agent to an organisation."""
+    agent = user_service.find_user_by_email(email)
+    if agent is None:
+        _fail(f"No user with the e-mail {email}.")
+    organisation = user_service.find_organisation(org_name)
+    if organisation is None:
+        _fail(f"No organisation called {org_name!r}.")
+    try:
+        added = user_service.assign_agent(agent, organisation, actor=None)
+    except user_service.AccountError as exc:
+        _fail(str(exc))
+    db.session.commit()
+    if added:
+        click.echo(f"Assigned {agent.email} to {organisation.name}.")
+    else:
+        click.echo(f"{agent.email} was already assigned to {organisation.name}.")
+
+
+@users_cli.command("bootstrap-admin")
+@click.option("--email", default=None, help="Defaults to admin@INBOUND_DOMAIN.")
+def bootstrap_admin_command(email: str | None) -> None:
+    """On an empty install, create an admin and print its one-time password."""
+    email = email or f"admin@{current_app.config['INBOUND_DOMAIN']}"
+    created = user_service.ensure_first_admin(email)
+    if created is None:
+        return
+    db.session.commit()
+    user, password = created
+    click.echo(
+        "\n  First run: created the admin account\n"
+        f"    e-mail:   {user.email}\n"
+        f"    password: {password}   (one-time: you choose your own at first login)\n"
+    )
+
+
+@click.command("run-all")
+@click.option("--host", default="127.0.0.1", show_default=True)
+def run_all_command(host: str) -> None:
+    """Run the web server and the ingest worker together; Ctrl-C stops both."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    port = app.config["PORT"]
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "ingest", "run"],
+        env=os.environ.copy(),
+    )
+    click.echo(
+        f"Sellerdesk on http://{host}:{port}/ (ingest worker pid {worker.pid}); Ctrl-C stops both."
+    )
+    try:
+        app.run(host=host, port=port, use_reloader=False, debug=False)
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGINT)
+            try:
+                worker.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+ingest_cli = AppGroup("ingest", help="Fetch buyer mail from the mailboxes.")
+
+
+@ingest_cli.command("run")
+def ingest_run_command() -> None:
+    """Run the ingest worker: poll every POLL_SECONDS until stopped."""
+    from ingest.scheduler import run_worker
+
+    run_worker(current_app._get_current_object())  # type: ignore[attr-defined]
+
+
+@ingest_cli.command("poll")
+def ingest_poll_command() -> None:
+    """Run one pass over every mailbox and print a one-line summary."""
+    from ingest.pipeline import poll_all
+
+    summary = poll_all()
+    click.echo(summary.line())
+    if summary.errors:
+        sys.exit(1)
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(users_cli)
+    app.cli.add_command(run_all_command)
+    app.cli.add_command(ingest_cli)

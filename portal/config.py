@@ -1,0 +1,121 @@
+"""Configuration: read from the environment (and `.env`), with working defaults.
+
+Every value an operator can set is an environment variable named in the README.
+On a first local run the secrets are generated once into `instance/`; in
+production (`SELLERDESK_ENV=production`) a missing secret is a start-up error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+def _normalise_database_url(url: str) -> str:
+    # Hosting platforms hand out `postgres://`; SQLAlchemy wants an explicit driver.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _secret_from_instance(instance: Path, name: str, make: Any, *, production: bool) -> str:
+    env_name = name.upper()
+    value = os.environ.get(env_name)
+    if value:
+        return value
+    if production:
+        raise ConfigError(
+            f"{env_name} is not set. In production every secret must come from the "
+            f"environment; see README, section Production."
+        )
+    path = instance / name.lower()
+    if path.exists():
+        return path.read_text().strip()
+    value = make()
+    instance.mkdir(parents=True, exist_ok=True)
+    # Create with 0600 from the start so the secret is never world-readable.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    log.warning("Generated %s for this local install and stored it in %s", env_name, path)
+    return value
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def config_from_env(instance_path: str) -> dict[str, Any]:
+    """Build the app configuration from environment variables."""
+    instance = Path(instance_path)
+    production = os.environ.get("SELLERDESK_ENV", "development") == "production"
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{instance / 'sellerdesk.db'}"
+    return {
+        "ENV_NAME": "production" if production else "development",
+        "SECRET_KEY": _secret_from_instance(
+            instance, "SECRET_KEY", lambda: secrets.token_urlsafe(48), production=production
+        ),
+        "TOKEN_KEY": _secret_from_instance(
+            instance, "TOKEN_KEY", lambda: Fernet.generate_key().decode(), production=production
+        ),
+        "SQLALCHEMY_DATABASE_URI": _normalise_database_url(database_url),
+        "MAIL_SOURCE": os.environ.get("MAIL_SOURCE") or f"maildir:{instance / 'maildir'}",
+        "SMTP_URL": os.environ.get("SMTP_URL") or f"outbox:{instance / 'outbox'}",
+        "INBOUND_DOMAIN": (os.environ.get("INBOUND_DOMAIN") or "helpdesk.localhost").lower(),
+        "POLL_SECONDS": _int("POLL_SECONDS", 60),
+        "PORT": _int("PORT", 5000),
+        "SESSION_COOKIE_SECURE": production,
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+    }
+
+
+#: Defaults that hold in every environment; the environment and tests override them.
+DEFAULTS: Mapping[str, Any] = {
+    "ENV_NAME": "development",
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "REMEMBER_COOKIE_HTTPONLY": True,
+    "REMEMBER_COOKIE_SAMESITE": "Lax",
+    "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
+    "LOGIN_RATE_LIMIT": "10 per minute; 50 per hour",
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_HEADERS_ENABLED": True,
+    "INBOUND_DOMAIN": "helpdesk.localhost",
+    "POLL_SECONDS": 60,
+    "PORT": 5000,
+}
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """Fail early, with a readable message, on settings that would break later."""
+    for key in ("SECRET_KEY", "TOKEN_KEY", "SQLALCHEMY_DATABASE_URI"):
+        if not config.get(key):
+            raise ConfigError(f"{key} is not configured")
+    try:
+        Fernet(config["TOKEN_KEY"])
+    except (ValueError, TypeError):
+        raise ConfigError(
+            "TOKEN_KEY is not a valid Fernet key (32 url-safe base64-encoded bytes). "
+            'Generate one with: python -c "from cryptography.fernet import Fernet; '
+            'print(Fernet.generate_key().decode())"'
+        ) from None

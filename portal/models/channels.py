@@ -1,0 +1,84 @@
+"""Channels (one Amazon marketplace store of an organisation) and their credentials."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.sqltypes import UTCDateTime, str_enum, utcnow
+
+if TYPE_CHECKING:
+    from portal.models.organisations import Organisation
+    from portal.models.users import User
+
+
+class ChannelStatus(enum.StrEnum):
+    AWAITING_TOKEN = "awaiting_token"  # noqa: S105 (a status, not a secret)
+    PENDING_VERIFICATION = "pending_verification"
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class CredentialKind(enum.StrEnum):
+    MWS_TOKEN = "mws_token"  # noqa: S105 (a kind, not a secret)
+    SPAPI_REFRESH_TOKEN = "spapi_refresh_token"  # noqa: S105
+
+
+class Channel(db.Model):
+    __tablename__ = "channels"
+    __table_args__ = (UniqueConstraint("organisation_id", "marketplace"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(
+        ForeignKey("organisations.id", ondelete="RESTRICT"), index=True
+    )
+    #: Short marketplace code from the catalogue, e.g. "UK", "DE", "US".
+    marketplace: Mapped[str] = mapped_column(String(8))
+    helpdesk_address: Mapped[str] = mapped_column(String(254), unique=True)
+    status: Mapped[ChannelStatus] = mapped_column(
+        str_enum(ChannelStatus), default=ChannelStatus.AWAITING_TOKEN, index=True
+    )
+    #: Why the channel is in its status (shown to the seller), e.g. an admin's reason.
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    is_professional_confirmed: Mapped[bool] = mapped_column(default=False)
+    forwarding_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approved_sender_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Set by ingestion: proof that Amazon forwards this channel's mail to us.
+    first_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    organisation: Mapped[Organisation] = relationship(back_populates="channels")
+    credential: Mapped[Credential | None] = relationship(
+        back_populates="channel", cascade="all, delete-orphan", uselist=False
+    )
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.id} {self.marketplace} {self.helpdesk_address}>"
+
+
+class Credential(db.Model):
+    """The one Amazon credential on file for a channel; replaced, never kept twice."""
+
+    __tablename__ = "credentials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), unique=True
+    )
+    kind: Mapped[CredentialKind] = mapped_column(str_enum(CredentialKind))
+    seller_id: Mapped[str] = mapped_column(String(32))
+    #: Fernet ciphertext under TOKEN_KEY; the plaintext never touches the database.
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Masked form shown to people, e.g. "amzn.mws.…3f2a".
+    secret_hint: Mapped[str] = mapped_column(String(40))
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    submitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    channel: Mapped[Channel] = relationship(back_populates="credential")
+    submitted_by: Mapped[User | None] = relationship()

@@ -1,0 +1,48 @@
+"""Mailboxes that ingestion reads, with their checkpoint, health and lease."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from portal.extensions import db
+from portal.sqltypes import UTCDateTime, utcnow
+
+
+class Mailbox(db.Model):
+    __tablename__ = "mailboxes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    #: Where to read: `imap://user@host:port/FOLDER`, `imaps://…` or `maildir:PATH`,
+    #: without the password, which is kept encrypted beside it.
+    source_url: Mapped[str] = mapped_column(String(500))
+    password_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: Move processed mail here instead of only flagging it \Seen (IMAP only).
+    processed_folder: Mapped[str | None] = mapped_column(String(200))
+    is_enabled: Mapped[bool] = mapped_column(default=True)
+
+    # Checkpoint: everything up to last_uid under this UIDVALIDITY is committed.
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    # Health, shown to admins.
+    last_poll_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_poll_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_poll_summary: Mapped[str] = mapped_column(String(200), default="")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # Lease: only the worker named here may process this mailbox until it expires.
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Mailbox {self.id} {self.name!r}>"

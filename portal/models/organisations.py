@@ -1,0 +1,50 @@
+"""Organisations (one seller business each) and agents' assignments to them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Column, ForeignKey, String, Table
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.sqltypes import UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from portal.models.channels import Channel
+    from portal.models.users import User
+
+#: Which organisations an agent works for.
+agent_assignments = Table(
+    "agent_assignments",
+    db.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "organisation_id",
+        ForeignKey("organisations.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+)
+
+
+class Organisation(db.Model):
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    members: Mapped[list[User]] = relationship(
+        back_populates="organisation", foreign_keys="User.organisation_id"
+    )
+    agents: Mapped[list[User]] = relationship(
+        secondary=agent_assignments, back_populates="assigned_organisations"
+    )
+    channels: Mapped[list[Channel]] = relationship(
+        back_populates="organisation", order_by="Channel.id"
+    )
+
+    def __repr__(self) -> str:
+        return f"<Organisation {self.id} {self.name!r}>"

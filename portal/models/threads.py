@@ -1,0 +1,190 @@
+"""Conversations: threads, their messages (inbound and outbound) and attachments."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+
+from portal.extensions import db
+from portal.sqltypes import UTCDateTime, str_enum, utcnow
+
+if TYPE_CHECKING:
+    from portal.models.channels import Channel
+    from portal.models.mailboxes import Mailbox
+    from portal.models.users import User
+
+
+class ThreadStatus(enum.StrEnum):
+    OPEN = "open"
+    PENDING = "pending"
+    CLOSED = "closed"
+
+
+class Direction(enum.StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class SendStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Thread(db.Model):
+    __tablename__ = "threads"
+    __table_args__ = (
+        Index("ix_threads_org_activity", "organisation_id", "last_message_at", "id"),
+        Index("ix_threads_channel_buyer", "channel_id", "buyer_address", "order_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="RESTRICT"))
+    # Copied from the channel so every tenant-scoped query is one indexed filter.
+    organisation_id: Mapped[int] = mapped_column(
+        ForeignKey("organisations.id", ondelete="RESTRICT")
+    )
+    subject: Mapped[str] = mapped_column(Text, default="")
+    normalized_subject: Mapped[str] = mapped_column(String(500), default="")
+    buyer_name: Mapped[str] = mapped_column(String(200), default="")
+    #: The buyer's relay alias (…@marketplace.amazon.<tld>) or plain sender address.
+    buyer_address: Mapped[str] = mapped_column(String(254), default="")
+    order_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    status: Mapped[ThreadStatus] = mapped_column(
+        str_enum(ThreadStatus, 16), default=ThreadStatus.OPEN, index=True
+    )
+    assignee_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_message_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Oldest buyer message not yet answered: the 24-hour clock runs from here.
+    awaiting_reply_since: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+    channel: Mapped[Channel] = relationship()
+    assignee: Mapped[User | None] = relationship()
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="thread", order_by="(Message.created_at, Message.id)"
+    )
+
+    def __repr__(self) -> str:
+        return f"<Thread {self.id} {self.subject!r}>"
+
+
+class Message(db.Model):
+    __tablename__ = "messages"
+    __table_args__ = (
+        # The same mail seen twice in one mailbox (UID under the same UIDVALIDITY).
+        UniqueConstraint("mailbox_id", "uidvalidity", "uid"),
+        # The same bytes delivered twice; different mail sharing a Message-ID differs here.
+        UniqueConstraint("mailbox_id", "message_id", "content_hash"),
+        Index("ix_messages_message_id", "message_id"),
+        Index("ix_messages_thread_created", "thread_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    thread_id: Mapped[int | None] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))
+    #: None while unrouted or quarantined.
+    channel_id: Mapped[int | None] = mapped_column(
+        ForeignKey("channels.id", ondelete="RESTRICT"), index=True
+    )
+    mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id", ondelete="SET NULL"))
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    uid: Mapped[int | None] = mapped_column(BigInteger)
+    direction: Mapped[Direction] = mapped_column(str_enum(Direction, 8))
+
+    message_id: Mapped[str] = mapped_column(String(998))
+    in_reply_to: Mapped[str | None] = mapped_column(String(998))
+    references: Mapped[str] = mapped_column(Text, default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    from_name: Mapped[str] = mapped_column(String(200), default="")
+    from_address: Mapped[str] = mapped_column(String(254), default="")
+    to_addresses: Mapped[str] = mapped_column(Text, default="")
+    cc_addresses: Mapped[str] = mapped_column(Text, default="")
+    #: The helpdesk address the mail was delivered to, as routed.
+    delivered_to: Mapped[str] = mapped_column(String(254), default="")
+    order_id: Mapped[str | None] = mapped_column(String(40))
+    text_body: Mapped[str] = deferred(mapped_column(Text, default=""))
+    html_body: Mapped[str | None] = deferred(mapped_column(Text))
+    #: Text with quoted history removed, for the thread view.
+    visible_text: Mapped[str] = deferred(mapped_column(Text, default=""))
+    snippet: Mapped[str] = mapped_column(String(300), default="")
+    content_hash: Mapped[str] = mapped_column(String(64))
+    #: The message exactly as received or sent, so nothing is lost to a parser bug.
+    raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    size: Mapped[int] = mapped_column(Integer, default=0)
+
+    is_autoreply: Mapped[bool] = mapped_column(default=False)
+    is_bounce: Mapped[bool] = mapped_column(default=False)
+    is_amazon_notification: Mapped[bool] = mapped_column(default=False)
+    is_seller_central_copy: Mapped[bool] = mapped_column(default=False)
+    is_internal_note: Mapped[bool] = mapped_column(default=False)
+    #: Set when the parser could not handle the mail; it is kept raw for an admin.
+    quarantine_reason: Mapped[str | None] = mapped_column(Text)
+    #: Set when an admin discards an unrouted message (kept, flagged).
+    discarded_reason: Mapped[str | None] = mapped_column(Text)
+
+    # Outbound delivery (outbox); None for inbound mail.
+    send_status: Mapped[SendStatus | None] = mapped_column(str_enum(SendStatus, 16), index=True)
+    send_attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_send_error: Mapped[str | None] = mapped_column(Text)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    #: When the mail says it was sent (Date header) or we sent it.
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When we stored it.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    thread: Mapped[Thread | None] = relationship(back_populates="messages")
+    channel: Mapped[Channel | None] = relationship()
+    mailbox: Mapped[Mailbox | None] = relationship()
+    author: Mapped[User | None] = relationship()
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="message", cascade="all, delete-orphan", order_by="Attachment.id"
+    )
+
+    @property
+    def is_unrouted(self) -> bool:
+        return (
+            self.direction == Direction.IN
+            and self.channel_id is None
+            and self.quarantine_reason is None
+        )
+
+    def __repr__(self) -> str:
+        return f"<Message {self.id} {self.direction} {self.message_id}>"
+
+
+class Attachment(db.Model):
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    content_type: Mapped[str] = mapped_column(String(255), default="application/octet-stream")
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    #: Content-ID for inline parts referenced as cid: from the HTML body.
+    content_id: Mapped[str | None] = mapped_column(String(255))
+    is_inline: Mapped[bool] = mapped_column(default=False)
+    #: Over the size limit: recorded but its bytes not kept.
+    is_skipped: Mapped[bool] = mapped_column(default=False)
+    data: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+
+    message: Mapped[Message] = relationship(back_populates="attachments")

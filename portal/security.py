@@ -1,0 +1,136 @@
+"""Who may see what: role checks and tenant scoping, in one place.
+
+Views never check roles or organisations ad hoc; they use `role_required` and
+the scoping helpers here, so a forgotten filter cannot leak another seller's data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Flask, abort, redirect, request, url_for
+from flask_login import current_user
+from sqlalchemy import Select, false, select
+from sqlalchemy.orm import InstrumentedAttribute
+
+from portal.extensions import db, login_manager
+from portal.models import Organisation, Role, User, agent_assignments
+
+F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M")
+
+# Pages a user who must change their password may still open.
+_PASSWORD_CHANGE_ALLOWED = {"auth.change_password", "auth.logout", "static"}
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'self'",
+    ]
+)
+
+
+def init_app(app: Flask) -> None:
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to see this page."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "strong"
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> User | None:
+        if not user_id.isdigit():
+            return None
+        user = db.session.get(User, int(user_id))
+        return user if user is not None and user.is_active else None
+
+    @app.before_request
+    def force_password_change():
+        if (
+            current_user.is_authenticated
+            and current_user.must_change_password
+            and request.endpoint not in _PASSWORD_CHANGE_ALLOWED
+        ):
+            return redirect(url_for("auth.change_password"))
+        return None
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        return response
+
+
+def role_required(*roles: Role) -> Callable[[F], F]:
+    """Let only logged-in users with one of `roles` in; others get 403 (anonymous: login)."""
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.is_authenticated:
+                return login_manager.unauthorized()
+            if current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped  # type: ignore[return-value]
+
+    return decorator
+
+
+def visible_organisation_ids(user: User) -> Select | None:
+    """A subquery of the organisation ids `user` may see; None means all (admins)."""
+    if user.role == Role.ADMIN:
+        return None
+    if user.role == Role.AGENT:
+        return select(agent_assignments.c.organisation_id).where(
+            agent_assignments.c.user_id == user.id
+        )
+    if user.organisation_id is None:
+        return select(Organisation.id).where(false())
+    return select(Organisation.id).where(Organisation.id == user.organisation_id)
+
+
+def scope_to_user(stmt: Select, org_column: InstrumentedAttribute, user: User) -> Select:
+    """Restrict `stmt` to rows whose `org_column` is an organisation `user` may see."""
+    visible = visible_organisation_ids(user)
+    if visible is None:
+        return stmt
+    return stmt.where(org_column.in_(visible))
+
+
+def can_see_organisation(user: User, organisation_id: int | None) -> bool:
+    if organisation_id is None:
+        return user.role == Role.ADMIN
+    visible = visible_organisation_ids(user)
+    if visible is None:
+        return True
+    found = db.session.scalar(
+        select(Organisation.id).where(
+            Organisation.id == organisation_id, Organisation.id.in_(visible)
+        )
+    )
+    return found is not None
+
+
+def get_visible_or_404(
+    model: type[M], object_id: int, user: User, *, org_attr: str = "organisation_id"
+) -> M:
+    """Load one tenant object, answering 404 (not 403) when `user` may not see it.
+
+    404 rather than 403 so that a seller cannot even learn that another seller's
+    object with that id exists.
+    """
+    obj = db.session.get(model, object_id)
+    if obj is None or not can_see_organisation(user, getattr(obj, org_attr)):
+        abort(404)
+    return obj

@@ -1,0 +1,286 @@
+"""Shared fixtures: the app on SQLite or PostgreSQL, clients, factories, a network guard.
+
+`pytest` runs on a temp-file SQLite; `pytest --postgres` runs the same tests on a
+throwaway PostgreSQL the suite starts itself (or on TEST_DATABASE_URL when set).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, delete
+from werkzeug.serving import make_server
+
+from portal import create_app
+from portal.extensions import db
+from portal.models import Organisation, Role, User
+from portal.services import users as user_service
+
+pytest_plugins = ["tests.fixtures_servers"]
+
+PASSWORD = "correct horse battery"
+TOKEN_KEY = Fernet.generate_key().decode()
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+NETWORK_MARKS = ("imap", "smtp", "postgres", "browser")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--postgres",
+        action="store_true",
+        help="run against PostgreSQL (TEST_DATABASE_URL, or a throwaway server the suite starts)",
+    )
+
+
+# --- network guard -----------------------------------------------------------------
+
+_allowed_ports: set[int] = set()
+_real_connect = socket.socket.connect
+
+
+@pytest.fixture(autouse=True)
+def disallow_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any connection a test did not ask for (like Indico's `disallow_emails`).
+
+    Tests marked imap/smtp/postgres/browser may reach loopback; every test may reach
+    the test database. Nothing may reach another host.
+    """
+    may_use_loopback = any(request.node.get_closest_marker(m) for m in NETWORK_MARKS)
+
+    def guarded_connect(sock: socket.socket, address: Any) -> Any:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            host, port = address[0], address[1]
+            if host not in LOOPBACK:
+                raise RuntimeError(f"test tried to connect to {host}:{port}, outside this machine")
+            if not may_use_loopback and port not in _allowed_ports:
+                raise RuntimeError(
+                    f"test tried to connect to {host}:{port}; mark it imap/smtp/postgres/browser"
+                )
+        return _real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+
+
+# --- database ----------------------------------------------------------------------
+
+
+def _upgrade(url: str, tmp: Path) -> None:
+    """Create the schema with the real migrations, as `flask db upgrade` would."""
+    from flask_migrate import upgrade
+
+    app = create_app(_test_config(url, tmp))
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    import os
+
+    tmp = tmp_path_factory.mktemp("db")
+    if request.config.getoption("--postgres"):
+        url = os.environ.get("TEST_DATABASE_URL")
+        if not url:
+            url = request.getfixturevalue("postgres_server").url()
+    else:
+        url = f"sqlite:///{tmp / 'test.db'}"
+    port = create_engine(url).url.port
+    if port:
+        _allowed_ports.add(port)
+    _upgrade(url, tmp)
+    return url
+
+
+def _test_config(url: str, tmp: Path, **overrides: Any) -> dict[str, Any]:
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key",
+        "TOKEN_KEY": TOKEN_KEY,
+        "SQLALCHEMY_DATABASE_URI": url,
+        "MAIL_SOURCE": f"maildir:{tmp / 'maildir'}",
+        "SMTP_URL": f"outbox:{tmp / 'outbox'}",
+        "INBOUND_DOMAIN": "helpdesk.test",
+        "SERVER_NAME": None,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def app_config(database_url: str, tmp_path: Path) -> dict[str, Any]:
+    """The test configuration; a test may change it before asking for `app`."""
+    return _test_config(database_url, tmp_path)
+
+
+@pytest.fixture
+def app(app_config: dict[str, Any]) -> Iterator[Flask]:
+    app = create_app(app_config)
+    with app.app_context():
+        yield app
+        db.session.remove()
+        # Empty every table (children first) so each test starts from a clean database.
+        with db.engine.begin() as conn:
+            for table in reversed(db.metadata.sorted_tables):
+                conn.execute(delete(table))
+        db.engine.dispose()
+
+
+class FreshContextClient(FlaskClient):
+    """Gives each request its own app context, as a real server does.
+
+    The `app` fixture keeps a context pushed for the test body; without this, every
+    request would share its `g` (and Flask-WTF's cached CSRF token) and its DB session.
+    """
+
+    def open(self, *args: Any, **kwargs: Any):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    app.test_client_class = FreshContextClient
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask):
+    return app.test_cli_runner()
+
+
+# --- factories ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_org(app: Flask) -> Callable[..., Organisation]:
+    counter = iter(range(1, 10_000))
+
+    def factory(name: str | None = None) -> Organisation:
+        org = user_service.get_or_create_organisation(name or f"Org {next(counter)}", actor=None)
+        db.session.commit()
+        return org
+
+    return factory
+
+
+@pytest.fixture
+def make_user(app: Flask, make_org: Callable[..., Organisation]) -> Callable[..., User]:
+    counter = iter(range(1, 10_000))
+
+    def factory(
+        role: Role | str = Role.SELLER,
+        *,
+        email: str | None = None,
+        organisation: Organisation | None = None,
+        assigned: list[Organisation] | None = None,
+        password: str = PASSWORD,
+    ) -> User:
+        role = Role(role)
+        if role == Role.SELLER and organisation is None:
+            organisation = make_org()
+        user = user_service.create_user(
+            email or f"{role.value}{next(counter)}@example.com",
+            password,
+            role=role,
+            organisation=organisation if role == Role.SELLER else None,
+        )
+        for org in assigned or []:
+            user_service.assign_agent(user, org, actor=None)
+        db.session.commit()
+        return user
+
+    return factory
+
+
+# --- logging in through the real form, CSRF on --------------------------------------
+
+_CSRF_RE = re.compile(
+    r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"'
+)
+
+
+def csrf_token_from(html: str) -> str:
+    match = _CSRF_RE.search(html)
+    assert match, "page has no CSRF token"
+    return match.group(1) or match.group(2)
+
+
+class AuthActions:
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def login(self, email: str, password: str = PASSWORD, follow_redirects: bool = False):
+        page = self.client.get("/login")
+        token = csrf_token_from(page.get_data(as_text=True))
+        return self.client.post(
+            "/login",
+            data={"email": email, "password": password, "csrf_token": token},
+            follow_redirects=follow_redirects,
+        )
+
+    def logout(self):
+        page = self.client.get("/dashboard")
+        token = csrf_token_from(page.get_data(as_text=True))
+        return self.client.post("/logout", data={"csrf_token": token})
+
+
+@pytest.fixture
+def auth(client: FlaskClient) -> AuthActions:
+    return AuthActions(client)
+
+
+@pytest.fixture
+def login_as(auth: AuthActions, make_user: Callable[..., User]) -> Callable[..., User]:
+    """Create a user with `role` (and factory options) and log the test client in as them."""
+
+    def do_login(role: Role | str = Role.SELLER, **kwargs: Any) -> User:
+        user = make_user(role, **kwargs)
+        response = auth.login(user.email)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return user
+
+    return do_login
+
+
+# --- live server for the browser tests ---------------------------------------------
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    """Serve `app` on a free loopback port in a thread; yields the base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    # Debian's Chromium; Playwright's own browser downloads are not available here.
+    return {
+        **browser_type_launch_args,
+        "executable_path": "/usr/bin/chromium",
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-quic",
+        ],
+    }

@@ -1,0 +1,213 @@
+from __future__ import annotations
+
+import pytest
+
+from portal.extensions import db
+from portal.models import AuditEvent, Organisation, Role, User
+from tests.conftest import PASSWORD, csrf_token_from
+
+
+def _signup(client, **fields):
+    page = client.get("/signup")
+    data = {
+        "organisation": "Acme Toys",
+        "name": "Ann",
+        "email": "ann@example.com",
+        "password": PASSWORD,
+        "password2": PASSWORD,
+        "csrf_token": csrf_token_from(page.get_data(as_text=True)),
+    }
+    data.update(fields)
+    return client.post("/signup", data=data)
+
+
+def test_signup_creates_organisation_and_owner(client):
+    response = _signup(client)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/dashboard"
+    user = db.session.scalar(db.select(User).filter_by(email="ann@example.com"))
+    assert user.role == Role.SELLER
+    assert user.organisation.name == "Acme Toys"
+    assert user.password_hash != PASSWORD and "scrypt" in user.password_hash
+    dashboard = client.get("/dashboard").get_data(as_text=True)
+    assert "Acme Toys" in dashboard
+
+
+@pytest.mark.parametrize(
+    ("fields", "field_name", "message"),
+    [
+        ({"email": "not-an-email"}, "email", "Invalid email address."),
+        ({"email": ""}, "email", "This field is required."),
+        ({"organisation": ""}, "organisation", "This field is required."),
+        ({"password": "short", "password2": "short"}, "password", "at least 10 characters"),
+        ({"password2": "something else!"}, "password2", "The passwords do not match."),
+    ],
+)
+def test_signup_validate_input(client, fields, field_name, message):
+    response = _signup(client, **fields)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    # The message sits right after its own field, tied to it for screen readers.
+    assert f'id="{field_name}-error"' in html
+    error_html = html.split(f'id="{field_name}-error"', 1)[1][:200]
+    assert message in error_html
+    assert db.session.scalar(db.select(db.func.count()).select_from(User)) == 0
+
+
+def test_signup_rejects_taken_email_and_business(client, make_user):
+    make_user(Role.SELLER, email="ann@example.com", organisation=None)
+    html = _signup(client).get_data(as_text=True)
+    assert "An account with this e-mail already exists" in html
+    org = db.session.scalar(db.select(Organisation))
+    html = _signup(client, email="bob@example.com", organisation=org.name.upper()).get_data(
+        as_text=True
+    )
+    assert "A business with this name is already registered." in html
+
+
+def test_post_without_csrf_token_is_refused(client, make_user):
+    user = make_user()
+    response = client.post("/login", data={"email": user.email, "password": PASSWORD})
+    assert response.status_code == 400
+    assert "security token" in response.get_data(as_text=True)
+    assert client.get("/dashboard").status_code == 302  # still logged out
+
+
+def test_login_and_logout(client, auth, make_user):
+    user = make_user()
+    response = auth.login(user.email)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/dashboard"
+    assert client.get("/dashboard").status_code == 200
+    assert db.session.scalar(db.select(AuditEvent).filter_by(kind="user.login")) is not None
+    response = auth.logout()
+    assert response.status_code == 302
+    assert client.get("/dashboard").status_code == 302  # back to /login
+
+
+def test_logout_is_post_only(client, login_as):
+    login_as()
+    assert client.get("/logout").status_code == 405
+
+
+@pytest.mark.parametrize("password", ["wrong password", ""])
+def test_login_failure_message_beside_field(client, auth, make_user, password):
+    user = make_user()
+    response = auth.login(user.email, password=password)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert 'id="password-error"' in html
+
+
+def test_login_unknown_email_same_message(client, auth):
+    html = auth.login("nobody@example.com").get_data(as_text=True)
+    assert "Wrong e-mail or password." in html
+
+
+def test_inactive_user_cannot_log_in(client, auth, make_user):
+    user = make_user()
+    user.is_active = False
+    db.session.commit()
+    assert auth.login(user.email).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("next_url", "expected"),
+    [
+        ("/orgs/1", "/orgs/1"),
+        ("https://evil.example/", "/dashboard"),
+        ("//evil.example/x", "/dashboard"),
+        ("/\\evil.example", "/dashboard"),
+        ("javascript:alert(1)", "/dashboard"),
+    ],
+)
+def test_login_next_redirect_stays_on_site(client, make_user, next_url, expected):
+    user = make_user()
+    page = client.get("/login")
+    response = client.post(
+        "/login",
+        query_string={"next": next_url},
+        data={
+            "email": user.email,
+            "password": PASSWORD,
+            "csrf_token": csrf_token_from(page.get_data(as_text=True)),
+        },
+    )
+    assert response.headers["Location"] == expected
+
+
+def test_login_is_rate_limited(app, client, auth, make_user):
+    user = make_user()
+    statuses = [auth.login(user.email, password="wrong password").status_code for _ in range(10)]
+    assert statuses == [200] * 10
+    response = auth.login(user.email)
+    assert response.status_code == 429
+    assert "Too many login attempts" in response.get_data(as_text=True)
+
+
+def test_session_cookie_flags(client, auth, make_user):
+    user = make_user()
+    response = auth.login(user.email)
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+
+
+def test_session_changes_on_login(client, auth, make_user):
+    user = make_user()
+    with client.session_transaction() as sess:
+        sess["planted"] = "by an attacker"
+    auth.login(user.email)
+    with client.session_transaction() as sess:
+        assert "planted" not in sess
+        assert sess["_user_id"] == str(user.id)
+
+
+def test_one_time_password_must_be_changed(client, auth, runner, app):
+    result = runner.invoke(args=["users", "bootstrap-admin"])
+    assert result.exit_code == 0, result.output
+    password = result.output.split("password:")[1].split()[0]
+    assert auth.login("admin@helpdesk.test", password=password).status_code == 302
+    # Every page leads to the password change until it is done.
+    response = client.get("/dashboard")
+    assert response.headers["Location"] == "/account/password"
+    page = client.get("/account/password").get_data(as_text=True)
+    assert "one-time password" in page
+    response = client.post(
+        "/account/password",
+        data={
+            "current_password": password,
+            "new_password": "a brand new password",
+            "new_password2": "a brand new password",
+            "csrf_token": csrf_token_from(page),
+        },
+    )
+    assert response.headers["Location"] == "/dashboard"
+    assert client.get("/dashboard").status_code == 200
+    # Running it again on a non-empty install creates nothing.
+    assert runner.invoke(args=["users", "bootstrap-admin"]).output == ""
+
+
+def test_error_pages_are_friendly(client, login_as):
+    login_as()
+    response = client.get("/no/such/page")
+    assert response.status_code == 404
+    assert "Page not found" in response.get_data(as_text=True)
+
+
+def test_unexpected_error_shows_no_stack_trace(app, client):
+    @app.route("/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    response = client.get("/boom")
+    assert response.status_code == 500
+    html = response.get_data(as_text=True)
+    assert "Something went wrong" in html
+    assert "secret internals" not in html and "Traceback" not in html
+
+
+def test_security_headers(client):
+    response = client.get("/login")
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"

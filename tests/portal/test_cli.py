@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from portal.extensions import db
+from portal.models import Organisation, Role, User
+
+
+def test_users_create_seller_creates_org(runner):
+    result = runner.invoke(
+        args=[
+            "users",
+            "create",
+            "--email",
+            "S@Example.com",
+            "--password",
+            "long enough pw",
+            "--role",
+            "seller",
+            "--org",
+            "Acme",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Created seller s@example.com in Acme." in result.output
+    user = db.session.scalar(db.select(User).filter_by(email="s@example.com"))
+    assert user.organisation.name == "Acme"
+
+
+def test_users_create_refuses_duplicates_and_short_passwords(runner, make_user):
+    make_user(Role.ADMIN, email="a@example.com")
+    result = runner.invoke(
+        args=[
+            "users",
+            "create",
+            "--email",
+            "a@example.com",
+            "--password",
+            "long enough pw",
+            "--role",
+            "admin",
+        ]
+    )
+    assert result.exit_code == 1
+    assert "already exists" in result.output
+    result = runner.invoke(
+        args=[
+            "users",
+            "create",
+            "--email",
+            "b@example.com",
+            "--password",
+            "short",
+            "--role",
+            "admin",
+        ]
+    )
+    assert result.exit_code == 1
+    assert "at least 10 characters" in result.output
+
+
+def test_users_assign_agent(runner, make_user, make_org):
+    make_org("Acme")
+    agent = make_user(Role.AGENT, email="agent@example.com")
+    result = runner.invoke(
+        args=["users", "assign", "--email", "agent@example.com", "--org", "acme"]
+    )
+    assert result.exit_code == 0, result.output
+    db.session.refresh(agent)
+    assert [o.name for o in agent.assigned_organisations] == ["Acme"]
+    again = runner.invoke(args=["users", "assign", "--email", "agent@example.com", "--org", "Acme"])
+    assert "already assigned" in again.output
+
+
+def test_users_assign_refuses_non_agents_and_unknowns(runner, make_user):
+    seller = make_user(Role.SELLER)
+    org = db.session.scalar(db.select(Organisation))
+    result = runner.invoke(args=["users", "assign", "--email", seller.email, "--org", org.name])
+    assert result.exit_code == 1 and "not an agent" in result.output
+    result = runner.invoke(args=["users", "assign", "--email", "x@example.com", "--org", org.name])
+    assert result.exit_code == 1 and "No user" in result.output
