@@ -22,7 +22,8 @@ from werkzeug.serving import make_server
 
 from portal import create_app
 from portal.extensions import db
-from portal.models import Organisation, Role, User
+from portal.models import Channel, ChannelStatus, Organisation, Role, User
+from portal.services import channels as channel_service
 from portal.services import users as user_service
 
 pytest_plugins = ["tests.fixtures_servers"]
@@ -198,6 +199,31 @@ def make_user(app: Flask, make_org: Callable[..., Organisation]) -> Callable[...
             user_service.assign_agent(user, org, actor=None)
         db.session.commit()
         return user
+
+    return factory
+
+
+@pytest.fixture
+def make_channel(app: Flask, make_org: Callable[..., Organisation]) -> Callable[..., Channel]:
+    def factory(
+        marketplace: str = "UK",
+        *,
+        organisation: Organisation | None = None,
+        address: str | None = None,
+        status: ChannelStatus | None = None,
+    ) -> Channel:
+        channel = channel_service.create_channel(
+            organisation or make_org(),
+            marketplace,
+            actor=None,
+            inbound_domain=app.config["INBOUND_DOMAIN"],
+        )
+        if address:
+            channel.helpdesk_address = address
+        if status:
+            channel.status = status
+        db.session.commit()
+        return channel
 
     return factory
 

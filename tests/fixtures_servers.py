@@ -1,0 +1,84 @@
+"""pytest plugin: session-scoped real servers (Dovecot, aiosmtpd, PostgreSQL).
+
+Loaded from tests/conftest.py with ``pytest_plugins = ["tests.fixtures_servers"]``
+or standalone with ``-p tests.fixtures_servers``. A server that cannot start
+makes every test using it ERROR with the reason; it is never skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol, TypeVar
+
+import pytest
+
+from tests.servers import DovecotServer, PostgresServer, SmtpServer
+
+MARKERS = {
+    "imap": "talks to the real Dovecot IMAP server started by the suite",
+    "smtp": "talks to the real aiosmtpd SMTP server started by the suite",
+    "postgres": "needs the real PostgreSQL server started by the suite",
+    "browser": "drives Chromium through Playwright",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, description in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+
+
+class _Server(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Server)
+
+
+@contextmanager
+def _running(server: S) -> Iterator[S]:
+    error = None
+    try:
+        server.start()
+    except RuntimeError as exc:
+        # start() has already cleaned up; the message names the missing package
+        # or quotes the server's log.
+        error = f"{type(server).__name__} could not start: {exc}"
+    if error:  # failed outside the except block so the message is not printed twice
+        pytest.fail(error, pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer]:
+    """A running Dovecot; add users with dovecot.add_user(user, password)."""
+    with _running(DovecotServer(tmp_path_factory.mktemp("dovecot"))) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpServer]:
+    """A running aiosmtpd sink shared by the whole session (see `smtp`)."""
+    with _running(SmtpServer()) as server:
+        yield server
+
+
+@pytest.fixture
+def smtp(smtp_server: SmtpServer) -> Iterator[SmtpServer]:
+    """The session SMTP sink, emptied (messages and pending rejections) for this test."""
+    smtp_server.clear()
+    yield smtp_server
+    # A test that took the server down must not leave it down for the next one.
+    if not smtp_server.is_running:
+        smtp_server.start()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A running PostgreSQL with an empty `sellerdesk_test` database."""
+    with _running(PostgresServer(tmp_path_factory.mktemp("postgres"))) as server:
+        yield server
