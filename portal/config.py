@@ -82,6 +82,8 @@ def config_from_env(instance_path: str) -> dict[str, Any]:
         "SMTP_URL": os.environ.get("SMTP_URL") or f"outbox:{instance / 'outbox'}",
         "INBOUND_DOMAIN": (os.environ.get("INBOUND_DOMAIN") or "helpdesk.localhost").lower(),
         "POLL_SECONDS": _int("POLL_SECONDS", 60),
+        "INGEST_LEASE_SECONDS": _int("INGEST_LEASE_SECONDS", 300),
+        "MAX_ATTACHMENT_BYTES": _int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024),
         "PORT": _int("PORT", 5000),
         "SESSION_COOKIE_SECURE": production,
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
@@ -102,6 +104,8 @@ DEFAULTS: Mapping[str, Any] = {
     "RATELIMIT_HEADERS_ENABLED": True,
     "INBOUND_DOMAIN": "helpdesk.localhost",
     "POLL_SECONDS": 60,
+    "INGEST_LEASE_SECONDS": 300,
+    "MAX_ATTACHMENT_BYTES": 10 * 1024 * 1024,
     "PORT": 5000,
 }
 

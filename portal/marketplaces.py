@@ -1,0 +1,47 @@
+"""The Amazon marketplaces a channel can be connected to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Marketplace:
+    code: str  # our short code, used in URLs, the CLI and helpdesk addresses
+    name: str  # "Amazon UK"
+    country: str
+    marketplace_id: str  # Amazon's marketplace ID
+    region: str  # NA, EU or FE: decides which developer account to authorise
+    domain: str  # the buyer-facing site
+
+
+MARKETPLACES: tuple[Marketplace, ...] = (
+    Marketplace("US", "Amazon US", "United States", "ATVPDKIKX0DER", "NA", "amazon.com"),
+    Marketplace("CA", "Amazon Canada", "Canada", "A2EUQ1WTGCTBG2", "NA", "amazon.ca"),
+    Marketplace("MX", "Amazon Mexico", "Mexico", "A1AM78C64UM0Y8", "NA", "amazon.com.mx"),
+    Marketplace("BR", "Amazon Brazil", "Brazil", "A2Q3Y263D00KWC", "NA", "amazon.com.br"),
+    Marketplace("UK", "Amazon UK", "United Kingdom", "A1F83G8C2ARO7P", "EU", "amazon.co.uk"),
+    Marketplace("DE", "Amazon Germany", "Germany", "A1PA6795UKMFR9", "EU", "amazon.de"),
+    Marketplace("FR", "Amazon France", "France", "A13V1IB3VIYZZH", "EU", "amazon.fr"),
+    Marketplace("IT", "Amazon Italy", "Italy", "APJ6JRA9NG5V4", "EU", "amazon.it"),
+    Marketplace("ES", "Amazon Spain", "Spain", "A1RKKUPIHCS9HS", "EU", "amazon.es"),
+    Marketplace("NL", "Amazon Netherlands", "Netherlands", "A1805IZSGTT6HS", "EU", "amazon.nl"),
+    Marketplace("SE", "Amazon Sweden", "Sweden", "A2NODRKZP88ZB9", "EU", "amazon.se"),
+    Marketplace("PL", "Amazon Poland", "Poland", "A1C3SOZRARQ6R3", "EU", "amazon.pl"),
+    Marketplace("TR", "Amazon Turkey", "Turkey", "A33AVAJ2PDY3EV", "EU", "amazon.com.tr"),
+    Marketplace("EG", "Amazon Egypt", "Egypt", "ARBP9OOSHTCHU", "EU", "amazon.eg"),
+    Marketplace("AE", "Amazon UAE", "United Arab Emirates", "A2VIGQ35RCS4UG", "EU", "amazon.ae"),
+    Marketplace("IN", "Amazon India", "India", "A21TJRUUN4KGV", "EU", "amazon.in"),
+    Marketplace("SA", "Amazon Saudi Arabia", "Saudi Arabia", "A17E79C6D8DWNP", "EU", "amazon.sa"),
+    Marketplace("JP", "Amazon Japan", "Japan", "A1VC38T7YXB528", "FE", "amazon.co.jp"),
+    Marketplace("AU", "Amazon Australia", "Australia", "A39IBJ37TRP1C6", "FE", "amazon.com.au"),
+    Marketplace("SG", "Amazon Singapore", "Singapore", "A19VAU5U5O7RUS", "FE", "amazon.sg"),
+)
+
+_BY_CODE = {m.code: m for m in MARKETPLACES}
+
+
+def get_marketplace(code: str) -> Marketplace | None:
+    """The marketplace with this code (case-insensitive; "GB" is accepted for the UK)."""
+    code = code.strip().upper()
+    return _BY_CODE.get("UK" if code == "GB" else code)

@@ -1,0 +1,95 @@
+"""Channels: one Amazon marketplace store each, with its own helpdesk address."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.marketplaces import Marketplace, get_marketplace
+from portal.models import Channel, Organisation, User
+from portal.services.audit import record_event
+
+
+def normalise_address(address: str) -> str:
+    """Lower-case, with any +tag removed from the local part."""
+    address = address.strip().lower()
+    local, _, domain = address.rpartition("@")
+    if not local:
+        return address
+    return f"{local.split('+', 1)[0]}@{domain}"
+
+
+def find_channel_for_addresses(addresses: list[str], *, inbound_domain: str) -> Channel | None:
+    """The channel whose helpdesk address is the first of `addresses` that names one."""
+    candidates = [
+        normalise_address(a) for a in addresses if a.lower().endswith("@" + inbound_domain.lower())
+    ]
+    if not candidates:
+        return None
+    channels = {
+        c.helpdesk_address: c
+        for c in db.session.scalars(select(Channel).where(Channel.helpdesk_address.in_(candidates)))
+    }
+    for address in candidates:  # keep header priority: Delivered-To before To before Cc
+        if address in channels:
+            return channels[address]
+    return None
+
+
+class ChannelError(ValueError):
+    """A channel operation that breaks a rule; the message is shown to the user."""
+
+
+def _random_part(length: int = 6) -> str:
+    # Lower-case letters and digits without look-alikes (0/o, 1/l), easy to read aloud.
+    alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def generate_helpdesk_address(marketplace: Marketplace, *, inbound_domain: str) -> str:
+    """A fresh, unguessable address such as `uk-7fk3qz@helpdesk.example.com`."""
+    for _ in range(20):
+        address = f"{marketplace.code.lower()}-{_random_part()}@{inbound_domain}"
+        taken = db.session.scalar(select(Channel.id).where(Channel.helpdesk_address == address))
+        if taken is None:
+            return address
+    raise ChannelError("Could not find a free helpdesk address; please try again.")
+
+
+def create_channel(
+    organisation: Organisation,
+    marketplace_code: str,
+    *,
+    actor: User | None,
+    inbound_domain: str,
+    is_professional_confirmed: bool = True,
+) -> Channel:
+    """Add one marketplace store of `organisation` as a channel with its own address."""
+    marketplace = get_marketplace(marketplace_code)
+    if marketplace is None:
+        raise ChannelError(f"Unknown marketplace {marketplace_code!r}.")
+    existing = db.session.scalar(
+        select(Channel).where(
+            Channel.organisation_id == organisation.id, Channel.marketplace == marketplace.code
+        )
+    )
+    if existing is not None:
+        raise ChannelError(f"{marketplace.name} is already connected as a channel.")
+    channel = Channel(
+        organisation=organisation,
+        marketplace=marketplace.code,
+        helpdesk_address=generate_helpdesk_address(marketplace, inbound_domain=inbound_domain),
+        is_professional_confirmed=is_professional_confirmed,
+    )
+    db.session.add(channel)
+    db.session.flush()
+    record_event(
+        "channel.added",
+        actor=actor,
+        organisation_id=organisation.id,
+        target=channel,
+        details={"marketplace": marketplace.code, "helpdesk_address": channel.helpdesk_address},
+    )
+    return channel

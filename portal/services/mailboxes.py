@@ -1,0 +1,188 @@
+"""Mailboxes: the configured source, connection settings, leases, checkpoint and health."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from sqlalchemy import or_, select, update
+
+from portal.crypto import decrypt_secret, encrypt_secret
+from portal.extensions import db
+from portal.models import Mailbox
+from portal.sqltypes import utcnow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAILBOX_NAME = "default"
+IMAP_SCHEMES = {"imap": "plain", "imap+starttls": "starttls", "imaps": "tls"}
+MAX_BACKOFF = timedelta(minutes=30)
+
+
+class MailSourceError(ValueError):
+    """A MAIL_SOURCE value that cannot be used; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where and how to read one mailbox (password included: never log this)."""
+
+    kind: str  # "imap" or "maildir"
+    path: str = ""
+    host: str = ""
+    port: int = 0
+    security: str = "plain"  # plain | starttls | tls
+    username: str = ""
+    password: str = ""
+    folder: str = "INBOX"
+    processed_folder: str | None = None
+
+    def __repr__(self) -> str:  # keep the password out of logs and tracebacks
+        return f"SourceSettings({self.describe()})"
+
+    def describe(self) -> str:
+        if self.kind == "maildir":
+            return f"maildir:{self.path}"
+        return f"{self.security} imap {self.username}@{self.host}:{self.port}/{self.folder}"
+
+
+def parse_source_url(url: str) -> SourceSettings:
+    """Read `imap://user:pass@host:port/FOLDER`, `imap+starttls://…`, `imaps://…`, `maildir:PATH`."""
+    if url.startswith("maildir:"):
+        path = url[len("maildir:") :]
+        if not path:
+            raise MailSourceError("maildir: needs a path, e.g. maildir:/var/mail/sellerdesk")
+        return SourceSettings(kind="maildir", path=os.path.expanduser(path))
+    parts = urlsplit(url)
+    security = IMAP_SCHEMES.get(parts.scheme)
+    if security is None:
+        raise MailSourceError(
+            f"unsupported mail source scheme {parts.scheme!r}: use imap://, imap+starttls://, "
+            "imaps:// or maildir:PATH"
+        )
+    if not parts.hostname or not parts.username:
+        raise MailSourceError("an IMAP mail source needs a user and a host: imap://user:pass@host/")
+    try:
+        port = parts.port or (993 if security == "tls" else 143)
+    except ValueError:
+        raise MailSourceError(f"bad port in mail source {parts.netloc!r}") from None
+    query = parse_qs(parts.query)
+    folder = unquote(parts.path.lstrip("/")) or "INBOX"
+    return SourceSettings(
+        kind="imap",
+        host=parts.hostname,
+        port=port,
+        security=security,
+        username=unquote(parts.username),
+        password=unquote(parts.password or ""),
+        folder=folder,
+        processed_folder=(query.get("processed") or [None])[0],
+    )
+
+
+def source_url_without_password(settings: SourceSettings) -> str:
+    if settings.kind == "maildir":
+        return f"maildir:{settings.path}"
+    scheme = {v: k for k, v in IMAP_SCHEMES.items()}[settings.security]
+    return (
+        f"{scheme}://{quote(settings.username, safe='')}@{settings.host}:{settings.port}/"
+        f"{quote(settings.folder, safe='')}"
+    )
+
+
+def sync_configured_mailbox(url: str) -> Mailbox:
+    """Make the MAIL_SOURCE mailbox exist (row "default") and match the setting."""
+    settings = parse_source_url(url)
+    mailbox = db.session.scalar(select(Mailbox).where(Mailbox.name == DEFAULT_MAILBOX_NAME))
+    public_url = source_url_without_password(settings)
+    if mailbox is None:
+        mailbox = Mailbox(name=DEFAULT_MAILBOX_NAME, source_url=public_url)
+        db.session.add(mailbox)
+        log.info("Added the configured mailbox %s", public_url)
+    elif mailbox.source_url != public_url:
+        # Another server or folder: its UIDs mean nothing here, start its checkpoint over.
+        log.warning("Mail source changed from %s to %s", mailbox.source_url, public_url)
+        mailbox.source_url = public_url
+        mailbox.uidvalidity = None
+        mailbox.last_uid = 0
+    mailbox.processed_folder = settings.processed_folder
+    if settings.password and (
+        mailbox.password_encrypted is None
+        or decrypt_secret(mailbox.password_encrypted) != settings.password
+    ):
+        mailbox.password_encrypted = encrypt_secret(settings.password)
+    db.session.flush()
+    return mailbox
+
+
+def source_settings(mailbox: Mailbox) -> SourceSettings:
+    """Connection settings for `mailbox`, with its password decrypted."""
+    settings = parse_source_url(mailbox.source_url)
+    password = decrypt_secret(mailbox.password_encrypted) if mailbox.password_encrypted else ""
+    return SourceSettings(
+        **{**settings.__dict__, "password": password, "processed_folder": mailbox.processed_folder}
+    )
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def acquire_lease(mailbox: Mailbox, owner: str, *, ttl: timedelta) -> bool:
+    """Take (or renew) the mailbox's lease; one atomic UPDATE, so it works on any database."""
+    now = utcnow()
+    result = db.session.execute(
+        update(Mailbox)
+        .where(
+            Mailbox.id == mailbox.id,
+            or_(
+                Mailbox.lease_owner.is_(None),
+                Mailbox.lease_owner == owner,
+                Mailbox.lease_expires_at < now,
+            ),
+        )
+        .values(lease_owner=owner, lease_expires_at=now + ttl)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    db.session.refresh(mailbox)
+    return result.rowcount == 1
+
+
+def release_lease(mailbox: Mailbox, owner: str) -> None:
+    db.session.execute(
+        update(Mailbox)
+        .where(Mailbox.id == mailbox.id, Mailbox.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def is_due(mailbox: Mailbox, now: datetime) -> bool:
+    """False while the mailbox is backing off after failures."""
+    return mailbox.next_attempt_at is None or mailbox.next_attempt_at <= now
+
+
+def record_poll_failure(mailbox: Mailbox, error: str, *, poll_seconds: int) -> None:
+    """Note a failed poll and schedule the next try with exponential backoff."""
+    now = utcnow()
+    mailbox.consecutive_failures += 1
+    delay = timedelta(seconds=poll_seconds) * (2 ** min(mailbox.consecutive_failures - 1, 10))
+    mailbox.next_attempt_at = now + min(delay, MAX_BACKOFF)
+    mailbox.last_error = error
+    mailbox.last_error_at = now
+    mailbox.last_poll_finished_at = now
+
+
+def record_poll_success(mailbox: Mailbox, summary_line: str) -> None:
+    now = utcnow()
+    mailbox.consecutive_failures = 0
+    mailbox.next_attempt_at = None
+    mailbox.last_success_at = now
+    mailbox.last_poll_finished_at = now
+    mailbox.last_poll_summary = summary_line
