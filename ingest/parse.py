@@ -1,0 +1,454 @@
+"""Raw RFC 5322 bytes -> ParsedMessage. Pure: no database, no Flask, no network."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from email.utils import getaddresses, parsedate_to_datetime
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+
+ORDER_ID_RE = re.compile(r"\b((?:\d{3}|D\d{2})-\d{7}-\d{7})\b")
+ASIN_RE = re.compile(r"\bASIN:\s*([A-Z0-9]{10})\b")
+COMM_TOKEN_RE = re.compile(r"\[commMgrTok:([^\]\s]+)\]")
+# Amazon's Begin/End message markers, in every language: a line of dashes around words.
+MARKER_LINE_RE = re.compile(r"^[ \t]*-{5,}[ \t]*\S.*?-{5,}[ \t]*$", re.MULTILINE)
+RELAY_DOMAIN_RE = re.compile(r"@marketplace\.amazon\.([a-z.]+)$", re.IGNORECASE)
+SUBJECT_BUYER_RE = re.compile(r"(?:customer|Kunde|client|cliente|klant|kund)\s+(.+?)\s*\(", re.I)
+FROM_SUFFIX_RE = re.compile(r"\s*-\s*(?:Amazon\s+)?Marketplace\s*$", re.IGNORECASE)
+
+#: Amazon top-level domains -> marketplace codes of the catalogue.
+AMAZON_TLD_MARKETPLACE = {
+    "com": "US",
+    "ca": "CA",
+    "com.mx": "MX",
+    "com.br": "BR",
+    "co.uk": "UK",
+    "de": "DE",
+    "fr": "FR",
+    "it": "IT",
+    "es": "ES",
+    "nl": "NL",
+    "se": "SE",
+    "pl": "PL",
+    "com.tr": "TR",
+    "eg": "EG",
+    "ae": "AE",
+    "in": "IN",
+    "sa": "SA",
+    "co.jp": "JP",
+    "com.au": "AU",
+    "sg": "SG",
+}
+
+_BULK_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
+
+
+@dataclass
+class ParsedAttachment:
+    filename: str
+    content_type: str
+    size: int
+    content_id: str | None = None
+    is_inline: bool = False
+    #: None when the attachment was over the size limit (recorded, bytes not kept).
+    data: bytes | None = None
+
+    @property
+    def is_skipped(self) -> bool:
+        return self.data is None
+
+
+@dataclass
+class ParsedMessage:
+    message_id: str
+    has_real_message_id: bool
+    in_reply_to: str | None
+    references: list[str]
+    subject: str
+    from_name: str
+    from_address: str
+    to_addresses: list[str]
+    cc_addresses: list[str]
+    #: Candidate delivery addresses, most reliable first (Delivered-To … Cc).
+    delivery_addresses: list[str]
+    sent_at: datetime | None
+    text: str
+    html: str | None
+    visible_text: str
+    attachments: list[ParsedAttachment]
+    content_hash: str
+    size: int
+    order_id: str | None = None
+    asins: list[str] = field(default_factory=list)
+    buyer_name: str = ""
+    relay_alias: str | None = None
+    marketplace: str | None = None
+    buyer_text: str | None = None
+    comm_token: str | None = None
+    is_autoreply: bool = False
+    is_bounce: bool = False
+    is_amazon_notification: bool = False
+    is_seller_central_copy: bool = False
+    defects: list[str] = field(default_factory=list)
+
+    @property
+    def is_automatic(self) -> bool:
+        """Mail that must never open a conversation or trigger mail of ours."""
+        return (
+            self.is_autoreply
+            or self.is_bounce
+            or self.is_amazon_notification
+            or self.is_seller_central_copy
+        )
+
+    @property
+    def snippet(self) -> str:
+        return " ".join((self.buyer_text or self.visible_text or self.text).split())[:200]
+
+
+class UnparseableMessage(ValueError):
+    """The bytes are not an e-mail we can make sense of; keep them raw, quarantined."""
+
+
+# --- decoding ------------------------------------------------------------------------
+
+
+def _jis_to_sjis(j1: int, j2: int) -> bytes:
+    # JIS X 0208 row/cell -> Shift_JIS, so cp932 can decode Microsoft's extensions
+    # (circled digits, ㈱ …) that the strict iso-2022-jp codec rejects.
+    s1 = (j1 + 1) // 2 + (0x70 if j1 <= 0x5E else 0xB0)
+    s2 = j2 + (0x1F if j1 % 2 else 0x7E)
+    if j1 % 2 and s2 >= 0x7F:
+        s2 += 1
+    return bytes((s1, s2))
+
+
+def decode_iso2022jp_ms(data: bytes) -> str:
+    """Decode ISO-2022-JP including the CP50220 (`iso-2022-jp-ms`) extensions."""
+    out = bytearray()
+    mode = "ascii"
+    i = 0
+    while i < len(data):
+        if data[i] == 0x1B and i + 2 < len(data):
+            seq = data[i + 1 : i + 3]
+            if seq in (b"$B", b"$@"):
+                mode, i = "jis", i + 3
+                continue
+            if seq in (b"(B", b"(J"):
+                mode, i = "ascii", i + 3
+                continue
+            if seq == b"(I":
+                mode, i = "kana", i + 3
+                continue
+        byte = data[i]
+        if mode == "jis" and byte not in (0x0A, 0x0D) and i + 1 < len(data):
+            out += _jis_to_sjis(byte, data[i + 1])
+            i += 2
+        elif mode == "kana" and 0x21 <= byte <= 0x5F:
+            out.append(byte + 0x80)
+            i += 1
+        else:
+            out.append(byte)
+            i += 1
+    return out.decode("cp932", errors="replace")
+
+
+def decode_bytes(data: bytes, charset: str | None) -> str:
+    """Decode body bytes by their declared charset, with fallbacks; never raises."""
+    charset = (charset or "").strip().strip('"').lower()
+    if charset.startswith("iso-2022-jp") or (not charset and b"\x1b$B" in data):
+        try:
+            return data.decode("iso2022_jp")
+        except UnicodeDecodeError:
+            return decode_iso2022jp_ms(data)
+    if charset in ("iso-8859-1", "latin-1", "latin1", "us-ascii", "ascii", ""):
+        # Mail labelled latin-1 or ASCII is very often really windows-1252 (or UTF-8).
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data.decode("cp1252", errors="replace")
+    if charset in ("shift_jis", "shift-jis", "sjis", "x-sjis"):
+        charset = "cp932"
+    try:
+        return data.decode(charset)
+    except LookupError:
+        log.info("unknown charset %r; decoding as UTF-8", charset)
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def _part_text(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if payload is None:
+        return ""
+    if not isinstance(payload, bytes):  # pragma: no cover - defensive
+        payload = str(payload).encode("utf-8", "replace")
+    return decode_bytes(payload, part.get_param("charset"))
+
+
+# --- headers -------------------------------------------------------------------------
+
+
+def _header(msg: Message, name: str) -> str:
+    """A header as text, tolerant of malformed encodings."""
+    try:
+        value = msg.get(name)
+    except Exception:  # a header the policy cannot parse: fall back to raw text
+        value = msg.get_all(name, failobj=[""])[0] if hasattr(msg, "get_all") else ""
+    if value is None:
+        return ""
+    return " ".join(str(value).split())
+
+
+def _raw_header(msg: Message, name: str) -> str:
+    values = (
+        [v for (k, v) in msg.raw_items() if k.lower() == name.lower()]
+        if hasattr(msg, "raw_items")
+        else []
+    )
+    return str(values[0]) if values else ""
+
+
+_ADDR_SPEC_RE = re.compile(r"^[^@\s\"<>(),;]+@[^@\s\"<>(),;]+$")
+
+
+def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
+    """(display name, lower-case address) pairs of an address header."""
+    result: list[tuple[str, str]] = []
+    try:
+        values = msg.get_all(name) or []
+        for value in values:
+            addresses = getattr(value, "addresses", None)
+            if addresses is None:
+                raise ValueError("unstructured")
+            for addr in addresses:
+                if isinstance(addr, Address) and _ADDR_SPEC_RE.match(addr.addr_spec or ""):
+                    result.append((addr.display_name or "", addr.addr_spec.lower()))
+    except Exception:  # malformed address header: parse the raw text loosely
+        raw = [v for (k, v) in msg.raw_items() if k.lower() == name.lower()]
+        for display, addr in getaddresses([str(v) for v in raw]):
+            if _ADDR_SPEC_RE.match(addr):
+                result.append((display, addr.lower()))
+    return result
+
+
+def _message_ids(value: str) -> list[str]:
+    return re.findall(r"<[^<>\s]+>", value)
+
+
+def _date(msg: Message) -> datetime | None:
+    raw = _raw_header(msg, "Date")
+    if not raw:
+        return None
+    try:
+        value = parsedate_to_datetime(raw.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+# --- bodies and attachments ------------------------------------------------------------
+
+
+def _walk_bodies(
+    msg: EmailMessage, max_attachment_bytes: int
+) -> tuple[str, str | None, list[ParsedAttachment]]:
+    text_parts: list[str] = []
+    html_parts: list[str] = []
+    attachments: list[ParsedAttachment] = []
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        ctype = part.get_content_type()
+        disposition = (part.get_content_disposition() or "").lower()
+        filename = part.get_filename()
+        if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
+            (text_parts if ctype == "text/plain" else html_parts).append(_part_text(part))
+            continue
+        if ctype == "message/delivery-status" or ctype.startswith("multipart/"):
+            continue
+        payload = part.get_payload(decode=True)
+        if payload is None:
+            inner = part.get_payload()
+            payload = inner[0].as_bytes() if isinstance(inner, list) and inner else b""
+        content_id = part.get("Content-ID")
+        size = len(payload)
+        attachments.append(
+            ParsedAttachment(
+                filename=_safe_filename(filename, ctype, len(attachments) + 1),
+                content_type=ctype,
+                size=size,
+                content_id=str(content_id).strip().strip("<>") if content_id else None,
+                is_inline=disposition == "inline"
+                or (bool(content_id) and disposition != "attachment"),
+                data=payload if size <= max_attachment_bytes else None,
+            )
+        )
+    text = "\n\n".join(p for p in text_parts if p.strip())
+    html = "\n".join(html_parts) if html_parts else None
+    return text, html, attachments
+
+
+def _safe_filename(name: str | None, ctype: str, index: int) -> str:
+    name = (name or "").replace("\x00", "")
+    name = re.sub(r"[\r\n\t/\\]+", "_", name).strip(" .")
+    if not name:
+        subtype = ctype.split("/")[-1] if "/" in ctype else "bin"
+        name = f"attachment-{index}.{re.sub(r'[^a-z0-9]+', '', subtype.lower()) or 'bin'}"
+    return name[:200]
+
+
+def html_to_text(html: str) -> str:
+    """A plain-text rendering of an HTML body, for search and snippets."""
+    import html as html_lib
+
+    text = re.sub(r"(?is)<(script|style|head)\b.*?</\1\s*>", " ", html)
+    text = re.sub(r"(?i)<br\s*/?>|</(p|div|tr|li|h\d)>", "\n", text)
+    text = re.sub(r"<[^>]+>", " ", text)
+    text = html_lib.unescape(text)
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def strip_quoted(text: str) -> str:
+    """The new part of a reply: quoted history and "On … wrote:" blocks removed."""
+    from mailparser_reply import EmailReplyParser
+
+    try:
+        replies = (
+            EmailReplyParser(languages=["en", "de", "fr", "it", "es", "nl", "sv", "pl", "ja"])
+            .read(text)
+            .replies
+        )
+        visible = replies[0].body if replies else text
+    except Exception:  # the reply parser is a heuristic: never let it lose the text
+        visible = text
+    lines = visible.rstrip().splitlines()
+    while lines and (lines[-1].startswith(">") or not lines[-1].strip()):
+        lines.pop()
+    return "\n".join(lines).strip() or text.strip()
+
+
+# --- Amazon metadata and classification ---------------------------------------------------
+
+
+def _amazon_metadata(parsed: ParsedMessage) -> None:
+    haystack = f"{parsed.subject}\n{parsed.text}"
+    order = ORDER_ID_RE.search(haystack)
+    parsed.order_id = order.group(1) if order else None
+    parsed.asins = list(dict.fromkeys(ASIN_RE.findall(parsed.text)))
+    token = COMM_TOKEN_RE.search(parsed.text)
+    parsed.comm_token = token.group(1) if token else None
+    relay = RELAY_DOMAIN_RE.search(parsed.from_address)
+    if relay:
+        parsed.relay_alias = parsed.from_address
+        parsed.marketplace = AMAZON_TLD_MARKETPLACE.get(relay.group(1).lower())
+    markers = list(MARKER_LINE_RE.finditer(parsed.text))
+    if len(markers) >= 2:
+        parsed.buyer_text = parsed.text[markers[0].end() : markers[1].start()].strip()
+    buyer = SUBJECT_BUYER_RE.search(parsed.subject)
+    if buyer:
+        parsed.buyer_name = buyer.group(1).strip()
+    elif parsed.from_name:
+        parsed.buyer_name = FROM_SUFFIX_RE.sub("", parsed.from_name).strip()
+
+
+def _classify(msg: Message, parsed: ParsedMessage) -> None:
+    auto_submitted = _header(msg, "Auto-Submitted").lower()
+    precedence = _header(msg, "Precedence").lower()
+    parsed.is_autoreply = bool(
+        (auto_submitted and not auto_submitted.startswith("no"))
+        or _header(msg, "X-Autoreply")
+        or _header(msg, "X-Autorespond")
+        or _header(msg, "X-Auto-Response-Suppress")
+        or precedence in _BULK_PRECEDENCE
+    )
+    sender_local = parsed.from_address.split("@")[0]
+    return_path = _raw_header(msg, "Return-Path").strip()
+    is_dsn = (
+        msg.get_content_type() == "multipart/report"
+        and (msg.get_param("report-type") or "").lower() == "delivery-status"
+    )
+    empty_return_path = "Return-Path" in msg and return_path in ("<>", "")
+    parsed.is_bounce = (
+        is_dsn or sender_local in ("mailer-daemon", "postmaster") or empty_return_path
+    )
+    relay_type = _header(msg, "X-AMAZON-MAIL-RELAY-TYPE").lower()
+    parsed.is_amazon_notification = relay_type == "notification"
+    parsed.is_seller_central_copy = bool(
+        re.match(r"^donotreply@amazon\.[a-z.]+$", parsed.from_address)
+    )
+
+
+# --- entry point ---------------------------------------------------------------------
+
+
+def content_hash(raw: bytes) -> str:
+    # Line endings differ between stores (IMAP hands back CRLF for mail appended
+    # with LF), so hash a normalised form: the same mail hashes the same anywhere.
+    return hashlib.sha256(raw.replace(b"\r\n", b"\n")).hexdigest()
+
+
+def parse_message(
+    raw: bytes, *, max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES
+) -> ParsedMessage:
+    """Parse raw mail bytes. Raises UnparseableMessage for bytes that are not mail."""
+    if not raw.strip():
+        raise UnparseableMessage("empty message")
+    digest = content_hash(raw)
+    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    if not any(msg.get(h) is not None for h in ("From", "To", "Date", "Message-ID", "Subject")):
+        raise UnparseableMessage("no From, To, Date, Subject or Message-ID header: not an e-mail")
+
+    ids = _message_ids(_raw_header(msg, "Message-ID"))
+    message_id = ids[0] if ids else f"<{digest[:40]}@synthetic.sellerdesk>"
+    from_pairs = _addresses(msg, "From")
+    from_name, from_address = from_pairs[0] if from_pairs else ("", "")
+    delivery: list[str] = []
+    for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To", "Cc"):
+        for _, addr in _addresses(msg, name):
+            if addr not in delivery:
+                delivery.append(addr)
+
+    text, html, attachments = _walk_bodies(msg, max_attachment_bytes)
+    if not text and html:
+        text = html_to_text(html)
+    parsed = ParsedMessage(
+        message_id=message_id,
+        has_real_message_id=bool(ids),
+        in_reply_to=(_message_ids(_raw_header(msg, "In-Reply-To")) or [None])[0],
+        references=_message_ids(_raw_header(msg, "References")),
+        subject=_header(msg, "Subject"),
+        from_name=from_name,
+        from_address=from_address,
+        to_addresses=[a for _, a in _addresses(msg, "To")],
+        cc_addresses=[a for _, a in _addresses(msg, "Cc")],
+        delivery_addresses=delivery,
+        sent_at=_date(msg),
+        text=text,
+        html=html,
+        visible_text=strip_quoted(text) if text else "",
+        attachments=attachments,
+        content_hash=digest,
+        size=len(raw),
+        defects=[type(d).__name__ for d in msg.defects],
+    )
+    _amazon_metadata(parsed)
+    _classify(msg, parsed)
+    return parsed

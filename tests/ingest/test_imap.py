@@ -1,0 +1,223 @@
+"""Ingestion against the real Dovecot the suite starts: exactly once, whatever fails."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+from ingest.pipeline import poll_all
+from portal.extensions import db
+from portal.models import Mailbox, Message
+from tests.conftest import TOKEN_KEY
+from tests.mailgen import amazon_message
+
+pytestmark = pytest.mark.imap
+
+ROOT = Path(__file__).resolve().parents[2]
+_users = itertools.count(1)
+
+
+@pytest.fixture
+def account(app, dovecot):
+    """A fresh Dovecot user; the app's MAIL_SOURCE points at its INBOX."""
+    user = f"ingest{next(_users)}-{os.getpid()}"
+    dovecot.add_user(user, "imap-pass")
+    app.config["MAIL_SOURCE"] = f"imap://{user}:imap-pass@127.0.0.1:{dovecot.port}/INBOX"
+    return user
+
+
+@pytest.fixture
+def imap(account, dovecot):
+    client = IMAPClient("127.0.0.1", port=dovecot.port, ssl=False, timeout=10)
+    client.login(account, "imap-pass")
+    client.select_folder("INBOX")
+    yield client
+    with contextlib.suppress(Exception):
+        client.logout()
+
+
+@pytest.fixture
+def uk(make_channel):
+    return make_channel("UK", address="uk-imap@helpdesk.test")
+
+
+def append(imap, count, start=0, to="uk-imap@helpdesk.test"):
+    for i in range(start, start + count):
+        imap.append("INBOX", amazon_message(i, to))
+
+
+def stored_count():
+    return db.session.scalar(db.select(db.func.count()).select_from(Message))
+
+
+def test_poll_twice_stores_each_message_once_and_flags_seen(app, imap, uk):
+    append(imap, 30)
+    assert poll_all().line() == "fetched=30 stored=30 duplicate=0 unrouted=0 quarantined=0 errors=0"
+    assert poll_all().fetched == 0
+    assert stored_count() == 30
+    imap.select_folder("INBOX")
+    flags = imap.get_flags(imap.search("ALL"))
+    assert all(b"\\Seen" in f for f in flags.values())
+    mailbox = db.session.scalar(db.select(Mailbox))
+    assert mailbox.last_uid == max(flags)
+    assert mailbox.uidvalidity is not None
+    # New mail after the checkpoint is picked up, and only that.
+    append(imap, 5, start=30)
+    assert poll_all().line() == "fetched=5 stored=5 duplicate=0 unrouted=0 quarantined=0 errors=0"
+
+
+def test_the_same_bytes_appended_twice_are_stored_once(app, imap, uk):
+    raw = amazon_message(1, "uk-imap@helpdesk.test")
+    imap.append("INBOX", raw)
+    imap.append("INBOX", raw)
+    assert poll_all().line() == "fetched=2 stored=1 duplicate=1 unrouted=0 quarantined=0 errors=0"
+
+
+def test_uidvalidity_change_rescans_without_duplicates(app, imap, uk):
+    append(imap, 10)
+    poll_all()
+    mailbox = db.session.scalar(db.select(Mailbox))
+    mailbox.uidvalidity = 1  # as if the server had rebuilt the folder
+    db.session.commit()
+    summary = poll_all()
+    assert (summary.fetched, summary.stored, summary.duplicate) == (10, 0, 10)
+    assert stored_count() == 10
+
+
+def test_crash_after_commit_before_flagging_stores_nothing_twice(app, imap, uk, monkeypatch):
+    from ingest.imap import ImapSource
+
+    append(imap, 10)
+
+    def crash(self, keys):
+        raise ConnectionResetError("connection lost after commit")
+
+    monkeypatch.setattr(ImapSource, "mark_processed", crash)
+    assert poll_all().errors == 1
+    monkeypatch.undo()
+    summary = poll_all()
+    assert summary.stored == 0
+    assert stored_count() == 10
+
+
+def test_processed_folder_option_moves_mail(app, imap, uk, account, dovecot):
+    app.config["MAIL_SOURCE"] = (
+        f"imap://{account}:imap-pass@127.0.0.1:{dovecot.port}/INBOX?processed=Processed"
+    )
+    append(imap, 3)
+    assert poll_all().stored == 3
+    imap.select_folder("INBOX")
+    assert imap.search("ALL") == []
+    imap.select_folder("Processed")
+    assert len(imap.search("ALL")) == 3
+
+
+def test_auth_failure_is_recorded_with_backoff_and_others_go_on(
+    app, imap, uk, account, dovecot, tmp_path
+):
+    good_maildir = tmp_path / "second"
+    for sub in ("new", "cur", "tmp"):
+        (good_maildir / sub).mkdir(parents=True)
+    (good_maildir / "new" / "1.eml").write_bytes(amazon_message(99, "uk-imap@helpdesk.test"))
+    db.session.add(Mailbox(name="second", source_url=f"maildir:{good_maildir}"))
+    db.session.commit()
+    app.config["MAIL_SOURCE"] = f"imap://{account}:wrong-pass@127.0.0.1:{dovecot.port}/INBOX"
+    summary = poll_all()
+    assert summary.errors == 1 and summary.stored == 1
+    broken = db.session.scalar(db.select(Mailbox).where(Mailbox.name == "default"))
+    assert "LoginError" in broken.last_error or "AUTHENTICATIONFAILED" in broken.last_error
+    assert broken.consecutive_failures == 1 and broken.next_attempt_at is not None
+    # Backing off: the next scheduled pass skips it, a forced one retries.
+    assert poll_all().errors == 0
+    assert poll_all(force=True).errors == 1
+
+
+def test_connection_refused_is_an_error_not_a_crash(app, uk):
+    from tests.servers import free_port
+
+    app.config["MAIL_SOURCE"] = f"imap://u:p@127.0.0.1:{free_port()}/INBOX"
+    assert poll_all().errors == 1
+    mailbox = db.session.scalar(db.select(Mailbox))
+    assert "ConnectionRefusedError" in mailbox.last_error
+
+
+def test_dovecot_restarted_during_poll_loses_nothing(app, imap, uk, dovecot, monkeypatch):
+    import ingest.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "BATCH_COUNT", 5)
+    append(imap, 60)
+    imap.logout()
+    restarted = threading.Event()
+    original_store = pipeline._Batch.store
+
+    def store_then_restart(self, batch):
+        result = original_store(self, batch)
+        if not restarted.is_set():
+            restarted.set()
+            dovecot.restart()
+        return result
+
+    monkeypatch.setattr(pipeline._Batch, "store", store_then_restart)
+    first = poll_all()
+    assert first.errors == 1 and 0 < first.stored < 60
+    monkeypatch.undo()
+    second = poll_all(force=True)
+    assert first.stored + second.stored == 60
+    assert second.errors == 0
+    assert stored_count() == 60
+
+
+def _poll_process(app, database_url: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "SECRET_KEY": "test-secret-key",
+        "TOKEN_KEY": TOKEN_KEY,
+        "DATABASE_URL": database_url,
+        "MAIL_SOURCE": app.config["MAIL_SOURCE"],
+        "INBOUND_DOMAIN": app.config["INBOUND_DOMAIN"],
+        "INGEST_LEASE_SECONDS": "1",
+        "LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "ingest", "poll"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_sigkill_mid_poll_then_complete_stores_each_once(app, imap, uk, database_url, monkeypatch):
+    import ingest.pipeline as pipeline
+
+    total = 300
+    append(imap, total)
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(6):
+        proc = _poll_process(app, database_url)
+        time.sleep(rng.uniform(0.6, 2.0))  # start-up is ~0.5 s; then it is mid-batch
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        time.sleep(1.1)  # the dead worker's 1-second lease runs out
+    assert kills >= 3, "the poll finished before it could be killed; use more mail"
+    app.config["INGEST_LEASE_SECONDS"] = 1
+    monkeypatch.setattr(pipeline, "BATCH_COUNT", 100)
+    final = poll_all(force=True)
+    assert final.errors == 0
+    assert stored_count() == total
+    ids = db.session.scalars(db.select(Message.message_id)).all()
+    assert len(set(ids)) == total

@@ -1,0 +1,175 @@
+"""The parser on real .eml files: pure functions, no database, no network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingest.parse import (
+    UnparseableMessage,
+    content_hash,
+    decode_bytes,
+    decode_iso2022jp_ms,
+    parse_message,
+)
+
+MAIL = Path(__file__).resolve().parent.parent / "data" / "mail"
+
+
+def load(name: str):
+    return parse_message((MAIL / name).read_bytes())
+
+
+def test_amazon_inquiry_metadata():
+    parsed = load("amazon_uk_inquiry.eml")
+    assert parsed.message_id == "<0100018c.amazon-uk-1@email.amazonses.com>"
+    assert parsed.order_id == "203-1234567-1234567"
+    assert parsed.asins == ["B07XYZ1234"]
+    assert parsed.buyer_name == "Jane Doe"
+    assert parsed.relay_alias == "abc123xyz@marketplace.amazon.co.uk"
+    assert parsed.marketplace == "UK"
+    assert parsed.comm_token == "A1B2C3D4E5F6G7"
+    assert parsed.buyer_text.startswith("Hello, my parcel has not arrived yet.")
+    assert parsed.buyer_text.endswith("Thanks — Jane")
+    assert "Begin message" not in parsed.buyer_text
+    assert parsed.html and "<p>" in parsed.html  # kept, sanitised only on display
+    assert parsed.delivery_addresses == ["uk-chan01@helpdesk.test"]
+    assert not parsed.is_automatic
+    assert parsed.sent_at.isoformat() == "2026-11-23T10:00:00+00:00"
+
+
+def test_localised_markers_rfc2047_subject_and_cp1252_labelled_latin1():
+    parsed = load("amazon_de_presale.eml")
+    assert parsed.subject == "Anfrage von Amazon-Kunde Max Müller"
+    assert (
+        parsed.buyer_text
+        == "Ist der Artikel auch in Größe XL verfügbar? Preis 20 € inkl. “Versand”."
+    )
+    assert parsed.order_id is None  # a pre-sale question
+    assert parsed.marketplace == "DE"
+    assert parsed.delivery_addresses[0] == "de-chan02+amazon@helpdesk.test"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("iso2022jp_ms.eml", "ご注文の商品がまだ届きません。①番の商品です。㈱"),
+        ("iso2022jp_no_charset.eml", "お問い合わせです。"),
+    ],
+)
+def test_japanese_mail(name, expected):
+    parsed = load(name)
+    assert parsed.text.strip() == expected
+    assert parsed.subject == "お問い合わせ (Order: 250-1111111-2222222)"
+    assert parsed.from_name == "山田 太郎"
+    assert parsed.marketplace == "JP"
+    assert parsed.order_id == "250-1111111-2222222"
+
+
+@pytest.mark.parametrize(
+    ("data", "charset", "expected"),
+    [
+        ("Größe".encode(), "utf-8", "Größe"),
+        (b"Gr\xf6\xdfe \x80", "iso-8859-1", "Größe €"),
+        (b"caf\xe9", None, "café"),
+        ("日本".encode("cp932"), "shift_jis", "日本"),
+        (b"abc\xff", "utf-8", "abcÿ"),
+        (b"plain", "x-unknown-charset", "plain"),
+        ("テスト".encode("iso2022_jp"), "ISO-2022-JP", "テスト"),
+    ],
+)
+def test_decode_bytes_fallbacks(data, charset, expected):
+    assert decode_bytes(data, charset) == expected
+
+
+def test_decode_iso2022jp_ms_matches_standard_codec_for_plain_text():
+    text = "ご注文ありがとうございます。ｶﾀｶﾅ"
+    assert decode_iso2022jp_ms(text.encode("iso2022_jp_ext")) == text
+
+
+@pytest.mark.parametrize(
+    ("name", "flag"),
+    [
+        ("autoreply.eml", "is_autoreply"),
+        ("bounce.eml", "is_bounce"),
+        ("amazon_notification.eml", "is_amazon_notification"),
+        ("seller_central_copy.eml", "is_seller_central_copy"),
+    ],
+)
+def test_classification(name, flag):
+    parsed = load(name)
+    assert getattr(parsed, flag)
+    assert parsed.is_automatic
+    others = {"is_autoreply", "is_bounce", "is_amazon_notification", "is_seller_central_copy"} - {
+        flag
+    }
+    assert not any(getattr(parsed, o) for o in others)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ("Auto-Submitted: no\n", False),
+        ("Auto-Submitted: auto-generated\n", True),
+        ("Precedence: bulk\n", True),
+        ("Precedence: list\n", True),
+        ("X-Autoreply: yes\n", True),
+        ("", False),
+    ],
+)
+def test_autoreply_headers(headers, expected):
+    raw = f"From: a@example.com\nTo: b@example.com\nSubject: hi\n{headers}\nbody\n".encode()
+    assert parse_message(raw).is_autoreply is expected
+
+
+def test_inline_image_and_hostile_html_are_kept_for_sanitising():
+    parsed = load("hostile_html.eml")
+    assert parsed.html and "<script>" in parsed.html  # stored as received
+    assert "alert('body')" not in parsed.text  # scripts never reach the text rendering
+    (logo,) = parsed.attachments
+    assert (logo.filename, logo.content_id, logo.is_inline) == ("logo.png", "logo123", True)
+    assert logo.data.startswith(b"\x89PNG")
+
+
+def test_oversize_attachment_recorded_but_not_kept():
+    parsed = parse_message((MAIL / "hostile_html.eml").read_bytes(), max_attachment_bytes=10)
+    (logo,) = parsed.attachments
+    assert logo.is_skipped and logo.size == 70 and logo.data is None
+
+
+def test_broken_mime_is_parsed_leniently():
+    parsed = load("broken_mime.eml")
+    assert parsed.delivery_addresses == ["uk-chan01@helpdesk.test"]
+    assert parsed.sent_at is None
+    assert "CloseBoundaryNotFoundDefect" in parsed.defects
+    assert [a.filename for a in parsed.attachments] == ["invrnoice.pdf"]
+
+
+def test_missing_message_id_gets_a_stable_synthetic_one():
+    raw = (MAIL / "no_message_id.eml").read_bytes()
+    first, second = parse_message(raw), parse_message(raw)
+    assert not first.has_real_message_id
+    assert first.message_id == second.message_id
+    assert first.message_id.endswith("@synthetic.sellerdesk>")
+
+
+@pytest.mark.parametrize("raw", [b"", b"   \n", (MAIL / "not_mail.eml").read_bytes()])
+def test_not_mail_is_unparseable(raw):
+    with pytest.raises(UnparseableMessage):
+        parse_message(raw)
+
+
+def test_content_hash_ignores_line_ending_style():
+    assert content_hash(b"a\r\nb\r\n") == content_hash(b"a\nb\n")
+
+
+def test_quoted_history_is_stripped_for_display():
+    raw = (
+        b"From: buyer@example.com\nTo: x@helpdesk.test\nSubject: Re: hi\n\n"
+        b"Thanks, that works.\n\nOn Mon, 23 Nov 2026 at 10:00, Shop <x@helpdesk.test> wrote:\n"
+        b"> Please try again\n> Regards\n"
+    )
+    parsed = parse_message(raw)
+    assert parsed.visible_text == "Thanks, that works."
+    assert "Please try again" in parsed.text
