@@ -23,7 +23,11 @@ def poll_job(app: Flask) -> None:
         except Exception:  # the next run must still happen
             log.exception("Ingest pass failed")
             return
-        log.debug("Ingest pass: %s", summary.line())
+        # Quiet passes stay out of the log; anything fetched or failed is worth a line.
+        if summary.fetched or summary.errors:
+            log.info("Ingest pass: %s", summary.line())
+        else:
+            log.debug("Ingest pass: %s", summary.line())
 
 
 def build_scheduler(
@@ -47,6 +51,8 @@ def build_scheduler(
 def run_worker(app: Flask) -> None:
     """Block, polling, until SIGINT or SIGTERM."""
     scheduler = build_scheduler(app)
+    # APScheduler logs every run at INFO; our own summary line says what matters.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
     def stop(signum: int, frame: object) -> None:
         log.info("Ingest worker stopping (signal %s)", signum)

@@ -10,6 +10,7 @@ import sys
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from werkzeug.serving import run_simple
 
 from portal.extensions import db
 from portal.models import Role
@@ -102,7 +103,8 @@ def run_all_command(host: str) -> None:
         f"Sellerdesk on http://{host}:{port}/ (ingest worker pid {worker.pid}); Ctrl-C stops both."
     )
     try:
-        app.run(host=host, port=port, use_reloader=False, debug=False)
+        # app.run() refuses to start inside a `flask` command; serve directly.
+        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
     finally:
         if worker.poll() is None:
             worker.send_signal(signal.SIGINT)
