@@ -14,6 +14,7 @@ from werkzeug.serving import run_simple
 
 from portal.extensions import db
 from portal.models import Role
+from portal.services import channels as channel_service
 from portal.services import users as user_service
 
 users_cli = AppGroup("users", help="Manage users and their organisations.")
@@ -114,6 +115,60 @@ def run_all_command(host: str) -> None:
                 worker.kill()
 
 
+channels_cli = AppGroup("channels", help="Manage sellers' Amazon channels.")
+
+
+@channels_cli.command("add")
+@click.option("--org", "org_name", required=True, help="The seller's organisation.")
+@click.option("--marketplace", required=True, help="Marketplace code, e.g. UK, DE, US, JP.")
+def channels_add_command(org_name: str, marketplace: str) -> None:
+    """Add a channel as the seller would, and print its helpdesk address."""
+    organisation = user_service.find_organisation(org_name)
+    if organisation is None:
+        _fail(f"No organisation called {org_name!r}.")
+    try:
+        channel = channel_service.create_channel(
+            organisation,
+            marketplace,
+            actor=None,
+            inbound_domain=current_app.config["INBOUND_DOMAIN"],
+        )
+    except channel_service.ChannelError as exc:
+        db.session.rollback()
+        _fail(str(exc))
+    db.session.commit()
+    click.echo(channel.helpdesk_address)
+
+
+@channels_cli.command("list")
+@click.option("--org", "org_name", default=None, help="Only this organisation's channels.")
+def channels_list_command(org_name: str | None) -> None:
+    """Print every channel: organisation, marketplace, helpdesk address, status."""
+    organisation_id = None
+    if org_name:
+        organisation = user_service.find_organisation(org_name)
+        if organisation is None:
+            _fail(f"No organisation called {org_name!r}.")
+        organisation_id = organisation.id
+    for row in channel_service.list_channels(None, organisation_id=organisation_id):
+        channel = row.channel
+        last = (
+            channel.last_message_at.strftime("%Y-%m-%d %H:%M") if channel.last_message_at else "-"
+        )
+        click.echo(
+            "\t".join(
+                [
+                    channel.organisation.name,
+                    channel.marketplace,
+                    channel.helpdesk_address,
+                    channel.status.value,
+                    f"last_message={last}",
+                    f"messages_7d={row.messages_7d}",
+                ]
+            )
+        )
+
+
 ingest_cli = AppGroup("ingest", help="Fetch buyer mail from the mailboxes.")
 
 
@@ -139,4 +194,5 @@ def ingest_poll_command() -> None:
 def init_app(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(run_all_command)
+    app.cli.add_command(channels_cli)
     app.cli.add_command(ingest_cli)

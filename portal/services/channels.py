@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import contains_eager
 
 from portal.extensions import db
 from portal.marketplaces import Marketplace, get_marketplace
-from portal.models import Channel, Organisation, User
+from portal.models import (
+    Channel,
+    ChannelStatus,
+    Direction,
+    Message,
+    Organisation,
+    User,
+)
+from portal.security import scope_to_user
 from portal.services.audit import record_event
+from portal.sqltypes import utcnow
 
 
 def normalise_address(address: str) -> str:
@@ -42,7 +54,7 @@ class ChannelError(ValueError):
     """A channel operation that breaks a rule; the message is shown to the user."""
 
 
-def _random_part(length: int = 6) -> str:
+def _random_part(length: int = 8) -> str:
     # Lower-case letters and digits without look-alikes (0/o, 1/l), easy to read aloud.
     alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
     return "".join(secrets.choice(alphabet) for _ in range(length))
@@ -93,3 +105,54 @@ def create_channel(
         details={"marketplace": marketplace.code, "helpdesk_address": channel.helpdesk_address},
     )
     return channel
+
+
+#: An active channel silent for this long probably lost its forwarding.
+SILENCE_WARNING = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class ChannelHealth:
+    channel: Channel
+    messages_7d: int
+    #: Active, yet nothing arrived for SILENCE_WARNING: "not receiving messages?"
+    is_silent: bool
+
+
+def list_channels(user: User | None, *, organisation_id: int | None = None) -> list[ChannelHealth]:
+    """Channels `user` may see (all for None: the CLI), with 7-day message counts."""
+    now = utcnow()
+    recent = (
+        select(Message.channel_id, func.count().label("n"))
+        .where(
+            Message.direction == Direction.IN,
+            Message.created_at >= now - SILENCE_WARNING,
+            Message.channel_id.is_not(None),
+        )
+        .group_by(Message.channel_id)
+        .subquery()
+    )
+    stmt = (
+        select(Channel, func.coalesce(recent.c.n, 0))
+        .join(Channel.organisation)
+        .outerjoin(recent, recent.c.channel_id == Channel.id)
+        .options(contains_eager(Channel.organisation))
+        .order_by(func.lower(Organisation.name), Channel.marketplace)
+    )
+    if organisation_id is not None:
+        stmt = stmt.where(Channel.organisation_id == organisation_id)
+    if user is not None:
+        stmt = scope_to_user(stmt, Channel.organisation_id, user)
+    return [
+        ChannelHealth(channel, count, is_silent(channel, now=now))
+        for channel, count in db.session.execute(stmt)
+    ]
+
+
+def is_silent(channel: Channel, *, now: datetime) -> bool:
+    """True when an active channel has heard nothing for SILENCE_WARNING."""
+    if channel.status != ChannelStatus.ACTIVE:
+        return False
+    # A new channel gets a week's grace before its silence means anything.
+    since = channel.last_message_at or channel.created_at
+    return since < now - SILENCE_WARNING
