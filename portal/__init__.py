@@ -46,16 +46,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
     login_manager.init_app(app)
 
-    from portal import errors, security
+    from portal import errors, security, templating
 
     security.init_app(app)
     errors.init_app(app)
+    templating.init_app(app)
 
     from portal.auth.views import bp as auth_bp
+    from portal.channels.views import bp as channels_bp
     from portal.main.views import bp as main_bp
     from portal.orgs.views import bp as orgs_bp
 
     app.register_blueprint(auth_bp)
+    app.register_blueprint(channels_bp)
     app.register_blueprint(main_bp)
     app.register_blueprint(orgs_bp)
 

@@ -16,6 +16,12 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
+from portal.marketplaces import (
+    DEFAULT_DEVELOPER_ACCOUNTS,
+    DEFAULT_DEVELOPER_NAME,
+    parse_developer_accounts,
+)
+
 log = logging.getLogger(__name__)
 
 
@@ -87,7 +93,21 @@ def config_from_env(instance_path: str) -> dict[str, Any]:
         "PORT": _int("PORT", 5000),
         "SESSION_COOKIE_SECURE": production,
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "AMAZON_DEVELOPER_NAME": os.environ.get("AMAZON_DEVELOPER_NAME") or DEFAULT_DEVELOPER_NAME,
+        "AMAZON_DEVELOPER_ACCOUNTS": _developer_accounts(),
     }
+
+
+def _developer_accounts() -> dict[str, str]:
+    raw = os.environ.get("AMAZON_DEVELOPER_ACCOUNTS")
+    if not raw:
+        return dict(DEFAULT_DEVELOPER_ACCOUNTS)
+    try:
+        return parse_developer_accounts(raw)
+    except ValueError as exc:
+        raise ConfigError(
+            f"AMAZON_DEVELOPER_ACCOUNTS: {exc}; e.g. EU=0873-6813-5448,US=5759-5616-2466"
+        ) from None
 
 
 #: Defaults that hold in every environment; the environment and tests override them.
@@ -107,6 +127,8 @@ DEFAULTS: Mapping[str, Any] = {
     "INGEST_LEASE_SECONDS": 300,
     "MAX_ATTACHMENT_BYTES": 10 * 1024 * 1024,
     "PORT": 5000,
+    "AMAZON_DEVELOPER_NAME": DEFAULT_DEVELOPER_NAME,
+    "AMAZON_DEVELOPER_ACCOUNTS": DEFAULT_DEVELOPER_ACCOUNTS,
 }
 
 

@@ -45,3 +45,41 @@ def get_marketplace(code: str) -> Marketplace | None:
     """The marketplace with this code (case-insensitive; "GB" is accepted for the UK)."""
     code = code.strip().upper()
     return _BY_CODE.get("UK" if code == "GB" else code)
+
+
+#: The MWS developer sellers authorise, from the seller guide Sellerdesk replaces.
+#: Keys are a marketplace code or a region; a marketplace's own entry wins. Amazon
+#: registered developers per region, but the guide only gives numbers for these.
+DEFAULT_DEVELOPER_NAME = "xSellco"
+DEFAULT_DEVELOPER_ACCOUNTS: dict[str, str] = {
+    "EU": "0873-6813-5448",
+    "US": "5759-5616-2466",
+    "CA": "5759-5616-2466",
+    "JP": "6795-5391-1761",
+}
+
+
+@dataclass(frozen=True)
+class Developer:
+    name: str
+    #: None when no developer account number is known for this marketplace.
+    account_number: str | None
+
+
+def developer_for(marketplace: Marketplace, *, name: str, accounts: dict[str, str]) -> Developer:
+    """Who to authorise in Seller Central for `marketplace`."""
+    number = accounts.get(marketplace.code) or accounts.get(marketplace.region)
+    return Developer(name=name, account_number=number or None)
+
+
+def parse_developer_accounts(raw: str) -> dict[str, str]:
+    """`EU=0873-6813-5448,US=…` (keys: region or marketplace code) as a dict."""
+    accounts: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, number = item.partition("=")
+        if not sep or not key.strip() or not number.strip():
+            raise ValueError(f"expected KEY=NUMBER, got {item.strip()!r}")
+        accounts[key.strip().upper()] = number.strip()
+    return accounts

@@ -10,6 +10,7 @@ from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
+from portal.marketplaces import Marketplace, get_marketplace
 from portal.sqltypes import UTCDateTime, str_enum, utcnow
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class Channel(db.Model):
     )
     #: Why the channel is in its status (shown to the seller), e.g. an admin's reason.
     status_reason: Mapped[str] = mapped_column(Text, default="")
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     is_professional_confirmed: Mapped[bool] = mapped_column(default=False)
     forwarding_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     approved_sender_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -57,6 +59,17 @@ class Channel(db.Model):
     credential: Mapped[Credential | None] = relationship(
         back_populates="channel", cascade="all, delete-orphan", uselist=False
     )
+
+    @property
+    def marketplace_info(self) -> Marketplace:
+        marketplace = get_marketplace(self.marketplace)
+        if marketplace is None:  # only a hand-edited row can get here
+            raise LookupError(f"unknown marketplace {self.marketplace!r}")
+        return marketplace
+
+    @property
+    def is_token_on_file(self) -> bool:
+        return self.credential is not None
 
     def __repr__(self) -> str:
         return f"<Channel {self.id} {self.marketplace} {self.helpdesk_address}>"

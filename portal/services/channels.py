@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import contains_eager
 
 from portal.extensions import db
-from portal.marketplaces import Marketplace, get_marketplace
+from portal.marketplaces import Developer, Marketplace, developer_for, get_marketplace
 from portal.models import (
     Channel,
     ChannelStatus,
+    Credential,
+    CredentialKind,
     Direction,
     Message,
     Organisation,
@@ -21,7 +26,10 @@ from portal.models import (
 )
 from portal.security import scope_to_user
 from portal.services.audit import record_event
+from portal.services.credentials import seal_secret
 from portal.sqltypes import utcnow
+
+log = logging.getLogger(__name__)
 
 
 def normalise_address(address: str) -> str:
@@ -149,10 +157,128 @@ def list_channels(user: User | None, *, organisation_id: int | None = None) -> l
     ]
 
 
-def is_silent(channel: Channel, *, now: datetime) -> bool:
+def is_silent(channel: Channel, *, now: datetime | None = None) -> bool:
     """True when an active channel has heard nothing for SILENCE_WARNING."""
+    now = now or utcnow()
     if channel.status != ChannelStatus.ACTIVE:
         return False
     # A new channel gets a week's grace before its silence means anything.
     since = channel.last_message_at or channel.created_at
     return since < now - SILENCE_WARNING
+
+
+def _set_status(
+    channel: Channel, status: ChannelStatus, *, reason: str, actor: User | None
+) -> None:
+    if channel.status == status and channel.status_reason == reason:
+        return
+    previous = channel.status
+    channel.status = status
+    channel.status_reason = reason
+    channel.status_changed_at = utcnow()
+    record_event(
+        "channel.status_changed",
+        actor=actor,
+        organisation_id=channel.organisation_id,
+        target=channel,
+        details={"from": previous.value, "to": status.value, "reason": reason},
+    )
+
+
+def submit_mws_token(
+    channel: Channel, *, seller_id: str, token: str, actor: User | None
+) -> Credential:
+    """Store the seller's (already validated) MWS token; the channel awaits verification.
+
+    A token already on file is replaced, never kept beside the new one.
+    """
+    ciphertext, hint = seal_secret(token)
+    replaced = channel.credential is not None
+    if replaced:
+        db.session.delete(channel.credential)
+        db.session.flush()
+    credential = Credential(
+        channel=channel,
+        kind=CredentialKind.MWS_TOKEN,
+        seller_id=seller_id,
+        secret_encrypted=ciphertext,
+        secret_hint=hint,
+        submitted_by_id=actor.id if actor is not None else None,
+    )
+    db.session.add(credential)
+    record_event(
+        "channel.token_replaced" if replaced else "channel.token_submitted",
+        actor=actor,
+        organisation_id=channel.organisation_id,
+        target=channel,
+        details={"kind": CredentialKind.MWS_TOKEN.value, "seller_id": seller_id, "token": hint},
+    )
+    _set_status(channel, ChannelStatus.PENDING_VERIFICATION, reason="", actor=actor)
+    db.session.flush()
+    log.info(
+        "Token %s for channel %s (%s)", "replaced" if replaced else "submitted", channel.id, hint
+    )
+    return credential
+
+
+def confirm_setup_steps(
+    channel: Channel, *, forwarding: bool, approved_sender: bool, actor: User | None
+) -> list[str]:
+    """Record the seller's own confirmation of the Seller Central steps; returns what changed."""
+    now = utcnow()
+    changed = []
+    for step, attr, done in (
+        ("forwarding", "forwarding_confirmed_at", forwarding),
+        ("approved_sender", "approved_sender_confirmed_at", approved_sender),
+    ):
+        if done == (getattr(channel, attr) is not None):
+            continue
+        setattr(channel, attr, now if done else None)
+        changed.append(step)
+        record_event(
+            "channel.step_confirmed" if done else "channel.step_unconfirmed",
+            actor=actor,
+            organisation_id=channel.organisation_id,
+            target=channel,
+            details={"step": step},
+        )
+    db.session.flush()
+    return changed
+
+
+def report_access_revoked(channel: Channel, *, actor: User | None) -> None:
+    """The seller revoked our access in Seller Central: drop the dead token, disable."""
+    if channel.credential is not None:
+        db.session.delete(channel.credential)
+        channel.credential = None
+        record_event(
+            "channel.token_deleted",
+            actor=actor,
+            organisation_id=channel.organisation_id,
+            target=channel,
+            details={"why": "access revoked by the seller"},
+        )
+    _set_status(
+        channel,
+        ChannelStatus.DISABLED,
+        reason="You reported that access was revoked in Seller Central.",
+        actor=actor,
+    )
+    db.session.flush()
+
+
+def set_channel_status(
+    channel: Channel, status: ChannelStatus, *, reason: str, actor: User | None
+) -> None:
+    """Move `channel` to `status` (admin verification, disabling), audited with the reason."""
+    _set_status(channel, status, reason=reason.strip(), actor=actor)
+    db.session.flush()
+
+
+def developer_for_channel(channel: Channel, config: Mapping[str, Any]) -> Developer:
+    """The developer the seller authorises for this channel's marketplace (from settings)."""
+    return developer_for(
+        channel.marketplace_info,
+        name=config["AMAZON_DEVELOPER_NAME"],
+        accounts=config["AMAZON_DEVELOPER_ACCOUNTS"],
+    )

@@ -8,13 +8,18 @@ from portal.models import Role
 
 
 @pytest.fixture
-def two_orgs(make_org):
-    return make_org("Alpha Ltd"), make_org("Beta GmbH")
+def two_orgs(make_org, make_channel):
+    alpha, beta = make_org("Alpha Ltd"), make_org("Beta GmbH")
+    make_channel("UK", organisation=alpha)
+    make_channel("DE", organisation=beta)
+    return alpha, beta
 
 
 def org_urls(org):
     """Every URL that shows one organisation's objects (grows with each feature)."""
-    return [f"/orgs/{org.id}"]
+    urls = [f"/orgs/{org.id}"]
+    urls += [f"/channels/{channel.id}" for channel in org.channels]
+    return urls
 
 
 def test_seller_sees_own_org_and_404_for_another(client, login_as, two_orgs):
