@@ -6,17 +6,21 @@ from portal.models.mailboxes import Mailbox
 from portal.models.organisations import Organisation, agent_assignments
 from portal.models.threads import (
     Attachment,
+    CannedReply,
     Direction,
     Message,
     SendStatus,
+    Tag,
     Thread,
     ThreadStatus,
+    thread_tags,
 )
 from portal.models.users import Role, User
 
 __all__ = [
     "Attachment",
     "AuditEvent",
+    "CannedReply",
     "Channel",
     "ChannelStatus",
     "Credential",
@@ -27,8 +31,10 @@ __all__ = [
     "Organisation",
     "Role",
     "SendStatus",
+    "Tag",
     "Thread",
     "ThreadStatus",
     "User",
     "agent_assignments",
+    "thread_tags",
 ]

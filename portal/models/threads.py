@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     BigInteger,
+    Column,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -45,10 +47,36 @@ class SendStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+#: Tags on threads, per organisation.
+thread_tags = Table(
+    "thread_tags",
+    db.metadata,
+    Column("thread_id", ForeignKey("threads.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Tag(db.Model):
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("organisation_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(40))
+
+    def __repr__(self) -> str:
+        return f"<Tag {self.id} {self.name!r}>"
+
+
 class Thread(db.Model):
     __tablename__ = "threads"
     __table_args__ = (
         Index("ix_threads_org_activity", "organisation_id", "last_message_at", "id"),
+        # The inbox's default order (newest activity first) and its keyset pagination.
+        Index("ix_threads_activity", "last_message_at", "id"),
+        Index("ix_threads_status_activity", "status", "last_message_at", "id"),
         Index("ix_threads_channel_buyer", "channel_id", "buyer_address", "order_id"),
     )
 
@@ -77,6 +105,7 @@ class Thread(db.Model):
 
     channel: Mapped[Channel] = relationship()
     assignee: Mapped[User | None] = relationship()
+    tags: Mapped[list[Tag]] = relationship(secondary=thread_tags, order_by="Tag.name")
     messages: Mapped[list[Message]] = relationship(
         back_populates="thread", order_by="(Message.created_at, Message.id)"
     )
@@ -142,6 +171,8 @@ class Message(db.Model):
     send_status: Mapped[SendStatus | None] = mapped_column(str_enum(SendStatus, 16), index=True)
     send_attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Set while one sender holds the reply (a lease), so two senders never both send it.
+    send_claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_send_error: Mapped[str | None] = mapped_column(Text)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
@@ -188,3 +219,23 @@ class Attachment(db.Model):
     data: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
 
     message: Mapped[Message] = relationship(back_populates="attachments")
+
+
+class CannedReply(db.Model):
+    """A reusable answer with placeholders; global when `organisation_id` is None."""
+
+    __tablename__ = "canned_replies"
+    __table_args__ = (UniqueConstraint("organisation_id", "title"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    title: Mapped[str] = mapped_column(String(120))
+    body: Mapped[str] = mapped_column(Text)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<CannedReply {self.id} {self.title!r}>"
