@@ -191,8 +191,44 @@ def ingest_poll_command() -> None:
         sys.exit(1)
 
 
+@click.command("export")
+@click.option("--jsonl", is_flag=True, help="JSON Lines: one object per message (required).")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write to FILE (atomically) instead of standard output.",
+)
+@click.option(
+    "--org", "org_name", metavar="NAME", default=None, help="Only this organisation's messages."
+)
+def export_command(jsonl: bool, out_path: str | None, org_name: str | None) -> None:
+    """Export every stored message (or one organisation's) as JSON Lines."""
+    from portal.services import export as export_service
+
+    if not jsonl:
+        raise click.UsageError("Pass --jsonl: JSON Lines is the only export format for now.")
+    organisation = None
+    if org_name:
+        organisation = user_service.find_organisation(org_name)
+        if organisation is None:
+            _fail(f"No organisation called {org_name!r}.")
+    if out_path is None or out_path == "-":
+        count = export_service.write_jsonl(sys.stdout.buffer, organisation=organisation)
+        destination = "stdout"
+    else:
+        try:
+            count = export_service.write_jsonl_file(out_path, organisation=organisation)
+        except OSError as exc:
+            _fail(f"Cannot write {out_path}: {exc.strerror or exc}")
+        destination = out_path
+    click.echo(f"exported {count} messages to {destination}", err=True)
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(run_all_command)
     app.cli.add_command(channels_cli)
     app.cli.add_command(ingest_cli)
+    app.cli.add_command(export_command)
