@@ -1,9 +1,16 @@
 """All models; importing this package registers every table on `db.metadata`."""
 
 from portal.models.audit import AuditEvent
-from portal.models.channels import Channel, ChannelStatus, Credential, CredentialKind
+from portal.models.channels import (
+    Channel,
+    ChannelAlias,
+    ChannelStatus,
+    Credential,
+    CredentialKind,
+)
 from portal.models.mailboxes import Mailbox
 from portal.models.organisations import Organisation, agent_assignments
+from portal.models.settings import Setting
 from portal.models.threads import (
     Attachment,
     CannedReply,
@@ -22,6 +29,7 @@ __all__ = [
     "AuditEvent",
     "CannedReply",
     "Channel",
+    "ChannelAlias",
     "ChannelStatus",
     "Credential",
     "CredentialKind",
@@ -31,6 +39,7 @@ __all__ = [
     "Organisation",
     "Role",
     "SendStatus",
+    "Setting",
     "Tag",
     "Thread",
     "ThreadStatus",

@@ -59,6 +59,9 @@ class Channel(db.Model):
     credential: Mapped[Credential | None] = relationship(
         back_populates="channel", cascade="all, delete-orphan", uselist=False
     )
+    aliases: Mapped[list[ChannelAlias]] = relationship(
+        back_populates="channel", cascade="all, delete-orphan", order_by="ChannelAlias.id"
+    )
 
     @property
     def marketplace_info(self) -> Marketplace:
@@ -95,3 +98,23 @@ class Credential(db.Model):
 
     channel: Mapped[Channel] = relationship(back_populates="credential")
     submitted_by: Mapped[User | None] = relationship()
+
+
+class ChannelAlias(db.Model):
+    """A former helpdesk address that still routes to its channel until `expires_at`.
+
+    When an admin changes a channel's address, sellers need time to update Seller
+    Central; mail to the old address must not become unrouted meanwhile.
+    """
+
+    __tablename__ = "channel_aliases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), index=True
+    )
+    address: Mapped[str] = mapped_column(String(254), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    channel: Mapped[Channel] = relationship(back_populates="aliases")

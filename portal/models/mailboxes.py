@@ -33,6 +33,9 @@ class Mailbox(db.Model):
     last_poll_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_poll_summary: Mapped[str] = mapped_column(String(200), default="")
+    #: Messages fetched by the last poll, and those still waiting on the server after it.
+    last_fetched: Mapped[int] = mapped_column(default=0)
+    backlog: Mapped[int | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consecutive_failures: Mapped[int] = mapped_column(default=0)

@@ -16,6 +16,7 @@ from portal.extensions import db
 from portal.marketplaces import Developer, Marketplace, developer_for, get_marketplace
 from portal.models import (
     Channel,
+    ChannelAlias,
     ChannelStatus,
     Credential,
     CredentialKind,
@@ -52,6 +53,14 @@ def find_channel_for_addresses(addresses: list[str], *, inbound_domain: str) -> 
         c.helpdesk_address: c
         for c in db.session.scalars(select(Channel).where(Channel.helpdesk_address.in_(candidates)))
     }
+    # A former address keeps routing during its grace period after an address change.
+    aliases = db.session.execute(
+        select(ChannelAlias.address, Channel)
+        .join(ChannelAlias.channel)
+        .where(ChannelAlias.address.in_(candidates), ChannelAlias.expires_at > utcnow())
+    )
+    for address, channel in aliases:
+        channels.setdefault(address, channel)
     for address in candidates:  # keep header priority: Delivered-To before To before Cc
         if address in channels:
             return channels[address]

@@ -257,3 +257,29 @@ def test_silence_warning_only_for_active_channels_quiet_for_a_week(app, make_cha
     assert not channel_service.is_silent(channel, now=now)
     channel.last_message_at = now - timedelta(days=8)
     assert channel_service.is_silent(channel, now=now)
+
+
+def test_former_address_routes_during_its_grace_period(app, make_channel):
+    from datetime import timedelta
+
+    from portal.models import ChannelAlias
+
+    channel = make_channel("UK", address="uk-new@helpdesk.test")
+    now = channel_service.utcnow()
+    db.session.add_all(
+        [
+            ChannelAlias(
+                channel=channel, address="uk-old@helpdesk.test", expires_at=now + timedelta(days=30)
+            ),
+            ChannelAlias(
+                channel=channel,
+                address="uk-older@helpdesk.test",
+                expires_at=now - timedelta(days=1),
+            ),
+        ]
+    )
+    db.session.commit()
+    find = channel_service.find_channel_for_addresses
+    assert find(["UK-Old+tag@helpdesk.test"], inbound_domain="helpdesk.test") == channel
+    assert find(["uk-older@helpdesk.test"], inbound_domain="helpdesk.test") is None
+    assert find(["uk-new@helpdesk.test"], inbound_domain="helpdesk.test") == channel
