@@ -53,11 +53,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     templating.init_app(app)
 
     from portal.auth.views import bp as auth_bp
+    from portal.canned.views import bp as canned_bp
     from portal.channels.views import bp as channels_bp
     from portal.main.views import bp as main_bp
     from portal.orgs.views import bp as orgs_bp
 
     app.register_blueprint(auth_bp)
+    app.register_blueprint(canned_bp)
     app.register_blueprint(channels_bp)
     app.register_blueprint(main_bp)
     app.register_blueprint(orgs_bp)

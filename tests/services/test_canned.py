@@ -1,0 +1,358 @@
+"""Canned replies: safe placeholders, rendering, audited changes and who sees which."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.models import AuditEvent, CannedReply, Role, Thread
+from portal.services import canned as canned_service
+from portal.services.canned import (
+    CannedReplyError,
+    context_for_thread,
+    render_canned,
+    validate_template,
+)
+
+NO_VALUES = dict.fromkeys(canned_service.PLACEHOLDERS)
+
+
+@pytest.fixture
+def make_thread(make_channel):
+    def factory(channel=None, **fields) -> Thread:
+        channel = channel or make_channel()
+        thread = Thread(
+            channel=channel,
+            organisation_id=channel.organisation_id,
+            subject=fields.pop("subject", "Inquiry from Amazon customer Jane"),
+            **fields,
+        )
+        db.session.add(thread)
+        db.session.commit()
+        return thread
+
+    return factory
+
+
+# --- templates ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Dear {buyer_name}, about order {order_id} on {marketplace}. {agent_name}, {seller_name}",
+        "No placeholders at all.",
+        "Literal braces: {{buyer_name}} and }} and {{",
+        "{order_id}{order_id}",
+        "Hallo {buyer_name}, ihre Bestellung… 🙂",
+    ],
+)
+def test_valid_templates(body):
+    validate_template(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ("Hi {buyer}", "Unknown placeholder {buyer}"),
+        ("Hi {Buyer_Name}", "Unknown placeholder {Buyer_Name}"),
+        ("Hi { buyer_name }", "Unknown placeholder { buyer_name }"),
+        ("{__import__}", "Unknown placeholder {__import__}"),
+        # Attribute access and indexing would reach into Python objects with str.format.
+        ("{buyer_name.__class__}", "cannot have attributes"),
+        ("{buyer_name.__class__.__mro__}", "cannot have attributes"),
+        ("{order_id[0]}", "cannot have attributes"),
+        ("{buyer_name.__init__.__globals__}", "write just {buyer_name}"),
+        # Conversions and format specs.
+        ("{order_id!r}", "{order_id!r}: a placeholder cannot have"),
+        ("{order_id!s}", "conversions"),
+        ("{order_id!a}", "conversions"),
+        ("{order_id:>10}", "{order_id:>10}: a placeholder cannot have"),
+        ("{order_id:{buyer_name}}", "formats"),
+        ("{buyer_name!r:^30}", "write just {buyer_name}"),
+        # Positional and empty fields.
+        ("{0}", "placeholders need a name"),
+        ("{}", "placeholders need a name"),
+        ("{0.__class__}", "placeholders need a name"),
+        ("{!r}", "placeholders need a name"),
+        ("{:>5}", "placeholders need a name"),
+        # Malformed braces.
+        ("Hi {buyer_name", 'A "{" is never closed'),
+        ("Hi buyer_name}", 'A "}" has no matching "{"'),
+        ("}{", 'A "}" has no matching "{"'),
+        ("{buyer_name!}", "braces do not match"),
+        ("Price {5 EUR", "Write {{ or }} for a literal brace"),
+    ],
+)
+def test_invalid_templates_are_rejected_with_the_reason(body, says):
+    with pytest.raises(CannedReplyError) as raised:
+        validate_template(body)
+    assert says in str(raised.value)
+
+
+def test_every_problem_is_listed_once():
+    with pytest.raises(CannedReplyError) as raised:
+        validate_template("{buyer} {order} {buyer} {order_id!r}")
+    problems = raised.value.problems
+    assert len(problems) == 3
+    assert "{buyer}" in problems[0] and "{order}" in problems[1]
+    # Each says what to write instead.
+    assert "Use one of {buyer_name}, {order_id}" in problems[0]
+    assert "write just {order_id}" in problems[2]
+
+
+# --- rendering ---------------------------------------------------------------------
+
+
+def test_render_fills_in_every_placeholder():
+    text = render_canned(
+        "Dear {buyer_name}, order {order_id} ({marketplace}). {agent_name} of {seller_name}",
+        buyer_name="Jane",
+        order_id="123-1234567-1234567",
+        marketplace="Amazon UK",
+        agent_name="Sam",
+        seller_name="Kite & Co",
+    )
+    assert text == "Dear Jane, order 123-1234567-1234567 (Amazon UK). Sam of Kite & Co"
+
+
+def test_missing_values_render_as_nothing_never_none():
+    text = render_canned("Dear {buyer_name}, order {order_id}.", **NO_VALUES)
+    assert text == "Dear , order ."
+    assert "None" not in text
+
+
+def test_literal_braces_and_values_are_never_formatted_again():
+    text = render_canned(
+        "{{buyer_name}} is {buyer_name}; set {{}}",
+        **{**NO_VALUES, "buyer_name": "{order_id.__class__} {0}"},
+    )
+    assert text == "{buyer_name} is {order_id.__class__} {0}; set {}"
+
+
+@pytest.mark.parametrize("body", ["{buyer_name.__class__}", "{0}", "{order_id!r}", "oops }"])
+def test_render_refuses_an_unsafe_template(body):
+    with pytest.raises(CannedReplyError):
+        render_canned(body, **NO_VALUES)
+
+
+def test_context_for_thread(make_org, make_channel, make_thread, make_user):
+    organisation = make_org("Kite & Co")
+    thread = make_thread(
+        make_channel("DE", organisation=organisation),
+        buyer_name="Jane Doe",
+        order_id="302-1234567-7654321",
+    )
+    agent = make_user(Role.AGENT, assigned=[organisation])
+    agent.name = "Sam Agent"
+    assert context_for_thread(thread, agent) == {
+        "buyer_name": "Jane Doe",
+        "order_id": "302-1234567-7654321",
+        "marketplace": "Amazon Germany",
+        "agent_name": "Sam Agent",
+        "seller_name": "Kite & Co",
+    }
+
+
+def test_context_without_order_or_agent_name(make_thread, make_user):
+    thread = make_thread(buyer_name="", order_id=None)
+    agent = make_user(Role.AGENT, email="nameless@example.com")
+    context = context_for_thread(thread, agent)
+    assert context["order_id"] == "" and context["buyer_name"] == ""
+    # display_name would be the e-mail address, which Amazon forbids in replies.
+    assert context["agent_name"] == ""
+    assert render_canned("{order_id}|{agent_name}", **context) == "|"
+
+
+# --- changes -----------------------------------------------------------------------
+
+
+def events(kind: str) -> list[AuditEvent]:
+    return list(db.session.scalars(select(AuditEvent).where(AuditEvent.kind == kind)))
+
+
+def test_create_update_delete_are_audited(make_org, make_user):
+    organisation = make_org("Kite & Co")
+    seller = make_user(Role.SELLER, organisation=organisation)
+    reply = canned_service.create_canned_reply(
+        organisation=organisation, title="  Late parcel ", body="Sorry {buyer_name}", actor=seller
+    )
+    db.session.commit()
+    assert reply.title == "Late parcel" and reply.organisation_id == organisation.id
+    assert reply.created_by_id == seller.id
+    (created,) = events("canned_reply.created")
+    assert created.actor_id == seller.id and created.organisation_id == organisation.id
+    assert created.target_type == "cannedreply" and created.target_id == reply.id
+    assert created.details == {"title": "Late parcel"}
+
+    canned_service.update_canned_reply(
+        reply, title="Late delivery", body="Sorry {buyer_name}!", actor=seller
+    )
+    db.session.commit()
+    (updated,) = events("canned_reply.updated")
+    assert updated.details == {
+        "changed": ["title", "body"],
+        "title": "Late delivery",
+        "old_title": "Late parcel",
+    }
+    # Saving without a change records nothing.
+    canned_service.update_canned_reply(
+        reply, title="Late delivery", body="Sorry {buyer_name}!", actor=seller
+    )
+    assert len(events("canned_reply.updated")) == 1
+
+    reply_id = reply.id
+    canned_service.delete_canned_reply(reply, actor=seller)
+    db.session.commit()
+    assert db.session.get(CannedReply, reply_id) is None
+    (deleted,) = events("canned_reply.deleted")
+    assert deleted.target_id == reply_id and deleted.details == {"title": "Late delivery"}
+
+
+def test_global_reply_by_an_admin(make_user):
+    admin = make_user(Role.ADMIN)
+    reply = canned_service.create_canned_reply(
+        organisation=None, title="Thanks", body="Thank you, {buyer_name}.", actor=admin
+    )
+    assert reply.organisation_id is None
+    assert events("canned_reply.created")[0].organisation_id is None
+
+
+@pytest.mark.parametrize(
+    ("title", "body", "field", "says"),
+    [
+        ("", "Hi", "title", "Give the canned reply a title"),
+        ("   ", "Hi", "title", "Give the canned reply a title"),
+        ("x" * 121, "Hi", "title", "at most 120"),
+        ("Hello", "", "body", "Write the text"),
+        ("Hello", "x" * 10_001, "body", "at most 10000"),
+        ("Hello", "Hi {buyer}", "body", "Unknown placeholder {buyer}"),
+    ],
+)
+def test_create_refuses_bad_input(make_org, title, body, field, says):
+    with pytest.raises(CannedReplyError) as raised:
+        canned_service.create_canned_reply(
+            organisation=make_org(), title=title, body=body, actor=None
+        )
+    assert says in " ".join(raised.value.field_problems[field])
+    assert db.session.scalar(select(CannedReply)) is None
+
+
+def test_titles_are_unique_per_organisation_and_among_globals(make_org):
+    alpha, beta = make_org("Alpha"), make_org("Beta")
+    canned_service.create_canned_reply(organisation=alpha, title="Refund", body="x", actor=None)
+    canned_service.create_canned_reply(organisation=None, title="Refund", body="x", actor=None)
+    # The same title in another organisation is fine.
+    canned_service.create_canned_reply(organisation=beta, title="Refund", body="x", actor=None)
+    db.session.commit()
+
+    with pytest.raises(CannedReplyError) as raised:
+        canned_service.create_canned_reply(
+            organisation=alpha, title="refund ", body="x", actor=None
+        )
+    assert raised.value.field_problems == {
+        "title": [
+            'There is already a canned reply called "refund" for this organisation. '
+            "Choose another title."
+        ]
+    }
+    # NULL organisation ids never collide in a unique constraint: the service checks.
+    with pytest.raises(CannedReplyError, match="among the global replies"):
+        canned_service.create_canned_reply(organisation=None, title="REFUND", body="x", actor=None)
+
+
+def test_update_keeps_titles_unique_but_may_keep_its_own(make_org):
+    org = make_org()
+    first = canned_service.create_canned_reply(organisation=org, title="One", body="x", actor=None)
+    canned_service.create_canned_reply(organisation=org, title="Two", body="x", actor=None)
+    canned_service.update_canned_reply(first, title="one", body="changed", actor=None)
+    assert first.title == "one"
+    with pytest.raises(CannedReplyError, match="already a canned reply called"):
+        canned_service.update_canned_reply(first, title="two", body="x", actor=None)
+    with pytest.raises(CannedReplyError, match="Unknown placeholder"):
+        canned_service.update_canned_reply(first, title="one", body="{nope}", actor=None)
+
+
+# --- who sees and manages which ------------------------------------------------------
+
+
+@pytest.fixture
+def replies(make_org):
+    alpha, beta, gamma = make_org("Alpha"), make_org("Beta"), make_org("Gamma")
+    made = {}
+    for key, org in (("global", None), ("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+        made[key] = canned_service.create_canned_reply(
+            organisation=org, title=f"{key} reply", body="x", actor=None
+        )
+    db.session.commit()
+    return made, (alpha, beta, gamma)
+
+
+def titles(found: list[CannedReply]) -> list[str]:
+    return [r.title for r in found]
+
+
+def test_list_for_each_role(make_user, replies):
+    made, (alpha, beta, gamma) = replies
+    seller = make_user(Role.SELLER, organisation=alpha)
+    agent = make_user(Role.AGENT, assigned=[beta, gamma])
+    admin = make_user(Role.ADMIN)
+    loner = make_user(Role.AGENT)
+
+    assert titles(canned_service.list_canned_replies_for(seller)) == ["global reply", "alpha reply"]
+    assert titles(canned_service.list_canned_replies_for(agent)) == [
+        "global reply",
+        "beta reply",
+        "gamma reply",
+    ]
+    assert titles(canned_service.list_canned_replies_for(admin)) == [
+        "global reply",
+        "alpha reply",
+        "beta reply",
+        "gamma reply",
+    ]
+    assert titles(canned_service.list_canned_replies_for(loner)) == ["global reply"]
+
+    # For one organisation's thread: its own replies and the global ones only.
+    assert titles(canned_service.list_canned_replies_for(admin, organisation_id=beta.id)) == [
+        "global reply",
+        "beta reply",
+    ]
+    # Asking for an organisation one may not see shows nothing of it.
+    assert titles(canned_service.list_canned_replies_for(seller, organisation_id=beta.id)) == [
+        "global reply"
+    ]
+
+
+def test_visibility_and_management(make_user, replies):
+    made, (alpha, beta, gamma) = replies
+    seller = make_user(Role.SELLER, organisation=alpha)
+    agent = make_user(Role.AGENT, assigned=[beta])
+    admin = make_user(Role.ADMIN)
+
+    def visible(user, key):
+        return canned_service.get_visible_canned_reply(made[key].id, user) is not None
+
+    assert visible(seller, "alpha") and visible(seller, "global")
+    assert not visible(seller, "beta") and not visible(agent, "alpha")
+    assert all(visible(admin, key) for key in made)
+    assert canned_service.get_visible_canned_reply(10_000, admin) is None
+
+    can = canned_service.can_manage_canned_replies
+    assert can(seller, alpha.id) and not can(seller, beta.id) and not can(seller, None)
+    assert can(agent, beta.id) and not can(agent, alpha.id) and not can(agent, None)
+    assert can(admin, None) and can(admin, gamma.id)
+
+    assert [o.name for o in canned_service.manageable_organisations(seller)] == ["Alpha"]
+    assert [o.name for o in canned_service.manageable_organisations(agent)] == ["Beta"]
+    assert [o.name for o in canned_service.manageable_organisations(admin)] == [
+        "Alpha",
+        "Beta",
+        "Gamma",
+    ]
+    assert canned_service.organisation_names(list(made.values())) == {
+        alpha.id: "Alpha",
+        beta.id: "Beta",
+        gamma.id: "Gamma",
+    }
