@@ -11,6 +11,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
 from ingest.pipeline import poll_all
+from portal.services.outbox import deliver_pending
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,18 @@ def poll_job(app: Flask) -> None:
             log.debug("Ingest pass: %s", summary.line())
 
 
+def outbox_job(app: Flask) -> None:
+    """Send due replies (first tries and retries), inside its own app context."""
+    with app.app_context():
+        try:
+            summary = deliver_pending()
+        except Exception:  # the database is away, say: the next run must still happen
+            log.exception("Outbox pass failed")
+            return
+        if summary.sent or summary.failed or summary.retrying:
+            log.info("Outbox pass: %s", summary.line())
+
+
 def build_scheduler(
     app: Flask, scheduler_class: type[BaseScheduler] = BlockingScheduler
 ) -> BaseScheduler:
@@ -41,6 +54,17 @@ def build_scheduler(
         seconds=app.config["POLL_SECONDS"],
         id="poll-mailboxes",
         # A slow pass must not overlap the next, and missed runs collapse into one.
+        max_instances=1,
+        coalesce=True,
+        next_run_time=datetime.now(UTC),
+    )
+    scheduler.add_job(
+        outbox_job,
+        "interval",
+        args=[app],
+        # Replies the web request could not send go out within seconds, not a poll later.
+        seconds=min(app.config.get("OUTBOX_SECONDS", 5), app.config["POLL_SECONDS"]),
+        id="send-replies",
         max_instances=1,
         coalesce=True,
         next_run_time=datetime.now(UTC),

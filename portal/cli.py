@@ -191,6 +191,50 @@ def ingest_poll_command() -> None:
         sys.exit(1)
 
 
+outbox_cli = AppGroup("outbox", help="Replies waiting to go out by SMTP.")
+
+
+@outbox_cli.command("send")
+def outbox_send_command() -> None:
+    """Send every due pending reply once and print a one-line summary."""
+    from portal.services import outbox as outbox_service
+
+    summary = outbox_service.deliver_pending(limit=1000)
+    click.echo(summary.line())
+    if summary.failed or summary.retrying:
+        sys.exit(1)
+
+
+@outbox_cli.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include sent and cancelled replies.")
+def outbox_list_command(show_all: bool) -> None:
+    """Print pending and failed replies (tab-separated), with their last error."""
+    from portal.models import SendStatus
+    from portal.services import outbox as outbox_service
+
+    statuses = list(SendStatus) if show_all else [SendStatus.PENDING, SendStatus.FAILED]
+    for message in outbox_service.list_outbox(statuses=statuses, limit=10_000):
+        next_at = (
+            message.next_attempt_at.strftime("%Y-%m-%d %H:%M:%S")
+            if message.next_attempt_at
+            else "-"
+        )
+        click.echo(
+            "\t".join(
+                [
+                    str(message.id),
+                    message.send_status.value if message.send_status else "-",
+                    f"attempts={message.send_attempts}",
+                    f"next={next_at}",
+                    message.to_addresses,
+                    message.message_id,
+                    " ".join(message.subject.split()),
+                    " ".join((message.last_send_error or "").split()),
+                ]
+            )
+        )
+
+
 @click.command("export")
 @click.option("--jsonl", is_flag=True, help="JSON Lines: one object per message (required).")
 @click.option(
@@ -232,3 +276,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(channels_cli)
     app.cli.add_command(ingest_cli)
     app.cli.add_command(export_command)
+    app.cli.add_command(outbox_cli)

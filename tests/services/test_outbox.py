@@ -1,0 +1,588 @@
+"""Replies: MIME building, header checks, the outbox service and its claims (no network).
+
+Delivery here goes to an `outbox:` folder; the real SMTP server is exercised in
+tests/integration/test_replies.py.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from ingest.scheduler import build_scheduler, outbox_job
+from portal import mail
+from portal.extensions import db
+from portal.models import (
+    AuditEvent,
+    ChannelStatus,
+    Direction,
+    Message,
+    Role,
+    SendStatus,
+    Thread,
+    ThreadStatus,
+)
+from portal.services import outbox
+from portal.sqltypes import utcnow
+
+LONG_ID = "<0100018c9a7b2c3d-4e5f6a7b-8c9d-4e0f-a1b2-c3d4e5f6a7b8-000000@eu-west-1.amazonses.com>"
+
+
+def parse(raw: bytes):
+    # SMTP's CRLF as LF, so decoded bodies compare to Python text.
+    return BytesParser(policy=policy.default).parsebytes(raw.replace(b"\r\n", b"\n"))
+
+
+@pytest.fixture
+def buyer_thread(app, make_channel):
+    """A UK thread with two buyer messages; the newest carries References."""
+    channels = []
+
+    def factory(
+        channel=None, *, subject="Inquiry from Amazon customer Jane (Order: 203-1234567-1234567)"
+    ):
+        if channel is None:
+            if not channels:
+                channels.append(make_channel("UK", address="uk-shop@helpdesk.test"))
+            channel = channels[0]
+        received = utcnow() - timedelta(hours=2)
+        thread = Thread(
+            channel=channel,
+            organisation_id=channel.organisation_id,
+            subject=subject,
+            normalized_subject=subject.lower(),
+            buyer_name="Jane",
+            buyer_address="jane123@marketplace.amazon.co.uk",
+            order_id="203-1234567-1234567",
+            last_message_at=received,
+            awaiting_reply_since=received,
+        )
+        for i, (message_id, refs) in enumerate(
+            [("<first@amazon.co.uk>", ""), (LONG_ID, "<first@amazon.co.uk>")]
+        ):
+            db.session.add(
+                Message(
+                    thread=thread,
+                    channel=channel,
+                    direction=Direction.IN,
+                    message_id=message_id,
+                    references=refs,
+                    content_hash=f"hash-{i}",
+                    subject=subject if i == 0 else f"RE: {subject}",
+                    from_address=thread.buyer_address,
+                    to_addresses=channel.helpdesk_address,
+                    text_body="Where is my parcel?",
+                    created_at=received + timedelta(minutes=i),
+                )
+            )
+        db.session.commit()
+        return thread
+
+    return factory
+
+
+@pytest.fixture
+def agent(make_user):
+    return make_user(Role.ADMIN, email="agent@example.com")
+
+
+@pytest.fixture
+def outbox_dir(app) -> Path:
+    return Path(app.config["SMTP_URL"].removeprefix("outbox:"))
+
+
+def queue(thread, agent, body="Hello Jane,\nit left our warehouse today.\n", **kwargs):
+    message = outbox.queue_reply(thread, body=body, author=agent, **kwargs)
+    db.session.commit()
+    return message
+
+
+# --- building the MIME ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ("Inquiry from Amazon customer Jane", "Re: Inquiry from Amazon customer Jane"),
+        ("Re: Inquiry", "Re: Inquiry"),
+        ("RE: re:Re : Inquiry", "Re: Inquiry"),
+        ("Re[2]: Inquiry", "Re: Inquiry"),
+        ("AW: Anfrage", "Re: AW: Anfrage"),
+        ("Reply about my order", "Re: Reply about my order"),
+        ("", "Re:"),
+    ],
+)
+def test_reply_subject_never_stacks_prefixes(subject, expected):
+    assert mail.reply_subject(subject) == expected
+
+
+def test_build_reply_headers_body_and_attachments():
+    built = mail.build_reply(
+        from_address="UK-Shop@helpdesk.test",
+        to_address="jane123@marketplace.amazon.co.uk",
+        from_name="Acme, Ltd",
+        subject="Re: Größe – 注文 (Order: 203-1234567-1234567)",
+        body="Hallo Jürgen,\r\n" + "a very long line " * 80 + "\r\n.\r\nBye",
+        in_reply_to=LONG_ID,
+        references=["<first@amazon.co.uk>", LONG_ID],
+        attachments=[
+            ("../../etc/Rechnung März.pdf", "application/pdf", b"%PDF-1.4\n"),
+            ('photo"1".JPG', "", b"\xff\xd8\xff"),
+        ],
+    )
+    assert built.raw.count(b"\r\n") > 10 and b"\n" not in built.raw.replace(b"\r\n", b"")
+    assert all(len(line) <= 998 for line in built.raw.split(b"\r\n"))
+    assert built.raw.isascii()
+    msg = parse(built.raw)
+    assert msg["From"] == '"Acme, Ltd" <uk-shop@helpdesk.test>'
+    assert msg["To"] == "jane123@marketplace.amazon.co.uk"
+    assert msg["Subject"] == "Re: Größe – 注文 (Order: 203-1234567-1234567)"
+    assert msg["Message-ID"] == built.message_id
+    assert built.message_id.endswith("@helpdesk.test>")
+    # A msg-id longer than a line stays a msg-id (not an RFC 2047 encoded word).
+    assert msg["In-Reply-To"] == LONG_ID
+    assert msg["References"].split() == ["<first@amazon.co.uk>", LONG_ID]
+    assert b"=?" not in b"".join(
+        line for line in built.raw.split(b"\r\n") if line.startswith((b"In-Reply-To", b" <"))
+    )
+    assert msg["Auto-Submitted"] == "no"
+    assert msg["MIME-Version"] == "1.0"
+    assert msg["Date"].datetime is not None
+    for header in ("Precedence", "List-Id", "List-Unsubscribe", "X-Auto-Response-Suppress"):
+        assert header not in msg
+    body = msg.get_body(("plain",))
+    assert body.get_content_charset() == "utf-8"
+    assert body["Content-Transfer-Encoding"] == "quoted-printable"
+    assert body.get_content() == "Hallo Jürgen,\n" + "a very long line " * 80 + "\n.\nBye\n"
+    parts = list(msg.iter_attachments())
+    assert [(p.get_filename(), p.get_content_type()) for p in parts] == [
+        ("Rechnung März.pdf", "application/pdf"),
+        ("photo_1_.JPG", "image/jpeg"),
+    ]
+    assert parts[0].get_content() == b"%PDF-1.4\n"
+    assert all("MIME-Version" not in p for p in parts)
+
+
+def test_references_are_bounded_and_keep_the_root():
+    previous = [f"<ref{i}@example.com>" for i in range(40)]
+    refs = mail.build_references(" ".join(previous), "<answered@example.com>")
+    assert len(refs) == mail.MAX_REFERENCES
+    assert refs[0] == "<ref0@example.com>"
+    assert refs[-1] == "<answered@example.com>"
+    assert refs[-2] == "<ref39@example.com>"
+    huge = [f"<{'x' * 200}{i}@example.com>" for i in range(9)]
+    refs = mail.build_references(huge, "<answered@example.com>")
+    assert len(" ".join(refs)) <= mail.MAX_REFERENCES_CHARS
+    assert refs[0] == huge[0] and refs[-1] == "<answered@example.com>"
+    # Malformed ids (spaces, control characters, no @) are dropped, repeats collapse.
+    assert mail.build_references(["<a@b>", "<bad>", "<x\x01@y>", "<a@b>"], "<c@d>") == [
+        "<a@b>",
+        "<c@d>",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("subject", "Re: hello\r\nBcc: victim@example.com"),
+        ("subject", "Re: hello\nBcc: victim@example.com"),
+        ("subject", "Re: hello\rBcc: victim@example.com"),
+        ("subject", "Re: tab\there"),
+        ("subject", "Re: nul\x00"),
+        ("subject", "Re: line\u2028separator"),
+        ("from_name", "Acme\r\nBcc: victim@example.com"),
+        ("from_address", "shop@helpdesk.test\r\nBcc: victim@example.com"),
+        ("to_address", "jane@marketplace.amazon.co.uk\nBcc: victim@example.com"),
+        ("filename", "invoice.pdf\r\nContent-Type: text/html"),
+        ("filename", "invoice\n.pdf"),
+        ("content_type", "application/pdf\r\nX-Evil: 1"),
+    ],
+)
+def test_control_characters_in_header_values_are_refused(field, value):
+    kwargs = {
+        "from_address": "shop@helpdesk.test",
+        "to_address": "jane@marketplace.amazon.co.uk",
+        "subject": "Re: hello",
+        "from_name": "Acme",
+    }
+    attachment = ["file.pdf", "application/pdf", b"x"]
+    if field == "filename":
+        attachment[0] = value
+    elif field == "content_type":
+        attachment[1] = value
+    else:
+        kwargs[field] = value
+    with pytest.raises(mail.MailError, match="line break or another control character"):
+        mail.build_reply(body="Hi", attachments=[tuple(attachment)], **kwargs)
+
+
+@pytest.mark.parametrize(
+    "address", ["", "jane", "jane@", "a b@example.com", "jäne@example.com", "a@b.c, d@e.f"]
+)
+def test_bad_addresses_are_refused(address):
+    with pytest.raises(mail.MailError):
+        mail.check_address("buyer's address", address)
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("invoice.pdf", "invoice.pdf"),
+        ("C:\\Users\\me\\invoice.pdf", "invoice.pdf"),
+        ("../../.bashrc", "bashrc"),
+        ("a<b>c:d|e?f*g.png", "a_b_c_d_e_f_g.png"),
+        ("", "attachment"),
+        ("x" * 300 + ".pdf", "x" * (mail.MAX_FILENAME_CHARS - 4) + ".pdf"),
+    ],
+)
+def test_safe_filename(filename, expected):
+    assert mail.safe_filename(filename) == expected
+
+
+# --- SMTP_URL ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("smtp://mail.example.com", ("smtp", "mail.example.com", 25, "plain", "", "")),
+        (
+            "smtp+starttls://us%40er:p%40ss%3Aw%2Fd@mail.example.com",
+            ("smtp", "mail.example.com", 587, "starttls", "us@er", "p@ss:w/d"),
+        ),
+        ("smtps://u:p@mail.example.com:2465", ("smtp", "mail.example.com", 2465, "tls", "u", "p")),
+        ("smtp://127.0.0.1:2525", ("smtp", "127.0.0.1", 2525, "plain", "", "")),
+    ],
+)
+def test_parse_smtp_url(url, expected):
+    t = mail.parse_smtp_url(url)
+    assert (t.kind, t.host, t.port, t.security, t.username, t.password) == expected
+    assert "p@ss" not in repr(t) and ":p@" not in repr(t)
+
+
+def test_parse_smtp_url_outbox_and_errors(tmp_path):
+    assert mail.parse_smtp_url(f"outbox:{tmp_path}").path == str(tmp_path)
+    for bad in ("outbox:", "http://example.com", "smtp://", "smtp://host:port"):
+        with pytest.raises(mail.MailError):
+            mail.parse_smtp_url(bad)
+
+
+def test_outbox_transport_writes_atomically_and_overwrites_on_retry(tmp_path):
+    transport = mail.parse_smtp_url(f"outbox:{tmp_path / 'out'}")
+    for raw in (b"first\r\n", b"second\r\n"):
+        mail.send_raw(
+            transport, sender="a@b.c", recipients=["d@e.f"], raw=raw, message_id="<id@x.y>"
+        )
+    files = list((tmp_path / "out").iterdir())
+    assert [f.name for f in files] == [mail.outbox_filename("<id@x.y>")]
+    assert files[0].read_bytes() == b"second\r\n"
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with pytest.raises(mail.TemporarySendError, match="outbox"):
+        mail.send_raw(
+            mail.parse_smtp_url(f"outbox:{blocked}"),
+            sender="a@b.c",
+            recipients=["d@e.f"],
+            raw=b"x",
+            message_id="<id@x.y>",
+        )
+
+
+def test_retry_delay_grows_and_is_capped():
+    delays = [outbox.retry_delay(n).total_seconds() for n in range(1, 10)]
+    assert delays[:4] == [30, 60, 120, 240]
+    assert max(delays) == 3600 and delays == sorted(delays)
+
+
+# --- queue_reply ------------------------------------------------------------------------
+
+
+def test_queue_reply_stores_a_pending_message_ready_to_send(app, buyer_thread, agent):
+    thread = buyer_thread()
+    message = queue(thread, agent, attachments=[("Rechnung.pdf", "application/pdf", b"%PDF-1.4")])
+    assert message.direction == Direction.OUT
+    assert message.send_status == SendStatus.PENDING
+    assert message.send_attempts == 0 and message.send_claimed_until is None
+    assert message.next_attempt_at is not None
+    assert message.channel_id == thread.channel_id and message.thread_id == thread.id
+    assert message.from_address == "uk-shop@helpdesk.test"
+    assert message.to_addresses == "jane123@marketplace.amazon.co.uk"
+    assert message.author_id == agent.id
+    # It answers the newest buyer message, whose subject already had a prefix.
+    assert message.subject == "Re: Inquiry from Amazon customer Jane (Order: 203-1234567-1234567)"
+    assert message.in_reply_to == LONG_ID
+    assert message.references == f"<first@amazon.co.uk> {LONG_ID}"
+    assert message.text_body == message.visible_text == "Hello Jane,\nit left our warehouse today."
+    assert message.snippet == "Hello Jane, it left our warehouse today."
+    assert [(a.filename, a.size, a.data) for a in message.attachments] == [
+        ("Rechnung.pdf", 8, b"%PDF-1.4")
+    ]
+    stored = parse(message.raw)
+    assert stored["Message-ID"] == message.message_id
+    assert message.size == len(message.raw)
+    assert thread.awaiting_reply_since is None
+    assert thread.last_message_at >= message.created_at
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.kind == "thread.reply_queued"))
+    assert event.actor_id == agent.id and event.target_id == message.id
+    assert event.organisation_id == thread.organisation_id
+    assert event.details["message_id"] == message.message_id
+
+
+def test_queue_reply_to_a_chosen_message(app, buyer_thread, agent):
+    thread = buyer_thread()
+    first = thread.messages[0]
+    message = queue(thread, agent, reply_to=first)
+    assert message.in_reply_to == "<first@amazon.co.uk>"
+    assert message.references == "<first@amazon.co.uk>"
+    other = buyer_thread()
+    with pytest.raises(outbox.ReplyError, match="not part of this conversation"):
+        outbox.queue_reply(thread, body="Hi", author=agent, reply_to=other.messages[0])
+
+
+def test_stored_subject_with_line_breaks_is_folded_not_injected(app, buyer_thread, agent):
+    thread = buyer_thread(subject="Question\r\nBcc: victim@example.com")
+    message = queue(thread, agent, reply_to=thread.messages[0])
+    assert message.subject == "Re: Question Bcc: victim@example.com"
+    assert "Bcc" not in parse(message.raw)
+
+
+def _raises(message_fragment):
+    return pytest.raises(outbox.ReplyError, match=message_fragment)
+
+
+@pytest.mark.parametrize(
+    ("change", "kwargs", "error"),
+    [
+        (None, {"body": "  \r\n \n"}, "Write a reply"),
+        ("no_buyer", {}, "no buyer address"),
+        ("disabled", {}, "disabled"),
+        (
+            None,
+            {"attachments": [("a.pdf", "application/pdf", b"x" * (6 * 1024 * 1024))] * 2},
+            "at most 10 MB",
+        ),
+        (None, {"subject": "Re: x\r\nBcc: victim@example.com"}, "subject contains a line break"),
+        (None, {"attachments": [("a\n.pdf", "application/pdf", b"x")]}, "file name contains"),
+        ("bad_name", {}, "sender name contains"),
+    ],
+)
+def test_queue_reply_refuses_bad_input(app, buyer_thread, agent, change, kwargs, error):
+    thread = buyer_thread()
+    if change == "no_buyer":
+        thread.buyer_address = ""
+    elif change == "disabled":
+        thread.channel.status = ChannelStatus.DISABLED
+    elif change == "bad_name":
+        thread.channel.organisation.name = "Acme\r\nBcc: x@example.com"
+    db.session.commit()
+    kwargs = {"body": "Hello", **kwargs}
+    with _raises(error):
+        outbox.queue_reply(thread, author=agent, **kwargs)
+    db.session.rollback()
+    assert db.session.scalar(select(Message).where(Message.direction == Direction.OUT)) is None
+
+
+def test_attachments_of_exactly_10_mb_are_accepted(app, buyer_thread, agent):
+    data = b"x" * outbox.MAX_ATTACHMENTS_BYTES
+    message = queue(buyer_thread(), agent, attachments=[("big.pdf", "application/pdf", data)])
+    assert message.attachments[0].size == len(data)
+
+
+# --- delivery through an outbox: folder ------------------------------------------------------
+
+
+def test_deliver_one_writes_the_stored_bytes_once(app, buyer_thread, agent, outbox_dir):
+    message = queue(buyer_thread(), agent)
+    assert outbox.deliver_one(message.id) is True
+    files = list(outbox_dir.glob("*.eml"))
+    assert [f.name for f in files] == [mail.outbox_filename(message.message_id)]
+    db.session.refresh(message)
+    assert files[0].read_bytes() == message.raw
+    assert message.send_status == SendStatus.SENT
+    assert message.sent_at is not None and message.send_claimed_until is None
+    assert message.send_attempts == 1 and message.last_send_error is None
+    # Nothing left to do: a second try or a worker pass sends nothing.
+    assert outbox.deliver_one(message.id) is False
+    assert outbox.deliver_pending().line() == "sent=0 failed=0 retrying=0"
+    assert len(list(outbox_dir.iterdir())) == 1
+
+
+def test_deliver_pending_sends_each_reply_once(app, buyer_thread, agent, outbox_dir):
+    messages = [queue(buyer_thread(), agent, body=f"Reply {i}") for i in range(5)]
+    assert outbox.deliver_pending().line() == "sent=5 failed=0 retrying=0"
+    assert outbox.deliver_pending().line() == "sent=0 failed=0 retrying=0"
+    assert sorted(f.name for f in outbox_dir.glob("*.eml")) == sorted(
+        mail.outbox_filename(m.message_id) for m in messages
+    )
+
+
+def test_a_claimed_reply_is_left_to_its_sender(app, buyer_thread, agent, outbox_dir):
+    message = queue(buyer_thread(), agent)
+    now = utcnow()
+    # Another sender (the web request, another worker) holds it.
+    assert outbox._claim(message.id, now) is not None
+    assert outbox._claim(message.id, now) is None
+    assert outbox.deliver_one(message.id, now=now) is False
+    assert outbox.deliver_pending(now=now).line() == "sent=0 failed=0 retrying=0"
+    assert not outbox_dir.exists() or not list(outbox_dir.iterdir())
+    # That sender died: once its claim runs out, the message goes out.
+    later = now + outbox.CLAIM_TTL + timedelta(seconds=1)
+    assert outbox.deliver_pending(now=later).line() == "sent=1 failed=0 retrying=0"
+    db.session.refresh(message)
+    assert message.send_attempts == 2 and message.send_status == SendStatus.SENT
+
+
+def test_unwritable_outbox_retries_with_backoff_then_delivers(app, buyer_thread, agent, tmp_path):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the folder should be")
+    app.config["SMTP_URL"] = f"outbox:{blocked}"
+    message = queue(buyer_thread(), agent)
+    now = utcnow()
+    assert outbox.deliver_one(message.id, now=now) is False
+    db.session.refresh(message)
+    assert message.send_status == SendStatus.PENDING
+    assert message.last_send_error.startswith("outbox:")
+    assert outbox.describe_status(message).startswith("queued, retrying (outbox:")
+    assert message.next_attempt_at == now + timedelta(seconds=30)
+    assert message.send_claimed_until is None
+    # Backing off: not due yet.
+    assert outbox.deliver_pending(now=now + timedelta(seconds=10)).retrying == 0
+    summary = outbox.deliver_pending(now=now + timedelta(seconds=31))
+    assert summary.line() == "sent=0 failed=0 retrying=1"
+    db.session.refresh(message)
+    assert message.send_attempts == 2
+    assert message.next_attempt_at == now + timedelta(seconds=31 + 60)
+    # Fixed: the next due pass delivers it.
+    blocked.unlink()
+    assert outbox.deliver_pending(now=now + timedelta(minutes=5)).sent == 1
+    assert (blocked / mail.outbox_filename(message.message_id)).read_bytes() == message.raw
+
+
+def test_bad_smtp_url_keeps_replies_pending(app, buyer_thread, agent):
+    app.config["SMTP_URL"] = "smtpx://mail.example.com"
+    message = queue(buyer_thread(), agent)
+    assert outbox.deliver_one(message.id) is False
+    db.session.refresh(message)
+    assert message.send_status == SendStatus.PENDING
+    assert message.last_send_error.startswith("SMTP_URL: unsupported SMTP_URL scheme")
+
+
+# --- retry and cancel -------------------------------------------------------------------
+
+
+def test_cancel_a_pending_reply_restores_the_response_clock(app, buyer_thread, agent, outbox_dir):
+    thread = buyer_thread()
+    waiting_since = thread.awaiting_reply_since
+    message = queue(thread, agent)
+    assert thread.awaiting_reply_since is None
+    outbox.cancel(message, agent)
+    db.session.commit()
+    assert message.send_status == SendStatus.CANCELLED
+    assert outbox.describe_status(message) == "cancelled"
+    assert thread.awaiting_reply_since == waiting_since
+    assert outbox.deliver_pending().sent == 0
+    assert not outbox_dir.exists()
+    kinds = db.session.scalars(select(AuditEvent.kind).order_by(AuditEvent.id)).all()
+    assert kinds[-1] == "thread.reply_cancelled"
+    with _raises("Only a failed or pending reply"):
+        outbox.cancel(message, agent)
+    with _raises("Only a failed or pending reply"):
+        outbox.retry(message, agent)
+
+
+def test_cancel_refused_while_a_sender_holds_the_reply(app, buyer_thread, agent):
+    message = queue(buyer_thread(), agent)
+    assert outbox._claim(message.id, utcnow()) is not None
+    with _raises("being sent right now"):
+        outbox.cancel(message, agent)
+    db.session.rollback()
+    db.session.refresh(message)
+    assert message.send_status == SendStatus.PENDING
+
+
+def test_retry_a_failed_reply(app, buyer_thread, agent, outbox_dir):
+    thread = buyer_thread()
+    message = queue(thread, agent)
+    message.send_status = SendStatus.FAILED
+    message.last_send_error = "DATA: 554 5.7.1 rejected"
+    message.next_attempt_at = None
+    db.session.commit()
+    assert outbox.describe_status(message) == "failed: DATA: 554 5.7.1 rejected"
+    outbox.retry(message, agent)
+    db.session.commit()
+    assert message.send_status == SendStatus.PENDING and message.next_attempt_at is not None
+    assert outbox.deliver_pending().sent == 1
+    db.session.refresh(message)
+    assert message.send_status == SendStatus.SENT
+    assert outbox.describe_status(message) == "sent"
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.kind == "thread.reply_retried"))
+    assert event.details["was"] == "failed" and event.actor_id == agent.id
+    with _raises("Only a failed or pending reply"):
+        outbox.retry(message, agent)
+
+
+def test_list_outbox_shows_what_is_stuck(app, buyer_thread, agent):
+    sent = queue(buyer_thread(), agent)
+    outbox.deliver_one(sent.id)
+    pending = queue(buyer_thread(), agent)
+    assert outbox.list_outbox() == [pending]
+    assert set(outbox.list_outbox(statuses=list(SendStatus))) == {sent, pending}
+
+
+def test_thread_status_is_left_to_the_agent(app, buyer_thread, agent):
+    thread = buyer_thread()
+    queue(thread, agent)
+    assert thread.status == ThreadStatus.OPEN
+
+
+# --- the CLI and the worker job -------------------------------------------------------------
+
+
+def test_cli_outbox_send_and_list(app, runner, buyer_thread, agent, tmp_path):
+    message = queue(buyer_thread(), agent)
+    result = runner.invoke(args=["outbox", "list"])
+    assert result.exit_code == 0, result.output
+    line = result.output.strip()
+    assert line.startswith(f"{message.id}\tpending\tattempts=0\t")
+    assert message.message_id in line and "jane123@marketplace.amazon.co.uk" in line
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("")
+    app.config["SMTP_URL"] = f"outbox:{blocked}"
+    result = runner.invoke(args=["outbox", "send"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "sent=0 failed=0 retrying=1"
+    result = runner.invoke(args=["outbox", "list"])
+    assert "attempts=1" in result.output and "outbox: " in result.output
+
+    blocked.unlink()
+    db.session.execute(db.update(Message).values(next_attempt_at=utcnow()))
+    db.session.commit()
+    result = runner.invoke(args=["outbox", "send"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "sent=1 failed=0 retrying=0"
+    assert runner.invoke(args=["outbox", "list"]).output == ""
+    assert "\tsent\t" in runner.invoke(args=["outbox", "list", "--all"]).output
+
+
+def test_worker_schedules_the_outbox_job(app):
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    scheduler = build_scheduler(app, BackgroundScheduler)
+    job = scheduler.get_job("send-replies")
+    assert job is not None
+    assert job.max_instances == 1 and job.coalesce is True
+    assert job.trigger.interval == timedelta(seconds=5)
+
+
+def test_outbox_job_sends_in_its_own_app_context(app, buyer_thread, agent, outbox_dir):
+    message = queue(buyer_thread(), agent)
+    outbox_job(app)
+    assert (outbox_dir / mail.outbox_filename(message.message_id)).exists()
+    db.session.refresh(message)
+    assert message.send_status == SendStatus.SENT
