@@ -42,5 +42,11 @@ format: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+## Ingest benchmark (bench/README.md): N=5000 mails through a Dovecot it starts, against
+## a plain IMAP fetch. E.g. make bench BENCH_ARGS='--sizes 1000,5000' (or '--postgres').
+BENCH_ARGS ?=
+bench: $(VENV)/.dev-installed
+	$(PY) bench/ingest.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

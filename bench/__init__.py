@@ -1,0 +1,1 @@
+"""Benchmarks (not tests); how to run them: bench/README.md."""
