@@ -88,6 +88,8 @@ def config_from_env(instance_path: str) -> dict[str, Any]:
         "SMTP_URL": os.environ.get("SMTP_URL") or f"outbox:{instance / 'outbox'}",
         "INBOUND_DOMAIN": (os.environ.get("INBOUND_DOMAIN") or "helpdesk.localhost").lower(),
         "POLL_SECONDS": _int("POLL_SECONDS", 60),
+        "OUTBOX_SECONDS": _int("OUTBOX_SECONDS", 5),
+        "SMTP_TIMEOUT": _int("SMTP_TIMEOUT", 30),
         "INGEST_LEASE_SECONDS": _int("INGEST_LEASE_SECONDS", 300),
         "MAX_ATTACHMENT_BYTES": _int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024),
         "PORT": _int("PORT", 5000),
@@ -124,9 +126,13 @@ DEFAULTS: Mapping[str, Any] = {
     "RATELIMIT_HEADERS_ENABLED": True,
     "INBOUND_DOMAIN": "helpdesk.localhost",
     "POLL_SECONDS": 60,
+    "OUTBOX_SECONDS": 5,
+    "SMTP_TIMEOUT": 30,
     "INGEST_LEASE_SECONDS": 300,
     "MAX_ATTACHMENT_BYTES": 10 * 1024 * 1024,
     "PORT": 5000,
+    # Replies carry at most 10 MB of attachments (Amazon's limit); leave room for the form.
+    "MAX_CONTENT_LENGTH": 25 * 1024 * 1024,
     "AMAZON_DEVELOPER_NAME": DEFAULT_DEVELOPER_NAME,
     "AMAZON_DEVELOPER_ACCOUNTS": DEFAULT_DEVELOPER_ACCOUNTS,
 }

@@ -6,10 +6,13 @@ throwaway PostgreSQL the suite starts itself (or on TEST_DATABASE_URL when set).
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +25,20 @@ from werkzeug.serving import make_server
 
 from portal import create_app
 from portal.extensions import db
-from portal.models import Channel, ChannelStatus, Organisation, Role, User
+from portal.models import (
+    Channel,
+    ChannelStatus,
+    Direction,
+    Message,
+    Organisation,
+    Role,
+    Thread,
+    ThreadStatus,
+    User,
+)
 from portal.services import channels as channel_service
 from portal.services import users as user_service
+from portal.sqltypes import utcnow
 
 pytest_plugins = ["tests.fixtures_servers"]
 
@@ -60,9 +74,12 @@ def disallow_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
     def guarded_connect(sock: socket.socket, address: Any) -> Any:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             host, port = address[0], address[1]
+            # Close first: the caller never gets the socket back to close it.
             if host not in LOOPBACK:
+                sock.close()
                 raise RuntimeError(f"test tried to connect to {host}:{port}, outside this machine")
             if not may_use_loopback and port not in _allowed_ports:
+                sock.close()
                 raise RuntimeError(
                     f"test tried to connect to {host}:{port}; mark it imap/smtp/postgres/browser"
                 )
@@ -185,6 +202,7 @@ def make_user(app: Flask, make_org: Callable[..., Organisation]) -> Callable[...
         organisation: Organisation | None = None,
         assigned: list[Organisation] | None = None,
         password: str = PASSWORD,
+        name: str = "",
     ) -> User:
         role = Role(role)
         if role == Role.SELLER and organisation is None:
@@ -194,6 +212,7 @@ def make_user(app: Flask, make_org: Callable[..., Organisation]) -> Callable[...
             password,
             role=role,
             organisation=organisation if role == Role.SELLER else None,
+            name=name,
         )
         for org in assigned or []:
             user_service.assign_agent(user, org, actor=None)
@@ -224,6 +243,102 @@ def make_channel(app: Flask, make_org: Callable[..., Organisation]) -> Callable[
             channel.status = status
         db.session.commit()
         return channel
+
+    return factory
+
+
+# --- mail delivered into the app's Maildir, as an MDA would ------------------------
+
+MAIL = Path(__file__).resolve().parent / "data" / "mail"
+
+
+@pytest.fixture
+def maildir(app, app_config) -> Path:
+    """The Maildir the app's MAIL_SOURCE points at, created empty."""
+    root = Path(app_config["MAIL_SOURCE"].removeprefix("maildir:"))
+    for sub in ("new", "cur", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@pytest.fixture
+def drop_mail(maildir: Path):
+    """Deliver a fixture .eml (or raw bytes) into new/, as an MDA would."""
+    counter = iter(range(1, 100_000))
+
+    def drop(name_or_bytes: str | bytes, *, replace: dict[str, str] | None = None) -> Path:
+        if isinstance(name_or_bytes, bytes):
+            raw = name_or_bytes
+        else:
+            raw = (MAIL / name_or_bytes).read_bytes()
+        for old, new in (replace or {}).items():
+            raw = raw.replace(old.encode(), new.encode())
+        n = next(counter)
+        tmp = maildir / "tmp" / f"{n}.sellerdesk-test"
+        tmp.write_bytes(raw)
+        target = maildir / "new" / tmp.name
+        shutil.move(tmp, target)
+        # Distinct mtimes keep the delivery order deterministic.
+        os.utime(target, (1_700_000_000 + n, 1_700_000_000 + n))
+        return target
+
+    return drop
+
+
+@pytest.fixture
+def make_thread(app: Flask, make_channel: Callable[..., Channel]) -> Callable[..., Thread]:
+    """A thread with inbound buyer messages, built directly (no parsing)."""
+    counter = iter(range(1, 1_000_000))
+
+    def factory(
+        channel: Channel | None = None,
+        *,
+        subject: str = "Inquiry from Amazon customer Jane (Order: 203-1234567-1234567)",
+        buyer_name: str = "Jane",
+        buyer_address: str | None = None,
+        order_id: str | None = "203-1234567-1234567",
+        status: ThreadStatus = ThreadStatus.OPEN,
+        texts: tuple[str, ...] = ("Where is my parcel?",),
+        received_at: datetime | None = None,
+        awaiting: bool = True,
+    ) -> Thread:
+        channel = channel or make_channel()
+        n = next(counter)
+        when = received_at or utcnow()
+        thread = Thread(
+            channel=channel,
+            organisation_id=channel.organisation_id,
+            subject=subject,
+            normalized_subject=subject.lower(),
+            buyer_name=buyer_name,
+            buyer_address=buyer_address or f"buyer{n}@marketplace.amazon.co.uk",
+            order_id=order_id,
+            status=status,
+            last_message_at=when,
+            awaiting_reply_since=when if awaiting and status != ThreadStatus.CLOSED else None,
+        )
+        db.session.add(thread)
+        for i, text in enumerate(texts):
+            db.session.add(
+                Message(
+                    thread=thread,
+                    channel=channel,
+                    direction=Direction.IN,
+                    message_id=f"<t{n}-{i}@example.com>",
+                    content_hash=f"{n}-{i}",
+                    subject=subject,
+                    from_name=buyer_name,
+                    from_address=thread.buyer_address,
+                    to_addresses=channel.helpdesk_address,
+                    order_id=order_id,
+                    text_body=text,
+                    visible_text=text,
+                    snippet=text[:300],
+                    created_at=when,
+                )
+            )
+        db.session.commit()
+        return thread
 
     return factory
 

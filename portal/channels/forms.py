@@ -1,5 +1,5 @@
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, SelectField, StringField, SubmitField
+from wtforms import BooleanField, SelectChoice, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, ValidationError
 
 from portal.marketplaces import MARKETPLACES
@@ -8,13 +8,13 @@ from portal.services.credentials import CredentialError, clean_mws_token, clean_
 REGION_NAMES = {"NA": "North America", "EU": "Europe", "FE": "Far East"}
 
 
-def marketplace_choices(taken: set[str]) -> dict[str, list[tuple[str, str]]]:
+def marketplace_choices(taken: set[str]) -> list[SelectChoice]:
     """Marketplaces grouped by region, without those the organisation already added."""
-    groups: dict[str, list[tuple[str, str]]] = {}
-    for m in MARKETPLACES:
-        if m.code not in taken:
-            groups.setdefault(REGION_NAMES[m.region], []).append((m.code, f"{m.name} ({m.domain})"))
-    return groups
+    return [
+        SelectChoice(m.code, f"{m.name} ({m.domain})", optgroup=REGION_NAMES[m.region])
+        for m in MARKETPLACES
+        if m.code not in taken
+    ]
 
 
 class AddChannelForm(FlaskForm):

@@ -1,15 +1,30 @@
-"""Threads and messages: recording inbound mail (outbound replies arrive with the inbox)."""
+"""Threads and messages: recording inbound mail, and the support team's actions on threads."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import exists, func, or_, select
 
 from portal.extensions import db
-from portal.models import Attachment, Channel, Direction, Mailbox, Message, Thread, ThreadStatus
+from portal.models import (
+    Attachment,
+    Channel,
+    Direction,
+    Mailbox,
+    Message,
+    Role,
+    Tag,
+    Thread,
+    ThreadStatus,
+    User,
+    agent_assignments,
+)
+from portal.services.audit import record_event
 from portal.sqltypes import utcnow
 
 if TYPE_CHECKING:
@@ -204,3 +219,172 @@ def record_quarantined_message(
     db.session.flush()
     log.warning("Quarantined message (%d bytes): %s", len(raw), reason)
     return message
+
+
+# --- the support team's actions on a thread -------------------------------------------
+
+#: Amazon's response-time metric: 24 hours, weekends and holidays included.
+RESPONSE_WINDOW = timedelta(hours=24)
+_ASIN_RE = re.compile(r"\bASIN\s*[:：]?\s*([A-Z0-9]{10})\b")
+
+
+class ThreadActionError(ValueError):
+    """An action on a thread that breaks a rule; the message is shown to the user."""
+
+
+def response_deadline(thread: Thread) -> datetime | None:
+    """When the answer is due: 24 h after the oldest unanswered buyer message."""
+    if thread.awaiting_reply_since is None or thread.status == ThreadStatus.CLOSED:
+        return None
+    return thread.awaiting_reply_since + RESPONSE_WINDOW
+
+
+def asins_in(text: str) -> list[str]:
+    """ASINs named in Amazon's item lines, in order, without repeats."""
+    return list(dict.fromkeys(_ASIN_RE.findall(text or "")))
+
+
+def set_thread_status(thread: Thread, status: ThreadStatus, *, actor: User) -> bool:
+    """Open, set pending or close a thread; returns False when nothing changed."""
+    if thread.status == status:
+        return False
+    previous = thread.status
+    thread.status = status
+    record_event(
+        "thread.status_changed",
+        actor=actor,
+        organisation_id=thread.organisation_id,
+        target=thread,
+        details={"from": previous.value, "to": status.value},
+    )
+    db.session.flush()
+    return True
+
+
+def assignable_users(thread: Thread) -> list[User]:
+    """Who may be assigned: active agents of the thread's organisation, and admins."""
+    agents = select(agent_assignments.c.user_id).where(
+        agent_assignments.c.organisation_id == thread.organisation_id
+    )
+    stmt = (
+        select(User)
+        .where(
+            User.is_active.is_(True),
+            or_(User.role == Role.ADMIN, (User.role == Role.AGENT) & User.id.in_(agents)),
+        )
+        .order_by(func.lower(User.name), User.email)
+    )
+    return list(db.session.scalars(stmt))
+
+
+def assign_thread(thread: Thread, assignee: User | None, *, actor: User) -> bool:
+    """Give the thread to `assignee` (None: unassign); only people who may see it."""
+    if assignee is not None and assignee not in assignable_users(thread):
+        raise ThreadActionError(f"{assignee.display_name} does not work for this seller.")
+    if thread.assignee_id == (assignee.id if assignee else None):
+        return False
+    previous = thread.assignee_id
+    thread.assignee = assignee
+    record_event(
+        "thread.assigned",
+        actor=actor,
+        organisation_id=thread.organisation_id,
+        target=thread,
+        details={"from": previous, "to": assignee.id if assignee else None},
+    )
+    db.session.flush()
+    return True
+
+
+def clean_tag_name(raw: str) -> str:
+    name = " ".join((raw or "").split()).lower()
+    if not name:
+        raise ThreadActionError("Enter a tag.")
+    if len(name) > 40:
+        raise ThreadActionError("A tag has at most 40 characters.")
+    return name
+
+
+def add_tag(thread: Thread, name: str, *, actor: User) -> Tag:
+    """Tag the thread, creating the organisation's tag on first use."""
+    name = clean_tag_name(name)
+    tag = db.session.scalar(
+        select(Tag).where(Tag.organisation_id == thread.organisation_id, Tag.name == name)
+    )
+    if tag is None:
+        tag = Tag(organisation_id=thread.organisation_id, name=name)
+        db.session.add(tag)
+    if tag not in thread.tags:
+        thread.tags.append(tag)
+        record_event(
+            "thread.tagged",
+            actor=actor,
+            organisation_id=thread.organisation_id,
+            target=thread,
+            details={"tag": name},
+        )
+    db.session.flush()
+    return tag
+
+
+def remove_tag(thread: Thread, tag: Tag, *, actor: User) -> None:
+    if tag in thread.tags:
+        thread.tags.remove(tag)
+        record_event(
+            "thread.untagged",
+            actor=actor,
+            organisation_id=thread.organisation_id,
+            target=thread,
+            details={"tag": tag.name},
+        )
+        db.session.flush()
+
+
+def add_internal_note(thread: Thread, text: str, *, actor: User) -> Message:
+    """A note for the team, shown in the thread and never e-mailed."""
+    text = (text or "").strip()
+    if not text:
+        raise ThreadActionError("Write the note first.")
+    digest = hashlib.sha256(f"{thread.id}:{actor.id}:{utcnow().isoformat()}:{text}".encode())
+    note = Message(
+        thread=thread,
+        channel_id=thread.channel_id,
+        direction=Direction.OUT,
+        is_internal_note=True,
+        message_id=f"<note-{digest.hexdigest()[:32]}@sellerdesk.invalid>",
+        content_hash=digest.hexdigest(),
+        subject="",
+        from_name=actor.display_name[:200],
+        from_address=actor.email,
+        text_body=text,
+        visible_text=text,
+        snippet=" ".join(text.split())[:300],
+        author_id=actor.id,
+    )
+    db.session.add(note)
+    record_event(
+        "thread.note_added",
+        actor=actor,
+        organisation_id=thread.organisation_id,
+        target=thread,
+        details={"length": len(text)},
+    )
+    db.session.flush()
+    return note
+
+
+def other_threads_of_buyer(thread: Thread, *, limit: int = 10) -> list[Thread]:
+    """The same buyer's other conversations on this channel, newest first."""
+    if not thread.buyer_address:
+        return []
+    stmt = (
+        select(Thread)
+        .where(
+            Thread.channel_id == thread.channel_id,
+            Thread.buyer_address == thread.buyer_address,
+            Thread.id != thread.id,
+        )
+        .order_by(Thread.last_message_at.desc())
+        .limit(limit)
+    )
+    return list(db.session.scalars(stmt))

@@ -13,3 +13,29 @@ document.addEventListener("click", async (event) => {
     button.textContent = "Press Ctrl+C to copy";
   }
 });
+
+// Canned replies: insert the filled-in text at the cursor instead of reloading the
+// page (which would lose what the agent already typed). Without JS the form is a GET
+// that reloads the thread with the text in the composer.
+document.addEventListener("submit", async (event) => {
+  const form = event.target.closest("form[data-canned-insert]");
+  if (!form) return;
+  event.preventDefault();
+  const id = form.querySelector("select[name=canned]").value;
+  const url = form.dataset.renderUrl.replace("/0/render", `/${encodeURIComponent(id)}/render`);
+  const response = await fetch(`${url}?thread_id=${encodeURIComponent(form.dataset.threadId)}`, {
+    credentials: "same-origin",
+    headers: { Accept: "application/json" },
+  });
+  if (!response.ok) {
+    form.submit();
+    return;
+  }
+  const { text } = await response.json();
+  const body = document.getElementById("body");
+  const start = body.selectionStart ?? body.value.length;
+  const end = body.selectionEnd ?? body.value.length;
+  body.value = body.value.slice(0, start) + text + body.value.slice(end);
+  body.focus();
+  body.selectionStart = body.selectionEnd = start + text.length;
+});

@@ -17,7 +17,7 @@ def two_orgs(make_org, make_channel):
 
 def org_urls(org):
     """Every URL that shows one organisation's objects (grows with each feature)."""
-    urls = [f"/orgs/{org.id}"]
+    urls = [f"/orgs/{org.id}", f"/orgs/{org.id}/export.jsonl"]
     urls += [f"/channels/{channel.id}" for channel in org.channels]
     return urls
 

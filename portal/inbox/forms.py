@@ -1,0 +1,82 @@
+from flask_wtf import FlaskForm
+from flask_wtf.file import MultipleFileField
+from wtforms import BooleanField, HiddenField, SelectField, StringField, SubmitField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional
+
+from portal.models import ThreadStatus
+
+
+class InboxFilterForm(FlaskForm):
+    """The inbox filters: a GET form, so links to a filtered inbox can be shared."""
+
+    class Meta:
+        csrf = False  # it changes nothing
+
+    status = SelectField(
+        "Status",
+        choices={"open": "Open", "pending": "Pending", "closed": "Closed", "all": "All"},
+        default="open",
+        validate_choice=False,
+    )
+    organisation = SelectField("Organisation", coerce=str, validate_choice=False, default="")
+    channel = SelectField("Channel", coerce=str, validate_choice=False, default="")
+    marketplace = SelectField("Marketplace", coerce=str, validate_choice=False, default="")
+    assignee = SelectField(
+        "Assigned to",
+        choices={"anyone": "Anyone", "me": "Me", "unassigned": "Unassigned"},
+        default="anyone",
+        validate_choice=False,
+    )
+    tag = StringField("Tag", validators=[Optional(), Length(max=40)])
+    q = StringField(
+        "Search",
+        validators=[Optional(), Length(max=200)],
+        description="Subject, buyer, order ID or message text",
+    )
+    sort = SelectField(
+        "Sort",
+        choices={"activity": "Newest activity first", "urgent": "Most urgent first"},
+        default="activity",
+        validate_choice=False,
+    )
+
+
+class StatusForm(FlaskForm):
+    status = SelectField("Status", choices={s.value: s.value.capitalize() for s in ThreadStatus})
+    submit = SubmitField("Change status")
+
+
+class AssignForm(FlaskForm):
+    assignee = SelectField("Assigned to", coerce=str)
+    submit = SubmitField("Assign")
+
+
+class TagForm(FlaskForm):
+    name = StringField(
+        "Add a tag", validators=[DataRequired(message="Enter a tag."), Length(max=40)]
+    )
+    submit = SubmitField("Add tag")
+
+
+class RemoveTagForm(FlaskForm):
+    submit = SubmitField("Remove")
+
+
+class NoteForm(FlaskForm):
+    text = TextAreaField(
+        "Internal note",
+        validators=[DataRequired(message="Write the note first."), Length(max=20000)],
+        description="Only your team sees notes; they are never e-mailed.",
+    )
+    submit = SubmitField("Add note")
+
+
+class ReplyForm(FlaskForm):
+    body = TextAreaField(
+        "Reply",
+        validators=[DataRequired(message="Write the reply first."), Length(max=50000)],
+    )
+    attachments = MultipleFileField("Attachments")
+    reply_to = HiddenField()
+    confirm_warnings = BooleanField("I checked the warnings above; send anyway")
+    submit = SubmitField("Send reply")

@@ -1,0 +1,417 @@
+import base64
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user, login_required
+from sqlalchemy import select
+from wtforms import SelectChoice
+
+from portal.extensions import db
+from portal.html import sanitize_email_html
+from portal.inbox.forms import (
+    AssignForm,
+    InboxFilterForm,
+    NoteForm,
+    RemoveTagForm,
+    ReplyForm,
+    StatusForm,
+    TagForm,
+)
+from portal.marketplaces import MARKETPLACES
+from portal.models import (
+    Attachment,
+    Channel,
+    Message,
+    Organisation,
+    Role,
+    Tag,
+    Thread,
+    ThreadStatus,
+    User,
+)
+from portal.security import get_visible_or_404, scope_to_user
+from portal.services import canned as canned_service
+from portal.services import inbox as inbox_service
+from portal.services import outbox as outbox_service
+from portal.services import threads as thread_service
+from portal.services.audit import record_event
+from portal.services.compliance import check_reply
+
+bp = Blueprint("inbox", __name__)
+
+#: Served inline only for raster images a browser cannot mistake for a document.
+_INLINE_IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
+_MAX_INLINE_IMAGE = 2 * 1024 * 1024
+
+
+def _can_work(thread: Thread) -> bool:
+    """Agents and admins work threads; sellers read them."""
+    return current_user.role in (Role.AGENT, Role.ADMIN)
+
+
+def _can_reply(thread: Thread) -> bool:
+    """Agents and admins reply; sellers only when their organisation allows it."""
+    return _can_work(thread) or (
+        current_user.role == Role.SELLER and thread.channel.organisation.sellers_can_reply
+    )
+
+
+def _load_thread(thread_id: int, *, work: bool = False) -> Thread:
+    thread = get_visible_or_404(Thread, thread_id, current_user)
+    if work and not _can_work(thread):
+        abort(403)
+    return thread
+
+
+def _filter_choices(form: InboxFilterForm) -> None:
+    organisations = db.session.scalars(
+        scope_to_user(select(Organisation), Organisation.id, current_user).order_by(
+            Organisation.name
+        )
+    ).all()
+    channels = db.session.scalars(
+        scope_to_user(select(Channel), Channel.organisation_id, current_user).order_by(
+            Channel.organisation_id, Channel.marketplace
+        )
+    ).all()
+    form.organisation.choices = [SelectChoice("", "All")] + [
+        SelectChoice(str(o.id), o.name) for o in organisations
+    ]
+    show_org = len(organisations) > 1
+    form.channel.choices = [SelectChoice("", "All")] + [
+        SelectChoice(
+            str(c.id),
+            c.marketplace_info.name + (f" · {c.organisation.name}" if show_org else ""),
+        )
+        for c in channels
+    ]
+    used = {c.marketplace for c in channels}
+    form.marketplace.choices = [SelectChoice("", "All")] + [
+        SelectChoice(m.code, m.name) for m in MARKETPLACES if m.code in used
+    ]
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+@bp.route("/inbox")
+@login_required
+def index():
+    form = InboxFilterForm(request.args)
+    _filter_choices(form)
+    query = inbox_service.InboxQuery(
+        status=form.status.data if form.status.data in inbox_service.STATUS_FILTERS else "open",
+        channel_id=_int_or_none(form.channel.data),
+        marketplace=form.marketplace.data or None,
+        organisation_id=_int_or_none(form.organisation.data),
+        assignee=form.assignee.data
+        if form.assignee.data in inbox_service.ASSIGNEE_FILTERS
+        else "anyone",
+        tag=(form.tag.data or "").strip() or None,
+        q=(form.q.data or "")[:200],
+        sort=form.sort.data if form.sort.data in inbox_service.SORTS else "activity",
+        cursor=request.args.get("after") or None,
+    )
+    page = inbox_service.list_inbox(current_user, query)
+    args = {k: v for k, v in request.args.items() if k != "after" and v}
+    next_url = url_for("inbox.index", **args, after=page.next_cursor) if page.next_cursor else None
+    first_url = url_for("inbox.index", **args) if query.cursor else None
+    return render_template(
+        "inbox/index.html",
+        form=form,
+        page=page,
+        next_url=next_url,
+        first_url=first_url,
+        now=thread_service.utcnow(),
+        show_org=len(form.organisation.choices) > 2,
+    )
+
+
+@bp.route("/threads/<int:thread_id>")
+@login_required
+def thread_detail(thread_id: int):
+    thread = _load_thread(thread_id)
+    return _render_thread(thread)
+
+
+def _render_thread(thread: Thread, *, status: int = 200, **forms):
+    messages = list(
+        db.session.scalars(
+            select(Message)
+            .where(Message.thread_id == thread.id)
+            .order_by(Message.created_at, Message.id)
+        )
+    )
+    assign_form = forms.get("assign_form") or AssignForm(formdata=None)
+    assign_form.assignee.choices = [SelectChoice("", "Nobody")] + [
+        SelectChoice(str(u.id), u.display_name) for u in thread_service.assignable_users(thread)
+    ]
+    assign_form.assignee.data = str(thread.assignee_id or "")
+    status_form = forms.get("status_form") or StatusForm(formdata=None, status=thread.status.value)
+    reply_form = forms.get("reply_form") or ReplyForm(formdata=None, body=_canned_text(thread))
+    asins = thread_service.asins_in(
+        "\n".join(m.text_body for m in messages if not m.is_internal_note)
+    )
+    return (
+        render_template(
+            "inbox/thread.html",
+            thread=thread,
+            messages=messages,
+            deadline=thread_service.response_deadline(thread),
+            now=thread_service.utcnow(),
+            asins=asins,
+            other_threads=thread_service.other_threads_of_buyer(thread),
+            can_work=_can_work(thread),
+            show_images=request.args.get("images") == "1",
+            status_form=status_form,
+            assign_form=assign_form,
+            tag_form=forms.get("tag_form") or TagForm(formdata=None),
+            remove_tag_form=RemoveTagForm(formdata=None),
+            note_form=forms.get("note_form") or NoteForm(formdata=None),
+            can_reply=_can_reply(thread),
+            reply_form=reply_form,
+            compliance_warnings=forms.get("compliance_warnings") or [],
+            canned_replies=canned_service.list_canned_replies_for(
+                current_user, organisation_id=thread.organisation_id
+            )
+            if _can_reply(thread)
+            else [],
+        ),
+        status,
+    )
+
+
+def _canned_text(thread: Thread) -> str:
+    """A canned reply picked without JavaScript (?canned=ID), filled in for this thread."""
+    reply_id = request.args.get("canned", type=int)
+    if reply_id is None or not _can_reply(thread):
+        return ""
+    reply = canned_service.get_visible_canned_reply(reply_id, current_user)
+    if reply is None or reply.organisation_id not in (None, thread.organisation_id):
+        return ""
+    context = canned_service.context_for_thread(thread, current_user)
+    try:
+        return canned_service.render_canned(reply.body, **context)
+    except canned_service.CannedReplyError:
+        return ""
+
+
+def _message_of(thread: Thread, message_id: int) -> Message:
+    message = db.session.get(Message, message_id)
+    if message is None or message.thread_id != thread.id:
+        abort(404)
+    return message
+
+
+@bp.route("/threads/<int:thread_id>/messages/<int:message_id>/html")
+@login_required
+def message_html(thread_id: int, message_id: int):
+    """The sanitised HTML body, as its own sandboxed document for an <iframe>."""
+    thread = _load_thread(thread_id)
+    message = _message_of(thread, message_id)
+    if not message.html_body:
+        abort(404)
+    inline = {}
+    for attachment in message.attachments:
+        if (
+            attachment.content_id
+            and attachment.content_type in _INLINE_IMAGE_TYPES
+            and not attachment.is_skipped
+            and attachment.size <= _MAX_INLINE_IMAGE
+        ):
+            # data: URLs, because a sandboxed (opaque-origin) frame sends no cookies.
+            inline[attachment.content_id] = _data_url(attachment)
+    allow_remote = request.args.get("images") == "1"
+    safe = sanitize_email_html(
+        message.html_body, inline_images=inline, allow_remote_images=allow_remote
+    )
+    body = render_template("inbox/message_frame.html", body=safe)
+    response = Response(body, mimetype="text/html")
+    img_src = "data: https: http:" if allow_remote else "data:"
+    # Even opened on its own, this document runs no script and loads nothing but images.
+    response.headers["Content-Security-Policy"] = (
+        f"sandbox allow-popups allow-popups-to-escape-sandbox; default-src 'none'; "
+        f"img-src {img_src}; style-src 'unsafe-inline'; form-action 'none'; base-uri 'none'"
+    )
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _data_url(attachment: Attachment) -> str:
+    data = db.session.scalar(select(Attachment.data).where(Attachment.id == attachment.id)) or b""
+    return f"data:{attachment.content_type};base64,{base64.b64encode(data).decode()}"
+
+
+@bp.route("/threads/<int:thread_id>/attachments/<int:attachment_id>")
+@login_required
+def attachment(thread_id: int, attachment_id: int):
+    thread = _load_thread(thread_id)
+    attachment = db.session.get(Attachment, attachment_id)
+    if attachment is None or attachment.message.thread_id != thread.id or attachment.is_skipped:
+        abort(404)
+    data = db.session.scalar(select(Attachment.data).where(Attachment.id == attachment.id)) or b""
+    response = Response(data, mimetype="application/octet-stream")
+    # Always a download, never rendered: the type is the sender's claim, not ours.
+    response.headers.set(
+        "Content-Disposition", "attachment", filename=attachment.filename or "attachment"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _back(thread: Thread, anchor: str | None = None):
+    return redirect(url_for("inbox.thread_detail", thread_id=thread.id, _anchor=anchor))
+
+
+@bp.route("/threads/<int:thread_id>/status", methods=["POST"])
+@login_required
+def change_status(thread_id: int):
+    thread = _load_thread(thread_id, work=True)
+    form = StatusForm()
+    if not form.validate_on_submit():
+        return _render_thread(thread, status=422, status_form=form)
+    if thread_service.set_thread_status(thread, ThreadStatus(form.status.data), actor=current_user):
+        db.session.commit()
+        flash(f"Thread marked {form.status.data}.", "success")
+    return _back(thread)
+
+
+@bp.route("/threads/<int:thread_id>/assign", methods=["POST"])
+@login_required
+def assign(thread_id: int):
+    thread = _load_thread(thread_id, work=True)
+    form = AssignForm()
+    people = {str(u.id): u for u in thread_service.assignable_users(thread)}
+    # "me" is the one-click "Assign to me" button.
+    form.assignee.choices = [SelectChoice("", "Nobody"), SelectChoice("me", "Me")] + [
+        SelectChoice(key, u.display_name) for key, u in people.items()
+    ]
+    if not form.validate_on_submit():
+        return _render_thread(thread, status=422, assign_form=form)
+    key = str(current_user.id) if form.assignee.data == "me" else form.assignee.data
+    assignee = db.session.get(User, int(key)) if key else None
+    try:
+        changed = thread_service.assign_thread(thread, assignee, actor=current_user)
+    except thread_service.ThreadActionError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return _back(thread)
+    db.session.commit()
+    if changed:
+        flash(f"Assigned to {assignee.display_name}." if assignee else "Unassigned.", "success")
+    return _back(thread)
+
+
+@bp.route("/threads/<int:thread_id>/tags", methods=["POST"])
+@login_required
+def add_tag(thread_id: int):
+    thread = _load_thread(thread_id, work=True)
+    form = TagForm()
+    if form.validate_on_submit():
+        try:
+            thread_service.add_tag(thread, form.name.data, actor=current_user)
+        except thread_service.ThreadActionError as exc:
+            db.session.rollback()
+            form.name.errors.append(str(exc))
+        else:
+            db.session.commit()
+            return _back(thread)
+    return _render_thread(thread, status=422, tag_form=form)
+
+
+@bp.route("/threads/<int:thread_id>/tags/<int:tag_id>/remove", methods=["POST"])
+@login_required
+def remove_tag(thread_id: int, tag_id: int):
+    thread = _load_thread(thread_id, work=True)
+    form = RemoveTagForm()
+    tag = db.session.get(Tag, tag_id)
+    if (
+        not form.validate_on_submit()
+        or tag is None
+        or tag.organisation_id != thread.organisation_id
+    ):
+        abort(404)
+    thread_service.remove_tag(thread, tag, actor=current_user)
+    db.session.commit()
+    return _back(thread)
+
+
+@bp.route("/threads/<int:thread_id>/notes", methods=["POST"])
+@login_required
+def add_note(thread_id: int):
+    thread = _load_thread(thread_id, work=True)
+    form = NoteForm()
+    if not form.validate_on_submit():
+        return _render_thread(thread, status=422, note_form=form)
+    note = thread_service.add_internal_note(thread, form.text.data, actor=current_user)
+    db.session.commit()
+    flash("Note added.", "success")
+    return _back(thread, anchor=f"m{note.id}")
+
+
+@bp.route("/threads/<int:thread_id>/reply", methods=["POST"])
+@login_required
+def reply(thread_id: int):
+    thread = _load_thread(thread_id)
+    if not _can_reply(thread):
+        abort(403)
+    form = ReplyForm()
+    if not form.validate_on_submit():
+        return _render_thread(thread, status=422, reply_form=form)
+    files = [f for f in form.attachments.data or [] if f and f.filename]
+    attachments = [(f.filename, f.mimetype or "application/octet-stream", f.read()) for f in files]
+    warnings = check_reply(
+        form.body.data,
+        attachments=[(name, kind, len(data)) for name, kind, data in attachments],
+        order_id=thread.order_id,
+        is_post_order=bool(thread.order_id),
+    )
+    if warnings and not form.confirm_warnings.data:
+        # Amazon may suppress such a message; let the agent fix it or confirm.
+        if attachments:
+            form.attachments.errors = ["Select the files again before sending."]
+        return _render_thread(thread, status=422, reply_form=form, compliance_warnings=warnings)
+    reply_to = None
+    if form.reply_to.data and form.reply_to.data.isdigit():
+        reply_to = _message_of(thread, int(form.reply_to.data))
+    try:
+        message = outbox_service.queue_reply(
+            thread,
+            body=form.body.data,
+            author=current_user,
+            attachments=attachments,
+            reply_to=reply_to,
+        )
+    except outbox_service.ReplyError as exc:
+        db.session.rollback()
+        form.body.errors = [str(exc)]
+        return _render_thread(thread, status=422, reply_form=form)
+    if warnings:
+        record_event(
+            "thread.compliance_confirmed",
+            actor=current_user,
+            organisation_id=thread.organisation_id,
+            target=message,
+            details={"warnings": [w.code for w in warnings]},
+        )
+    db.session.commit()
+    # Sent after the commit, so a reply is never sent without being stored; the
+    # worker retries whatever this attempt leaves pending.
+    if outbox_service.deliver_one(message.id):
+        flash("Reply sent.", "success")
+    else:
+        flash(
+            "Reply queued: the mail server did not accept it yet. It is retried "
+            "automatically; its status shows in the thread.",
+            "warning",
+        )
+    return _back(thread, anchor=f"m{message.id}")

@@ -1,0 +1,245 @@
+"""The support inbox and thread view: scoping, filters, paging, deadlines, actions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from ingest.pipeline import poll_all
+from portal.extensions import db
+from portal.models import AuditEvent, Message, Role, Thread, ThreadStatus
+from portal.services import threads as thread_service
+from portal.services.inbox import InboxQuery, list_inbox
+from tests.conftest import csrf_token_from
+
+
+@pytest.fixture
+def orgs(make_org, make_channel):
+    alpha, beta = make_org("Alpha Ltd"), make_org("Beta GmbH")
+    return (
+        make_channel("UK", organisation=alpha, address="uk-alpha@helpdesk.test"),
+        make_channel("DE", organisation=beta, address="de-beta@helpdesk.test"),
+    )
+
+
+def post(client, thread, action, data):
+    token = csrf_token_from(client.get(f"/threads/{thread.id}").get_data(as_text=True))
+    return client.post(f"/threads/{thread.id}/{action}", data={"csrf_token": token, **data})
+
+
+def test_agent_sees_only_assigned_organisations(client, login_as, orgs, make_thread):
+    uk, de = orgs
+    mine = make_thread(uk, subject="Alpha question")
+    theirs = make_thread(de, subject="Beta question")
+    login_as(Role.AGENT, assigned=[uk.organisation])
+    page = client.get("/inbox").get_data(as_text=True)
+    assert "Alpha question" in page and "Beta question" not in page
+    assert client.get(f"/threads/{mine.id}").status_code == 200
+    assert client.get(f"/threads/{theirs.id}").status_code == 404
+    message = theirs.messages[0]
+    assert client.get(f"/threads/{theirs.id}/messages/{message.id}/html").status_code == 404
+
+
+def test_seller_reads_own_threads_only_and_cannot_act(client, login_as, orgs, make_thread):
+    uk, de = orgs
+    mine = make_thread(uk, subject="Alpha question")
+    theirs = make_thread(de, subject="Beta question")
+    login_as(Role.SELLER, organisation=uk.organisation)
+    page = client.get("/inbox").get_data(as_text=True)
+    assert "Alpha question" in page and "Beta question" not in page
+    assert client.get(f"/threads/{theirs.id}").status_code == 404
+    detail = client.get(f"/threads/{mine.id}").get_data(as_text=True)
+    assert "Where is my parcel?" in detail and "Internal note" not in detail
+    token = csrf_token_from(detail)
+    response = client.post(
+        f"/threads/{mine.id}/status", data={"csrf_token": token, "status": "closed"}
+    )
+    assert response.status_code == 403
+
+
+def test_filters_and_search(client, login_as, orgs, make_thread):
+    uk, de = orgs
+    make_thread(uk, subject="Parcel late", texts=("It never came",))
+    make_thread(uk, subject="Wrong size", order_id="111-2222222-3333333", texts=("Too small",))
+    make_thread(de, subject="Kaputt", buyer_name="Max Mustermann", texts=("Defekt angekommen",))
+    closed = make_thread(uk, subject="Thanks", status=ThreadStatus.CLOSED)
+    admin = login_as(Role.ADMIN)
+
+    def subjects(**params):
+        page = list_inbox(admin, InboxQuery(**params))
+        return {row.thread.subject for row in page.rows}
+
+    assert subjects() == {"Parcel late", "Wrong size", "Kaputt"}
+    assert subjects(status="closed") == {"Thanks"}
+    assert subjects(status="all") == {"Parcel late", "Wrong size", "Kaputt", "Thanks"}
+    assert subjects(marketplace="DE") == {"Kaputt"}
+    assert subjects(channel_id=de.id) == {"Kaputt"}
+    assert subjects(organisation_id=uk.organisation_id) == {"Parcel late", "Wrong size"}
+    assert subjects(q="111-2222222") == {"Wrong size"}
+    assert subjects(q="mustermann") == {"Kaputt"}
+    assert subjects(q="never came") == {"Parcel late"}
+    assert subjects(q="100%_") == set()  # LIKE wildcards are literal
+    thread_service.add_tag(closed, "Refund", actor=admin)
+    db.session.commit()
+    assert subjects(status="all", tag="refund") == {"Thanks"}
+    # The same through the page, with its GET form.
+    page = client.get("/inbox?q=never+came&status=open").get_data(as_text=True)
+    assert "Parcel late" in page and "Wrong size" not in page
+
+
+def test_assignee_filter(client, login_as, orgs, make_thread, make_user):
+    uk, _ = orgs
+    agent = login_as(Role.AGENT, assigned=[uk.organisation])
+    mine = make_thread(uk, subject="Mine")
+    make_thread(uk, subject="Other")
+    thread_service.assign_thread(mine, agent, actor=agent)
+    db.session.commit()
+    assert {r.thread.subject for r in list_inbox(agent, InboxQuery(assignee="me")).rows} == {"Mine"}
+    assert {
+        r.thread.subject for r in list_inbox(agent, InboxQuery(assignee="unassigned")).rows
+    } == {"Other"}
+
+
+def test_keyset_pages_cover_every_thread_once(app, login_as, orgs, make_thread):
+    uk, _ = orgs
+    base = datetime(2026, 11, 1, tzinfo=UTC)
+    for i in range(23):
+        # Several threads share a timestamp: the id breaks the tie.
+        make_thread(uk, subject=f"T{i}", received_at=base + timedelta(hours=i // 3))
+    admin = login_as(Role.ADMIN)
+    for sort in ("activity", "urgent"):
+        seen, cursor = [], None
+        while True:
+            page = list_inbox(admin, InboxQuery(sort=sort, cursor=cursor), page_size=5)
+            seen += [row.thread.id for row in page.rows]
+            cursor = page.next_cursor
+            if not cursor:
+                break
+        assert len(seen) == len(set(seen)) == 23, sort
+    activity = [r.thread for r in list_inbox(admin, InboxQuery()).rows]
+    assert activity == sorted(activity, key=lambda t: (t.last_message_at, t.id), reverse=True)
+    assert list_inbox(admin, InboxQuery(cursor="garbage")).rows  # a bad cursor is page one
+
+
+def test_urgent_sort_and_deadline(client, login_as, orgs, make_thread):
+    uk, _ = orgs
+    now = datetime.now(UTC)
+    make_thread(uk, subject="Overdue", received_at=now - timedelta(hours=30))
+    make_thread(uk, subject="Soon", received_at=now - timedelta(hours=22))
+    make_thread(uk, subject="Answered", received_at=now, awaiting=False)
+    admin = login_as(Role.ADMIN)
+    rows = list_inbox(admin, InboxQuery(sort="urgent")).rows
+    assert [r.thread.subject for r in rows] == ["Overdue", "Soon", "Answered"]
+    assert rows[2].deadline is None
+    page = client.get("/inbox?sort=urgent").get_data(as_text=True)
+    assert "Overdue by 6 h" in page
+    assert "1 h 59 min left" in page or "2 h 0 min left" in page
+    assert page.index("Overdue") < page.index("Soon") < page.index("Answered")
+
+
+@pytest.mark.parametrize(
+    ("received", "due"),
+    [
+        # Friday evening: due Saturday evening. Weekends count (Amazon's rule).
+        (datetime(2026, 11, 27, 18, 0, tzinfo=UTC), datetime(2026, 11, 28, 18, 0, tzinfo=UTC)),
+        (datetime(2026, 11, 28, 23, 30, tzinfo=UTC), datetime(2026, 11, 29, 23, 30, tzinfo=UTC)),
+    ],
+)
+def test_deadline_is_24_hours_weekends_included(make_thread, received, due):
+    thread = make_thread(received_at=received)
+    assert thread_service.response_deadline(thread) == due
+    thread.status = ThreadStatus.CLOSED
+    assert thread_service.response_deadline(thread) is None
+
+
+def test_automatic_mail_does_not_start_the_clock(app, make_channel, drop_mail):
+    make_channel("UK", address="uk-chan01@helpdesk.test")
+    drop_mail("autoreply.eml", replace={"To: ": "Delivered-To: uk-chan01@helpdesk.test\nTo: "})
+    drop_mail("amazon_notification.eml")
+    poll_all()
+    for thread in db.session.scalars(select(Thread)):
+        assert thread.awaiting_reply_since is None
+        assert thread_service.response_deadline(thread) is None
+
+
+def test_thread_actions_are_audited(client, login_as, orgs, make_thread, make_user):
+    uk, _ = orgs
+    thread = make_thread(uk)
+    agent = login_as(Role.AGENT, assigned=[uk.organisation])
+    assert post(client, thread, "status", {"status": "pending"}).status_code == 302
+    assert post(client, thread, "assign", {"assignee": "me"}).status_code == 302
+    assert post(client, thread, "tags", {"name": "  Late  Delivery "}).status_code == 302
+    assert post(client, thread, "notes", {"text": "Called the courier."}).status_code == 302
+    db.session.refresh(thread)
+    assert thread.status == ThreadStatus.PENDING
+    assert thread.assignee_id == agent.id
+    assert [t.name for t in thread.tags] == ["late delivery"]
+    note = db.session.scalar(select(Message).where(Message.is_internal_note.is_(True)))
+    assert note.text_body == "Called the courier." and note.send_status is None
+    page = client.get(f"/threads/{thread.id}").get_data(as_text=True)
+    assert "Called the courier." in page and "late delivery" in page
+    tag = thread.tags[0]
+    assert post(client, thread, f"tags/{tag.id}/remove", {}).status_code == 302
+    kinds = [e.kind for e in db.session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+    for kind in (
+        "thread.status_changed",
+        "thread.assigned",
+        "thread.tagged",
+        "thread.note_added",
+        "thread.untagged",
+    ):
+        assert kind in kinds
+
+
+def test_bad_action_input_is_shown_beside_the_field(client, login_as, orgs, make_thread, make_user):
+    uk, de = orgs
+    thread = make_thread(uk)
+    login_as(Role.AGENT, assigned=[uk.organisation])
+    response = post(client, thread, "notes", {"text": "   "})
+    assert response.status_code == 422
+    assert 'id="text-error"' in response.get_data(as_text=True)
+    response = post(client, thread, "tags", {"name": "x" * 41})
+    assert response.status_code == 422 and 'id="name-error"' in response.get_data(as_text=True)
+    # An agent of another seller cannot be assigned.
+    stranger = make_user(Role.AGENT, assigned=[de.organisation])
+    response = post(client, thread, "assign", {"assignee": str(stranger.id)})
+    assert response.status_code == 422
+    db.session.refresh(thread)
+    assert thread.assignee_id is None
+
+
+def test_hostile_html_is_sanitised_in_its_sandboxed_frame(
+    client, login_as, make_channel, drop_mail
+):
+    make_channel("UK", address="uk-chan01@helpdesk.test")
+    drop_mail("hostile_html.eml")
+    poll_all()
+    message = db.session.scalar(select(Message).where(Message.html_body.is_not(None)))
+    login_as(Role.ADMIN)
+    page = client.get(f"/threads/{message.thread_id}").get_data(as_text=True)
+    assert "<script" not in page.split("</header>", 1)[1].replace('<script src="/static', "")
+    assert 'sandbox="allow-popups allow-popups-to-escape-sandbox"' in page
+    frame = client.get(f"/threads/{message.thread_id}/messages/{message.id}/html")
+    csp = frame.headers["Content-Security-Policy"]
+    assert csp.startswith("sandbox") and "script-src" not in csp and "default-src 'none'" in csp
+    body = frame.get_data(as_text=True).lower()
+    for bad in ("<script", "onerror", "onload", "javascript:", "<iframe", "<form"):
+        assert bad not in body, bad
+
+
+def test_attachments_download_never_render(client, login_as, make_channel, drop_mail):
+    make_channel("UK", address="uk-chan01@helpdesk.test")
+    drop_mail("hostile_html.eml")
+    poll_all()
+    message = db.session.scalar(select(Message).where(Message.html_body.is_not(None)))
+    attachments = [a for a in message.attachments if not a.is_skipped]
+    assert attachments, "fixture has attachments"
+    login_as(Role.ADMIN)
+    for attachment in attachments:
+        response = client.get(f"/threads/{message.thread_id}/attachments/{attachment.id}")
+        assert response.status_code == 200
+        assert response.headers["Content-Disposition"].startswith("attachment")
+        assert response.headers["Content-Type"] == "application/octet-stream"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"

@@ -1,0 +1,124 @@
+"""Replying from the thread page: compliance check, outbox, who may reply."""
+
+from __future__ import annotations
+
+import email
+from email import policy
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.models import AuditEvent, Direction, Message, Role, SendStatus
+from portal.services import canned as canned_service
+from tests.conftest import csrf_token_from
+
+
+@pytest.fixture
+def thread(make_org, make_channel, make_thread):
+    channel = make_channel(
+        "UK", organisation=make_org("Kite & Co"), address="uk-kite@helpdesk.test"
+    )
+    return make_thread(channel, buyer_name="Jane", buyer_address="jane123@marketplace.amazon.co.uk")
+
+
+def reply(client, thread, **data):
+    token = csrf_token_from(client.get(f"/threads/{thread.id}").get_data(as_text=True))
+    return client.post(f"/threads/{thread.id}/reply", data={"csrf_token": token, **data})
+
+
+def sent_files(app) -> list[Path]:
+    return sorted(Path(app.config["SMTP_URL"].removeprefix("outbox:")).glob("*.eml"))
+
+
+def test_agent_reply_goes_out_from_the_helpdesk_address(app, client, login_as, thread):
+    login_as(Role.AGENT, assigned=[thread.channel.organisation])
+    response = reply(
+        client, thread, body="Hello Jane, your parcel for order 203-1234567-1234567 left today."
+    )
+    assert response.status_code == 302
+    out = db.session.scalar(select(Message).where(Message.direction == Direction.OUT))
+    assert out.send_status == SendStatus.SENT
+    [path] = sent_files(app)
+    mail = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+    assert mail["From"].addresses[0].addr_spec == "uk-kite@helpdesk.test"
+    assert mail["To"].addresses[0].addr_spec == "jane123@marketplace.amazon.co.uk"
+    assert mail["Subject"].startswith("Re: ")
+    assert mail["In-Reply-To"] == thread.messages[0].message_id
+    assert mail["Auto-Submitted"] == "no"
+    db.session.refresh(thread)
+    assert thread.awaiting_reply_since is None
+    page = client.get(f"/threads/{thread.id}").get_data(as_text=True)
+    assert "your parcel" in page and "Sent" in page
+
+
+def test_compliance_warnings_need_confirmation(app, client, login_as, thread):
+    login_as(Role.AGENT, assigned=[thread.channel.organisation])
+    body = "See https://my-shop.example/returns for order 203-1234567-1234567."
+    response = reply(client, thread, body=body)
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "Check before sending" in page and "my-shop.example" in page
+    assert "send anyway" in page
+    assert db.session.scalar(select(Message).where(Message.direction == Direction.OUT)) is None
+    response = reply(client, thread, body=body, confirm_warnings="y")
+    assert response.status_code == 302
+    assert len(sent_files(app)) == 1
+    event = db.session.scalar(
+        select(AuditEvent).where(AuditEvent.kind == "thread.compliance_confirmed")
+    )
+    assert event.details["warnings"] == ["outside_link"]
+
+
+def test_missing_order_reference_is_flagged(client, login_as, thread):
+    login_as(Role.AGENT, assigned=[thread.channel.organisation])
+    response = reply(client, thread, body="Thanks, it is on its way.")
+    assert response.status_code == 422
+    assert "order" in response.get_data(as_text=True).lower()
+
+
+def test_empty_reply_error_beside_the_field(client, login_as, thread):
+    login_as(Role.AGENT, assigned=[thread.channel.organisation])
+    response = reply(client, thread, body="   ")
+    assert response.status_code == 422
+    assert 'id="body-error"' in response.get_data(as_text=True)
+
+
+@pytest.mark.smtp  # a real refused connection on loopback
+def test_smtp_down_leaves_the_reply_queued(app, client, login_as, thread):
+    app.config["SMTP_URL"] = "smtp://127.0.0.1:9"  # nothing listens on the discard port
+    login_as(Role.AGENT, assigned=[thread.channel.organisation])
+    response = reply(client, thread, body="On its way, order 203-1234567-1234567.")
+    assert response.status_code == 302
+    out = db.session.scalar(select(Message).where(Message.direction == Direction.OUT))
+    assert out.send_status == SendStatus.PENDING and out.last_send_error
+    page = client.get(f"/threads/{thread.id}").get_data(as_text=True)
+    assert "Queued, retrying" in page
+
+
+def test_sellers_reply_only_when_allowed(client, login_as, thread):
+    organisation = thread.channel.organisation
+    login_as(Role.SELLER, organisation=organisation)
+    page = client.get(f"/threads/{thread.id}").get_data(as_text=True)
+    assert "Send reply" not in page
+    assert reply(client, thread, body="Hi, order 203-1234567-1234567").status_code == 403
+    organisation.sellers_can_reply = True
+    db.session.commit()
+    assert "Send reply" in client.get(f"/threads/{thread.id}").get_data(as_text=True)
+    assert (
+        reply(client, thread, body="Hi, order 203-1234567-1234567 ships today.").status_code == 302
+    )
+
+
+def test_canned_reply_fills_the_composer_without_javascript(client, login_as, thread):
+    agent = login_as(Role.AGENT, assigned=[thread.channel.organisation])
+    canned = canned_service.create_canned_reply(
+        organisation=thread.channel.organisation,
+        title="Shipped",
+        body="Dear {buyer_name}, order {order_id} has shipped. {agent_name}",
+        actor=agent,
+    )
+    db.session.commit()
+    page = client.get(f"/threads/{thread.id}?canned={canned.id}").get_data(as_text=True)
+    assert "Dear Jane, order 203-1234567-1234567 has shipped." in page
