@@ -32,7 +32,7 @@ def format_size(size: int) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    """"2 d 3 h", "5 h 12 min", "7 min": precise enough to act on, short enough for a table."""
+    """Like "2 d 3 h", "5 h 12 min" or "7 min": precise enough to act on, short for a table."""
     minutes = int(abs(seconds) // 60)
     days, rest = divmod(minutes, 24 * 60)
     hours, minutes = divmod(rest, 60)
