@@ -412,7 +412,9 @@ def parse_message(
     if not raw.strip():
         raise UnparseableMessage("empty message")
     digest = content_hash(raw)
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    # IMAP servers hand out CRLF line endings; the email package would keep the CR
+    # in decoded text, so markers such as Amazon's "Begin message" would not match.
+    msg = BytesParser(policy=policy.default).parsebytes(raw.replace(b"\r\n", b"\n"))
     if not any(msg.get(h) is not None for h in ("From", "To", "Date", "Message-ID", "Subject")):
         raise UnparseableMessage("no From, To, Date, Subject or Message-ID header: not an e-mail")
 

@@ -173,3 +173,15 @@ def test_quoted_history_is_stripped_for_display():
     parsed = parse_message(raw)
     assert parsed.visible_text == "Thanks, that works."
     assert "Please try again" in parsed.text
+
+
+@pytest.mark.parametrize("name", ["amazon_uk_inquiry.eml", "iso2022jp_ms.eml", "hostile_html.eml"])
+def test_crlf_mail_from_imap_parses_like_lf_mail(name):
+    """Dovecot returns CRLF; the decoded text and Amazon's markers must not depend on it."""
+    raw = (MAIL / name).read_bytes().replace(b"\r\n", b"\n")
+    lf, crlf = parse_message(raw), parse_message(raw.replace(b"\n", b"\r\n"))
+    assert "\r" not in crlf.text
+    assert crlf.text == lf.text
+    assert crlf.buyer_text == lf.buyer_text
+    assert crlf.order_id == lf.order_id
+    assert crlf.content_hash == lf.content_hash
