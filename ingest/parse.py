@@ -7,11 +7,12 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
+from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
+from functools import lru_cache
 
 log = logging.getLogger(__name__)
 
@@ -405,6 +406,26 @@ def content_hash(raw: bytes) -> str:
     return hashlib.sha256(raw.replace(b"\r\n", b"\n")).hexdigest()
 
 
+class _CachingPolicy(EmailPolicy):
+    """policy.default, remembering parsed header values within one message.
+
+    The email package re-parses a structured header on every access (the parser
+    itself asks for each part's Content-Type several times); that was most of the
+    time spent parsing. Header objects are immutable, so reusing one is safe.
+    """
+
+    def header_fetch_parse(self, name, value):  # type: ignore[no-untyped-def]
+        return _parse_header(self, name, value)
+
+
+@lru_cache(maxsize=2048)
+def _parse_header(policy_: EmailPolicy, name: str, value: str):  # type: ignore[no-untyped-def]
+    return EmailPolicy.header_fetch_parse(policy_, name, value)
+
+
+_POLICY = _CachingPolicy()
+
+
 def parse_message(
     raw: bytes, *, max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES
 ) -> ParsedMessage:
@@ -414,7 +435,7 @@ def parse_message(
     digest = content_hash(raw)
     # IMAP servers hand out CRLF line endings; the email package would keep the CR
     # in decoded text, so markers such as Amazon's "Begin message" would not match.
-    msg = BytesParser(policy=policy.default).parsebytes(raw.replace(b"\r\n", b"\n"))
+    msg = BytesParser(policy=_POLICY).parsebytes(raw.replace(b"\r\n", b"\n"))
     if not any(msg.get(h) is not None for h in ("From", "To", "Date", "Message-ID", "Subject")):
         raise UnparseableMessage("no From, To, Date, Subject or Message-ID header: not an e-mail")
 
@@ -445,12 +466,18 @@ def parse_message(
         sent_at=_date(msg),
         text=text,
         html=html,
-        visible_text=strip_quoted(text) if text else "",
+        visible_text="",
         attachments=attachments,
         content_hash=digest,
         size=len(raw),
         defects=[type(d).__name__ for d in msg.defects],
     )
     _amazon_metadata(parsed)
+    # Amazon's markers already isolate what the buyer wrote; the reply-parser heuristic
+    # (the costliest step of parsing) is only needed for other mail.
+    if parsed.buyer_text:
+        parsed.visible_text = parsed.buyer_text
+    elif text:
+        parsed.visible_text = strip_quoted(text)
     _classify(msg, parsed)
     return parsed
