@@ -103,12 +103,19 @@ def run_all_command(host: str) -> None:
     click.echo(
         f"Sellerdesk on http://{host}:{port}/ (ingest worker pid {worker.pid}); Ctrl-C stops both."
     )
+    # `kill` (SIGTERM) stops both too: it becomes the same clean exit as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         # app.run() refuses to start inside a `flask` command; serve directly.
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGINT)
+        # Ctrl-C in a terminal has reached the worker already (same process group):
+        # a second SIGINT would cut its shutdown short. Let it finish its pass, then
+        # ask with SIGTERM (a clean stop too), and only then insist.
+        try:
+            worker.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            worker.terminate()
             try:
                 worker.wait(timeout=10)
             except subprocess.TimeoutExpired:

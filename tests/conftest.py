@@ -45,7 +45,7 @@ pytest_plugins = ["tests.fixtures_servers"]
 PASSWORD = "correct horse battery"
 TOKEN_KEY = Fernet.generate_key().decode()
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-NETWORK_MARKS = ("imap", "smtp", "postgres", "browser")
+NETWORK_MARKS = ("imap", "smtp", "postgres", "browser", "live")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -66,7 +66,7 @@ _real_connect = socket.socket.connect
 def disallow_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail any connection a test did not ask for (like Indico's `disallow_emails`).
 
-    Tests marked imap/smtp/postgres/browser may reach loopback; every test may reach
+    Tests marked imap/smtp/postgres/browser/live may reach loopback; every test may reach
     the test database. Nothing may reach another host.
     """
     may_use_loopback = any(request.node.get_closest_marker(m) for m in NETWORK_MARKS)
@@ -81,7 +81,7 @@ def disallow_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
             if not may_use_loopback and port not in _allowed_ports:
                 sock.close()
                 raise RuntimeError(
-                    f"test tried to connect to {host}:{port}; mark it imap/smtp/postgres/browser"
+                    f"test tried to connect to {host}:{port}; mark it imap/smtp/postgres/browser/live"
                 )
         return _real_connect(sock, address)
 

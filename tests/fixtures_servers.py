@@ -20,6 +20,7 @@ MARKERS = {
     "smtp": "talks to the real aiosmtpd SMTP server started by the suite",
     "postgres": "needs the real PostgreSQL server started by the suite",
     "browser": "drives Chromium through Playwright",
+    "live": "runs the real `make run` and talks HTTP to it on loopback",
 }
 
 

@@ -17,7 +17,7 @@ def test_agent_filters_inbox_and_reads_hostile_mail_safely(
     browser: Browser, live_server: str, make_user, make_org, make_channel, make_thread, drop_mail
 ) -> None:
     org = make_org("Kite & Co")
-    uk = make_channel("UK", organisation=org, address="uk-chan01@helpdesk.test")
+    make_channel("UK", organisation=org, address="uk-chan01@helpdesk.test")
     de = make_channel("DE", organisation=org)
     make_thread(de, subject="Lieferung fehlt", buyer_name="Max")
     drop_mail("hostile_html.eml")

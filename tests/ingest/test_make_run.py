@@ -27,10 +27,8 @@ from cryptography.fernet import Fernet
 from tests.mailgen import amazon_message
 from tests.servers import free_port
 
-# The test is an HTTP client of the portal `make run` serves on loopback, like the
-# browser tests; `browser` is the existing mark the network guard admits loopback for.
-# (A dedicated mark for live-server tests would be more precise: see the report.)
-pytestmark = pytest.mark.browser
+# An HTTP client of the portal `make run` serves on loopback.
+pytestmark = pytest.mark.live
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60
@@ -266,6 +264,9 @@ def test_make_run_ingests_mail_dropped_into_maildir_new_and_ctrl_c_stops_both(
     for pid in [*web_pids, worker_pid]:
         assert not _alive(pid), f"process {pid} survived Ctrl-C"
     assert _login_page_status(port) is None, "the web server still answers"
+    log = output.read_text()
+    assert "Ingest worker stopped" in log, log  # a clean stop, not a kill
+    assert "Traceback" not in log, log
 
     # Nothing was written to the developer's own instance/ folder.
     assert _snapshot(ROOT / "instance") == instance_before
