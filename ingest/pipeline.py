@@ -237,6 +237,9 @@ def poll_mailbox(
             if not mailbox_service.acquire_lease(mailbox, owner, ttl=lease_ttl):
                 log.warning("Lost the lease on %s; stopping this poll", mailbox.name)
                 break
+        # What is still waiting beyond the checkpoint: mail that arrived meanwhile, or
+        # the rest of a poll cut short. Shown on the admins' health page.
+        mailbox.backlog = source.backlog(mailbox.last_uid)
     return summary
 
 
@@ -277,13 +280,16 @@ def poll_all(*, force: bool = False) -> PollSummary:
             db.session.rollback()
             log.error("Polling mailbox %s failed: %s", mailbox.name, exc, exc_info=True)
             mailbox_service.record_poll_failure(
-                mailbox, f"{type(exc).__name__}: {exc}", poll_seconds=config["POLL_SECONDS"]
+                mailbox,
+                f"{type(exc).__name__}: {exc}",
+                poll_seconds=config["POLL_SECONDS"],
+                fetched=summary.fetched,
             )
             db.session.commit()
             summary.errors += 1
             total.add(summary)
         else:
-            mailbox_service.record_poll_success(mailbox, summary.line())
+            mailbox_service.record_poll_success(mailbox, summary.line(), fetched=summary.fetched)
             db.session.commit()
             total.add(summary)
             if summary.fetched:

@@ -122,6 +122,9 @@ class Message(db.Model):
         # The same bytes delivered twice; different mail sharing a Message-ID differs here.
         UniqueConstraint("mailbox_id", "message_id", "content_hash"),
         Index("ix_messages_message_id", "message_id"),
+        # Threading looks up In-Reply-To/References within one channel; without this,
+        # SQLite scans the channel's messages through the channel_id index instead.
+        Index("ix_messages_channel_message_id", "channel_id", "message_id"),
         Index("ix_messages_thread_created", "thread_id", "created_at"),
     )
 

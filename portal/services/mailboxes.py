@@ -168,9 +168,14 @@ def is_due(mailbox: Mailbox, now: datetime) -> bool:
     return mailbox.next_attempt_at is None or mailbox.next_attempt_at <= now
 
 
-def record_poll_failure(mailbox: Mailbox, error: str, *, poll_seconds: int) -> None:
+def record_poll_failure(
+    mailbox: Mailbox, error: str, *, poll_seconds: int, fetched: int = 0
+) -> None:
     """Note a failed poll and schedule the next try with exponential backoff."""
     now = utcnow()
+    mailbox.last_fetched = fetched
+    # Whatever the server still holds is unknown after a failure; don't show a stale figure.
+    mailbox.backlog = None
     mailbox.consecutive_failures += 1
     delay = timedelta(seconds=poll_seconds) * (2 ** min(mailbox.consecutive_failures - 1, 10))
     mailbox.next_attempt_at = now + min(delay, MAX_BACKOFF)
@@ -179,8 +184,10 @@ def record_poll_failure(mailbox: Mailbox, error: str, *, poll_seconds: int) -> N
     mailbox.last_poll_finished_at = now
 
 
-def record_poll_success(mailbox: Mailbox, summary_line: str) -> None:
+def record_poll_success(mailbox: Mailbox, summary_line: str, *, fetched: int = 0) -> None:
+    """Note a completed poll; `poll_mailbox` has already set the backlog it saw."""
     now = utcnow()
+    mailbox.last_fetched = fetched
     mailbox.consecutive_failures = 0
     mailbox.next_attempt_at = None
     mailbox.last_success_at = now
