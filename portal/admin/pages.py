@@ -1,3 +1,3 @@
 """The admin areas; each import registers that area's routes on the admin blueprint."""
 
-from portal.admin import mail, mailboxes, outbox  # noqa: F401
+from portal.admin import audit, channels, mail, mailboxes, outbox, people, settings  # noqa: F401

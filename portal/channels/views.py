@@ -11,6 +11,7 @@ from portal.channels.forms import (
 from portal.extensions import db
 from portal.models import Channel, ChannelStatus, Role
 from portal.security import get_visible_or_404, role_required
+from portal.services import admin_channels as admin_channel_service
 from portal.services import channels as channel_service
 
 bp = Blueprint("channels", __name__, url_prefix="/channels")
@@ -83,6 +84,7 @@ def _render_detail(channel: Channel, *, token_form=None, steps_form=None, status
             marketplace=channel.marketplace_info,
             developer=channel_service.developer_for_channel(channel, current_app.config),
             is_silent=channel_service.is_silent(channel),
+            aliases=admin_channel_service.live_aliases(channel),
             can_manage=_can_manage(channel),
             token_form=token_form,
             steps_form=steps_form,

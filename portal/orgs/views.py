@@ -1,9 +1,10 @@
-from flask import Blueprint, Response, render_template, stream_with_context
+from flask import Blueprint, Response, render_template, request, stream_with_context, url_for
 from flask_login import current_user, login_required
 
 from portal.extensions import db
 from portal.models import Organisation
 from portal.security import get_visible_or_404
+from portal.services import audit_log
 from portal.services import export as export_service
 from portal.services.organisations import list_team
 from portal.sqltypes import utcnow
@@ -36,4 +37,26 @@ def export_messages(org_id: int):
             "Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "no-store",
         },
+    )
+
+
+@bp.route("/<int:org_id>/audit")
+@login_required
+def audit(org_id: int):
+    organisation = get_visible_or_404(Organisation, org_id, current_user, org_attr="id")
+    cursors = {k: request.args.get(k, type=int) for k in ("before", "after")}
+    page = audit_log.list_audit_events(
+        audit_log.AuditFilters(organisation_id=organisation.id), **cursors
+    )
+
+    def page_url(**cursor):
+        return url_for("orgs.audit", org_id=organisation.id, **cursor)
+
+    return render_template(
+        "orgs/audit.html",
+        organisation=organisation,
+        page=page,
+        newest_url=page_url() if page.newer_cursor else None,
+        newer_url=page_url(after=page.newer_cursor) if page.newer_cursor else None,
+        older_url=page_url(before=page.older_cursor) if page.older_cursor else None,
     )

@@ -28,6 +28,7 @@ from portal.models import (
 from portal.security import scope_to_user
 from portal.services.audit import record_event
 from portal.services.credentials import seal_secret
+from portal.services.settings import developer_settings
 from portal.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
@@ -285,9 +286,9 @@ def set_channel_status(
 
 
 def developer_for_channel(channel: Channel, config: Mapping[str, Any]) -> Developer:
-    """The developer the seller authorises for this channel's marketplace (from settings)."""
-    return developer_for(
-        channel.marketplace_info,
-        name=config["AMAZON_DEVELOPER_NAME"],
-        accounts=config["AMAZON_DEVELOPER_ACCOUNTS"],
-    )
+    """The developer the seller authorises for this channel's marketplace (from settings).
+
+    The admins' settings (/admin/settings) win; without them the configuration applies.
+    """
+    settings = developer_settings(config)
+    return developer_for(channel.marketplace_info, name=settings.name, accounts=settings.accounts)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.extensions import db
-from portal.models import Organisation, Role, User
+from portal.models import Channel, Organisation, Role, User
 from portal.services.audit import record_event
 from portal.sqltypes import utcnow
 
@@ -157,3 +159,236 @@ def ensure_first_admin(email: str) -> tuple[User, str] | None:
     user = create_user(email, password, role=Role.ADMIN, name="Admin", must_change_password=True)
     log.info("Created the first admin %s", email)
     return user, password
+
+
+# --- administration (the admin console) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserFilters:
+    role: Role | None = None
+    is_active: bool | None = None
+
+
+def list_users(filters: UserFilters | None = None) -> list[User]:
+    """Every user for the admin list, with organisation and assignments loaded."""
+    filters = filters or UserFilters()
+    stmt = (
+        select(User)
+        .options(selectinload(User.organisation), selectinload(User.assigned_organisations))
+        .order_by(User.email)
+    )
+    if filters.role is not None:
+        stmt = stmt.where(User.role == filters.role)
+    if filters.is_active is not None:
+        stmt = stmt.where(User.is_active.is_(filters.is_active))
+    return list(db.session.scalars(stmt))
+
+
+def generate_temporary_password() -> str:
+    """A random one-time password; the user must replace it at first login."""
+    return secrets.token_urlsafe(12)
+
+
+def create_user_with_temporary_password(
+    email: str,
+    *,
+    role: Role,
+    organisation: Organisation | None = None,
+    new_organisation: str | None = None,
+    name: str = "",
+    actor: User | None,
+) -> tuple[User, str]:
+    """Create a user who must change the returned password at first login.
+
+    A seller belongs to `organisation`, or to `new_organisation`, created by name.
+    Only the hash is stored: the caller shows the password once and then forgets it.
+    """
+    if new_organisation and new_organisation.strip():
+        if organisation is not None:
+            raise AccountError("Choose an organisation or name a new one, not both.")
+        if find_organisation(new_organisation) is not None:
+            raise AccountError("An organisation with this name already exists: choose it.")
+        organisation = get_or_create_organisation(new_organisation, actor=actor)
+    password = generate_temporary_password()
+    user = create_user(
+        email,
+        password,
+        role=role,
+        organisation=organisation,
+        name=name,
+        actor=actor,
+        must_change_password=True,
+    )
+    return user, password
+
+
+def reset_password(user: User, *, actor: User | None) -> str:
+    """Replace `user`'s password with a temporary one, returned once, to change at login."""
+    password = generate_temporary_password()
+    user.password_hash = generate_password_hash(password)
+    user.must_change_password = True
+    db.session.flush()
+    record_event(
+        "user.password_reset",
+        actor=actor,
+        organisation_id=user.organisation_id,
+        target=user,
+        details={"email": user.email},
+    )
+    return password
+
+
+def _check_not_last_admin(user: User, *, doing: str) -> None:
+    if user.role != Role.ADMIN or not user.is_active:
+        return
+    # Lock the active admins' rows (PostgreSQL) so two admins demoting each other at
+    # the same moment cannot both succeed and leave nobody to run the service.
+    others = db.session.scalars(
+        select(User.id)
+        .where(User.role == Role.ADMIN, User.is_active.is_(True), User.id != user.id)
+        .with_for_update()
+    ).all()
+    if not others:
+        raise AccountError(
+            f"{user.email} is the last active admin: make another user an admin "
+            f"before you {doing} this one."
+        )
+
+
+def deactivate_user(user: User, *, actor: User | None) -> None:
+    """Stop `user` from logging in (kept, not deleted); never the last active admin."""
+    if not user.is_active:
+        raise AccountError(f"{user.email} is already deactivated.")
+    _check_not_last_admin(user, doing="deactivate")
+    if actor is not None and actor.id == user.id:
+        raise AccountError("You cannot deactivate your own account; ask another admin.")
+    user.is_active = False
+    db.session.flush()
+    record_event(
+        "user.deactivated",
+        actor=actor,
+        organisation_id=user.organisation_id,
+        target=user,
+        details={"email": user.email},
+    )
+
+
+def reactivate_user(user: User, *, actor: User | None) -> None:
+    """Let a deactivated user log in again."""
+    if user.is_active:
+        raise AccountError(f"{user.email} is already active.")
+    user.is_active = True
+    db.session.flush()
+    record_event(
+        "user.reactivated",
+        actor=actor,
+        organisation_id=user.organisation_id,
+        target=user,
+        details={"email": user.email},
+    )
+
+
+def change_role(
+    user: User, role: Role, *, organisation: Organisation | None = None, actor: User | None
+) -> bool:
+    """Give `user` another role; False when unchanged.
+
+    Sellers belong to exactly one organisation (required when becoming a seller);
+    agents and admins to none, and only agents keep assignments.
+    """
+    previous_org = user.organisation_id
+    if role == Role.SELLER and organisation is None:
+        raise AccountError("Choose the organisation this seller belongs to.")
+    if role == user.role and (role != Role.SELLER or organisation.id == previous_org):
+        return False
+    if role != Role.ADMIN:
+        _check_not_last_admin(user, doing="demote")
+    previous = user.role
+    user.role = role
+    user.organisation = organisation if role == Role.SELLER else None
+    if role != Role.AGENT:
+        user.assigned_organisations.clear()
+    db.session.flush()
+    record_event(
+        "user.role_changed",
+        actor=actor,
+        organisation_id=user.organisation_id or previous_org,
+        target=user,
+        details={"email": user.email, "from": previous.value, "to": role.value},
+    )
+    return True
+
+
+def unassign_agent(agent: User, organisation: Organisation, *, actor: User | None) -> bool:
+    """Stop `agent` working `organisation`'s threads; False when not assigned."""
+    if organisation not in agent.assigned_organisations:
+        return False
+    agent.assigned_organisations.remove(organisation)
+    db.session.flush()
+    record_event(
+        "agent.unassigned",
+        actor=actor,
+        organisation_id=organisation.id,
+        target=agent,
+        details={"agent": agent.email},
+    )
+    return True
+
+
+def set_sellers_can_reply(organisation: Organisation, allowed: bool, *, actor: User | None) -> bool:
+    """Allow or forbid the organisation's sellers to reply to buyers; False when unchanged."""
+    if organisation.sellers_can_reply == allowed:
+        return False
+    organisation.sellers_can_reply = allowed
+    db.session.flush()
+    record_event(
+        "organisation.sellers_can_reply_changed",
+        actor=actor,
+        organisation_id=organisation.id,
+        target=organisation,
+        details={"sellers_can_reply": allowed},
+    )
+    return True
+
+
+def organisation_choices() -> list[tuple[int, str]]:
+    """(id, name) of every organisation, by name: for the admins' menus."""
+    rows = db.session.execute(
+        select(Organisation.id, Organisation.name).order_by(func.lower(Organisation.name))
+    )
+    return [(org_id, name) for org_id, name in rows]
+
+
+@dataclass(frozen=True)
+class OrganisationRow:
+    organisation: Organisation
+    channel_count: int
+    seller_count: int
+    agents: list[User]
+
+
+def list_organisations_for_admin() -> list[OrganisationRow]:
+    """Every organisation with its channel and seller counts and assigned agents."""
+    channels = (
+        select(Channel.organisation_id, func.count().label("n"))
+        .group_by(Channel.organisation_id)
+        .subquery()
+    )
+    sellers = (
+        select(User.organisation_id, func.count().label("n"))
+        .where(User.organisation_id.is_not(None))
+        .group_by(User.organisation_id)
+        .subquery()
+    )
+    stmt = (
+        select(Organisation, func.coalesce(channels.c.n, 0), func.coalesce(sellers.c.n, 0))
+        .outerjoin(channels, channels.c.organisation_id == Organisation.id)
+        .outerjoin(sellers, sellers.c.organisation_id == Organisation.id)
+        .options(selectinload(Organisation.agents))
+        .order_by(func.lower(Organisation.name))
+    )
+    return [
+        OrganisationRow(org, n_channels, n_sellers, sorted(org.agents, key=lambda u: u.email))
+        for org, n_channels, n_sellers in db.session.execute(stmt)
+    ]
