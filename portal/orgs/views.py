@@ -1,15 +1,34 @@
-from flask import Blueprint, Response, render_template, request, stream_with_context, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user, login_required
 
 from portal.extensions import db
-from portal.models import Organisation
+from portal.models import Organisation, Role
+from portal.orgs.forms import ReplyPermissionForm
 from portal.security import get_visible_or_404
 from portal.services import audit_log
 from portal.services import export as export_service
 from portal.services.organisations import list_team
+from portal.services.users import set_sellers_can_reply
 from portal.sqltypes import utcnow
 
 bp = Blueprint("orgs", __name__, url_prefix="/orgs")
+
+
+def _manages(organisation: Organisation) -> bool:
+    # The seller business decides for itself; admins may act for it. Agents may not.
+    return current_user.role == Role.ADMIN or (
+        current_user.role == Role.SELLER and current_user.organisation_id == organisation.id
+    )
 
 
 @bp.route("/<int:org_id>")
@@ -17,9 +36,36 @@ bp = Blueprint("orgs", __name__, url_prefix="/orgs")
 def detail(org_id: int):
     organisation = get_visible_or_404(Organisation, org_id, current_user, org_attr="id")
     members, agents = list_team(organisation)
+    form = ReplyPermissionForm(formdata=None) if _manages(organisation) else None
     return render_template(
-        "orgs/detail.html", organisation=organisation, members=members, agents=agents
+        "orgs/detail.html",
+        organisation=organisation,
+        members=members,
+        agents=agents,
+        reply_permission_form=form,
     )
+
+
+@bp.route("/<int:org_id>/reply-permission", methods=["POST"])
+@login_required
+def reply_permission(org_id: int):
+    """The owner lets the organisation's sellers answer buyers themselves, or stops it."""
+    organisation = get_visible_or_404(Organisation, org_id, current_user, org_attr="id")
+    if not _manages(organisation):
+        abort(403)
+    form = ReplyPermissionForm()
+    if not form.validate_on_submit():
+        abort(400)
+    allowed = form.allowed.data == "1"
+    if set_sellers_can_reply(organisation, allowed, actor=current_user):
+        db.session.commit()
+        flash(
+            "Sellers of your organisation may now reply to buyers."
+            if allowed
+            else "Only the support team replies to buyers now.",
+            "success",
+        )
+    return redirect(url_for("orgs.detail", org_id=organisation.id))
 
 
 @bp.route("/<int:org_id>/export.jsonl")

@@ -122,3 +122,39 @@ def test_canned_reply_fills_the_composer_without_javascript(client, login_as, th
     db.session.commit()
     page = client.get(f"/threads/{thread.id}?canned={canned.id}").get_data(as_text=True)
     assert "Dear Jane, order 203-1234567-1234567 has shipped." in page
+
+
+def test_the_seller_business_decides_whether_its_sellers_reply(client, login_as, thread, make_user):
+    organisation = thread.channel.organisation
+    login_as(Role.SELLER, organisation=organisation)
+    page = client.get(f"/orgs/{organisation.id}").get_data(as_text=True)
+    assert "Only the support team replies" in page
+    token = csrf_token_from(page)
+    response = client.post(
+        f"/orgs/{organisation.id}/reply-permission", data={"csrf_token": token, "allowed": "1"}
+    )
+    assert response.status_code == 302
+    db.session.refresh(organisation)
+    assert organisation.sellers_can_reply
+    assert "Send reply" in client.get(f"/threads/{thread.id}").get_data(as_text=True)
+    event = db.session.scalar(select(AuditEvent).order_by(AuditEvent.id.desc()))
+    assert event.organisation_id == organisation.id
+
+
+def test_agents_and_other_sellers_cannot_change_reply_permission(
+    client, auth, thread, make_user, make_org
+):
+    organisation = thread.channel.organisation
+    for user in (
+        make_user(Role.AGENT, assigned=[organisation]),
+        make_user(Role.SELLER, organisation=make_org("Other Ltd")),
+    ):
+        auth.login(user.email)
+        token = csrf_token_from(client.get("/dashboard").get_data(as_text=True))
+        response = client.post(
+            f"/orgs/{organisation.id}/reply-permission", data={"csrf_token": token, "allowed": "1"}
+        )
+        assert response.status_code in (403, 404)
+        auth.logout()
+    db.session.refresh(organisation)
+    assert not organisation.sellers_can_reply
