@@ -1,13 +1,27 @@
 """Loads every admin page module (each registers its routes on `bp`)."""
 
 from flask import render_template
+from sqlalchemy import func, select
 
 from portal.admin import bp
+from portal.extensions import db
+from portal.models import Channel, ChannelStatus
+from portal.services import health
 
 
 @bp.route("")
 def index():
-    return render_template("admin/index.html")
+    """What needs an admin now: tokens to verify, mail to decide on, replies stuck."""
+    by_status = dict(
+        db.session.execute(select(Channel.status, func.count()).group_by(Channel.status)).all()
+    )
+    return render_template(
+        "admin/index.html",
+        pending=by_status.get(ChannelStatus.PENDING_VERIFICATION, 0),
+        by_status=by_status,
+        attention=health.attention_counts(),
+        ChannelStatus=ChannelStatus,
+    )
 
 
 # Area modules register their routes on import; keep one line per area.

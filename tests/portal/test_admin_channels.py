@@ -406,3 +406,16 @@ def test_settings_reset_to_the_configured_defaults(client, login_as, shop):
     assert db.session.get(Setting, "amazon_developer_accounts") is None
     page = client.get(f"/channels/{channel.id}").get_data(as_text=True)
     assert "0873-6813-5448" in page and "xSellco" in page
+
+
+def test_admin_overview_counts_what_needs_attention(client, login_as, make_channel):
+    from portal.models import ChannelStatus
+
+    make_channel("UK", status=ChannelStatus.PENDING_VERIFICATION)
+    make_channel("DE", status=ChannelStatus.PENDING_VERIFICATION)
+    make_channel("US", status=ChannelStatus.ACTIVE)
+    login_as("admin")
+    page = client.get("/admin").get_data(as_text=True)
+    assert "Tokens waiting for verification" in page
+    assert "<strong>2</strong>" in page
+    assert "status=pending_verification" in page
