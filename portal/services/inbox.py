@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, and_, case, exists, false, func, or_, select
+from sqlalchemy import Select, and_, case, exists, false, func, or_, select, tuple_
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal.extensions import db
@@ -133,11 +133,7 @@ def _paged(stmt: Select, query: InboxQuery) -> Select:
                     or_(
                         ~waiting,
                         and_(
-                            waiting,
-                            or_(
-                                Thread.awaiting_reply_since > when,
-                                and_(Thread.awaiting_reply_since == when, Thread.id > c_id),
-                            ),
+                            waiting, tuple_(Thread.awaiting_reply_since, Thread.id) > (when, c_id)
                         ),
                     )
                 )
@@ -149,12 +145,9 @@ def _paged(stmt: Select, query: InboxQuery) -> Select:
         when = _when(c_when)
         if when is None:
             return stmt.where(false())
-        stmt = stmt.where(
-            or_(
-                Thread.last_message_at < when,
-                and_(Thread.last_message_at == when, Thread.id < c_id),
-            )
-        )
+        # A row-value comparison, so both databases seek the (last_message_at, id)
+        # index instead of filtering every newer row.
+        stmt = stmt.where(tuple_(Thread.last_message_at, Thread.id) < (when, c_id))
     return stmt.order_by(Thread.last_message_at.desc(), Thread.id.desc())
 
 
