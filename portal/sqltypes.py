@@ -64,3 +64,16 @@ def str_enum(enum_cls: type[enum.Enum], length: int = 32) -> Enum:
         values_callable=lambda members: [m.value for m in members],
         validate_strings=True,
     )
+
+
+#: The largest id an INTEGER primary key holds on PostgreSQL (and SQLite's int range).
+MAX_ID = 2**31 - 1
+
+
+def parse_id(value: object) -> int | None:
+    """An id from a query string, or None: a bigger number would overflow the database."""
+    text = str(value or "")
+    if not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_ID else None

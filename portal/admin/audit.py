@@ -6,10 +6,11 @@ from portal.admin import bp
 from portal.admin.people_forms import AuditFilterForm
 from portal.services import audit_log
 from portal.services import users as user_service
+from portal.sqltypes import parse_id
 
 
 def _int_or_none(value):
-    return int(value) if value and str(value).isdigit() else None
+    return parse_id(value)
 
 
 @bp.route("/audit")

@@ -17,7 +17,7 @@ from portal.models import Channel, ChannelStatus
 from portal.services import admin_channels as admin_channel_service
 from portal.services import users as user_service
 from portal.services.channels import ChannelError
-from portal.sqltypes import utcnow
+from portal.sqltypes import parse_id, utcnow
 
 # One form per action on the detail page, each prefixed with its name so that the
 # fields of the forms on one page get distinct ids.
@@ -34,7 +34,8 @@ _STATUSES = {status.value for status in ChannelStatus}
 
 
 def _int_or_none(value):
-    return int(value) if value and str(value).isdigit() else None
+    # Ids from the query string: junk or numbers too big for the database mean "none".
+    return parse_id(value)
 
 
 @bp.route("/channels")

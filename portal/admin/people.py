@@ -20,6 +20,7 @@ from portal.crypto import SecretUnreadable, decrypt_secret, encrypt_secret
 from portal.extensions import db
 from portal.models import Organisation, Role, User
 from portal.services import users as user_service
+from portal.sqltypes import parse_id
 
 # The temporary password travels to the next page in the session cookie, encrypted
 # (the cookie is only signed), and is removed from it when that page is shown.
@@ -41,7 +42,7 @@ def _take_password(user: User) -> str | None:
 
 
 def _org_id(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
+    return parse_id(value)
 
 
 @bp.route("/users")

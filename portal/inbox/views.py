@@ -44,6 +44,7 @@ from portal.services import outbox as outbox_service
 from portal.services import threads as thread_service
 from portal.services.audit import record_event
 from portal.services.compliance import check_reply
+from portal.sqltypes import parse_id
 
 bp = Blueprint("inbox", __name__)
 
@@ -99,8 +100,9 @@ def _filter_choices(form: InboxFilterForm) -> None:
     ]
 
 
-def _int_or_none(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
+def _int_or_none(value):
+    # Ids from the query string: junk or numbers too big for the database mean "none".
+    return parse_id(value)
 
 
 @bp.route("/inbox")
@@ -381,8 +383,8 @@ def reply(thread_id: int):
             form.attachments.errors = ["Select the files again before sending."]
         return _render_thread(thread, status=422, reply_form=form, compliance_warnings=warnings)
     reply_to = None
-    if form.reply_to.data and form.reply_to.data.isdigit():
-        reply_to = _message_of(thread, int(form.reply_to.data))
+    if parse_id(form.reply_to.data):
+        reply_to = _message_of(thread, parse_id(form.reply_to.data))
     try:
         message = outbox_service.queue_reply(
             thread,
