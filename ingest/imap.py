@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,6 +18,12 @@ from portal.services.mailboxes import SourceSettings
 log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 30
+#: How often a waiting IDLE wakes up to see whether it was asked to stop.
+IDLE_TICK_SECONDS = 1.0
+
+
+class IdleAborted(ConnectionError):
+    """The server ended the IDLE session (BYE, or the connection closed)."""
 
 
 @dataclass
@@ -29,11 +37,16 @@ class FetchedMail:
 class ImapSource:
     """One logged-in IMAP session on one folder. Use as a context manager."""
 
-    def __init__(self, settings: SourceSettings, *, timeout: float = TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, settings: SourceSettings, *, timeout: float = TIMEOUT_SECONDS, readonly: bool = False
+    ) -> None:
         self.settings = settings
         self.timeout = timeout
+        #: EXAMINE instead of SELECT: for a session that only watches (IDLE).
+        self.readonly = readonly
         self.client: IMAPClient | None = None
         self.uidvalidity: int | None = None
+        self.idling = False
 
     def __enter__(self) -> ImapSource:
         s = self.settings
@@ -49,8 +62,9 @@ class ImapSource:
             if s.security == "starttls":
                 self.client.starttls(context)
             self.client.login(s.username, s.password)
-            # Not read-only: we set \Seen (or move) once a message is committed.
-            info = self.client.select_folder(s.folder)
+            # Not read-only (unless only watching): we set \Seen (or move) once a
+            # message is committed.
+            info = self.client.select_folder(s.folder, readonly=self.readonly)
         except BaseException:
             self._logout()
             raise
@@ -62,6 +76,13 @@ class ImapSource:
 
     def _logout(self) -> None:
         if self.client is None:
+            return
+        if self.idling:
+            # LOGOUT inside IDLE would be taken for the end of IDLE; just hang up.
+            with contextlib.suppress(OSError):
+                self.client.shutdown()
+            self.client = None
+            self.idling = False
             return
         try:
             self.client.logout()
@@ -134,3 +155,64 @@ class ImapSource:
 
     def backlog(self, after_uid: int) -> int:
         return len(self.pending(after_uid))
+
+    # -- IDLE (RFC 2177) ------------------------------------------------------------------
+
+    def supports_idle(self) -> bool:
+        assert self.client is not None
+        return bool(self.client.has_capability("IDLE"))
+
+    def start_idle(self) -> None:
+        """Enter IDLE: from now on the server announces new mail (EXISTS) unasked."""
+        assert self.client is not None and not self.idling
+        self.client.idle()
+        self.idling = True
+
+    def stop_idle(self) -> bool:
+        """Leave IDLE (DONE); True when the server announced new mail meanwhile.
+
+        This is a round trip, so it also proves the connection is still alive: a
+        closed one raises here.
+        """
+        assert self.client is not None and self.idling
+        self.idling = False
+        _text, responses = self.client.idle_done()
+        return _announces_mail(responses)
+
+    def wait_for_mail(self, timeout: float, *, stop: threading.Event | None = None) -> bool:
+        """Within IDLE, wait up to `timeout` s for new mail; True as soon as it is announced.
+
+        Returns False on timeout, or early when `stop` is set; the session is still in
+        IDLE either way. Raises IdleAborted (or imapclient's abort) when the server
+        says BYE or the connection is gone.
+        """
+        assert self.client is not None and self.idling
+        deadline = time.monotonic() + timeout
+        while stop is None or not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            tick = min(left, IDLE_TICK_SECONDS)
+            started = time.monotonic()
+            responses = self.client.idle_check(timeout=tick)
+            if any(_is_bye(r) for r in responses):
+                raise IdleAborted(f"the server ended IDLE on {self.settings.folder}: {responses}")
+            if _announces_mail(responses):
+                return True
+            if not responses and time.monotonic() - started < tick / 2:
+                # imapclient's idle_check swallows EOF and returns nothing at once: a
+                # closed connection would spin here. Check it with a DONE round trip
+                # (which raises on a dead connection), then watch again.
+                announced = self.stop_idle()
+                self.start_idle()
+                if announced:
+                    return True
+        return False
+
+
+def _announces_mail(responses: list) -> bool:
+    return any(len(r) >= 2 and r[1] == b"EXISTS" for r in responses)
+
+
+def _is_bye(response: tuple) -> bool:
+    return bool(response) and response[0] == b"BYE"

@@ -1,4 +1,9 @@
-"""The ingest worker: an APScheduler job polling every POLL_SECONDS, in its own process."""
+"""The ingest worker, in its own process: an APScheduler job polling every POLL_SECONDS, one
+sending replies, and (IMAP_IDLE) a thread per IMAP mailbox waiting in IDLE (ingest/idle.py).
+
+With IDLE, mail is fetched within about a second of its arrival; the interval poll
+stays as the safety net for mailboxes whose server cannot IDLE or whose IDLE failed.
+"""
 
 from __future__ import annotations
 
@@ -10,25 +15,47 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
+from ingest.idle import IdleWatchers
 from ingest.pipeline import poll_all
+from portal.extensions import db
 from portal.services.outbox import deliver_pending
 
 log = logging.getLogger(__name__)
 
+#: How soon a mailbox an admin adds (or changes) gets its IDLE watcher.
+WATCH_SECONDS = 60
 
-def poll_job(app: Flask) -> None:
-    """One scheduled pass, inside its own app context."""
+
+def poll_job(app: Flask, watchers: IdleWatchers | None = None) -> None:
+    """One scheduled pass, inside its own app context; then the IDLE watchers are
+    brought in step with the mailboxes (the first pass may have created one)."""
     with app.app_context():
         try:
             summary = poll_all()
         except Exception:  # the next run must still happen
             log.exception("Ingest pass failed")
-            return
-        # Quiet passes stay out of the log; anything fetched or failed is worth a line.
-        if summary.fetched or summary.errors:
-            log.info("Ingest pass: %s", summary.line())
         else:
-            log.debug("Ingest pass: %s", summary.line())
+            # Quiet passes stay out of the log; anything fetched or failed is worth a line.
+            if summary.fetched or summary.errors:
+                log.info("Ingest pass: %s", summary.line())
+            else:
+                log.debug("Ingest pass: %s", summary.line())
+        if watchers is not None:
+            _reconcile(watchers)
+
+
+def watch_job(app: Flask, watchers: IdleWatchers) -> None:
+    """Start or stop IDLE watchers for mailboxes added, changed or disabled meanwhile."""
+    with app.app_context():
+        _reconcile(watchers)
+
+
+def _reconcile(watchers: IdleWatchers) -> None:
+    try:
+        watchers.reconcile()
+    except Exception:  # the database is away, say: the next run tries again
+        db.session.rollback()
+        log.exception("Could not update the IDLE watchers")
 
 
 def outbox_job(app: Flask) -> None:
@@ -44,13 +71,16 @@ def outbox_job(app: Flask) -> None:
 
 
 def build_scheduler(
-    app: Flask, scheduler_class: type[BaseScheduler] = BlockingScheduler
+    app: Flask,
+    scheduler_class: type[BaseScheduler] = BlockingScheduler,
+    *,
+    watchers: IdleWatchers | None = None,
 ) -> BaseScheduler:
     scheduler = scheduler_class(timezone=UTC)
     scheduler.add_job(
         poll_job,
         "interval",
-        args=[app],
+        args=[app, watchers],
         seconds=app.config["POLL_SECONDS"],
         id="poll-mailboxes",
         # A slow pass must not overlap the next, and missed runs collapse into one.
@@ -69,12 +99,24 @@ def build_scheduler(
         coalesce=True,
         next_run_time=datetime.now(UTC),
     )
+    if watchers is not None:
+        # Each poll also updates the watchers; this covers a long POLL_SECONDS.
+        scheduler.add_job(
+            watch_job,
+            "interval",
+            args=[app, watchers],
+            seconds=min(WATCH_SECONDS, app.config["POLL_SECONDS"]),
+            id="idle-watchers",
+            max_instances=1,
+            coalesce=True,
+        )
     return scheduler
 
 
 def run_worker(app: Flask) -> None:
-    """Block, polling, until SIGINT or SIGTERM."""
-    scheduler = build_scheduler(app)
+    """Block, polling (and watching with IDLE), until SIGINT or SIGTERM."""
+    watchers = IdleWatchers(app) if app.config.get("IMAP_IDLE", True) else None
+    scheduler = build_scheduler(app, watchers=watchers)
     # APScheduler logs every run at INFO; our own summary line says what matters.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
@@ -84,12 +126,16 @@ def run_worker(app: Flask) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     log.info(
-        "Ingest worker started: polling every %s s (mail source %s)",
+        "Ingest worker started: polling every %s s%s (mail source %s)",
         app.config["POLL_SECONDS"],
+        ", IMAP mailboxes watched with IDLE" if watchers is not None else "",
         app.config["MAIL_SOURCE"].split("@")[-1],
     )
     try:
         scheduler.start()
     except KeyboardInterrupt:
         scheduler.shutdown(wait=False)
+    finally:
+        if watchers is not None:
+            watchers.stop()
     log.info("Ingest worker stopped")

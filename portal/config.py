@@ -70,6 +70,17 @@ def _int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _flag(name: str, default: bool) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
+
+
 def config_from_env(instance_path: str) -> dict[str, Any]:
     """Build the app configuration from environment variables."""
     instance = Path(instance_path)
@@ -88,6 +99,7 @@ def config_from_env(instance_path: str) -> dict[str, Any]:
         "SMTP_URL": os.environ.get("SMTP_URL") or f"outbox:{instance / 'outbox'}",
         "INBOUND_DOMAIN": (os.environ.get("INBOUND_DOMAIN") or "helpdesk.localhost").lower(),
         "POLL_SECONDS": _int("POLL_SECONDS", 60),
+        "IMAP_IDLE": _flag("IMAP_IDLE", True),
         "OUTBOX_SECONDS": _int("OUTBOX_SECONDS", 5),
         "SMTP_TIMEOUT": _int("SMTP_TIMEOUT", 30),
         "INGEST_LEASE_SECONDS": _int("INGEST_LEASE_SECONDS", 300),
@@ -126,6 +138,8 @@ DEFAULTS: Mapping[str, Any] = {
     "RATELIMIT_HEADERS_ENABLED": True,
     "INBOUND_DOMAIN": "helpdesk.localhost",
     "POLL_SECONDS": 60,
+    #: Watch IMAP mailboxes with IDLE (fetch on arrival); the poll stays as a safety net.
+    "IMAP_IDLE": True,
     "OUTBOX_SECONDS": 5,
     "SMTP_TIMEOUT": 30,
     "INGEST_LEASE_SECONDS": 300,

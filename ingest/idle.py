@@ -1,0 +1,245 @@
+"""IMAP IDLE: one watcher thread per IMAP mailbox fetches mail as soon as the server announces it.
+
+The interval poll (`scheduler.poll_job`) stays as the safety net. A watcher that
+cannot IDLE (no capability, a read error, the server away) says so in the log,
+leaves the mailbox to the interval poll meanwhile, and reconnects with backoff.
+
+A watcher keeps one read-only (EXAMINE) session in IDLE and fetches through
+`pipeline.poll_mailbox` on a second connection while the first stays in IDLE: mail
+that arrives during a fetch is announced too, so nothing waits for the next poll.
+Each fetch runs in its own app context under the mailbox lease, with its own owner
+name (`host:pid/idle`), so it never overlaps a poll of this worker or of another.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app
+from sqlalchemy import select
+
+from ingest.imap import ImapSource
+from ingest.pipeline import PollSummary, poll_mailbox
+from portal.extensions import db
+from portal.models import Mailbox
+from portal.services import mailboxes as mailbox_service
+
+log = logging.getLogger(__name__)
+
+#: RFC 2177 asks to re-issue IDLE within 29 minutes; NAT boxes and firewalls often
+#: drop a silent connection sooner. DONE + IDLE is one cheap round trip.
+IDLE_RENEW_SECONDS = 300.0
+#: While someone else holds the mailbox lease, ask again this often.
+LEASE_RETRY_SECONDS = 2.0
+#: Reconnect after 1, 2, 4, … seconds, at most this long.
+MAX_RECONNECT_SECONDS = 60.0
+
+
+def watcher_owner() -> str:
+    """The lease owner name of this process's IDLE watchers."""
+    return f"{mailbox_service.worker_identity()}/idle"
+
+
+def is_imap_source(source_url: str) -> bool:
+    return urlsplit(source_url).scheme in mailbox_service.IMAP_SCHEMES
+
+
+def poll_one(mailbox_id: int, *, owner: str) -> PollSummary | None:
+    """Poll one mailbox under its lease, recording the outcome as `poll_all` does.
+
+    Returns None when another poll holds the lease (nothing was done). Needs an
+    app context.
+    """
+    config = current_app.config
+    mailbox = db.session.get(Mailbox, mailbox_id)
+    if mailbox is None or not mailbox.is_enabled:
+        return PollSummary()
+    lease_ttl = timedelta(seconds=config["INGEST_LEASE_SECONDS"])
+    if not mailbox_service.acquire_lease(mailbox, owner, ttl=lease_ttl):
+        log.debug(
+            "Mailbox %s is being processed by %s; the IDLE watcher tries again shortly",
+            mailbox.name,
+            mailbox.lease_owner,
+        )
+        return None
+    summary = PollSummary()
+    try:
+        poll_mailbox(mailbox, summary, owner=owner, lease_ttl=lease_ttl)
+    except Exception as exc:
+        db.session.rollback()
+        log.error("Polling mailbox %s failed: %s", mailbox.name, exc, exc_info=True)
+        mailbox_service.record_poll_failure(
+            mailbox,
+            f"{type(exc).__name__}: {exc}",
+            poll_seconds=config["POLL_SECONDS"],
+            fetched=summary.fetched,
+        )
+        db.session.commit()
+        summary.errors += 1
+    else:
+        mailbox_service.record_poll_success(mailbox, summary.line(), fetched=summary.fetched)
+        db.session.commit()
+    finally:
+        mailbox_service.release_lease(mailbox, owner)
+    return summary
+
+
+class MailboxWatcher:
+    """A thread that keeps one mailbox in IDLE and fetches whenever mail is announced."""
+
+    def __init__(self, app: Flask, mailbox_id: int, name: str, source_url: str) -> None:
+        self.app = app
+        self.mailbox_id = mailbox_id
+        self.name = name
+        self.source_url = source_url
+        self.owner = watcher_owner()
+        #: None until the server answered; False when it has no IDLE (the thread ends).
+        self.supported: bool | None = None
+        #: Failed sessions in a row (reset once IDLE works again), and ever.
+        self.failures = 0
+        self.errors = 0
+        #: Fetches this watcher ran (for tests and the log).
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.run, name=f"idle-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def run(self) -> None:
+        """Watch until stopped; any error falls back to the interval poll and reconnects."""
+        while not self._stop.is_set():
+            try:
+                self._session()
+            except Exception as exc:  # any IDLE error: poll meanwhile, reconnect later
+                self.failures += 1
+                self.errors += 1
+                delay = min(2.0 ** min(self.failures - 1, 10), MAX_RECONNECT_SECONDS)
+                log.warning(
+                    "IDLE on mailbox %s failed (%s: %s); it is polled every %s s meanwhile; "
+                    "reconnecting in %.0f s",
+                    self.name,
+                    type(exc).__name__,
+                    exc,
+                    self.app.config["POLL_SECONDS"],
+                    delay,
+                )
+                log.debug("IDLE failure on mailbox %s", self.name, exc_info=True)
+                self._stop.wait(delay)
+            else:
+                return  # stopped, or the server cannot IDLE
+
+    def _session(self) -> None:
+        with self.app.app_context():
+            mailbox = db.session.get(Mailbox, self.mailbox_id)
+            if mailbox is None or not mailbox.is_enabled:
+                self._stop.set()  # gone meanwhile; IdleWatchers.reconcile drops us
+                return
+            settings = mailbox_service.source_settings(mailbox)
+        with ImapSource(settings, readonly=True) as source:
+            if not source.supports_idle():
+                self.supported = False
+                log.info(
+                    "Mailbox %s: the server does not offer IDLE; it is polled every %s s",
+                    self.name,
+                    self.app.config["POLL_SECONDS"],
+                )
+                return
+            self.supported = True
+            source.start_idle()
+            log.info("Mailbox %s: waiting for new mail with IDLE", self.name)
+            # Whatever arrived before the watch began is fetched now, while it watches.
+            pending = True
+            renew_at = time.monotonic() + IDLE_RENEW_SECONDS
+            while not self._stop.is_set():
+                if pending:
+                    pending = not self._poll()
+                wait = LEASE_RETRY_SECONDS if pending else renew_at - time.monotonic()
+                if source.wait_for_mail(wait, stop=self._stop):
+                    pending = True
+                self.failures = 0
+                if time.monotonic() >= renew_at:
+                    pending = source.stop_idle() or pending
+                    source.start_idle()
+                    renew_at = time.monotonic() + IDLE_RENEW_SECONDS
+
+    def _poll(self) -> bool:
+        """Fetch now, in its own app context; False when the lease is taken (retry soon)."""
+        with self.app.app_context():
+            try:
+                summary = poll_one(self.mailbox_id, owner=self.owner)
+            except Exception:  # the database is away, say: the interval poll retries
+                log.exception("Fetching mailbox %s after IDLE failed", self.name)
+                return True
+        if summary is None:
+            return False
+        self.polls += 1
+        if summary.fetched or summary.errors:
+            log.info("Mailbox %s (IDLE): %s", self.name, summary.line())
+        return True
+
+
+class IdleWatchers:
+    """This worker's watchers: one per enabled IMAP mailbox, kept in step with the table."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._watchers: dict[int, MailboxWatcher] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def watchers(self) -> dict[int, MailboxWatcher]:
+        with self._lock:
+            return dict(self._watchers)
+
+    def reconcile(self) -> None:
+        """Start watchers for new IMAP mailboxes, stop those removed, disabled or moved.
+
+        Needs an app context. A mailbox whose server has no IDLE keeps its finished
+        watcher, so it is not asked again until its source changes.
+        """
+        rows = db.session.execute(
+            select(Mailbox.id, Mailbox.name, Mailbox.source_url).where(Mailbox.is_enabled)
+        ).all()
+        wanted = {row.id: row for row in rows if is_imap_source(row.source_url)}
+        with self._lock:
+            if self._closed:
+                return
+            for mailbox_id, watcher in list(self._watchers.items()):
+                row = wanted.get(mailbox_id)
+                if row is None or row.source_url != watcher.source_url:
+                    watcher.stop()
+                    del self._watchers[mailbox_id]
+                elif not watcher.is_alive() and watcher.supported is not False:
+                    del self._watchers[mailbox_id]  # stopped itself: start afresh below
+            for mailbox_id, row in wanted.items():
+                if mailbox_id not in self._watchers:
+                    watcher = MailboxWatcher(self.app, mailbox_id, row.name, row.source_url)
+                    self._watchers[mailbox_id] = watcher
+                    watcher.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every watcher; waits up to `timeout` s in all for fetches under way."""
+        with self._lock:
+            self._closed = True
+            watchers = list(self._watchers.values())
+            self._watchers.clear()
+        for watcher in watchers:
+            watcher.stop()
+        deadline = time.monotonic() + timeout
+        for watcher in watchers:
+            watcher.join(max(0.0, deadline - time.monotonic()))
