@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FLASK := $(PY) -m flask --app wsgi
 PYTEST_ARGS ?=
 
-.PHONY: run test test-sqlite test-postgres lint format bench clean
+.PHONY: run serve test test-sqlite test-postgres lint format bench clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ run: $(VENV)/.installed
 	$(FLASK) db upgrade
 	$(FLASK) users bootstrap-admin
 	$(FLASK) run-all
+
+## Production: migrations, then gunicorn ($$WEB_CONCURRENCY workers, default 2) on
+## $$HOST:$$PORT (default 127.0.0.1:5000) plus the ingest worker; Ctrl-C or SIGTERM stops both.
+serve: $(VENV)/.installed
+	$(PY) scripts/serve
 
 ## The whole suite on SQLite, then again on a PostgreSQL the suite starts itself.
 test: $(VENV)/.dev-installed

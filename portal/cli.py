@@ -277,6 +277,42 @@ def export_command(jsonl: bool, out_path: str | None, org_name: str | None) -> N
     click.echo(f"exported {count} messages to {destination}", err=True)
 
 
+keys_cli = AppGroup("keys", help="The key that encrypts stored secrets (TOKEN_KEY).")
+
+
+@keys_cli.command("rotate")
+@click.option(
+    "--new-key",
+    envvar="NEW_TOKEN_KEY",
+    show_envvar=True,
+    help="The new Fernet key (prefer the environment variable: a command line is visible "
+    "to other users in `ps`).",
+)
+def keys_rotate_command(new_key: str | None) -> None:
+    """Re-encrypt every stored secret from the current TOKEN_KEY to a new key, in one transaction."""
+    from portal.services import keys as key_service
+
+    if not new_key:
+        _fail(
+            "Give the new key in NEW_TOKEN_KEY (or --new-key). Generate one with: "
+            'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+        )
+    try:
+        summary = key_service.rotate_token_key(
+            old_key=current_app.config["TOKEN_KEY"], new_key=new_key
+        )
+    except key_service.KeyRotationError as exc:
+        db.session.rollback()
+        _fail(str(exc))
+    db.session.commit()
+    click.echo(summary.line())
+    click.echo(
+        "Done. Now set TOKEN_KEY to the new key (the environment, or instance/token_key for a "
+        "local install) and restart the web and ingest processes.",
+        err=True,
+    )
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(run_all_command)
@@ -284,3 +320,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(ingest_cli)
     app.cli.add_command(export_command)
     app.cli.add_command(outbox_cli)
+    app.cli.add_command(keys_cli)

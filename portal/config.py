@@ -145,6 +145,9 @@ DEFAULTS: Mapping[str, Any] = {
     "INGEST_LEASE_SECONDS": 300,
     "MAX_ATTACHMENT_BYTES": 10 * 1024 * 1024,
     "PORT": 5000,
+    # Static URLs carry a content hash (?v=…, portal/main/views.py), so browsers and
+    # proxies may keep a file for a year: a changed file gets a new URL.
+    "SEND_FILE_MAX_AGE_DEFAULT": 365 * 24 * 3600,
     # Replies carry at most 10 MB of attachments (Amazon's limit); leave room for the form.
     "MAX_CONTENT_LENGTH": 25 * 1024 * 1024,
     "AMAZON_DEVELOPER_NAME": DEFAULT_DEVELOPER_NAME,

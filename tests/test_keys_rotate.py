@@ -1,0 +1,160 @@
+"""`flask keys rotate`: every stored secret re-encrypted under a new TOKEN_KEY, all or nothing."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import select
+
+from portal.crypto import decrypt_secret, encrypt_secret
+from portal.extensions import db
+from portal.models import Credential, Mailbox
+from portal.services import channels as channel_service
+from portal.services import mailboxes as mailbox_service
+
+MAILBOX_PASSWORD = "imap-Pässwort:1"
+
+
+@pytest.fixture
+def secrets(app, make_channel):
+    """Two channel tokens, an IMAP mailbox password, and a Maildir mailbox with none."""
+    tokens = {}
+    for marketplace in ("UK", "DE"):
+        channel = make_channel(marketplace)
+        token = f"amzn.mws.{uuid.uuid4()}"
+        channel_service.submit_mws_token(
+            channel, seller_id="A1B2C3D4E5F6G7", token=token, actor=None
+        )
+        tokens[channel.id] = token
+    mailbox_service.sync_configured_mailbox(
+        f"imap://buyers%40example.com:{MAILBOX_PASSWORD}@imap.example.com:993/INBOX"
+    )
+    db.session.add(Mailbox(name="local", source_url="maildir:/tmp/none"))
+    db.session.commit()
+    return tokens
+
+
+def _ciphertexts() -> dict[str, bytes]:
+    rows = {
+        f"credential {c.id}": c.secret_encrypted for c in db.session.scalars(select(Credential))
+    }
+    for m in db.session.scalars(select(Mailbox)):
+        rows[f"mailbox {m.name}"] = m.password_encrypted
+    return rows
+
+
+def _assert_readable_with(key: str, tokens: dict[int, str]) -> None:
+    db.session.expire_all()
+    for credential in db.session.scalars(select(Credential)):
+        assert decrypt_secret(credential.secret_encrypted, key=key) == tokens[credential.channel_id]
+    mailbox = db.session.scalar(select(Mailbox).where(Mailbox.name == "default"))
+    assert decrypt_secret(mailbox.password_encrypted, key=key) == MAILBOX_PASSWORD
+
+
+def test_rotate_re_encrypts_every_secret_and_the_app_reads_them_with_the_new_key(
+    app, runner, secrets
+):
+    old_key, new_key = app.config["TOKEN_KEY"], Fernet.generate_key().decode()
+    result = runner.invoke(args=["keys", "rotate"], env={"NEW_TOKEN_KEY": new_key})
+    assert result.exit_code == 0, result.output
+    assert "credentials: rotated=2 already=0; mailbox passwords: rotated=1 already=0" in (
+        result.output
+    )
+    assert "set TOKEN_KEY to the new key" in result.output
+    assert new_key not in result.output and MAILBOX_PASSWORD not in result.output
+    _assert_readable_with(new_key, secrets)
+    for name, token in _ciphertexts().items():
+        if token is not None:
+            with pytest.raises(InvalidToken):
+                Fernet(old_key).decrypt(token)
+        else:
+            assert name == "mailbox local"
+
+    # Step two of the procedure: the app now runs with TOKEN_KEY set to the new key.
+    app.config["TOKEN_KEY"] = new_key
+    mailbox = db.session.scalar(select(Mailbox).where(Mailbox.name == "default"))
+    assert mailbox_service.source_settings(mailbox).password == MAILBOX_PASSWORD
+
+
+def test_running_it_again_changes_nothing(app, runner, secrets):
+    new_key = Fernet.generate_key().decode()
+    assert runner.invoke(args=["keys", "rotate", "--new-key", new_key]).exit_code == 0
+    before = _ciphertexts()
+    result = runner.invoke(args=["keys", "rotate", "--new-key", new_key])
+    assert result.exit_code == 0, result.output
+    assert "credentials: rotated=0 already=2; mailbox passwords: rotated=0 already=1" in (
+        result.output
+    )
+    db.session.expire_all()
+    assert _ciphertexts() == before
+
+
+def test_a_secret_neither_key_opens_stops_it_before_anything_changes(app, runner, secrets):
+    stray = db.session.scalars(select(Credential).order_by(Credential.id)).all()[-1]
+    stray.secret_encrypted = encrypt_secret("amzn.mws.x", key=Fernet.generate_key().decode())
+    db.session.commit()
+    before = _ciphertexts()
+    result = runner.invoke(
+        args=["keys", "rotate"], env={"NEW_TOKEN_KEY": Fernet.generate_key().decode()}
+    )
+    assert result.exit_code == 1
+    assert f"credential {stray.id}" in result.output
+    assert "nothing was changed" in result.output
+    db.session.expire_all()
+    assert _ciphertexts() == before
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "message"),
+    [
+        ({}, [], "Give the new key in NEW_TOKEN_KEY"),
+        ({"NEW_TOKEN_KEY": "not-a-key"}, [], "the new key is not a valid Fernet key"),
+        ({}, ["--new-key", "short"], "the new key is not a valid Fernet key"),
+        ({"NEW_TOKEN_KEY": "CURRENT"}, [], "the new key is the current TOKEN_KEY"),
+    ],
+)
+def test_bad_new_keys_are_refused(app, runner, secrets, env, args, message):
+    env = {k: (app.config["TOKEN_KEY"] if v == "CURRENT" else v) for k, v in env.items()}
+    env.setdefault("NEW_TOKEN_KEY", "")
+    before = _ciphertexts()
+    result = runner.invoke(args=["keys", "rotate", *args], env=env)
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    db.session.expire_all()
+    assert _ciphertexts() == before
+
+
+def test_with_no_secrets_stored_it_reports_zero(app, runner):
+    result = runner.invoke(
+        args=["keys", "rotate"], env={"NEW_TOKEN_KEY": Fernet.generate_key().decode()}
+    )
+    assert result.exit_code == 0, result.output
+    assert "credentials: rotated=0 already=0; mailbox passwords: rotated=0 already=0" in (
+        result.output
+    )
+
+
+def test_a_failure_half_way_leaves_every_secret_under_the_old_key(
+    app, runner, secrets, monkeypatch
+):
+    real_encrypt = Fernet.encrypt
+    calls = []
+
+    def encrypt_then_fail(self, data):
+        calls.append(data)
+        if len(calls) == 2:
+            raise OSError("disk full, say")
+        return real_encrypt(self, data)
+
+    before = _ciphertexts()
+    monkeypatch.setattr(Fernet, "encrypt", encrypt_then_fail)
+    result = runner.invoke(
+        args=["keys", "rotate"], env={"NEW_TOKEN_KEY": Fernet.generate_key().decode()}
+    )
+    monkeypatch.undo()
+    assert result.exit_code == 1 and isinstance(result.exception, OSError)
+    db.session.expire_all()
+    assert _ciphertexts() == before
+    _assert_readable_with(app.config["TOKEN_KEY"], secrets)
