@@ -12,6 +12,7 @@ from flask import (
 )
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload, undefer
 from wtforms import SelectChoice
 
 from portal.extensions import db
@@ -151,6 +152,15 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
             select(Message)
             .where(Message.thread_id == thread.id)
             .order_by(Message.created_at, Message.id)
+            # The page shows every message's texts, attachments and author: load them
+            # in a fixed number of queries, however long the thread.
+            .options(
+                undefer(Message.text_body),
+                undefer(Message.visible_text),
+                undefer(Message.html_body),
+                selectinload(Message.attachments),
+                selectinload(Message.author),
+            )
         )
     )
     assign_form = forms.get("assign_form") or AssignForm(formdata=None)

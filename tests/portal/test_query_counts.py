@@ -153,17 +153,6 @@ def test_inbox_page_statements_do_not_grow_with_the_threads_shown(client, add_in
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "N+1 in portal/inbox/views.py::_render_thread: its select(Message) loads neither the "
-        "deferred text_body/visible_text/html_body columns nor Message.attachments, which "
-        "templates/inbox/thread.html (and asins_in) read per message: 4 SELECTs per message. "
-        "Fix: .options(undefer(Message.text_body), undefer(Message.visible_text), "
-        "undefer(Message.html_body), selectinload(Message.attachments), "
-        "selectinload(Message.author))"
-    ),
-)
 def test_thread_page_statements_do_not_grow_with_the_messages_shown(
     client, agent, make_channel, busy_thread
 ):
