@@ -109,7 +109,25 @@ def config_from_env(instance_path: str) -> dict[str, Any]:
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "AMAZON_DEVELOPER_NAME": os.environ.get("AMAZON_DEVELOPER_NAME") or DEFAULT_DEVELOPER_NAME,
         "AMAZON_DEVELOPER_ACCOUNTS": _developer_accounts(),
+        **_spapi_settings(),
     }
+
+
+def _spapi_settings() -> dict[str, Any]:
+    # SP-API website authorisation ("Authorise with Amazon"); without the application
+    # ID and the LWA client the button stays hidden and only the token form is offered.
+    values: dict[str, Any] = {
+        name: (os.environ.get(name) or "").strip()
+        for name in ("SPAPI_APPLICATION_ID", "LWA_CLIENT_ID", "LWA_CLIENT_SECRET")
+    }
+    for name in (*(f"SPAPI_CONSENT_URL_{r}" for r in SPAPI_REGIONS), "LWA_TOKEN_URL"):
+        # Unset: Amazon's URL. Set but empty: off (e.g. no consent page for a region).
+        values[name] = os.environ.get(name, DEFAULTS[name]).strip()
+        if values[name] and not values[name].startswith(("https://", "http://")):
+            raise ConfigError(f"{name} must be an http(s) URL, got {values[name]!r}")
+    values["SPAPI_REDIRECT_URI"] = (os.environ.get("SPAPI_REDIRECT_URI") or "").strip()
+    values["LWA_TIMEOUT"] = _int("LWA_TIMEOUT", DEFAULTS["LWA_TIMEOUT"])
+    return values
 
 
 def _developer_accounts() -> dict[str, str]:
@@ -152,7 +170,20 @@ DEFAULTS: Mapping[str, Any] = {
     "MAX_CONTENT_LENGTH": 25 * 1024 * 1024,
     "AMAZON_DEVELOPER_NAME": DEFAULT_DEVELOPER_NAME,
     "AMAZON_DEVELOPER_ACCOUNTS": DEFAULT_DEVELOPER_ACCOUNTS,
+    # SP-API authorisation: empty application ID / client = the feature is off.
+    "SPAPI_APPLICATION_ID": "",
+    "LWA_CLIENT_ID": "",
+    "LWA_CLIENT_SECRET": "",
+    "SPAPI_CONSENT_URL_NA": "https://sellercentral.amazon.com/apps/authorize/consent",
+    "SPAPI_CONSENT_URL_EU": "https://sellercentral-europe.amazon.com/apps/authorize/consent",
+    "SPAPI_CONSENT_URL_FE": "https://sellercentral.amazon.co.jp/apps/authorize/consent",
+    "LWA_TOKEN_URL": "https://api.amazon.com/auth/o2/token",
+    #: Empty: the portal's own /channels/spapi/callback URL, as seen by the browser.
+    "SPAPI_REDIRECT_URI": "",
+    "LWA_TIMEOUT": 10,
 }
+
+SPAPI_REGIONS = ("NA", "EU", "FE")
 
 
 def check_config(config: Mapping[str, Any]) -> None:

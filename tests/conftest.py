@@ -40,12 +40,12 @@ from portal.services import channels as channel_service
 from portal.services import users as user_service
 from portal.sqltypes import utcnow
 
-pytest_plugins = ["tests.fixtures_servers"]
+pytest_plugins = ["tests.fixtures_servers", "tests.spapi_standin"]
 
 PASSWORD = "correct horse battery"
 TOKEN_KEY = Fernet.generate_key().decode()
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-NETWORK_MARKS = ("imap", "smtp", "postgres", "browser", "live")
+NETWORK_MARKS = ("imap", "smtp", "postgres", "browser", "live", "spapi")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -81,7 +81,7 @@ def disallow_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
             if not may_use_loopback and port not in _allowed_ports:
                 sock.close()
                 raise RuntimeError(
-                    f"test tried to connect to {host}:{port}; mark it imap/smtp/postgres/browser/live"
+                    f"test tried to connect to {host}:{port}; mark it imap/smtp/postgres/browser/live/spapi"
                 )
         return _real_connect(sock, address)
 

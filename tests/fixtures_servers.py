@@ -21,6 +21,7 @@ MARKERS = {
     "postgres": "needs the real PostgreSQL server started by the suite",
     "browser": "drives Chromium through Playwright",
     "live": "runs the real `make run` and talks HTTP to it on loopback",
+    "spapi": "talks HTTP to the SP-API consent / LWA token stand-in (tests/spapi_standin.py)",
 }
 
 

@@ -74,3 +74,11 @@ class SetupStepsForm(FlaskForm):
 
 class ReportRevokedForm(FlaskForm):
     submit = SubmitField("Report access revoked")
+
+
+class AuthoriseWithAmazonForm(FlaskForm):
+    submit = SubmitField("Authorise with Amazon")
+
+
+class RevokeAuthorisationForm(FlaskForm):
+    submit = SubmitField("Revoke Amazon authorisation")

@@ -1,18 +1,40 @@
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required
 
 from portal.channels.forms import (
     AddChannelForm,
+    AuthoriseWithAmazonForm,
     ReportRevokedForm,
+    RevokeAuthorisationForm,
     SetupStepsForm,
     TokenForm,
     marketplace_choices,
 )
 from portal.extensions import db
 from portal.models import Channel, ChannelStatus, Role
-from portal.security import get_visible_or_404, role_required
+from portal.security import (
+    CONTENT_SECURITY_POLICY,
+    can_see_organisation,
+    get_visible_or_404,
+    role_required,
+)
 from portal.services import admin_channels as admin_channel_service
 from portal.services import channels as channel_service
+from portal.services import spapi as spapi_service
+from portal.sqltypes import utcnow
 
 bp = Blueprint("channels", __name__, url_prefix="/channels")
 
@@ -77,7 +99,9 @@ def _render_detail(channel: Channel, *, token_form=None, steps_form=None, status
         approved_sender=channel.approved_sender_confirmed_at is not None,
     )
     reactivating = bool(request.args.get("reactivate")) or bool(token_form.errors)
-    return (
+    spapi = spapi_service.settings_for_channel(current_app.config, channel)
+    via_amazon = spapi_service.is_spapi_credential(channel.credential)
+    response = make_response(
         render_template(
             "channels/detail.html",
             channel=channel,
@@ -90,10 +114,25 @@ def _render_detail(channel: Channel, *, token_form=None, steps_form=None, status
             steps_form=steps_form,
             revoked_form=ReportRevokedForm(formdata=None),
             reactivating=reactivating,
+            spapi_available=spapi is not None,
+            via_amazon=via_amazon,
+            region_name=spapi_service.REGION_NAMES[channel.marketplace_info.region],
+            region_channels=spapi_service.region_channels(channel) if spapi else [],
+            sharing_channels=spapi_service.channels_sharing_authorisation(channel),
+            spapi_form=AuthoriseWithAmazonForm(formdata=None),
+            revoke_spapi_form=RevokeAuthorisationForm(formdata=None),
             ChannelStatus=ChannelStatus,
         ),
         status,
     )
+    if spapi is not None:
+        # The authorise form posts here and is redirected to Amazon; browsers apply the
+        # page's form-action to that redirect too, so the consent page's origin is allowed.
+        target = urlsplit(spapi.consent_urls[channel.marketplace_info.region])
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+            "form-action 'self'", f"form-action 'self' {target.scheme}://{target.netloc}"
+        )
+    return response
 
 
 @bp.route("/<int:channel_id>")
@@ -154,6 +193,111 @@ def report_revoked(channel_id: int):
     flash(
         "The channel is disabled and its token deleted. To reactivate access, "
         "follow the steps again and submit a new token.",
+        "info",
+    )
+    return redirect(url_for("channels.detail", channel_id=channel.id))
+
+
+# --- "Authorise with Amazon": the SP-API website authorisation workflow ---------------
+
+
+def _spapi_redirect_uri(settings: spapi_service.SpapiSettings) -> str:
+    # Amazon sends the seller back here; it must be one of the app's registered URIs.
+    return settings.redirect_uri or url_for("channels.spapi_callback", _external=True)
+
+
+@bp.route("/<int:channel_id>/spapi/authorise", methods=["POST"])
+@login_required
+def spapi_authorise(channel_id: int):
+    channel = _load(channel_id, manage=True)
+    settings = spapi_service.settings_for_channel(current_app.config, channel)
+    if settings is None:
+        abort(404)
+    if not AuthoriseWithAmazonForm().validate_on_submit():
+        abort(400)
+    pending = dict(session.get(spapi_service.SESSION_KEY) or {})
+    state = spapi_service.issue_state(pending, channel=channel, user=current_user, now=utcnow())
+    session[spapi_service.SESSION_KEY] = pending
+    return redirect(
+        spapi_service.consent_url(
+            settings,
+            region=channel.marketplace_info.region,
+            state=state,
+            redirect_uri=_spapi_redirect_uri(settings),
+        )
+    )
+
+
+def _back_to_channel(channel_id: int | None):
+    channel = db.session.get(Channel, channel_id) if channel_id is not None else None
+    if channel is None or not can_see_organisation(current_user, channel.organisation_id):
+        return redirect(url_for("channels.index"))
+    return redirect(url_for("channels.detail", channel_id=channel.id, _anchor="step-1"))
+
+
+@bp.route("/spapi/callback")
+@role_required(Role.SELLER, Role.ADMIN)
+def spapi_callback():
+    if spapi_service.spapi_settings(current_app.config) is None:
+        abort(404)
+    state = request.args.get("state")
+    pending = dict(session.get(spapi_service.SESSION_KEY) or {})
+    try:
+        channel_id = spapi_service.redeem_state(pending, state, user=current_user, now=utcnow())
+    except spapi_service.SpapiError as exc:
+        flash(str(exc), "error")
+        return _back_to_channel(spapi_service.channel_id_of_state(state))
+    finally:
+        # Popped whatever happens next: a state works once.
+        session[spapi_service.SESSION_KEY] = pending
+    channel = _load(channel_id, manage=True)
+    if request.args.get("error"):
+        flash("You did not authorise Sellerdesk in Seller Central, so nothing changed.", "info")
+        return _back_to_channel(channel.id)
+    settings = spapi_service.settings_for_channel(current_app.config, channel)
+    if settings is None:
+        abort(404)
+    try:
+        channels = spapi_service.complete_authorisation(
+            channel,
+            settings=settings,
+            code=request.args.get("spapi_oauth_code"),
+            selling_partner_id=request.args.get("selling_partner_id"),
+            redirect_uri=_spapi_redirect_uri(settings),
+            actor=current_user,
+        )
+    except spapi_service.SpapiError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return _back_to_channel(channel.id)
+    db.session.commit()
+    names = ", ".join(c.marketplace_info.name for c in channels)
+    flash(
+        f"Authorised with Amazon. {names} {'is' if len(channels) == 1 else 'are'} "
+        "now pending verification.",
+        "success",
+    )
+    return redirect(url_for("channels.detail", channel_id=channel.id))
+
+
+@bp.route("/<int:channel_id>/spapi/revoke", methods=["POST"])
+@login_required
+def spapi_revoke(channel_id: int):
+    channel = _load(channel_id, manage=True)
+    if not RevokeAuthorisationForm().validate_on_submit():
+        abort(400)
+    try:
+        channels = spapi_service.revoke_authorisation(channel, actor=current_user)
+    except spapi_service.SpapiError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("channels.detail", channel_id=channel.id))
+    db.session.commit()
+    names = ", ".join(c.marketplace_info.name for c in channels)
+    flash(
+        f"The Amazon authorisation is deleted and {names} "
+        f"{'is' if len(channels) == 1 else 'are'} disabled. To withdraw it at Amazon too, "
+        "remove Sellerdesk in Seller Central under Apps and Services → Manage Your Apps.",
         "info",
     )
     return redirect(url_for("channels.detail", channel_id=channel.id))

@@ -1,0 +1,375 @@
+"""A local stand-in for Amazon's SP-API consent page and the Login-with-Amazon token endpoint.
+
+A real HTTP server on a free loopback port (stdlib `http.server` in a thread), so the
+portal's redirect, callback and code exchange run over real HTTP, in tests and in a
+real browser:
+
+- ``GET /apps/authorize/consent?application_id=…&state=…&redirect_uri=…`` shows a
+  consent page with "Authorise" and "Deny" buttons (plain HTML, no scripts);
+- ``POST /apps/authorize/confirm`` redirects to the redirect URI with ``state``,
+  ``selling_partner_id`` and a fresh ``spapi_oauth_code`` (valid CODE_TTL, once), or
+  with ``error=access_denied`` when denied;
+- ``POST /auth/o2/token`` takes ``grant_type=authorization_code`` with ``code``,
+  ``client_id`` and ``client_secret`` (and the ``redirect_uri`` of the consent, when
+  given) and answers JSON ``{access_token, refresh_token, token_type, expires_in}``,
+  or Amazon's OAuth errors: ``invalid_grant`` (unknown, used or expired code),
+  ``invalid_client`` (wrong client), ``unsupported_grant_type``; a test may ask for a
+  5xx answer or a slow one.
+
+Loaded as a pytest plugin from tests/conftest.py: `spapi_standin` (session) is the
+running server, `spapi` (per test) resets it and points the app's settings at it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.request import HTTPHandler, OpenerDirector, Request
+
+import pytest
+
+HOST = "127.0.0.1"
+APPLICATION_ID = "amzn1.sp.solution.4ea38b7b-0000-4bae-87ae-standin00001"
+CLIENT_ID = "amzn1.application-oa2-client.standin0000000000000000000001"
+CLIENT_SECRET = "amzn1.oa2-cs.v1.standin-secret-0123456789abcdef"
+SELLING_PARTNER_ID = "A3STANDINSELLER"
+#: Amazon: "The spapi_oauth_code expires after five minutes."
+CODE_TTL = 300.0
+
+
+@dataclass
+class _Code:
+    issued_at: float
+    redirect_uri: str
+    used: bool = False
+
+
+@dataclass
+class SpapiStandIn:
+    """The stand-in server and what it has seen; a test changes its behaviour through it."""
+
+    application_id: str = APPLICATION_ID
+    client_id: str = CLIENT_ID
+    client_secret: str = CLIENT_SECRET
+    selling_partner_id: str = SELLING_PARTNER_ID
+    port: int = 0
+    #: Refresh tokens handed out, newest last (for "never stored in plaintext" checks).
+    issued_refresh_tokens: list[str] = field(default_factory=list)
+    #: Form fields of every token request, as received.
+    token_requests: list[dict[str, str]] = field(default_factory=list)
+    #: Query of every consent page request.
+    consent_requests: list[dict[str, str]] = field(default_factory=list)
+    #: HTTP status of the next token answers (e.g. [500]), consumed one per request.
+    fail_token_with: list[int] = field(default_factory=list)
+    #: Seconds the token endpoint waits before answering.
+    token_delay: float = 0.0
+    #: Exceptions raised while serving a request (the `spapi` fixture fails on any).
+    errors: list[BaseException] = field(default_factory=list)
+    _codes: dict[str, _Code] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Set by reset(): a delayed answer from the previous test stops waiting.
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    # --- life cycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        standin = self
+
+        class Handler(_Handler):
+            pass
+
+        Handler.standin = standin
+        self._server = _Server((HOST, 0), Handler)
+        self._server.standin = standin
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def reset(self) -> None:
+        self._wake.set()
+        self._wake = threading.Event()
+        with self._lock:
+            self.selling_partner_id = SELLING_PARTNER_ID
+            self.client_secret = CLIENT_SECRET
+            self.issued_refresh_tokens.clear()
+            self.token_requests.clear()
+            self.consent_requests.clear()
+            self.fail_token_with.clear()
+            self.token_delay = 0.0
+            self.errors.clear()
+            self._codes.clear()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def consent_url(self) -> str:
+        return f"{self.base_url}/apps/authorize/consent"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.base_url}/auth/o2/token"
+
+    def config(self) -> dict[str, Any]:
+        """The portal settings that point at this stand-in, for every region."""
+        return {
+            "SPAPI_APPLICATION_ID": self.application_id,
+            "LWA_CLIENT_ID": self.client_id,
+            "LWA_CLIENT_SECRET": CLIENT_SECRET,
+            "SPAPI_CONSENT_URL_NA": self.consent_url,
+            "SPAPI_CONSENT_URL_EU": self.consent_url,
+            "SPAPI_CONSENT_URL_FE": self.consent_url,
+            "LWA_TOKEN_URL": self.token_url,
+            "SPAPI_REDIRECT_URI": "",
+            "LWA_TIMEOUT": 5,
+        }
+
+    # --- codes --------------------------------------------------------------------
+
+    def issue_code(self, redirect_uri: str = "") -> str:
+        code = "ANDstandin" + secrets.token_urlsafe(18)
+        with self._lock:
+            self._codes[code] = _Code(time.monotonic(), redirect_uri)
+        return code
+
+    def expire_codes(self) -> None:
+        """Age every code issued so far past Amazon's five minutes."""
+        with self._lock:
+            for code in self._codes.values():
+                code.issued_at -= CODE_TTL + 1
+
+    # --- driving the consent page without a browser ---------------------------------
+
+    def consent(self, consent_url: str, *, decision: str = "authorise") -> str:
+        """Open `consent_url` and press a button over real HTTP; the redirect target URL."""
+        opener = _no_redirects()
+        with opener.open(consent_url, timeout=5) as page:
+            assert page.status == 200, page.status
+            body = page.read().decode()
+        assert 'name="decision"' in body
+        query = {k: v[0] for k, v in parse_qs(urlsplit(consent_url).query).items()}
+        form = urlencode(
+            {
+                "state": query.get("state", ""),
+                "redirect_uri": query.get("redirect_uri", ""),
+                "decision": decision,
+            }
+        ).encode()
+        request = Request(  # noqa: S310 (our own http URL)
+            f"{self.base_url}/apps/authorize/confirm", data=form, method="POST"
+        )
+        with opener.open(request, timeout=5) as answer:
+            assert answer.status == 302, answer.status
+            return answer.headers["Location"]
+
+
+def _no_redirects() -> OpenerDirector:
+    opener = OpenerDirector()
+    opener.add_handler(HTTPHandler())  # and nothing else: every answer comes back as it is
+    return opener
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    standin: SpapiStandIn
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Keep it instead of printing it: socketserver prints a traceback from this
+        # thread, and on Python 3.11 formatting one runs ast.parse, which can break a
+        # main thread parsing at the same moment (seen as "AST constructor recursion
+        # depth mismatch" in Werkzeug's route compiler).
+        self.standin.errors.append(sys.exc_info()[1] or RuntimeError("unknown error"))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    standin: SpapiStandIn
+    server_version = "SpapiStandIn/1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: pytest output stays readable
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    def _send(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        try:
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting (the timeout tests): nobody to answer
+
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json;charset=UTF-8")
+
+    def _html(self, status: int, title: str, body: str) -> None:
+        page = (
+            f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}"
+            f"</title></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+        )
+        self._send(status, page.encode(), "text/html;charset=utf-8")
+
+    def _form(self) -> dict[str, str]:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode()
+        return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+
+    # --- routes -----------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        if parts.path != "/apps/authorize/consent":
+            self._html(404, "Not found", "")
+            return
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        self.standin.consent_requests.append(query)
+        if query.get("application_id") != self.standin.application_id:
+            self._html(400, "Unknown application", "<p>This application ID is not registered.</p>")
+            return
+        if not query.get("state") or not query.get("redirect_uri"):
+            self._html(400, "Bad request", "<p>state and redirect_uri are required.</p>")
+            return
+        fields = "".join(
+            f'<input type="hidden" name="{name}" value="{html.escape(query[name])}">'
+            for name in ("state", "redirect_uri")
+        )
+        self._html(
+            200,
+            "Amazon Seller Central (stand-in)",
+            "<p>Sellerdesk asks for access to your selling account "
+            f"<code>{html.escape(self.standin.selling_partner_id)}</code>.</p>"
+            f'<form method="post" action="/apps/authorize/confirm">{fields}'
+            '<button type="submit" name="decision" value="authorise">Authorise</button> '
+            '<button type="submit" name="decision" value="deny">Deny</button></form>',
+        )
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/apps/authorize/confirm":
+            self._confirm(self._form())
+        elif path == "/auth/o2/token":
+            self._token(self._form())
+        elif path == "/moved/auth/o2/token":
+            # To check that the portal never follows a redirect with its client secret.
+            self._form()
+            self._send(307, b"", "text/plain", Location=f"{self.standin.base_url}/auth/o2/token")
+        else:
+            self._html(404, "Not found", "")
+
+    def _confirm(self, form: dict[str, str]) -> None:
+        redirect_uri = form.get("redirect_uri", "")
+        if form.get("decision") == "authorise":
+            params = {
+                "state": form.get("state", ""),
+                "selling_partner_id": self.standin.selling_partner_id,
+                "spapi_oauth_code": self.standin.issue_code(redirect_uri),
+            }
+        else:
+            params = {
+                "state": form.get("state", ""),
+                "error": "access_denied",
+                "error_description": "The seller denied the authorisation",
+            }
+        target = urlsplit(redirect_uri)
+        query = "&".join(q for q in (target.query, urlencode(params)) if q)
+        self._send(302, b"", "text/plain", Location=urlunsplit(target._replace(query=query)))
+
+    def _token(self, form: dict[str, str]) -> None:
+        standin = self.standin
+        standin.token_requests.append(form)
+        if standin.token_delay:
+            standin._wake.wait(standin.token_delay)
+        with standin._lock:
+            failure = standin.fail_token_with.pop(0) if standin.fail_token_with else None
+        if failure is not None:
+            self._json(failure, {"error": "server_error", "error_description": "Stand-in fault"})
+            return
+        if form.get("grant_type") != "authorization_code":
+            self._json(400, {"error": "unsupported_grant_type", "error_description": "Bad grant"})
+            return
+        if form.get("client_id") != standin.client_id or not secrets.compare_digest(
+            form.get("client_secret", ""), standin.client_secret
+        ):
+            self._json(
+                401,
+                {"error": "invalid_client", "error_description": "Client authentication failed"},
+            )
+            return
+        with standin._lock:
+            code = standin._codes.get(form.get("code", ""))
+            valid = (
+                code is not None
+                and not code.used
+                and time.monotonic() - code.issued_at <= CODE_TTL
+                and (not code.redirect_uri or form.get("redirect_uri") == code.redirect_uri)
+            )
+            if code is not None:
+                code.used = True  # a code is spent by its first use, good or bad
+            refresh_token = "Atzr|IwEBI" + secrets.token_urlsafe(96)
+            if valid:
+                standin.issued_refresh_tokens.append(refresh_token)
+        if not valid:
+            self._json(
+                400,
+                {
+                    "error": "invalid_grant",
+                    "error_description": "The request has an invalid grant parameter : code",
+                },
+            )
+            return
+        self._json(
+            200,
+            {
+                "access_token": "Atza|IwEBI" + secrets.token_urlsafe(64),
+                "refresh_token": refresh_token,
+                "token_type": "bearer",
+                "expires_in": 3600,
+            },
+        )
+
+
+# --- pytest plugin ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def spapi_standin() -> Iterator[SpapiStandIn]:
+    """The stand-in, running for the whole session on a free loopback port."""
+    standin = SpapiStandIn()
+    standin.start()
+    try:
+        yield standin
+    finally:
+        standin.stop()
+
+
+@pytest.fixture
+def spapi(app, spapi_standin: SpapiStandIn) -> Iterator[SpapiStandIn]:
+    """The stand-in, reset, with the app's SP-API settings pointing at it."""
+    spapi_standin.reset()
+    app.config.update(spapi_standin.config())
+    yield spapi_standin
+    assert spapi_standin.errors == [], "the SP-API stand-in failed while serving"
