@@ -6,6 +6,7 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from portal.services.inbox import include_schema_name
 from portal.sqltypes import UTCDateTime
 
 config = context.config
@@ -35,6 +36,7 @@ def run_migrations_offline():
         target_metadata=target_db.metadata,
         literal_binds=True,
         render_item=render_item,
+        include_name=include_schema_name,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -52,6 +54,9 @@ def run_migrations_online():
     conf_args = dict(current_app.extensions["migrate"].configure_args)
     conf_args.setdefault("process_revision_directives", process_revision_directives)
     conf_args["render_item"] = render_item
+    # The search migration's FTS tables, triggers, tsvector column and GIN indexes are
+    # not in the models: keep autogenerate from dropping them.
+    conf_args["include_name"] = include_schema_name
 
     with target_db.engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_db.metadata, **conf_args)

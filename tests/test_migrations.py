@@ -1,4 +1,9 @@
-"""`flask db upgrade` on an empty database gives exactly the models' schema."""
+"""`flask db upgrade` on an empty database gives exactly the models' schema.
+
+It also checks that the search triggers of migration 5e4a1c7d9b20 are still there
+at head: on SQLite, `batch_alter_table` on `messages` or `threads` recreates the
+table without its triggers, and search would silently stop seeing new mail.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,34 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import upgrade
+from sqlalchemy import text
 
 from portal import create_app
 from portal.extensions import db
+from portal.services.inbox import include_schema_name
 from tests.conftest import _test_config
+
+SEARCH_TRIGGERS = {
+    "sqlite": {
+        "messages_fts_ai",
+        "messages_fts_ad",
+        "messages_fts_au",
+        "threads_fts_ai",
+        "threads_fts_ad",
+        "threads_fts_au",
+    },
+    "postgresql": {
+        "threads_search_document_bi",
+        "threads_search_document_bu",
+        "messages_search_ai",
+        "messages_search_au",
+        "messages_search_ad",
+    },
+}
+_TRIGGER_NAMES = {
+    "sqlite": "SELECT name FROM sqlite_master WHERE type = 'trigger'",
+    "postgresql": "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal",
+}
 
 
 def _assert_no_drift(url: str, tmp_path) -> None:
@@ -19,8 +48,22 @@ def _assert_no_drift(url: str, tmp_path) -> None:
     with app.app_context():
         upgrade()
         with db.engine.connect() as conn:
+            dialect = conn.dialect.name
+            triggers = set(conn.execute(text(_TRIGGER_NAMES[dialect])).scalars())
+        missing = SEARCH_TRIGGERS[dialect] - triggers
+        assert not missing, (
+            f"search triggers missing at head: {sorted(missing)}; a migration that "
+            "recreates messages or threads (SQLite batch_alter_table) must recreate them "
+            "as migration 5e4a1c7d9b20 does and rebuild the search index"
+        )
+        with db.engine.connect() as conn:
             diff = compare_metadata(
-                MigrationContext.configure(conn, opts={"compare_type": True}), db.metadata
+                MigrationContext.configure(
+                    conn,
+                    # As migrations/env.py: the search objects are not in the models.
+                    opts={"compare_type": True, "include_name": include_schema_name},
+                ),
+                db.metadata,
             )
         db.engine.dispose()
     assert diff == [], f"models and migrations differ: {diff}"

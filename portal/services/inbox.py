@@ -12,7 +12,23 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, and_, case, exists, false, func, or_, select, tuple_
+from sqlalchemy import (
+    Integer,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    case,
+    column,
+    exists,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal.extensions import db
@@ -96,27 +112,167 @@ def _filtered(user: User, query: InboxQuery) -> Select:
                 Tag.name == query.tag.lower(),
             )
         )
-    terms = query.q.split()
-    for term in terms[:5]:
-        like = f"%{_escape_like(term.lower())}%"
-        stmt = stmt.where(
-            or_(
-                func.lower(Thread.subject).like(like, escape="\\"),
-                func.lower(Thread.buyer_name).like(like, escape="\\"),
-                func.lower(Thread.buyer_address).like(like, escape="\\"),
-                func.lower(Thread.order_id).like(like, escape="\\"),
-                exists().where(
-                    Message.thread_id == Thread.id,
-                    Message.is_internal_note.is_(False),
-                    func.lower(Message.text_body).like(like, escape="\\"),
-                ),
-            )
-        )
+    return _searched(stmt, query.q)
+
+
+# --- search ------------------------------------------------------------------------
+#
+# What a search matches (both databases): the query is split on whitespace into at
+# most MAX_TERMS terms, all of which must match (AND), each in the thread's subject,
+# buyer name, buyer address, order ID or the text of any of its messages except
+# internal notes. A term matches whole words and word prefixes, case- and (SQLite)
+# accent-insensitively: "refund" finds "refunded"; "111-2222222" finds order
+# 111-2222222-3333333, "3333333" finds it too, as does "buyer12" for the alias
+# buyer12@marketplace.amazon.de. On PostgreSQL any substring (3+ characters) of the
+# four thread fields matches as well. Punctuation splits words and is otherwise
+# ignored; a term with no letter or digit is dropped. User text never reaches the
+# FTS or tsquery parser as syntax: each term is a quoted phrase.
+#
+# SQLite: FTS5 tables messages_fts and threads_fts (migration 5e4a1c7d9b20). A term
+# that matches more than DENSE_MATCHES rows falls back to the substring LIKE scan in
+# activity order, which finds a page of a common word among the newest threads
+# sooner than the FTS set could be built. PostgreSQL: threads.search_document
+# (tsvector, 'simple' configuration, GIN) and pg_trgm indexes on the four fields.
+
+MAX_TERMS = 5
+DENSE_MATCHES = 2000
+# Objects the search migration adds that the models do not describe: autogenerate
+# (migrations/env.py, tests/test_migrations.py) leaves them out of its comparison.
+SEARCH_TABLE_PREFIXES = ("messages_fts", "threads_fts")
+SEARCH_COLUMNS = {("threads", "search_document")}
+SEARCH_INDEXES = {"ix_threads_search_document"} | {
+    f"ix_threads_{name}_trgm" for name in ("subject", "buyer_name", "buyer_address", "order_id")
+}
+
+
+def include_schema_name(name: str | None, type_: str, parent_names: dict) -> bool:
+    """Alembic `include_name` hook: False for the search objects of the migration."""
+    if type_ == "table":
+        return not (name or "").startswith(SEARCH_TABLE_PREFIXES)
+    if type_ == "column":
+        return (parent_names.get("table_name"), name) not in SEARCH_COLUMNS
+    if type_ == "index":
+        return name not in SEARCH_INDEXES
+    return True
+
+
+def _search_terms(q: str) -> list[str]:
+    terms = [t.lower() for t in q.split() if any(c.isalnum() for c in t)]
+    return terms[:MAX_TERMS]
+
+
+def _searched(stmt: Select, q: str) -> Select:
+    terms = _search_terms(q)
+    if not terms:
+        return stmt
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "sqlite":
+        return _searched_sqlite(stmt, terms)
+    if dialect == "postgresql":
+        return _searched_postgresql(stmt, terms)
+    for term in terms:
+        stmt = stmt.where(_like_term(term))
     return stmt
+
+
+def _like_term(term: str):
+    like = f"%{_escape_like(term)}%"
+    return or_(
+        func.lower(Thread.subject).like(like, escape="\\"),
+        func.lower(Thread.buyer_name).like(like, escape="\\"),
+        func.lower(Thread.buyer_address).like(like, escape="\\"),
+        func.lower(Thread.order_id).like(like, escape="\\"),
+        exists().where(
+            Message.thread_id == Thread.id,
+            Message.is_internal_note.is_(False),
+            func.lower(Message.text_body).like(like, escape="\\"),
+        ),
+    )
 
 
 def _escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _fts5_phrase(term: str) -> str:
+    """One user term as an FTS5 prefix phrase: quoted, so no character is syntax."""
+    return '"' + term.replace('"', '""') + '"*'
+
+
+_FTS_PROBE = text(
+    "SELECT (SELECT count(*) FROM (SELECT rowid FROM messages_fts"
+    " WHERE messages_fts MATCH :q LIMIT :n)),"
+    " (SELECT count(*) FROM (SELECT rowid FROM threads_fts WHERE threads_fts MATCH :q LIMIT :n))"
+)
+
+
+def _searched_sqlite(stmt: Select, terms: list[str]) -> Select:
+    for term in terms:
+        phrase = _fts5_phrase(term)
+        in_messages, in_threads = db.session.execute(
+            _FTS_PROBE, {"q": phrase, "n": DENSE_MATCHES + 1}
+        ).one()
+        if max(in_messages, in_threads) > DENSE_MATCHES:
+            stmt = stmt.where(_like_term(term))
+            continue
+        matching = (
+            text(
+                "SELECT thread_id FROM messages WHERE id IN"
+                " (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :fts)"
+                " UNION SELECT rowid FROM threads_fts WHERE threads_fts MATCH :fts"
+            )
+            # unique: each term's parameter gets its own name in the statement.
+            .bindparams(bindparam("fts", phrase, unique=True))
+            .columns(column("thread_id", Integer))
+        )
+        stmt = stmt.where(Thread.id.in_(matching))
+    return stmt
+
+
+def _trigram_indexes() -> bool:
+    """Whether the migration could create the pg_trgm indexes (cached per database)."""
+    engine = db.session.get_bind()
+    key = engine.url.render_as_string(hide_password=True)
+    if key not in _TRIGRAMS:
+        _TRIGRAMS[key] = bool(
+            db.session.scalar(
+                text("SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_threads_subject_trgm'")
+            )
+        )
+    return _TRIGRAMS[key]
+
+
+_TRIGRAMS: dict[str, bool] = {}
+
+
+def _searched_postgresql(stmt: Select, terms: list[str]) -> Select:
+    # Each term through the same parser as the documents, then its last word made a
+    # prefix; done in a query of its own so that a term the parser reduces to
+    # nothing is dropped instead of becoming a tsquery syntax error.
+    phrases = db.session.execute(
+        select(*(func.phraseto_tsquery("simple", term).cast(Text) for term in terms))
+    ).one()
+    trigrams = _trigram_indexes()
+    document = literal_column("threads.search_document")
+    for term, phrase in zip(terms, phrases, strict=True):
+        alternatives = []
+        if phrase:
+            tsquery = func.to_tsquery("simple", f"{phrase}:*")
+            alternatives.append(document.op("@@")(tsquery))
+        if trigrams and len(term) >= 3:
+            like = f"%{_escape_like(term)}%"
+            alternatives += [
+                field.ilike(like, escape="\\")
+                for field in (
+                    Thread.subject,
+                    Thread.buyer_name,
+                    Thread.buyer_address,
+                    Thread.order_id,
+                )
+            ]
+        if alternatives:
+            stmt = stmt.where(or_(*alternatives))
+    return stmt
 
 
 def _paged(stmt: Select, query: InboxQuery) -> Select:

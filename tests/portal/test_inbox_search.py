@@ -1,0 +1,261 @@
+"""Inbox search: words and prefixes, IDs and aliases, AND, hostile input, freshness.
+
+SQLite searches FTS5 tables, PostgreSQL a tsvector document per thread; both are
+kept by triggers (migration 5e4a1c7d9b20), so these tests run on both databases.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import select
+
+from ingest.pipeline import poll_all
+from portal import create_app
+from portal.extensions import db
+from portal.models import Direction, Message, Role, Thread
+from portal.services import inbox
+from portal.services import threads as thread_service
+from portal.services.inbox import InboxQuery, list_inbox
+from portal.services.outbox import queue_reply
+from tests.conftest import _test_config
+
+
+@pytest.fixture
+def channel(make_org, make_channel):
+    return make_channel("UK", organisation=make_org("Alpha Ltd"), address="uk-chan01@helpdesk.test")
+
+
+@pytest.fixture
+def admin(make_user):
+    return make_user(Role.ADMIN)
+
+
+@pytest.fixture
+def threads(channel, make_thread):
+    make_thread(
+        channel,
+        subject="Wrong size",
+        buyer_name="Max Mustermann",
+        buyer_address="q7xk2mfv9d3lp0b@marketplace.amazon.co.uk",
+        order_id="111-2222222-3333333",
+        texts=("The dehumidifier is too small", "Can I get a refund?"),
+    )
+    make_thread(
+        channel,
+        subject="Parcel late",
+        buyer_name="Jane Müller",
+        order_id="204-7654321-7654321",
+        texts=("It never came", "Still waiting for the parcel"),
+    )
+    make_thread(channel, subject="Kaputt", order_id=None, texts=("Defekt angekommen",))
+
+
+def subjects(user, q: str) -> set[str]:
+    return {row.thread.subject for row in list_inbox(user, InboxQuery(status="all", q=q)).rows}
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("dehumidifier", {"Wrong size"}),
+        ("DEHUMID", {"Wrong size"}),  # a word prefix, any case
+        ("refunds", set()),  # prefixes only: a longer word is not found
+        ("parcel", {"Parcel late"}),  # in the subject and a message
+        ("never came", {"Parcel late"}),
+        ("mustermann", {"Wrong size"}),
+        ("müller", {"Parcel late"}),
+        ("kaputt", {"Kaputt"}),
+        ("angekommen", {"Kaputt"}),
+    ],
+)
+def test_words_and_prefixes(admin, threads, q, expected):
+    assert subjects(admin, q) == expected
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        "111-2222222-3333333",  # the full order ID
+        "111-2222222",  # its start
+        "111-22",
+        "3333333",  # a later group of digits
+        "q7xk2mfv9d3lp0b@marketplace.amazon.co.uk",  # the buyer's relay alias
+        "q7xk2mfv9d3lp0b",
+        "q7xk2mf",  # the start of the alias
+    ],
+)
+def test_order_ids_and_aliases_full_or_partial(admin, threads, q):
+    assert subjects(admin, q) == {"Wrong size"}
+
+
+def test_terms_are_anded_across_fields_and_messages(admin, threads):
+    assert subjects(admin, "mustermann refund") == {"Wrong size"}  # buyer name + message
+    assert subjects(admin, "111-2222222 dehumidifier") == {"Wrong size"}
+    assert subjects(admin, "mustermann parcel") == set()
+    assert subjects(admin, "waiting parcel 204") == {"Parcel late"}
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        '"',
+        '"dehumidifier',
+        "*",
+        "dehumid*",
+        "OR",
+        "dehumidifier OR parcel",
+        "NEAR(",
+        "NEAR(dehumidifier parcel)",
+        "-",
+        "-parcel",
+        ":",
+        "text_body:parcel",
+        "subject:kaputt",
+        "^parcel",
+        "(",
+        ")",
+        "AND NOT",
+        "'",
+        "\\",
+        "%_",
+        "100%_",
+        "{subject}: x",
+        "a & b | !c",
+        "<->",
+        "x:*",
+        "'a':* & b",
+    ],
+)
+def test_query_syntax_in_user_input_is_plain_text(admin, threads, q):
+    found = subjects(admin, q)
+    # Nothing errors; words still match as words, operators match nothing of their own.
+    assert found <= {"Wrong size", "Parcel late", "Kaputt"}
+    assert subjects(admin, "dehumidifier OR parcel") == set()  # OR is a word here, ANDed
+    assert subjects(admin, "100%_") == set()
+
+
+def test_punctuation_only_query_does_not_filter(admin, threads):
+    assert subjects(admin, '" * - :') == {"Wrong size", "Parcel late", "Kaputt"}
+
+
+def test_internal_notes_are_not_searched(admin, channel, make_thread):
+    thread = make_thread(channel, subject="Question", texts=("Hello",))
+    thread_service.add_internal_note(thread, "secretword in a note", actor=admin)
+    db.session.commit()
+    assert subjects(admin, "secretword") == set()
+    note = db.session.scalar(select(Message).where(Message.is_internal_note.is_(True)))
+    note.is_internal_note = False  # a message that stops being a note becomes searchable
+    db.session.commit()
+    assert subjects(admin, "secretword") == {"Question"}
+    db.session.delete(note)
+    db.session.commit()
+    assert subjects(admin, "secretword") == set()
+
+
+def test_replies_edits_and_ingested_mail_are_searchable_at_once(admin, channel, make_thread):
+    thread = make_thread(channel, subject="Question", texts=("Hello",))
+    queue_reply(thread, body="Your kettle ships tomorrow.", author=admin)
+    db.session.commit()
+    assert subjects(admin, "kettle") == {"Question"}
+
+    thread.subject = "Renamed conversation"
+    thread.order_id = "305-1111111-2222222"
+    db.session.commit()
+    assert subjects(admin, "renamed 305-1111111") == {"Renamed conversation"}
+    assert subjects(admin, "question") == set()
+
+    message = db.session.scalar(select(Message).where(Message.thread_id == thread.id).limit(1))
+    message.text_body = "Goodbye teapot"
+    db.session.commit()
+    assert subjects(admin, "teapot") == {"Renamed conversation"}
+
+
+def test_ingested_mail_is_searchable_at_once(admin, channel, drop_mail):
+    drop_mail("amazon_uk_inquiry.eml")
+    poll_all()
+    found = subjects(admin, "kneeler")
+    assert len(found) == 1
+    assert subjects(admin, "203-1234567-1234567 kneeler") == found
+
+
+def test_common_terms_fall_back_to_the_substring_scan(admin, threads, monkeypatch):
+    # Over DENSE_MATCHES hits, SQLite scans newest first with LIKE (substrings too).
+    monkeypatch.setattr(inbox, "DENSE_MATCHES", 0)
+    assert subjects(admin, "parcel") == {"Parcel late"}
+    assert subjects(admin, "mustermann refund") == {"Wrong size"}
+    assert subjects(admin, "111-2222222") == {"Wrong size"}
+
+
+def test_paging_through_search_results(admin, channel, make_thread):
+    for i in range(7):
+        make_thread(channel, subject=f"Thread {i}", texts=(f"widget number {i}",))
+    make_thread(channel, subject="Other", texts=("nothing here",))
+    seen, cursor = [], None
+    while True:
+        page = list_inbox(admin, InboxQuery(status="all", q="widget", cursor=cursor), page_size=3)
+        seen += [row.thread.subject for row in page.rows]
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    assert sorted(seen) == [f"Thread {i}" for i in range(7)]
+
+
+def _backfill_check(url: str, tmp_path) -> None:
+    """Rows stored before the search migration are found after it (downgrade, upgrade)."""
+    app = create_app(_test_config(url, tmp_path))
+    with app.app_context():
+        upgrade()
+        from portal.services import channels as channel_service
+        from portal.services import users as user_service
+
+        org = user_service.get_or_create_organisation("Backfill Ltd", actor=None)
+        channel = channel_service.create_channel(
+            org, "UK", actor=None, inbound_domain="helpdesk.test"
+        )
+        admin = user_service.create_user(
+            email="admin@example.com", password="x" * 16, role=Role.ADMIN, actor=None
+        )
+        thread = Thread(
+            channel=channel,
+            organisation_id=org.id,
+            subject="Old question",
+            buyer_name="Ann",
+            buyer_address="oldbuyer77@marketplace.amazon.co.uk",
+            order_id="206-5555555-6666666",
+        )
+        db.session.add(thread)
+        db.session.add(
+            Message(
+                thread=thread,
+                channel=channel,
+                direction=Direction.IN,
+                message_id="<old@example.com>",
+                content_hash="old",
+                text_body="An old saxophone",
+                snippet="An old saxophone",
+            )
+        )
+        db.session.commit()
+        admin_id = admin.id
+        db.session.remove()
+        downgrade(revision="db845a1b5fb8")
+        upgrade()
+        admin = db.session.get(type(admin), admin_id)
+        for q in ("saxophone", "206-5555555", "oldbuyer77", "old question"):
+            assert subjects(admin, q) == {"Old question"}, q
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_migration_indexes_existing_rows_sqlite(tmp_path):
+    _backfill_check(f"sqlite:///{tmp_path / 'backfill.db'}", tmp_path)
+
+
+@pytest.mark.postgres
+def test_migration_indexes_existing_rows_postgres(postgres_server, tmp_path):
+    name = f"backfill_{uuid.uuid4().hex[:8]}"
+    postgres_server.create_database(name)
+    _backfill_check(postgres_server.url(name), tmp_path)
