@@ -29,16 +29,14 @@ from portal.inbox.forms import (
 from portal.marketplaces import MARKETPLACES
 from portal.models import (
     Attachment,
-    Channel,
     Message,
-    Organisation,
     Role,
     Tag,
     Thread,
     ThreadStatus,
     User,
 )
-from portal.security import get_visible_or_404, scope_to_user
+from portal.security import get_visible_or_404
 from portal.services import canned as canned_service
 from portal.services import inbox as inbox_service
 from portal.services import outbox as outbox_service
@@ -74,28 +72,16 @@ def _load_thread(thread_id: int, *, work: bool = False) -> Thread:
 
 
 def _filter_choices(form: InboxFilterForm) -> None:
-    organisations = db.session.scalars(
-        scope_to_user(select(Organisation), Organisation.id, current_user).order_by(
-            Organisation.name
-        )
-    ).all()
-    channels = db.session.scalars(
-        scope_to_user(select(Channel), Channel.organisation_id, current_user).order_by(
-            Channel.organisation_id, Channel.marketplace
-        )
-    ).all()
+    options = inbox_service.filter_options(current_user)
     form.organisation.choices = [SelectChoice("", "All")] + [
-        SelectChoice(str(o.id), o.name) for o in organisations
+        SelectChoice(str(org_id), name) for org_id, name in options.organisations
     ]
-    show_org = len(organisations) > 1
+    show_org = len(options.organisations) > 1
     form.channel.choices = [SelectChoice("", "All")] + [
-        SelectChoice(
-            str(c.id),
-            c.marketplace_info.name + (f" · {c.organisation.name}" if show_org else ""),
-        )
-        for c in channels
+        SelectChoice(str(c.id), c.marketplace + (f" · {c.organisation}" if show_org else ""))
+        for c in options.channels
     ]
-    used = {c.marketplace for c in channels}
+    used = {c.marketplace_code for c in options.channels}
     form.marketplace.choices = [SelectChoice("", "All")] + [
         SelectChoice(m.code, m.name) for m in MARKETPLACES if m.code in used
     ]

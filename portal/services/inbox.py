@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import (
+    ColumnElement,
     Integer,
     Select,
     Text,
@@ -29,10 +30,19 @@ from sqlalchemy import (
     text,
     tuple_,
 )
-from sqlalchemy.orm import joinedload, selectinload
 
 from portal.extensions import db
-from portal.models import Channel, Message, Tag, Thread, ThreadStatus, User, thread_tags
+from portal.marketplaces import get_marketplace
+from portal.models import (
+    Channel,
+    Message,
+    Organisation,
+    Tag,
+    Thread,
+    ThreadStatus,
+    User,
+    thread_tags,
+)
 from portal.security import scope_to_user
 from portal.services.threads import response_deadline
 
@@ -55,11 +65,24 @@ class InboxQuery:
     cursor: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InboxRow:
-    thread: Thread
+    """One line of the inbox: plain values, read as columns rather than ORM objects."""
+
+    id: int
+    subject: str | None
+    buyer_name: str | None
+    buyer_address: str | None
+    order_id: str | None
+    status: ThreadStatus
+    last_message_at: datetime
+    awaiting_reply_since: datetime | None
+    marketplace: str  # the channel's marketplace name ("Germany")
+    organisation: str
+    assignee: str | None  # display name
     snippet: str
     deadline: datetime | None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass
@@ -85,8 +108,23 @@ def _when(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+#: The thread columns a row needs; the page query selects these and nothing else.
+_ROW_COLUMNS = (
+    Thread.id,
+    Thread.subject,
+    Thread.buyer_name,
+    Thread.buyer_address,
+    Thread.order_id,
+    Thread.status,
+    Thread.last_message_at,
+    Thread.awaiting_reply_since,
+    Thread.channel_id,
+    Thread.assignee_id,
+)
+
+
 def _filtered(user: User, query: InboxQuery) -> Select:
-    stmt = select(Thread)
+    stmt = select(*_ROW_COLUMNS)
     stmt = scope_to_user(stmt, Thread.organisation_id, user)
     if query.status in ("open", "pending", "closed"):
         stmt = stmt.where(Thread.status == ThreadStatus(query.status))
@@ -275,12 +313,24 @@ def _searched_postgresql(stmt: Select, terms: list[str]) -> Select:
     return stmt
 
 
+def _waiting(threads) -> ColumnElement[bool]:
+    """Awaiting an answer: the rows the urgent sort puts first."""
+    return threads.awaiting_reply_since.is_not(None) & (threads.status != ThreadStatus.CLOSED)
+
+
+def _sort_keys(threads, sort: str) -> list[ColumnElement]:
+    """ORDER BY for `sort`, over Thread or over a subquery with the same column names."""
+    if sort == "urgent":
+        # Threads awaiting an answer first, earliest deadline first; then the rest.
+        rank = case((_waiting(threads), 0), else_=1)
+        return [rank, threads.awaiting_reply_since, threads.id]
+    return [threads.last_message_at.desc(), threads.id.desc()]
+
+
 def _paged(stmt: Select, query: InboxQuery) -> Select:
     cursor = _decode_cursor(query.cursor) if query.cursor else None
     if query.sort == "urgent":
-        # Threads awaiting an answer first, earliest deadline first; then the rest.
-        waiting = Thread.awaiting_reply_since.is_not(None) & (Thread.status != ThreadStatus.CLOSED)
-        rank = case((waiting, 0), else_=1)
+        waiting = _waiting(Thread)
         if cursor:
             c_rank, c_when, c_id = cursor
             when = _when(c_when)
@@ -295,7 +345,7 @@ def _paged(stmt: Select, query: InboxQuery) -> Select:
                 )
             else:
                 stmt = stmt.where(~waiting, Thread.id > c_id)
-        return stmt.order_by(rank, Thread.awaiting_reply_since, Thread.id)
+        return stmt.order_by(*_sort_keys(Thread, query.sort))
     if cursor:
         _, c_when, c_id = cursor
         when = _when(c_when)
@@ -304,47 +354,124 @@ def _paged(stmt: Select, query: InboxQuery) -> Select:
         # A row-value comparison, so both databases seek the (last_message_at, id)
         # index instead of filtering every newer row.
         stmt = stmt.where(tuple_(Thread.last_message_at, Thread.id) < (when, c_id))
-    return stmt.order_by(Thread.last_message_at.desc(), Thread.id.desc())
+    return stmt.order_by(*_sort_keys(Thread, query.sort))
 
 
-def _cursor_after(thread: Thread, query: InboxQuery) -> str:
+def _cursor_after(row: InboxRow, query: InboxQuery) -> str:
     if query.sort == "urgent":
-        waiting = thread.awaiting_reply_since is not None and thread.status != ThreadStatus.CLOSED
-        if waiting:
-            return _encode_cursor([0, thread.awaiting_reply_since.isoformat(), thread.id])
-        return _encode_cursor([1, None, thread.id])
-    return _encode_cursor([0, thread.last_message_at.isoformat(), thread.id])
+        if row.deadline is not None:  # awaiting an answer, not closed
+            return _encode_cursor([0, row.awaiting_reply_since.isoformat(), row.id])
+        return _encode_cursor([1, None, row.id])
+    return _encode_cursor([0, row.last_message_at.isoformat(), row.id])
 
 
 def list_inbox(user: User, query: InboxQuery, *, page_size: int = PAGE_SIZE) -> InboxPage:
-    """One page of the threads `user` may see, matching `query`."""
-    stmt = _paged(_filtered(user, query), query).limit(page_size + 1)
-    stmt = stmt.options(
-        joinedload(Thread.channel).joinedload(Channel.organisation),
-        joinedload(Thread.assignee),
-        selectinload(Thread.tags),
+    """One page of the threads `user` may see, matching `query`: two queries in all."""
+    # The page's threads (ids and sort keys decided inside), then per row its channel,
+    # organisation, assignee and newest snippet. The snippet subquery sits outside
+    # the LIMIT so that it runs for the page's rows only, never for every match a
+    # sort has to look at.
+    threads = _paged(_filtered(user, query), query).limit(page_size + 1).subquery("page")
+    snippet = (
+        select(Message.snippet)
+        .where(Message.thread_id == threads.c.id, Message.is_internal_note.is_(False))
+        .order_by(Message.id.desc())
+        .limit(1)
+        .scalar_subquery()
     )
-    threads = list(db.session.scalars(stmt).unique())
+    stmt = (
+        select(
+            threads,
+            Channel.marketplace.label("marketplace_code"),
+            Organisation.name.label("organisation"),
+            User.name.label("assignee_name"),
+            User.email.label("assignee_email"),
+            snippet.label("snippet"),
+        )
+        .join(Channel, Channel.id == threads.c.channel_id)
+        .join(Organisation, Organisation.id == Channel.organisation_id)
+        .outerjoin(User, User.id == threads.c.assignee_id)
+        .order_by(*_sort_keys(threads.c, query.sort))
+    )
+    found = db.session.execute(stmt).all()
     page = InboxPage()
-    if len(threads) > page_size:
-        threads = threads[:page_size]
-        page.next_cursor = _cursor_after(threads[-1], query)
-    snippets = _latest_snippets([t.id for t in threads])
-    page.rows = [InboxRow(t, snippets.get(t.id, ""), response_deadline(t)) for t in threads]
+    more = len(found) > page_size
+    found = found[:page_size]
+    tags = _tag_names([r.id for r in found])
+    page.rows = [
+        InboxRow(
+            id=r.id,
+            subject=r.subject,
+            buyer_name=r.buyer_name,
+            buyer_address=r.buyer_address,
+            order_id=r.order_id,
+            status=r.status,
+            last_message_at=r.last_message_at,
+            awaiting_reply_since=r.awaiting_reply_since,
+            marketplace=_marketplace_name(r.marketplace_code),
+            organisation=r.organisation,
+            assignee=(r.assignee_name or r.assignee_email) if r.assignee_id else None,
+            snippet=r.snippet or "",
+            deadline=response_deadline(r),
+            tags=tags.get(r.id, ()),
+        )
+        for r in found
+    ]
+    if more:
+        page.next_cursor = _cursor_after(page.rows[-1], query)
     return page
 
 
-def _latest_snippets(thread_ids: list[int]) -> dict[int, str]:
-    """Each thread's newest message snippet, in one query (notes excluded)."""
+@dataclass(frozen=True, slots=True)
+class ChannelOption:
+    id: int
+    marketplace: str  # the marketplace name ("Germany")
+    marketplace_code: str
+    organisation: str
+
+
+@dataclass(frozen=True, slots=True)
+class FilterOptions:
+    """What the inbox filters offer: the organisations and channels a user may see."""
+
+    organisations: list[tuple[int, str]]  # (id, name), by name
+    channels: list[ChannelOption]  # by organisation id, then marketplace code
+
+
+def filter_options(user: User) -> FilterOptions:
+    """The organisations and channels `user` may filter the inbox by, in one query."""
+    stmt = select(
+        Organisation.id, Organisation.name, Channel.id.label("channel_id"), Channel.marketplace
+    ).outerjoin(Channel, Channel.organisation_id == Organisation.id)
+    rows = db.session.execute(
+        scope_to_user(stmt, Organisation.id, user).order_by(Organisation.name, Organisation.id)
+    ).all()
+    organisations = list(dict.fromkeys((r.id, r.name) for r in rows))
+    channels = [
+        ChannelOption(r.channel_id, _marketplace_name(r.marketplace), r.marketplace, r.name)
+        for r in sorted(
+            (r for r in rows if r.channel_id is not None), key=lambda r: (r.id, r.marketplace)
+        )
+    ]
+    return FilterOptions(organisations, channels)
+
+
+def _marketplace_name(code: str) -> str:
+    marketplace = get_marketplace(code)
+    return marketplace.name if marketplace else code
+
+
+def _tag_names(thread_ids: list[int]) -> dict[int, tuple[str, ...]]:
+    """Each thread's tag names, alphabetically, in one query."""
     if not thread_ids:
         return {}
-    newest = (
-        select(Message.thread_id, func.max(Message.id).label("id"))
-        .where(Message.thread_id.in_(thread_ids), Message.is_internal_note.is_(False))
-        .group_by(Message.thread_id)
-        .subquery()
-    )
     rows = db.session.execute(
-        select(Message.thread_id, Message.snippet).join(newest, Message.id == newest.c.id)
+        select(thread_tags.c.thread_id, Tag.name)
+        .join(Tag, Tag.id == thread_tags.c.tag_id)
+        .where(thread_tags.c.thread_id.in_(thread_ids))
+        .order_by(Tag.name)
     )
-    return {thread_id: snippet for thread_id, snippet in rows}
+    names: dict[int, list[str]] = {}
+    for thread_id, name in rows:
+        names.setdefault(thread_id, []).append(name)
+    return {thread_id: tuple(n) for thread_id, n in names.items()}
