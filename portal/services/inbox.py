@@ -108,7 +108,7 @@ def _when(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-#: The thread columns a row needs; the page query selects these and nothing else.
+#: The thread columns a row needs; list_inbox selects these and nothing else.
 _ROW_COLUMNS = (
     Thread.id,
     Thread.subject,
@@ -124,7 +124,7 @@ _ROW_COLUMNS = (
 
 
 def _filtered(user: User, query: InboxQuery) -> Select:
-    stmt = select(*_ROW_COLUMNS)
+    stmt = select(Thread.id)
     stmt = scope_to_user(stmt, Thread.organisation_id, user)
     if query.status in ("open", "pending", "closed"):
         stmt = stmt.where(Thread.status == ThreadStatus(query.status))
@@ -365,39 +365,50 @@ def _cursor_after(row: InboxRow, query: InboxQuery) -> str:
     return _encode_cursor([0, row.last_message_at.isoformat(), row.id])
 
 
+#: Joins a row's tag names in SQL; str.split() treats it as whitespace, so
+#: clean_tag_name never lets it into a name.
+_TAG_SEPARATOR = "\x1f"
+
+
 def list_inbox(user: User, query: InboxQuery, *, page_size: int = PAGE_SIZE) -> InboxPage:
-    """One page of the threads `user` may see, matching `query`: two queries in all."""
-    # The page's threads (ids and sort keys decided inside), then per row its channel,
-    # organisation, assignee and newest snippet. The snippet subquery sits outside
-    # the LIMIT so that it runs for the page's rows only, never for every match a
-    # sort has to look at.
-    threads = _paged(_filtered(user, query), query).limit(page_size + 1).subquery("page")
+    """One page of the threads `user` may see, matching `query`, in one query."""
+    # Inside: the page's thread ids (filter, search, sort, LIMIT). Outside: for those
+    # rows only, the columns shown, channel, organisation, assignee, the newest
+    # snippet and the tags; so the correlated subqueries never run for every match
+    # a sort has to look at.
+    page_ids = _paged(_filtered(user, query), query).limit(page_size + 1).subquery("page")
     snippet = (
         select(Message.snippet)
-        .where(Message.thread_id == threads.c.id, Message.is_internal_note.is_(False))
+        .where(Message.thread_id == Thread.id, Message.is_internal_note.is_(False))
         .order_by(Message.id.desc())
         .limit(1)
         .scalar_subquery()
     )
+    tags = (
+        select(func.aggregate_strings(Tag.name, _TAG_SEPARATOR))
+        .join(thread_tags, thread_tags.c.tag_id == Tag.id)
+        .where(thread_tags.c.thread_id == Thread.id)
+        .scalar_subquery()
+    )
     stmt = (
         select(
-            threads,
-            Channel.marketplace.label("marketplace_code"),
+            *_ROW_COLUMNS,
+            Channel.marketplace,
             Organisation.name.label("organisation"),
             User.name.label("assignee_name"),
             User.email.label("assignee_email"),
             snippet.label("snippet"),
+            tags.label("tags"),
         )
-        .join(Channel, Channel.id == threads.c.channel_id)
+        .select_from(page_ids)
+        .join(Thread, Thread.id == page_ids.c.id)
+        .join(Channel, Channel.id == Thread.channel_id)
         .join(Organisation, Organisation.id == Channel.organisation_id)
-        .outerjoin(User, User.id == threads.c.assignee_id)
-        .order_by(*_sort_keys(threads.c, query.sort))
+        .outerjoin(User, User.id == Thread.assignee_id)
+        .order_by(*_sort_keys(Thread, query.sort))
     )
     found = db.session.execute(stmt).all()
     page = InboxPage()
-    more = len(found) > page_size
-    found = found[:page_size]
-    tags = _tag_names([r.id for r in found])
     page.rows = [
         InboxRow(
             id=r.id,
@@ -408,16 +419,16 @@ def list_inbox(user: User, query: InboxQuery, *, page_size: int = PAGE_SIZE) -> 
             status=r.status,
             last_message_at=r.last_message_at,
             awaiting_reply_since=r.awaiting_reply_since,
-            marketplace=_marketplace_name(r.marketplace_code),
+            marketplace=_marketplace_name(r.marketplace),
             organisation=r.organisation,
             assignee=(r.assignee_name or r.assignee_email) if r.assignee_id else None,
             snippet=r.snippet or "",
             deadline=response_deadline(r),
-            tags=tags.get(r.id, ()),
+            tags=tuple(sorted(r.tags.split(_TAG_SEPARATOR))) if r.tags else (),
         )
-        for r in found
+        for r in found[:page_size]
     ]
-    if more:
+    if len(found) > page_size:
         page.next_cursor = _cursor_after(page.rows[-1], query)
     return page
 
@@ -459,19 +470,3 @@ def filter_options(user: User) -> FilterOptions:
 def _marketplace_name(code: str) -> str:
     marketplace = get_marketplace(code)
     return marketplace.name if marketplace else code
-
-
-def _tag_names(thread_ids: list[int]) -> dict[int, tuple[str, ...]]:
-    """Each thread's tag names, alphabetically, in one query."""
-    if not thread_ids:
-        return {}
-    rows = db.session.execute(
-        select(thread_tags.c.thread_id, Tag.name)
-        .join(Tag, Tag.id == thread_tags.c.tag_id)
-        .where(thread_tags.c.thread_id.in_(thread_ids))
-        .order_by(Tag.name)
-    )
-    names: dict[int, list[str]] = {}
-    for thread_id, name in rows:
-        names.setdefault(thread_id, []).append(name)
-    return {thread_id: tuple(n) for thread_id, n in names.items()}
