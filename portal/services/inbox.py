@@ -178,7 +178,7 @@ DENSE_MATCHES = 2000
 # (migrations/env.py, tests/test_migrations.py) leaves them out of its comparison.
 SEARCH_TABLE_PREFIXES = ("messages_fts", "threads_fts")
 SEARCH_COLUMNS = {("threads", "search_document")}
-SEARCH_INDEXES = {"ix_threads_search_document"} | {
+SEARCH_INDEXES = {"ix_threads_search_document", "ix_messages_fts_thread"} | {
     f"ix_threads_{name}_trgm" for name in ("subject", "buyer_name", "buyer_address", "order_id")
 }
 
@@ -255,7 +255,9 @@ def _searched_sqlite(stmt: Select, terms: list[str]) -> Select:
             continue
         matching = (
             text(
-                "SELECT thread_id FROM messages WHERE id IN"
+                # The covering index (migration 9c2f7a4e1b63): the rowid lookup
+                # would read every matching message's whole row.
+                "SELECT thread_id FROM messages INDEXED BY ix_messages_fts_thread WHERE id IN"
                 " (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :fts)"
                 " UNION SELECT rowid FROM threads_fts WHERE threads_fts MATCH :fts"
             )
@@ -380,7 +382,8 @@ def list_inbox(user: User, query: InboxQuery, *, page_size: int = PAGE_SIZE) -> 
     snippet = (
         select(Message.snippet)
         .where(Message.thread_id == Thread.id, Message.is_internal_note.is_(False))
-        .order_by(Message.id.desc())
+        # The thread page's order, last first: served by ix_messages_thread_created.
+        .order_by(Message.created_at.desc(), Message.id.desc())
         .limit(1)
         .scalar_subquery()
     )
