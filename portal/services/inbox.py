@@ -16,8 +16,8 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
+    Subquery,
     Text,
-    and_,
     bindparam,
     case,
     column,
@@ -29,6 +29,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    union_all,
 )
 
 from portal.extensions import db
@@ -329,34 +330,39 @@ def _sort_keys(threads, sort: str) -> list[ColumnElement]:
     return [threads.last_message_at.desc(), threads.id.desc()]
 
 
-def _paged(stmt: Select, query: InboxQuery) -> Select:
+def _page_ids(stmt: Select, query: InboxQuery, limit: int) -> Subquery:
+    """The ids of the page's threads after the cursor, at most `limit`, as a subquery."""
     cursor = _decode_cursor(query.cursor) if query.cursor else None
     if query.sort == "urgent":
-        waiting = _waiting(Thread)
-        if cursor:
-            c_rank, c_when, c_id = cursor
-            when = _when(c_when)
-            if c_rank == 0 and when is not None:
-                stmt = stmt.where(
-                    or_(
-                        ~waiting,
-                        and_(
-                            waiting, tuple_(Thread.awaiting_reply_since, Thread.id) > (when, c_id)
-                        ),
-                    )
-                )
-            else:
-                stmt = stmt.where(~waiting, Thread.id > c_id)
-        return stmt.order_by(*_sort_keys(Thread, query.sort))
+        return _urgent_ids(stmt, cursor, limit)
     if cursor:
         _, c_when, c_id = cursor
         when = _when(c_when)
         if when is None:
-            return stmt.where(false())
-        # A row-value comparison, so both databases seek the (last_message_at, id)
-        # index instead of filtering every newer row.
-        stmt = stmt.where(tuple_(Thread.last_message_at, Thread.id) < (when, c_id))
-    return stmt.order_by(*_sort_keys(Thread, query.sort))
+            stmt = stmt.where(false())
+        else:
+            # A row-value comparison, so both databases seek the (last_message_at, id)
+            # index instead of filtering every newer row.
+            stmt = stmt.where(tuple_(Thread.last_message_at, Thread.id) < (when, c_id))
+    return stmt.order_by(*_sort_keys(Thread, query.sort)).limit(limit).subquery("page")
+
+
+def _urgent_ids(stmt: Select, cursor: list | None, limit: int) -> Subquery:
+    # No index orders by "waiting first, then deadline": one ORDER BY over both
+    # kinds sorts every matching thread. Instead the waiting ones by deadline (the
+    # awaiting_reply_since index) and the rest by id (the primary key), each part
+    # cut at `limit`; list_inbox orders the union and cuts it again.
+    waiting = _waiting(Thread)
+    rest = stmt.where(~waiting).order_by(Thread.id)
+    if cursor:
+        c_rank, c_when, c_id = cursor
+        when = _when(c_when)
+        if c_rank != 0 or when is None:  # already among the rest
+            return rest.where(Thread.id > c_id).limit(limit).subquery("page")
+        stmt = stmt.where(tuple_(Thread.awaiting_reply_since, Thread.id) > (when, c_id))
+    first = stmt.where(waiting).order_by(Thread.awaiting_reply_since, Thread.id)
+    parts = [part.limit(limit).subquery() for part in (first, rest)]
+    return union_all(*(select(part.c.id) for part in parts)).subquery("page")
 
 
 def _cursor_after(row: InboxRow, query: InboxQuery) -> str:
@@ -378,7 +384,7 @@ def list_inbox(user: User, query: InboxQuery, *, page_size: int = PAGE_SIZE) -> 
     # rows only, the columns shown, channel, organisation, assignee, the newest
     # snippet and the tags; so the correlated subqueries never run for every match
     # a sort has to look at.
-    page_ids = _paged(_filtered(user, query), query).limit(page_size + 1).subquery("page")
+    page_ids = _page_ids(_filtered(user, query), query, page_size + 1)
     snippet = (
         select(Message.snippet)
         .where(Message.thread_id == Thread.id, Message.is_internal_note.is_(False))
@@ -409,6 +415,7 @@ def list_inbox(user: User, query: InboxQuery, *, page_size: int = PAGE_SIZE) -> 
         .join(Organisation, Organisation.id == Channel.organisation_id)
         .outerjoin(User, User.id == Thread.assignee_id)
         .order_by(*_sort_keys(Thread, query.sort))
+        .limit(page_size + 1)
     )
     found = db.session.execute(stmt).all()
     page = InboxPage()

@@ -105,18 +105,26 @@ def test_keyset_pages_cover_every_thread_once(app, login_as, orgs, make_thread):
     uk, _ = orgs
     base = datetime(2026, 11, 1, tzinfo=UTC)
     for i in range(23):
-        # Several threads share a timestamp: the id breaks the tie.
-        make_thread(uk, subject=f"T{i}", received_at=base + timedelta(hours=i // 3))
+        # Several threads share a timestamp: the id breaks the tie. Every third one
+        # answered (not waiting): urgent pages cross from the waiting ones to those.
+        make_thread(
+            uk, subject=f"T{i}", received_at=base + timedelta(hours=i // 3), awaiting=i % 3 != 0
+        )
     admin = login_as(Role.ADMIN)
     for sort in ("activity", "urgent"):
-        seen, cursor = [], None
+        rows, cursor = [], None
         while True:
             page = list_inbox(admin, InboxQuery(sort=sort, cursor=cursor), page_size=5)
-            seen += [row.id for row in page.rows]
+            rows += page.rows
             cursor = page.next_cursor
             if not cursor:
                 break
-        assert len(seen) == len(set(seen)) == 23, sort
+        assert len(rows) == len({row.id for row in rows}) == 23, sort
+    # Urgent: the waiting threads by deadline, then the others by id, across pages.
+    assert [(row.deadline is None, row.deadline or base, row.id) for row in rows] == sorted(
+        (row.deadline is None, row.deadline or base, row.id) for row in rows
+    )
+    assert sum(row.deadline is None for row in rows) == 8
     activity = list_inbox(admin, InboxQuery()).rows
     assert activity == sorted(activity, key=lambda t: (t.last_message_at, t.id), reverse=True)
     assert list_inbox(admin, InboxQuery(cursor="garbage")).rows  # a bad cursor is page one
