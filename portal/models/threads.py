@@ -77,6 +77,9 @@ class Thread(db.Model):
         # The inbox's default order (newest activity first) and its keyset pagination.
         Index("ix_threads_activity", "last_message_at", "id"),
         Index("ix_threads_status_activity", "status", "last_message_at", "id"),
+        # The inbox's urgent sort with a status filter: waiting threads by deadline,
+        # the others by id (portal.services.inbox._urgent_ids).
+        Index("ix_threads_status_awaiting", "status", "awaiting_reply_since", "id"),
         Index("ix_threads_channel_buyer", "channel_id", "buyer_address", "order_id"),
     )
 

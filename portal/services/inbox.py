@@ -28,6 +28,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     tuple_,
     union_all,
 )
@@ -334,7 +335,7 @@ def _page_ids(stmt: Select, query: InboxQuery, limit: int) -> Subquery:
     """The ids of the page's threads after the cursor, at most `limit`, as a subquery."""
     cursor = _decode_cursor(query.cursor) if query.cursor else None
     if query.sort == "urgent":
-        return _urgent_ids(stmt, cursor, limit)
+        return _urgent_ids(stmt, query, cursor, limit)
     if cursor:
         _, c_when, c_id = cursor
         when = _when(c_when)
@@ -347,21 +348,31 @@ def _page_ids(stmt: Select, query: InboxQuery, limit: int) -> Subquery:
     return stmt.order_by(*_sort_keys(Thread, query.sort)).limit(limit).subquery("page")
 
 
-def _urgent_ids(stmt: Select, cursor: list | None, limit: int) -> Subquery:
+def _urgent_ids(stmt: Select, query: InboxQuery, cursor: list | None, limit: int) -> Subquery:
     # No index orders by "waiting first, then deadline": one ORDER BY over both
-    # kinds sorts every matching thread. Instead the waiting ones by deadline (the
-    # awaiting_reply_since index) and the rest by id (the primary key), each part
-    # cut at `limit`; list_inbox orders the union and cuts it again.
-    waiting = _waiting(Thread)
-    rest = stmt.where(~waiting).order_by(Thread.id)
+    # kinds sorts every matching thread. Instead the waiting ones by deadline and
+    # the rest by id, each part index-ordered and cut at `limit`; list_inbox orders
+    # the union and cuts it again. With a status filter the conditions reduce to
+    # awaiting_reply_since alone, which ix_threads_status_awaiting serves.
+    if query.status == "closed":
+        waiting, rest = None, true()
+    elif query.status in ("open", "pending"):
+        waiting = Thread.awaiting_reply_since.is_not(None)
+        rest = Thread.awaiting_reply_since.is_(None)
+    else:
+        waiting = _waiting(Thread)
+        rest = ~waiting
+    rest_ids = stmt.where(rest).order_by(Thread.id)
     if cursor:
         c_rank, c_when, c_id = cursor
         when = _when(c_when)
         if c_rank != 0 or when is None:  # already among the rest
-            return rest.where(Thread.id > c_id).limit(limit).subquery("page")
+            return rest_ids.where(Thread.id > c_id).limit(limit).subquery("page")
         stmt = stmt.where(tuple_(Thread.awaiting_reply_since, Thread.id) > (when, c_id))
-    first = stmt.where(waiting).order_by(Thread.awaiting_reply_since, Thread.id)
-    parts = [part.limit(limit).subquery() for part in (first, rest)]
+    if waiting is None:
+        return rest_ids.limit(limit).subquery("page")
+    waiting_ids = stmt.where(waiting).order_by(Thread.awaiting_reply_since, Thread.id)
+    parts = [part.limit(limit).subquery() for part in (waiting_ids, rest_ids)]
     return union_all(*(select(part.c.id) for part in parts)).subquery("page")
 
 

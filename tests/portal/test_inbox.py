@@ -110,21 +110,29 @@ def test_keyset_pages_cover_every_thread_once(app, login_as, orgs, make_thread):
         make_thread(
             uk, subject=f"T{i}", received_at=base + timedelta(hours=i // 3), awaiting=i % 3 != 0
         )
+    closed = make_thread(uk, subject="Closed", received_at=base, status=ThreadStatus.CLOSED)
     admin = login_as(Role.ADMIN)
-    for sort in ("activity", "urgent"):
+    # (status filter, sort): the urgent sort runs its own queries per status filter.
+    for status, sort, count in [
+        ("open", "activity", 23),
+        ("open", "urgent", 23),
+        ("all", "urgent", 24),
+        ("closed", "urgent", 1),
+    ]:
         rows, cursor = [], None
         while True:
-            page = list_inbox(admin, InboxQuery(sort=sort, cursor=cursor), page_size=5)
+            query = InboxQuery(status=status, sort=sort, cursor=cursor)
+            page = list_inbox(admin, query, page_size=5)
             rows += page.rows
             cursor = page.next_cursor
             if not cursor:
                 break
-        assert len(rows) == len({row.id for row in rows}) == 23, sort
-    # Urgent: the waiting threads by deadline, then the others by id, across pages.
-    assert [(row.deadline is None, row.deadline or base, row.id) for row in rows] == sorted(
-        (row.deadline is None, row.deadline or base, row.id) for row in rows
-    )
-    assert sum(row.deadline is None for row in rows) == 8
+        assert len(rows) == len({row.id for row in rows}) == count, (status, sort)
+        if sort == "urgent":
+            # The waiting threads by deadline, then the others by id, across pages.
+            keys = [(row.deadline is None, row.deadline or base, row.id) for row in rows]
+            assert keys == sorted(keys), status
+    assert rows[0].id == closed.id
     activity = list_inbox(admin, InboxQuery()).rows
     assert activity == sorted(activity, key=lambda t: (t.last_message_at, t.id), reverse=True)
     assert list_inbox(admin, InboxQuery(cursor="garbage")).rows  # a bad cursor is page one
