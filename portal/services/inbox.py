@@ -388,38 +388,41 @@ def _cursor_after(row: InboxRow, query: InboxQuery) -> str:
 #: clean_tag_name never lets it into a name.
 _TAG_SEPARATOR = "\x1f"
 
+# What list_inbox selects for each row of the page, built once: the thread columns,
+# channel, organisation, assignee, the newest snippet and the tags.
+_SNIPPET = (
+    select(Message.snippet)
+    .where(Message.thread_id == Thread.id, Message.is_internal_note.is_(False))
+    # The thread page's order, last first: served by ix_messages_thread_created.
+    .order_by(Message.created_at.desc(), Message.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+_TAGS = (
+    select(func.aggregate_strings(Tag.name, _TAG_SEPARATOR))
+    .join(thread_tags, thread_tags.c.tag_id == Tag.id)
+    .where(thread_tags.c.thread_id == Thread.id)
+    .scalar_subquery()
+)
+_PAGE_COLUMNS = (
+    *_ROW_COLUMNS,
+    Channel.marketplace,
+    Organisation.name.label("organisation"),
+    User.name.label("assignee_name"),
+    User.email.label("assignee_email"),
+    _SNIPPET.label("snippet"),
+    _TAGS.label("tags"),
+)
+
 
 def list_inbox(user: User, query: InboxQuery, *, page_size: int = PAGE_SIZE) -> InboxPage:
     """One page of the threads `user` may see, matching `query`, in one query."""
-    # Inside: the page's thread ids (filter, search, sort, LIMIT). Outside: for those
-    # rows only, the columns shown, channel, organisation, assignee, the newest
-    # snippet and the tags; so the correlated subqueries never run for every match
-    # a sort has to look at.
+    # Inside: the page's thread ids (filter, search, sort, LIMIT). Outside: the row
+    # columns for those rows only, so the correlated subqueries never run for every
+    # match a sort has to look at.
     page_ids = _page_ids(_filtered(user, query), query, page_size + 1)
-    snippet = (
-        select(Message.snippet)
-        .where(Message.thread_id == Thread.id, Message.is_internal_note.is_(False))
-        # The thread page's order, last first: served by ix_messages_thread_created.
-        .order_by(Message.created_at.desc(), Message.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    tags = (
-        select(func.aggregate_strings(Tag.name, _TAG_SEPARATOR))
-        .join(thread_tags, thread_tags.c.tag_id == Tag.id)
-        .where(thread_tags.c.thread_id == Thread.id)
-        .scalar_subquery()
-    )
     stmt = (
-        select(
-            *_ROW_COLUMNS,
-            Channel.marketplace,
-            Organisation.name.label("organisation"),
-            User.name.label("assignee_name"),
-            User.email.label("assignee_email"),
-            snippet.label("snippet"),
-            tags.label("tags"),
-        )
+        select(*_PAGE_COLUMNS)
         .select_from(page_ids)
         .join(Thread, Thread.id == page_ids.c.id)
         .join(Channel, Channel.id == Thread.channel_id)
