@@ -317,9 +317,14 @@ def _searched_postgresql(stmt: Select, terms: list[str]) -> Select:
     return stmt
 
 
+#: Statuses in which a thread can await an answer (every one but closed), as a list:
+#: `status IN (…)` lets SQLite seek ix_threads_status_awaiting, `!= 'closed'` does not.
+_ANSWERABLE = [status for status in ThreadStatus if status != ThreadStatus.CLOSED]
+
+
 def _waiting(threads) -> ColumnElement[bool]:
     """Awaiting an answer: the rows the urgent sort puts first."""
-    return threads.awaiting_reply_since.is_not(None) & (threads.status != ThreadStatus.CLOSED)
+    return threads.awaiting_reply_since.is_not(None) & threads.status.in_(_ANSWERABLE)
 
 
 def _sort_keys(threads, sort: str) -> list[ColumnElement]:
@@ -354,15 +359,20 @@ def _urgent_ids(stmt: Select, query: InboxQuery, cursor: list | None, limit: int
     # the rest by id, each part index-ordered and cut at `limit`; list_inbox orders
     # the union and cuts it again. With a status filter the conditions reduce to
     # awaiting_reply_since alone, which ix_threads_status_awaiting serves.
+    rest_order = [Thread.id]
     if query.status == "closed":
         waiting, rest = None, true()
     elif query.status in ("open", "pending"):
         waiting = Thread.awaiting_reply_since.is_not(None)
         rest = Thread.awaiting_reply_since.is_(None)
+        # The same order as by id (every awaiting_reply_since here is NULL), said so
+        # that PostgreSQL sees the index order too: it does not treat IS NULL as
+        # equality, and would otherwise walk the primary key past every thread.
+        rest_order = [Thread.awaiting_reply_since, Thread.id]
     else:
         waiting = _waiting(Thread)
         rest = ~waiting
-    rest_ids = stmt.where(rest).order_by(Thread.id)
+    rest_ids = stmt.where(rest).order_by(*rest_order)
     if cursor:
         c_rank, c_when, c_id = cursor
         when = _when(c_when)
