@@ -12,9 +12,6 @@ import contextlib
 import enum
 import logging
 import os
-import pickle
-import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -27,6 +24,7 @@ from ingest.imap import FetchedMail, ImapSource
 from ingest.maildir import MaildirSource
 from ingest.matching import ThreadMatcher
 from ingest.parse import ParsedMessage, UnparseableMessage, content_hash, parse_message
+from ingest.parse_workers import ParseWorkers, fetch_ahead
 from portal.extensions import db
 from portal.models import Channel, Mailbox
 from portal.services import mailboxes as mailbox_service
@@ -204,171 +202,9 @@ def ingest_batch(
 
 # --- parsing in worker processes --------------------------------------------------------
 
-# A parse worker: reads pickled (max attachment bytes, [raw, …]) from stdin, writes
-# pickled [ParsedMessage or None, …] to stdout, until stdin closes. It imports the
-# parser only (no Flask, no database). A pipe, not multiprocessing: when the ingest
-# process dies, even by SIGKILL, its workers read end-of-file and exit (the workers of
-# a ProcessPoolExecutor hold their own queue's write end and would linger forever).
-_PARSE_WORKER = """
-import logging, os, pickle, sys
-sys.path[:0] = pickle.loads(bytes.fromhex(sys.argv[1]))
-# Results go out on the original stdout; anything else printed goes to stderr.
-stdout = os.fdopen(os.dup(1), "wb")
-os.dup2(2, 1)
-sys.stdout = sys.stderr
-logging.basicConfig(level=int(sys.argv[2]),
-                    format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
-from ingest import parse
-# parse caches parsed header values, meant for the re-reads within one message; across
-# thousands of messages the cache holds some 40 MB and is seldom hit. Empty it after
-# each message (it is a plain functools cache; without one, nothing to do).
-forget_headers = getattr(getattr(parse, "_parse_header", None), "cache_clear", lambda: None)
-stdin = sys.stdin.buffer
-while True:
-    try:
-        max_bytes, raws = pickle.load(stdin)
-    except EOFError:
-        # Done. Tearing down the interpreter's caches takes long and is of no use.
-        stdout.flush()
-        os._exit(0)
-    results = []
-    for raw in raws:
-        try:
-            results.append(parse.parse_message(raw, max_attachment_bytes=max_bytes))
-        except Exception:
-            results.append(None)  # parsed again by the pipeline, which quarantines it
-        forget_headers()
-    del raws
-    try:
-        pickle.dump(results, stdout, protocol=pickle.HIGHEST_PROTOCOL)
-        stdout.flush()
-    except OSError:  # the pipeline stopped listening (it gave up on this poll)
-        os._exit(0)
-    del results
-"""
-
-
-class _ParseWorker:
-    """One worker process; at most one request outstanding, answered in order."""
-
-    def __init__(self) -> None:
-        level = logging.getLogger("ingest").getEffectiveLevel()
-        self.proc = subprocess.Popen(  # noqa: S603 (our own interpreter and code)
-            [sys.executable, "-c", _PARSE_WORKER, pickle.dumps(sys.path).hex(), str(level)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        self.alive = True
-
-    def send(self, max_attachment_bytes: int, raws: list[bytes]) -> bool:
-        """Hand over `raws`; False (and the worker is dropped) when it is gone."""
-        assert self.proc.stdin is not None
-        try:
-            pickle.dump((max_attachment_bytes, raws), self.proc.stdin, pickle.HIGHEST_PROTOCOL)
-            self.proc.stdin.flush()
-        except (OSError, ValueError):
-            self._lost()
-            return False
-        return True
-
-    def receive(self, count: int) -> list[ParsedMessage | None]:
-        """The answer to the request sent last: `count` results, or None for each if the
-        worker died meanwhile (that mail is then parsed in this process)."""
-        assert self.proc.stdout is not None
-        try:
-            results = pickle.load(self.proc.stdout)  # noqa: S301 (our own child's pipe)
-        except Exception:  # EOFError when it died; anything else: a garbled answer
-            self._lost()
-            return [None] * count
-        return results if isinstance(results, list) and len(results) == count else [None] * count
-
-    def _lost(self) -> None:
-        if self.alive:
-            log.warning("Parse worker %s ended; parsing in this process", self.proc.pid)
-        self.alive = False
-
-    def peak_rss_mb(self) -> float | None:
-        with contextlib.suppress(OSError, StopIteration, ValueError):
-            with open(f"/proc/{self.proc.pid}/status") as fh:
-                line = next(line for line in fh if line.startswith("VmHWM:"))
-            return int(line.split()[1]) / 1024
-        return None
-
-    def close(self) -> None:
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-class _ParseWorkers:
-    """Parses fetched batches in worker processes while this process stores the batch before.
-
-    Parsing is pure and the costliest step per message; meanwhile the main process
-    fetches, routes, threads and writes. `submit` hands a batch out (split among the
-    workers), `collect` waits for the answers, `results` gives them to the store. A
-    message a worker could not parse, or the mail of a worker that died, comes back as
-    None and is parsed in this process by `ingest_batch` (which quarantines it with
-    the reason, as always).
-    """
-
-    def __init__(self, count: int, *, max_attachment_bytes: int) -> None:
-        self.max_attachment_bytes = max_attachment_bytes
-        self._workers: list[_ParseWorker] = []
-        try:
-            for _ in range(count):
-                self._workers.append(_ParseWorker())
-        except OSError:
-            self.close()
-            raise
-        # id(batch) -> [(worker or None, how many messages)] while being parsed
-        self._sent: dict[int, list[tuple[_ParseWorker | None, int]]] = {}
-        # id(batch) -> the results, once collected
-        self._done: dict[int, list[ParseResult | None]] = {}
-
-    def submit(self, batch: list[FetchedMail]) -> None:
-        """Start parsing `batch`. Only once the batch before was collected: a worker
-        answers one request at a time."""
-        workers = [w for w in self._workers if w.alive]
-        if not workers or not batch:
-            return
-        size = -(-len(batch) // len(workers))
-        parts: list[tuple[_ParseWorker | None, int]] = []
-        for worker, start in zip(workers, range(0, len(batch), size), strict=False):
-            raws = [mail.raw for mail in batch[start : start + size]]
-            sent = worker.send(self.max_attachment_bytes, raws)
-            parts.append((worker if sent else None, len(raws)))
-        self._sent[id(batch)] = parts
-
-    def collect(self, batch: list[FetchedMail]) -> None:
-        """Wait for the workers' answers on `batch`."""
-        parts = self._sent.pop(id(batch), None)
-        if parts is None:
-            return
-        results: list[ParseResult | None] = []
-        for worker, count in parts:
-            results += worker.receive(count) if worker is not None else [None] * count
-        self._done[id(batch)] = results
-
-    def results(self, batch: list[FetchedMail]) -> list[ParseResult | None] | None:
-        """What the workers made of `batch` (None where this process must parse)."""
-        self.collect(batch)
-        return self._done.pop(id(batch), None)
-
-    def close(self) -> None:
-        for worker in self._workers:
-            peak = worker.peak_rss_mb()
-            worker.close()
-            log.debug("Parse worker %s stopped (peak RSS %s MB)", worker.proc.pid, peak)
-
 
 @contextlib.contextmanager
-def _parse_workers(messages: int, *, max_attachment_bytes: int) -> Iterator[_ParseWorkers | None]:
+def _parse_workers(messages: int, *, max_attachment_bytes: int) -> Iterator[ParseWorkers | None]:
     """Parse workers for a poll of `messages`, or None when parsing here is as good."""
     count = PARSE_WORKERS
     if count is None:
@@ -377,7 +213,7 @@ def _parse_workers(messages: int, *, max_attachment_bytes: int) -> Iterator[_Par
         yield None
         return
     try:
-        workers = _ParseWorkers(count, max_attachment_bytes=max_attachment_bytes)
+        workers = ParseWorkers(count, max_attachment_bytes=max_attachment_bytes)
     except OSError:
         log.warning("Could not start parse workers; parsing in this process", exc_info=True)
         yield None
@@ -393,26 +229,6 @@ def _cpus() -> int:
         return len(os.sched_getaffinity(0))  # the CPUs this process may run on
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-def _fetch_ahead(
-    batches: Iterator[list[FetchedMail]], workers: _ParseWorkers | None
-) -> Iterator[list[FetchedMail]]:
-    """The batches; with parse workers, batch k is handed out parsed, once batch k+1 is
-    fetched and given to the workers: they parse it while batch k is stored."""
-    if workers is None:
-        yield from batches
-        return
-    current = next(batches, None)
-    if current is not None:
-        workers.submit(current)
-    while current is not None:
-        following = next(batches, None)  # fetched while the workers parse `current`
-        workers.collect(current)
-        if following is not None:
-            workers.submit(following)
-        yield current
-        current = following
 
 
 def _open_source(settings: mailbox_service.SourceSettings) -> ImapSource | MaildirSource:
@@ -434,7 +250,7 @@ class _Batch:
             "max_attachment_bytes": config["MAX_ATTACHMENT_BYTES"],
         }
         #: Set by poll_mailbox when worker processes parse the batches ahead.
-        self.workers: _ParseWorkers | None = None
+        self.workers: ParseWorkers | None = None
 
     def _ingest(
         self, batch: list[FetchedMail], parsed: Sequence[ParseResult | None] | None = None
@@ -540,7 +356,7 @@ def poll_mailbox(
             batch_store.workers = workers
             max_bytes = BATCH_BYTES if workers is None else BATCH_BYTES // 2
             batches = source.batches(keys, max_count=BATCH_COUNT, max_bytes=max_bytes)
-            for batch in _fetch_ahead(batches, workers):
+            for batch in fetch_ahead(batches, workers):
                 summary.fetched += len(batch)
                 stored = batch_store.store(batch)
                 source.mark_processed([mail.key for mail in stored])
@@ -587,19 +403,24 @@ def poll_all(*, force: bool = False) -> PollSummary:
         log.error("Could not update the configured mailbox: %s", exc, exc_info=True)
         total.errors += 1
     owner = mailbox_service.worker_identity()
-    # Long enough for a batch; a worker that dies holds the mailbox at most this long.
-    lease_ttl = timedelta(seconds=config["INGEST_LEASE_SECONDS"])
     now = utcnow()
     mailboxes = db.session.scalars(
         select(Mailbox).where(Mailbox.is_enabled).order_by(Mailbox.id)
     ).all()
     # Names read now: after a failed transaction, reading one could fail again.
     for mailbox, name in [(m, m.name) for m in mailboxes]:
+        if not force and not mailbox_service.is_due(mailbox, now):
+            log.info("Mailbox %s is backing off until %s", name, mailbox.next_attempt_at)
+            continue
         summary = PollSummary()
         try:
-            _poll_one(
-                mailbox, name, summary, owner=owner, lease_ttl=lease_ttl, now=now, force=force
-            )
+            if not poll_one(mailbox, summary, owner=owner):
+                log.info(
+                    "Mailbox %s is being processed by %s (lease until %s); skipping",
+                    name,
+                    mailbox.lease_owner,
+                    mailbox.lease_expires_at,
+                )
         except Exception as exc:
             # Taking or giving back the lease, or recording the outcome, failed (the
             # database is locked or away): count it and go on with the next mailbox.
@@ -611,28 +432,20 @@ def poll_all(*, force: bool = False) -> PollSummary:
     return total
 
 
-def _poll_one(
-    mailbox: Mailbox,
-    name: str,
-    summary: PollSummary,
-    *,
-    owner: str,
-    lease_ttl: timedelta,
-    now: datetime,
-    force: bool,
-) -> None:
+def poll_one(mailbox: Mailbox, summary: PollSummary, *, owner: str) -> bool:
+    """Poll one mailbox under its lease as `owner`, and record the outcome on it.
+
+    Counts into `summary`. Returns False, having done nothing, when another poll
+    holds the lease. A failed poll is recorded (with backoff) and counted, not
+    raised; what escapes is a database failure around it: taking or giving back the
+    lease, or recording. `poll_all` and the IDLE watchers both poll through this.
+    """
     config = current_app.config
-    if not force and not mailbox_service.is_due(mailbox, now):
-        log.info("Mailbox %s is backing off until %s", name, mailbox.next_attempt_at)
-        return
+    name = mailbox.name
+    # Long enough for a batch; a worker that dies holds the mailbox at most this long.
+    lease_ttl = timedelta(seconds=config["INGEST_LEASE_SECONDS"])
     if not mailbox_service.acquire_lease(mailbox, owner, ttl=lease_ttl):
-        log.info(
-            "Mailbox %s is being processed by %s (lease until %s); skipping",
-            name,
-            mailbox.lease_owner,
-            mailbox.lease_expires_at,
-        )
-        return
+        return False
     try:
         poll_mailbox(mailbox, summary, owner=owner, lease_ttl=lease_ttl)
     except Exception as exc:
@@ -656,6 +469,7 @@ def _poll_one(
             mailbox_service.release_lease(mailbox, owner)
         except Exception:
             # After a failed statement the session must be rolled back first; if it
-            # fails again, poll_all logs it and the lease runs out on its own.
+            # fails again, the caller logs it and the lease runs out on its own.
             db.session.rollback()
             mailbox_service.release_lease(mailbox, owner)
+    return True

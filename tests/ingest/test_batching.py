@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 import ingest.pipeline as pipeline
 from bench.corpus import CHANNEL_ADDRESSES, SPACING, Corpus
+from ingest.parse_workers import ParseWorker, ParseWorkers
 from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import Attachment, Channel, Mailbox, Message, Thread
@@ -264,17 +265,17 @@ def test_mail_of_a_parse_worker_that_died_is_parsed_here(uk, drop_mail, parse_wo
     for i in range(10):
         drop_mail(amazon_message(i, UK))
     drop_mail("not_mail.eml")
-    submit = pipeline._ParseWorkers.submit
+    submit = ParseWorkers.submit
     calls = []
 
     def submit_then_die(self, batch):
         submit(self, batch)
         calls.append(len(batch))
         if len(calls) == 2:  # two batches handed out, then the worker is killed
-            for worker in self._workers:
+            for worker in self.workers:
                 worker.proc.kill()
 
-    monkeypatch.setattr(pipeline._ParseWorkers, "submit", submit_then_die)
+    monkeypatch.setattr(ParseWorkers, "submit", submit_then_die)
     assert poll_all().line() == "fetched=11 stored=10 duplicate=0 unrouted=0 quarantined=1 errors=0"
     assert len(calls) >= 2
     quarantined = db.session.scalar(
@@ -285,13 +286,13 @@ def test_mail_of_a_parse_worker_that_died_is_parsed_here(uk, drop_mail, parse_wo
 
 def test_parse_workers_stop_with_the_poll(uk, drop_mail, parse_workers, monkeypatch):
     started = []
-    init = pipeline._ParseWorker.__init__
+    init = ParseWorker.__init__
 
     def remember(self, *args, **kwargs):
         init(self, *args, **kwargs)
         started.append(self.proc)
 
-    monkeypatch.setattr(pipeline._ParseWorker, "__init__", remember)
+    monkeypatch.setattr(ParseWorker, "__init__", remember)
     for i in range(4):
         drop_mail(amazon_message(i, UK))
     assert poll_all().stored == 4
@@ -304,9 +305,9 @@ def test_parse_workers_exit_when_the_ingest_process_is_killed(tmp_path):
     script = textwrap.dedent(
         """
         import time
-        from ingest.pipeline import _ParseWorkers
-        workers = _ParseWorkers(2, max_attachment_bytes=1000)
-        print(" ".join(str(w.proc.pid) for w in workers._workers), flush=True)
+        from ingest.parse_workers import ParseWorkers
+        workers = ParseWorkers(2, max_attachment_bytes=1000)
+        print(" ".join(str(w.proc.pid) for w in workers.workers), flush=True)
         time.sleep(120)
         """
     )
