@@ -205,16 +205,20 @@ def fetch_ahead(
     if workers is None:
         yield from batches
         return
-    current = next(batches, None)
-    if current is not None:
-        workers.submit(current)
-    while current is not None:
-        following = next(batches, None)  # fetched while the workers parse `current`
-        workers.collect(current)
+    pending = next(batches, None)
+    if pending is not None:
+        workers.submit(pending)
+    while pending is not None:
+        following = next(batches, None)  # fetched while the workers parse `pending`
+        workers.collect(pending)
         if following is not None:
             workers.submit(following)
+        current, pending = pending, following
+        del following
         yield current
-        current = following
+        # Stored by now: let go of it before the next fetch, so that no more than two
+        # batches are ever in hand.
+        del current
 
 
 if __name__ == "__main__":

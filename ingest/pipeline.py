@@ -12,6 +12,7 @@ import contextlib
 import enum
 import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -44,6 +45,8 @@ BATCH_BYTES = 8 * 1024 * 1024
 #: finds at least this many messages waiting (starting a worker costs about 0.15 s of
 #: CPU); fewer, such as the few mails an IDLE wake-up brings, are parsed right here.
 PARSE_WORKERS_MIN_MESSAGES = 300
+#: Renew the mailbox lease once this share of INGEST_LEASE_SECONDS has gone by.
+LEASE_RENEW_AFTER = 0.5
 #: How many parse worker processes; None: one per CPU beyond the first (which stores),
 #: at most 2. 0: never.
 PARSE_WORKERS: int | None = None
@@ -326,6 +329,13 @@ class _Batch:
         return done
 
 
+def _lease_renewal(lease_ttl: timedelta) -> float:
+    # Until it expires the lease is ours alone, so it is renewed (a commit, and on
+    # SQLite a sync to disk) only once LEASE_RENEW_AFTER of it has gone by, not after
+    # every batch.
+    return time.monotonic() + lease_ttl.total_seconds() * LEASE_RENEW_AFTER
+
+
 def poll_mailbox(
     mailbox: Mailbox, summary: PollSummary, *, owner: str, lease_ttl: timedelta
 ) -> PollSummary:
@@ -349,6 +359,7 @@ def poll_mailbox(
             mailbox.last_uid = 0
             db.session.commit()
         keys = source.pending(mailbox.last_uid)
+        renew_at = _lease_renewal(lease_ttl)
         batch_store = _Batch(mailbox, uidvalidity, summary)
         with _parse_workers(
             len(keys), max_attachment_bytes=batch_store.options["max_attachment_bytes"]
@@ -362,9 +373,11 @@ def poll_mailbox(
                 source.mark_processed([mail.key for mail in stored])
                 # Let go of this batch before more mail is fetched.
                 del batch, stored
-                if not mailbox_service.acquire_lease(mailbox, owner, ttl=lease_ttl):
-                    log.warning("Lost the lease on %s; stopping this poll", mailbox.name)
-                    break
+                if time.monotonic() >= renew_at:
+                    if not mailbox_service.acquire_lease(mailbox, owner, ttl=lease_ttl):
+                        log.warning("Lost the lease on %s; stopping this poll", mailbox.name)
+                        break
+                    renew_at = _lease_renewal(lease_ttl)
         # What is still waiting beyond the checkpoint: mail that arrived meanwhile, or
         # the rest of a poll cut short. Shown on the admins' health page.
         mailbox.backlog = source.backlog(mailbox.last_uid)
