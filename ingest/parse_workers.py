@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -60,6 +61,9 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
 
 
 def main() -> None:
+    # Ctrl-C reaches the whole process group; the ingest process decides when to stop,
+    # and its workers end when it closes their pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Answers go out on the original stdout; anything printed goes to stderr instead.
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
