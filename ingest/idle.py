@@ -5,7 +5,7 @@ cannot IDLE (no capability, a read error, the server away) says so in the log,
 leaves the mailbox to the interval poll meanwhile, and reconnects with backoff.
 
 A watcher keeps one read-only (EXAMINE) session in IDLE and fetches through
-`pipeline.poll_mailbox` on a second connection while the first stays in IDLE: mail
+`pipeline.poll_one` on a second connection while the first stays in IDLE: mail
 that arrives during a fetch is announced too, so nothing waits for the next poll.
 Each fetch runs in its own app context under the mailbox lease, with its own owner
 name (`host:pid/idle`), so it never overlaps a poll of this worker or of another.
@@ -16,14 +16,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app
+from flask import Flask
 from sqlalchemy import select
 
 from ingest.imap import ImapSource
-from ingest.pipeline import PollSummary, poll_mailbox
+from ingest.pipeline import PollSummary, poll_one
 from portal.extensions import db
 from portal.models import Mailbox
 from portal.services import mailboxes as mailbox_service
@@ -48,43 +47,23 @@ def is_imap_source(source_url: str) -> bool:
     return urlsplit(source_url).scheme in mailbox_service.IMAP_SCHEMES
 
 
-def poll_one(mailbox_id: int, *, owner: str) -> PollSummary | None:
-    """Poll one mailbox under its lease, recording the outcome as `poll_all` does.
+def poll_mailbox_by_id(mailbox_id: int, *, owner: str) -> PollSummary | None:
+    """`pipeline.poll_one` for a mailbox id; None when another poll holds the lease.
 
-    Returns None when another poll holds the lease (nothing was done). Needs an
-    app context.
+    Needs an app context. IDLE fetches whenever mail arrives, backoff or not: the
+    server just proved it is there.
     """
-    config = current_app.config
     mailbox = db.session.get(Mailbox, mailbox_id)
+    summary = PollSummary()
     if mailbox is None or not mailbox.is_enabled:
-        return PollSummary()
-    lease_ttl = timedelta(seconds=config["INGEST_LEASE_SECONDS"])
-    if not mailbox_service.acquire_lease(mailbox, owner, ttl=lease_ttl):
+        return summary
+    if not poll_one(mailbox, summary, owner=owner):
         log.debug(
             "Mailbox %s is being processed by %s; the IDLE watcher tries again shortly",
             mailbox.name,
             mailbox.lease_owner,
         )
         return None
-    summary = PollSummary()
-    try:
-        poll_mailbox(mailbox, summary, owner=owner, lease_ttl=lease_ttl)
-    except Exception as exc:
-        db.session.rollback()
-        log.error("Polling mailbox %s failed: %s", mailbox.name, exc, exc_info=True)
-        mailbox_service.record_poll_failure(
-            mailbox,
-            f"{type(exc).__name__}: {exc}",
-            poll_seconds=config["POLL_SECONDS"],
-            fetched=summary.fetched,
-        )
-        db.session.commit()
-        summary.errors += 1
-    else:
-        mailbox_service.record_poll_success(mailbox, summary.line(), fetched=summary.fetched)
-        db.session.commit()
-    finally:
-        mailbox_service.release_lease(mailbox, owner)
     return summary
 
 
@@ -180,7 +159,7 @@ class MailboxWatcher:
         """Fetch now, in its own app context; False when the lease is taken (retry soon)."""
         with self.app.app_context():
             try:
-                summary = poll_one(self.mailbox_id, owner=self.owner)
+                summary = poll_mailbox_by_id(self.mailbox_id, owner=self.owner)
             except Exception:  # the database is away, say: the interval poll retries
                 log.exception("Fetching mailbox %s after IDLE failed", self.name)
                 return True

@@ -8,8 +8,12 @@ a crash after it stores nothing twice (UID and content de-duplication).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
@@ -19,19 +23,34 @@ from sqlalchemy.exc import IntegrityError
 
 from ingest.imap import FetchedMail, ImapSource
 from ingest.maildir import MaildirSource
-from ingest.matching import find_thread
-from ingest.parse import UnparseableMessage, content_hash, parse_message
+from ingest.matching import ThreadMatcher
+from ingest.parse import ParsedMessage, UnparseableMessage, content_hash, parse_message
+from ingest.parse_workers import ParseWorkers, fetch_ahead
 from portal.extensions import db
-from portal.models import Mailbox
+from portal.models import Channel, Mailbox
 from portal.services import mailboxes as mailbox_service
 from portal.services import threads as thread_service
-from portal.services.channels import find_channel_for_addresses
+from portal.services.channels import channels_by_address, route_to_channel
 from portal.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
 
 BATCH_COUNT = 100
-BATCH_BYTES = 32 * 1024 * 1024
+#: The raw bytes of mail in hand at once, which bounds the worker's memory: a batch is
+#: held raw, parsed and as rows being written at the same time, several times this in
+#: all. With parse workers two batches are in hand (one stored, the next being parsed),
+#: so each gets half. At 32 MB a mailbox of 1.3 MB photos peaked at 274 MB; at 6 MB the
+#: whole ingest (parse worker included) stays under 200 MB (bench/README.md).
+BATCH_BYTES = 6 * 1024 * 1024
+#: Parse in worker processes, while this process stores the batch before, when a poll
+#: finds at least this many messages waiting (starting a worker costs about 0.15 s of
+#: CPU); fewer, such as the few mails an IDLE wake-up brings, are parsed right here.
+PARSE_WORKERS_MIN_MESSAGES = 300
+#: Renew the mailbox lease once this share of INGEST_LEASE_SECONDS has gone by.
+LEASE_RENEW_AFTER = 0.5
+#: How many parse worker processes; None: one per CPU beyond the first (which stores),
+#: at most 2. 0: never.
+PARSE_WORKERS: int | None = None
 
 
 class Outcome(enum.StrEnum):
@@ -61,6 +80,22 @@ class PollSummary:
         return " ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
 
 
+#: What parsing one message gave: the parsed message, or why it could not be parsed.
+ParseResult = ParsedMessage | str
+
+
+def parse_or_reason(raw: bytes, max_attachment_bytes: int) -> ParseResult:
+    """Parse `raw`; on any parser failure return the quarantine reason instead of raising."""
+    try:
+        return parse_message(raw, max_attachment_bytes=max_attachment_bytes)
+    except Exception as exc:  # any parser failure: keep the bytes, flag them, go on
+        return str(exc) if isinstance(exc, UnparseableMessage) else f"{type(exc).__name__}: {exc}"
+
+
+def _quarantine_id(digest: str) -> str:
+    return f"<{digest[:40]}@quarantine.sellerdesk>"
+
+
 def ingest_raw(
     raw: bytes,
     *,
@@ -72,48 +107,132 @@ def ingest_raw(
     now: datetime,
 ) -> Outcome:
     """Store one raw message (no commit): threaded, unrouted or quarantined; or skip a duplicate."""
-    if thread_service.is_duplicate(mailbox=mailbox, uidvalidity=uidvalidity, uid=uid):
-        return Outcome.DUPLICATE
-    try:
-        parsed = parse_message(raw, max_attachment_bytes=max_attachment_bytes)
-    except Exception as exc:  # any parser failure: keep the bytes, flag them, go on
-        reason = str(exc) if isinstance(exc, UnparseableMessage) else f"{type(exc).__name__}: {exc}"
-        digest = content_hash(raw)
-        message_id = f"<{digest[:40]}@quarantine.sellerdesk>"
-        if thread_service.is_duplicate(mailbox=mailbox, message_id=message_id, content_hash=digest):
-            return Outcome.DUPLICATE
-        thread_service.record_quarantined_message(
-            raw,
-            reason,
-            message_id=message_id,
-            content_hash=digest,
-            mailbox=mailbox,
-            uidvalidity=uidvalidity,
-            uid=uid,
-        )
-        return Outcome.QUARANTINED
-    if thread_service.is_duplicate(
-        mailbox=mailbox, message_id=parsed.message_id, content_hash=parsed.content_hash
-    ):
-        return Outcome.DUPLICATE
-    channel = find_channel_for_addresses(parsed.delivery_addresses, inbound_domain=inbound_domain)
-    if channel is None:
-        thread_service.record_unrouted_message(
-            parsed, raw, mailbox=mailbox, uidvalidity=uidvalidity, uid=uid
-        )
-        return Outcome.UNROUTED
-    thread = find_thread(channel, parsed, now=now) or thread_service.create_thread(channel, parsed)
-    thread_service.record_inbound_message(
-        parsed,
-        raw,
-        channel=channel,
-        thread=thread,
+    (outcome,) = ingest_batch(
+        [(uid, raw)],
         mailbox=mailbox,
         uidvalidity=uidvalidity,
-        uid=uid,
-        delivered_to=channel.helpdesk_address,
+        inbound_domain=inbound_domain,
+        max_attachment_bytes=max_attachment_bytes,
+        now=now,
     )
-    return Outcome.STORED
+    db.session.flush()
+    return outcome
+
+
+def ingest_batch(
+    mails: Sequence[tuple[int | None, bytes]],
+    *,
+    mailbox: Mailbox | None,
+    uidvalidity: int | None,
+    inbound_domain: str,
+    max_attachment_bytes: int,
+    now: datetime,
+    parsed: Sequence[ParseResult | None] | None = None,
+) -> list[Outcome]:
+    """Store a batch of (UID, raw bytes), in order, as `ingest_raw` would one by one (no commit).
+
+    A handful of queries for the whole batch (which mail is stored already, which
+    channel each address routes to, which threads the mail may continue) instead of
+    several per message, and no flush: the caller's commit writes everything at once.
+    Mail earlier in the batch counts as stored for what follows: a repeat is a
+    duplicate, a follow-up joins the thread its first message opened. `parsed`, when
+    given, holds `parse_or_reason` of each mail (None: not parsed yet).
+    """
+    outcomes: list[Outcome | None] = [None] * len(mails)
+    known_uids = thread_service.stored_uids(
+        mailbox=mailbox,
+        uidvalidity=uidvalidity,
+        uids=[uid for uid, _ in mails if uid is not None],
+    )
+    results: list[ParseResult | None] = [None] * len(mails)
+    keys: list[tuple[str, str] | None] = [None] * len(mails)
+    for i, (uid, raw) in enumerate(mails):
+        if uid is not None and uid in known_uids:
+            outcomes[i] = Outcome.DUPLICATE
+            continue
+        result = parsed[i] if parsed is not None else None
+        if result is None:
+            result = parse_or_reason(raw, max_attachment_bytes)
+        results[i] = result
+        if isinstance(result, str):
+            digest = content_hash(raw)
+            keys[i] = (_quarantine_id(digest), digest)
+        else:
+            keys[i] = (result.message_id, result.content_hash)
+    seen = thread_service.stored_contents(mailbox=mailbox, keys=[k for k in keys if k])
+
+    messages = [r for r in results if r is not None and not isinstance(r, str)]
+    routes = channels_by_address(
+        (a for r in messages for a in r.delivery_addresses), inbound_domain=inbound_domain
+    )
+    channels: list[Channel | None] = [None] * len(mails)
+    for i, result in enumerate(results):
+        if result is not None and not isinstance(result, str):
+            channels[i] = route_to_channel(
+                result.delivery_addresses, routes, inbound_domain=inbound_domain
+            )
+    matcher = ThreadMatcher(
+        [(c, r) for c, r in zip(channels, results, strict=True) if c is not None], now=now
+    )
+
+    for i, (uid, raw) in enumerate(mails):
+        key, result, channel = keys[i], results[i], channels[i]
+        if key is None:
+            continue
+        if key in seen:
+            outcomes[i] = Outcome.DUPLICATE
+            continue
+        seen.add(key)
+        common = {"mailbox": mailbox, "uidvalidity": uidvalidity, "uid": uid, "flush": False}
+        if isinstance(result, str):
+            thread_service.record_quarantined_message(
+                raw, result, message_id=key[0], content_hash=key[1], **common
+            )
+            outcomes[i] = Outcome.QUARANTINED
+        elif channel is None:
+            thread_service.record_unrouted_message(result, raw, **common)
+            outcomes[i] = Outcome.UNROUTED
+        else:
+            thread = matcher.match(channel, result) or thread_service.create_thread(channel, result)
+            message = thread_service.record_inbound_message(
+                result, raw, channel=channel, thread=thread, delivered_to=channel.helpdesk_address,
+                **common,
+            )  # fmt: skip
+            matcher.add(channel, thread, message.message_id)
+            outcomes[i] = Outcome.STORED
+    assert all(outcome is not None for outcome in outcomes)
+    return outcomes  # type: ignore[return-value]
+
+
+# --- parsing in worker processes --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _parse_workers(messages: int, *, max_attachment_bytes: int) -> Iterator[ParseWorkers | None]:
+    """Parse workers for a poll of `messages`, or None when parsing here is as good."""
+    count = PARSE_WORKERS
+    if count is None:
+        count = min(2, _cpus() - 1)
+    if count <= 0 or messages < PARSE_WORKERS_MIN_MESSAGES:
+        yield None
+        return
+    try:
+        workers = ParseWorkers(count, max_attachment_bytes=max_attachment_bytes)
+    except OSError:
+        log.warning("Could not start parse workers; parsing in this process", exc_info=True)
+        yield None
+        return
+    try:
+        yield workers
+    finally:
+        workers.close()
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the CPUs this process may run on
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _open_source(settings: mailbox_service.SourceSettings) -> ImapSource | MaildirSource:
@@ -134,14 +253,18 @@ class _Batch:
             "inbound_domain": config["INBOUND_DOMAIN"],
             "max_attachment_bytes": config["MAX_ATTACHMENT_BYTES"],
         }
+        #: Set by poll_mailbox when worker processes parse the batches ahead.
+        self.workers: ParseWorkers | None = None
 
-    def _ingest(self, mail: FetchedMail) -> Outcome:
-        return ingest_raw(
-            mail.raw,
+    def _ingest(
+        self, batch: list[FetchedMail], parsed: Sequence[ParseResult | None] | None = None
+    ) -> list[Outcome]:
+        return ingest_batch(
+            [(mail.uid, mail.raw) for mail in batch],
             mailbox=self.mailbox,
             uidvalidity=self.uidvalidity,
-            uid=mail.uid,
             now=utcnow(),
+            parsed=parsed,
             **self.options,
         )
 
@@ -151,10 +274,11 @@ class _Batch:
 
     def store(self, batch: list[FetchedMail]) -> list[FetchedMail]:
         """Commit the batch and the checkpoint together; returns the mail now safely stored."""
-        outcomes = []
+        parsed = self.workers.results(batch) if self.workers is not None else None
         try:
+            outcomes = self._ingest(batch, parsed)
+            del parsed
             for mail in batch:
-                outcomes.append(self._ingest(mail))
                 self._advance(mail)
             db.session.commit()
         except Exception:
@@ -171,7 +295,7 @@ class _Batch:
         done = []
         for mail in batch:
             try:
-                outcome = self._ingest(mail)
+                (outcome,) = self._ingest([mail])
                 self._advance(mail)
                 db.session.commit()
             except IntegrityError:
@@ -192,7 +316,7 @@ class _Batch:
                 thread_service.record_quarantined_message(
                     mail.raw,
                     f"processing failed: {type(exc).__name__}: {exc}",
-                    message_id=f"<{digest[:40]}@quarantine.sellerdesk>",
+                    message_id=_quarantine_id(digest),
                     content_hash=digest,
                     mailbox=self.mailbox,
                     uidvalidity=self.uidvalidity,
@@ -204,6 +328,13 @@ class _Batch:
             self.summary.count(outcome)
             done.append(mail)
         return done
+
+
+def _lease_renewal(lease_ttl: timedelta) -> float:
+    # Until it expires the lease is ours alone, so it is renewed (a commit, and on
+    # SQLite a sync to disk) only once LEASE_RENEW_AFTER of it has gone by, not after
+    # every batch.
+    return time.monotonic() + lease_ttl.total_seconds() * LEASE_RENEW_AFTER
 
 
 def poll_mailbox(
@@ -229,18 +360,46 @@ def poll_mailbox(
             mailbox.last_uid = 0
             db.session.commit()
         keys = source.pending(mailbox.last_uid)
+        renew_at = _lease_renewal(lease_ttl)
         batch_store = _Batch(mailbox, uidvalidity, summary)
-        for batch in source.batches(keys, max_count=BATCH_COUNT, max_bytes=BATCH_BYTES):
-            summary.fetched += len(batch)
-            stored = batch_store.store(batch)
-            source.mark_processed([mail.key for mail in stored])
-            if not mailbox_service.acquire_lease(mailbox, owner, ttl=lease_ttl):
-                log.warning("Lost the lease on %s; stopping this poll", mailbox.name)
-                break
+        with _parse_workers(
+            len(keys), max_attachment_bytes=batch_store.options["max_attachment_bytes"]
+        ) as workers:
+            batch_store.workers = workers
+            max_bytes = BATCH_BYTES if workers is None else BATCH_BYTES // 2
+            batches = source.batches(keys, max_count=BATCH_COUNT, max_bytes=max_bytes)
+            for batch in fetch_ahead(batches, workers):
+                summary.fetched += len(batch)
+                stored = batch_store.store(batch)
+                source.mark_processed([mail.key for mail in stored])
+                # Let go of this batch before more mail is fetched.
+                del batch, stored
+                if time.monotonic() >= renew_at:
+                    if not mailbox_service.acquire_lease(mailbox, owner, ttl=lease_ttl):
+                        log.warning("Lost the lease on %s; stopping this poll", mailbox.name)
+                        break
+                    renew_at = _lease_renewal(lease_ttl)
         # What is still waiting beyond the checkpoint: mail that arrived meanwhile, or
         # the rest of a poll cut short. Shown on the admins' health page.
         mailbox.backlog = source.backlog(mailbox.last_uid)
     return summary
+
+
+def _sync_configured_mailbox(url: str) -> None:
+    """Create or update the MAIL_SOURCE mailbox row, committed.
+
+    Two workers starting at once may both find no row and both insert one: the
+    second insert fails on the unique name. The row is there then, made by the
+    other worker, so read it again and update it like any existing one.
+    """
+    try:
+        mailbox_service.sync_configured_mailbox(url)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        log.info("Another worker added the configured mailbox meanwhile; using that one")
+        mailbox_service.sync_configured_mailbox(url)
+        db.session.commit()
 
 
 def poll_all(*, force: bool = False) -> PollSummary:
@@ -248,52 +407,83 @@ def poll_all(*, force: bool = False) -> PollSummary:
     config = current_app.config
     total = PollSummary()
     try:
-        mailbox_service.sync_configured_mailbox(config["MAIL_SOURCE"])
-        db.session.commit()
+        _sync_configured_mailbox(config["MAIL_SOURCE"])
     except mailbox_service.MailSourceError as exc:
         db.session.rollback()
         log.error("MAIL_SOURCE is unusable: %s", exc)
         total.errors += 1
+    except Exception as exc:  # the database, say: the mailboxes already known still get polled
+        db.session.rollback()
+        log.error("Could not update the configured mailbox: %s", exc, exc_info=True)
+        total.errors += 1
     owner = mailbox_service.worker_identity()
-    # Long enough for a batch; a worker that dies holds the mailbox at most this long.
-    lease_ttl = timedelta(seconds=config["INGEST_LEASE_SECONDS"])
     now = utcnow()
     mailboxes = db.session.scalars(
         select(Mailbox).where(Mailbox.is_enabled).order_by(Mailbox.id)
     ).all()
-    for mailbox in mailboxes:
+    # Names read now: after a failed transaction, reading one could fail again.
+    for mailbox, name in [(m, m.name) for m in mailboxes]:
         if not force and not mailbox_service.is_due(mailbox, now):
-            log.info("Mailbox %s is backing off until %s", mailbox.name, mailbox.next_attempt_at)
-            continue
-        if not mailbox_service.acquire_lease(mailbox, owner, ttl=lease_ttl):
-            log.info(
-                "Mailbox %s is being processed by %s (lease until %s); skipping",
-                mailbox.name,
-                mailbox.lease_owner,
-                mailbox.lease_expires_at,
-            )
+            log.info("Mailbox %s is backing off until %s", name, mailbox.next_attempt_at)
             continue
         summary = PollSummary()
         try:
-            poll_mailbox(mailbox, summary, owner=owner, lease_ttl=lease_ttl)
+            if not poll_one(mailbox, summary, owner=owner):
+                log.info(
+                    "Mailbox %s is being processed by %s (lease until %s); skipping",
+                    name,
+                    mailbox.lease_owner,
+                    mailbox.lease_expires_at,
+                )
         except Exception as exc:
-            db.session.rollback()
-            log.error("Polling mailbox %s failed: %s", mailbox.name, exc, exc_info=True)
-            mailbox_service.record_poll_failure(
-                mailbox,
-                f"{type(exc).__name__}: {exc}",
-                poll_seconds=config["POLL_SECONDS"],
-                fetched=summary.fetched,
-            )
-            db.session.commit()
+            # Taking or giving back the lease, or recording the outcome, failed (the
+            # database is locked or away): count it and go on with the next mailbox.
+            with contextlib.suppress(Exception):
+                db.session.rollback()
+            log.error("Mailbox %s: %s", name, exc, exc_info=True)
             summary.errors += 1
-            total.add(summary)
-        else:
-            mailbox_service.record_poll_success(mailbox, summary.line(), fetched=summary.fetched)
-            db.session.commit()
-            total.add(summary)
-            if summary.fetched:
-                log.info("Mailbox %s: %s", mailbox.name, summary.line())
-        finally:
-            mailbox_service.release_lease(mailbox, owner)
+        total.add(summary)
     return total
+
+
+def poll_one(mailbox: Mailbox, summary: PollSummary, *, owner: str) -> bool:
+    """Poll one mailbox under its lease as `owner`, and record the outcome on it.
+
+    Counts into `summary`. Returns False, having done nothing, when another poll
+    holds the lease. A failed poll is recorded (with backoff) and counted, not
+    raised; what escapes is a database failure around it: taking or giving back the
+    lease, or recording. `poll_all` and the IDLE watchers both poll through this.
+    """
+    config = current_app.config
+    name = mailbox.name
+    # Long enough for a batch; a worker that dies holds the mailbox at most this long.
+    lease_ttl = timedelta(seconds=config["INGEST_LEASE_SECONDS"])
+    if not mailbox_service.acquire_lease(mailbox, owner, ttl=lease_ttl):
+        return False
+    try:
+        poll_mailbox(mailbox, summary, owner=owner, lease_ttl=lease_ttl)
+    except Exception as exc:
+        db.session.rollback()
+        log.error("Polling mailbox %s failed: %s", name, exc, exc_info=True)
+        mailbox_service.record_poll_failure(
+            mailbox,
+            f"{type(exc).__name__}: {exc}",
+            poll_seconds=config["POLL_SECONDS"],
+            fetched=summary.fetched,
+        )
+        db.session.commit()
+        summary.errors += 1
+    else:
+        mailbox_service.record_poll_success(mailbox, summary.line(), fetched=summary.fetched)
+        db.session.commit()
+        if summary.fetched:
+            log.info("Mailbox %s: %s", name, summary.line())
+    finally:
+        try:
+            mailbox_service.release_lease(mailbox, owner)
+        except Exception:
+            # After a failed statement the session must be rolled back first; if it
+            # fails again, the caller logs it and the lease runs out on its own.
+            db.session.rollback()
+            mailbox_service.release_lease(mailbox, owner)
+    return True

@@ -27,3 +27,15 @@ def test_models_load_without_app_or_views():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_parse_workers_load_neither_flask_nor_the_database():
+    # Each parse worker process imports this module only: it should stay small.
+    code = (
+        "import sys, ingest.parse_workers\n"
+        "print(sorted(m for m in ('flask', 'sqlalchemy', 'portal') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

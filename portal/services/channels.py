@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,13 +43,20 @@ def normalise_address(address: str) -> str:
     return f"{local.split('+', 1)[0]}@{domain}"
 
 
-def find_channel_for_addresses(addresses: list[str], *, inbound_domain: str) -> Channel | None:
-    """The channel whose helpdesk address is the first of `addresses` that names one."""
-    candidates = [
-        normalise_address(a) for a in addresses if a.lower().endswith("@" + inbound_domain.lower())
-    ]
+def _routing_candidates(addresses: Iterable[str], inbound_domain: str) -> list[str]:
+    suffix = "@" + inbound_domain.lower()
+    return [normalise_address(a) for a in addresses if a.lower().endswith(suffix)]
+
+
+def channels_by_address(addresses: Iterable[str], *, inbound_domain: str) -> dict[str, Channel]:
+    """Helpdesk address -> channel, for those of `addresses` that route to one.
+
+    One lookup for the addresses of many messages (ingest asks once per batch); pick a
+    message's channel from the result with `route_to_channel`.
+    """
+    candidates = sorted(set(_routing_candidates(addresses, inbound_domain)))
     if not candidates:
-        return None
+        return {}
     channels = {
         c.helpdesk_address: c
         for c in db.session.scalars(select(Channel).where(Channel.helpdesk_address.in_(candidates)))
@@ -62,10 +69,25 @@ def find_channel_for_addresses(addresses: list[str], *, inbound_domain: str) -> 
     )
     for address, channel in aliases:
         channels.setdefault(address, channel)
-    for address in candidates:  # keep header priority: Delivered-To before To before Cc
-        if address in channels:
-            return channels[address]
+    return channels
+
+
+def route_to_channel(
+    addresses: list[str], routes: Mapping[str, Channel], *, inbound_domain: str
+) -> Channel | None:
+    """The channel of the first of `addresses` found in `routes` (from `channels_by_address`)."""
+    for address in _routing_candidates(addresses, inbound_domain):
+        # Keep header priority: Delivered-To before To before Cc.
+        channel = routes.get(address)
+        if channel is not None:
+            return channel
     return None
+
+
+def find_channel_for_addresses(addresses: list[str], *, inbound_domain: str) -> Channel | None:
+    """The channel whose helpdesk address is the first of `addresses` that names one."""
+    routes = channels_by_address(addresses, inbound_domain=inbound_domain)
+    return route_to_channel(addresses, routes, inbound_domain=inbound_domain)
 
 
 class ChannelError(ValueError):

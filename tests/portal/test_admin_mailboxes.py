@@ -400,6 +400,7 @@ def test_health_shows_fetched_backlog_and_24h_counts(
         drop_mail(amazon_message(i, "uk-chan01@helpdesk.test"))
     # A poll cut short after its first batch of two (it lost its lease): three still wait.
     monkeypatch.setattr("ingest.pipeline.BATCH_COUNT", 2)
+    monkeypatch.setattr("ingest.pipeline.LEASE_RENEW_AFTER", 0)  # renew after every batch
     real_acquire = mailbox_service.acquire_lease
     calls = itertools.count()
 
