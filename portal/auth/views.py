@@ -21,8 +21,10 @@ bp = Blueprint("auth", __name__)
 
 
 def _safe_next(target: str | None) -> str:
-    # Only same-site paths: no scheme, no host, and not "//host" or "\\host".
-    if target:
+    # Only same-site paths: no scheme, no host, and not "//host" or "\\host". No control
+    # characters either: browsers drop tabs and newlines (so "/\t/host" is "//host"), and
+    # a Location header cannot carry a newline at all (it would be a 500 after the login).
+    if target and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
         parts = urlsplit(target)
         if (
             not parts.scheme
@@ -90,7 +92,13 @@ def logout():
     form = LogoutForm()
     if form.validate_on_submit():
         logout_user()
+        # logout_user() leaves a note in the session to delete the remember-me cookie;
+        # it must survive the clear, or that cookie outlives the logout and logs the
+        # user back in as soon as the browser has dropped its session cookie.
+        forget_remember_cookie = session.get("_remember")
         session.clear()
+        if forget_remember_cookie:
+            session["_remember"] = forget_remember_cookie
         flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
 
