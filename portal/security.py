@@ -6,6 +6,7 @@ the scoping helpers here, so a forgotten filter cannot leak another seller's dat
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -46,10 +47,15 @@ def init_app(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str) -> User | None:
-        if not user_id.isdigit():
+        # "<id>.<session key>" (User.get_id): a session from before the user's latest
+        # password change or reset names an old key and is no longer anyone's.
+        number, _, key = user_id.partition(".")
+        if not number.isdigit() or not key:
             return None
-        user = db.session.get(User, int(user_id))
-        return user if user is not None and user.is_active else None
+        user = db.session.get(User, int(number))
+        if user is None or not user.is_active:
+            return None
+        return user if hmac.compare_digest(key, user.session_key) else None
 
     @app.before_request
     def force_password_change():

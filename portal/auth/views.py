@@ -111,8 +111,13 @@ def change_password():
         if not check_password_hash(current_user.password_hash, form.current_password.data):
             form.current_password.errors.append("This is not your current password.")
         else:
-            user_service.change_password(current_user, form.new_password.data, actor=current_user)
+            user = current_user._get_current_object()
+            user_service.change_password(user, form.new_password.data, actor=user)
             db.session.commit()
+            # The change ends every session of the old password, this one included:
+            # start a new one here (keeping remember-me if this browser had it).
+            remembered = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
+            _start_session(user, remember=remembered in request.cookies)
             flash("Your password has been changed.", "success")
             return redirect(url_for("main.dashboard"))
     return render_template("auth/change_password.html", form=form)
