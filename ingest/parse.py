@@ -266,7 +266,9 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
 
 
 def _message_ids(value: str) -> list[str]:
-    return re.findall(r"<[^<>\s]+>", value)
+    # Cleaned first: 8-bit header bytes arrive as surrogates, which \s does not match,
+    # so "<NBSP>" (bytes C2 A0) would pass as an id and only become whitespace later.
+    return re.findall(r"<[^<>\s]+>", _clean(value))
 
 
 def _date(msg: Message) -> datetime | None:
