@@ -253,6 +253,7 @@ def run_corpus(browser, base, vectors, make_org, make_user, make_channel, drop_m
         0,
     ), summary.line()
     record("hostile mail: vectors", count)
+    record("hostile mail: classes", len({klass for klass, _ in vectors}))
     record("hostile mail: placements", count * len(PLACEMENTS))
     record("hostile mail: mails ingested", summary.fetched)
 
@@ -262,7 +263,10 @@ def run_corpus(browser, base, vectors, make_org, make_user, make_channel, drop_m
     for n, (_, vector) in enumerate(vectors):
         thread = by_number[n]
         message = thread.messages[0]
-        assert vector in message.subject and message.from_name == vector.strip()
+        # Headers are unfolded with their whitespace runs made single spaces (a tab in
+        # "jav\tascript:" arrives as a space), bodies keep every character.
+        in_header = " ".join(vector.split())
+        assert in_header in message.subject and message.from_name == in_header
         assert vector in (message.text_body or "")
         assert message.html_body and message.attachments
         thread_service.add_internal_note(thread, f"Note: {vector}", actor=agent)
