@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FLASK := $(PY) -m flask --app wsgi
 PYTEST_ARGS ?=
 
-.PHONY: run serve test test-sqlite test-postgres lint format bench clean
+.PHONY: run serve test test-sqlite test-postgres verify lint format bench clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,26 @@ test-sqlite: $(VENV)/.dev-installed
 
 test-postgres: $(VENV)/.dev-installed
 	$(PY) -m pytest --postgres $(PYTEST_ARGS)
+
+## The long security rounds (tests marked `slow`: 50 SIGKILL rounds over 2,000 messages,
+## full-size pathological mail, the whole XSS corpus in Chromium, big fuzz runs) plus the
+## route matrix and CSRF suites for their figures, on SQLite and then on PostgreSQL; under
+## 30 minutes on 2 cores. Figures: $(VERIFY_FIGURES) (README "What we test").
+VERIFY_FIGURES ?= instance/verify-figures.jsonl
+VERIFY_SUITES := tests/security/test_route_matrix.py tests/security/test_csrf_all_posts.py
+verify: $(VENV)/.dev-installed
+	scripts/ensure-test-deps
+	mkdir -p $(dir $(VERIFY_FIGURES)) && rm -f $(VERIFY_FIGURES)
+	@start=$$(date +%s); \
+	for db in "" --postgres; do \
+		SECURITY_FIGURES=$(VERIFY_FIGURES) $(PY) -m pytest -q -m slow tests/security $$db $(PYTEST_ARGS) \
+		&& SECURITY_FIGURES=$(VERIFY_FIGURES) $(PY) -m pytest -q $(VERIFY_SUITES) $$db $(PYTEST_ARGS) \
+		|| exit 1; \
+	done; \
+	seconds=$$(( $$(date +%s) - start )); \
+	echo "{\"verify_seconds\": $$seconds}" >> $(VERIFY_FIGURES); \
+	echo "verify: passed on SQLite and PostgreSQL in $$(( seconds / 60 )) min $$(( seconds % 60 )) s"; \
+	$(PY) scripts/verify_report.py $(VERIFY_FIGURES)
 
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .

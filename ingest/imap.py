@@ -93,7 +93,7 @@ class ImapSource:
 
     def pending(self, after_uid: int) -> list[int]:
         """UIDs above the checkpoint, oldest first."""
-        assert self.client is not None
+        assert self.client is not None  # noqa: S101 (type narrowing: the session is open here)
         # "UID n:*" always matches the highest UID, even when it is below n.
         uids = self.client.search(["UID", f"{after_uid + 1}:*"])
         return sorted(uid for uid in uids if uid > after_uid)
@@ -102,7 +102,7 @@ class ImapSource:
         self, keys: list[int], *, max_count: int, max_bytes: int
     ) -> Iterator[list[FetchedMail]]:
         """Fetch `keys` with BODY.PEEK[] (leaves \\Seen alone) in bounded batches."""
-        assert self.client is not None
+        assert self.client is not None  # noqa: S101 (type narrowing: the session is open here)
         for start in range(0, len(keys), max_count * 4):
             window = keys[start : start + max_count * 4]
             sizes = self.client.fetch(window, ["RFC822.SIZE"])
@@ -119,7 +119,7 @@ class ImapSource:
                 yield self._fetch(batch)
 
     def _fetch(self, uids: list[int]) -> list[FetchedMail]:
-        assert self.client is not None
+        assert self.client is not None  # noqa: S101 (type narrowing: the session is open here)
         data = self.client.fetch(uids, ["BODY.PEEK[]"])
         result = []
         for uid in uids:
@@ -134,7 +134,7 @@ class ImapSource:
 
     def mark_processed(self, keys: list[int]) -> None:
         """Flag committed mail \\Seen, or move it to the processed folder when configured."""
-        assert self.client is not None
+        assert self.client is not None  # noqa: S101 (type narrowing: the session is open here)
         if not keys:
             return
         folder = self.settings.processed_folder
@@ -156,15 +156,26 @@ class ImapSource:
     def backlog(self, after_uid: int) -> int:
         return len(self.pending(after_uid))
 
+    def unprocessed(self, up_to_uid: int) -> list[int]:
+        """UIDs at or below the checkpoint (so committed) that were never flagged or moved:
+        a worker died, or the connection dropped, between the commit and `mark_processed`."""
+        assert self.client is not None  # noqa: S101 (type narrowing: the session is open here)
+        if up_to_uid < 1:
+            return []
+        criteria = ["UID", f"1:{up_to_uid}"]
+        if not self.settings.processed_folder:  # processed mail is moved out of the folder
+            criteria.insert(0, "UNSEEN")
+        return sorted(uid for uid in self.client.search(criteria) if uid <= up_to_uid)
+
     # -- IDLE (RFC 2177) ------------------------------------------------------------------
 
     def supports_idle(self) -> bool:
-        assert self.client is not None
+        assert self.client is not None  # noqa: S101 (type narrowing: the session is open here)
         return bool(self.client.has_capability("IDLE"))
 
     def start_idle(self) -> None:
         """Enter IDLE: from now on the server announces new mail (EXISTS) unasked."""
-        assert self.client is not None and not self.idling
+        assert self.client is not None and not self.idling  # noqa: S101 (type narrowing: the session is open here)
         self.client.idle()
         self.idling = True
 
@@ -174,7 +185,7 @@ class ImapSource:
         This is a round trip, so it also proves the connection is still alive: a
         closed one raises here.
         """
-        assert self.client is not None and self.idling
+        assert self.client is not None and self.idling  # noqa: S101 (type narrowing: the session is open here)
         self.idling = False
         _text, responses = self.client.idle_done()
         return _announces_mail(responses)
@@ -186,7 +197,7 @@ class ImapSource:
         IDLE either way. Raises IdleAborted (or imapclient's abort) when the server
         says BYE or the connection is gone.
         """
-        assert self.client is not None and self.idling
+        assert self.client is not None and self.idling  # noqa: S101 (type narrowing: the session is open here)
         deadline = time.monotonic() + timeout
         while stop is None or not stop.is_set():
             left = deadline - time.monotonic()

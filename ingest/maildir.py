@@ -66,5 +66,9 @@ class MaildirSource:
             except FileNotFoundError:
                 log.info("Maildir file %s was already moved", name)
 
+    def unprocessed(self, up_to_uid: int) -> list[str]:
+        # No checkpoint but new/ itself: what is still there is simply fetched again.
+        return []
+
     def backlog(self, after_uid: int) -> int:
         return len(self.pending(after_uid))

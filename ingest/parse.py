@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
-from email.policy import EmailPolicy
+from email.policy import EmailPolicy, Policy, compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import lru_cache
 
@@ -152,7 +152,14 @@ def decode_iso2022jp_ms(data: bytes) -> str:
                 mode, i = "kana", i + 3
                 continue
         byte = data[i]
-        if mode == "jis" and byte not in (0x0A, 0x0D) and i + 1 < len(data):
+        # Only JIS X 0208 byte pairs (0x21-0x7E each) are converted; anything else in
+        # broken mail is passed on and decoded (or replaced) like the ASCII around it.
+        if (
+            mode == "jis"
+            and 0x21 <= byte <= 0x7E
+            and i + 1 < len(data)
+            and 0x21 <= data[i + 1] <= 0x7E
+        ):
             out += _jis_to_sjis(byte, data[i + 1])
             i += 2
         elif mode == "kana" and 0x21 <= byte <= 0x5F:
@@ -212,6 +219,8 @@ def _header(msg: Message, name: str) -> str:
         value = msg.get_all(name, failobj=[""])[0] if hasattr(msg, "get_all") else ""
     if value is None:
         return ""
+    if not isinstance(msg.policy, EmailPolicy):  # compat32 (see parse_message): still encoded
+        value = _decode_words(str(value))
     return " ".join(str(value).split())
 
 
@@ -228,7 +237,7 @@ _ADDR_SPEC_RE = re.compile(r"^[^@\s\"<>(),;]+@[^@\s\"<>(),;]+$")
 
 
 def _decode_words(text: str) -> str:
-    """RFC 2047 encoded words in a display name, decoded (left as they are if broken)."""
+    """RFC 2047 encoded words decoded (left as they are if broken)."""
     if "=?" not in text:
         return text
     try:
@@ -246,14 +255,16 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
     """
     raw = [str(v) for (k, v) in msg.raw_items() if k.lower() == name.lower()]
     return [
-        (_decode_words(display), addr.lower())
+        (_decode_words(display), _clean(addr).lower())
         for display, addr in getaddresses(raw)
         if _ADDR_SPEC_RE.match(addr)
     ]
 
 
 def _message_ids(value: str) -> list[str]:
-    return re.findall(r"<[^<>\s]+>", value)
+    # Cleaned first: 8-bit header bytes arrive as surrogates, which \s does not match,
+    # so "<NBSP>" (bytes C2 A0) would pass as an id and only become whitespace later.
+    return re.findall(r"<[^<>\s]+>", _clean(value))
 
 
 def _date(msg: Message) -> datetime | None:
@@ -420,7 +431,14 @@ class _CachingPolicy(EmailPolicy):
     """
 
     def header_fetch_parse(self, name, value):  # type: ignore[no-untyped-def]
+        if len(value) > _CACHED_VALUE_MAX:
+            # The cache holds its values after the message is gone: 2,048 huge headers
+            # would keep gigabytes alive in a long-running worker. Rare: parse them anew.
+            return EmailPolicy.header_fetch_parse(self, name, value)
         return _parse_header(self, name, value)
+
+
+_CACHED_VALUE_MAX = 4096
 
 
 # Small: the hits that count are the re-reads within one message. Some headers (DKIM,
@@ -442,7 +460,32 @@ def parse_message(
     digest = content_hash(raw)
     # IMAP servers hand out CRLF line endings; the email package would keep the CR
     # in decoded text, so markers such as Amazon's "Begin message" would not match.
-    msg = BytesParser(policy=_POLICY).parsebytes(raw.replace(b"\r\n", b"\n"))
+    data = raw.replace(b"\r\n", b"\n")
+    try:
+        parsed = _parse(data, digest, len(raw), _POLICY, max_attachment_bytes)
+    except UnparseableMessage:
+        raise
+    except Exception as exc:
+        # The email package's structured header parser raises on some malformed headers
+        # (IndexError, ValueError, AttributeError from deep inside it). compat32 keeps
+        # every header as plain text and never parses it that way: read the mail again
+        # with it rather than quarantine a buyer's message for one broken header.
+        log.info("parsing again without structured headers: %s: %s", type(exc).__name__, exc)
+        try:
+            parsed = _parse(data, digest, len(raw), compat32, max_attachment_bytes)
+        except UnparseableMessage:
+            raise
+        except Exception as again:
+            raise UnparseableMessage(f"{type(again).__name__}: {again}") from again
+    _clean_strings(parsed)
+    return parsed
+
+
+def _parse(
+    data: bytes, digest: str, size: int, policy: Policy, max_attachment_bytes: int
+) -> ParsedMessage:
+    msg = BytesParser(policy=policy).parsebytes(data)
+    # Presence only (`in`): msg.get() would parse the header, which can raise (above).
     if not any(h in msg for h in ("From", "To", "Date", "Message-ID", "Subject")):
         raise UnparseableMessage("no From, To, Date, Subject or Message-ID header: not an e-mail")
 
@@ -476,7 +519,7 @@ def parse_message(
         visible_text="",
         attachments=attachments,
         content_hash=digest,
-        size=len(raw),
+        size=size,
         defects=[type(d).__name__ for d in msg.defects],
     )
     _amazon_metadata(parsed)
@@ -488,3 +531,36 @@ def parse_message(
         parsed.visible_text = strip_quoted(text)
     _classify(msg, parsed)
     return parsed
+
+
+def _clean(text: str) -> str:
+    """Text a database column takes: no NUL characters (PostgreSQL refuses them) and no
+    lone surrogates (the email package's stand-ins for undecodable header bytes, which
+    no database can encode): those bytes are decoded as UTF-8 where they are, else
+    replaced."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text.replace("\x00", "\ufffd")
+
+
+_TEXT_FIELDS = tuple(f.name for f in fields(ParsedMessage) if f.type.startswith("str"))
+_LIST_FIELDS = tuple(f.name for f in fields(ParsedMessage) if f.type == "list[str]")
+
+
+def _clean_strings(parsed: ParsedMessage) -> None:
+    for name in _TEXT_FIELDS:
+        value = getattr(parsed, name)
+        if value is not None:
+            setattr(parsed, name, _clean(value))
+    for name in _LIST_FIELDS:
+        setattr(parsed, name, [_clean(v) for v in getattr(parsed, name)])
+    for attachment in parsed.attachments:
+        attachment.filename = _clean(attachment.filename)
+        attachment.content_type = _clean(attachment.content_type)
+        if attachment.content_id is not None:
+            attachment.content_id = _clean(attachment.content_id)

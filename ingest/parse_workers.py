@@ -98,7 +98,7 @@ class ParseWorker:
 
     def send(self, max_attachment_bytes: int, raws: list[bytes]) -> bool:
         """Hand over `raws`; False (and the worker is dropped) when it is gone."""
-        assert self.proc.stdin is not None
+        assert self.proc.stdin is not None  # noqa: S101 (type narrowing: started with a pipe)
         try:
             pickle.dump((max_attachment_bytes, raws), self.proc.stdin, pickle.HIGHEST_PROTOCOL)
             self.proc.stdin.flush()
@@ -110,7 +110,7 @@ class ParseWorker:
     def receive(self, count: int) -> list[parse.ParsedMessage | None]:
         """The answer to the request sent last: `count` results, or None for each if the
         worker died meanwhile (that mail is then parsed in the ingest process)."""
-        assert self.proc.stdout is not None
+        assert self.proc.stdout is not None  # noqa: S101 (type narrowing: started with a pipe)
         try:
             results = pickle.load(self.proc.stdout)  # noqa: S301 (our own child's pipe)
         except Exception:  # EOFError when it died; anything else: a garbled answer

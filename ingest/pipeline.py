@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from ingest.imap import FetchedMail, ImapSource
 from ingest.maildir import MaildirSource
@@ -200,7 +200,7 @@ def ingest_batch(
             )  # fmt: skip
             matcher.add(channel, thread, message.message_id)
             outcomes[i] = Outcome.STORED
-    assert all(outcome is not None for outcome in outcomes)
+    assert all(outcome is not None for outcome in outcomes)  # noqa: S101 (type narrowing)
     return outcomes  # type: ignore[return-value]
 
 
@@ -306,6 +306,12 @@ class _Batch:
                 db.session.commit()
             except Exception as exc:
                 db.session.rollback()
+                if _database_unavailable(exc):
+                    # Not this message's fault (disk full, lock timeout, connection
+                    # lost): quarantining it would keep good mail out of its thread for
+                    # good. End the pass with the checkpoint before it; the next pass
+                    # stores it.
+                    raise
                 log.exception(
                     "Could not store message %s of mailbox %s", mail.key, self.mailbox.name
                 )
@@ -337,6 +343,17 @@ def _lease_renewal(lease_ttl: timedelta) -> float:
     return time.monotonic() + lease_ttl.total_seconds() * LEASE_RENEW_AFTER
 
 
+def _database_unavailable(exc: Exception) -> bool:
+    """True for errors of the database itself rather than of the data sent to it."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    # PostgreSQL's class 54 (program limit exceeded, e.g. a row too big) is about the
+    # message: retrying it would stop the mailbox for good.
+    return not str(getattr(exc.orig, "sqlstate", None) or "").startswith("54")
+
+
 def poll_mailbox(
     mailbox: Mailbox, summary: PollSummary, *, owner: str, lease_ttl: timedelta
 ) -> PollSummary:
@@ -359,6 +376,11 @@ def poll_mailbox(
             mailbox.uidvalidity = uidvalidity
             mailbox.last_uid = 0
             db.session.commit()
+        # Committed by an earlier pass that ended before flagging (or moving) it.
+        leftover = source.unprocessed(mailbox.last_uid)
+        if leftover:
+            log.info("Flagging %d message(s) stored by an earlier pass", len(leftover))
+            source.mark_processed(leftover)
         keys = source.pending(mailbox.last_uid)
         renew_at = _lease_renewal(lease_ttl)
         batch_store = _Batch(mailbox, uidvalidity, summary)

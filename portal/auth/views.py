@@ -21,8 +21,10 @@ bp = Blueprint("auth", __name__)
 
 
 def _safe_next(target: str | None) -> str:
-    # Only same-site paths: no scheme, no host, and not "//host" or "\\host".
-    if target:
+    # Only same-site paths: no scheme, no host, and not "//host" or "\\host". No control
+    # characters either: browsers drop tabs and newlines (so "/\t/host" is "//host"), and
+    # a Location header cannot carry a newline at all (it would be a 500 after the login).
+    if target and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
         parts = urlsplit(target)
         if (
             not parts.scheme
@@ -90,7 +92,13 @@ def logout():
     form = LogoutForm()
     if form.validate_on_submit():
         logout_user()
+        # logout_user() leaves a note in the session to delete the remember-me cookie;
+        # it must survive the clear, or that cookie outlives the logout and logs the
+        # user back in as soon as the browser has dropped its session cookie.
+        forget_remember_cookie = session.get("_remember")
         session.clear()
+        if forget_remember_cookie:
+            session["_remember"] = forget_remember_cookie
         flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
 
@@ -103,8 +111,13 @@ def change_password():
         if not check_password_hash(current_user.password_hash, form.current_password.data):
             form.current_password.errors.append("This is not your current password.")
         else:
-            user_service.change_password(current_user, form.new_password.data, actor=current_user)
+            user = current_user._get_current_object()
+            user_service.change_password(user, form.new_password.data, actor=user)
             db.session.commit()
+            # The change ends every session of the old password, this one included:
+            # start a new one here (keeping remember-me if this browser had it).
+            remembered = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
+            _start_session(user, remember=remembered in request.cookies)
             flash("Your password has been changed.", "success")
             return redirect(url_for("main.dashboard"))
     return render_template("auth/change_password.html", form=form)

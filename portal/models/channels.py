@@ -27,7 +27,7 @@ class ChannelStatus(enum.StrEnum):
 
 class CredentialKind(enum.StrEnum):
     MWS_TOKEN = "mws_token"  # noqa: S105 (a kind, not a secret)
-    SPAPI_REFRESH_TOKEN = "spapi_refresh_token"  # noqa: S105
+    SPAPI_REFRESH_TOKEN = "spapi_refresh_token"  # noqa: S105 (a kind, not a secret)
 
 
 class Channel(db.Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,17 @@ class User(UserMixin, db.Model):
     @property
     def display_name(self) -> str:
         return self.name or self.email
+
+    @property
+    def session_key(self) -> str:
+        """Changes whenever the password does (the hash is salted anew each time)."""
+        return hashlib.sha256(self.password_hash.encode()).hexdigest()[:20]
+
+    def get_id(self) -> str:
+        # What the session and the remember-me cookie keep: the user and their current
+        # password, so a password change or reset ends every session made before it
+        # (sessions are signed cookies, with nothing on the server to revoke).
+        return f"{self.id}.{self.session_key}"
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.email} {self.role}>"

@@ -250,7 +250,7 @@ def _check_imap(mailbox: Mailbox, settings: SourceSettings, timeout: float) -> C
 
     try:
         with ImapSource(settings, timeout=timeout) as source:
-            assert source.client is not None
+            assert source.client is not None  # noqa: S101 (type narrowing: the session is open here)
             count = len(source.client.search(["ALL"]))
             same_folder = source.uidvalidity == mailbox.uidvalidity
             waiting = len(source.pending(mailbox.last_uid if same_folder else 0))

@@ -287,7 +287,7 @@ def _deliver(message_pk: int, *, now: datetime | None, timeout: float) -> Outcom
     if claimed_until is None:
         return Outcome.SKIPPED
     message = db.session.get(Message, message_pk)
-    assert message is not None  # the claim just matched it
+    assert message is not None  # noqa: S101 (type narrowing: the claim just matched it)
     raw, sender, recipients = message.raw or b"", message.from_address, [message.to_addresses]
     message_id, attempts = message.message_id, message.send_attempts
     # End the read transaction: nothing may hold a database lock during the SMTP talk.
@@ -347,7 +347,7 @@ def _record_refusal(message_pk: int, claimed_until: datetime, reason: str) -> Ou
     ):
         return Outcome.SKIPPED
     message = db.session.get(Message, message_pk)
-    assert message is not None
+    assert message is not None  # noqa: S101 (type narrowing: the update just matched it)
     db.session.refresh(message)
     if message.thread is not None:
         _restore_awaiting_reply(message.thread)

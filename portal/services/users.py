@@ -225,6 +225,12 @@ def create_user_with_temporary_password(
 
 def reset_password(user: User, *, actor: User | None) -> str:
     """Replace `user`'s password with a temporary one, returned once, to change at login."""
+    if actor is not None and actor.id == user.id:
+        # The reset ends the actor's own session before the temporary password could be
+        # shown to them: they would lock themselves out.
+        raise AccountError(
+            "You cannot reset your own password here; change it on your Password page."
+        )
     password = generate_temporary_password()
     user.password_hash = generate_password_hash(password)
     user.must_change_password = True

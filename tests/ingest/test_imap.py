@@ -106,9 +106,13 @@ def test_crash_after_commit_before_flagging_stores_nothing_twice(app, imap, uk, 
     monkeypatch.setattr(ImapSource, "mark_processed", crash)
     assert poll_all().errors == 1
     monkeypatch.undo()
-    summary = poll_all()
-    assert summary.stored == 0
+    # force: past the failed pass's backoff, or this pass would not even run.
+    summary = poll_all(force=True)
+    assert (summary.fetched, summary.stored) == (0, 0)
     assert stored_count() == 10
+    # ... and the next pass flags what the crashed one had committed but not flagged.
+    imap.select_folder("INBOX")
+    assert imap.search("UNSEEN") == []
 
 
 def test_processed_folder_option_moves_mail(app, imap, uk, account, dovecot):
@@ -121,6 +125,30 @@ def test_processed_folder_option_moves_mail(app, imap, uk, account, dovecot):
     assert imap.search("ALL") == []
     imap.select_folder("Processed")
     assert len(imap.search("ALL")) == 3
+
+
+def test_mail_committed_but_not_moved_is_moved_by_the_next_pass(
+    app, imap, uk, account, dovecot, monkeypatch
+):
+    from ingest.imap import ImapSource
+
+    app.config["MAIL_SOURCE"] = (
+        f"imap://{account}:imap-pass@127.0.0.1:{dovecot.port}/INBOX?processed=Processed"
+    )
+    append(imap, 4)
+
+    def crash(self, keys):
+        raise ConnectionResetError("connection lost after commit")
+
+    monkeypatch.setattr(ImapSource, "mark_processed", crash)
+    assert poll_all().errors == 1
+    monkeypatch.undo()
+    assert stored_count() == 4
+    assert poll_all(force=True).stored == 0
+    imap.select_folder("INBOX")
+    assert imap.search("ALL") == []
+    imap.select_folder("Processed")
+    assert len(imap.search("ALL")) == 4
 
 
 def test_auth_failure_is_recorded_with_backoff_and_others_go_on(

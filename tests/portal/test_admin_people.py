@@ -188,6 +188,17 @@ def test_an_admin_cannot_deactivate_themselves(client, login_as, make_user):
     assert "cannot deactivate your own account" in response.get_data(as_text=True)
 
 
+def test_admin_cannot_reset_their_own_password(client, login_as):
+    # A reset ends every session of the old password, the admin's own included, before
+    # the temporary password is shown: it would lock them out.
+    admin = login_as(Role.ADMIN)
+    url = f"/admin/users/{admin.id}"
+    response = post_form(client, url, f"{url}/reset-password", {})
+    assert response.status_code == 422
+    assert "cannot reset your own password" in response.get_data(as_text=True)
+    assert client.get("/dashboard").status_code == 200
+
+
 def test_change_role(client, login_as, make_user, make_org):
     org = make_org("Kite & Co")
     agent = make_user(Role.AGENT, assigned=[org])

@@ -160,7 +160,7 @@ def test_session_changes_on_login(client, auth, make_user):
     auth.login(user.email)
     with client.session_transaction() as sess:
         assert "planted" not in sess
-        assert sess["_user_id"] == str(user.id)
+        assert sess["_user_id"] == user.get_id()
 
 
 def test_one_time_password_must_be_changed(client, auth, runner, app):
