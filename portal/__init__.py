@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
+
+from portal.sqltypes import MAX_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,6 +25,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         instance_path=str(ROOT / "instance"),
         instance_relative_config=True,
     )
+    # Every `<int:…>` in our URLs is a row id: one beyond the database's integer is a 404
+    # here, not an out-of-range error from PostgreSQL (a 500).
+    app.url_map.converters["int"] = _IdConverter
     from portal.config import DEFAULTS, check_config, config_from_env
 
     app.config.from_mapping(DEFAULTS)
@@ -83,3 +89,9 @@ def _configure_logging(app: Flask) -> None:
         )
     # Alembic announces each of its plugins at INFO on every start.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+class _IdConverter(IntegerConverter):
+    def __init__(self, map, *args, **kwargs):  # noqa: A002 (werkzeug's parameter name)
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)

@@ -8,6 +8,7 @@ from portal.models import CannedReply, Role, Thread
 from portal.security import get_visible_or_404
 from portal.services import canned as canned_service
 from portal.services.compliance import check_reply
+from portal.sqltypes import parse_id
 
 bp = Blueprint("canned", __name__, url_prefix="/canned-replies")
 
@@ -138,7 +139,7 @@ def render(reply_id: int):
     reply = canned_service.get_visible_canned_reply(reply_id, current_user)
     if reply is None:
         return _json_not_found()
-    thread_id = request.args.get("thread_id", type=int)
+    thread_id = parse_id(request.args.get("thread_id"))
     if thread_id is None:
         return jsonify(error="thread_id is required."), 400
     try:

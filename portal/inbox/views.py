@@ -190,7 +190,7 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
 
 def _canned_text(thread: Thread) -> str:
     """A canned reply picked without JavaScript (?canned=ID), filled in for this thread."""
-    reply_id = request.args.get("canned", type=int)
+    reply_id = parse_id(request.args.get("canned"))
     if reply_id is None or not _can_reply(thread):
         return ""
     reply = canned_service.get_visible_canned_reply(reply_id, current_user)

@@ -19,7 +19,7 @@ from portal.services import audit_log
 from portal.services import export as export_service
 from portal.services.organisations import list_team
 from portal.services.users import set_sellers_can_reply
-from portal.sqltypes import utcnow
+from portal.sqltypes import parse_id, utcnow
 
 bp = Blueprint("orgs", __name__, url_prefix="/orgs")
 
@@ -90,7 +90,7 @@ def export_messages(org_id: int):
 @login_required
 def audit(org_id: int):
     organisation = get_visible_or_404(Organisation, org_id, current_user, org_attr="id")
-    cursors = {k: request.args.get(k, type=int) for k in ("before", "after")}
+    cursors = {k: parse_id(request.args.get(k)) for k in ("before", "after")}
     page = audit_log.list_audit_events(
         audit_log.AuditFilters(organisation_id=organisation.id), **cursors
     )

@@ -41,3 +41,33 @@ def test_parse_id(value, expected):
 def test_huge_ids_in_filters_are_ignored(client, login_as, url):
     login_as(Role.ADMIN)
     assert client.get(url).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/threads/2147483648",
+        f"/threads/{HUGE}",
+        "/channels/2147483648",
+        "/orgs/2147483648/audit",
+        "/admin/channels/2147483648",
+    ],
+)
+def test_huge_ids_in_paths_are_not_found(client, login_as, url):
+    # An id beyond the database's integer would make PostgreSQL raise (a 500).
+    login_as(Role.ADMIN)
+    assert client.get(url).status_code == 404
+
+
+@pytest.mark.parametrize("query", ["canned=2147483648", f"canned={HUGE}", "canned=%C2%B2"])
+def test_huge_canned_id_on_a_thread_is_ignored(client, login_as, make_thread, query):
+    login_as(Role.ADMIN)
+    thread = make_thread()
+    assert client.get(f"/threads/{thread.id}?{query}").status_code == 200
+
+
+def test_huge_ids_in_the_audit_cursor_and_canned_render_are_ignored(client, login_as, make_org):
+    login_as(Role.ADMIN)
+    org = make_org()
+    assert client.get(f"/orgs/{org.id}/audit?after={HUGE}&before=2147483648").status_code == 200
+    assert client.get(f"/canned-replies/1/render?thread_id={HUGE}").status_code in (400, 404)
