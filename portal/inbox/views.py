@@ -111,6 +111,8 @@ def index():
         cursor=request.args.get("after") or None,
     )
     page = inbox_service.list_inbox(current_user, query)
+    # One url_for for the page; each row's link is this prefix and its id.
+    thread_url = url_for("inbox.thread_detail", thread_id=0).removesuffix("0")
     args = {k: v for k, v in request.args.items() if k != "after" and v}
     next_url = url_for("inbox.index", **args, after=page.next_cursor) if page.next_cursor else None
     first_url = url_for("inbox.index", **args) if query.cursor else None
@@ -120,7 +122,7 @@ def index():
         page=page,
         next_url=next_url,
         first_url=first_url,
-        now=thread_service.utcnow(),
+        thread_url=thread_url,
         show_org=len(form.organisation.choices) > 2,
     )
 

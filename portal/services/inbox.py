@@ -46,7 +46,8 @@ from portal.models import (
     thread_tags,
 )
 from portal.security import scope_to_user
-from portal.services.threads import response_deadline
+from portal.services.threads import RESPONSE_WINDOW, utcnow
+from portal.templating import format_datetime, format_duration
 
 PAGE_SIZE = 50
 SORTS = ("activity", "urgent")
@@ -67,9 +68,14 @@ class InboxQuery:
     cursor: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InboxRow:
-    """One line of the inbox: plain values, read as columns rather than ORM objects."""
+    """One line of the inbox: plain values, read as columns rather than ORM objects.
+
+    The display values (labels, the status badge, the answer-due badge) are plain
+    strings computed here once, so the template only interpolates them and
+    autoescapes them like any other value.
+    """
 
     id: int
     subject: str | None
@@ -85,6 +91,14 @@ class InboxRow:
     snippet: str
     deadline: datetime | None
     tags: tuple[str, ...] = ()
+    buyer_label: str = "Unknown"
+    subject_label: str = "(no subject)"
+    status_class: str = ""  # "badge thread-open"
+    status_label: str = ""  # "Open"
+    due_class: str = "deadline none"  # "deadline", "deadline soon", "deadline overdue"
+    due_title: str = ""  # "Due 27 Nov 2026, 09:51 UTC"
+    due_text: str = "—"  # "5 h 12 min left", "Overdue by 7 min"
+    is_overdue: bool = False
 
 
 @dataclass
@@ -425,8 +439,17 @@ _PAGE_COLUMNS = (
 )
 
 
-def list_inbox(user: User, query: InboxQuery, *, page_size: int = PAGE_SIZE) -> InboxPage:
-    """One page of the threads `user` may see, matching `query`, in one query."""
+def list_inbox(
+    user: User,
+    query: InboxQuery,
+    *,
+    page_size: int = PAGE_SIZE,
+    now: datetime | None = None,
+) -> InboxPage:
+    """One page of the threads `user` may see, matching `query`, in one query.
+
+    `now` (default: the current time) is what the answer-due badges count from.
+    """
     # Inside: the page's thread ids (filter, search, sort, LIMIT). Outside: the row
     # columns for those rows only, so the correlated subqueries never run for every
     # match a sort has to look at.
@@ -442,29 +465,82 @@ def list_inbox(user: User, query: InboxQuery, *, page_size: int = PAGE_SIZE) -> 
         .limit(page_size + 1)
     )
     found = db.session.execute(stmt).all()
+    now = now or utcnow()
     page = InboxPage()
-    page.rows = [
-        InboxRow(
-            id=r.id,
-            subject=r.subject,
-            buyer_name=r.buyer_name,
-            buyer_address=r.buyer_address,
-            order_id=r.order_id,
-            status=r.status,
-            last_message_at=r.last_message_at,
-            awaiting_reply_since=r.awaiting_reply_since,
-            marketplace=_marketplace_name(r.marketplace),
-            organisation=r.organisation,
-            assignee=(r.assignee_name or r.assignee_email) if r.assignee_id else None,
-            snippet=r.snippet or "",
-            deadline=response_deadline(r),
-            tags=tuple(sorted(r.tags.split(_TAG_SEPARATOR))) if r.tags else (),
-        )
-        for r in found[:page_size]
-    ]
+    page.rows = [_inbox_row(values, now) for values in found[:page_size]]
     if len(found) > page_size:
         page.next_cursor = _cursor_after(page.rows[-1], query)
     return page
+
+
+#: Each status's badge class and label, the same for every row.
+_STATUS_BADGES = {
+    status: (f"badge thread-{status.value}", status.value.capitalize()) for status in ThreadStatus
+}
+#: Under this much time left, the due badge is marked "soon".
+_DUE_SOON = 4 * 3600
+
+
+def _inbox_row(values: tuple, now: datetime) -> InboxRow:
+    (
+        thread_id,
+        subject,
+        buyer_name,
+        buyer_address,
+        order_id,
+        status,
+        last_message_at,
+        awaiting_reply_since,
+        _channel_id,
+        assignee_id,
+        marketplace,
+        organisation,
+        assignee_name,
+        assignee_email,
+        snippet,
+        tags,
+    ) = values
+    # As services.threads.response_deadline, from the columns rather than a Thread.
+    deadline = None
+    due_class, due_title, due_text, is_overdue = "deadline none", "", "—", False
+    if awaiting_reply_since is not None and status != ThreadStatus.CLOSED:
+        deadline = awaiting_reply_since + RESPONSE_WINDOW
+        left = (deadline - now).total_seconds()
+        due_title = "Due " + format_datetime(deadline)
+        if left < 0:
+            due_class, due_text, is_overdue = (
+                "deadline overdue",
+                f"Overdue by {format_duration(left)}",
+                True,
+            )
+        else:
+            due_class = "deadline soon" if left < _DUE_SOON else "deadline"
+            due_text = f"{format_duration(left)} left"
+    status_class, status_label = _STATUS_BADGES[status]
+    return InboxRow(
+        id=thread_id,
+        subject=subject,
+        buyer_name=buyer_name,
+        buyer_address=buyer_address,
+        order_id=order_id,
+        status=status,
+        last_message_at=last_message_at,
+        awaiting_reply_since=awaiting_reply_since,
+        marketplace=_marketplace_name(marketplace),
+        organisation=organisation,
+        assignee=(assignee_name or assignee_email) if assignee_id else None,
+        snippet=snippet or "",
+        deadline=deadline,
+        tags=tuple(sorted(tags.split(_TAG_SEPARATOR))) if tags else (),
+        buyer_label=buyer_name or buyer_address or "Unknown",
+        subject_label=subject or "(no subject)",
+        status_class=status_class,
+        status_label=status_label,
+        due_class=due_class,
+        due_title=due_title,
+        due_text=due_text,
+        is_overdue=is_overdue,
+    )
 
 
 @dataclass(frozen=True, slots=True)
