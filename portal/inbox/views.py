@@ -72,18 +72,20 @@ def _load_thread(thread_id: int, *, work: bool = False) -> Thread:
 
 
 def _filter_choices(form: InboxFilterForm) -> None:
+    # Plain (value, label) pairs: the inbox renders them with plain_select, which
+    # needs nothing more and costs less than WTForms' choice objects.
     options = inbox_service.filter_options(current_user)
-    form.organisation.choices = [SelectChoice("", "All")] + [
-        SelectChoice(str(org_id), name) for org_id, name in options.organisations
+    form.organisation.choices = [("", "All")] + [
+        (str(org_id), name) for org_id, name in options.organisations
     ]
     show_org = len(options.organisations) > 1
-    form.channel.choices = [SelectChoice("", "All")] + [
-        SelectChoice(str(c.id), c.marketplace + (f" · {c.organisation}" if show_org else ""))
+    form.channel.choices = [("", "All")] + [
+        (str(c.id), c.marketplace + (f" · {c.organisation}" if show_org else ""))
         for c in options.channels
     ]
     used = {c.marketplace_code for c in options.channels}
-    form.marketplace.choices = [SelectChoice("", "All")] + [
-        SelectChoice(m.code, m.name) for m in MARKETPLACES if m.code in used
+    form.marketplace.choices = [("", "All")] + [
+        (m.code, m.name) for m in MARKETPLACES if m.code in used
     ]
 
 
