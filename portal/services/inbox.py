@@ -303,33 +303,45 @@ def _trigram_indexes() -> bool:
 _TRIGRAMS: dict[str, bool] = {}
 
 
+def _prefix_tsquery(term: str) -> ColumnElement:
+    """`term` as a tsquery whose last word is a prefix, or NULL if the parser leaves nothing.
+
+    The term goes through the same parser as the documents (phraseto_tsquery), so no
+    character of it is tsquery syntax; NULLIF keeps an empty result from becoming a
+    syntax error. All in the page query itself: no round trip per search.
+    """
+    phrase = func.phraseto_tsquery("simple", term).cast(Text)
+    return func.to_tsquery("simple", func.nullif(phrase, "", type_=Text) + ":*")
+
+
 def _searched_postgresql(stmt: Select, terms: list[str]) -> Select:
-    # Each term through the same parser as the documents, then its last word made a
-    # prefix; done in a query of its own so that a term the parser reduces to
-    # nothing is dropped instead of becoming a tsquery syntax error.
-    phrases = db.session.execute(
-        select(*(func.phraseto_tsquery("simple", term).cast(Text) for term in terms))
-    ).one()
     trigrams = _trigram_indexes()
     document = literal_column("threads.search_document")
-    for term, phrase in zip(terms, phrases, strict=True):
-        alternatives = []
-        if phrase:
-            tsquery = func.to_tsquery("simple", f"{phrase}:*")
-            alternatives.append(document.op("@@")(tsquery))
+    for term in terms:
+        tsquery = _prefix_tsquery(term)
+        matched = document.op("@@")(tsquery)
         if trigrams and len(term) >= 3:
             like = f"%{_escape_like(term)}%"
-            alternatives += [
-                field.ilike(like, escape="\\")
-                for field in (
-                    Thread.subject,
-                    Thread.buyer_name,
-                    Thread.buyer_address,
-                    Thread.order_id,
+            # A term the parser reduces to nothing matches through these alone.
+            stmt = stmt.where(
+                or_(
+                    matched,
+                    *(
+                        field.ilike(like, escape="\\")
+                        for field in (
+                            Thread.subject,
+                            Thread.buyer_name,
+                            Thread.buyer_address,
+                            Thread.order_id,
+                        )
+                    ),
                 )
-            ]
-        if alternatives:
-            stmt = stmt.where(or_(*alternatives))
+            )
+        else:
+            # A term the parser reduces to nothing is dropped. PostgreSQL folds the
+            # IS NULL to a constant for the given term, so the GIN index still serves
+            # the match.
+            stmt = stmt.where(or_(matched, tsquery.is_(None)))
     return stmt
 
 
