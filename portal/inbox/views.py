@@ -163,13 +163,14 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
     asins = thread_service.asins_in(
         "\n".join(m.text_body for m in messages if not m.is_internal_note)
     )
+    deadline = thread_service.response_deadline(thread)
     return (
         render_template(
             "inbox/thread.html",
             thread=thread,
             messages=messages,
-            deadline=thread_service.response_deadline(thread),
-            now=thread_service.utcnow(),
+            deadline=deadline,
+            due=thread_service.answer_due(deadline, thread_service.utcnow()),
             asins=asins,
             other_threads=thread_service.other_threads_of_buyer(thread),
             can_work=_can_work(thread),

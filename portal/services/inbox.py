@@ -46,8 +46,7 @@ from portal.models import (
     thread_tags,
 )
 from portal.security import scope_to_user
-from portal.services.threads import RESPONSE_WINDOW, utcnow
-from portal.templating import format_datetime, format_duration
+from portal.services.threads import RESPONSE_WINDOW, answer_due, utcnow
 
 PAGE_SIZE = 50
 SORTS = ("activity", "urgent")
@@ -491,8 +490,6 @@ def list_inbox(
 _STATUS_BADGES = {
     status: (f"badge thread-{status.value}", status.value.capitalize()) for status in ThreadStatus
 }
-#: Under this much time left, the due badge is marked "soon".
-_DUE_SOON = 4 * 3600
 
 
 def _inbox_row(values: tuple, now: datetime) -> InboxRow:
@@ -516,20 +513,9 @@ def _inbox_row(values: tuple, now: datetime) -> InboxRow:
     ) = values
     # As services.threads.response_deadline, from the columns rather than a Thread.
     deadline = None
-    due_class, due_title, due_text, is_overdue = "deadline none", "", "—", False
     if awaiting_reply_since is not None and status != ThreadStatus.CLOSED:
         deadline = awaiting_reply_since + RESPONSE_WINDOW
-        left = (deadline - now).total_seconds()
-        due_title = "Due " + format_datetime(deadline)
-        if left < 0:
-            due_class, due_text, is_overdue = (
-                "deadline overdue",
-                f"Overdue by {format_duration(left)}",
-                True,
-            )
-        else:
-            due_class = "deadline soon" if left < _DUE_SOON else "deadline"
-            due_text = f"{format_duration(left)} left"
+    due_class, due_title, due_text, is_overdue = answer_due(deadline, now)
     status_class, status_label = _STATUS_BADGES[status]
     return InboxRow(
         id=thread_id,
