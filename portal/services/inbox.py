@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import (
     ColumnElement,
     Integer,
+    Row,
     Select,
     Subquery,
     Text,
@@ -46,7 +47,7 @@ from portal.models import (
     thread_tags,
 )
 from portal.security import scope_to_user
-from portal.services.threads import RESPONSE_WINDOW, answer_due, utcnow
+from portal.services.threads import answer_due, response_deadline, utcnow
 
 PAGE_SIZE = 50
 SORTS = ("activity", "urgent")
@@ -492,7 +493,7 @@ _STATUS_BADGES = {
 }
 
 
-def _inbox_row(values: tuple, now: datetime) -> InboxRow:
+def _inbox_row(values: Row, now: datetime) -> InboxRow:
     (
         thread_id,
         subject,
@@ -511,10 +512,7 @@ def _inbox_row(values: tuple, now: datetime) -> InboxRow:
         snippet,
         tags,
     ) = values
-    # As services.threads.response_deadline, from the columns rather than a Thread.
-    deadline = None
-    if awaiting_reply_since is not None and status != ThreadStatus.CLOSED:
-        deadline = awaiting_reply_since + RESPONSE_WINDOW
+    deadline = response_deadline(values)  # reads the row's status and awaiting_reply_since
     due_class, due_title, due_text, is_overdue = answer_due(deadline, now)
     status_class, status_label = _STATUS_BADGES[status]
     return InboxRow(
