@@ -31,4 +31,9 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=15000")
     cursor.execute("PRAGMA journal_mode=WAL")
+    # SQLite's default page cache (2 MB) is smaller than what one inbox search reads
+    # on a 100k-thread database: its FTS matches' index pages evict the pages the
+    # page query then needs, which come back from the OS (1 ms of a 2.8 ms search).
+    # The cache grows only as pages are read: at most 16 MB per pooled connection.
+    cursor.execute("PRAGMA cache_size=-16000")
     cursor.close()

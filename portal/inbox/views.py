@@ -72,18 +72,20 @@ def _load_thread(thread_id: int, *, work: bool = False) -> Thread:
 
 
 def _filter_choices(form: InboxFilterForm) -> None:
+    # Plain (value, label) pairs: the inbox renders them with plain_select, which
+    # needs nothing more and costs less than WTForms' choice objects.
     options = inbox_service.filter_options(current_user)
-    form.organisation.choices = [SelectChoice("", "All")] + [
-        SelectChoice(str(org_id), name) for org_id, name in options.organisations
+    form.organisation.choices = [("", "All")] + [
+        (str(org_id), name) for org_id, name in options.organisations
     ]
     show_org = len(options.organisations) > 1
-    form.channel.choices = [SelectChoice("", "All")] + [
-        SelectChoice(str(c.id), c.marketplace + (f" · {c.organisation}" if show_org else ""))
+    form.channel.choices = [("", "All")] + [
+        (str(c.id), c.marketplace + (f" · {c.organisation}" if show_org else ""))
         for c in options.channels
     ]
     used = {c.marketplace_code for c in options.channels}
-    form.marketplace.choices = [SelectChoice("", "All")] + [
-        SelectChoice(m.code, m.name) for m in MARKETPLACES if m.code in used
+    form.marketplace.choices = [("", "All")] + [
+        (m.code, m.name) for m in MARKETPLACES if m.code in used
     ]
 
 
@@ -111,6 +113,8 @@ def index():
         cursor=request.args.get("after") or None,
     )
     page = inbox_service.list_inbox(current_user, query)
+    # One url_for for the page; each row's link is this prefix and its id.
+    thread_url = url_for("inbox.thread_detail", thread_id=0).removesuffix("0")
     args = {k: v for k, v in request.args.items() if k != "after" and v}
     next_url = url_for("inbox.index", **args, after=page.next_cursor) if page.next_cursor else None
     first_url = url_for("inbox.index", **args) if query.cursor else None
@@ -120,7 +124,7 @@ def index():
         page=page,
         next_url=next_url,
         first_url=first_url,
-        now=thread_service.utcnow(),
+        thread_url=thread_url,
         show_org=len(form.organisation.choices) > 2,
     )
 
@@ -159,13 +163,14 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
     asins = thread_service.asins_in(
         "\n".join(m.text_body for m in messages if not m.is_internal_note)
     )
+    deadline = thread_service.response_deadline(thread)
     return (
         render_template(
             "inbox/thread.html",
             thread=thread,
             messages=messages,
-            deadline=thread_service.response_deadline(thread),
-            now=thread_service.utcnow(),
+            deadline=deadline,
+            due=thread_service.answer_due(deadline, thread_service.utcnow()),
             asins=asins,
             other_threads=thread_service.other_threads_of_buyer(thread),
             can_work=_can_work(thread),
