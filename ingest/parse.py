@@ -255,7 +255,8 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
     """
     raw = [str(v) for (k, v) in msg.raw_items() if k.lower() == name.lower()]
     return [
-        (_decode_words(display), _clean(addr).lower())
+        # Folding and tabs left in a display name become single spaces, as in _header.
+        (" ".join(_decode_words(display).split()), _clean(addr).lower())
         for display, addr in getaddresses(raw)
         if _ADDR_SPEC_RE.match(addr)
     ]

@@ -146,6 +146,18 @@ def test_broken_mime_is_parsed_leniently():
     assert [a.filename for a in parsed.attachments] == ["invrnoice.pdf"]
 
 
+def test_display_names_are_unfolded_like_other_headers():
+    raw = (
+        b'From: "Jane\tBuyer"\r\n <jane@marketplace.amazon.co.uk>\r\n'
+        b"To: uk-chan01@helpdesk.test\r\nSubject: Hello\r\n\r\nHi\r\n"
+    )
+    parsed = parse_message(raw)
+    assert (parsed.from_name, parsed.from_address) == (
+        "Jane Buyer",
+        "jane@marketplace.amazon.co.uk",
+    )
+
+
 def test_missing_message_id_gets_a_stable_synthetic_one():
     raw = (MAIL / "no_message_id.eml").read_bytes()
     first, second = parse_message(raw), parse_message(raw)
