@@ -6,6 +6,8 @@ throwaway PostgreSQL the suite starts itself (or on TEST_DATABASE_URL when set).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -20,6 +22,7 @@ import pytest
 from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
+from imapclient import IMAPClient
 from sqlalchemy import create_engine, delete
 from werkzeug.serving import make_server
 
@@ -425,3 +428,36 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
             "--disable-quic",
         ],
     }
+
+
+# --- IMAP: a fresh Dovecot user per test ------------------------------------------------------
+
+_imap_users = itertools.count(1)
+
+
+@pytest.fixture
+def account(app: Flask, dovecot) -> str:
+    """A fresh Dovecot user; the app's MAIL_SOURCE points at its INBOX."""
+    user = f"user{next(_imap_users)}-{os.getpid()}"
+    dovecot.add_user(user, "imap-pass")
+    app.config["MAIL_SOURCE"] = f"imap://{user}:imap-pass@127.0.0.1:{dovecot.port}/INBOX"
+    return user
+
+
+@pytest.fixture
+def imap(account: str, dovecot) -> Iterator[IMAPClient]:
+    """A client logged in as `account`, its INBOX selected."""
+    client = IMAPClient("127.0.0.1", port=dovecot.port, ssl=False, timeout=30)
+    client.login(account, "imap-pass")
+    client.select_folder("INBOX")
+    yield client
+    close_quietly(client)
+
+
+def close_quietly(client: IMAPClient) -> None:
+    """Log out, or just close the socket when the server is already gone."""
+    try:
+        client.logout()
+    except Exception:
+        with contextlib.suppress(Exception):
+            client.shutdown()

@@ -41,17 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ADDRESS = "uk-idle@helpdesk.test"
 #: IDLE announces mail ~0.5 s after an APPEND; the rest is the fetch. Generous for CI.
 ARRIVAL_TIMEOUT = 10
-_users = itertools.count(1)
 _mail = itertools.count(1)
-
-
-@pytest.fixture
-def account(app, dovecot):
-    """A fresh Dovecot user; the app's MAIL_SOURCE points at its INBOX."""
-    user = f"idle{next(_users)}-{os.getpid()}"
-    dovecot.add_user(user, "imap-pass")
-    app.config["MAIL_SOURCE"] = f"imap://{user}:imap-pass@127.0.0.1:{dovecot.port}/INBOX"
-    return user
 
 
 @pytest.fixture

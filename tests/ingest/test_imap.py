@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import os
 import random
 import signal
@@ -14,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from imapclient import IMAPClient
 
 from ingest.pipeline import poll_all
 from portal.extensions import db
@@ -25,26 +22,6 @@ from tests.mailgen import amazon_message
 pytestmark = pytest.mark.imap
 
 ROOT = Path(__file__).resolve().parents[2]
-_users = itertools.count(1)
-
-
-@pytest.fixture
-def account(app, dovecot):
-    """A fresh Dovecot user; the app's MAIL_SOURCE points at its INBOX."""
-    user = f"ingest{next(_users)}-{os.getpid()}"
-    dovecot.add_user(user, "imap-pass")
-    app.config["MAIL_SOURCE"] = f"imap://{user}:imap-pass@127.0.0.1:{dovecot.port}/INBOX"
-    return user
-
-
-@pytest.fixture
-def imap(account, dovecot):
-    client = IMAPClient("127.0.0.1", port=dovecot.port, ssl=False, timeout=10)
-    client.login(account, "imap-pass")
-    client.select_folder("INBOX")
-    yield client
-    with contextlib.suppress(Exception):
-        client.logout()
 
 
 @pytest.fixture

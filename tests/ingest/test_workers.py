@@ -7,8 +7,6 @@ on PostgreSQL: `database_url` is whichever the session uses.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import os
 import re
 import socket
@@ -17,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from imapclient import IMAPClient
 
 from ingest.pipeline import poll_all
 from portal.extensions import db
@@ -33,7 +30,6 @@ TOTAL = 300
 TIMEOUT = 120
 ADDRESS = "uk-workers@helpdesk.test"
 CLEAN = "duplicate=0 unrouted=0 quarantined=0 errors=0"
-_users = itertools.count(1)
 
 # pipeline.poll_all's line: "Mailbox %s is being processed by %s (lease until %s); skipping",
 # in the app's log format "… LEVEL [pid] logger: message".
@@ -59,25 +55,6 @@ with app.app_context():
 print(summary.line(), flush=True)
 sys.exit(1 if summary.errors else 0)
 """
-
-
-@pytest.fixture
-def account(app, dovecot):
-    """A fresh Dovecot user; the app's MAIL_SOURCE points at its INBOX."""
-    user = f"workers{next(_users)}-{os.getpid()}"
-    dovecot.add_user(user, "imap-pass")
-    app.config["MAIL_SOURCE"] = f"imap://{user}:imap-pass@127.0.0.1:{dovecot.port}/INBOX"
-    return user
-
-
-@pytest.fixture
-def imap(account, dovecot):
-    client = IMAPClient("127.0.0.1", port=dovecot.port, ssl=False, timeout=10)
-    client.login(account, "imap-pass")
-    client.select_folder("INBOX")
-    yield client
-    with contextlib.suppress(Exception):
-        client.logout()
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ from portal.extensions import db
 from portal.models import Direction, Mailbox, Message, Role, SendStatus, Thread
 from portal.services import outbox
 from portal.sqltypes import utcnow
-from tests.conftest import TOKEN_KEY
+from tests.conftest import TOKEN_KEY, close_quietly
 from tests.mailgen import amazon_message
 from tests.security.conftest import record
 from tests.servers import free_port
@@ -54,27 +54,9 @@ pytestmark = pytest.mark.imap
 
 ROOT = Path(__file__).resolve().parents[2]
 HELPDESK = "uk-faults@helpdesk.test"
-_users = itertools.count(1)
 
 
 # --- IMAP fixtures --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def account(app, dovecot):
-    user = f"faults{next(_users)}-{os.getpid()}"
-    dovecot.add_user(user, "imap-pass")
-    app.config["MAIL_SOURCE"] = f"imap://{user}:imap-pass@127.0.0.1:{dovecot.port}/INBOX"
-    return user
-
-
-@pytest.fixture
-def imap(account, dovecot):
-    client = IMAPClient("127.0.0.1", port=dovecot.port, ssl=False, timeout=30)
-    client.login(account, "imap-pass")
-    client.select_folder("INBOX")
-    yield client
-    close_quietly(client)
 
 
 @pytest.fixture
@@ -101,15 +83,6 @@ def _with_attachment(raw: bytes, i: int, size: int) -> bytes:
         filename=f"photo-{i}.jpg",
     )
     return msg.as_bytes()
-
-
-def close_quietly(client: IMAPClient) -> None:
-    """Log out, or just close the socket when the server is already gone."""
-    try:
-        client.logout()
-    except Exception:
-        with contextlib.suppress(Exception):
-            client.shutdown()
 
 
 def reconnect(client: IMAPClient, dovecot, account: str) -> IMAPClient:
