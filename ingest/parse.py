@@ -420,7 +420,15 @@ def _classify(msg: Message, parsed: ParsedMessage) -> None:
 def content_hash(raw: bytes) -> str:
     # Line endings differ between stores (IMAP hands back CRLF for mail appended
     # with LF), so hash a normalised form: the same mail hashes the same anywhere.
-    return hashlib.sha256(raw.replace(b"\r\n", b"\n")).hexdigest()
+    return _hash_normalised(_lf_endings(raw))
+
+
+def _lf_endings(raw: bytes) -> bytes:
+    return raw.replace(b"\r\n", b"\n")
+
+
+def _hash_normalised(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class _CachingPolicy(EmailPolicy):
@@ -458,10 +466,11 @@ def parse_message(
     """Parse raw mail bytes. Raises UnparseableMessage for bytes that are not mail."""
     if not raw.strip():
         raise UnparseableMessage("empty message")
-    digest = content_hash(raw)
     # IMAP servers hand out CRLF line endings; the email package would keep the CR
     # in decoded text, so markers such as Amazon's "Begin message" would not match.
-    data = raw.replace(b"\r\n", b"\n")
+    # The same normalised bytes are what content_hash hashes: convert them once.
+    data = _lf_endings(raw)
+    digest = _hash_normalised(data)
     try:
         parsed = _parse(data, digest, len(raw), _POLICY, max_attachment_bytes)
     except UnparseableMessage:
