@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import secrets
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.policy import EmailPolicy, Policy, compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import lru_cache
@@ -460,6 +461,136 @@ def _parse_header(policy_: EmailPolicy, name: str, value: str):  # type: ignore[
 _POLICY = _CachingPolicy()
 
 
+# --- bodies kept out of the feedparser -------------------------------------------------
+#
+# The email package splits every body into lines, checks each line against the
+# boundaries of all enclosing multiparts and scans each part's text again for its last
+# line end: for attachments, photos and long HTML that was most of the parsing time.
+# None of it is needed to find a leaf's payload, which is all of its body's lines. So
+# before parsing, each leaf body of some size is replaced by a one-line stub (a random
+# token: mail cannot forge it), and after parsing each stub is swapped for the body's
+# own text, cut exactly as the feedparser cuts it. A stub can be neither a boundary
+# nor a header line, so the parser sees the same structure: same parts, same headers,
+# same defects. The bodies are found by walking the mail the way the feedparser does;
+# wherever this walk might not agree with it (a lone CR, a header block the feedparser
+# would end early, digests, message parts, a repeated close delimiter) it leaves the mail
+# as it is, and if any stub does not come back exactly once the mail is parsed whole.
+
+# feedparser.headerRE, over a whole header block.
+_HEADER_BLOCK_RE = re.compile(rb"(?:(?:From |[\041-\071\073-\176]*:|[\t ])[^\n]*\n)*")
+# The first Content-Type header with its continuation lines: all get_content_type()
+# and get_boundary() read.
+_CONTENT_TYPE_RE = re.compile(rb"(?im)^content-type:[^\n]*\n(?:[\t ][^\n]*\n)*")
+_DELIMITER_REST_RE = re.compile(rb"(--)?[ \t]*")  # after "--boundary", as feedparser reads it
+_STUB_MIN_BODY = 512  # below this the stub saves less than the walk costs
+_STUB_MAX_DEPTH = 16
+
+
+@dataclass
+class _Stubs:
+    data: bytes
+    #: stub text -> (start, end) of the body it stands for in `data`, and whether the
+    #: feedparser drops the body's last line end (a part of a multipart: RFC 2046).
+    bodies: dict[str, tuple[int, int, bool]] = field(default_factory=dict)
+    token: str = field(default_factory=lambda: secrets.token_hex(12))
+
+
+def _stub_bodies(data: bytes) -> tuple[bytes, _Stubs | None]:
+    """`data` with its larger leaf bodies replaced by stubs, and what to put back."""
+    if len(data) < 4 * _STUB_MIN_BODY or b"\r" in data:
+        return data, None
+    stubs = _Stubs(data)
+    spans: list[tuple[int, int, bool]] = []
+    try:
+        _leaf_bodies(data, 0, len(data), 0, spans)
+    except Exception:  # a header the policy cannot parse: the parser proper will say so
+        return data, None
+    if not spans:
+        return data, None
+    out: list[bytes] = []
+    pos = 0
+    for start, end, in_multipart in spans:
+        stub = f"{stubs.token}{len(stubs.bodies)}"
+        stubs.bodies[stub] = (start, end, in_multipart)
+        out += (data[pos:start], stub.encode("ascii"), b"\n")
+        pos = end
+    out.append(data[pos:])
+    return b"".join(out), stubs
+
+
+def _restore_bodies(msg: Message, stubs: _Stubs) -> bool:
+    """Put each body back in place of its stub; False unless every stub came back once."""
+    found = 0
+    for part in msg.walk():
+        payload = part.get_payload() if not part.is_multipart() else None
+        span = stubs.bodies.get(payload.rstrip("\n")) if isinstance(payload, str) else None
+        if span is None:
+            continue
+        start, end, in_multipart = span
+        if in_multipart and stubs.data.endswith(b"\n", start, end):
+            end -= 1
+        part.set_payload(stubs.data[start:end].decode("ascii", "surrogateescape"))
+        found += 1
+    return found == len(stubs.bodies)
+
+
+@lru_cache(maxsize=256)
+def _content_type(header: bytes) -> tuple[str, str | None]:
+    """(content type, boundary) as the feedparser reads them off this Content-Type header."""
+    part = BytesHeaderParser(policy=_POLICY).parsebytes(header)
+    return part.get_content_type(), part.get_boundary()
+
+
+def _leaf_bodies(
+    data: bytes, start: int, end: int, depth: int, spans: list[tuple[int, int, bool]]
+) -> None:
+    """Collect (start, end, in a multipart) of the leaf bodies of the entity data[start:end]."""
+    blank = data.find(b"\n\n", start, end)
+    if data.startswith(b"\n", start, end) or blank < 0 or end - blank < _STUB_MIN_BODY:
+        return
+    if _HEADER_BLOCK_RE.match(data, start, blank + 1).end() != blank + 1:
+        return  # the feedparser would end these headers early, at a line that is none
+    header = _CONTENT_TYPE_RE.search(data, start, blank + 1)
+    ctype, boundary = _content_type(header.group()) if header else ("text/plain", None)
+    body = blank + 2
+    if ctype.startswith("multipart/"):
+        # A digest's parts default to message/rfc822: not followed, like message parts.
+        if boundary and depth < _STUB_MAX_DEPTH and ctype != "multipart/digest":
+            _multipart_bodies(data, body, end, boundary, depth, spans)
+    elif not ctype.startswith("message/"):
+        spans.append((body, end, depth > 0))
+
+
+def _multipart_bodies(
+    data: bytes, start: int, end: int, boundary: str, depth: int, spans: list
+) -> None:
+    try:
+        delimiter = b"--" + boundary.encode("ascii", "surrogateescape")
+    except UnicodeEncodeError:  # decoded from RFC 2231: not the bytes of the lines
+        return
+    part_start = None
+    pos = start
+    while True:
+        at = data.find(delimiter, pos, end)
+        if at < 0:
+            break
+        line_end = data.find(b"\n", at, end)
+        line_end = end if line_end < 0 else line_end
+        pos = line_end + 1
+        found = _DELIMITER_REST_RE.fullmatch(data, at + len(delimiter), line_end)
+        if found is None or (at != start and data[at - 1] != 0x0A):
+            continue  # the boundary inside other text, not a delimiter line
+        if part_start is not None and at > part_start:
+            _leaf_bodies(data, part_start, at, depth + 1, spans)
+        if found.group(1):
+            # The close delimiter. Right after another delimiter the feedparser takes it
+            # as one of a run of boundaries and reads on; stop in both cases.
+            return
+        part_start = min(pos, end)
+    if part_start is not None and part_start < end:
+        _leaf_bodies(data, part_start, end, depth + 1, spans)
+
+
 def parse_message(
     raw: bytes, *, max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES
 ) -> ParsedMessage:
@@ -494,7 +625,7 @@ def parse_message(
 def _parse(
     data: bytes, digest: str, size: int, policy: Policy, max_attachment_bytes: int
 ) -> ParsedMessage:
-    msg = BytesParser(policy=policy).parsebytes(data)
+    msg = _parse_mime(data, policy)
     # Presence only (`in`): msg.get() would parse the header, which can raise (above).
     if not any(h in msg for h in ("From", "To", "Date", "Message-ID", "Subject")):
         raise UnparseableMessage("no From, To, Date, Subject or Message-ID header: not an e-mail")
@@ -541,6 +672,15 @@ def _parse(
         parsed.visible_text = strip_quoted(text)
     _classify(msg, parsed)
     return parsed
+
+
+def _parse_mime(data: bytes, policy: Policy) -> Message:
+    fed, stubs = _stub_bodies(data) if policy is _POLICY else (data, None)
+    msg = BytesParser(policy=policy).parsebytes(fed)
+    if stubs is not None and not _restore_bodies(msg, stubs):
+        log.warning("stubbed bodies did not come back; parsing %s bytes whole", len(data))
+        msg = BytesParser(policy=policy).parsebytes(data)
+    return msg
 
 
 def _clean(text: str) -> str:

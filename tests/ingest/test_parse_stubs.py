@@ -1,0 +1,155 @@
+"""Bodies kept out of the feedparser (`ingest.parse._stub_bodies`) change nothing.
+
+The parser replaces larger leaf bodies by stubs before the email package reads the
+mail and puts them back afterwards. These tests parse the same bytes both ways and
+compare the whole message tree (headers, payloads, preambles, epilogues, defects) and
+the ParsedMessage, on the fixtures, the benchmark's real-world mix, MIME edge cases
+and generated mail with every leaf stubbed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.corpus import Corpus
+from ingest import parse
+from ingest.parse import UnparseableMessage, parse_message
+from tests.security.test_fuzz_parser import generated_mail, mutated_real_mail
+
+MAIL = Path(__file__).resolve().parent.parent / "data" / "mail"
+
+
+def _tree(msg) -> list:
+    return [
+        (
+            list(part.raw_items()),
+            part.get_default_type(),
+            part.is_multipart(),
+            None if part.is_multipart() else part.get_payload(),
+            part.preamble,
+            part.epilogue,
+            [type(d).__name__ for d in part.defects],
+        )
+        for part in msg.walk()
+    ]
+
+
+def _whole(data: bytes):
+    return BytesParser(policy=parse._POLICY).parsebytes(data)
+
+
+def _parsed(raw: bytes):
+    try:
+        return parse_message(raw)
+    except UnparseableMessage as exc:
+        return str(exc)
+
+
+def assert_same(raw: bytes, monkeypatch) -> bool:
+    """Both ways agree on `raw`; True if any body was stubbed."""
+    data = parse._lf_endings(raw)
+    fed, stubs = parse._stub_bodies(data)
+    assert _tree(parse._parse_mime(data, parse._POLICY)) == _tree(_whole(data))
+    if stubs is not None:
+        assert fed != data and len(stubs.bodies) >= 1
+    stubbed = _parsed(raw)
+    with monkeypatch.context() as m:
+        m.setattr(parse, "_stub_bodies", lambda data: (data, None))
+        assert stubbed == _parsed(raw)
+    return stubs is not None
+
+
+@pytest.fixture
+def stub_everything(monkeypatch):
+    """Stub every leaf body however small, so small generated mail exercises the walk."""
+    monkeypatch.setattr(parse, "_STUB_MIN_BODY", 0)
+
+
+def test_fixtures_parse_the_same(monkeypatch, stub_everything):
+    stubbed = [assert_same(p.read_bytes(), monkeypatch) for p in sorted(MAIL.glob("*.eml"))]
+    assert sum(stubbed) >= 8  # the walk really ran on most of them
+
+
+def test_benchmark_mix_parses_the_same(monkeypatch):
+    corpus = Corpus(start=datetime(2026, 11, 1, tzinfo=UTC))
+    stubbed = [assert_same(corpus.message(i), monkeypatch) for i in range(250)]
+    # Attachments, HTML and transport-header-heavy mail: most of it is stubbed.
+    assert sum(stubbed) > 100
+
+
+def _multipart(*parts: bytes, boundary: bytes = b"b1", close: bytes = b"--b1--\n") -> bytes:
+    body = b"".join(b"--" + boundary + b"\n" + p + b"\n" for p in parts)
+    return (
+        b"From: a@example.com\nTo: b@example.com\nSubject: s\n"
+        b'Content-Type: multipart/mixed; boundary="' + boundary + b'"\n\npreamble\n' + body + close
+    )
+
+
+LEAF = b"Content-Type: text/plain\n\n" + b"line of text\n" * 60
+B64 = b"Content-Type: image/png\nContent-Transfer-Encoding: base64\n\n" + b"QUJD" * 19 * 40
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _multipart(LEAF, B64),
+        _multipart(LEAF, B64, close=b""),  # no close delimiter
+        _multipart(LEAF, B64, close=b"--b1--\nepilogue\n--b1\n" + LEAF),  # after the close
+        _multipart(LEAF, b"", B64),  # a run of delimiters
+        _multipart(LEAF, close=b"--b1\n--b1--\n" + LEAF),  # close right after a delimiter
+        _multipart(LEAF + b"\n--b1x\n--b1 x\n x--b1\n", B64),  # boundary-like lines in text
+        _multipart(LEAF, B64, close=b"--b1-- \t\n"),
+        _multipart(b"X-Broken line\n" + LEAF, B64),  # headers the feedparser ends early
+        _multipart(b"\n" + LEAF, B64),  # a part without headers
+        _multipart(b"Content-Type: message/rfc822\n\n" + LEAF, B64),
+        _multipart(
+            b'Content-Type: multipart/alternative; boundary="b2"\n\n--b2\n'
+            + LEAF
+            + b"\n--b1\n"  # the outer delimiter inside the inner multipart
+            + B64,
+        ),
+        _multipart(
+            b'Content-Type: multipart/digest; boundary="d"\n\n--d\n\n' + LEAF + b"\n--d--\n"
+        ),
+        _multipart(b"Content-Type: multipart/mixed\n\n" + LEAF),  # no boundary
+        _multipart(LEAF, boundary=b"\xe2\x9c\x93"),
+        LEAF.replace(b"Content-Type", b"From: a@b.c\nContent-Type"),  # a single part
+        b"From: a@b.c\ncontent-type:  TEXT/PLAIN\n\tcharset=utf-8\n\n" + b"x\n" * 900,
+    ],
+)
+def test_edge_cases_parse_the_same(raw, monkeypatch, stub_everything):
+    assert_same(raw, monkeypatch)
+
+
+def test_a_stub_that_does_not_come_back_means_parsing_whole(monkeypatch, caplog):
+    raw = _multipart(LEAF, B64)
+    real = parse._stub_bodies
+
+    def lose_one(data):
+        fed, stubs = real(data)
+        stubs.bodies["never-in-the-mail"] = (0, 1, True)
+        return fed, stubs
+
+    monkeypatch.setattr(parse, "_stub_bodies", lose_one)
+    assert _tree(parse._parse_mime(raw, parse._POLICY)) == _tree(_whole(raw))
+    assert "parsing" in caplog.text and "whole" in caplog.text
+
+
+def test_stubs_cannot_be_forged():
+    raw = _multipart(LEAF, B64)
+    one, two = parse._stub_bodies(raw)[1], parse._stub_bodies(raw)[1]
+    assert one.token != two.token and len(one.token) >= 24
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(raw=st.one_of(generated_mail(), generated_mail(), mutated_real_mail()))
+def test_generated_mail_parses_the_same(raw):
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(parse, "_STUB_MIN_BODY", 0)
+        assert_same(raw, monkeypatch)
