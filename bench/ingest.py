@@ -174,8 +174,9 @@ def phase_ingest(args: argparse.Namespace) -> None:
     from portal import create_app
 
     app = create_app(_app_config(args.database_url, args.mail_source, args.token_key, args.tmp))
-    from ingest.pipeline import poll_all
+    from ingest.pipeline import poll_all, settle_worker_process
 
+    settle_worker_process()  # as `flask ingest poll` does
     with app.app_context():
         rss_start = _rss_mb()
         profiler = None

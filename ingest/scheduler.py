@@ -16,7 +16,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
 from ingest.idle import IdleWatchers
-from ingest.pipeline import poll_all
+from ingest.pipeline import poll_all, settle_worker_process
 from portal.extensions import db
 from portal.services.outbox import deliver_pending
 
@@ -125,6 +125,7 @@ def run_worker(app: Flask) -> None:
         scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
+    settle_worker_process()
     log.info(
         "Ingest worker started: polling every %s s%s (mail source %s)",
         app.config["POLL_SECONDS"],

@@ -190,8 +190,9 @@ def ingest_run_command() -> None:
 @ingest_cli.command("poll")
 def ingest_poll_command() -> None:
     """Run one pass over every mailbox and print a one-line summary."""
-    from ingest.pipeline import poll_all
+    from ingest.pipeline import poll_all, settle_worker_process
 
+    settle_worker_process()
     summary = poll_all()
     click.echo(summary.line())
     if summary.errors:
