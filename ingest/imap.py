@@ -151,7 +151,9 @@ class ImapSource:
                 else:
                     self.client.expunge()
         else:
-            self.client.add_flags(keys, [b"\\Seen"])
+            # SILENT: the server does not answer with every message's new flags, which
+            # imapclient would parse only for them to be thrown away.
+            self.client.add_flags(keys, [b"\\Seen"], silent=True)
 
     def backlog(self, after_uid: int) -> int:
         return len(self.pending(after_uid))
