@@ -535,7 +535,9 @@ def list_inbox(
     params["organisation_id"] = query.organisation_id
     params["assignee_id"] = user.id
     params["tag"] = query.tag.lower() if query.tag else None
-    found = db.session.execute(_page_statement(shape), params).all()
+    # Core execution on the session's connection: plain rows, none of the ORM's
+    # loading machinery, which the columns do not need.
+    found = db.session.connection().execute(_page_statement(shape), params).all()
     now = now or utcnow()
     page = InboxPage()
     page.rows = [_inbox_row(values, now) for values in found[:page_size]]
@@ -634,7 +636,8 @@ class FilterOptions:
 
 def filter_options(user: User) -> FilterOptions:
     """The organisations and channels `user` may filter the inbox by, in one query."""
-    rows = db.session.execute(_filter_statement(scope_kind(user)), scope_parameters(user)).all()
+    stmt = _filter_statement(scope_kind(user))
+    rows = db.session.connection().execute(stmt, scope_parameters(user)).all()  # as list_inbox
     organisations = list(dict.fromkeys((r.id, r.name) for r in rows))
     channels = [
         ChannelOption(r.channel_id, _marketplace_name(r.marketplace), r.marketplace, r.name)
