@@ -51,7 +51,7 @@ from portal.models import (
     thread_tags,
 )
 from portal.security import scope_by_kind, scope_kind, scope_parameters
-from portal.services.threads import answer_due, response_deadline, utcnow
+from portal.services.threads import STATUS_BADGES, answer_due, response_deadline, utcnow
 
 PAGE_SIZE = 50
 SORTS = ("activity", "urgent")
@@ -564,12 +564,6 @@ def _page_statement(shape: _Shape) -> Select:
     )
 
 
-#: Each status's badge class and label, the same for every row.
-_STATUS_BADGES = {
-    status: (f"badge thread-{status.value}", status.value.capitalize()) for status in ThreadStatus
-}
-
-
 def _inbox_row(values: Row, now: datetime) -> InboxRow:
     (
         thread_id,
@@ -591,7 +585,7 @@ def _inbox_row(values: Row, now: datetime) -> InboxRow:
     ) = values
     deadline = response_deadline(values)  # reads the row's status and awaiting_reply_since
     due_class, due_title, due_text, is_overdue = answer_due(deadline, now)
-    status_class, status_label = _STATUS_BADGES[status]
+    status_class, status_label = STATUS_BADGES[status]
     return InboxRow(
         id=thread_id,
         subject=subject,
@@ -657,6 +651,8 @@ def _filter_statement(scope: str) -> Select:
     return scope_by_kind(stmt, Organisation.id, scope).order_by(Organisation.name, Organisation.id)
 
 
+@functools.lru_cache(maxsize=64)
 def _marketplace_name(code: str) -> str:
+    # Cached: a fixed table (portal.marketplaces), asked for every row of a page.
     marketplace = get_marketplace(code)
     return marketplace.name if marketplace else code
