@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Subquery,
     Text,
+    TextClause,
     bindparam,
     case,
     column,
@@ -239,28 +240,31 @@ def _search_terms(q: str) -> list[str]:
     return terms[:MAX_TERMS]
 
 
-def _search_parameters(q: str, params: dict) -> tuple[str, ...]:
+def _search_parameters(q: str, params: dict, dialect: str) -> tuple[str, ...]:
     """Each term's kind of match; its values go into `params` (like_N, ids_N, term_N)."""
     terms = _search_terms(q)
     if not terms:
         return ()
-    dialect = db.session.get_bind().dialect.name
-    trigrams = dialect == "postgresql" and _trigram_indexes()
-    kinds = []
     for number, term in enumerate(terms):
         params[f"like_{number}"] = f"%{_escape_like(term)}%"
-        if dialect == "sqlite":
-            thread_ids = db.session.scalar(
-                _FTS_THREAD_IDS, {"q": _fts5_phrase(term), "dense": DENSE_MATCHES}
-            )
+    if dialect == "sqlite":
+        # Every term's FTS lookup in one statement, one round trip.
+        found = db.session.connection().execute(
+            _fts_thread_ids(len(terms)),
+            {"dense": DENSE_MATCHES}
+            | {f"q{number}": _fts5_phrase(term) for number, term in enumerate(terms)},
+        )
+        kinds = []
+        for number, thread_ids in enumerate(found.one()):
             params[f"ids_{number}"] = thread_ids
             kinds.append("like" if thread_ids is None else "ids")
-        elif dialect == "postgresql":
+        return tuple(kinds)
+    if dialect == "postgresql":
+        trigrams = _trigram_indexes()
+        for number, term in enumerate(terms):
             params[f"term_{number}"] = term
-            kinds.append("tsquery+trigram" if trigrams and len(term) >= 3 else "tsquery")
-        else:
-            kinds.append("like")
-    return tuple(kinds)
+        return tuple("tsquery+trigram" if trigrams and len(t) >= 3 else "tsquery" for t in terms)
+    return ("like",) * len(terms)
 
 
 def _searched(stmt: Select, kinds: tuple[str, ...]) -> Select:
@@ -299,19 +303,30 @@ def _fts5_phrase(term: str) -> str:
     return '"' + term.replace('"', '""') + '"*'
 
 
-#: One term's matching threads as a JSON array of ids, or NULL when the term is
-#: dense: more than :dense matching messages or threads (each part is cut there, so
-#: a dense term costs no more than that to find out about).
-_FTS_THREAD_IDS = text(
-    "WITH m AS (SELECT rowid AS id FROM messages_fts WHERE messages_fts MATCH :q LIMIT :dense + 1),"
-    " t AS (SELECT rowid AS id FROM threads_fts WHERE threads_fts MATCH :q LIMIT :dense + 1)"
-    " SELECT CASE WHEN (SELECT count(*) FROM m) <= :dense AND (SELECT count(*) FROM t) <= :dense"
-    " THEN (SELECT json_group_array(thread_id) FROM ("
-    # The covering index (migration 9c2f7a4e1b63): the rowid lookup would read every
-    # matching message's whole row.
-    " SELECT thread_id FROM messages INDEXED BY ix_messages_fts_thread WHERE id IN m"
-    " UNION SELECT id FROM t)) END"
+#: One term's part of _fts_thread_ids: the term's matching threads as a JSON array
+#: of ids, or NULL when the term is dense, with more than :dense matching messages or
+#: threads (each part is cut there, so a dense term costs no more than that to find
+#: out about). The covering index (migration 9c2f7a4e1b63): the rowid lookup would
+#: read every matching message's whole row.
+_FTS_TERM_CTES = (
+    "m{n} AS (SELECT rowid AS id FROM messages_fts WHERE messages_fts MATCH :q{n} LIMIT :dense + 1),"
+    " t{n} AS (SELECT rowid AS id FROM threads_fts WHERE threads_fts MATCH :q{n} LIMIT :dense + 1)"
 )
+_FTS_TERM_COLUMN = (
+    "CASE WHEN (SELECT count(*) FROM m{n}) <= :dense AND (SELECT count(*) FROM t{n}) <= :dense"
+    " THEN (SELECT json_group_array(thread_id) FROM ("
+    " SELECT thread_id FROM messages INDEXED BY ix_messages_fts_thread WHERE id IN m{n}"
+    " UNION SELECT id FROM t{n})) END"
+)
+
+
+@functools.cache
+def _fts_thread_ids(terms: int) -> TextClause:
+    """Every term's part in one statement: a column per term, the term as :q0, :q1, …"""
+    ctes = ", ".join(_FTS_TERM_CTES.format(n=n) for n in range(terms))
+    columns = ", ".join(_FTS_TERM_COLUMN.format(n=n) for n in range(terms))
+    # Only term numbers are formatted in; the terms themselves are parameters.
+    return text("WITH " + ctes + " SELECT " + columns)
 
 
 def _listed_ids(thread_ids: BindParameter) -> ColumnElement[bool]:
@@ -516,8 +531,9 @@ def list_inbox(
     `now` (default: the current time) is what the answer-due badges count from.
     """
     params: dict = scope_parameters(user)
+    dialect = db.session.get_bind().dialect.name
     shape = _Shape(
-        dialect=db.session.get_bind().dialect.name,
+        dialect=dialect,
         scope=scope_kind(user),
         status=query.status if query.status in ("open", "pending", "closed") else None,
         channel=bool(query.channel_id),
@@ -525,7 +541,7 @@ def list_inbox(
         organisation=bool(query.organisation_id),
         assignee=query.assignee if query.assignee in ("me", "unassigned") else "anyone",
         tag=bool(query.tag),
-        search=_search_parameters(query.q, params),
+        search=_search_parameters(query.q, params, dialect),
         sort="urgent" if query.sort == "urgent" else "activity",
         cursor=_cursor_parameters(query, params),
         limit=page_size + 1,
