@@ -171,6 +171,7 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
             messages=messages,
             deadline=deadline,
             due=thread_service.answer_due(deadline, thread_service.utcnow()),
+            status_badge=thread_service.STATUS_BADGES[thread.status],
             asins=asins,
             other_threads=thread_service.other_threads_of_buyer(thread),
             can_work=_can_work(thread),

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
     Integer,
     Row,
     Select,
+    String,
     Subquery,
     Text,
+    TextClause,
     bindparam,
     case,
     column,
@@ -33,6 +37,7 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
+from sqlalchemy.sql.elements import BindParameter
 
 from portal.extensions import db
 from portal.marketplaces import get_marketplace
@@ -46,8 +51,8 @@ from portal.models import (
     User,
     thread_tags,
 )
-from portal.security import scope_to_user
-from portal.services.threads import answer_due, response_deadline, utcnow
+from portal.security import scope_by_kind, scope_kind, scope_parameters
+from portal.services.threads import STATUS_BADGES, answer_due, response_deadline, utcnow
 
 PAGE_SIZE = 50
 SORTS = ("activity", "urgent")
@@ -139,34 +144,54 @@ _ROW_COLUMNS = (
 )
 
 
-def _filtered(user: User, query: InboxQuery) -> Select:
-    stmt = select(Thread.id)
-    stmt = scope_to_user(stmt, Thread.organisation_id, user)
-    if query.status in ("open", "pending", "closed"):
-        stmt = stmt.where(Thread.status == ThreadStatus(query.status))
-    if query.channel_id:
-        stmt = stmt.where(Thread.channel_id == query.channel_id)
-    if query.marketplace:
+class _Shape(NamedTuple):
+    """What decides the page statement's SQL; every other value is a named parameter.
+
+    list_inbox builds one statement per shape and keeps it (_page_statement):
+    building a statement and its cache key per request took SQLAlchemy longer than
+    SQLite takes to run it, and a kept statement keeps its cache key.
+    """
+
+    dialect: str
+    scope: str  # security.scope_kind
+    status: str | None  # "open", "pending" or "closed"; None for all
+    channel: bool
+    marketplace: bool
+    organisation: bool
+    assignee: str  # "anyone", "me" or "unassigned"
+    tag: bool
+    search: tuple[str, ...]  # per term: "ids", "like", "tsquery" or "tsquery+trigram"
+    sort: str  # "activity" or "urgent"
+    cursor: str | None  # activity: "after" or "none"; urgent: "waiting" or "rest"
+    limit: int
+
+
+def _filtered(shape: _Shape) -> Select:
+    stmt = scope_by_kind(select(Thread.id), Thread.organisation_id, shape.scope)
+    if shape.status:
+        stmt = stmt.where(Thread.status == ThreadStatus(shape.status))
+    if shape.channel:
+        stmt = stmt.where(Thread.channel_id == bindparam("channel_id", type_=Integer))
+    if shape.marketplace:
+        code = bindparam("marketplace", type_=Channel.marketplace.type)
         stmt = stmt.where(
-            Thread.channel_id.in_(
-                select(Channel.id).where(Channel.marketplace == query.marketplace.upper())
-            )
+            Thread.channel_id.in_(select(Channel.id).where(Channel.marketplace == code))
         )
-    if query.organisation_id:
-        stmt = stmt.where(Thread.organisation_id == query.organisation_id)
-    if query.assignee == "me":
-        stmt = stmt.where(Thread.assignee_id == user.id)
-    elif query.assignee == "unassigned":
+    if shape.organisation:
+        stmt = stmt.where(Thread.organisation_id == bindparam("organisation_id", type_=Integer))
+    if shape.assignee == "me":
+        stmt = stmt.where(Thread.assignee_id == bindparam("assignee_id", type_=Integer))
+    elif shape.assignee == "unassigned":
         stmt = stmt.where(Thread.assignee_id.is_(None))
-    if query.tag:
+    if shape.tag:
         stmt = stmt.where(
             exists().where(
                 thread_tags.c.thread_id == Thread.id,
                 thread_tags.c.tag_id == Tag.id,
-                Tag.name == query.tag.lower(),
+                Tag.name == bindparam("tag", type_=Tag.name.type),
             )
         )
-    return _searched(stmt, query.q)
+    return _searched(stmt, shape.search)
 
 
 # --- search ------------------------------------------------------------------------
@@ -215,22 +240,47 @@ def _search_terms(q: str) -> list[str]:
     return terms[:MAX_TERMS]
 
 
-def _searched(stmt: Select, q: str) -> Select:
+def _search_parameters(q: str, params: dict, dialect: str) -> tuple[str, ...]:
+    """Each term's kind of match; its values go into `params` (like_N, ids_N, term_N)."""
     terms = _search_terms(q)
     if not terms:
-        return stmt
-    dialect = db.session.get_bind().dialect.name
+        return ()
+    for number, term in enumerate(terms):
+        params[f"like_{number}"] = f"%{_escape_like(term)}%"
     if dialect == "sqlite":
-        return _searched_sqlite(stmt, terms)
+        # Every term's FTS lookup in one statement, one round trip.
+        found = db.session.connection().execute(
+            _fts_thread_ids(len(terms)),
+            {"dense": DENSE_MATCHES}
+            | {f"q{number}": _fts5_phrase(term) for number, term in enumerate(terms)},
+        )
+        kinds = []
+        for number, thread_ids in enumerate(found.one()):
+            params[f"ids_{number}"] = thread_ids
+            kinds.append("like" if thread_ids is None else "ids")
+        return tuple(kinds)
     if dialect == "postgresql":
-        return _searched_postgresql(stmt, terms)
-    for term in terms:
-        stmt = stmt.where(_like_term(term))
+        trigrams = _trigram_indexes()
+        for number, term in enumerate(terms):
+            params[f"term_{number}"] = term
+        return tuple("tsquery+trigram" if trigrams and len(t) >= 3 else "tsquery" for t in terms)
+    return ("like",) * len(terms)
+
+
+def _searched(stmt: Select, kinds: tuple[str, ...]) -> Select:
+    for number, kind in enumerate(kinds):
+        like = bindparam(f"like_{number}", type_=String)
+        if kind == "like":
+            stmt = stmt.where(_like_term(like))
+        elif kind == "ids":
+            stmt = stmt.where(_listed_ids(bindparam(f"ids_{number}", type_=String)))
+        else:
+            term = bindparam(f"term_{number}", type_=String)
+            stmt = stmt.where(_tsquery_term(term, like, trigrams=kind == "tsquery+trigram"))
     return stmt
 
 
-def _like_term(term: str):
-    like = f"%{_escape_like(term)}%"
+def _like_term(like: BindParameter) -> ColumnElement[bool]:
     return or_(
         func.lower(Thread.subject).like(like, escape="\\"),
         func.lower(Thread.buyer_name).like(like, escape="\\"),
@@ -253,38 +303,40 @@ def _fts5_phrase(term: str) -> str:
     return '"' + term.replace('"', '""') + '"*'
 
 
-#: One term's matching threads as a JSON array of ids, or NULL when the term is
-#: dense: more than :dense matching messages or threads (each part is cut there, so
-#: a dense term costs no more than that to find out about).
-_FTS_THREAD_IDS = text(
-    "WITH m AS (SELECT rowid AS id FROM messages_fts WHERE messages_fts MATCH :q LIMIT :dense + 1),"
-    " t AS (SELECT rowid AS id FROM threads_fts WHERE threads_fts MATCH :q LIMIT :dense + 1)"
-    " SELECT CASE WHEN (SELECT count(*) FROM m) <= :dense AND (SELECT count(*) FROM t) <= :dense"
+#: One term's part of _fts_thread_ids: the term's matching threads as a JSON array
+#: of ids, or NULL when the term is dense, with more than :dense matching messages or
+#: threads (each part is cut there, so a dense term costs no more than that to find
+#: out about). The covering index (migration 9c2f7a4e1b63): the rowid lookup would
+#: read every matching message's whole row.
+_FTS_TERM_CTES = (
+    "m{n} AS (SELECT rowid AS id FROM messages_fts WHERE messages_fts MATCH :q{n} LIMIT :dense + 1),"
+    " t{n} AS (SELECT rowid AS id FROM threads_fts WHERE threads_fts MATCH :q{n} LIMIT :dense + 1)"
+)
+_FTS_TERM_COLUMN = (
+    "CASE WHEN (SELECT count(*) FROM m{n}) <= :dense AND (SELECT count(*) FROM t{n}) <= :dense"
     " THEN (SELECT json_group_array(thread_id) FROM ("
-    # The covering index (migration 9c2f7a4e1b63): the rowid lookup would read every
-    # matching message's whole row.
-    " SELECT thread_id FROM messages INDEXED BY ix_messages_fts_thread WHERE id IN m"
-    " UNION SELECT id FROM t)) END"
+    " SELECT thread_id FROM messages INDEXED BY ix_messages_fts_thread WHERE id IN m{n}"
+    " UNION SELECT id FROM t{n})) END"
 )
 
 
-def _searched_sqlite(stmt: Select, terms: list[str]) -> Select:
+@functools.cache
+def _fts_thread_ids(terms: int) -> TextClause:
+    """Every term's part in one statement: a column per term, the term as :q0, :q1, …"""
+    ctes = ", ".join(_FTS_TERM_CTES.format(n=n) for n in range(terms))
+    columns = ", ".join(_FTS_TERM_COLUMN.format(n=n) for n in range(terms))
+    # Only term numbers are formatted in; the terms themselves are parameters.
+    return text("WITH " + ctes + " SELECT " + columns)
+
+
+def _listed_ids(thread_ids: BindParameter) -> ColumnElement[bool]:
     # A rare term's threads come back from SQLite as one JSON array, which the page
     # query reads with json_each: SQLite looks those threads up by rowid and sorts
     # them, where an `IN (subquery)` of the FTS sets cost it several times as much
     # (149 threads of a rare word: 0.8 ms against 0.1 ms), and neither Python nor
     # SQLAlchemy handles the ids one by one.
-    for term in terms:
-        thread_ids = db.session.scalar(
-            _FTS_THREAD_IDS, {"q": _fts5_phrase(term), "dense": DENSE_MATCHES}
-        )
-        if thread_ids is None:
-            stmt = stmt.where(_like_term(term))
-            continue
-        # unique: each term's parameter gets its own name in the statement.
-        listed = func.json_each(bindparam("ids", thread_ids, unique=True))
-        stmt = stmt.where(Thread.id.in_(select(column("value", Integer)).select_from(listed)))
-    return stmt
+    listed = func.json_each(thread_ids)
+    return Thread.id.in_(select(column("value", Integer)).select_from(listed))
 
 
 def _trigram_indexes() -> bool:
@@ -303,7 +355,7 @@ def _trigram_indexes() -> bool:
 _TRIGRAMS: dict[str, bool] = {}
 
 
-def _prefix_tsquery(term: str) -> ColumnElement:
+def _prefix_tsquery(term: BindParameter) -> ColumnElement:
     """`term` as a tsquery whose last word is a prefix, or NULL if the parser leaves nothing.
 
     The term goes through the same parser as the documents (phraseto_tsquery), so no
@@ -314,35 +366,28 @@ def _prefix_tsquery(term: str) -> ColumnElement:
     return func.to_tsquery("simple", func.nullif(phrase, "", type_=Text) + ":*")
 
 
-def _searched_postgresql(stmt: Select, terms: list[str]) -> Select:
-    trigrams = _trigram_indexes()
-    document = literal_column("threads.search_document")
-    for term in terms:
-        tsquery = _prefix_tsquery(term)
-        matched = document.op("@@")(tsquery)
-        if trigrams and len(term) >= 3:
-            like = f"%{_escape_like(term)}%"
-            # A term the parser reduces to nothing matches through these alone.
-            stmt = stmt.where(
-                or_(
-                    matched,
-                    *(
-                        field.ilike(like, escape="\\")
-                        for field in (
-                            Thread.subject,
-                            Thread.buyer_name,
-                            Thread.buyer_address,
-                            Thread.order_id,
-                        )
-                    ),
+def _tsquery_term(
+    term: BindParameter, like: BindParameter, *, trigrams: bool
+) -> ColumnElement[bool]:
+    tsquery = _prefix_tsquery(term)
+    matched = literal_column("threads.search_document").op("@@")(tsquery)
+    if trigrams:
+        # A term the parser reduces to nothing matches through these alone.
+        return or_(
+            matched,
+            *(
+                field.ilike(like, escape="\\")
+                for field in (
+                    Thread.subject,
+                    Thread.buyer_name,
+                    Thread.buyer_address,
+                    Thread.order_id,
                 )
-            )
-        else:
-            # A term the parser reduces to nothing is dropped. PostgreSQL folds the
-            # IS NULL to a constant for the given term, so the GIN index still serves
-            # the match.
-            stmt = stmt.where(or_(matched, tsquery.is_(None)))
-    return stmt
+            ),
+        )
+    # A term the parser reduces to nothing is dropped. PostgreSQL folds the IS NULL to
+    # a constant for the given term, so the GIN index still serves the match.
+    return or_(matched, tsquery.is_(None))
 
 
 #: Statuses in which a thread can await an answer (every one but closed), as a list:
@@ -364,33 +409,41 @@ def _sort_keys(threads, sort: str) -> list[ColumnElement]:
     return [threads.last_message_at.desc(), threads.id.desc()]
 
 
-def _page_ids(stmt: Select, query: InboxQuery, limit: int) -> Subquery:
+def _page_ids(shape: _Shape) -> Subquery:
     """The ids of the page's threads after the cursor, at most `limit`, as a subquery."""
-    cursor = _decode_cursor(query.cursor) if query.cursor else None
-    if query.sort == "urgent":
-        return _urgent_ids(stmt, query, cursor, limit)
-    if cursor:
-        _, c_when, c_id = cursor
-        when = _when(c_when)
-        if when is None:
-            stmt = stmt.where(false())
-        else:
-            # A row-value comparison, so both databases seek the (last_message_at, id)
-            # index instead of filtering every newer row.
-            stmt = stmt.where(tuple_(Thread.last_message_at, Thread.id) < (when, c_id))
-    return stmt.order_by(*_sort_keys(Thread, query.sort)).limit(limit).subquery("page")
+    stmt = _filtered(shape)
+    if shape.sort == "urgent":
+        return _urgent_ids(stmt, shape)
+    if shape.cursor == "none":  # a cursor without a time: nothing comes after it
+        stmt = stmt.where(false())
+    elif shape.cursor == "after":
+        # A row-value comparison, so both databases seek the (last_message_at, id)
+        # index instead of filtering every newer row.
+        stmt = stmt.where(
+            tuple_(Thread.last_message_at, Thread.id)
+            < tuple_(_cursor_when(Thread.last_message_at), _CURSOR_ID)
+        )
+    return stmt.order_by(*_sort_keys(Thread, shape.sort)).limit(shape.limit).subquery("page")
 
 
-def _urgent_ids(stmt: Select, query: InboxQuery, cursor: list | None, limit: int) -> Subquery:
+#: The cursor's values, parameters of the page statement.
+_CURSOR_ID = bindparam("cursor_id", type_=Integer)
+
+
+def _cursor_when(sort_column) -> BindParameter:
+    return bindparam("cursor_when", type_=sort_column.type)
+
+
+def _urgent_ids(stmt: Select, shape: _Shape) -> Subquery:
     # No index orders by "waiting first, then deadline": one ORDER BY over both
     # kinds sorts every matching thread. Instead the waiting ones by deadline and
     # the rest by id, each part index-ordered and cut at `limit`; list_inbox orders
     # the union and cuts it again. With a status filter the conditions reduce to
     # awaiting_reply_since alone, which ix_threads_status_awaiting serves.
     rest_order = [Thread.id]
-    if query.status == "closed":
+    if shape.status == "closed":
         waiting, rest = None, true()
-    elif query.status in ("open", "pending"):
+    elif shape.status in ("open", "pending"):
         waiting = Thread.awaiting_reply_since.is_not(None)
         rest = Thread.awaiting_reply_since.is_(None)
         # The same order as by id (every awaiting_reply_since here is NULL), said so
@@ -401,17 +454,30 @@ def _urgent_ids(stmt: Select, query: InboxQuery, cursor: list | None, limit: int
         waiting = _waiting(Thread)
         rest = ~waiting
     rest_ids = stmt.where(rest).order_by(*rest_order)
-    if cursor:
-        c_rank, c_when, c_id = cursor
-        when = _when(c_when)
-        if c_rank != 0 or when is None:  # already among the rest
-            return rest_ids.where(Thread.id > c_id).limit(limit).subquery("page")
-        stmt = stmt.where(tuple_(Thread.awaiting_reply_since, Thread.id) > (when, c_id))
+    if shape.cursor == "rest":  # already among the rest
+        return rest_ids.where(Thread.id > _CURSOR_ID).limit(shape.limit).subquery("page")
+    if shape.cursor == "waiting":
+        stmt = stmt.where(
+            tuple_(Thread.awaiting_reply_since, Thread.id)
+            > tuple_(_cursor_when(Thread.awaiting_reply_since), _CURSOR_ID)
+        )
     if waiting is None:
-        return rest_ids.limit(limit).subquery("page")
+        return rest_ids.limit(shape.limit).subquery("page")
     waiting_ids = stmt.where(waiting).order_by(Thread.awaiting_reply_since, Thread.id)
-    parts = [part.limit(limit).subquery() for part in (waiting_ids, rest_ids)]
+    parts = [part.limit(shape.limit).subquery() for part in (waiting_ids, rest_ids)]
     return union_all(*(select(part.c.id) for part in parts)).subquery("page")
+
+
+def _cursor_parameters(query: InboxQuery, params: dict) -> str | None:
+    """The cursor's kind for the shape; its time and id go into `params`."""
+    cursor = _decode_cursor(query.cursor) if query.cursor else None
+    if not cursor:
+        return None
+    rank, when, thread_id = cursor
+    params["cursor_when"], params["cursor_id"] = _when(when), thread_id
+    if query.sort == "urgent":
+        return "rest" if rank != 0 or params["cursor_when"] is None else "waiting"
+    return "none" if params["cursor_when"] is None else "after"
 
 
 def _cursor_after(row: InboxRow, query: InboxQuery) -> str:
@@ -464,21 +530,30 @@ def list_inbox(
 
     `now` (default: the current time) is what the answer-due badges count from.
     """
-    # Inside: the page's thread ids (filter, search, sort, LIMIT). Outside: the row
-    # columns for those rows only, so the correlated subqueries never run for every
-    # match a sort has to look at.
-    page_ids = _page_ids(_filtered(user, query), query, page_size + 1)
-    stmt = (
-        select(*_PAGE_COLUMNS)
-        .select_from(page_ids)
-        .join(Thread, Thread.id == page_ids.c.id)
-        .join(Channel, Channel.id == Thread.channel_id)
-        .join(Organisation, Organisation.id == Channel.organisation_id)
-        .outerjoin(User, User.id == Thread.assignee_id)
-        .order_by(*_sort_keys(Thread, query.sort))
-        .limit(page_size + 1)
+    params: dict = scope_parameters(user)
+    dialect = db.session.get_bind().dialect.name
+    shape = _Shape(
+        dialect=dialect,
+        scope=scope_kind(user),
+        status=query.status if query.status in ("open", "pending", "closed") else None,
+        channel=bool(query.channel_id),
+        marketplace=bool(query.marketplace),
+        organisation=bool(query.organisation_id),
+        assignee=query.assignee if query.assignee in ("me", "unassigned") else "anyone",
+        tag=bool(query.tag),
+        search=_search_parameters(query.q, params, dialect),
+        sort="urgent" if query.sort == "urgent" else "activity",
+        cursor=_cursor_parameters(query, params),
+        limit=page_size + 1,
     )
-    found = db.session.execute(stmt).all()
+    params["channel_id"] = query.channel_id
+    params["marketplace"] = query.marketplace.upper() if query.marketplace else None
+    params["organisation_id"] = query.organisation_id
+    params["assignee_id"] = user.id
+    params["tag"] = query.tag.lower() if query.tag else None
+    # Core execution on the session's connection: plain rows, none of the ORM's
+    # loading machinery, which the columns do not need.
+    found = db.session.connection().execute(_page_statement(shape), params).all()
     now = now or utcnow()
     page = InboxPage()
     page.rows = [_inbox_row(values, now) for values in found[:page_size]]
@@ -487,10 +562,22 @@ def list_inbox(
     return page
 
 
-#: Each status's badge class and label, the same for every row.
-_STATUS_BADGES = {
-    status: (f"badge thread-{status.value}", status.value.capitalize()) for status in ThreadStatus
-}
+@functools.lru_cache(maxsize=512)
+def _page_statement(shape: _Shape) -> Select:
+    # Inside: the page's thread ids (filter, search, sort, LIMIT). Outside: the row
+    # columns for those rows only, so the correlated subqueries never run for every
+    # match a sort has to look at.
+    page_ids = _page_ids(shape)
+    return (
+        select(*_PAGE_COLUMNS)
+        .select_from(page_ids)
+        .join(Thread, Thread.id == page_ids.c.id)
+        .join(Channel, Channel.id == Thread.channel_id)
+        .join(Organisation, Organisation.id == Channel.organisation_id)
+        .outerjoin(User, User.id == Thread.assignee_id)
+        .order_by(*_sort_keys(Thread, shape.sort))
+        .limit(shape.limit)
+    )
 
 
 def _inbox_row(values: Row, now: datetime) -> InboxRow:
@@ -512,10 +599,8 @@ def _inbox_row(values: Row, now: datetime) -> InboxRow:
         snippet,
         tags,
     ) = values
-    deadline = response_deadline(values)  # reads the row's status and awaiting_reply_since
-    due_class, due_title, due_text, is_overdue = answer_due(deadline, now)
-    status_class, status_label = _STATUS_BADGES[status]
-    return InboxRow(
+    status_class, status_label = STATUS_BADGES[status]
+    row = InboxRow(
         id=thread_id,
         subject=subject,
         buyer_name=buyer_name,
@@ -528,17 +613,18 @@ def _inbox_row(values: Row, now: datetime) -> InboxRow:
         organisation=organisation,
         assignee=(assignee_name or assignee_email) if assignee_id else None,
         snippet=snippet or "",
-        deadline=deadline,
+        deadline=None,
         tags=tuple(sorted(tags.split(_TAG_SEPARATOR))) if tags else (),
         buyer_label=buyer_name or buyer_address or "Unknown",
         subject_label=subject or "(no subject)",
         status_class=status_class,
         status_label=status_label,
-        due_class=due_class,
-        due_title=due_title,
-        due_text=due_text,
-        is_overdue=is_overdue,
     )
+    # From the row built, not from `values`: it has the status and awaiting_reply_since
+    # response_deadline reads, as plain attributes (a Row's are slower to read).
+    row.deadline = response_deadline(row)
+    row.due_class, row.due_title, row.due_text, row.is_overdue = answer_due(row.deadline, now)
+    return row
 
 
 @dataclass(frozen=True, slots=True)
@@ -559,22 +645,31 @@ class FilterOptions:
 
 def filter_options(user: User) -> FilterOptions:
     """The organisations and channels `user` may filter the inbox by, in one query."""
-    stmt = select(
-        Organisation.id, Organisation.name, Channel.id.label("channel_id"), Channel.marketplace
-    ).outerjoin(Channel, Channel.organisation_id == Organisation.id)
-    rows = db.session.execute(
-        scope_to_user(stmt, Organisation.id, user).order_by(Organisation.name, Organisation.id)
-    ).all()
-    organisations = list(dict.fromkeys((r.id, r.name) for r in rows))
+    stmt = _filter_statement(scope_kind(user))
+    # Unpacked by position: reading a Row's attributes by name costs several times as
+    # much, for every organisation and channel on every inbox page.
+    rows = db.session.connection().execute(stmt, scope_parameters(user)).all()
+    organisations = list(dict.fromkeys((org_id, name) for org_id, name, _, _ in rows))
     channels = [
-        ChannelOption(r.channel_id, _marketplace_name(r.marketplace), r.marketplace, r.name)
-        for r in sorted(
-            (r for r in rows if r.channel_id is not None), key=lambda r: (r.id, r.marketplace)
+        ChannelOption(channel_id, _marketplace_name(code), code, name)
+        for org_id, name, channel_id, code in sorted(
+            (r for r in rows if r[2] is not None), key=lambda r: (r[0], r[3])
         )
     ]
     return FilterOptions(organisations, channels)
 
 
+@functools.cache
+def _filter_statement(scope: str) -> Select:
+    # Built once per kind of user, as the page statement is (_Shape).
+    stmt = select(
+        Organisation.id, Organisation.name, Channel.id.label("channel_id"), Channel.marketplace
+    ).outerjoin(Channel, Channel.organisation_id == Organisation.id)
+    return scope_by_kind(stmt, Organisation.id, scope).order_by(Organisation.name, Organisation.id)
+
+
+@functools.lru_cache(maxsize=64)
 def _marketplace_name(code: str) -> str:
+    # Cached: a fixed table (portal.marketplaces), asked for every row of a page.
     marketplace = get_marketplace(code)
     return marketplace.name if marketplace else code

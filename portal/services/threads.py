@@ -386,6 +386,20 @@ def response_deadline(thread: Thread) -> datetime | None:
     return thread.awaiting_reply_since + RESPONSE_WINDOW
 
 
+class StatusBadge(NamedTuple):
+    """A thread's status as a badge: its CSS class and label (the templates escape them)."""
+
+    css_class: str  # "badge thread-open"
+    label: str  # "Open"
+
+
+#: The badge of each status, shown alike in the inbox rows and on the thread page.
+STATUS_BADGES = {
+    status: StatusBadge(f"badge thread-{status.value}", status.value.capitalize())
+    for status in ThreadStatus
+}
+
+
 class AnswerDue(NamedTuple):
     """The answer-due badge as plain strings (the templates escape them)."""
 
