@@ -36,4 +36,5 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     # page query then needs, which come back from the OS (1 ms of a 2.8 ms search).
     # The cache grows only as pages are read: at most 16 MB per pooled connection.
     cursor.execute("PRAGMA cache_size=-16000")
+    cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.close()
