@@ -36,5 +36,8 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     # page query then needs, which come back from the OS (1 ms of a 2.8 ms search).
     # The cache grows only as pages are read: at most 16 MB per pooled connection.
     cursor.execute("PRAGMA cache_size=-16000")
+    # Copy the WAL into the database every 40 MB rather than 4: a large poll writes
+    # several MB per batch, and at 4 MB nearly every batch commit also checkpointed,
+    # copying pages the next batch changes again (bench/README.md).
     cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.close()
