@@ -53,6 +53,7 @@ from portal.models import (
 )
 from portal.security import scope_by_kind, scope_kind, scope_parameters
 from portal.services.threads import STATUS_BADGES, answer_due, response_deadline, utcnow
+from portal.sqltypes import MAX_ID
 
 PAGE_SIZE = 50
 SORTS = ("activity", "urgent")
@@ -116,17 +117,24 @@ def _encode_cursor(values: list) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> list | None:
+def _decode_cursor(cursor: str) -> tuple[int, datetime | None, int] | None:
+    """The (rank, time, thread id) of a cursor `_cursor_after` made; None for anything
+    else, which shows the first page: the cursor is in the URL, for anyone to edit."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        rank, when, thread_id = json.loads(base64.urlsafe_b64decode(padded))
+        when = datetime.fromisoformat(when) if when is not None else None
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         return None
-    return values if isinstance(values, list) and len(values) == 3 else None
-
-
-def _when(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+    if (
+        type(rank) is not int
+        or rank not in (0, 1)
+        or type(thread_id) is not int
+        or not 0 < thread_id <= MAX_ID
+        or (when is not None and when.utcoffset() is None)
+    ):
+        return None
+    return rank, when, thread_id
 
 
 #: The thread columns a row needs; list_inbox selects these and nothing else.
@@ -473,8 +481,7 @@ def _cursor_parameters(query: InboxQuery, params: dict) -> str | None:
     cursor = _decode_cursor(query.cursor) if query.cursor else None
     if not cursor:
         return None
-    rank, when, thread_id = cursor
-    params["cursor_when"], params["cursor_id"] = _when(when), thread_id
+    rank, params["cursor_when"], params["cursor_id"] = cursor
     if query.sort == "urgent":
         return "rest" if rank != 0 or params["cursor_when"] is None else "waiting"
     return "none" if params["cursor_when"] is None else "after"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -136,6 +138,32 @@ def test_keyset_pages_cover_every_thread_once(app, login_as, orgs, make_thread):
     activity = list_inbox(admin, InboxQuery()).rows
     assert activity == sorted(activity, key=lambda t: (t.last_message_at, t.id), reverse=True)
     assert list_inbox(admin, InboxQuery(cursor="garbage")).rows  # a bad cursor is page one
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0, "junk", 5],  # decodes, but no time
+        [0, "2026-11-01T10:00:00", 5],  # a time without a zone
+        [0, "2026-11-01T10:00:00+00:00", 2**40],  # beyond the database's integers
+        [0, "2026-11-01T10:00:00+00:00", "5"],
+        [7, None, 5],
+        [True, None, 5],
+        [0, 12, 5],
+        {"a": 1, "b": 2, "c": 3},
+        [0, None],
+        "text",
+    ],
+)
+def test_a_forged_cursor_shows_the_first_page(
+    client, login_as, make_org, make_channel, make_thread, values
+):
+    make_thread(make_channel(organisation=make_org()), subject="Findable")
+    login_as(Role.ADMIN)
+    after = base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+    for sort in ("activity", "urgent"):
+        response = client.get(f"/inbox?status=all&sort={sort}&after={after}")
+        assert response.status_code == 200 and "Findable" in response.text
 
 
 def test_urgent_sort_and_deadline(client, login_as, orgs, make_thread):
