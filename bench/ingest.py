@@ -117,6 +117,11 @@ class _ChildPeaks:
         while True:
             for pid in self._children():
                 try:
+                    # Until it execs, a child spawned by vfork shares its parent's memory,
+                    # and its VmHWM is the parent's: count it only once it runs the worker.
+                    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                        if b"ingest.parse_workers" not in fh.read():
+                            continue
                     with open(f"/proc/{pid}/status") as fh:
                         kb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
                 except (OSError, StopIteration, ValueError):
