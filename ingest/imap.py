@@ -34,6 +34,19 @@ class FetchedMail:
     raw: bytes
 
 
+def quiet_imaplib(client: IMAPClient) -> None:
+    """Turn imaplib's trace off unless its logger would show it.
+
+    IMAPClient routes imaplib's trace to the `imapclient.imaplib` logger and sets
+    imaplib's debug level to 5, at which imaplib formats every response it reads, the
+    repr of each fetched message included, before the logger throws it away: about a
+    fifth of the ingest process's time in a large poll (bench/README.md). IMAPClient
+    offers no setting for it, hence its private `_imap`.
+    """
+    if not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+        client._imap.debug = 0
+
+
 class ImapSource:
     """One logged-in IMAP session on one folder. Use as a context manager."""
 
@@ -58,6 +71,7 @@ class ImapSource:
             ssl_context=context if s.security == "tls" else None,
             timeout=self.timeout,
         )
+        quiet_imaplib(self.client)
         try:
             if s.security == "starttls":
                 self.client.starttls(context)
