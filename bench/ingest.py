@@ -429,6 +429,14 @@ class Bench:
             raise RuntimeError(f"{name} phase failed (exit {proc.returncode}):\n{tail}")
         return json.loads(proc.stdout.decode().strip().splitlines()[-1])
 
+    def _fetch_phase(self, name: str, n: int, extra: list[str]) -> PhaseResult:
+        result = self._phase(name, n, extra)
+        return PhaseResult(
+            name, result["messages"], result["seconds"], result["peak_rss_mb"],
+            result["rss_start_mb"], result["rss_end_mb"], result["cpu_seconds"],
+            nbytes=result["bytes"],
+        )  # fmt: skip
+
     def run(self, n: int, index: int) -> Run:
         run = Run(n=n)
         user, password = f"bench{index}n{n}", f"pw-{os.getpid()}-{index}"
@@ -448,25 +456,9 @@ class Bench:
 
         # Raw first: the ingest pass flags everything \Seen (BODY.PEEK leaves flags alone).
         _say(f"N={n}: raw fetch …")
-        raw = self._phase(
-            "raw", n,
-            ["--host", "127.0.0.1", "--port", str(self.dovecot.port), "--user", user,
-             "--password", password, "--raw-batch", str(self.args.raw_batch)],
-        )  # fmt: skip
-        run.raw = PhaseResult(
-            "raw", raw["messages"], raw["seconds"], raw["peak_rss_mb"], raw["rss_start_mb"],
-            raw["rss_end_mb"], raw["cpu_seconds"], nbytes=raw["bytes"],
-        )  # fmt: skip
-        quiet = self._phase(
-            "quiet", n,
-            ["--host", "127.0.0.1", "--port", str(self.dovecot.port), "--user", user,
-             "--password", password, "--raw-batch", str(self.args.raw_batch)],
-        )  # fmt: skip
-        run.quiet = PhaseResult(
-            "quiet", quiet["messages"], quiet["seconds"], quiet["peak_rss_mb"],
-            quiet["rss_start_mb"], quiet["rss_end_mb"], quiet["cpu_seconds"],
-            nbytes=quiet["bytes"],
-        )  # fmt: skip
+        fetch_args = ["--host", "127.0.0.1", "--port", str(self.dovecot.port), "--user", user,
+                      "--password", password, "--raw-batch", str(self.args.raw_batch)]  # fmt: skip
+        run.raw, run.quiet = (self._fetch_phase(name, n, fetch_args) for name in ("raw", "quiet"))
         _say(f"N={n}: ingest pass …")
         extra = ["--database-url", url, "--mail-source", mail_source,
                  "--token-key", self.token_key, "--tmp", str(self.workdir)]  # fmt: skip
