@@ -532,18 +532,19 @@ def _stub_bodies(data: bytes) -> tuple[bytes, _Stubs | None]:
 
 def _restore_bodies(msg: Message, stubs: _Stubs) -> bool:
     """Put each body back in place of its stub; False unless every stub came back once."""
-    found = 0
+    found: list[str] = []
     for part in msg.walk():
         payload = part.get_payload() if not part.is_multipart() else None
-        span = stubs.bodies.get(payload.rstrip("\n")) if isinstance(payload, str) else None
+        stub = payload.rstrip("\n") if isinstance(payload, str) else None
+        span = stubs.bodies.get(stub) if stub else None
         if span is None:
             continue
         start, end, in_multipart = span
         if in_multipart and stubs.data.endswith(b"\n", start, end):
             end -= 1
         part.set_payload(stubs.data[start:end].decode("ascii", "surrogateescape"))
-        found += 1
-    return found == len(stubs.bodies)
+        found.append(stub)
+    return len(found) == len(set(found)) == len(stubs.bodies)
 
 
 @lru_cache(maxsize=256)
