@@ -757,6 +757,9 @@ class FaultyProxy:
                     return shut()
                 if fault == "drop-at-quit" and state["sent"] and b"QUIT" in upper:
                     return shut()
+                if state["data"] and buffer.endswith(b"\r\n.\r\n"):
+                    # Before it goes on: the server's answer to it races this thread.
+                    state["sent"] = True
                 upstream.sendall(chunk)
                 if fault == "drop-after-mail" and b"MAIL FROM" in upper:
                     return shut()
@@ -764,8 +767,6 @@ class FaultyProxy:
                     return shut()
                 if b"\r\nDATA\r\n" in upper or upper.startswith(b"DATA\r\n"):
                     state["data"] = True
-                if state["data"] and buffer.endswith(b"\r\n.\r\n"):
-                    state["sent"] = True
 
         def server_to_client() -> None:
             while True:
