@@ -134,7 +134,7 @@ def ingest_batch(
 
     A handful of queries for the whole batch (which mail is stored already, which
     channel each address routes to, which threads the mail may continue) instead of
-    several per message, and the messages written by multi-row INSERTs at the end (no commit).
+    several per message; the messages go in as multi-row INSERTs at the end.
     Mail earlier in the batch counts as stored for what follows: a repeat is a
     duplicate, a follow-up joins the thread its first message opened. `parsed`, when
     given, holds `parse_or_reason` of each mail (None: not parsed yet).
