@@ -137,6 +137,23 @@ def _test_config(url: str, tmp: Path, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+def worker_environment(config: Any, database_url: str, **settings: str) -> dict[str, str]:
+    """The environment of a worker process (`flask ingest poll`, `ingest run`, `outbox
+    send`) on the test app's database, mail source and inbound domain: every setting it
+    reads is given, so nothing comes from instance/ or a developer's .env. `settings`
+    add to it or replace (SMTP_URL, LOG_LEVEL, POLL_SECONDS, …)."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "test-secret-key",
+        "TOKEN_KEY": TOKEN_KEY,
+        "MAIL_SOURCE": config["MAIL_SOURCE"],
+        "INBOUND_DOMAIN": config["INBOUND_DOMAIN"],
+        "LOG_LEVEL": "WARNING",
+        **settings,
+    }
+
+
 @pytest.fixture
 def app_config(database_url: str, tmp_path: Path) -> dict[str, Any]:
     """The test configuration; a test may change it before asking for `app`."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import imaplib
 import itertools
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -32,7 +31,7 @@ from ingest.scheduler import build_scheduler
 from portal.extensions import db
 from portal.models import Mailbox, Message
 from portal.services import mailboxes as mailbox_service
-from tests.conftest import TOKEN_KEY
+from tests.conftest import worker_environment
 from tests.mailgen import amazon_message
 
 pytestmark = pytest.mark.imap
@@ -109,18 +108,14 @@ def idling(watcher: MailboxWatcher) -> Callable[[], bool]:
 def test_worker_fetches_appended_mail_at_once_without_waiting_for_the_poll(
     app, mailbox, deliver, database_url, tmp_path
 ):
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": "test-secret-key",
-        "TOKEN_KEY": TOKEN_KEY,
-        "MAIL_SOURCE": app.config["MAIL_SOURCE"],
-        "SMTP_URL": f"outbox:{tmp_path / 'outbox'}",
-        "INBOUND_DOMAIN": app.config["INBOUND_DOMAIN"],
-        "POLL_SECONDS": "3600",  # after the first pass at start-up, only IDLE can fetch
-        "IMAP_IDLE": "1",
-        "LOG_LEVEL": "INFO",
-    }
+    env = worker_environment(
+        app.config,
+        database_url,
+        SMTP_URL=f"outbox:{tmp_path / 'outbox'}",
+        POLL_SECONDS="3600",  # after the first pass at start-up, only IDLE can fetch
+        IMAP_IDLE="1",
+        LOG_LEVEL="INFO",
+    )
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as out:
         worker = subprocess.Popen(

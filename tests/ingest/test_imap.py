@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -16,7 +15,7 @@ import pytest
 from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import Mailbox, Message
-from tests.conftest import TOKEN_KEY
+from tests.conftest import worker_environment
 from tests.mailgen import amazon_message
 
 pytestmark = pytest.mark.imap
@@ -184,16 +183,7 @@ def test_dovecot_restarted_during_poll_loses_nothing(app, imap, uk, dovecot, mon
 
 
 def _poll_process(app, database_url: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "SECRET_KEY": "test-secret-key",
-        "TOKEN_KEY": TOKEN_KEY,
-        "DATABASE_URL": database_url,
-        "MAIL_SOURCE": app.config["MAIL_SOURCE"],
-        "INBOUND_DOMAIN": app.config["INBOUND_DOMAIN"],
-        "INGEST_LEASE_SECONDS": "1",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = worker_environment(app.config, database_url, INGEST_LEASE_SECONDS="1")
     return subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "wsgi", "ingest", "poll"],
         cwd=ROOT,

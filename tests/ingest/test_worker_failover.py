@@ -25,7 +25,7 @@ from portal.extensions import db
 from portal.models import Mailbox, Message
 from portal.services import mailboxes as mailbox_service
 from portal.sqltypes import utcnow
-from tests.conftest import TOKEN_KEY
+from tests.conftest import worker_environment
 from tests.mailgen import amazon_message
 
 pytestmark = pytest.mark.imap
@@ -80,18 +80,14 @@ def mailbox_with_mail(app, dovecot, make_channel):
 
 
 def _worker(app, database_url: str, log: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": "test-secret-key",
-        "TOKEN_KEY": TOKEN_KEY,
-        "MAIL_SOURCE": app.config["MAIL_SOURCE"],
-        "SMTP_URL": f"outbox:{log.parent / 'outbox'}",
-        "INBOUND_DOMAIN": app.config["INBOUND_DOMAIN"],
-        "POLL_SECONDS": "1",
-        "INGEST_LEASE_SECONDS": str(LEASE_SECONDS),
-        "LOG_LEVEL": "INFO",
-    }
+    env = worker_environment(
+        app.config,
+        database_url,
+        SMTP_URL=f"outbox:{log.parent / 'outbox'}",
+        POLL_SECONDS="1",
+        INGEST_LEASE_SECONDS=str(LEASE_SECONDS),
+        LOG_LEVEL="INFO",
+    )
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-c", WORKER],

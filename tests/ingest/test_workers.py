@@ -7,7 +7,6 @@ on PostgreSQL: `database_url` is whichever the session uses.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
@@ -20,7 +19,7 @@ from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import Mailbox, Message
 from portal.services import mailboxes as mailbox_service
-from tests.conftest import TOKEN_KEY
+from tests.conftest import worker_environment
 from tests.mailgen import amazon_message
 
 pytestmark = pytest.mark.imap
@@ -72,17 +71,9 @@ def mailbox_with_mail(app, imap, make_channel):
 
 @pytest.fixture
 def worker_env(app, database_url, tmp_path) -> dict[str, str]:
-    # Every setting a worker reads, so nothing comes from instance/ or a developer's .env.
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": "test-secret-key",
-        "TOKEN_KEY": TOKEN_KEY,
-        "MAIL_SOURCE": app.config["MAIL_SOURCE"],
-        "SMTP_URL": f"outbox:{tmp_path / 'outbox'}",
-        "INBOUND_DOMAIN": app.config["INBOUND_DOMAIN"],
-        "LOG_LEVEL": "INFO",
-    }
+    return worker_environment(
+        app.config, database_url, SMTP_URL=f"outbox:{tmp_path / 'outbox'}", LOG_LEVEL="INFO"
+    )
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path, **kwargs) -> subprocess.Popen:

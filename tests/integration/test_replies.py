@@ -23,7 +23,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, Direction, Message, Role, SendStatus, Thread
 from portal.services import outbox
 from portal.sqltypes import utcnow
-from tests.conftest import TOKEN_KEY
+from tests.conftest import worker_environment
 from tests.mailgen import amazon_message
 from tests.servers import SmtpServer, free_port
 
@@ -289,16 +289,7 @@ def test_concurrent_worker_processes_send_each_reply_once(
 ):
     count = 60
     messages = [queue(buyer_thread(), agent, body=f"Reply {i}") for i in range(count)]
-    env = {
-        **os.environ,
-        "SECRET_KEY": "test-secret-key",
-        "TOKEN_KEY": TOKEN_KEY,
-        "DATABASE_URL": database_url,
-        "SMTP_URL": smtp_url,
-        "MAIL_SOURCE": app.config["MAIL_SOURCE"],
-        "INBOUND_DOMAIN": app.config["INBOUND_DOMAIN"],
-        "LOG_LEVEL": "WARNING",
-    }
+    env = worker_environment(app.config, database_url, SMTP_URL=smtp_url)
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "flask", "--app", "wsgi", "outbox", "send"],

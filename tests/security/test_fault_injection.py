@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import random
 import signal
 import socket
@@ -45,7 +44,7 @@ from portal.extensions import db
 from portal.models import Direction, Mailbox, Message, Role, SendStatus, Thread
 from portal.services import outbox
 from portal.sqltypes import utcnow
-from tests.conftest import TOKEN_KEY, close_quietly
+from tests.conftest import close_quietly, worker_environment
 from tests.mailgen import amazon_message
 from tests.security.conftest import record
 from tests.servers import free_port
@@ -178,18 +177,13 @@ KILL_TARGETS = ("fetch", "flag", "flush", "commit")
 
 
 def _worker_env(app, database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": "test-secret-key",
-        "TOKEN_KEY": TOKEN_KEY,
-        "MAIL_SOURCE": app.config["MAIL_SOURCE"],
-        "SMTP_URL": f"outbox:{tmp_path / 'outbox'}",
-        "INBOUND_DOMAIN": app.config["INBOUND_DOMAIN"],
-        "INGEST_LEASE_SECONDS": "1",
-        "LOG_LEVEL": "WARNING",
+    return worker_environment(
+        app.config,
+        database_url,
+        SMTP_URL=f"outbox:{tmp_path / 'outbox'}",
+        INGEST_LEASE_SECONDS="1",
         **extra,
-    }
+    )
 
 
 def sigkill_rounds(

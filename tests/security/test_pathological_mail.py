@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.models import Attachment, Message, Role
-from tests.conftest import TOKEN_KEY
+from tests.conftest import worker_environment
 from tests.mailgen import amazon_message
 from tests.security.conftest import record
 
@@ -147,16 +147,7 @@ class Pass:
 
 
 def run_worker(app_config, database_url: str, tmp_path: Path) -> Pass:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": "test-secret-key",
-        "TOKEN_KEY": TOKEN_KEY,
-        "MAIL_SOURCE": app_config["MAIL_SOURCE"],
-        "SMTP_URL": f"outbox:{tmp_path / 'outbox'}",
-        "INBOUND_DOMAIN": app_config["INBOUND_DOMAIN"],
-        "LOG_LEVEL": "WARNING",
-    }
+    env = worker_environment(app_config, database_url, SMTP_URL=f"outbox:{tmp_path / 'outbox'}")
     log = tmp_path / "worker.log"
     started = time.monotonic()
     with log.open("wb") as stderr:
