@@ -270,25 +270,23 @@ def _form_ids(forms_list):
     return [f"{f.role}-{f.method}-{f.endpoint}" for f in forms_list]
 
 
-def test_fuzz_every_form(matrix: Matrix, forms: list[Form]):
+def _fuzz_every_form(matrix: Matrix, forms: list[Form], examples: int) -> None:
     problems = []
     for form in forms:
         try:
-            _fuzz_form(matrix, form, DEFAULT_EXAMPLES)
+            _fuzz_form(matrix, form, examples)
         except AssertionError as exc:
             problems.append(str(exc).splitlines()[0][:600])
     assert not problems, "\n".join(problems)
+
+
+def test_fuzz_every_form(matrix: Matrix, forms: list[Form]):
+    _fuzz_every_form(matrix, forms, DEFAULT_EXAMPLES)
 
 
 @pytest.mark.slow
 def test_fuzz_every_form_long(matrix: Matrix, forms: list[Form]):
-    problems = []
-    for form in forms:
-        try:
-            _fuzz_form(matrix, form, LONG_EXAMPLES)
-        except AssertionError as exc:
-            problems.append(str(exc).splitlines()[0][:600])
-    assert not problems, "\n".join(problems)
+    _fuzz_every_form(matrix, forms, LONG_EXAMPLES)
 
 
 def test_blind_post_routes(matrix: Matrix, forms: list[Form]):
