@@ -427,18 +427,15 @@ def test_database_locked_past_the_timeout_mid_batch_loses_nothing(
     app, imap, channel, database_url, monkeypatch, short_busy_timeout
 ):
     monkeypatch.setattr(pipeline, "BATCH_COUNT", 10, raising=False)
-    if not _is_sqlite(database_url):
-        # PostgreSQL waits for a lock as long as it takes; give up after 0.3 s instead.
-        def lower(dbapi_connection, record):
-            dbapi_connection.execute("SET lock_timeout = '300ms'")
 
+    # PostgreSQL waits for a lock as long as it takes; give up after 0.3 s instead.
+    def lower(dbapi_connection, record):
+        dbapi_connection.execute("SET lock_timeout = '300ms'")
+
+    postgres = not _is_sqlite(database_url)
+    if postgres:
         event.listen(db.engine, "connect", lower)
         db.engine.dispose()
-        monkeypatch.setattr(
-            sys.modules[__name__],
-            "_undo_lock_timeout",
-            lambda: event.remove(db.engine, "connect", lower),
-        )
     append(imap, 0, 50)
     holder = _LockHolder(database_url, seconds=6)
     _on_nth_call(monkeypatch, IMAPClient, "fetch", 3, holder.start)
@@ -446,16 +443,12 @@ def test_database_locked_past_the_timeout_mid_batch_loses_nothing(
         poll_all(force=True)  # fails part-way: the lock outlasts every wait
     holder.join()
     db.session.rollback()
-    if not _is_sqlite(database_url):
-        _undo_lock_timeout()
+    if postgres:
+        event.remove(db.engine, "connect", lower)
         db.engine.dispose()
     final_poll(app)
     record("faults: database locks past the timeout", 1)
     assert_stored_exactly_once(50, imap)
-
-
-def _undo_lock_timeout() -> None:  # replaced by the PostgreSQL branch of the test above
-    return None
 
 
 @pytest.mark.postgres
