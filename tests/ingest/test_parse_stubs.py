@@ -57,7 +57,7 @@ def assert_same(raw: bytes, monkeypatch) -> bool:
     fed, stubs = parse._stub_bodies(data)
     assert _tree(parse._parse_mime(data, parse._POLICY)) == _tree(_whole(data))
     if stubs is not None:
-        assert fed != data and len(stubs.bodies) >= 1
+        assert fed != data and len(stubs.bodies) + len(stubs.boundaries) >= 1
     stubbed = _parsed(raw)
     with monkeypatch.context() as m:
         m.setattr(parse, "_stub_bodies", lambda data: (data, None))
@@ -120,6 +120,25 @@ B64 = b"Content-Type: image/png\nContent-Transfer-Encoding: base64\n\n" + b"QUJD
         _multipart(b"Content-Type: multipart/mixed\n\n" + LEAF),  # no boundary
         _multipart(LEAF, boundary=b"\xe2\x9c\x93"),
         LEAF.replace(b"Content-Type", b"From: a@b.c\nContent-Type"),  # a single part
+        # Boundaries the renaming must leave alone or get exactly right:
+        _multipart(LEAF, boundary=b"Type", close=b"--Type--\n"),  # also in "Content-Type"
+        _multipart(LEAF, boundary=b"b1", close=b"--b1--\n").replace(
+            b'boundary="b1"', b'boundary="b1"; x-note="b1"'
+        ),  # twice in the header
+        _multipart(LEAF).replace(b'boundary="b1"', b"boundary*0=b; boundary*1=1"),  # RFC 2231
+        _multipart(LEAF).replace(b'boundary="b1"', b'boundary="b1 "'),  # trailing space
+        _multipart(LEAF).replace(b'boundary="b1"', b"boundary=b1"),  # unquoted
+        _multipart(LEAF, close=b"--b1--\nepilogue\n--b1\n--b1--\n"),  # delimiters after close
+        _multipart(close=b"--b1--\n" + LEAF + b"\n--b1\n" + LEAF),  # close comes first
+        _multipart(close=b"").replace(b"preamble", b"no delimiter at all\n" + LEAF),
+        _multipart(LEAF, b"", close=b"--b1--\n\n--b1\n" + LEAF + b"\n--b1--\nend\n"),
+        _multipart(  # the same boundary inside
+            b'Content-Type: multipart/alternative; boundary="b1"\n\n--b1\n' + LEAF, B64
+        ),
+        _multipart(  # one line delimits both "b1" and the inner "b1--"
+            b'Content-Type: multipart/alternative; boundary="b1--"\n\n--b1--\n' + LEAF, B64
+        ),
+        _multipart(LEAF + b"\n--sdB00q7Zk\n", B64),  # a stand-in in the mail itself
         b"From: a@b.c\ncontent-type:  TEXT/PLAIN\n\tcharset=utf-8\n\n" + b"x\n" * 900,
     ],
 )
@@ -139,6 +158,40 @@ def test_a_stub_that_does_not_come_back_means_parsing_whole(monkeypatch, caplog)
     monkeypatch.setattr(parse, "_stub_bodies", lose_one)
     assert _tree(parse._parse_mime(raw, parse._POLICY)) == _tree(_whole(raw))
     assert "parsing" in caplog.text and "whole" in caplog.text
+
+
+def test_boundaries_are_renamed_and_put_back(stub_everything):
+    raw = _multipart(
+        b'Content-Type: multipart/alternative; boundary="inner-7"\n\n--inner-7\n'
+        + LEAF
+        + b"\n--inner-7--\n",
+        B64,
+        boundary=b"=_outer_Part_1",
+        close=b"--=_outer_Part_1--\n",
+    )
+    fed, stubs = parse._stub_bodies(raw)
+    assert b"inner-7" not in fed and b"=_outer_Part_1" not in fed
+    assert sorted(stubs.boundaries.values()) == ["=_outer_Part_1", "inner-7"]
+    msg = parse._parse_mime(raw, parse._POLICY)
+    assert [p.get_boundary() for p in msg.walk() if p.is_multipart()] == [
+        "=_outer_Part_1",
+        "inner-7",
+    ]
+    assert _tree(msg) == _tree(_whole(raw))
+
+
+def test_a_boundary_that_does_not_come_back_means_parsing_whole(monkeypatch, caplog):
+    raw = _multipart(LEAF, B64)
+    real = parse._stub_bodies
+
+    def lose_one(data):
+        fed, stubs = real(data)
+        stubs.boundaries["sdB99q7Zk"] = "never-in-the-mail"
+        return fed, stubs
+
+    monkeypatch.setattr(parse, "_stub_bodies", lose_one)
+    assert _tree(parse._parse_mime(raw, parse._POLICY)) == _tree(_whole(raw))
+    assert "whole" in caplog.text
 
 
 def test_stubs_cannot_be_forged():
