@@ -499,7 +499,7 @@ _POLICY = _CachingPolicy()
 _HEADER_BLOCK_RE = re.compile(rb"(?:(?:From |[\041-\071\073-\176]*:|[\t ])[^\n]*\n)*")
 # The first Content-Type header with its continuation lines: all get_content_type()
 # and get_boundary() read.
-_CONTENT_TYPE_RE = re.compile(rb"(?im)^content-type:[^\n]*\n(?:[\t ][^\n]*\n)*")
+_CONTENT_TYPE_RE = re.compile(rb"(?i)content-type:[^\n]*\n(?:[\t ][^\n]*\n)*")
 _DELIMITER_REST_RE = re.compile(rb"(--)?[ \t]*")  # after "--boundary", as feedparser reads it
 _STUB_MIN_BODY = 512  # below this the stub saves less than the walk costs
 _STUB_MAX_DEPTH = 16
@@ -507,7 +507,8 @@ _STUB_MAX_DEPTH = 16
 
 #: The boundaries' stand-ins: letters and digits only (a valid unquoted parameter
 #: value), none a prefix of another followed by what a delimiter line allows.
-_BOUNDARY_NAMES = tuple(f"sdB{n:02d}q7Zk" for n in range(_STUB_MAX_DEPTH * 4))
+_BOUNDARY_NAMES = tuple(f"sdBq7Zk{n:02d}" for n in range(_STUB_MAX_DEPTH * 4))
+_BOUNDARY_NAMES_PREFIX = b"sdBq7Zk"  # absent from the mail: so are the stand-ins
 
 
 @dataclass
@@ -555,7 +556,7 @@ def _stub_bodies(data: bytes) -> tuple[bytes, _Stubs | None]:
         # Distinct boundaries only: a multipart inside one with the same boundary is a
         # case the walk and the feedparser might not agree on.
         distinct = len({b for b, _ in walk.boundaries}) == len(walk.boundaries)
-        if distinct and not any(name.encode() in data for name in names):
+        if distinct and _BOUNDARY_NAMES_PREFIX not in data:
             renames = [
                 (at, at + len(boundary.encode("ascii", "surrogateescape")), name.encode())
                 for name, (boundary, positions) in zip(names, walk.boundaries, strict=True)
@@ -622,9 +623,36 @@ def _restore_boundary(part: Message, name: str, boundary: str) -> bool:
     return False
 
 
-@lru_cache(maxsize=256)
 def _content_type(header: bytes) -> tuple[str, str | None]:
     """(content type, boundary) as the feedparser reads them off this Content-Type header."""
+    # Every mail has a boundary of its own, so the header as it is would never be
+    # found in the cache. A plain boundary parameter (one "boundary"; quoted, letters,
+    # digits and RFC 2046's punctuation but no apostrophe, which RFC 2231 reads; or a
+    # token without RFC 2045's specials) reads the same as any other: the header is
+    # parsed with a placeholder in its place, which the cache then holds once for
+    # every mail of that shape. tests/ingest/test_parse_stubs.py compares the two.
+    found = _BOUNDARY_PARAM_RE.search(header)
+    if found and len(_BOUNDARY_NAME_RE.findall(header)) == 1:
+        group = "quoted" if found.group("quoted") else "token"
+        value = found.group(group)
+        start, end = found.span(group)
+        ctype, boundary = _parsed_content_type(header[:start] + _PLACEHOLDER + header[end:])
+        if boundary == _PLACEHOLDER.decode():
+            return ctype, value.decode("ascii")
+    return _parsed_content_type(header)
+
+
+_BOUNDARY_NAME_RE = re.compile(rb"(?i)boundary")
+_BOUNDARY_PARAM_RE = re.compile(
+    rb"(?i);[ \t\n]*boundary[ \t\n]*=[ \t\n]*"
+    rb"(?:\"(?P<quoted>[A-Za-z0-9+_,./:=?-]+)\"|(?P<token>[A-Za-z0-9+_.-]+))"
+    rb"(?=[ \t\n;]|$)"
+)
+_PLACEHOLDER = b"sdBoundaryPlaceholder"
+
+
+@lru_cache(maxsize=256)
+def _parsed_content_type(header: bytes) -> tuple[str, str | None]:
     part = BytesHeaderParser(policy=_POLICY).parsebytes(header)
     return part.get_content_type(), part.get_boundary()
 
@@ -636,7 +664,7 @@ def _leaf_bodies(data: bytes, start: int, end: int, depth: int, walk: _Walk) -> 
         return
     if _HEADER_BLOCK_RE.match(data, start, blank + 1).end() != blank + 1:
         return  # the feedparser would end these headers early, at a line that is none
-    header = _CONTENT_TYPE_RE.search(data, start, blank + 1)
+    header = _content_type_header(data, start, blank + 1)
     ctype, boundary = _content_type(header.group()) if header else ("text/plain", None)
     body = blank + 2
     if ctype.startswith("multipart/"):
@@ -645,6 +673,16 @@ def _leaf_bodies(data: bytes, start: int, end: int, depth: int, walk: _Walk) -> 
             _multipart_bodies(data, body, end, boundary, depth, walk, header)
     elif not ctype.startswith("message/") and end - blank >= _STUB_MIN_BODY:
         walk.spans.append((body, end, depth > 0))
+
+
+def _content_type_header(data: bytes, start: int, end: int) -> re.Match | None:
+    # A search for the lowercased name: a case-insensitive, multi-line regular
+    # expression would try every position of kilobytes of transport headers.
+    lowered = data[start:end].lower()
+    at = lowered.find(b"content-type:")
+    while at > 0 and lowered[at - 1] != 0x0A:  # not at the start of a line
+        at = lowered.find(b"content-type:", at + 1)
+    return _CONTENT_TYPE_RE.match(data, start + at, end) if at >= 0 else None
 
 
 def _multipart_bodies(
