@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
+from email.headerregistry import UnstructuredHeader
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import EmailPolicy, Policy, compat32
@@ -217,6 +218,11 @@ def _header(msg: Message, headers: _RawHeaders, name: str) -> str:
     """A header as text, tolerant of malformed encodings."""
     if name.lower() not in headers:
         return ""  # (msg.get would compare the name with every header's to say so)
+    raw = headers[name.lower()][0]
+    if raw.isascii() and "=?" not in raw and _unstructured(msg.policy, name):
+        # Nothing for the header parser to decode: its text is the raw text (and the
+        # email package parses it anew on every get).
+        return " ".join(raw.split())
     try:
         value = msg.get(name)
     except Exception:  # a header the policy cannot parse: fall back to raw text
@@ -226,6 +232,16 @@ def _header(msg: Message, headers: _RawHeaders, name: str) -> str:
     if not isinstance(msg.policy, EmailPolicy):  # compat32 (see parse_message): still encoded
         value = _decode_words(str(value))
     return " ".join(str(value).split())
+
+
+def _unstructured(policy: Policy, name: str) -> bool:
+    return policy is _POLICY and _unstructured_name(name.lower())
+
+
+@lru_cache(maxsize=64)
+def _unstructured_name(name: str) -> bool:
+    # Cached: the registry builds a new class on every lookup.
+    return issubclass(_POLICY.header_factory[name], UnstructuredHeader)
 
 
 #: A message's headers as written, by lower-case name: looked up a dozen times per
@@ -414,7 +430,9 @@ def _classify(msg: Message, headers: _RawHeaders, parsed: ParsedMessage) -> None
     sender_local = parsed.from_address.split("@")[0]
     return_path = _raw_header(headers, "Return-Path").strip()
     is_dsn = (
-        msg.get_content_type() == "multipart/report"
+        # The substring first: reading the type parses the header (its boundary unique).
+        "report" in _raw_header(headers, "Content-Type").lower()
+        and msg.get_content_type() == "multipart/report"
         and (msg.get_param("report-type") or "").lower() == "delivery-status"
     )
     empty_return_path = "return-path" in headers and return_path in ("<>", "")
@@ -489,6 +507,12 @@ _POLICY = _CachingPolicy()
 # would end early, digests, message parts, a repeated close delimiter) it leaves the mail
 # as it is, and if any stub does not come back exactly once the mail is parsed whole.
 #
+# The top-level header fields, bar the Content-* ones the feedparser reads, go the
+# same way: each run of them is one stub field for the feedparser, and the fields are
+# put back in its place after, as the feedparser would have stored them. Relayed mail
+# carries kilobytes of Received, DKIM and ARC fields, which the feedparser would split
+# into lines and every header lookup while parsing would compare.
+#
 # The same walk renames each multipart's boundary, in its Content-Type header and on
 # every delimiter line, to one of a fixed set of names that occur nowhere in the mail,
 # and puts the header's own text back after parsing. The feedparser compiles a regular
@@ -532,6 +556,8 @@ class _Stubs:
     bodies: dict[str, tuple[int, int, bool]] = field(default_factory=dict)
     #: stand-in -> the boundary it replaced
     boundaries: dict[str, str] = field(default_factory=dict)
+    #: stub field name -> (start, end) in `data` of each header field it stands for
+    headers: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     token: str = field(default_factory=lambda: secrets.token_hex(12))
 
 
@@ -551,6 +577,10 @@ def _stub_bodies(data: bytes) -> tuple[bytes, _Stubs | None]:
         stub = f"{stubs.token}{len(stubs.bodies)}"
         stubs.bodies[stub] = (start, end, in_multipart)
         edits.append((start, end, stub.encode("ascii") + b"\n"))
+    for fields_ in _header_runs(data):
+        name = f"X-{stubs.token}-{len(stubs.headers)}"
+        stubs.headers[name] = fields_
+        edits.append((fields_[0][0], fields_[-1][1], name.encode("ascii") + b": 1\n"))
     if walk.renamable and len(walk.boundaries) <= len(_BOUNDARY_NAMES):
         names = _BOUNDARY_NAMES[: len(walk.boundaries)]
         # Distinct boundaries only: a multipart inside one with the same boundary is a
@@ -578,6 +608,40 @@ def _stub_bodies(data: bytes) -> tuple[bytes, _Stubs | None]:
     return b"".join(out), stubs
 
 
+# One header field, its name as the feedparser takes it (up to the first colon).
+_FIELD_RE = re.compile(rb"([\041-\071\073-\176]+):[^\n]*\n(?:[\t ][^\n]*\n)*")
+
+
+def _header_runs(data: bytes) -> list[list[tuple[int, int]]]:
+    """The runs of top-level header fields that can be stubbed: (start, end) per field."""
+    blank = data.find(b"\n\n")
+    if data.startswith(b"\n") or blank < 0:
+        return []
+    end = blank + 1
+    if _HEADER_BLOCK_RE.match(data, 0, end).end() != end:
+        return []
+    runs: list[list[tuple[int, int]]] = []
+    run: list[tuple[int, int]] = []
+    pos = data.find(b"\n") + 1 if data.startswith(b"From ") else 0  # the envelope line
+    while pos < end:
+        found = _FIELD_RE.match(data, pos, end)
+        if found is None:
+            # A "From " line further down, after which the feedparser would add
+            # continuation lines to the field before: leave the headers alone.
+            return []
+        if not found.group(1).lower().startswith(b"content-"):
+            run.append(found.span())
+        else:  # a field the feedparser reads: kept
+            if run:
+                runs.append(run)
+            run = []
+        pos = found.end()
+    if run:
+        runs.append(run)
+    # Small runs cost more to put back than the feedparser spends on them.
+    return [run for run in runs if run[-1][1] - run[0][0] >= _STUB_MIN_BODY]
+
+
 def _overlapping(edits: list[tuple[int, int, bytes]]) -> bool:
     return any(start < end for (_, end, _), (start, _, _) in itertools.pairwise(edits))
 
@@ -585,6 +649,8 @@ def _overlapping(edits: list[tuple[int, int, bytes]]) -> bool:
 def _restore_bodies(msg: Message, stubs: _Stubs) -> bool:
     """Put each body back in place of its stub and each boundary in its header; False
     unless every stub and every stand-in came back once."""
+    if stubs.headers and not _restore_headers(msg, stubs):
+        return False
     found: list[str] = []
     renamed: list[str] = []
     for part in msg.walk():
@@ -606,6 +672,26 @@ def _restore_bodies(msg: Message, stubs: _Stubs) -> bool:
     return len(found) == len(set(found)) == len(stubs.bodies) and sorted(renamed) == sorted(
         stubs.boundaries
     )
+
+
+def _restore_headers(msg: Message, stubs: _Stubs) -> bool:
+    """Each stub field's fields back in its place, as the feedparser would store them."""
+    restored: list[tuple[str, str]] = []
+    count = 0
+    for key, value in msg._headers:  # noqa: SLF001 (see _restore_boundary)
+        fields_ = stubs.headers.get(key)
+        if fields_ is None:
+            restored.append((key, value))
+            continue
+        if value != "1":
+            return False
+        count += 1
+        for start, end in fields_:
+            text = stubs.data[start:end].decode("ascii", "surrogateescape")
+            lines = [line + "\n" for line in text.split("\n")[:-1]]
+            restored.append(msg.policy.header_source_parse(lines))
+    msg._headers = restored  # noqa: SLF001
+    return count == len(stubs.headers)
 
 
 def _restore_boundary(part: Message, name: str, boundary: str) -> bool:

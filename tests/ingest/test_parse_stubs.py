@@ -57,7 +57,7 @@ def assert_same(raw: bytes, monkeypatch) -> bool:
     fed, stubs = parse._stub_bodies(data)
     assert _tree(parse._parse_mime(data, parse._POLICY)) == _tree(_whole(data))
     if stubs is not None:
-        assert fed != data and len(stubs.bodies) + len(stubs.boundaries) >= 1
+        assert fed != data and len(stubs.bodies) + len(stubs.boundaries) + len(stubs.headers) >= 1
     stubbed = _parsed(raw)
     with monkeypatch.context() as m:
         m.setattr(parse, "_stub_bodies", lambda data: (data, None))
@@ -244,3 +244,28 @@ def test_content_type_shortcut_reads_headers_as_the_parser_does(header):
             return type(exc)
 
     assert outcome(parse._content_type) == outcome(parse._parsed_content_type.__wrapped__)
+
+
+def test_plain_header_text_is_what_the_header_parser_makes_of_it():
+    corpus = Corpus(start=datetime(2026, 11, 1, tzinfo=UTC))
+    raws = [p.read_bytes() for p in sorted(MAIL.glob("*.eml"))]
+    raws += [corpus.message(i) for i in range(300)]
+    raws.append(b'Subject: tabs\tand  folded\n  lines (not) \\"quoted\\"; a=b\nFrom: a@b.c\n\nx\n')
+    checked = 0
+    for raw in raws:
+        msg = _whole(parse._lf_endings(raw))
+        headers = parse._raw_headers(msg)
+        for name in ("Subject", "Auto-Submitted", "Precedence", "X-AMAZON-MAIL-RELAY-TYPE"):
+            if name.lower() in headers:
+                assert parse._header(msg, headers, name) == " ".join(str(msg.get(name)).split())
+                checked += 1
+    assert checked > 300
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(value=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80))
+def test_plain_header_text_any_ascii(value):
+    folded = value.replace(" ", "\n ", 1) if len(value) > 40 else value
+    msg = _whole(b"From: a@b.c\nSubject: " + folded.encode() + b"\n\nbody\n")
+    headers = parse._raw_headers(msg)
+    assert parse._header(msg, headers, "Subject") == " ".join(str(msg.get("Subject")).split())
