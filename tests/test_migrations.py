@@ -1,6 +1,6 @@
 """`flask db upgrade` on an empty database gives exactly the models' schema.
 
-It also checks that the search triggers of migration 5e4a1c7d9b20 are still there
+It also checks that the search triggers of migrations 5e4a1c7d9b20 and 4f7b2c9e8d15 are there
 at head: on SQLite, `batch_alter_table` on `messages` or `threads` recreates the
 table without its triggers, and search would silently stop seeing new mail.
 """
@@ -54,7 +54,7 @@ def _assert_no_drift(url: str, tmp_path) -> None:
         assert not missing, (
             f"search triggers missing at head: {sorted(missing)}; a migration that "
             "recreates messages or threads (SQLite batch_alter_table) must recreate them "
-            "as migration 5e4a1c7d9b20 does and rebuild the search index"
+            "as migrations 5e4a1c7d9b20 and 4f7b2c9e8d15 do and rebuild the search index"
         )
         with db.engine.connect() as conn:
             diff = compare_metadata(

@@ -215,10 +215,10 @@ def _filtered(shape: _Shape) -> Select:
 # ignored; a term with no letter or digit is dropped. User text never reaches the
 # FTS or tsquery parser as syntax: each term is a quoted phrase.
 #
-# SQLite: FTS5 tables messages_fts and threads_fts (migration 5e4a1c7d9b20). A term
-# that matches more than DENSE_MATCHES rows falls back to the substring LIKE scan in
-# activity order, which finds a page of a common word among the newest threads
-# sooner than the FTS set could be built. PostgreSQL: threads.search_document
+# SQLite: FTS5 tables messages_fts and threads_fts (migrations 5e4a1c7d9b20 and
+# 4f7b2c9e8d15). A term that matches more than DENSE_MATCHES rows falls back to the
+# substring LIKE scan in activity order, which finds a page of a common word among
+# the newest threads sooner than the FTS set could be built. PostgreSQL: threads.search_document
 # (tsvector, 'simple' configuration, GIN) and pg_trgm indexes on the four fields.
 
 MAX_TERMS = 5
@@ -227,7 +227,7 @@ DENSE_MATCHES = 2000
 # (migrations/env.py, tests/test_migrations.py) leaves them out of its comparison.
 SEARCH_TABLE_PREFIXES = ("messages_fts", "threads_fts")
 SEARCH_COLUMNS = {("threads", "search_document")}
-SEARCH_INDEXES = {"ix_threads_search_document", "ix_messages_fts_thread"} | {
+SEARCH_INDEXES = {"ix_threads_search_document"} | {
     f"ix_threads_{name}_trgm" for name in ("subject", "buyer_name", "buyer_address", "order_id")
 }
 
@@ -314,17 +314,16 @@ def _fts5_phrase(term: str) -> str:
 #: One term's part of _fts_thread_ids: the term's matching threads as a JSON array
 #: of ids, or NULL when the term is dense, with more than :dense matching messages or
 #: threads (each part is cut there, so a dense term costs no more than that to find
-#: out about). The covering index (migration 9c2f7a4e1b63): the rowid lookup would
-#: read every matching message's whole row.
+#: out about). A message's row id in messages_fts carries its thread id in the high
+#: 32 bits (migration 4f7b2c9e8d15): no lookup per matching message.
 _FTS_TERM_CTES = (
-    "m{n} AS (SELECT rowid AS id FROM messages_fts WHERE messages_fts MATCH :q{n} LIMIT :dense + 1),"
+    "m{n} AS (SELECT rowid >> 32 AS id FROM messages_fts WHERE messages_fts MATCH :q{n}"
+    " LIMIT :dense + 1),"
     " t{n} AS (SELECT rowid AS id FROM threads_fts WHERE threads_fts MATCH :q{n} LIMIT :dense + 1)"
 )
 _FTS_TERM_COLUMN = (
     "CASE WHEN (SELECT count(*) FROM m{n}) <= :dense AND (SELECT count(*) FROM t{n}) <= :dense"
-    " THEN (SELECT json_group_array(thread_id) FROM ("
-    " SELECT thread_id FROM messages INDEXED BY ix_messages_fts_thread WHERE id IN m{n}"
-    " UNION SELECT id FROM t{n})) END"
+    " THEN (SELECT json_group_array(id) FROM (SELECT id FROM m{n} UNION SELECT id FROM t{n})) END"
 )
 
 
