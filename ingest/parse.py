@@ -562,8 +562,8 @@ class _Stubs:
 
 
 def _stub_bodies(data: bytes) -> tuple[bytes, _Stubs | None]:
-    """`data` with its larger leaf bodies replaced by stubs and its boundaries renamed,
-    and what to put back."""
+    """`data` with its larger leaf bodies and runs of top-level header fields replaced
+    by stubs and its boundaries renamed, and what to put back."""
     if b"\r" in data:
         return data, None
     walk = _Walk()
@@ -647,8 +647,8 @@ def _overlapping(edits: list[tuple[int, int, bytes]]) -> bool:
 
 
 def _restore_bodies(msg: Message, stubs: _Stubs) -> bool:
-    """Put each body back in place of its stub and each boundary in its header; False
-    unless every stub and every stand-in came back once."""
+    """Put each body and header field back in place of its stub and each boundary in
+    its header; False unless every stub and every stand-in came back once."""
     if stubs.headers and not _restore_headers(msg, stubs):
         return False
     found: list[str] = []

@@ -128,7 +128,16 @@ class Message(db.Model):
         # Threading looks up In-Reply-To/References within one channel; without this,
         # SQLite scans the channel's messages through the channel_id index instead.
         Index("ix_messages_channel_message_id", "channel_id", "message_id"),
-        Index("ix_messages_thread_created", "thread_id", "created_at"),
+        # A thread's messages in order; it also holds what the inbox's snippet subquery
+        # reads, which through the table means walking past the bodies and raw mail.
+        Index(
+            "ix_messages_thread_snippet",
+            "thread_id",
+            "created_at",
+            "id",
+            "is_internal_note",
+            "snippet",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

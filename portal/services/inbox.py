@@ -503,7 +503,7 @@ _TAG_SEPARATOR = "\x1f"
 _SNIPPET = (
     select(Message.snippet)
     .where(Message.thread_id == Thread.id, Message.is_internal_note.is_(False))
-    # The thread page's order, last first: served by ix_messages_thread_created.
+    # The thread page's order, last first, from ix_messages_thread_snippet alone.
     .order_by(Message.created_at.desc(), Message.id.desc())
     .limit(1)
     .scalar_subquery()
