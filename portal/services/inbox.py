@@ -219,7 +219,8 @@ def _filtered(shape: _Shape) -> Select:
 # 4f7b2c9e8d15). A term that matches more than DENSE_MATCHES rows falls back to the
 # substring LIKE scan in activity order, which finds a page of a common word among
 # the newest threads sooner than the FTS set could be built. PostgreSQL: threads.search_document
-# (tsvector, 'simple' configuration, GIN) and pg_trgm indexes on the four fields.
+# (tsvector, 'simple' configuration, GIN) and one pg_trgm index on the four fields
+# joined by spaces (_search_fields, migration 8b5e1f3a7c29).
 
 MAX_TERMS = 5
 DENSE_MATCHES = 2000
@@ -227,9 +228,25 @@ DENSE_MATCHES = 2000
 # (migrations/env.py, tests/test_migrations.py) leaves them out of its comparison.
 SEARCH_TABLE_PREFIXES = ("messages_fts", "threads_fts")
 SEARCH_COLUMNS = {("threads", "search_document")}
-SEARCH_INDEXES = {"ix_threads_search_document"} | {
-    f"ix_threads_{name}_trgm" for name in ("subject", "buyer_name", "buyer_address", "order_id")
-}
+SEARCH_INDEXES = {"ix_threads_search_document", "ix_threads_search_fields_trgm"}
+
+
+def _search_fields() -> ColumnElement[str]:
+    """subject || ' ' || buyer_name || ' ' || buyer_address || ' ' || coalesce(order_id, ''):
+    the expression ix_threads_search_fields_trgm indexes (migration 8b5e1f3a7c29), which
+    the planner uses only for the same expression, so the spaces are SQL literals, not
+    parameters. A term holds no whitespace: it cannot match across two fields."""
+    space = literal_column("' '", type_=Text)
+    fields = [
+        Thread.subject,
+        Thread.buyer_name,
+        Thread.buyer_address,
+        func.coalesce(Thread.order_id, literal_column("''", type_=Text)),
+    ]
+    joined = fields[0]
+    for field_ in fields[1:]:
+        joined = joined.op("||")(space).op("||")(field_)
+    return joined
 
 
 def include_schema_name(name: str | None, type_: str, parent_names: dict) -> bool:
@@ -347,13 +364,16 @@ def _listed_ids(thread_ids: BindParameter) -> ColumnElement[bool]:
 
 
 def _trigram_indexes() -> bool:
-    """Whether the migration could create the pg_trgm indexes (cached per database)."""
+    """Whether the migration could create the pg_trgm index (cached per database)."""
     engine = db.session.get_bind()
     key = engine.url.render_as_string(hide_password=True)
     if key not in _TRIGRAMS:
         _TRIGRAMS[key] = bool(
             db.session.scalar(
-                text("SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_threads_subject_trgm'")
+                text(
+                    "SELECT count(*) FROM pg_indexes"
+                    " WHERE indexname = 'ix_threads_search_fields_trgm'"
+                )
             )
         )
     return _TRIGRAMS[key]
@@ -379,19 +399,8 @@ def _tsquery_term(
     tsquery = _prefix_tsquery(term)
     matched = literal_column("threads.search_document").op("@@")(tsquery)
     if trigrams:
-        # A term the parser reduces to nothing matches through these alone.
-        return or_(
-            matched,
-            *(
-                field.ilike(like, escape="\\")
-                for field in (
-                    Thread.subject,
-                    Thread.buyer_name,
-                    Thread.buyer_address,
-                    Thread.order_id,
-                )
-            ),
-        )
+        # A term the parser reduces to nothing matches through this alone.
+        return or_(matched, _search_fields().ilike(like, escape="\\"))
     # A term the parser reduces to nothing is dropped. PostgreSQL folds the IS NULL to
     # a constant for the given term, so the GIN index still serves the match.
     return or_(matched, tsquery.is_(None))

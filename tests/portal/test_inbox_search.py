@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from ingest.pipeline import poll_all
 from portal import create_app
@@ -197,6 +197,35 @@ def test_a_message_moved_or_deleted_is_found_where_it_is(admin, channel, make_th
                 "INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')"
             )
             assert conn.exec_driver_sql("SELECT count(*) FROM messages_fts").scalar() == 1
+
+
+def test_postgresql_searches_the_thread_fields_through_their_trigram_index(admin, threads):
+    # The planner takes ix_threads_search_fields_trgm only for the very expression it
+    # indexes (migration 8b5e1f3a7c29): a query written differently scans instead.
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's trigram index; SQLite has FTS5 (the other pass runs this)")
+    captured = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "search_document" in statement:
+            captured.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        assert subjects(admin, "ustermann") == {"Wrong size"}  # inside a word: trigrams
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    ((statement, parameters),) = captured
+    connection = db.session.connection()
+    # A handful of threads: make index scans in activity order and sequential scans
+    # dear, so that the plan shows whether the search condition can use the index.
+    connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    connection.exec_driver_sql("SET LOCAL enable_indexscan = off")
+    plan = "\n".join(
+        row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters)
+    )
+    db.session.rollback()
+    assert "ix_threads_search_fields_trgm" in plan, plan
 
 
 def test_ingested_mail_is_searchable_at_once(admin, channel, drop_mail):
