@@ -26,6 +26,7 @@ from portal.inbox.forms import (
     StatusForm,
     TagForm,
 )
+from portal.inbox.rows import render_rows
 from portal.marketplaces import MARKETPLACES
 from portal.models import (
     Attachment,
@@ -118,14 +119,15 @@ def index():
     args = {k: v for k, v in request.args.items() if k != "after" and v}
     next_url = url_for("inbox.index", **args, after=page.next_cursor) if page.next_cursor else None
     first_url = url_for("inbox.index", **args) if query.cursor else None
+    show_org = len(form.organisation.choices) > 2
     return render_template(
         "inbox/index.html",
         form=form,
         page=page,
+        rows_html=render_rows(page.rows, thread_url, show_org),
         next_url=next_url,
         first_url=first_url,
-        thread_url=thread_url,
-        show_org=len(form.organisation.choices) > 2,
+        show_org=show_org,
     )
 
 

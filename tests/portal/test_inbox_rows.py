@@ -1,0 +1,65 @@
+"""The inbox rows written in Python (portal/inbox/rows.py) escape every value."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import fields
+from datetime import UTC, datetime
+
+from portal.inbox.rows import render_rows
+from portal.models import ThreadStatus
+from portal.services.inbox import InboxRow
+
+HOSTILE = "<script>alert(1)</script>\"'&><img src=x onerror=alert(2)>"
+
+
+def _hostile_row(**overrides) -> InboxRow:
+    values = {
+        f.name: HOSTILE + f.name
+        for f in fields(InboxRow)
+        if f.type in ("str", "str | None") and f.name != "id"
+    }
+    values |= {
+        "id": 7,
+        "status": ThreadStatus.OPEN,
+        "last_message_at": datetime(2026, 11, 27, tzinfo=UTC),
+        "awaiting_reply_since": None,
+        "deadline": None,
+        "tags": (HOSTILE + "tag",),
+        "is_overdue": True,
+    }
+    return InboxRow(**(values | overrides))
+
+
+def test_every_value_is_escaped_in_text_and_attributes():
+    row = _hostile_row()
+    out = str(render_rows([row], "/threads/", show_org=True))
+    # No markup from the data survives: the only tags are the row's own.
+    tags = set(re.findall(r"<([a-z]+)", out))
+    assert tags == {"tr", "td", "a", "span", "div", "code"}
+    assert "onerror=" not in out.replace("onerror=alert", "")  # only escaped text
+    for name in ("buyer_label", "subject_label", "snippet", "marketplace", "organisation",
+                 "order_id", "status_label", "assignee", "due_text", "due_title",
+                 "status_class", "due_class"):  # fmt: skip
+        assert html.escape(HOSTILE + name) in out, name
+    assert html.escape(HOSTILE + "tag") in out
+    # Attribute values cannot be broken out of: no raw quote from the data.
+    assert out.count('"') == len(re.findall(r'="[^"]*"', out)) * 2
+
+
+def test_row_shape_and_link():
+    row = _hostile_row(
+        buyer_label="Max",
+        subject_label="Wrong size",
+        order_id=None,
+        assignee=None,
+        due_title="",
+        tags=(),
+        is_overdue=False,
+    )
+    out = str(render_rows([row], "/threads/", show_org=False))
+    assert '<a href="/threads/7">Wrong size</a>' in out
+    assert "<code>" not in out and " title=" not in out and 'class="muted"' not in out
+    assert "<td>—</td>" in out  # nobody assigned
+    assert out.startswith('<tr class="">')
