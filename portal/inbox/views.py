@@ -73,8 +73,8 @@ def _load_thread(thread_id: int, *, work: bool = False) -> Thread:
 
 
 def _filter_choices(form: InboxFilterForm) -> None:
-    # Plain (value, label) pairs: the inbox renders them with plain_select, which
-    # needs nothing more and costs less than WTForms' choice objects.
+    # Plain (value, label) pairs: the inbox renders them with templating.plain_select,
+    # which needs nothing more and costs less than WTForms' choice objects.
     options = inbox_service.filter_options(current_user)
     form.organisation.choices = [("", "All")] + [
         (str(org_id), name) for org_id, name in options.organisations
