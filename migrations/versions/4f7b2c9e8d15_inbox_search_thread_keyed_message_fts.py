@@ -84,7 +84,8 @@ def upgrade():
     _drop_message_fts()
     op.execute("DROP INDEX IF EXISTS ix_messages_fts_thread")
     op.execute(
-        f"CREATE VIRTUAL TABLE messages_fts USING fts5(text_body, content='', tokenize='{TOKENIZE}')"
+        "CREATE VIRTUAL TABLE messages_fts USING fts5(text_body, content='', "
+        f"tokenize='{TOKENIZE}')"
     )
     op.execute(
         f"INSERT INTO messages_fts(rowid, text_body) SELECT {_KEY.format(row='messages')}, "

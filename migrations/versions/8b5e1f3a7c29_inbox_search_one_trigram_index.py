@@ -32,9 +32,8 @@ SEARCH_FIELDS = (
 
 
 def _has_trgm() -> bool:
-    return bool(
-        op.get_bind().exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'").first()
-    )
+    found = op.get_bind().exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")
+    return found.first() is not None
 
 
 def upgrade():
@@ -44,7 +43,8 @@ def upgrade():
         log.warning("pg_trgm unavailable, inbox search goes without trigram indexes")
         return
     op.execute(
-        f"CREATE INDEX ix_threads_search_fields_trgm ON threads USING gin ({SEARCH_FIELDS} gin_trgm_ops)"
+        "CREATE INDEX ix_threads_search_fields_trgm ON threads "
+        f"USING gin ({SEARCH_FIELDS} gin_trgm_ops)"
     )
     for name in FIELDS:
         op.execute(f"DROP INDEX IF EXISTS ix_threads_{name}_trgm")
@@ -55,5 +55,7 @@ def downgrade():
     if op.get_bind().dialect.name != "postgresql" or not _has_trgm():
         return
     for name in FIELDS:
-        op.execute(f"CREATE INDEX ix_threads_{name}_trgm ON threads USING gin ({name} gin_trgm_ops)")
+        op.execute(
+            f"CREATE INDEX ix_threads_{name}_trgm ON threads USING gin ({name} gin_trgm_ops)"
+        )
     op.execute("DROP INDEX IF EXISTS ix_threads_search_fields_trgm")

@@ -5,7 +5,8 @@ Jinja, where every value goes through the environment's attribute lookup and
 markupsafe's escape, which builds a Markup object per value. Here each row is one
 f-string and each value from the database goes through html.escape (quotes
 included, so values are safe in attributes too); the rest are our own class names,
-badge texts and integer ids. tests/portal/test_inbox_rows.py feeds markup into every field.
+badge texts and integer ids. tests/portal/test_inbox_rows.py feeds markup into
+every field.
 """
 
 from __future__ import annotations

@@ -218,9 +218,9 @@ def _filtered(shape: _Shape) -> Select:
 # SQLite: FTS5 tables messages_fts and threads_fts (migrations 5e4a1c7d9b20 and
 # 4f7b2c9e8d15). A term that matches more than DENSE_MATCHES rows falls back to the
 # substring LIKE scan in activity order, which finds a page of a common word among
-# the newest threads sooner than the FTS set could be built. PostgreSQL: threads.search_document
-# (tsvector, 'simple' configuration, GIN) and one pg_trgm index on the four fields
-# joined by spaces (_search_fields, migration 8b5e1f3a7c29).
+# the newest threads sooner than the FTS set could be built. PostgreSQL:
+# threads.search_document (tsvector, 'simple' configuration, GIN) and one pg_trgm
+# index on the four fields joined by spaces (_search_fields, migration 8b5e1f3a7c29).
 
 MAX_TERMS = 5
 DENSE_MATCHES = 2000
