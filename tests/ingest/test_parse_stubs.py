@@ -1,10 +1,12 @@
-"""Bodies kept out of the feedparser (`ingest.parse._stub_bodies`) change nothing.
+"""What the parser keeps out of the feedparser (`ingest.parse._stub_bodies`) changes nothing.
 
-The parser replaces larger leaf bodies by stubs before the email package reads the
-mail and puts them back afterwards. These tests parse the same bytes both ways and
-compare the whole message tree (headers, payloads, preambles, epilogues, defects) and
-the ParsedMessage, on the fixtures, the benchmark's real-world mix, MIME edge cases
-and generated mail with every leaf stubbed.
+The parser replaces larger leaf bodies and runs of top-level header fields by stubs
+and renames boundaries before the email package reads the mail, and puts everything
+back afterwards. These tests parse the same bytes both ways and compare the whole
+message tree (headers, payloads, preambles, epilogues, defects) and the
+ParsedMessage, on the fixtures, the benchmark's real-world mix, MIME edge cases and
+generated mail with every leaf stubbed; and they compare the parser's shortcuts for
+Content-Type and plain header text with the email package's own reading.
 """
 
 from __future__ import annotations
