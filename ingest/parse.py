@@ -546,6 +546,8 @@ class _Walk:
     boundaries: list[tuple[str, list[int]]] = field(default_factory=list)
     #: False once a boundary cannot be renamed safely: then none is
     renamable: bool = True
+    #: the runs of top-level header fields to stub: (start, end) per field
+    header_runs: list[list[tuple[int, int]]] = field(default_factory=list)
 
 
 @dataclass
@@ -577,7 +579,7 @@ def _stub_bodies(data: bytes) -> tuple[bytes, _Stubs | None]:
         stub = f"{stubs.token}{len(stubs.bodies)}"
         stubs.bodies[stub] = (start, end, in_multipart)
         edits.append((start, end, stub.encode("ascii") + b"\n"))
-    for fields_ in _header_runs(data):
+    for fields_ in walk.header_runs:
         name = f"X-{stubs.token}-{len(stubs.headers)}"
         stubs.headers[name] = fields_
         edits.append((fields_[0][0], fields_[-1][1], name.encode("ascii") + b": 1\n"))
@@ -612,14 +614,9 @@ def _stub_bodies(data: bytes) -> tuple[bytes, _Stubs | None]:
 _FIELD_RE = re.compile(rb"([\041-\071\073-\176]+):[^\n]*\n(?:[\t ][^\n]*\n)*")
 
 
-def _header_runs(data: bytes) -> list[list[tuple[int, int]]]:
-    """The runs of top-level header fields that can be stubbed: (start, end) per field."""
-    blank = data.find(b"\n\n")
-    if data.startswith(b"\n") or blank < 0:
-        return []
-    end = blank + 1
-    if _HEADER_BLOCK_RE.match(data, 0, end).end() != end:
-        return []
+def _header_runs(data: bytes, end: int) -> list[list[tuple[int, int]]]:
+    """The runs of top-level header fields that can be stubbed, (start, end) per field,
+    in the header block data[:end] that _leaf_bodies has checked."""
     runs: list[list[tuple[int, int]]] = []
     run: list[tuple[int, int]] = []
     pos = data.find(b"\n") + 1 if data.startswith(b"From ") else 0  # the envelope line
@@ -750,6 +747,8 @@ def _leaf_bodies(data: bytes, start: int, end: int, depth: int, walk: _Walk) -> 
         return
     if _HEADER_BLOCK_RE.match(data, start, blank + 1).end() != blank + 1:
         return  # the feedparser would end these headers early, at a line that is none
+    if depth == 0:
+        walk.header_runs = _header_runs(data, blank + 1)
     header = _content_type_header(data, start, blank + 1)
     ctype, boundary = _content_type(header.group()) if header else ("text/plain", None)
     body = blank + 2
