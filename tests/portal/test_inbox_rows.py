@@ -6,11 +6,13 @@ import html
 import re
 from dataclasses import fields
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 from portal.inbox.rows import render_rows
 from portal.models import ThreadStatus
 from portal.services.inbox import InboxRow
 from portal.services.threads import STATUS_BADGES, answer_due
+from portal.templating import plain_select
 
 HOSTILE = "<script>alert(1)</script>\"'&><img src=x onerror=alert(2)>"
 
@@ -78,10 +80,6 @@ def test_row_shape_and_link():
 
 
 def test_plain_select_escapes_and_marks_the_selected_choice():
-    from types import SimpleNamespace
-
-    from portal.templating import plain_select
-
     field = SimpleNamespace(
         id="channel",
         name="channel",
