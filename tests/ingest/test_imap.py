@@ -196,7 +196,7 @@ def _poll_process(app, database_url: str) -> subprocess.Popen:
 def test_sigkill_mid_poll_then_complete_stores_each_once(app, imap, uk, database_url, monkeypatch):
     import ingest.pipeline as pipeline
 
-    total = 300
+    total = 1500  # enough that each poll is still at work when the kill comes
     append(imap, total)
     rng = random.Random(7)
     kills = 0
