@@ -1,8 +1,9 @@
 """`flask db upgrade` on an empty database gives exactly the models' schema.
 
-It also checks that the search triggers of migrations 5e4a1c7d9b20 and 4f7b2c9e8d15 are there
-at head: on SQLite, `batch_alter_table` on `messages` or `threads` recreates the
-table without its triggers, and search would silently stop seeing new mail.
+It also checks that the triggers of migrations 5e4a1c7d9b20, 4f7b2c9e8d15 (search) and
+c3d9a5f1e7b2 (the inbox row's snippet and tags) are there at head: on SQLite,
+`batch_alter_table` on a table recreates it without its triggers, and search would
+silently stop seeing new mail, the inbox stop showing new snippets and tags.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from portal.extensions import db
 from portal.services.inbox import include_schema_name
 from tests.conftest import _test_config
 
-SEARCH_TRIGGERS = {
+#: Triggers every database must have at head.
+TRIGGERS = {
     "sqlite": {
         "messages_fts_ai",
         "messages_fts_ad",
@@ -28,6 +30,13 @@ SEARCH_TRIGGERS = {
         "threads_fts_ai",
         "threads_fts_ad",
         "threads_fts_au",
+        "threads_snippet_ai",
+        "threads_snippet_ad",
+        "threads_snippet_au",
+        "threads_tag_names_ai",
+        "threads_tag_names_ad",
+        "threads_tag_names_au",
+        "tags_name_au",
     },
     "postgresql": {
         "threads_search_document_bi",
@@ -35,6 +44,9 @@ SEARCH_TRIGGERS = {
         "messages_search_ai",
         "messages_search_au",
         "messages_search_ad",
+        "messages_snippet_au",
+        "thread_tags_tag_names",
+        "tags_tag_names_au",
     },
 }
 _TRIGGER_NAMES = {
@@ -50,11 +62,12 @@ def _assert_no_drift(url: str, tmp_path) -> None:
         with db.engine.connect() as conn:
             dialect = conn.dialect.name
             triggers = set(conn.execute(text(_TRIGGER_NAMES[dialect])).scalars())
-        missing = SEARCH_TRIGGERS[dialect] - triggers
+        missing = TRIGGERS[dialect] - triggers
         assert not missing, (
-            f"search triggers missing at head: {sorted(missing)}; a migration that "
-            "recreates messages or threads (SQLite batch_alter_table) must recreate them "
-            "as migrations 5e4a1c7d9b20 and 4f7b2c9e8d15 do and rebuild the search index"
+            f"triggers missing at head: {sorted(missing)}; a migration that recreates "
+            "messages, threads, thread_tags or tags (SQLite batch_alter_table) must "
+            "recreate them as migrations 4f7b2c9e8d15 and c3d9a5f1e7b2 do, and refill "
+            "what they keep"
         )
         with db.engine.connect() as conn:
             diff = compare_metadata(

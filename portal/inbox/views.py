@@ -72,7 +72,7 @@ def _load_thread(thread_id: int, *, work: bool = False) -> Thread:
     return thread
 
 
-def _filter_choices(form: InboxFilterForm) -> None:
+def _filter_choices(form: InboxFilterForm) -> inbox_service.FilterOptions:
     # Plain (value, label) pairs: the inbox renders them with templating.plain_select,
     # which needs nothing more and costs less than WTForms' choice objects.
     options = inbox_service.filter_options(current_user)
@@ -88,6 +88,7 @@ def _filter_choices(form: InboxFilterForm) -> None:
     form.marketplace.choices = [("", "All")] + [
         (m.code, m.name) for m in MARKETPLACES if m.code in used
     ]
+    return options
 
 
 def _int_or_none(value):
@@ -99,7 +100,7 @@ def _int_or_none(value):
 @login_required
 def index():
     form = InboxFilterForm(request.args)
-    _filter_choices(form)
+    options = _filter_choices(form)
     query = inbox_service.InboxQuery(
         status=form.status.data if form.status.data in inbox_service.STATUS_FILTERS else "open",
         channel_id=_int_or_none(form.channel.data),
@@ -113,7 +114,7 @@ def index():
         sort=form.sort.data if form.sort.data in inbox_service.SORTS else "activity",
         cursor=request.args.get("after") or None,
     )
-    page = inbox_service.list_inbox(current_user, query)
+    page = inbox_service.list_inbox(current_user, query, options=options)
     # One url_for for the page; each row's link is this prefix and its id.
     thread_url = url_for("inbox.thread_detail", thread_id=0).removesuffix("0")
     args = {k: v for k, v in request.args.items() if k != "after" and v}

@@ -105,6 +105,11 @@ class Thread(db.Model):
     last_message_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: Oldest buyer message not yet answered: the 24-hour clock runs from here.
     awaiting_reply_since: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # For the inbox's rows, kept by database triggers (migration c3d9a5f1e7b2) and never
+    # written here: the newest snippet of a message that is not an internal note, and
+    # the tags' names joined by U+001F. Deferred: nothing else reads them.
+    snippet: Mapped[str | None] = deferred(mapped_column(String(300)))
+    tag_names: Mapped[str | None] = deferred(mapped_column(Text))
 
     channel: Mapped[Channel] = relationship()
     assignee: Mapped[User | None] = relationship()
@@ -128,8 +133,8 @@ class Message(db.Model):
         # Threading looks up In-Reply-To/References within one channel; without this,
         # SQLite scans the channel's messages through the channel_id index instead.
         Index("ix_messages_channel_message_id", "channel_id", "message_id"),
-        # A thread's messages in order; it also holds what the inbox's snippet subquery
-        # reads, which through the table means walking past the bodies and raw mail.
+        # A thread's messages in order; it also holds what the trigger that keeps
+        # threads.snippet reads, which through the table means walking past the bodies.
         Index(
             "ix_messages_thread_snippet",
             "thread_id",

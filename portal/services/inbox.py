@@ -174,8 +174,9 @@ class _Shape(NamedTuple):
     limit: int
 
 
-def _filtered(shape: _Shape) -> Select:
-    stmt = scope_by_kind(select(Thread.id), Thread.organisation_id, shape.scope)
+def _filtered(stmt: Select, shape: _Shape) -> Select:
+    """`stmt` (a select from threads) narrowed to what `shape` asks for."""
+    stmt = scope_by_kind(stmt, Thread.organisation_id, shape.scope)
     if shape.status:
         stmt = stmt.where(Thread.status == ThreadStatus(shape.status))
     if shape.channel:
@@ -425,21 +426,18 @@ def _sort_keys(threads, sort: str) -> list[ColumnElement]:
     return [threads.last_message_at.desc(), threads.id.desc()]
 
 
-def _page_ids(shape: _Shape) -> Subquery:
-    """The ids of the page's threads after the cursor, at most `limit`, as a subquery."""
-    stmt = _filtered(shape)
-    if shape.sort == "urgent":
-        return _urgent_ids(stmt, shape)
+def _after_cursor(stmt: Select, shape: _Shape) -> Select:
+    """The activity sort's rows after the cursor."""
     if shape.cursor == "none":  # a cursor without a time: nothing comes after it
-        stmt = stmt.where(false())
-    elif shape.cursor == "after":
+        return stmt.where(false())
+    if shape.cursor == "after":
         # A row-value comparison, so both databases seek the (last_message_at, id)
         # index instead of filtering every newer row.
-        stmt = stmt.where(
+        return stmt.where(
             tuple_(Thread.last_message_at, Thread.id)
             < tuple_(_cursor_when(Thread.last_message_at), _CURSOR_ID)
         )
-    return stmt.order_by(*_sort_keys(Thread, shape.sort)).limit(shape.limit).subquery("page")
+    return stmt
 
 
 #: The cursor's values, parameters of the page statement.
@@ -503,34 +501,22 @@ def _cursor_after(row: InboxRow, query: InboxQuery) -> str:
     return _encode_cursor([0, row.last_message_at.isoformat(), row.id])
 
 
-#: Joins a row's tag names in SQL; str.split() treats it as whitespace, so
-#: clean_tag_name never lets it into a name.
+#: Joins a thread's tag names in threads.tag_names (the triggers of migration
+#: c3d9a5f1e7b2); str.split() treats it as whitespace, so clean_tag_name never lets
+#: it into a name.
 _TAG_SEPARATOR = "\x1f"
 
-# What list_inbox selects for each row of the page, built once: the thread columns,
-# channel, organisation, assignee, the newest snippet and the tags.
-_SNIPPET = (
-    select(Message.snippet)
-    .where(Message.thread_id == Thread.id, Message.is_internal_note.is_(False))
-    # The thread page's order, last first, from ix_messages_thread_snippet alone.
-    .order_by(Message.created_at.desc(), Message.id.desc())
-    .limit(1)
-    .scalar_subquery()
-)
-_TAGS = (
-    select(func.aggregate_strings(Tag.name, _TAG_SEPARATOR))
-    .join(thread_tags, thread_tags.c.tag_id == Tag.id)
-    .where(thread_tags.c.thread_id == Thread.id)
-    .scalar_subquery()
-)
+#: What list_inbox selects for each row of the page: the thread's columns, its
+#: newest snippet and tag names (kept on the row by triggers, so no subquery per
+#: row) and the assignee. The channel's marketplace and organisation come from the
+#: filter options the page loads anyway (_channel_names), not from two more joins,
+#: which cost PostgreSQL more to plan than to run.
 _PAGE_COLUMNS = (
     *_ROW_COLUMNS,
-    Channel.marketplace,
-    Organisation.name.label("organisation"),
+    Thread.snippet,
+    Thread.tag_names,
     User.name.label("assignee_name"),
     User.email.label("assignee_email"),
-    _SNIPPET.label("snippet"),
-    _TAGS.label("tags"),
 )
 
 
@@ -538,12 +524,14 @@ def list_inbox(
     user: User,
     query: InboxQuery,
     *,
+    options: FilterOptions | None = None,
     page_size: int = PAGE_SIZE,
     now: datetime | None = None,
 ) -> InboxPage:
     """One page of the threads `user` may see, matching `query`, in one query.
 
-    `now` (default: the current time) is what the answer-due badges count from.
+    `options` is filter_options(user), if the caller has it already. `now` (default:
+    the current time) is what the answer-due badges count from.
     """
     params: dict = scope_parameters(user)
     dialect = db.session.get_bind().dialect.name
@@ -569,9 +557,11 @@ def list_inbox(
     # Core execution on the session's connection: plain rows, none of the ORM's
     # loading machinery, which the columns do not need.
     found = db.session.connection().execute(_page_statement(shape), params).all()
+    rows = found[:page_size]
+    channels = _channel_names(rows, options or filter_options(user))
     now = now or utcnow()
     page = InboxPage()
-    page.rows = [_inbox_row(values, now) for values in found[:page_size]]
+    page.rows = [_inbox_row(values, channels, now) for values in rows]
     if len(found) > page_size:
         page.next_cursor = _cursor_after(page.rows[-1], query)
     return page
@@ -579,23 +569,43 @@ def list_inbox(
 
 @functools.lru_cache(maxsize=512)
 def _page_statement(shape: _Shape) -> Select:
-    # Inside: the page's thread ids (filter, search, sort, LIMIT). Outside: the row
-    # columns for those rows only, so the correlated subqueries never run for every
-    # match a sort has to look at.
-    page_ids = _page_ids(shape)
+    rows = select(*_PAGE_COLUMNS)
+    if shape.sort == "urgent":
+        # The page's ids from _urgent_ids' two index-ordered parts, then their rows.
+        page_ids = _urgent_ids(_filtered(select(Thread.id), shape), shape)
+        rows = rows.select_from(page_ids).join(Thread, Thread.id == page_ids.c.id)
+    else:
+        # One index-ordered scan of threads, cut at the limit: the row columns are
+        # all on the thread row now, so there is no per-row work to keep off the
+        # matches the sort passes over.
+        rows = _after_cursor(_filtered(rows.select_from(Thread), shape), shape)
     return (
-        select(*_PAGE_COLUMNS)
-        .select_from(page_ids)
-        .join(Thread, Thread.id == page_ids.c.id)
-        .join(Channel, Channel.id == Thread.channel_id)
-        .join(Organisation, Organisation.id == Channel.organisation_id)
-        .outerjoin(User, User.id == Thread.assignee_id)
+        rows.outerjoin(User, User.id == Thread.assignee_id)
         .order_by(*_sort_keys(Thread, shape.sort))
         .limit(shape.limit)
     )
 
 
-def _inbox_row(values: Row, now: datetime) -> InboxRow:
+def _channel_names(rows: list[Row], options: FilterOptions) -> dict[int, ChannelOption]:
+    """The rows' channels by id: from `options`, which lists every channel of the
+    organisations the user may see; a channel missing there (moved to another
+    organisation since) is read from the database."""
+    channels = {channel.id: channel for channel in options.channels}
+    missing = {row.channel_id for row in rows} - channels.keys()
+    if missing:
+        found = db.session.execute(
+            select(Channel.id, Channel.marketplace, Organisation.name)
+            .join(Organisation, Organisation.id == Channel.organisation_id)
+            .where(Channel.id.in_(sorted(missing)))
+        )
+        for channel_id, code, organisation in found:
+            channels[channel_id] = ChannelOption(
+                channel_id, _marketplace_name(code), code, organisation
+            )
+    return channels
+
+
+def _inbox_row(values: Row, channels: dict[int, ChannelOption], now: datetime) -> InboxRow:
     (
         thread_id,
         subject,
@@ -605,15 +615,14 @@ def _inbox_row(values: Row, now: datetime) -> InboxRow:
         status,
         last_message_at,
         awaiting_reply_since,
-        _channel_id,
+        channel_id,
         assignee_id,
-        marketplace,
-        organisation,
-        assignee_name,
-        assignee_email,
         snippet,
         tags,
+        assignee_name,
+        assignee_email,
     ) = values
+    channel = channels[channel_id]
     status_class, status_label = STATUS_BADGES[status]
     row = InboxRow(
         id=thread_id,
@@ -624,8 +633,8 @@ def _inbox_row(values: Row, now: datetime) -> InboxRow:
         status=status,
         last_message_at=last_message_at,
         awaiting_reply_since=awaiting_reply_since,
-        marketplace=_marketplace_name(marketplace),
-        organisation=organisation,
+        marketplace=channel.marketplace,
+        organisation=channel.organisation,
         assignee=(assignee_name or assignee_email) if assignee_id else None,
         snippet=snippet or "",
         deadline=None,

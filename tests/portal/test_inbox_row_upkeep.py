@@ -1,0 +1,209 @@
+"""The inbox row's snippet and tags: kept on the thread by triggers, whatever changes.
+
+threads.snippet (the newest message that is not an internal note) and
+threads.tag_names are kept by database triggers (migration c3d9a5f1e7b2), so these
+tests change messages and tags every way the application or an operator can, on
+both databases, and read what the inbox shows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import insert, select
+
+from ingest.pipeline import poll_all
+from portal import create_app
+from portal.extensions import db
+from portal.models import Direction, Message, Role, Tag, Thread, thread_tags
+from portal.services import threads as thread_service
+from portal.services.inbox import FilterOptions, InboxQuery, list_inbox
+from portal.services.outbox import queue_reply
+from portal.sqltypes import utcnow
+from tests.conftest import _test_config
+
+
+@pytest.fixture
+def channel(make_org, make_channel):
+    return make_channel("UK", organisation=make_org("Alpha Ltd"), address="uk-chan01@helpdesk.test")
+
+
+@pytest.fixture
+def admin(make_user):
+    return make_user(Role.ADMIN)
+
+
+def rows(user) -> dict:
+    """The inbox rows by subject, read afresh."""
+    db.session.expire_all()
+    return {row.subject: row for row in list_inbox(user, InboxQuery(status="all")).rows}
+
+
+def message_with(text: str) -> Message:
+    return db.session.scalar(select(Message).where(Message.text_body == text))
+
+
+def test_snippet_is_the_newest_message_that_is_not_a_note(admin, channel, make_thread):
+    thread = make_thread(channel, subject="Question", texts=("First words", "Second words"))
+    assert rows(admin)["Question"].snippet == "Second words"
+    thread_service.add_internal_note(thread, "Only for the team", actor=admin)
+    db.session.commit()
+    assert rows(admin)["Question"].snippet == "Second words"
+    queue_reply(thread, body="Your   parcel\nships today.", author=admin)
+    db.session.commit()
+    assert rows(admin)["Question"].snippet == "Your parcel ships today."
+
+
+def test_snippet_follows_edits_moves_dates_notes_and_deletions(admin, channel, make_thread):
+    first = make_thread(channel, subject="First", texts=("One", "Two"))
+    second = make_thread(channel, subject="Second", texts=("Three",))
+    two = message_with("Two")
+    two.snippet = "Two, edited"
+    db.session.commit()
+    assert rows(admin)["First"].snippet == "Two, edited"
+
+    two.thread_id = second.id  # moved: both threads change
+    db.session.commit()
+    shown = rows(admin)
+    assert (shown["First"].snippet, shown["Second"].snippet) == ("One", "Three")
+
+    two.created_at = message_with("Three").created_at + timedelta(hours=1)  # re-dated
+    db.session.commit()
+    assert rows(admin)["Second"].snippet == "Two, edited"
+
+    db.session.delete(two)
+    db.session.commit()
+    assert rows(admin)["Second"].snippet == "Three"
+
+    message_with("Three").is_internal_note = True  # a message that becomes a note
+    db.session.commit()
+    assert rows(admin)["Second"].snippet == ""  # only a note is left
+
+    one = message_with("One")
+    one.thread_id = None  # back among the unrouted
+    db.session.commit()
+    assert rows(admin)["First"].snippet == ""
+    one.thread_id = first.id
+    db.session.commit()
+    assert rows(admin)["First"].snippet == "One"
+
+
+def test_ingested_mail_sets_the_snippet(admin, channel, drop_mail):
+    drop_mail("amazon_uk_inquiry.eml")
+    poll_all()
+    (row,) = rows(admin).values()
+    stored = db.session.scalar(select(Message).where(Message.thread_id == row.id))
+    assert row.snippet and row.snippet == stored.snippet
+
+
+def test_tags_follow_tagging_renames_and_deletions(admin, channel, make_thread):
+    thread = make_thread(channel, subject="Question")
+    other = make_thread(channel, subject="Other")
+    for name in ("vip", "damaged"):
+        thread_service.add_tag(thread, name, actor=admin)
+    thread_service.add_tag(other, "vip", actor=admin)
+    db.session.commit()
+    shown = rows(admin)
+    assert (shown["Question"].tags, shown["Other"].tags) == (("damaged", "vip"), ("vip",))
+
+    vip = db.session.scalar(select(Tag).where(Tag.name == "vip"))
+    vip.name = "key account"  # renamed: every thread with it
+    db.session.commit()
+    shown = rows(admin)
+    assert shown["Question"].tags == ("damaged", "key account")
+    assert shown["Other"].tags == ("key account",)
+
+    thread_service.remove_tag(
+        thread, db.session.scalar(select(Tag).where(Tag.name == "damaged")), actor=admin
+    )
+    db.session.commit()
+    assert rows(admin)["Question"].tags == ("key account",)
+
+    db.session.delete(vip)  # the database cascades to thread_tags
+    db.session.commit()
+    shown = rows(admin)
+    assert (shown["Question"].tags, shown["Other"].tags) == ((), ())
+
+    thread_service.add_tag(thread, "refund", actor=admin)
+    db.session.commit()
+    db.session.delete(thread)  # a tagged thread can be deleted
+    db.session.commit()
+    assert set(rows(admin)) == {"Other"}
+
+
+def test_a_channel_missing_from_the_options_is_looked_up(admin, channel, make_thread):
+    make_thread(channel, subject="Question")
+    (row,) = list_inbox(admin, InboxQuery(status="all"), options=FilterOptions([], [])).rows
+    assert (row.marketplace, row.organisation) == ("Amazon UK", "Alpha Ltd")
+    (usual,) = list_inbox(admin, InboxQuery(status="all")).rows
+    assert (usual.marketplace, usual.organisation) == ("Amazon UK", "Alpha Ltd")
+
+
+def _backfill_check(url: str, tmp_path) -> None:
+    """Threads stored before the migration show their snippet and tags after it."""
+    app = create_app(_test_config(url, tmp_path))
+    with app.app_context():
+        upgrade()
+        downgrade(revision="8b5e1f3a7c29")
+        from portal.services import channels as channel_service
+        from portal.services import users as user_service
+
+        org = user_service.get_or_create_organisation("Backfill Ltd", actor=None)
+        channel = channel_service.create_channel(
+            org, "UK", actor=None, inbound_domain="helpdesk.test"
+        )
+        admin = user_service.create_user(
+            email="admin@example.com", password="x" * 16, role=Role.ADMIN, actor=None
+        )
+        admin_id = admin.id
+        # Core inserts naming their columns: the models describe threads.snippet and
+        # threads.tag_names, which this revision does not have yet.
+        now = utcnow()
+        db.session.execute(
+            insert(Thread.__table__).values(
+                id=1, channel_id=channel.id, organisation_id=org.id, subject="Old question"
+            )
+        )
+        for number, (text, note) in enumerate(
+            (("Older text", False), ("Newest text", False), ("A note", True)), 1
+        ):
+            db.session.execute(
+                insert(Message.__table__).values(
+                    thread_id=1,
+                    channel_id=channel.id,
+                    direction=Direction.IN,
+                    message_id=f"<{number}@old>",
+                    content_hash=str(number),
+                    text_body=text,
+                    snippet=text,
+                    is_internal_note=note,
+                    created_at=now + timedelta(seconds=number),
+                )
+            )
+        db.session.execute(insert(Tag.__table__).values(id=1, organisation_id=org.id, name="vip"))
+        db.session.execute(insert(thread_tags).values(thread_id=1, tag_id=1))
+        db.session.commit()
+        db.session.remove()
+        upgrade()
+        admin = db.session.get(type(admin), admin_id)
+        (row,) = list_inbox(admin, InboxQuery(status="all")).rows
+        assert (row.snippet, row.tags) == ("Newest text", ("vip",))
+        db.session.remove()
+        downgrade(revision="8b5e1f3a7c29")  # and the downgrade leaves a working schema
+        upgrade()
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_migration_fills_existing_threads_sqlite(tmp_path):
+    _backfill_check(f"sqlite:///{tmp_path / 'backfill.db'}", tmp_path)
+
+
+@pytest.mark.postgres
+def test_migration_fills_existing_threads_postgres(postgres_server, tmp_path):
+    name = f"upkeep_{uuid.uuid4().hex[:8]}"
+    postgres_server.create_database(name)
+    _backfill_check(postgres_server.url(name), tmp_path)
