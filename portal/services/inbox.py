@@ -574,10 +574,20 @@ def _page_statement(shape: _Shape) -> Select:
         # The page's ids from _urgent_ids' two index-ordered parts, then their rows.
         page_ids = _urgent_ids(_filtered(select(Thread.id), shape), shape)
         rows = rows.select_from(page_ids).join(Thread, Thread.id == page_ids.c.id)
+    elif "ids" in shape.search:
+        # SQLite's search matches come as a list of ids to sort: sort the ids, then
+        # read the page's rows. Sorting whole rows, SQLite's sorter copied every
+        # column of every match (149 threads of a rare word: 0.33 against 0.19 ms).
+        page_ids = (
+            _after_cursor(_filtered(select(Thread.id), shape), shape)
+            .order_by(*_sort_keys(Thread, shape.sort))
+            .limit(shape.limit)
+            .subquery("page")
+        )
+        rows = rows.select_from(page_ids).join(Thread, Thread.id == page_ids.c.id)
     else:
         # One index-ordered scan of threads, cut at the limit: the row columns are
-        # all on the thread row now, so there is no per-row work to keep off the
-        # matches the sort passes over.
+        # all on the thread row, so nothing is done per match the scan passes over.
         rows = _after_cursor(_filtered(rows.select_from(Thread), shape), shape)
     return (
         rows.outerjoin(User, User.id == Thread.assignee_id)
