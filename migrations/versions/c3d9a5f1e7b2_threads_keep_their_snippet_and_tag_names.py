@@ -158,6 +158,7 @@ _PG_OLD_FUNCTIONS = (
                 || to_tsvector('simple', left(coalesce(NEW.text_body, ''), 300000))
             WHERE id = NEW.thread_id;
         EXCEPTION WHEN program_limit_exceeded THEN
+            -- The thread's document is full: the message is stored, only unsearchable.
             RAISE WARNING 'thread % search document is full', NEW.thread_id;
         END;
         RETURN NULL;

@@ -558,7 +558,7 @@ def list_inbox(
     # loading machinery, which the columns do not need.
     found = db.session.connection().execute(_page_statement(shape), params).all()
     rows = found[:page_size]
-    channels = _channel_names(rows, options or filter_options(user))
+    channels = _channel_names(rows, options or filter_options(user)) if rows else {}
     now = now or utcnow()
     page = InboxPage()
     page.rows = [_inbox_row(values, channels, now) for values in rows]
@@ -597,9 +597,10 @@ def _page_statement(shape: _Shape) -> Select:
 
 
 def _channel_names(rows: list[Row], options: FilterOptions) -> dict[int, ChannelOption]:
-    """The rows' channels by id: from `options`, which lists every channel of the
-    organisations the user may see; a channel missing there (moved to another
-    organisation since) is read from the database."""
+    """The rows' channels by id, from `options`: every channel of the organisations
+    the user may see. A row's channel missing there (a thread in another organisation
+    than its channel's, which the app never makes) is read from the database rather
+    than fail the page."""
     channels = {channel.id: channel for channel in options.channels}
     missing = {row.channel_id for row in rows} - channels.keys()
     if missing:

@@ -91,6 +91,32 @@ def test_snippet_follows_edits_moves_dates_notes_and_deletions(admin, channel, m
     assert rows(admin)["First"].snippet == "One"
 
 
+def test_snippet_is_set_when_the_search_document_is_full(admin, channel, make_thread):
+    # PostgreSQL caps a tsvector at 1 MB: past it the search trigger keeps the message
+    # out of the thread's document (a warning) and must still set the snippet.
+    def words(start: int) -> str:  # 20,000 distinct words, 300 KB
+        return " ".join(f"w{n:013d}" for n in range(start, start + 20_000))
+
+    thread = make_thread(channel, subject="Long", texts=(words(0), words(20_000)))
+    for start in (40_000, 60_000):  # one INSERT each, so each one's trigger decides
+        text = words(start)
+        db.session.add(
+            Message(
+                thread=thread,
+                channel=channel,
+                direction=Direction.IN,
+                message_id=f"<long-{start}@example.com>",
+                content_hash=f"long-{start}",
+                text_body=text,
+                snippet=text[:300],
+            )
+        )
+        db.session.commit()
+        assert rows(admin)["Long"].snippet == text[:300]
+    if db.engine.dialect.name == "postgresql":  # the last messages did not fit
+        assert list_inbox(admin, InboxQuery(status="all", q="w0000000060001")).rows == []
+
+
 def test_ingested_mail_sets_the_snippet(admin, channel, drop_mail):
     drop_mail("amazon_uk_inquiry.eml")
     poll_all()
