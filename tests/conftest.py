@@ -13,6 +13,7 @@ import re
 import shutil
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -120,6 +121,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         _allowed_ports.add(port)
     _upgrade(url, tmp)
     return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty database of each kind, for tests that migrate one themselves:
+    a SQLite file, and a database on the suite's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.db'}"
+    server = request.getfixturevalue("postgres_server")
+    name = f"empty_{uuid.uuid4().hex[:8]}"
+    server.create_database(name)
+    return server.url(name)
 
 
 def _test_config(url: str, tmp: Path, **overrides: Any) -> dict[str, Any]:

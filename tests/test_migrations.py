@@ -8,9 +8,6 @@ silently stop seeing new mail, the inbox stop showing new snippets and tags.
 
 from __future__ import annotations
 
-import uuid
-
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import upgrade
@@ -82,12 +79,5 @@ def _assert_no_drift(url: str, tmp_path) -> None:
     assert diff == [], f"models and migrations differ: {diff}"
 
 
-def test_sqlite_upgrade_matches_models(tmp_path):
-    _assert_no_drift(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path)
-
-
-@pytest.mark.postgres
-def test_postgres_upgrade_matches_models(postgres_server, tmp_path):
-    name = f"drift_{uuid.uuid4().hex[:8]}"
-    postgres_server.create_database(name)
-    _assert_no_drift(postgres_server.url(name), tmp_path)
+def test_upgrade_matches_models(empty_database_url, tmp_path):
+    _assert_no_drift(empty_database_url, tmp_path)

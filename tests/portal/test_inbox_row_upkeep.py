@@ -8,7 +8,6 @@ both databases, and read what the inbox shows.
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -224,12 +223,5 @@ def _backfill_check(url: str, tmp_path) -> None:
         db.engine.dispose()
 
 
-def test_migration_fills_existing_threads_sqlite(tmp_path):
-    _backfill_check(f"sqlite:///{tmp_path / 'backfill.db'}", tmp_path)
-
-
-@pytest.mark.postgres
-def test_migration_fills_existing_threads_postgres(postgres_server, tmp_path):
-    name = f"upkeep_{uuid.uuid4().hex[:8]}"
-    postgres_server.create_database(name)
-    _backfill_check(postgres_server.url(name), tmp_path)
+def test_migration_fills_existing_threads(empty_database_url, tmp_path):
+    _backfill_check(empty_database_url, tmp_path)

@@ -7,8 +7,6 @@ databases.
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import event, select
@@ -308,12 +306,5 @@ def _backfill_check(url: str, tmp_path) -> None:
         db.engine.dispose()
 
 
-def test_migration_indexes_existing_rows_sqlite(tmp_path):
-    _backfill_check(f"sqlite:///{tmp_path / 'backfill.db'}", tmp_path)
-
-
-@pytest.mark.postgres
-def test_migration_indexes_existing_rows_postgres(postgres_server, tmp_path):
-    name = f"backfill_{uuid.uuid4().hex[:8]}"
-    postgres_server.create_database(name)
-    _backfill_check(postgres_server.url(name), tmp_path)
+def test_migration_indexes_existing_rows(empty_database_url, tmp_path):
+    _backfill_check(empty_database_url, tmp_path)
