@@ -569,11 +569,9 @@ def list_inbox(
 
 @functools.lru_cache(maxsize=512)
 def _page_statement(shape: _Shape) -> Select:
-    rows = select(*_PAGE_COLUMNS)
     if shape.sort == "urgent":
-        # The page's ids from _urgent_ids' two index-ordered parts, then their rows.
+        # The page's ids from _urgent_ids' two index-ordered parts.
         page_ids = _urgent_ids(_filtered(select(Thread.id), shape), shape)
-        rows = rows.select_from(page_ids).join(Thread, Thread.id == page_ids.c.id)
     elif "ids" in shape.search:
         # SQLite's search matches come as a list of ids to sort: sort the ids, then
         # read the page's rows. Sorting whole rows, SQLite's sorter copied every
@@ -584,6 +582,10 @@ def _page_statement(shape: _Shape) -> Select:
             .limit(shape.limit)
             .subquery("page")
         )
+    else:
+        page_ids = None
+    rows = select(*_PAGE_COLUMNS)
+    if page_ids is not None:
         rows = rows.select_from(page_ids).join(Thread, Thread.id == page_ids.c.id)
     else:
         # One index-ordered scan of threads, cut at the limit: the row columns are
