@@ -177,13 +177,10 @@ KILL_TARGETS = ("fetch", "flag", "flush", "commit")
 
 
 def _worker_env(app, database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return worker_environment(
-        app.config,
-        database_url,
-        SMTP_URL=f"outbox:{tmp_path / 'outbox'}",
-        INGEST_LEASE_SECONDS="1",
-        **extra,
-    )
+    """A worker's environment for these rounds; `extra` may replace the defaults here
+    (the two-worker rounds set their own INGEST_LEASE_SECONDS)."""
+    defaults = {"SMTP_URL": f"outbox:{tmp_path / 'outbox'}", "INGEST_LEASE_SECONDS": "1"}
+    return worker_environment(app.config, database_url, **{**defaults, **extra})
 
 
 def sigkill_rounds(
