@@ -60,6 +60,49 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# --- which tests run in which pass ----------------------------------------------------
+
+#: Marks whose tests run in the SQLite pass only. They test pages and processes (Chromium,
+#: a real `make run` or `make serve` on its own SQLite file), not SQL: the PostgreSQL pass
+#: would repeat them at the cost of minutes. Ingest, services and views still run on both.
+SQLITE_PASS_ONLY = ("browser", "live")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # tryfirst: the twin check must see the `slow` items before `-m` deselects them.
+    if not any("::" in arg for arg in config.args):
+        check_slow_twins(items)
+    if config.getoption("--postgres"):
+        kept, dropped = [], []
+        for item in items:
+            marked = any(item.get_closest_marker(m) for m in SQLITE_PASS_ONLY)
+            (dropped if marked else kept).append(item)
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
+
+
+def check_slow_twins(items: list[pytest.Item]) -> None:
+    """Every `slow` test is the full size of a parametrized test whose quick size runs in
+    `make test`: the same function, helpers and arguments, smaller numbers. A slow test
+    nobody runs rotted once (a helper's new argument broke it for 54 commits)."""
+    quick: set[tuple[str, str]] = set()
+    slow: dict[tuple[str, str], str] = {}
+    for item in items:
+        key = (str(item.path), getattr(item, "originalname", item.name))
+        if item.get_closest_marker("slow"):
+            slow[key] = item.nodeid
+        else:
+            quick.add(key)
+    lonely = sorted(nodeid for key, nodeid in slow.items() if key not in quick)
+    if lonely:
+        raise pytest.UsageError(
+            "slow tests without a quick size of the same test (parametrize the size and "
+            "mark only the full one `slow`): " + ", ".join(lonely)
+        )
+
+
 # --- network guard -----------------------------------------------------------------
 
 _allowed_ports: set[int] = set()

@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,6 +43,7 @@ import ingest.pipeline as pipeline
 from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import Direction, Mailbox, Message, Role, SendStatus, Thread
+from portal.services import mailboxes as mailbox_service
 from portal.services import outbox
 from portal.sqltypes import utcnow
 from tests.conftest import close_quietly, worker_environment
@@ -183,13 +185,37 @@ def _worker_env(app, database_url: str, tmp_path: Path, **extra: str) -> dict[st
     return worker_environment(app.config, database_url, **{**defaults, **extra})
 
 
+@dataclass(frozen=True)
+class KillRounds:
+    """One size of the SIGKILL rounds: `make test` runs the quick one, `make verify` the
+    full one, through the same code with the same arguments."""
+
+    rounds: int
+    per_round: int
+    seed: int
+    restart_every: int  # Dovecot is restarted under the worker every this many rounds
+    min_kills: int
+    must_hit: frozenset[str] = frozenset()
+
+
+QUICK_KILLS = KillRounds(rounds=5, per_round=30, seed=1, restart_every=5, min_kills=3)
+FULL_KILLS = KillRounds(
+    rounds=50,
+    per_round=40,
+    seed=50,
+    restart_every=10,
+    min_kills=35,
+    must_hit=frozenset({"fetch", "commit", "timed"}),
+)
+
+
 def sigkill_rounds(
-    app, imap, dovecot, account, database_url, tmp_path, *, rounds, per_round, seed, timed=True
+    app, imap, dovecot, account, database_url, tmp_path, *, rounds, per_round, seed, restart_every
 ):
     """Append `per_round` messages, start a worker, kill it somewhere; `rounds` times.
 
-    Half the kills (with `timed`) come from outside at a random moment, the others from
-    inside at a chosen call, so both "anywhere" and each named point are covered."""
+    Half the kills come from outside at a random moment, the others from inside at a
+    chosen call, so both "anywhere" and each named point are covered."""
     rng = random.Random(seed)
     killed = Counter()
     restarts = 0
@@ -197,7 +223,7 @@ def sigkill_rounds(
     for n in range(rounds):
         append(imap, total, per_round)
         total += per_round
-        if not timed or rng.random() < 0.5:
+        if rng.random() < 0.5:
             plan = (
                 f"{rng.choice(KILL_TARGETS)}:{rng.choice(('before', 'after'))}:{rng.randint(1, 6)}"
             )
@@ -212,9 +238,9 @@ def sigkill_rounds(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        # Now and then Dovecot goes away under the worker too (every tenth round).
+        # Now and then Dovecot goes away under the worker too.
         restarter = None
-        if dovecot is not None and n % 10 == 9:
+        if n % restart_every == restart_every - 1:
             restarter = threading.Timer(rng.uniform(0.5, 1.5), dovecot.restart)
             restarter.start()
             restarts += 1
@@ -237,41 +263,34 @@ def sigkill_rounds(
     return imap, total, killed
 
 
-def test_sigkill_at_random_points_stores_each_message_once(
-    app, imap, channel, dovecot, account, database_url, tmp_path
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(QUICK_KILLS, id="quick"),
+        pytest.param(FULL_KILLS, id="full", marks=pytest.mark.slow),
+    ],
+)
+def test_sigkill_rounds_store_each_message_once(
+    app, imap, channel, dovecot, account, database_url, tmp_path, size
 ):
-    # The short version: a kill at a chosen call in each round (the timed ones, which
-    # mostly land in start-up on a busy machine, are for `make verify`).
-    imap, total, killed = sigkill_rounds(
+    client, total, killed = sigkill_rounds(
         app,
         imap,
-        None,
+        dovecot,
         account,
         database_url,
         tmp_path,
-        rounds=5,
-        per_round=30,
-        seed=1,
-        timed=False,
-    )
-    assert sum(killed.values()) >= 3, f"too few kills to mean anything: {killed}"
-    final_poll(app)
-    assert_stored_exactly_once(total, imap)
-
-
-@pytest.mark.slow
-def test_fifty_sigkill_rounds_over_two_thousand_messages(
-    app, imap, channel, dovecot, account, database_url, tmp_path
-):
-    client, total, killed = sigkill_rounds(
-        app, imap, dovecot, account, database_url, tmp_path, rounds=50, per_round=40, seed=50
+        rounds=size.rounds,
+        per_round=size.per_round,
+        seed=size.seed,
+        restart_every=size.restart_every,
     )
     try:
-        assert total >= 2000
-        assert sum(killed.values()) >= 35, f"too few kills to mean anything: {killed}"
+        assert total == size.rounds * size.per_round
+        assert sum(killed.values()) >= size.min_kills, f"too few kills to mean anything: {killed}"
         # Every kind of point was hit at least once.
         hit = {plan.split(":")[0] for plan in killed}
-        assert {"fetch", "commit", "timed"} <= hit, killed
+        assert size.must_hit <= hit, killed
         final_poll(app)
         assert_stored_exactly_once(total, client)
     finally:
@@ -613,17 +632,20 @@ print(summary.line(), flush=True)
 """
 
 
-@pytest.mark.slow
-def test_two_workers_at_once_round_after_round(app, imap, channel, database_url, tmp_path):
-    from portal.services import mailboxes as mailbox_service
-
+@pytest.mark.parametrize(
+    ("rounds", "per_round"),
+    [pytest.param(2, 30, id="quick"), pytest.param(10, 60, id="full", marks=pytest.mark.slow)],
+)
+def test_two_workers_at_once_round_after_round(
+    app, imap, channel, database_url, tmp_path, rounds, per_round
+):
     mailbox_service.sync_configured_mailbox(app.config["MAIL_SOURCE"])
     db.session.commit()
     env = _worker_env(app, database_url, tmp_path, LOG_LEVEL="INFO", INGEST_LEASE_SECONDS="300")
     total, refusals = 0, 0
-    for n in range(10):
-        append(imap, total, 60)
-        total += 60
+    for n in range(rounds):
+        append(imap, total, per_round)
+        total += per_round
         logs = [tmp_path / f"w{n}-{i}.log" for i in (1, 2)]
         procs = []
         for log in logs:
@@ -649,7 +671,7 @@ def test_two_workers_at_once_round_after_round(app, imap, channel, database_url,
             proc.stdout.close()
         assert [p.returncode for p in procs] == [0, 0]
         refusals += sum("is being processed by" in log.read_text() for log in logs)
-    record("faults: two-worker rounds", 10)
+    record("faults: two-worker rounds", rounds)
     record("faults: two-worker refusals (lease visible)", refusals)
     assert refusals >= 1, "the lease never showed: the workers never overlapped"
     assert_stored_exactly_once(total, imap)

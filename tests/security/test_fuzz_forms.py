@@ -280,13 +280,15 @@ def _fuzz_every_form(matrix: Matrix, forms: list[Form], examples: int) -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_fuzz_every_form(matrix: Matrix, forms: list[Form]):
-    _fuzz_every_form(matrix, forms, DEFAULT_EXAMPLES)
-
-
-@pytest.mark.slow
-def test_fuzz_every_form_long(matrix: Matrix, forms: list[Form]):
-    _fuzz_every_form(matrix, forms, LONG_EXAMPLES)
+@pytest.mark.parametrize(
+    "examples",
+    [
+        pytest.param(DEFAULT_EXAMPLES, id="quick"),
+        pytest.param(LONG_EXAMPLES, id="full", marks=pytest.mark.slow),
+    ],
+)
+def test_fuzz_every_form(matrix: Matrix, forms: list[Form], examples: int):
+    _fuzz_every_form(matrix, forms, examples)
 
 
 def test_blind_post_routes(matrix: Matrix, forms: list[Form]):

@@ -294,15 +294,17 @@ def _parser_test(examples: int):
     return run
 
 
-def test_parser_on_generated_mail():
-    _parser_test(DEFAULT_EXAMPLES)()
-
-
-@pytest.mark.slow
-def test_parser_on_generated_mail_long(request):
-    if request.config.getoption("--postgres"):
+@pytest.mark.parametrize(
+    "examples",
+    [
+        pytest.param(DEFAULT_EXAMPLES, id="quick"),
+        pytest.param(LONG_EXAMPLES, id="full", marks=pytest.mark.slow),
+    ],
+)
+def test_parser_on_generated_mail(request, examples: int):
+    if examples == LONG_EXAMPLES and request.config.getoption("--postgres"):
         pytest.skip("no database involved: `make verify` runs it in its SQLite pass")
-    _parser_test(LONG_EXAMPLES)()
+    _parser_test(examples)()
 
 
 def _pipeline_test(drop_mail, examples: int):
@@ -341,15 +343,17 @@ def fuzz_channel(make_channel):
     return make_channel("UK", address=HELPDESK)
 
 
-def test_pipeline_classifies_and_stores_generated_mail(app, fuzz_channel, drop_mail):
-    _pipeline_test(drop_mail, DEFAULT_EXAMPLES // 4)()
+@pytest.mark.parametrize(
+    "examples",
+    [
+        pytest.param(DEFAULT_EXAMPLES // 4, id="quick"),
+        pytest.param(LONG_PIPELINE_EXAMPLES, id="full", marks=pytest.mark.slow),
+    ],
+)
+def test_pipeline_classifies_and_stores_generated_mail(app, fuzz_channel, drop_mail, examples):
+    _pipeline_test(drop_mail, examples)()
     # The router was reached: the generated mail addressed to the channel got threaded.
     assert db.session.query(Message).filter(Message.channel_id == fuzz_channel.id).count()
-
-
-@pytest.mark.slow
-def test_pipeline_classifies_and_stores_generated_mail_long(app, fuzz_channel, drop_mail):
-    _pipeline_test(drop_mail, LONG_PIPELINE_EXAMPLES)()
 
 
 # --- what the fuzzer found, kept as plain regression cases -------------------------------------

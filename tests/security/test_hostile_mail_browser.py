@@ -321,14 +321,14 @@ def run_corpus(browser, base, vectors, make_org, make_user, make_channel, drop_m
     assert len(set(unrouted)) >= count and len(set(quarantined)) >= count
 
 
+@pytest.mark.parametrize(
+    "vectors",
+    [
+        pytest.param(sample(1), id="quick"),
+        pytest.param(VECTORS, id="full", marks=pytest.mark.slow),
+    ],
+)
 def test_hostile_mail_in_every_place_stays_inert_in_chromium(
-    browser: Browser, live_server: str, make_org, make_user, make_channel, drop_mail
+    browser: Browser, live_server: str, make_org, make_user, make_channel, drop_mail, vectors
 ) -> None:
-    run_corpus(browser, live_server, sample(1), make_org, make_user, make_channel, drop_mail)
-
-
-@pytest.mark.slow
-def test_the_whole_corpus_stays_inert_in_chromium(
-    browser: Browser, live_server: str, make_org, make_user, make_channel, drop_mail
-) -> None:
-    run_corpus(browser, live_server, VECTORS, make_org, make_user, make_channel, drop_mail)
+    run_corpus(browser, live_server, vectors, make_org, make_user, make_channel, drop_mail)
