@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FLASK := $(PY) -m flask --app wsgi
 PYTEST_ARGS ?=
 
-.PHONY: run serve test test-sqlite test-postgres verify lint format bench clean
+.PHONY: run serve test test-sqlite test-postgres verify verify-docs lint format bench clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,9 +55,13 @@ verify: $(VENV)/.dev-installed
 		|| exit 1; \
 	done; \
 	seconds=$$(( $$(date +%s) - start )); \
-	echo "{\"verify_seconds\": $$seconds}" >> $(VERIFY_FIGURES); \
+	echo "{\"verify_seconds\": $$seconds, \"commit\": \"$$(git rev-parse --short HEAD 2>/dev/null)\", \"date\": \"$$(date -u +%F)\"}" >> $(VERIFY_FIGURES); \
 	echo "verify: passed on SQLite and PostgreSQL in $$(( seconds / 60 )) min $$(( seconds % 60 )) s"; \
 	$(PY) scripts/verify_report.py $(VERIFY_FIGURES)
+
+## Rewrite the figures table in docs/testing.md from the last `make verify` run.
+verify-docs: $(VENV)/.dev-installed
+	$(PY) scripts/verify_report.py $(VERIFY_FIGURES) --write docs/testing.md
 
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .

@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
-"""Print the figures of the last `make verify` run as the README's "What we test" table.
+"""Print the figures of the last `make verify` run as docs/testing.md's table.
 
 Reads the JSON lines the security suites append (one per pytest run and database, and
-the wall time last): `make verify` prints this at its end, and the README section is
-pasted from it, so the numbers there are always those of a real run.
+the wall time, commit and date last): `make verify` prints this at its end, and
+`make verify-docs` (`--write docs/testing.md`) puts it between the file's two
+`verify-figures` markers, so the numbers there are always those of a real run.
 """
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
+import re
 import sys
 from collections import defaultdict
+from contextlib import redirect_stdout
 from pathlib import Path
 
 #: (figure, how the README names it), in the README's order.
@@ -53,13 +58,18 @@ PATHOLOGICAL = {
 }
 
 
-def main(path: str) -> int:
+MARKERS = re.compile(
+    r"(<!-- verify-figures: begin -->\n).*?(<!-- verify-figures: end -->)", re.DOTALL
+)
+
+
+def report(path: str) -> None:
     runs: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    seconds = None
+    run: dict[str, object] = {}
     for line in Path(path).read_text().splitlines():
         record = json.loads(line)
         if "verify_seconds" in record:
-            seconds = record["verify_seconds"]
+            run = record
             continue
         database = record.pop("database")
         for name, value in record.items():
@@ -106,10 +116,39 @@ def main(path: str) -> int:
             "\n¹ size of the mail; stored or quarantined; the worker's whole pass (start-up"
             " included); its peak memory over an idle pass's."
         )
-    if seconds is not None:
-        print(f"\n`make verify` wall time: {seconds // 60} min {seconds % 60} s")
+    if run:
+        seconds = int(run["verify_seconds"])
+        print(
+            f"\n`make verify` at commit {run.get('commit') or '(unknown)'} on {run.get('date')}:"
+            f" passed on both databases in {seconds // 60} min {seconds % 60} s."
+        )
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("figures", nargs="?", default="instance/verify-figures.jsonl")
+    parser.add_argument("--write", metavar="DOC", help="replace the table between the markers")
+    args = parser.parse_args(argv)
+    if not Path(args.figures).exists():
+        print(f"no figures at {args.figures}: run `make verify` first", file=sys.stderr)
+        return 1
+    if not args.write:
+        report(args.figures)
+        return 0
+    table = io.StringIO()
+    with redirect_stdout(table):
+        report(args.figures)
+    doc = Path(args.write)
+    text = doc.read_text(encoding="utf-8")
+    if not MARKERS.search(text):
+        print(f"{doc} has no verify-figures markers", file=sys.stderr)
+        return 1
+    doc.write_text(
+        MARKERS.sub(lambda m: m.group(1) + table.getvalue() + m.group(2), text), encoding="utf-8"
+    )
+    print(f"wrote the figures into {doc}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "instance/verify-figures.jsonl"))
+    sys.exit(main(sys.argv[1:]))
