@@ -1,6 +1,6 @@
 """Configuration: read from the environment (and `.env`), with working defaults.
 
-Every value an operator can set is an environment variable named in the README.
+Every value an operator can set is an environment variable named in docs/operations.md.
 On a first local run the secrets are generated once into `instance/`; in
 production (`SELLERDESK_ENV=production`) a missing secret is a start-up error.
 """
@@ -45,7 +45,7 @@ def _secret_from_instance(instance: Path, name: str, make: Any, *, production: b
     if production:
         raise ConfigError(
             f"{env_name} is not set. In production every secret must come from the "
-            f"environment; see README, section Production."
+            f"environment; see docs/operations.md, section Production."
         )
     path = instance / name.lower()
     if path.exists():

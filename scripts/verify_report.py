@@ -18,7 +18,7 @@ from collections import defaultdict
 from contextlib import redirect_stdout
 from pathlib import Path
 
-#: (figure, how the README names it), in the README's order.
+#: (figure, how docs/testing.md names it), in its order.
 ROWS = [
     ("route matrix: endpoints", "routes (endpoints of `app.url_map`)"),
     ("route matrix: roles", "roles"),

@@ -2,7 +2,7 @@
 
 Each suite adds what it did to `FIGURES` (cells checked, vectors rendered, rounds
 killed, examples generated …); the terminal summary prints them, and writes them to
-the file named by SECURITY_FIGURES (`make verify` uses it for the README's figures).
+the file named by SECURITY_FIGURES (`make verify` uses it for docs/testing.md's figures).
 """
 
 from __future__ import annotations
