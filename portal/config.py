@@ -165,6 +165,8 @@ DEFAULTS: Mapping[str, Any] = {
     "REMEMBER_COOKIE_SAMESITE": "Lax",
     "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
     "LOGIN_RATE_LIMIT": "10 per minute; 50 per hour",
+    # Sign-up says whether an address has an account: as many tries as logging in.
+    "SIGNUP_RATE_LIMIT": "10 per minute; 50 per hour",
     #: One process only; production and `make serve` share SHARED_RATELIMIT_STORAGE.
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_HEADERS_ENABLED": True,
