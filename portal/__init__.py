@@ -49,6 +49,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True
     )
     csrf.init_app(app)
+    # Registers RATELIMIT_STORAGE_URI's `database://` with `limits` before the limiter
+    # builds its storage.
+    from portal import ratelimit  # noqa: F401
+
     limiter.init_app(app)
     login_manager.init_app(app)
 

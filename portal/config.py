@@ -106,11 +106,24 @@ def config_from_env(instance_path: str) -> dict[str, Any]:
         "MAX_ATTACHMENT_BYTES": _int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024),
         "PORT": _int("PORT", 5000),
         "SESSION_COOKIE_SECURE": production,
-        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_STORAGE_URI": _ratelimit_storage(production),
         "AMAZON_DEVELOPER_NAME": os.environ.get("AMAZON_DEVELOPER_NAME") or DEFAULT_DEVELOPER_NAME,
         "AMAZON_DEVELOPER_ACCOUNTS": _developer_accounts(),
         **_spapi_settings(),
     }
+
+
+def _ratelimit_storage(production: bool) -> str:
+    # Every process that serves must see the same counts, or each allows a client the
+    # whole limit (and a limit keyed on one proxy address locks everyone out of a worker):
+    # the database's table unless the operator names a storage. Only a single process
+    # (`make run`) may count in its own memory.
+    uri = os.environ.get("RATELIMIT_STORAGE_URI")
+    if uri:
+        return uri
+    if production or _int("WEB_CONCURRENCY", 1) > 1:
+        return SHARED_RATELIMIT_STORAGE
+    return DEFAULTS["RATELIMIT_STORAGE_URI"]
 
 
 def _spapi_settings() -> dict[str, Any]:
@@ -152,6 +165,9 @@ DEFAULTS: Mapping[str, Any] = {
     "REMEMBER_COOKIE_SAMESITE": "Lax",
     "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
     "LOGIN_RATE_LIMIT": "10 per minute; 50 per hour",
+    # Sign-up says whether an address has an account: as many tries as logging in.
+    "SIGNUP_RATE_LIMIT": "10 per minute; 50 per hour",
+    #: One process only; production and `make serve` share SHARED_RATELIMIT_STORAGE.
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_HEADERS_ENABLED": True,
     "INBOUND_DOMAIN": "helpdesk.localhost",
@@ -184,6 +200,9 @@ DEFAULTS: Mapping[str, Any] = {
 }
 
 SPAPI_REGIONS = ("NA", "EU", "FE")
+
+#: The rate-limit counts in the app's own database (portal/ratelimit.py).
+SHARED_RATELIMIT_STORAGE = "database://"
 
 
 def check_config(config: Mapping[str, Any]) -> None:

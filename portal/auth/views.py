@@ -65,6 +65,11 @@ def login():
 
 
 @bp.route("/signup", methods=["GET", "POST"])
+@limiter.limit(
+    lambda: current_app.config["SIGNUP_RATE_LIMIT"],
+    methods=["POST"],
+    error_message="Too many sign-up attempts. Please wait a minute and try again.",
+)
 def signup():
     if current_user.is_authenticated:
         return redirect(url_for("main.dashboard"))

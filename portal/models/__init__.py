@@ -10,6 +10,7 @@ from portal.models.channels import (
 )
 from portal.models.mailboxes import Mailbox
 from portal.models.organisations import Organisation, agent_assignments
+from portal.models.ratelimits import RateLimitCounter
 from portal.models.settings import Setting
 from portal.models.threads import (
     Attachment,
@@ -37,6 +38,7 @@ __all__ = [
     "Mailbox",
     "Message",
     "Organisation",
+    "RateLimitCounter",
     "Role",
     "SendStatus",
     "Setting",

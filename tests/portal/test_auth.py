@@ -145,6 +145,17 @@ def test_login_is_rate_limited(app, client, auth, make_user):
     assert "Too many login attempts" in response.get_data(as_text=True)
 
 
+def test_signup_is_rate_limited(client, make_user):
+    # Sign-up tells whether an address has an account: probing many must be slow.
+    make_user(Role.SELLER, email="ann@example.com", organisation=None)
+    statuses = [_signup(client, organisation=f"Org {n}").status_code for n in range(10)]
+    assert statuses == [200] * 10
+    response = _signup(client, email="new@example.com", organisation="New Org")
+    assert response.status_code == 429
+    assert "Too many sign-up attempts" in response.get_data(as_text=True)
+    assert db.session.scalar(db.select(User).filter_by(email="new@example.com")) is None
+
+
 def test_session_cookie_flags(client, auth, make_user):
     user = make_user()
     response = auth.login(user.email)

@@ -336,7 +336,13 @@ def open_matrix(database_url: str, tmp: Path) -> Iterator[Matrix]:
     Rebuilding the world for each of hundreds of requests would take minutes; instead
     a suite calls `matrix.reset()` after a request that may have changed something.
     """
-    config = _test_config(database_url, tmp, LOGIN_RATE_LIMIT="1000 per minute", **SPAPI_ON)
+    config = _test_config(
+        database_url,
+        tmp,
+        LOGIN_RATE_LIMIT="1000 per minute",
+        SIGNUP_RATE_LIMIT="1000 per minute",
+        **SPAPI_ON,
+    )
     app = create_app(config)
     app.test_client_class = FreshContextClient
     with app.app_context():
