@@ -105,7 +105,9 @@ def config_from_env(instance_path: str) -> dict[str, Any]:
         "INGEST_LEASE_SECONDS": _int("INGEST_LEASE_SECONDS", 300),
         "MAX_ATTACHMENT_BYTES": _int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024),
         "PORT": _int("PORT", 5000),
+        # Over HTTPS only in production; `make run` serves plain http on loopback.
         "SESSION_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_SECURE": production,
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "AMAZON_DEVELOPER_NAME": os.environ.get("AMAZON_DEVELOPER_NAME") or DEFAULT_DEVELOPER_NAME,
         "AMAZON_DEVELOPER_ACCOUNTS": _developer_accounts(),
