@@ -192,13 +192,17 @@ def test_session_and_remember_cookies_are_secure_in_production(
     production = create_app({**config_from_env(str(tmp_path)), "TESTING": True})
     production.test_client_class = FreshContextClient
     user = make_user()
-    # Over HTTPS, Flask-WTF also wants the Referer of the same site.
-    response = _remember_login(
-        production.test_client(),
-        user.email,
-        base_url="https://portal.example",
-        headers={"Referer": "https://portal.example/login"},
-    )
+    try:
+        # Over HTTPS, Flask-WTF also wants the Referer of the same site.
+        response = _remember_login(
+            production.test_client(),
+            user.email,
+            base_url="https://portal.example",
+            headers={"Referer": "https://portal.example/login"},
+        )
+    finally:
+        with production.app_context():
+            db.engine.dispose()  # its own engine: close its connections now, not at GC
     assert response.status_code == 302
     cookies = _set_cookies(response)
     for name in ("session", "remember_token"):
