@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,8 @@ DEFAULTS: Mapping[str, Any] = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "REMEMBER_COOKIE_HTTPONLY": True,
     "REMEMBER_COOKIE_SAMESITE": "Lax",
+    # flask-login's default, stated because the server-side sign-in ends with it too.
+    "REMEMBER_COOKIE_DURATION": timedelta(days=365),
     "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
     "LOGIN_RATE_LIMIT": "10 per minute; 50 per hour",
     "RATELIMIT_STORAGE_URI": "memory://",

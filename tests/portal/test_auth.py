@@ -7,6 +7,8 @@ from portal import create_app
 from portal.config import config_from_env
 from portal.extensions import db
 from portal.models import AuditEvent, Organisation, Role, User
+from portal.services import sessions as session_service
+from portal.sqltypes import utcnow
 from tests.conftest import PASSWORD, FreshContextClient, csrf_token_from
 
 
@@ -217,7 +219,9 @@ def test_session_changes_on_login(client, auth, make_user):
     auth.login(user.email)
     with client.session_transaction() as sess:
         assert "planted" not in sess
-        assert sess["_user_id"] == user.get_id()
+        ref = sess["_user_id"]
+    # The new session names a new sign-in of this user, kept on the server.
+    assert session_service.resolve_session(ref, now=utcnow()) == user
 
 
 def test_one_time_password_must_be_changed(client, auth, runner, app):
