@@ -109,7 +109,8 @@ def logout():
     if form.validate_on_submit():
         if current_user.is_authenticated:
             # Ends this sign-in on the server: copies of its cookies are worth nothing now.
-            session_service.end_session(current_user.current_session)
+            user = current_user._get_current_object()
+            session_service.end_session(user, user.current_session.id)
             db.session.commit()
         logout_user()
         # logout_user() leaves a note in the session to delete the remember-me cookie;

@@ -119,10 +119,14 @@ def list_sessions(user: User, *, now: datetime) -> list[UserSession]:
     )
 
 
-def end_session(row: UserSession) -> None:
-    """End one sign-in: its session and remember-me cookies stop working at once."""
-    db.session.execute(delete(UserSession).where(UserSession.id == row.id))
-    log.info("user %s signed out (session %s)", row.user_id, row.id)
+def end_session(user: User, session_id: int) -> bool:
+    """End `user`'s sign-in `session_id`: its session and remember-me cookies stop working
+    at once. False when `user` has no such sign-in (another user's is never touched)."""
+    ended = db.session.execute(
+        delete(UserSession).where(UserSession.id == session_id, UserSession.user_id == user.id)
+    ).rowcount
+    log.info("user %s signed out (session %s, ended=%s)", user.id, session_id, ended)
+    return ended == 1
 
 
 def end_sessions(user: User, *, keep: UserSession | None = None) -> int:

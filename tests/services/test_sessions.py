@@ -110,7 +110,10 @@ def test_list_and_end_sign_ins(seller, make_user):
     sign_in(other_user)
     assert session_service.list_sessions(seller, now=now) == [third, second, first]
 
-    session_service.end_session(second)
+    # Only the user's own: another user's id (or an ended one) ends nothing.
+    assert not session_service.end_session(other_user, second.id)
+    assert session_service.end_session(seller, second.id)
+    assert not session_service.end_session(seller, second.id)
     db.session.commit()
     assert session_service.list_sessions(seller, now=now) == [third, first]
 
