@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,9 @@ def config_from_env(instance_path: str) -> dict[str, Any]:
         "INGEST_LEASE_SECONDS": _int("INGEST_LEASE_SECONDS", 300),
         "MAX_ATTACHMENT_BYTES": _int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024),
         "PORT": _int("PORT", 5000),
+        # Over HTTPS only in production; `make run` serves plain http on loopback.
         "SESSION_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_SECURE": production,
         "RATELIMIT_STORAGE_URI": _ratelimit_storage(production),
         "AMAZON_DEVELOPER_NAME": os.environ.get("AMAZON_DEVELOPER_NAME") or DEFAULT_DEVELOPER_NAME,
         "AMAZON_DEVELOPER_ACCOUNTS": _developer_accounts(),
@@ -163,6 +166,8 @@ DEFAULTS: Mapping[str, Any] = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "REMEMBER_COOKIE_HTTPONLY": True,
     "REMEMBER_COOKIE_SAMESITE": "Lax",
+    # flask-login's default, stated because the server-side sign-in ends with it too.
+    "REMEMBER_COOKIE_DURATION": timedelta(days=365),
     "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
     "LOGIN_RATE_LIMIT": "10 per minute; 50 per hour",
     # Sign-up says whether an address has an account: as many tries as logging in.

@@ -6,18 +6,24 @@ the scoping helpers here, so a forgotten filter cannot leak another seller's dat
 
 from __future__ import annotations
 
-import hmac
+import logging
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Flask, abort, redirect, request, url_for
 from flask_login import current_user
 from sqlalchemy import Integer, Select, bindparam, false, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import InstrumentedAttribute
 
 from portal.extensions import db, login_manager
 from portal.models import Organisation, Role, User, agent_assignments
+from portal.services import sessions as session_service
+from portal.sqltypes import utcnow
+
+log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M")
@@ -46,16 +52,19 @@ def init_app(app: Flask) -> None:
     login_manager.session_protection = "strong"
 
     @login_manager.user_loader
-    def load_user(user_id: str) -> User | None:
-        # "<id>.<session key>" (User.get_id): a session from before the user's latest
-        # password change or reset names an old key and is no longer anyone's.
-        number, _, key = user_id.partition(".")
-        if not number.isdigit() or not key:
-            return None
-        user = db.session.get(User, int(number))
-        if user is None or not user.is_active:
-            return None
-        return user if hmac.compare_digest(key, user.session_key) else None
+    def load_user(ref: str) -> User | None:
+        # The session's and the remember-me cookie's value name one server-side sign-in
+        # (portal/services/sessions.py): one ended by a logout, a password change or
+        # reset, or a deactivation is no longer anyone's, whatever cookie carries it.
+        # Loaded first thing in a request (force_password_change below asks), so a
+        # transaction is open here only if something else queried first: then the
+        # activity waits for a later request rather than commit someone else's work.
+        fresh = not db.session().in_transaction()
+        now = utcnow()
+        user = session_service.resolve_session(ref, now=now)
+        if user is not None and fresh:
+            _note_activity(user, now)
+        return user
 
     @app.before_request
     def force_password_change():
@@ -85,6 +94,19 @@ def init_app(app: Flask) -> None:
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
         return response
+
+
+def _note_activity(user: User, now: datetime) -> None:
+    # At most once a minute per sign-in; committed at once, since a GET commits nothing.
+    # It is bookkeeping: if the database is busy, skip it and let a later request do it.
+    row = user.current_session
+    row_id = row.id
+    try:
+        if session_service.note_activity(row, now=now, ip_address=request.remote_addr):
+            db.session.commit()
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        log.warning("could not record the activity of session %s: %s", row_id, exc)
 
 
 def _has_nul(values) -> bool:

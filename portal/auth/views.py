@@ -1,3 +1,4 @@
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import (
@@ -15,7 +16,9 @@ from werkzeug.security import check_password_hash
 
 from portal.auth.forms import ChangePasswordForm, LoginForm, LogoutForm, SignupForm
 from portal.extensions import db, limiter
+from portal.services import sessions as session_service
 from portal.services import users as user_service
+from portal.sqltypes import utcnow
 
 bp = Blueprint("auth", __name__)
 
@@ -36,9 +39,24 @@ def _safe_next(target: str | None) -> str:
     return url_for("main.dashboard")
 
 
+def _remember_for() -> timedelta:
+    duration = current_app.config["REMEMBER_COOKIE_DURATION"]
+    return duration if isinstance(duration, timedelta) else timedelta(seconds=duration)
+
+
 def _start_session(user, remember: bool = False) -> None:
-    # A fresh session on login, so nothing planted before it (session fixation) survives.
+    # A fresh session on login, so nothing planted before it (session fixation) survives,
+    # naming a new sign-in on the server that logging out ends.
     session.clear()
+    session_service.start_session(
+        user,
+        remember=remember,
+        remember_for=_remember_for(),
+        ip_address=request.remote_addr,
+        user_agent=request.user_agent.string,
+        now=utcnow(),
+    )
+    db.session.commit()
     login_user(user, remember=remember)
 
 
@@ -58,7 +76,6 @@ def login():
             form.password.errors.append("Wrong e-mail or password.")
         else:
             user_service.record_login(user)
-            db.session.commit()
             _start_session(user, remember=form.remember.data)
             return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form)
@@ -85,7 +102,6 @@ def signup():
         except user_service.AccountError as exc:
             form.email.errors.append(str(exc))
         else:
-            db.session.commit()
             _start_session(user)
             flash(f"Welcome to Sellerdesk, {user.display_name}.", "success")
             return redirect(url_for("main.dashboard"))
@@ -96,6 +112,11 @@ def signup():
 def logout():
     form = LogoutForm()
     if form.validate_on_submit():
+        if current_user.is_authenticated:
+            # Ends this sign-in on the server: copies of its cookies are worth nothing now.
+            user = current_user._get_current_object()
+            session_service.end_session(user, user.current_session.id)
+            db.session.commit()
         logout_user()
         # logout_user() leaves a note in the session to delete the remember-me cookie;
         # it must survive the clear, or that cookie outlives the logout and logs the
@@ -118,9 +139,8 @@ def change_password():
         else:
             user = current_user._get_current_object()
             user_service.change_password(user, form.new_password.data, actor=user)
-            db.session.commit()
-            # The change ends every session of the old password, this one included:
-            # start a new one here (keeping remember-me if this browser had it).
+            # The change ends every sign-in of the user, this one included: start a new
+            # one here (keeping remember-me if this browser had it).
             remembered = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
             _start_session(user, remember=remembered in request.cookies)
             flash("Your password has been changed.", "success")

@@ -9,7 +9,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from flask_login import current_user, login_required
@@ -215,9 +214,8 @@ def spapi_authorise(channel_id: int):
         abort(404)
     if not AuthoriseWithAmazonForm().validate_on_submit():
         abort(400)
-    pending = dict(session.get(spapi_service.SESSION_KEY) or {})
-    state = spapi_service.issue_state(pending, channel=channel, user=current_user, now=utcnow())
-    session[spapi_service.SESSION_KEY] = pending
+    state = spapi_service.issue_state(current_user.current_session, channel=channel, now=utcnow())
+    db.session.commit()
     return redirect(
         spapi_service.consent_url(
             settings,
@@ -241,15 +239,14 @@ def spapi_callback():
     if spapi_service.spapi_settings(current_app.config) is None:
         abort(404)
     state = request.args.get("state")
-    pending = dict(session.get(spapi_service.SESSION_KEY) or {})
     try:
-        channel_id = spapi_service.redeem_state(pending, state, user=current_user, now=utcnow())
+        channel_id = spapi_service.redeem_state(current_user.current_session, state, now=utcnow())
     except spapi_service.SpapiError as exc:
         flash(str(exc), "error")
         return _back_to_channel(spapi_service.channel_id_of_state(state))
     finally:
-        # Popped whatever happens next: a state works once.
-        session[spapi_service.SESSION_KEY] = pending
+        # Consumed on the server whatever happens next: a state works once.
+        db.session.commit()
     channel = _load(channel_id, manage=True)
     if request.args.get("error"):
         flash("You did not authorise Sellerdesk in Seller Central, so nothing changed.", "info")

@@ -11,6 +11,7 @@ from portal.models.channels import (
 from portal.models.mailboxes import Mailbox
 from portal.models.organisations import Organisation, agent_assignments
 from portal.models.ratelimits import RateLimitCounter
+from portal.models.sessions import SpapiState, UserSession
 from portal.models.settings import Setting
 from portal.models.threads import (
     Attachment,
@@ -42,10 +43,12 @@ __all__ = [
     "Role",
     "SendStatus",
     "Setting",
+    "SpapiState",
     "Tag",
     "Thread",
     "ThreadStatus",
     "User",
+    "UserSession",
     "agent_assignments",
     "thread_tags",
 ]

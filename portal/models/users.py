@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import hashlib
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -56,16 +55,26 @@ class User(UserMixin, db.Model):
     def display_name(self) -> str:
         return self.name or self.email
 
-    @property
-    def session_key(self) -> str:
-        """Changes whenever the password does (the hash is salted anew each time)."""
-        return hashlib.sha256(self.password_hash.encode()).hexdigest()[:20]
+    #: The sign-in (a UserSession) this object stands for in the current request, and the
+    #: token naming it in the cookies: set by portal/services/sessions.py, not columns.
+    current_session = None
+    session_ref = None
 
     def get_id(self) -> str:
-        # What the session and the remember-me cookie keep: the user and their current
-        # password, so a password change or reset ends every session made before it
-        # (sessions are signed cookies, with nothing on the server to revoke).
-        return f"{self.id}.{self.session_key}"
+        # What flask-login keeps in the session and the remember-me cookie: the token of one
+        # server-side sign-in, so logging out (deleting that row) ends every copy of those
+        # cookies, and a password change or reset, which deletes them all, ends every one.
+        if self.session_ref is None:
+            raise RuntimeError(f"{self!r} has no sign-in: start one with services.sessions")
+        return self.session_ref
+
+    # UserMixin compares users by get_id(), which is a sign-in here, not the user.
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, User):
+            return self is other or (self.id is not None and self.id == other.id)
+        return NotImplemented
+
+    __hash__ = object.__hash__  # defining __eq__ would unset it
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.email} {self.role}>"

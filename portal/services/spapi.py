@@ -3,12 +3,14 @@
 The flow (Amazon's "website authorization workflow"):
 
 1. The seller clicks "Authorise with Amazon" on a channel page. We issue a random,
-   single-use `state` bound to the user and the channel (kept in the signed session
-   for at most STATE_TTL) and redirect to the Seller Central consent page of the
+   single-use `state` bound to the sign-in (so to the user and the browser) and the
+   channel, kept on the server (a SpapiState row, only its hash) for at most STATE_TTL,
+   and redirect to the Seller Central consent page of the
    channel's region with our application ID and that state.
 2. After consenting, Amazon redirects the browser back to our callback with `state`,
    `selling_partner_id` and `spapi_oauth_code` (valid five minutes, usable once).
-3. We redeem the state, exchange the code at the Login-with-Amazon token endpoint
+3. We redeem the state (deleting its row: a replayed session cookie brings nothing
+   back), exchange the code at the Login-with-Amazon token endpoint
    for a refresh token, and store it encrypted on every channel of the organisation
    in that region (one authorisation covers a whole region); each channel then
    awaits an admin's verification, exactly like a submitted MWS token.
@@ -23,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,21 +40,30 @@ from urllib.request import (
     Request,
 )
 
+from sqlalchemy import delete, select
+
 from portal.crypto import encrypt_secret, mask_secret
 from portal.extensions import db
-from portal.models import Channel, ChannelStatus, Credential, CredentialKind, User
+from portal.models import (
+    Channel,
+    ChannelStatus,
+    Credential,
+    CredentialKind,
+    SpapiState,
+    User,
+    UserSession,
+)
 from portal.services.audit import record_event
 from portal.services.channels import set_channel_status
 from portal.services.credentials import CredentialError, clean_seller_id
+from portal.services.sessions import token_digest
 
 log = logging.getLogger(__name__)
 
 #: How long a started authorisation may take before its state is refused.
 STATE_TTL = timedelta(minutes=10)
-#: Started authorisations kept per session (several tabs); the oldest is dropped.
+#: Started authorisations kept per sign-in (several tabs); the oldest is dropped.
 MAX_PENDING_STATES = 5
-#: The session key the views keep pending states under.
-SESSION_KEY = "spapi_states"
 REFRESH_TOKEN_PREFIX = "Atzr|"  # noqa: S105 (Amazon's refresh-token prefix, not a secret)
 #: Upper bound of what we read from the token endpoint.
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -132,18 +143,29 @@ def mask_refresh_token(token: str) -> str:
 # --- state: single-use, bound to user and channel, short-lived -------------------------
 
 
-def issue_state(
-    pending: MutableMapping[str, Any], *, channel: Channel, user: User, now: datetime
-) -> str:
-    """A fresh state for `channel`, recorded in `pending` (the session's store)."""
-    _drop_expired(pending, now)
-    while len(pending) >= MAX_PENDING_STATES:
-        oldest = min(pending, key=lambda key: pending[key][2])
-        del pending[oldest]
+def issue_state(sign_in: UserSession, *, channel: Channel, now: datetime) -> str:
+    """A fresh state for `channel`, pending in the sign-in `sign_in` (only its hash kept)."""
+    _drop_expired(sign_in, now)
+    pending = db.session.scalars(
+        select(SpapiState.id)
+        .where(SpapiState.user_session_id == sign_in.id)
+        .order_by(SpapiState.issued_at.desc(), SpapiState.id.desc())
+        .offset(MAX_PENDING_STATES - 1)
+    ).all()
+    if pending:
+        db.session.execute(delete(SpapiState).where(SpapiState.id.in_(pending)))
     # The channel id up front is not secret; it lets a refused callback still show its
     # message on the right channel page. The random part is what makes it unguessable.
     state = f"{channel.id}.{secrets.token_urlsafe(32)}"
-    pending[state] = [channel.id, user.id, now.timestamp()]
+    db.session.add(
+        SpapiState(
+            user_session_id=sign_in.id,
+            channel_id=channel.id,
+            state_hash=token_digest(state),
+            issued_at=now,
+        )
+    )
+    db.session.flush()
     return state
 
 
@@ -153,40 +175,52 @@ def channel_id_of_state(state: str | None) -> int | None:
     return int(head) if head.isdigit() and len(head) < 12 else None
 
 
-def redeem_state(
-    pending: MutableMapping[str, Any], state: str | None, *, user: User, now: datetime
-) -> int:
-    """Consume `state` from `pending`; the channel id it was issued for, or SpapiError.
+def redeem_state(sign_in: UserSession, state: str | None, *, now: datetime) -> int:
+    """Consume `state`, pending in `sign_in`; the channel id it was issued for, or SpapiError.
 
-    The state is removed whatever the outcome, so it can never be used twice.
+    The state is deleted whatever the outcome (a refused late one too), so it can never
+    be used twice: the caller commits before it goes on to exchange the code.
     """
-    record = pending.pop(state, None) if state else None
-    _drop_expired(pending, now)
-    if record is None:
+    record = (
+        db.session.scalar(select(SpapiState).where(SpapiState.state_hash == token_digest(state)))
+        if state and len(state) <= 200
+        else None
+    )
+    if record is not None and record.user_session_id != sign_in.id:
+        if record.user_session.user_id != sign_in.user_id:
+            raise SpapiError(
+                "This authorisation was started by another user. Nothing was stored; "
+                'click "Authorise with Amazon" to start again.'
+            )
+        record = None  # the same user's other browser: as if it were not there
+    claimed = False
+    if record is not None:
+        channel_id, issued_at = record.channel_id, record.issued_at
+        # Deleting it is the claim: of two requests with one state, only one deletes it.
+        deleted = db.session.execute(delete(SpapiState).where(SpapiState.id == record.id))
+        claimed = deleted.rowcount == 1
+    _drop_expired(sign_in, now)
+    if not claimed:
         raise SpapiError(
             "This answer from Amazon does not match an authorisation you started here: it was "
             "already used, it was started in another browser, or the link was altered. "
             'Nothing was stored. Click "Authorise with Amazon" to start again.'
         )
-    channel_id, user_id, issued_at = record
-    if user_id != user.id:
-        raise SpapiError(
-            "This authorisation was started by another user. Nothing was stored; "
-            'click "Authorise with Amazon" to start again.'
-        )
-    if now.timestamp() - issued_at > STATE_TTL.total_seconds():
+    if now - issued_at > STATE_TTL:
         minutes = int(STATE_TTL.total_seconds() // 60)
         raise SpapiError(
             f"The authorisation took longer than {minutes} minutes and has expired. "
             'Nothing was stored; click "Authorise with Amazon" to start again.'
         )
-    return int(channel_id)
+    return channel_id
 
 
-def _drop_expired(pending: MutableMapping[str, Any], now: datetime) -> None:
-    limit = now.timestamp() - STATE_TTL.total_seconds()
-    for key in [k for k, v in pending.items() if v[2] < limit]:
-        del pending[key]
+def _drop_expired(sign_in: UserSession, now: datetime) -> None:
+    db.session.execute(
+        delete(SpapiState).where(
+            SpapiState.user_session_id == sign_in.id, SpapiState.issued_at < now - STATE_TTL
+        )
+    )
 
 
 def consent_url(settings: SpapiSettings, *, region: str, state: str, redirect_uri: str) -> str:

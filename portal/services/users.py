@@ -13,6 +13,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from portal.extensions import db
 from portal.models import Channel, Organisation, Role, User
 from portal.services.audit import record_event
+from portal.services.sessions import end_sessions
 from portal.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
@@ -123,11 +124,15 @@ def record_login(user: User) -> None:
 
 
 def change_password(user: User, new_password: str, *, actor: User) -> None:
-    """Set a new password and lift any forced change."""
+    """Set a new password, lift any forced change and end every sign-in of `user`.
+
+    The sign-in the change was made in ends too: the caller starts a new one if wanted.
+    """
     if len(new_password) < MIN_PASSWORD_LENGTH:
         raise AccountError(f"The password must be at least {MIN_PASSWORD_LENGTH} characters.")
     user.password_hash = generate_password_hash(new_password)
     user.must_change_password = False
+    end_sessions(user)
     record_event(
         "user.password_changed", actor=actor, organisation_id=user.organisation_id, target=user
     )
@@ -224,7 +229,10 @@ def create_user_with_temporary_password(
 
 
 def reset_password(user: User, *, actor: User | None) -> str:
-    """Replace `user`'s password with a temporary one, returned once, to change at login."""
+    """Replace `user`'s password with a temporary one, returned once, to change at login.
+
+    Every sign-in of `user` ends: whoever held one needs the new password.
+    """
     if actor is not None and actor.id == user.id:
         # The reset ends the actor's own session before the temporary password could be
         # shown to them: they would lock themselves out.
@@ -234,6 +242,7 @@ def reset_password(user: User, *, actor: User | None) -> str:
     password = generate_temporary_password()
     user.password_hash = generate_password_hash(password)
     user.must_change_password = True
+    end_sessions(user)
     db.session.flush()
     record_event(
         "user.password_reset",
@@ -263,13 +272,15 @@ def _check_not_last_admin(user: User, *, doing: str) -> None:
 
 
 def deactivate_user(user: User, *, actor: User | None) -> None:
-    """Stop `user` from logging in (kept, not deleted); never the last active admin."""
+    """Stop `user` from logging in and end their sign-ins (kept, not deleted); never the
+    last active admin. Reactivating does not bring the ended sign-ins back."""
     if not user.is_active:
         raise AccountError(f"{user.email} is already deactivated.")
     _check_not_last_admin(user, doing="deactivate")
     if actor is not None and actor.id == user.id:
         raise AccountError("You cannot deactivate your own account; ask another admin.")
     user.is_active = False
+    end_sessions(user)
     db.session.flush()
     record_event(
         "user.deactivated",

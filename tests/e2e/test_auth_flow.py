@@ -1,9 +1,12 @@
-"""Sign-up → dashboard → logout → login, in a real Chromium, CSRF on."""
+"""Sign-up → dashboard → logout → login, in a real Chromium, CSRF on; what a logout ends."""
 
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
+
+from portal.models import Role
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
 
@@ -55,3 +58,40 @@ def test_form_without_csrf_token_is_refused_in_browser(page: Page, live_server: 
     page.get_by_label("Password").fill("whatever it is")
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Form expired")).to_be_visible()
+
+
+@pytest.mark.parametrize(
+    "replayed",
+    [("session",), ("remember_token",), ("session", "remember_token")],
+    ids=["session", "remember_token", "both"],
+)
+def test_logout_ends_every_copy_of_the_cookies(
+    browser: Browser, live_server: str, make_user, replayed
+) -> None:
+    # The outside probe's steps: log in with "Keep me logged in", copy the cookies, log
+    # out, and bring the copies back in another browser window.
+    user = make_user(Role.SELLER)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{live_server}/login")
+    page.get_by_label("E-mail").fill(user.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Keep me logged in").check()
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(f"{live_server}/dashboard")
+    copied = [cookie for cookie in context.cookies() if cookie["name"] in replayed]
+    assert sorted(cookie["name"] for cookie in copied) == sorted(replayed)
+
+    def replay() -> Page:
+        other = browser.new_context()
+        other.add_cookies(copied)
+        replaying = other.new_page()
+        replaying.goto(f"{live_server}/dashboard")
+        return replaying
+
+    # The control: while the sign-in lasts, the copies open the dashboard.
+    expect(replay()).to_have_url(f"{live_server}/dashboard")
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(f"{live_server}/login")
+    expect(replay()).to_have_url(f"{live_server}/login?next=%2Fdashboard")

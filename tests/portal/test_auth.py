@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.fernet import Fernet
 
+from portal import create_app
+from portal.config import config_from_env
 from portal.extensions import db
 from portal.models import AuditEvent, Organisation, Role, User
-from tests.conftest import PASSWORD, csrf_token_from
+from portal.services import sessions as session_service
+from portal.sqltypes import utcnow
+from tests.conftest import PASSWORD, FreshContextClient, csrf_token_from
 
 
 def _signup(client, **fields):
@@ -164,6 +169,60 @@ def test_session_cookie_flags(client, auth, make_user):
     assert "SameSite=Lax" in cookie
 
 
+def _set_cookies(response) -> dict[str, str]:
+    """Each cookie the response sets, by name: its whole Set-Cookie header."""
+    return {h.split("=", 1)[0]: h for h in response.headers.getlist("Set-Cookie")}
+
+
+def _remember_login(client, email, **request):
+    page = client.get("/login", **request)
+    return client.post(
+        "/login",
+        data={
+            "email": email,
+            "password": PASSWORD,
+            "remember": "y",
+            "csrf_token": csrf_token_from(page.get_data(as_text=True)),
+        },
+        **request,
+    )
+
+
+def test_remember_cookie_flags(client, make_user):
+    cookie = _set_cookies(_remember_login(client, make_user().email))["remember_token"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    # `make run` serves plain http: a Secure cookie would never come back there.
+    assert "Secure" not in cookie
+
+
+def test_session_and_remember_cookies_are_secure_in_production(
+    app, make_user, monkeypatch, database_url, tmp_path
+):
+    monkeypatch.setenv("SELLERDESK_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "production-secret")
+    monkeypatch.setenv("TOKEN_KEY", Fernet.generate_key().decode())
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    production = create_app({**config_from_env(str(tmp_path)), "TESTING": True})
+    production.test_client_class = FreshContextClient
+    user = make_user()
+    try:
+        # Over HTTPS, Flask-WTF also wants the Referer of the same site.
+        response = _remember_login(
+            production.test_client(),
+            user.email,
+            base_url="https://portal.example",
+            headers={"Referer": "https://portal.example/login"},
+        )
+    finally:
+        with production.app_context():
+            db.engine.dispose()  # its own engine: close its connections now, not at GC
+    assert response.status_code == 302
+    cookies = _set_cookies(response)
+    for name in ("session", "remember_token"):
+        assert "; Secure" in cookies[name], cookies[name]
+        assert "HttpOnly" in cookies[name] and "SameSite=Lax" in cookies[name]
+
+
 def test_session_changes_on_login(client, auth, make_user):
     user = make_user()
     with client.session_transaction() as sess:
@@ -171,7 +230,9 @@ def test_session_changes_on_login(client, auth, make_user):
     auth.login(user.email)
     with client.session_transaction() as sess:
         assert "planted" not in sess
-        assert sess["_user_id"] == user.get_id()
+        ref = sess["_user_id"]
+    # The new session names a new sign-in of this user, kept on the server.
+    assert session_service.resolve_session(ref, now=utcnow()) == user
 
 
 def test_one_time_password_must_be_changed(client, auth, runner, app):

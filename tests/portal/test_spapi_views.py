@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import logging
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -15,7 +16,15 @@ from sqlalchemy import func, select
 
 from portal.crypto import decrypt_secret
 from portal.extensions import db
-from portal.models import AuditEvent, Channel, ChannelStatus, Credential, CredentialKind, Role
+from portal.models import (
+    AuditEvent,
+    Channel,
+    ChannelStatus,
+    Credential,
+    CredentialKind,
+    Role,
+    SpapiState,
+)
 from portal.services import admin_channels as admin_channel_service
 from portal.services import spapi as spapi_service
 from tests.conftest import PASSWORD, AuthActions, csrf_token_from
@@ -188,6 +197,28 @@ def test_a_replayed_callback_is_refused(client, seller, shop, spapi):
 
 
 @pytest.mark.spapi
+def test_a_replayed_session_cookie_cannot_reuse_a_state(app, client, seller, shop, spapi):
+    # Found by the outside probe: the pending states lived in the signed session cookie,
+    # so a copy of the cookie taken after "Authorise with Amazon" brought a used state
+    # back, and with it a second code exchange. They are kept on the server now.
+    uk = shop["UK"]
+    callback = spapi.consent(start(client, uk))
+    copied = client.get_cookie("session").value
+    assert come_back(client, callback).headers["Location"] == f"/channels/{uk.id}"
+    assert len(spapi.token_requests) == 1
+    before = (credential_count(), event_count())
+
+    replayed = app.test_client()
+    replayed.set_cookie("session", copied)
+    response = come_back(replayed, callback)
+    assert response.headers["Location"] == f"/channels/{uk.id}#step-1"
+    _, flashed = flashes(replayed, f"/channels/{uk.id}")
+    assert "does not match an authorisation you started here" in flashed
+    assert len(spapi.token_requests) == 1  # the replay never reached Amazon
+    assert (credential_count(), event_count()) == before
+
+
+@pytest.mark.spapi
 @pytest.mark.parametrize("forged", ["{id}.forged-state", "{id}", "", "99999.x"])
 def test_a_forged_state_is_refused(client, seller, shop, spapi, forged):
     uk = shop["UK"]
@@ -232,18 +263,15 @@ def test_another_users_or_browsers_callback_is_refused(app, client, seller, shop
 def test_an_expired_state_is_refused(client, seller, shop, spapi):
     uk = shop["UK"]
     consent = start(client, uk)
-    with client.session_transaction() as session:
-        states = session[spapi_service.SESSION_KEY]
-        for record in states.values():
-            record[2] -= spapi_service.STATE_TTL.total_seconds() + 1
-        session[spapi_service.SESSION_KEY] = states
+    (state,) = db.session.scalars(select(SpapiState))
+    state.issued_at -= spapi_service.STATE_TTL + timedelta(seconds=1)
+    db.session.commit()
     response = come_back(client, spapi.consent(consent))
     assert response.headers["Location"] == f"/channels/{uk.id}#step-1"
     _, flashed = flashes(client, f"/channels/{uk.id}")
     assert "took longer than 10 minutes and has expired" in flashed
     assert credential_count() == 0 and spapi.token_requests == []
-    with client.session_transaction() as session:
-        assert session[spapi_service.SESSION_KEY] == {}
+    assert db.session.scalar(select(func.count()).select_from(SpapiState)) == 0
 
 
 @pytest.mark.spapi

@@ -92,6 +92,6 @@ def test_post_without_a_valid_token_is_refused_and_changes_nothing(matrix: Matri
     if "Form expired" in response.get_data(as_text=True):
         problems.append(f"{role} {case.method} {url}: refused even with a valid token")
     if case.endpoint == "auth.logout":
-        matrix.login(role)
+        matrix.log_in_again(role)
     matrix.reset()
     assert not problems, "\n".join(problems)

@@ -428,8 +428,6 @@ def test_route_cell(matrix: Matrix, case: Case, role: str):
         shown = case.method == "GET" and got == OK and first and entry.mark
         if shown and MARKS[first] not in body:
             problems.append(f"{where}: allowed, but the page does not show {first}'s object")
-        if case.endpoint == "auth.logout":
-            matrix.login(role)  # before the restore, which undoes the login's writes
         after = fingerprint()
         changed = sorted(t for t in after if after[t] != matrix.digest[t])
         if changed:
@@ -438,4 +436,6 @@ def test_route_cell(matrix: Matrix, case: Case, role: str):
                 kind = "refused request" if denied else "GET"
                 problems.append(f"{where}: a {kind} changed {changed}")
             restore(matrix.rows)
+        if case.endpoint == "auth.logout":
+            matrix.log_in_again(role)
     assert not problems, "\n".join(problems)

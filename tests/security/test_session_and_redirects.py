@@ -3,19 +3,26 @@
 Flask keeps the session in a signed cookie, so "the session id" is the cookie's
 value: it must change on login, and nothing planted in it before (by an attacker
 who got their own cookie into the victim's browser) may survive or authenticate.
+The session and remember-me cookies name a sign-in kept on the server (a UserSession
+row): once it has ended (logout, password change or reset, deactivation), no copy of
+either cookie opens a page again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from urllib.parse import urljoin, urlsplit
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import event, select
 
 from portal.extensions import db
-from portal.models import Role
+from portal.models import Role, UserSession
+from portal.services import sessions as session_service
 from portal.services import users as user_service
+from portal.sqltypes import utcnow
 from tests.conftest import PASSWORD, FreshContextClient, csrf_token_from
 from tests.security.conftest import record
 from tests.security.world import fast_passwords
@@ -42,6 +49,13 @@ def _login(client: FlaskClient, email: str, *, remember: bool = False, next_url=
     return client.post("/login", data=data, query_string=query)
 
 
+def _logout(client: FlaskClient):
+    token = csrf_token_from(client.get("/dashboard").text)
+    response = client.post("/logout", data={"csrf_token": token})
+    assert response.status_code == 302
+    return response
+
+
 def _new_client(app) -> FlaskClient:
     app.test_client_class = FreshContextClient
     return app.test_client()
@@ -58,6 +72,14 @@ def _with_cookie(app, value: str) -> FlaskClient:
     other = _new_client(app)
     other.set_cookie("session", value)
     return other
+
+
+def _signed_in_user_id(client: FlaskClient) -> int | None:
+    """The user whose live sign-in the client's session names, if any."""
+    with client.session_transaction() as sess:
+        ref = sess.get("_user_id")
+    user = session_service.resolve_session(ref, now=utcnow())
+    return user.id if user is not None else None
 
 
 # --- fixation ---------------------------------------------------------------------------
@@ -79,7 +101,7 @@ def test_attackers_planted_session_neither_survives_nor_authenticates(app, clien
     assert after and after != planted
     with client.session_transaction() as sess:
         assert "planted" not in sess
-        assert sess["_user_id"] == victim.get_id()
+    assert _signed_in_user_id(client) == victim.id
     # The planted cookie is worth nothing: it was never logged in.
     assert _with_cookie(app, planted).get("/dashboard").status_code == 302
     assert attacker.get("/dashboard").status_code == 302
@@ -128,8 +150,7 @@ def test_login_as_someone_else_replaces_the_session(app, client, make_user):
     with client.session_transaction() as sess:
         assert "_user_id" not in sess
     _login(client, second.email)
-    with client.session_transaction() as sess:
-        assert sess["_user_id"] == second.get_id()
+    assert _signed_in_user_id(client) == second.id
 
 
 # --- what logout and account changes end ----------------------------------------------------
@@ -156,6 +177,129 @@ def test_logout_with_remember_me_survives_a_browser_restart(app, client, make_us
     assert client.get("/dashboard").status_code == 302
 
 
+@pytest.mark.parametrize("replayed", ["session", "remember_token", "both"])
+def test_logout_ends_the_sign_in_for_every_copy_of_its_cookies(app, client, make_user, replayed):
+    # Found by the outside probe: the cookies were signed but named only the user (and a
+    # key of their password), so a copy taken before the logout kept working.
+    user = make_user(Role.SELLER)
+    _login(client, user.email, remember=True)
+    copied = {name: _cookie(client, name) for name in ("session", "remember_token")}
+    names = ["session", "remember_token"] if replayed == "both" else [replayed]
+
+    def replay() -> int:
+        browser = _new_client(app)
+        for name in names:
+            browser.set_cookie(name, copied[name])
+        return browser.get("/dashboard").status_code
+
+    assert replay() == 200  # the control: the copy works while the sign-in lasts
+    _logout(client)
+    assert replay() == 302
+    assert session_service.list_sessions(user, now=utcnow()) == []
+
+
+def test_logout_leaves_the_users_other_sessions(app, client, make_user):
+    user = make_user(Role.SELLER)
+    laptop, phone = client, _new_client(app)
+    _login(laptop, user.email, remember=True)
+    _login(phone, user.email, remember=True)
+    phones_remember = _cookie(phone, "remember_token")
+    assert len(session_service.list_sessions(user, now=utcnow())) == 2
+    _logout(laptop)
+    assert laptop.get("/dashboard").status_code == 302
+    assert phone.get("/dashboard").status_code == 200
+    assert _dashboard_with_remember_me(app, phones_remember) == 200
+    assert len(session_service.list_sessions(user, now=utcnow())) == 1
+
+
+def test_reactivating_a_user_does_not_revive_their_old_sessions(app, client, make_user):
+    user = make_user(Role.AGENT)
+    _login(client, user.email, remember=True)
+    copied = {name: _cookie(client, name) for name in ("session", "remember_token")}
+    user_service.deactivate_user(user, actor=None)
+    db.session.commit()
+    assert session_service.list_sessions(user, now=utcnow()) == []
+    user_service.reactivate_user(user, actor=None)
+    db.session.commit()
+    browser = _new_client(app)
+    for name, value in copied.items():
+        browser.set_cookie(name, value)
+    assert browser.get("/dashboard").status_code == 302
+    assert _dashboard_with_remember_me(app, copied["remember_token"]) == 302
+
+
+def test_a_remembered_sign_in_ends_when_its_cookie_would(app, client, make_user):
+    # The browser drops the remember-me cookie after REMEMBER_COOKIE_DURATION; a copy of
+    # it is refused from then on too (the cookie itself carries no date).
+    user = make_user(Role.SELLER)
+    before = utcnow()
+    _login(client, user.email, remember=True)
+    remember = _cookie(client, "remember_token")
+    (row,) = session_service.list_sessions(user, now=utcnow())
+    duration = app.config["REMEMBER_COOKIE_DURATION"]
+    assert before + duration <= row.expires_at <= utcnow() + duration
+    row.expires_at = utcnow()
+    db.session.commit()
+    assert _dashboard_with_remember_me(app, remember) == 302
+    assert client.get("/dashboard").status_code == 302
+
+
+def test_a_browser_session_ends_after_the_idle_limit_and_requests_keep_it(app, client, make_user):
+    user = make_user(Role.SELLER)
+    _login(client, user.email)
+    (row,) = session_service.list_sessions(user, now=utcnow())
+    assert not row.is_remembered
+    # Seen two minutes ago, about to end: a request moves both on.
+    row.last_seen_at = utcnow() - session_service.ACTIVITY_RESOLUTION * 2
+    row.expires_at = utcnow() + session_service.ACTIVITY_RESOLUTION
+    db.session.commit()
+    assert client.get("/dashboard").status_code == 200
+    db.session.refresh(row)
+    assert (
+        row.expires_at > utcnow() + session_service.IDLE_LIMIT - session_service.ACTIVITY_RESOLUTION
+    )
+    row.expires_at = utcnow()
+    db.session.commit()
+    assert client.get("/dashboard").status_code == 302
+
+
+def test_activity_is_written_at_most_once_a_minute(app, client, make_user):
+    user = make_user(Role.SELLER)
+    _login(client, user.email)
+    (row,) = session_service.list_sessions(user, now=utcnow())
+    stale = utcnow() - session_service.ACTIVITY_RESOLUTION * 2
+    row.last_seen_at, row.ip_address = stale, ""
+    db.session.commit()
+    updates: list[str] = []
+
+    def count_updates(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("UPDATE USER_SESSIONS"):
+            updates.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count_updates)
+    try:
+        for _ in range(5):
+            assert client.get("/dashboard").status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count_updates)
+    assert len(updates) == 1
+    db.session.refresh(row)
+    assert row.last_seen_at > stale + session_service.ACTIVITY_RESOLUTION
+    assert row.ip_address == "127.0.0.1"
+
+
+def test_sign_ins_keep_only_a_hash_of_their_token(app, client, make_user):
+    user = make_user(Role.SELLER)
+    _login(client, user.email, remember=True)
+    with client.session_transaction() as sess:
+        token = sess["_user_id"]
+    (row,) = session_service.list_sessions(user, now=utcnow())
+    assert row.token_hash == hashlib.sha256(token.encode()).hexdigest()
+    stored = db.session.execute(select(UserSession.__table__)).one()
+    assert not any(token in str(value) for value in stored)
+    assert row.user_agent.startswith("Werkzeug/") and row.ip_address == "127.0.0.1"
+
+
 def test_remember_cookie_alone_logs_back_in_only_while_the_user_is_active(app, client, make_user):
     user = make_user(Role.SELLER)
     _login(client, user.email, remember=True)
@@ -172,6 +316,7 @@ def test_deactivated_users_session_ends_at_once(app, client, make_user):
     assert client.get("/dashboard").status_code == 200
     user_service.deactivate_user(user, actor=None)
     db.session.commit()
+    assert session_service.list_sessions(user, now=utcnow()) == []
     response = client.get("/dashboard")
     assert response.status_code == 302 and response.headers["Location"].startswith("/login")
 
@@ -189,9 +334,9 @@ def test_password_reset_by_an_admin_ends_older_sessions(app, client, make_user):
     assert _dashboard_with_remember_me(app, remember) == 302
 
 
-# Found by this suite (fixed in portal/models/users.py get_id and portal/security.py
-# load_user): sessions live in signed cookies with no server-side state, so changing
-# your password did not end your sessions elsewhere: a stolen session stayed valid.
+# Found by this suite: sessions lived in signed cookies with no server-side state, so
+# changing your password did not end your sessions elsewhere: a stolen session stayed
+# valid. Now the change deletes the user's sign-ins (portal/services/sessions.py).
 def test_changing_your_password_ends_your_other_sessions(app, client, make_user):
     user = make_user(Role.SELLER)
     elsewhere = _new_client(app)
@@ -238,22 +383,32 @@ def test_session_cookie_is_signed(app, client, make_user):
     assert forged.get("/dashboard").status_code == 302
 
 
-def test_a_session_naming_another_user_needs_that_users_password_key(app, client, make_user):
+def test_a_session_naming_another_user_needs_one_of_their_live_sign_ins(app, client, make_user):
     # Even a session signed with the app's key (a leaked SECRET_KEY) must also carry the
-    # key derived from the user's current password hash, which never leaves the server.
+    # random token of one of that user's live sign-ins, which the server keeps only hashed.
     user, admin = make_user(Role.SELLER), make_user(Role.ADMIN)
-    for guess in (str(admin.id), f"{admin.id}.", f"{admin.id}.{'0' * 20}"):
+    admins_browser = _new_client(app)
+    _login(admins_browser, admin.email)
+    with admins_browser.session_transaction() as sess:
+        admins_ref = sess["_user_id"]
+    stored = db.session.scalars(select(UserSession.token_hash)).all()
+    old_format = f"{admin.id}.{hashlib.sha256(admin.password_hash.encode()).hexdigest()[:20]}"
+    guesses = [str(admin.id), f"{admin.id}.", f"{admin.id}.{'0' * 20}", old_format, *stored]
+    for guess in guesses:
         # A real login first, so the session's other parts (the "strong" protection's
         # browser identifier) are right and only the user id is forged.
         _login(client, user.email)
         with client.session_transaction() as sess:
             sess["_user_id"] = guess
         assert client.get("/dashboard").status_code == 302, guess
-    # The control: with the right key the same forged session would work.
+    # The control: with the admin's live token the same forged session works ...
     _login(client, user.email)
     with client.session_transaction() as sess:
-        sess["_user_id"] = admin.get_id()
+        sess["_user_id"] = admins_ref
     assert client.get("/admin").status_code == 200
+    # ... until the admin logs out.
+    _logout(admins_browser)
+    assert client.get("/admin").status_code == 302
 
 
 # --- open redirects ---------------------------------------------------------------------------

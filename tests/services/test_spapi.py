@@ -13,11 +13,21 @@ from sqlalchemy import select
 from portal.config import ConfigError, config_from_env
 from portal.crypto import decrypt_secret
 from portal.extensions import db
-from portal.models import AuditEvent, ChannelStatus, Credential, CredentialKind, Role
+from portal.models import (
+    AuditEvent,
+    ChannelStatus,
+    Credential,
+    CredentialKind,
+    Role,
+    SpapiState,
+    UserSession,
+)
 from portal.services import admin_channels as admin_channel_service
 from portal.services import channels as channel_service
 from portal.services import export as export_service
+from portal.services import sessions as session_service
 from portal.services import spapi as spapi_service
+from portal.services.sessions import token_digest
 from portal.services.spapi import SpapiError
 from portal.sqltypes import utcnow
 from tests.servers import free_port
@@ -136,69 +146,108 @@ def seller(make_user, uk):
     return make_user(Role.SELLER, organisation=uk.organisation)
 
 
-def test_state_is_single_use_and_names_its_channel(uk, seller):
-    pending: dict = {}
+def sign_in(user) -> UserSession:
+    """A new sign-in (one browser) of `user`."""
+    return session_service.start_session(
+        user,
+        remember=False,
+        remember_for=timedelta(days=365),
+        ip_address="127.0.0.1",
+        user_agent="test",
+        now=utcnow(),
+    )
+
+
+@pytest.fixture
+def browser(seller) -> UserSession:
+    return sign_in(seller)
+
+
+def pending(login: UserSession) -> set[str]:
+    """The hashes of the states `login` has pending."""
+    return set(
+        db.session.scalars(
+            select(SpapiState.state_hash).where(SpapiState.user_session_id == login.id)
+        )
+    )
+
+
+def test_state_is_single_use_and_names_its_channel(uk, browser):
     now = utcnow()
-    state = spapi_service.issue_state(pending, channel=uk, user=seller, now=now)
+    state = spapi_service.issue_state(browser, channel=uk, now=now)
     assert state.startswith(f"{uk.id}.") and len(state) > 40
     assert spapi_service.channel_id_of_state(state) == uk.id
-    assert spapi_service.redeem_state(pending, state, user=seller, now=now) == uk.id
-    assert pending == {}
+    # Only its hash is kept, on the server.
+    assert pending(browser) == {token_digest(state)}
+    assert spapi_service.redeem_state(browser, state, now=now) == uk.id
+    assert pending(browser) == set()
     with pytest.raises(SpapiError, match="already used"):
-        spapi_service.redeem_state(pending, state, user=seller, now=now)
+        spapi_service.redeem_state(browser, state, now=now)
 
 
-def test_states_differ_and_tabs_can_run_side_by_side(uk, seller):
-    pending: dict = {}
+def test_states_differ_and_tabs_can_run_side_by_side(uk, browser):
     now = utcnow()
-    first = spapi_service.issue_state(pending, channel=uk, user=seller, now=now)
-    second = spapi_service.issue_state(pending, channel=uk, user=seller, now=now)
+    first = spapi_service.issue_state(browser, channel=uk, now=now)
+    second = spapi_service.issue_state(browser, channel=uk, now=now)
     assert first != second
-    assert spapi_service.redeem_state(pending, first, user=seller, now=now) == uk.id
-    assert spapi_service.redeem_state(pending, second, user=seller, now=now) == uk.id
+    assert spapi_service.redeem_state(browser, first, now=now) == uk.id
+    assert spapi_service.redeem_state(browser, second, now=now) == uk.id
 
 
-def test_forged_and_missing_states_are_refused(uk, seller):
-    pending: dict = {}
+def test_forged_and_missing_states_are_refused(uk, browser):
     now = utcnow()
-    real = spapi_service.issue_state(pending, channel=uk, user=seller, now=now)
-    for forged in (f"{uk.id}.forged", real + "x", "", None):
+    real = spapi_service.issue_state(browser, channel=uk, now=now)
+    for forged in (f"{uk.id}.forged", real + "x", "", None, real * 10):
         with pytest.raises(SpapiError, match="does not match an authorisation"):
-            spapi_service.redeem_state(pending, forged, user=seller, now=now)
-    assert real in pending
+            spapi_service.redeem_state(browser, forged, now=now)
+    assert pending(browser) == {token_digest(real)}
 
 
-def test_state_expires_after_ten_minutes(uk, seller):
-    pending: dict = {}
+def test_state_expires_after_ten_minutes(uk, browser):
     now = utcnow()
-    fresh = spapi_service.issue_state(pending, channel=uk, user=seller, now=now)
+    fresh = spapi_service.issue_state(browser, channel=uk, now=now)
     late = now + timedelta(minutes=9, seconds=59)
-    assert spapi_service.redeem_state(pending, fresh, user=seller, now=late) == uk.id
-    old = spapi_service.issue_state(pending, channel=uk, user=seller, now=now)
+    assert spapi_service.redeem_state(browser, fresh, now=late) == uk.id
+    old = spapi_service.issue_state(browser, channel=uk, now=now)
     # Redeemed late it is refused, and gone (the store drops expired states as it goes).
     with pytest.raises(SpapiError, match="longer than 10 minutes"):
-        spapi_service.redeem_state(
-            pending, old, user=seller, now=now + timedelta(minutes=10, seconds=1)
-        )
-    assert pending == {}
+        spapi_service.redeem_state(browser, old, now=now + timedelta(minutes=10, seconds=1))
+    assert pending(browser) == set()
 
 
-def test_state_is_bound_to_the_user(uk, seller, make_user):
-    pending: dict = {}
-    admin = make_user(Role.ADMIN)
-    state = spapi_service.issue_state(pending, channel=uk, user=seller, now=utcnow())
+def test_state_is_bound_to_the_user(uk, browser, make_user):
+    admin = sign_in(make_user(Role.ADMIN))
+    state = spapi_service.issue_state(browser, channel=uk, now=utcnow())
     with pytest.raises(SpapiError, match="another user"):
-        spapi_service.redeem_state(pending, state, user=admin, now=utcnow())
+        spapi_service.redeem_state(admin, state, now=utcnow())
+    # Still pending for the seller who started it.
+    assert spapi_service.redeem_state(browser, state, now=utcnow()) == uk.id
 
 
-def test_pending_states_are_capped(uk, seller):
-    pending: dict = {}
+def test_state_is_bound_to_the_sign_in_that_started_it(uk, seller, browser):
+    other_browser = sign_in(seller)
+    state = spapi_service.issue_state(browser, channel=uk, now=utcnow())
+    with pytest.raises(SpapiError, match="started in another browser"):
+        spapi_service.redeem_state(other_browser, state, now=utcnow())
+    assert spapi_service.redeem_state(browser, state, now=utcnow()) == uk.id
+
+
+def test_ending_the_sign_in_drops_its_states(uk, seller, browser):
+    state = spapi_service.issue_state(browser, channel=uk, now=utcnow())
+    session_service.end_sessions(seller)
+    db.session.commit()
+    assert db.session.scalar(select(SpapiState.id)) is None
+    with pytest.raises(SpapiError, match="does not match"):
+        spapi_service.redeem_state(sign_in(seller), state, now=utcnow())
+
+
+def test_pending_states_are_capped(uk, browser):
     now = utcnow()
     states = [
-        spapi_service.issue_state(pending, channel=uk, user=seller, now=now + timedelta(seconds=i))
+        spapi_service.issue_state(browser, channel=uk, now=now + timedelta(seconds=i))
         for i in range(spapi_service.MAX_PENDING_STATES + 2)
     ]
-    assert set(pending) == set(states[2:])
+    assert pending(browser) == {token_digest(state) for state in states[2:]}
 
 
 @pytest.mark.parametrize("state", ["x.y", "12345678901234.y", "-1.y", ".y", ""])
