@@ -1,4 +1,4 @@
-"""Per mailbox: fetch new mail, parse, route to a channel, match a thread, record, commit, checkpoint.
+"""Per mailbox: fetch new mail, parse it, store it (`services.inbound`), commit, checkpoint.
 
 Exactly once: a batch's messages and the mailbox checkpoint are committed in one
 transaction, and only after that commit is the mail flagged \\Seen (or moved) on
@@ -9,7 +9,6 @@ a crash after it stores nothing twice (UID and content de-duplication).
 from __future__ import annotations
 
 import contextlib
-import enum
 import gc
 import logging
 import os
@@ -24,14 +23,13 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 
 from ingest.imap import FetchedMail, ImapSource
 from ingest.maildir import MaildirSource
-from ingest.matching import ThreadMatcher
-from ingest.parse import ParsedMessage, UnparseableMessage, content_hash, parse_message
+from ingest.parse import ParsedMessage, content_hash
+from ingest.parse_result import parse_inbound
 from ingest.parse_workers import ParseWorkers, fetch_ahead
 from portal.extensions import db
-from portal.models import Channel, Mailbox
+from portal.models import Mailbox
 from portal.services import mailboxes as mailbox_service
-from portal.services import threads as thread_service
-from portal.services.channels import channels_by_address, route_to_channel
+from portal.services.inbound import InboundMail, Outcome, Unparsed, store_inbound
 from portal.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
@@ -54,13 +52,6 @@ LEASE_RENEW_AFTER = 0.5
 PARSE_WORKERS: int | None = None
 
 
-class Outcome(enum.StrEnum):
-    STORED = "stored"
-    DUPLICATE = "duplicate"
-    UNROUTED = "unrouted"
-    QUARANTINED = "quarantined"
-
-
 @dataclass
 class PollSummary:
     fetched: int = 0
@@ -79,22 +70,6 @@ class PollSummary:
 
     def line(self) -> str:
         return " ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
-
-
-#: What parsing one message gave: the parsed message, or why it could not be parsed.
-ParseResult = ParsedMessage | str
-
-
-def parse_or_reason(raw: bytes, max_attachment_bytes: int) -> ParseResult:
-    """Parse `raw`; on any parser failure return the quarantine reason instead of raising."""
-    try:
-        return parse_message(raw, max_attachment_bytes=max_attachment_bytes)
-    except Exception as exc:  # any parser failure: keep the bytes, flag them, go on
-        return str(exc) if isinstance(exc, UnparseableMessage) else f"{type(exc).__name__}: {exc}"
-
-
-def _quarantine_id(digest: str) -> str:
-    return f"<{digest[:40]}@quarantine.sellerdesk>"
 
 
 def ingest_raw(
@@ -128,77 +103,29 @@ def ingest_batch(
     inbound_domain: str,
     max_attachment_bytes: int,
     now: datetime,
-    parsed: Sequence[ParseResult | None] | None = None,
+    parsed: Sequence[ParsedMessage | None] | None = None,
 ) -> list[Outcome]:
-    """Store a batch of (UID, raw bytes), in order, as `ingest_raw` would one by one (no commit).
+    """Parse a batch of (UID, raw bytes) and store it in order with `store_inbound` (no commit).
 
-    A handful of queries for the whole batch (which mail is stored already, which
-    channel each address routes to, which threads the mail may continue) instead of
-    several per message; the messages go in as multi-row INSERTs at the end.
-    Mail earlier in the batch counts as stored for what follows: a repeat is a
-    duplicate, a follow-up joins the thread its first message opened. `parsed`, when
-    given, holds `parse_or_reason` of each mail (None: not parsed yet).
+    `parsed`, when given, holds what the parse workers made of each mail (None: the
+    worker rejected it or was lost, so it is parsed here and gets its reason).
     """
-    outcomes: list[Outcome | None] = [None] * len(mails)
-    known_uids = thread_service.stored_uids(
-        mailbox=mailbox,
-        uidvalidity=uidvalidity,
-        uids=[uid for uid, _ in mails if uid is not None],
+    inbound = [
+        InboundMail(raw, _parsed(raw, parsed and parsed[i], max_attachment_bytes), uid)
+        for i, (uid, raw) in enumerate(mails)
+    ]
+    results = store_inbound(
+        inbound, mailbox=mailbox, uidvalidity=uidvalidity, inbound_domain=inbound_domain, now=now
     )
-    results: list[ParseResult | None] = [None] * len(mails)
-    keys: list[tuple[str, str] | None] = [None] * len(mails)
-    for i, (uid, raw) in enumerate(mails):
-        if uid is not None and uid in known_uids:
-            outcomes[i] = Outcome.DUPLICATE
-            continue
-        result = parsed[i] if parsed is not None else None
-        if result is None:
-            result = parse_or_reason(raw, max_attachment_bytes)
-        results[i] = result
-        if isinstance(result, str):
-            digest = content_hash(raw)
-            keys[i] = (_quarantine_id(digest), digest)
-        else:
-            keys[i] = (result.message_id, result.content_hash)
-    seen = thread_service.stored_contents(mailbox=mailbox, keys=[k for k in keys if k])
+    return [result.outcome for result in results]
 
-    messages = [r for r in results if r is not None and not isinstance(r, str)]
-    routes = channels_by_address(
-        (a for r in messages for a in r.delivery_addresses), inbound_domain=inbound_domain
-    )
-    channels: list[Channel | None] = [None] * len(mails)
-    for i, result in enumerate(results):
-        if result is not None and not isinstance(result, str):
-            channels[i] = route_to_channel(
-                result.delivery_addresses, routes, inbound_domain=inbound_domain
-            )
-    matcher = ThreadMatcher(
-        [(c, r) for c, r in zip(channels, results, strict=True) if c is not None], now=now
-    )
 
-    batch = thread_service.InboundBatch(mailbox=mailbox, uidvalidity=uidvalidity)
-    for i, (uid, raw) in enumerate(mails):
-        key, result, channel = keys[i], results[i], channels[i]
-        if key is None:
-            continue
-        if key in seen:
-            outcomes[i] = Outcome.DUPLICATE
-            continue
-        seen.add(key)
-        if isinstance(result, str):
-            batch.add_quarantined(raw, result, uid=uid, message_id=key[0], content_hash=key[1])
-            outcomes[i] = Outcome.QUARANTINED
-        elif channel is None:
-            batch.add_unrouted(result, raw, uid=uid)
-            outcomes[i] = Outcome.UNROUTED
-        else:
-            thread = matcher.match(channel, result) or thread_service.create_thread(channel, result)
-            message_id = batch.add_inbound(result, raw, uid=uid, channel=channel, thread=thread)
-            matcher.add(channel, thread, message_id)
-            outcomes[i] = Outcome.STORED
-    batch.write()
-    assert all(outcome is not None for outcome in outcomes)  # noqa: S101 (type narrowing)
-    return outcomes  # type: ignore[return-value]
+def _parsed(
+    raw: bytes, by_worker: ParsedMessage | None, max_attachment_bytes: int
+) -> ParsedMessage | Unparsed:
+    if by_worker is not None:
+        return by_worker
+    return parse_inbound(raw, max_attachment_bytes=max_attachment_bytes)
 
 
 # --- parsing in worker processes --------------------------------------------------------
@@ -254,7 +181,7 @@ class _Batch:
         self.workers: ParseWorkers | None = None
 
     def _ingest(
-        self, batch: list[FetchedMail], parsed: Sequence[ParseResult | None] | None = None
+        self, batch: list[FetchedMail], parsed: Sequence[ParsedMessage | None] | None = None
     ) -> list[Outcome]:
         return ingest_batch(
             [(mail.uid, mail.raw) for mail in batch],
@@ -315,22 +242,22 @@ class _Batch:
                 self.summary.errors += 1
                 # Keep it raw for an admin rather than retry it forever; if even that
                 # fails (database down), stop here with the checkpoint before it.
-                digest = content_hash(mail.raw)
-                thread_service.record_quarantined_message(
-                    mail.raw,
-                    f"processing failed: {type(exc).__name__}: {exc}",
-                    message_id=_quarantine_id(digest),
-                    content_hash=digest,
-                    mailbox=self.mailbox,
-                    uidvalidity=self.uidvalidity,
-                    uid=mail.uid,
-                )
+                outcome = self._quarantine(mail, f"processing failed: {type(exc).__name__}: {exc}")
                 self._advance(mail)
                 db.session.commit()
-                outcome = Outcome.QUARANTINED
             self.summary.count(outcome)
             done.append(mail)
         return done
+
+    def _quarantine(self, mail: FetchedMail, reason: str) -> Outcome:
+        (result,) = store_inbound(
+            [InboundMail(mail.raw, Unparsed(reason, content_hash(mail.raw)), mail.uid)],
+            mailbox=self.mailbox,
+            uidvalidity=self.uidvalidity,
+            inbound_domain=self.options["inbound_domain"],
+            now=utcnow(),
+        )
+        return result.outcome
 
 
 def _lease_renewal(lease_ttl: timedelta) -> float:

@@ -43,6 +43,7 @@ from portal.models import (
 from portal.services import channels as channel_service
 from portal.services import users as user_service
 from portal.sqltypes import utcnow
+from tests.helpers import mail_bytes
 
 pytest_plugins = ["tests.fixtures_servers", "tests.spapi_standin"]
 
@@ -323,9 +324,13 @@ def make_channel(app: Flask, make_org: Callable[..., Organisation]) -> Callable[
     return factory
 
 
-# --- mail delivered into the app's Maildir, as an MDA would ------------------------
+@pytest.fixture
+def uk(make_channel: Callable[..., Channel], make_org: Callable[..., Organisation]) -> Channel:
+    """Acme's UK channel, at the address the real-mail fixtures are sent to."""
+    return make_channel("UK", organisation=make_org("Acme"), address="uk-chan01@helpdesk.test")
 
-MAIL = Path(__file__).resolve().parent / "data" / "mail"
+
+# --- mail delivered into the app's Maildir, as an MDA would ------------------------
 
 
 @pytest.fixture
@@ -343,12 +348,7 @@ def drop_mail(maildir: Path):
     counter = iter(range(1, 100_000))
 
     def drop(name_or_bytes: str | bytes, *, replace: dict[str, str] | None = None) -> Path:
-        if isinstance(name_or_bytes, bytes):
-            raw = name_or_bytes
-        else:
-            raw = (MAIL / name_or_bytes).read_bytes()
-        for old, new in (replace or {}).items():
-            raw = raw.replace(old.encode(), new.encode())
+        raw = mail_bytes(name_or_bytes, replace=replace)
         n = next(counter)
         tmp = maildir / "tmp" / f"{n}.sellerdesk-test"
         tmp.write_bytes(raw)

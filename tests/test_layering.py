@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -39,3 +40,32 @@ def test_parse_workers_load_neither_flask_nor_the_database():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def _modules_loaded(imports: str, candidates: str) -> list[str]:
+    """Which modules `candidates` (a Python expression over `sys.modules`) names once a
+    fresh interpreter has run `imports`."""
+    code = f"import json, sys\n{imports}\nprint(json.dumps(sorted({candidates})))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return json.loads(result.stdout)
+
+
+def test_services_load_nothing_of_ingest():
+    # Ingest imports the services (the inbound service stores what it fetched), so the
+    # services importing ingest would make a cycle.
+    imports = (
+        "import importlib, pkgutil, portal.services\n"
+        "for m in pkgutil.iter_modules(portal.services.__path__):\n"
+        "    importlib.import_module('portal.services.' + m.name)"
+    )
+    ingest = "m for m in sys.modules if m == 'ingest' or m.startswith('ingest.')"
+    assert _modules_loaded(imports, ingest) == []
+
+
+def test_thread_matcher_is_pure():
+    # Candidates in, decision out: no database session, no models, nothing of ingest
+    # (`portal` itself loads SQLAlchemy for its column types).
+    loaded = "m for m in ('flask_sqlalchemy', 'portal.extensions', 'portal.models', 'ingest') if m in sys.modules"
+    assert _modules_loaded("import portal.services.thread_matching", loaded) == []

@@ -1,16 +1,16 @@
 """Mail that needs an admin's decision: unrouted messages and quarantined ones.
 
-Assigning an unrouted message, or re-parsing a quarantined one with the current
-parser, stores it exactly as ingestion would have: the same parser, the same
-thread matching (`ingest.matching.find_thread`) and the same recording service
-(`threads.record_inbound_message`), so it joins or opens the right thread and
-counts as the channel's first message. The waiting row is replaced by the row
-that recording creates (same mailbox, UID, Message-ID, bytes and arrival time, so
-de-duplication still recognises the mail); the audit event names both ids.
+Assigning an unrouted message to a channel, or parsing a quarantined one again with
+the current parser, stores it through the service that stores all inbound mail
+(`inbound.store_inbound`): the same de-duplication, routing, thread matching and
+recording as ingestion, so it joins or opens the right thread and counts as the
+channel's first message. The waiting row is replaced by the row stored (same
+mailbox, UID, bytes and arrival time, so de-duplication still recognises the mail);
+the audit event names both ids.
 
-The parser and the matcher live in `ingest`; they are imported inside `_parse` and
-`_find_thread` so that importing this service (or the admin views) never loads
-the pipeline, and `ingest` keeps importing services rather than the reverse.
+The parser lives in `ingest`, which imports the services; it is imported inside
+`_parse` so that importing this service (or the admin views) never loads ingest,
+until the parser moves to a mail package both import.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from portal.extensions import db
-from portal.models import Channel, Direction, Mailbox, Message, Organisation, Thread, User
-from portal.services import threads as thread_service
+from portal.models import Channel, Direction, Message, Organisation, User
 from portal.services.audit import record_event
-from portal.services.channels import find_channel_for_addresses
+from portal.services.inbound import InboundMail, Outcome, StoreResult, Unparsed, store_inbound
 from portal.sqltypes import utcnow
 
 if TYPE_CHECKING:
@@ -43,26 +42,11 @@ class MailActionError(ValueError):
     """An action on waiting mail that cannot be done; the message is shown to the admin."""
 
 
-# --- the parser and the matcher, from ingest ---------------------------------------------
+def _parse(raw: bytes, *, max_attachment_bytes: int) -> ParsedMessage | Unparsed:
+    """The current parser's reading of `raw`, or why it still cannot read it."""
+    from ingest.parse_result import parse_inbound
 
-
-def _parse(raw: bytes, *, max_attachment_bytes: int) -> ParsedMessage:
-    from ingest.parse import parse_message
-
-    return parse_message(raw, max_attachment_bytes=max_attachment_bytes)
-
-
-def _failure_reason(exc: Exception) -> str:
-    # Worded as ingestion words it (ingest.pipeline.ingest_raw).
-    from ingest.parse import UnparseableMessage
-
-    return str(exc) if isinstance(exc, UnparseableMessage) else f"{type(exc).__name__}: {exc}"
-
-
-def _find_thread(channel: Channel, parsed: ParsedMessage, *, now: datetime) -> Thread | None:
-    from ingest.matching import find_thread
-
-    return find_thread(channel, parsed, now=now)
+    return parse_inbound(raw, max_attachment_bytes=max_attachment_bytes)
 
 
 # --- listing -----------------------------------------------------------------------------
@@ -121,61 +105,36 @@ def channel_choices() -> list[tuple[int, str]]:
 # --- storing it as ingestion would -------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Origin:
-    """What identifies the mail in its mailbox; carried over to the replacing row."""
-
-    former_id: int
-    raw: bytes
-    mailbox: Mailbox | None
-    uidvalidity: int | None
-    uid: int | None
-    created_at: datetime
-
-
-def _take(message: Message) -> _Origin:
-    """Remove the waiting row, keeping what the replacing row needs (no commit)."""
-    raw = message.raw
-    if raw is None:
+def _raw_of(message: Message) -> bytes:
+    if message.raw is None:
         raise MailActionError("The original bytes of this message were not kept.")
-    origin = _Origin(
-        former_id=message.id,
-        raw=raw,
-        mailbox=message.mailbox,
-        uidvalidity=message.uidvalidity,
-        uid=message.uid,
-        created_at=message.created_at,
-    )
-    db.session.delete(message)
+    return message.raw
+
+
+def _store_in_place_of(
+    message: Message,
+    parsed: ParsedMessage,
+    *,
+    channel: Channel | None,
+    inbound_domain: str,
+    now: datetime,
+) -> StoreResult:
+    """Store `parsed` as ingestion would, replacing the waiting `message` (no commit).
+
+    A duplicate of mail stored meanwhile leaves `message` as it is.
+    """
+    mail = InboundMail(_raw_of(message), parsed, message.uid, channel=channel, replaces=message)
     try:
-        # Now, so the replacing row may take its UID and Message-ID.
-        db.session.flush()
-    except StaleDataError:
+        (result,) = store_inbound(
+            [mail],
+            mailbox=message.mailbox,
+            uidvalidity=message.uidvalidity,
+            inbound_domain=inbound_domain,
+            now=now,
+        )
+    except StaleDataError:  # the waiting row was gone when it was to be replaced
         raise MailActionError("Someone else has just dealt with this message.") from None
-    return origin
-
-
-def _record_routed(
-    parsed: ParsedMessage, origin: _Origin, channel: Channel, *, now: datetime
-) -> tuple[Message, bool]:
-    """Thread and store the mail on `channel`, exactly as `ingest_raw` does."""
-    thread = _find_thread(channel, parsed, now=now)
-    is_new_thread = thread is None
-    if thread is None:
-        thread = thread_service.create_thread(channel, parsed)
-    message = thread_service.record_inbound_message(
-        parsed,
-        origin.raw,
-        channel=channel,
-        thread=thread,
-        mailbox=origin.mailbox,
-        uidvalidity=origin.uidvalidity,
-        uid=origin.uid,
-        delivered_to=channel.helpdesk_address,
-    )
-    message.created_at = origin.created_at  # when it reached us, not when it was decided
-    db.session.flush()
-    return message, is_new_thread
+    return result
 
 
 def assign_to_channel(
@@ -192,35 +151,35 @@ def assign_to_channel(
     """
     if not is_waiting(message) or message.quarantine_reason is not None:
         raise MailActionError("Only an unrouted message can be assigned to a channel.")
-    if message.raw is None:
-        raise MailActionError("The original bytes of this message were not kept.")
-    now = now or utcnow()
-    try:
-        parsed = _parse(message.raw, max_attachment_bytes=max_attachment_bytes)
-    except Exception as exc:
-        raise MailActionError(
-            f"The current parser cannot read this message: {_failure_reason(exc)}"
-        ) from None
-    was_discarded = message.discarded_reason is not None
-    origin = _take(message)
-    stored, is_new_thread = _record_routed(parsed, origin, channel, now=now)
+    parsed = _parse(_raw_of(message), max_attachment_bytes=max_attachment_bytes)
+    if isinstance(parsed, Unparsed):
+        raise MailActionError(f"The current parser cannot read this message: {parsed.reason}")
+    former_id, was_discarded = message.id, message.discarded_reason is not None
+    # The admin chose the channel: no address is routed, so no inbound domain is needed.
+    result = _store_in_place_of(
+        message, parsed, channel=channel, inbound_domain="", now=now or utcnow()
+    )
+    if result.outcome == Outcome.DUPLICATE:
+        raise MailActionError("The same message is already stored.")
+    stored = result.message
+    assert stored is not None  # noqa: S101 (type narrowing: a replacing row is returned)
     record_event(
         "message.assigned",
         actor=actor,
         organisation_id=channel.organisation_id,
         target=stored,
         details={
-            "former_message_id": origin.former_id,
+            "former_message_id": former_id,
             "channel_id": channel.id,
             "thread_id": stored.thread_id,
-            "new_thread": is_new_thread,
+            "new_thread": result.is_new_thread,
             "message_id": stored.message_id,
             "was_discarded": was_discarded,
         },
     )
     log.info(
         "Unrouted message %s assigned to channel %s (thread %s)",
-        origin.former_id,
+        former_id,
         channel.id,
         stored.thread_id,
     )
@@ -254,8 +213,8 @@ def discard_message(message: Message, reason: str, *, actor: User | None) -> Mes
 
 @dataclass(frozen=True)
 class ReparseResult:
-    #: "stored" (threaded on a channel), "unrouted", "duplicate" or "quarantined" (failed again).
-    outcome: str
+    #: STORED (threaded on a channel), UNROUTED, DUPLICATE or QUARANTINED (failed again).
+    outcome: Outcome
     message: Message
     reason: str | None = None
 
@@ -270,73 +229,71 @@ def retry_parsing(
 ) -> ReparseResult:
     """Parse a quarantined message again with the current parser (no commit).
 
-    On success it is routed and threaded like freshly ingested mail (or kept as
-    unrouted when no channel matches); on failure it stays quarantined with the new
-    reason.
+    On success it is stored as freshly ingested mail: threaded on its channel, or
+    kept as unrouted when no channel matches, or discarded as a duplicate of mail
+    stored since. On failure it stays quarantined with the new reason.
     """
     if not is_waiting(message) or message.quarantine_reason is None:
         raise MailActionError("Only a quarantined message can be parsed again.")
-    if message.raw is None:
-        raise MailActionError("The original bytes of this message were not kept.")
-    now = now or utcnow()
     previous = message.quarantine_reason
-    try:
-        parsed = _parse(message.raw, max_attachment_bytes=max_attachment_bytes)
-    except Exception as exc:  # any parser failure, as in ingestion
-        reason = _failure_reason(exc)
-        message.quarantine_reason = reason[:MAX_REASON]
-        db.session.flush()
-        record_event(
-            "message.reparse_failed",
-            actor=actor,
-            target=message,
-            details={"reason": reason[:500], "previous_reason": previous[:500]},
-        )
-        return ReparseResult(outcome="quarantined", message=message, reason=reason)
-
-    mailbox = message.mailbox
-    if thread_service.is_duplicate(
-        mailbox=mailbox, message_id=parsed.message_id, content_hash=parsed.content_hash
-    ):
-        reason = "duplicate: the same message is already stored"
-        message.discarded_reason = reason
-        db.session.flush()
-        record_event(
-            "message.reparsed",
-            actor=actor,
-            target=message,
-            details={"outcome": "duplicate", "previous_reason": previous[:500]},
-        )
-        return ReparseResult(outcome="duplicate", message=message, reason=reason)
-
-    channel = find_channel_for_addresses(parsed.delivery_addresses, inbound_domain=inbound_domain)
-    origin = _take(message)
+    parsed = _parse(_raw_of(message), max_attachment_bytes=max_attachment_bytes)
+    if isinstance(parsed, Unparsed):
+        return _still_quarantined(message, parsed.reason, previous=previous, actor=actor)
+    former_id = message.id
+    result = _store_in_place_of(
+        message, parsed, channel=None, inbound_domain=inbound_domain, now=now or utcnow()
+    )
+    if result.outcome == Outcome.DUPLICATE:
+        return _discard_as_duplicate(message, previous=previous, actor=actor)
+    stored = result.message
+    assert stored is not None  # noqa: S101 (type narrowing: a replacing row is returned)
     details: dict[str, object] = {
-        "former_message_id": origin.former_id,
+        "outcome": result.outcome.value,
+        "former_message_id": former_id,
         "previous_reason": previous[:500],
         "message_id": parsed.message_id,
     }
-    if channel is None:
-        stored = thread_service.record_unrouted_message(
-            parsed,
-            origin.raw,
-            mailbox=origin.mailbox,
-            uidvalidity=origin.uidvalidity,
-            uid=origin.uid,
+    if result.outcome == Outcome.STORED:
+        details.update(
+            channel_id=stored.channel_id,
+            thread_id=stored.thread_id,
+            new_thread=result.is_new_thread,
         )
-        stored.created_at = origin.created_at
-        db.session.flush()
-        outcome = "unrouted"
-    else:
-        stored, is_new_thread = _record_routed(parsed, origin, channel, now=now)
-        outcome = "stored"
-        details.update(channel_id=channel.id, thread_id=stored.thread_id, new_thread=is_new_thread)
     record_event(
         "message.reparsed",
         actor=actor,
-        organisation_id=channel.organisation_id if channel is not None else None,
+        organisation_id=result.thread.organisation_id if result.thread is not None else None,
         target=stored,
-        details={"outcome": outcome, **details},
+        details=details,
     )
-    log.info("Quarantined message %s parsed again: %s", origin.former_id, outcome)
-    return ReparseResult(outcome=outcome, message=stored)
+    log.info("Quarantined message %s parsed again: %s", former_id, result.outcome.value)
+    return ReparseResult(outcome=result.outcome, message=stored)
+
+
+def _still_quarantined(
+    message: Message, reason: str, *, previous: str, actor: User | None
+) -> ReparseResult:
+    """The parser failed again: the row stays quarantined, with the new reason."""
+    message.quarantine_reason = reason[:MAX_REASON]
+    db.session.flush()
+    record_event(
+        "message.reparse_failed",
+        actor=actor,
+        target=message,
+        details={"reason": reason[:500], "previous_reason": previous[:500]},
+    )
+    return ReparseResult(outcome=Outcome.QUARANTINED, message=message, reason=reason)
+
+
+def _discard_as_duplicate(message: Message, *, previous: str, actor: User | None) -> ReparseResult:
+    """The same mail was stored meanwhile: the quarantined copy is set aside, not deleted."""
+    reason = "duplicate: the same message is already stored"
+    message.discarded_reason = reason
+    db.session.flush()
+    record_event(
+        "message.reparsed",
+        actor=actor,
+        target=message,
+        details={"outcome": "duplicate", "previous_reason": previous[:500]},
+    )
+    return ReparseResult(outcome=Outcome.DUPLICATE, message=message, reason=reason)

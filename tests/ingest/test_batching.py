@@ -24,17 +24,13 @@ from bench.corpus import CHANNEL_ADDRESSES, SPACING, Corpus
 from ingest.parse_workers import ParseWorker, ParseWorkers
 from ingest.pipeline import poll_all
 from portal.extensions import db
-from portal.models import Attachment, Channel, Mailbox, Message, Thread
+from portal.models import Attachment, Mailbox, Message, Thread
 from portal.services import mailboxes as mailbox_service
+from tests.helpers import stored_messages as messages
 from tests.mailgen import amazon_message
 
 ROOT = Path(__file__).resolve().parents[2]
 UK = "uk-chan01@helpdesk.test"
-
-
-@pytest.fixture
-def uk(make_channel, make_org) -> Channel:
-    return make_channel("UK", organisation=make_org("Acme"), address=UK)
 
 
 @pytest.fixture
@@ -56,10 +52,6 @@ def mail(message_id: str, *, sender: str, subject: str, headers: str = "", to: s
         f"Delivered-To: {to}\nFrom: {sender}\nSubject: {subject}\nMessage-ID: {message_id}\n"
         f"{headers}\n{subject}, body\n"
     ).encode()
-
-
-def messages() -> list[Message]:
-    return db.session.scalars(db.select(Message).order_by(Message.id)).all()
 
 
 # --- within one batch --------------------------------------------------------------------

@@ -13,7 +13,7 @@ import ingest.parse
 from ingest.parse import UnparseableMessage
 from ingest.pipeline import poll_all
 from portal.extensions import db
-from portal.models import AuditEvent, Channel, Direction, Mailbox, Message, Role, Thread
+from portal.models import AuditEvent, Direction, Mailbox, Message, Role, Thread
 from portal.services import admin_mail
 from tests.conftest import csrf_token_from
 
@@ -23,11 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def admin(login_as):
     return login_as(Role.ADMIN)
-
-
-@pytest.fixture
-def uk(make_channel, make_org) -> Channel:
-    return make_channel("UK", organisation=make_org("Acme"), address="uk-chan01@helpdesk.test")
 
 
 def post(client, path, data=None, *, page, **kwargs):
@@ -68,8 +63,8 @@ def test_only_admins_see_waiting_mail(client, login_as, path, role):
 
 
 def test_admin_pages_and_services_do_not_load_ingest():
-    # The admin actions reach the parser and matcher through services that import
-    # `ingest` lazily, inside the function: loading the web side never loads ingest.
+    # The admin actions reach the parser through a service that imports `ingest`
+    # lazily, inside the function: loading the web side never loads ingest.
     code = (
         "import sys\n"
         "import portal.admin.views, portal.services.admin_mail, portal.services.mailbox_config\n"
@@ -263,7 +258,7 @@ def parser_bug(monkeypatch):
     def broken(raw, **kwargs):
         raise UnparseableMessage("parser bug: cannot decode this charset")
 
-    monkeypatch.setattr("ingest.pipeline.parse_message", broken)
+    monkeypatch.setattr("ingest.parse.parse_message", broken)
 
 
 def test_retry_parsing_after_an_upgrade_threads_the_message(

@@ -1,0 +1,21 @@
+"""Parse raw mail into what the inbound service stores: a ParsedMessage, or why not.
+
+One wording of the quarantine reason, for the worker's batches and an admin's
+"retry parsing" alike: the parser's own explanation when it gives one
+(`UnparseableMessage`), else the exception's type and message.
+"""
+
+from __future__ import annotations
+
+from ingest import parse
+from portal.services.inbound import Unparsed
+
+
+def parse_inbound(raw: bytes, *, max_attachment_bytes: int) -> parse.ParsedMessage | Unparsed:
+    """`raw` parsed; on any parser failure the reason to quarantine it with, never an error."""
+    try:
+        return parse.parse_message(raw, max_attachment_bytes=max_attachment_bytes)
+    except Exception as exc:  # any parser failure: keep the bytes, flag them, go on
+        explained = isinstance(exc, parse.UnparseableMessage)
+        reason = str(exc) if explained else f"{type(exc).__name__}: {exc}"
+        return Unparsed(reason, parse.content_hash(raw))

@@ -1,0 +1,543 @@
+"""Storing inbound mail: one service for the worker's batches and an admin's decisions alike.
+
+`store_inbound` takes mail already parsed (or rejected by the parser: `Unparsed`)
+and decides for each, in order:
+
+1. **dedup**: is it stored for this mailbox already (the same UID under the same
+   UIDVALIDITY, or the same Message-ID and bytes)? Then nothing is stored. Mail
+   earlier in the same call counts as stored.
+2. **quarantine**: the parser rejected it: keep the bytes raw, with the reason.
+3. **route**: the channel of the first delivery address that names one (or the
+   channel an admin chose); none: keep it as unrouted, for an admin to assign.
+4. **thread**: the thread it continues (`thread_matching`), else a new one.
+5. **record**: the message row, and what it changes on its thread and channel.
+
+One mail is a list of one. A batch takes the same steps with a handful of queries
+for all of it (which mail is stored, where each address routes, which threads it
+may continue) instead of several per message, and goes in as multi-row INSERTs of
+plain values at the end, since the ORM's unit of work for every message and
+attachment was the costliest part of storing (bench/README.md). Threads and
+channels stay ORM objects: few per batch, and changed as mail arrives.
+
+Nothing is committed: the worker commits a batch together with its mailbox
+checkpoint, an admin's view commits the decision with its audit event.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, insert, or_, select
+
+from portal.extensions import db
+from portal.models import Attachment, Channel, Direction, Mailbox, Message, Thread, ThreadStatus
+from portal.services.channels import channels_by_address, route_to_channel
+from portal.services.thread_matching import (
+    MATCH_WINDOW,
+    CandidateKeys,
+    StoredReference,
+    ThreadMatcher,
+    candidate_keys,
+    normalise_subject,
+    sender_of,
+)
+from portal.sqltypes import utcnow
+
+if TYPE_CHECKING:
+    # For the annotations only, until ParsedMessage moves to the mail package both
+    # ingest and the services import.
+    from ingest.parse import ParsedMessage
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(enum.StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    UNROUTED = "unrouted"
+    QUARANTINED = "quarantined"
+
+
+@dataclass(frozen=True)
+class Unparsed:
+    """Mail the parser rejected: why, and the hash of its bytes (what identifies it)."""
+
+    reason: str
+    content_hash: str
+
+
+@dataclass
+class InboundMail:
+    """One mail to store: its bytes, and what the parser made of them."""
+
+    raw: bytes
+    parsed: ParsedMessage | Unparsed
+    uid: int | None = None
+    #: The channel an admin assigned it to; None: routed by its delivery addresses.
+    channel: Channel | None = None
+    #: The waiting row (unrouted or quarantined) this mail takes the place of: it is
+    #: not a duplicate of itself, and unless the mail turns out to be a duplicate of
+    #: another row it is deleted, the new row keeping its arrival time.
+    replaces: Message | None = None
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    outcome: Outcome
+    #: The thread it was stored in (STORED), and whether this mail opened it.
+    thread: Thread | None = None
+    is_new_thread: bool = False
+    #: The stored row, for mail that replaced a waiting row (an admin's decision
+    #: shows it); None otherwise, so that the worker's rows go in many at a time.
+    message: Message | None = None
+
+
+def quarantine_message_id(digest: str) -> str:
+    """The Message-ID a quarantined mail is stored under: its bytes' hash."""
+    return f"<{digest[:40]}@quarantine.sellerdesk>"
+
+
+def store_inbound(
+    mails: Sequence[InboundMail],
+    *,
+    mailbox: Mailbox | None,
+    uidvalidity: int | None,
+    inbound_domain: str,
+    now: datetime,
+) -> list[StoreResult]:
+    """Store `mails` of `mailbox` in order (dedup, quarantine, route, thread, record; no commit).
+
+    Returns each mail's outcome, in the same order. `now` is the moment the match
+    window is counted back from.
+    """
+    dedup = _Dedup(mails, mailbox=mailbox, uidvalidity=uidvalidity)
+    channels = _route(mails, inbound_domain=inbound_domain)
+    matcher = _thread_matcher(
+        [(c, m.parsed) for c, m in zip(channels, mails, strict=True) if c is not None], now=now
+    )
+    rows = _Rows(mailbox=mailbox, uidvalidity=uidvalidity)
+    decided: list[tuple[StoreResult, _Row | None]] = []
+    for mail, channel in zip(mails, channels, strict=True):
+        if dedup.is_duplicate(mail):
+            decided.append((StoreResult(Outcome.DUPLICATE), None))
+        else:
+            decided.append(_record(mail, channel, matcher, rows))
+    rows.write()
+    return [_with_message(result, row) for result, row in decided]
+
+
+def _record(
+    mail: InboundMail, channel: Channel | None, matcher: ThreadMatcher[Thread], rows: _Rows
+) -> tuple[StoreResult, _Row]:
+    """Quarantine, keep unrouted or thread one mail that is not a duplicate."""
+    created_at = _take_place_of(mail.replaces)
+    parsed = mail.parsed
+    if isinstance(parsed, Unparsed):
+        row = rows.add_quarantined(mail.raw, parsed, uid=mail.uid, created_at=created_at)
+        result = StoreResult(Outcome.QUARANTINED)
+    elif channel is None:
+        row = rows.add_unrouted(parsed, mail.raw, uid=mail.uid, created_at=created_at)
+        result = StoreResult(Outcome.UNROUTED)
+    else:
+        thread = matcher.match(channel.id, parsed)
+        is_new_thread = thread is None
+        if thread is None:
+            thread = _open_thread(channel, parsed)
+        row = rows.add_inbound(
+            parsed, mail.raw, uid=mail.uid, channel=channel, thread=thread, created_at=created_at
+        )
+        matcher.add(channel.id, thread, row.values["message_id"])
+        result = StoreResult(Outcome.STORED, thread, is_new_thread)
+    row.wants_id = mail.replaces is not None
+    return result, row
+
+
+def _with_message(result: StoreResult, row: _Row | None) -> StoreResult:
+    if row is None or not row.wants_id:
+        return result
+    message = db.session.get(Message, row.id)
+    return StoreResult(result.outcome, result.thread, result.is_new_thread, message)
+
+
+def _take_place_of(waiting: Message | None) -> datetime | None:
+    """Delete the waiting row the mail replaces (flushed before the new rows go in);
+    the arrival time the new row keeps."""
+    if waiting is None:
+        return None
+    created_at = waiting.created_at
+    db.session.delete(waiting)
+    return created_at
+
+
+# --- 1. dedup ----------------------------------------------------------------------------
+
+
+def _content_key(parsed: ParsedMessage | Unparsed) -> tuple[str, str]:
+    """What makes two mails the same mail: (Message-ID, content hash)."""
+    if isinstance(parsed, Unparsed):
+        return quarantine_message_id(parsed.content_hash), parsed.content_hash
+    return parsed.message_id, parsed.content_hash
+
+
+class _Dedup:
+    """Which mail of a batch is stored already: two queries up front for the whole batch."""
+
+    def __init__(
+        self, mails: Sequence[InboundMail], *, mailbox: Mailbox | None, uidvalidity: int | None
+    ) -> None:
+        # The rows being replaced are the very mail being stored, not earlier copies.
+        replaced = [m.replaces.id for m in mails if m.replaces is not None]
+        self._uids = stored_uids(
+            mailbox=mailbox,
+            uidvalidity=uidvalidity,
+            uids=[m.uid for m in mails if m.uid is not None],
+            except_ids=replaced,
+        )
+        self._contents = stored_contents(
+            mailbox=mailbox, keys=[_content_key(m.parsed) for m in mails], except_ids=replaced
+        )
+
+    def is_duplicate(self, mail: InboundMail) -> bool:
+        """True when `mail` is stored already; else it counts as stored from now on."""
+        if mail.uid is not None and mail.uid in self._uids:
+            return True
+        key = _content_key(mail.parsed)
+        if key in self._contents:
+            return True
+        self._contents.add(key)
+        return False
+
+
+def stored_uids(
+    *,
+    mailbox: Mailbox | None,
+    uidvalidity: int | None,
+    uids: Collection[int],
+    except_ids: Collection[int] = (),
+) -> set[int]:
+    """Which of `uids` (under `uidvalidity`) are already stored for this mailbox: one query."""
+    if uidvalidity is None or not uids:
+        return set()
+    mailbox_id = mailbox.id if mailbox is not None else None
+    stmt = select(Message.uid).where(
+        Message.mailbox_id == mailbox_id,
+        Message.uidvalidity == uidvalidity,
+        Message.uid.in_(sorted(set(uids))),
+    )
+    if except_ids:
+        stmt = stmt.where(Message.id.not_in(sorted(except_ids)))
+    return set(db.session.scalars(stmt))
+
+
+def stored_contents(
+    *,
+    mailbox: Mailbox | None,
+    keys: Collection[tuple[str, str]],
+    except_ids: Collection[int] = (),
+) -> set[tuple[str, str]]:
+    """Which (Message-ID, content hash) pairs of `keys` are already stored for this mailbox."""
+    if not keys:
+        return set()
+    mailbox_id = mailbox.id if mailbox is not None else None
+    stmt = select(Message.message_id, Message.content_hash).where(
+        Message.mailbox_id == mailbox_id,
+        Message.message_id.in_(sorted({message_id for message_id, _ in keys})),
+        Message.content_hash.in_(sorted({digest for _, digest in keys})),
+    )
+    if except_ids:
+        stmt = stmt.where(Message.id.not_in(sorted(except_ids)))
+    # The two IN lists match a few pairs that are not asked for; keep the asked ones.
+    return {(row.message_id, row.content_hash) for row in db.session.execute(stmt)} & set(keys)
+
+
+# --- 3. route ----------------------------------------------------------------------------
+
+
+def _route(mails: Sequence[InboundMail], *, inbound_domain: str) -> list[Channel | None]:
+    """Each parsed mail's channel (the admin's choice, else by address): one lookup for all."""
+    parsed = [None if isinstance(m.parsed, Unparsed) else m.parsed for m in mails]
+    addresses = [
+        a
+        for m, p in zip(mails, parsed, strict=True)
+        if p is not None and m.channel is None
+        for a in p.delivery_addresses
+    ]
+    routes = channels_by_address(addresses, inbound_domain=inbound_domain)
+
+    def channel_of(mail: InboundMail, parsed: ParsedMessage | None) -> Channel | None:
+        if parsed is None:
+            return None  # quarantined: not routed
+        if mail.channel is not None:
+            return mail.channel
+        return route_to_channel(parsed.delivery_addresses, routes, inbound_domain=inbound_domain)
+
+    return [channel_of(m, p) for m, p in zip(mails, parsed, strict=True)]
+
+
+# --- 4. thread ---------------------------------------------------------------------------
+
+
+def _thread_matcher(
+    routed: list[tuple[Channel, ParsedMessage]], *, now: datetime
+) -> ThreadMatcher[Thread]:
+    """A matcher holding every stored message and thread the routed mail may continue."""
+    channel_ids = sorted({channel.id for channel, _ in routed})
+    keys = candidate_keys(parsed for _, parsed in routed)
+    references = _stored_references(channel_ids, keys.references)
+    threads = _candidate_threads(
+        channel_ids, keys, {ref.thread_id for ref in references}, cutoff=now - MATCH_WINDOW
+    )
+    return ThreadMatcher(threads=threads, references=references, now=now)
+
+
+def _stored_references(channel_ids: list[int], message_ids: list[str]) -> list[StoredReference]:
+    """The threaded messages of these channels with one of these Message-IDs."""
+    if not channel_ids or not message_ids:
+        return []
+    rows = db.session.execute(
+        select(Message.channel_id, Message.message_id, Message.id, Message.thread_id).where(
+            Message.channel_id.in_(channel_ids),
+            Message.message_id.in_(message_ids),
+            Message.thread_id.is_not(None),
+        )
+    )
+    return [StoredReference(*row) for row in rows]
+
+
+def _candidate_threads(
+    channel_ids: list[int], keys: CandidateKeys, thread_ids: set[int], *, cutoff: datetime
+) -> list[Thread]:
+    """The threads the references name, and those of the senders that a key may match."""
+    # The Amazon key: alias + order (at any age), or alias alone for a recent pre-sale
+    # thread; or a recent thread of the same sender and subject.
+    recent = []
+    if keys.subjects:
+        recent.append(Thread.normalized_subject.in_(keys.subjects))
+    if keys.presale_aliases:
+        recent.append(Thread.order_id.is_(None) & Thread.buyer_address.in_(keys.presale_aliases))
+    by_key = []
+    if keys.orders:
+        by_key.append(Thread.order_id.in_(keys.orders))
+    if recent:
+        by_key.append(and_(Thread.last_message_at >= cutoff, or_(*recent)))
+    wanted = []
+    if channel_ids and keys.senders and by_key:
+        wanted.append(
+            Thread.channel_id.in_(channel_ids)
+            & Thread.buyer_address.in_(keys.senders)
+            & or_(*by_key)
+        )
+    if thread_ids:
+        wanted.append(Thread.id.in_(sorted(thread_ids)))
+    if not wanted:
+        return []
+    return list(db.session.scalars(select(Thread).where(or_(*wanted))))
+
+
+def _open_thread(channel: Channel, parsed: ParsedMessage) -> Thread:
+    """A new conversation on `channel`, described by its first message."""
+    thread = Thread(
+        channel=channel,
+        organisation_id=channel.organisation_id,
+        subject=parsed.subject,
+        normalized_subject=normalise_subject(parsed.subject),
+        buyer_name=parsed.buyer_name[:200],
+        buyer_address=sender_of(parsed)[:254],
+        order_id=parsed.order_id,
+        status=ThreadStatus.CLOSED if parsed.is_automatic else ThreadStatus.OPEN,
+    )
+    db.session.add(thread)
+    return thread
+
+
+# --- 5. record ---------------------------------------------------------------------------
+
+
+def _note_inbound(
+    parsed: ParsedMessage, *, thread: Thread, channel: Channel, now: datetime
+) -> None:
+    """What an inbound message changes on its thread and channel."""
+    received = parsed.sent_at if parsed.sent_at and parsed.sent_at < now else now
+    if thread.last_message_at is None or received > thread.last_message_at:
+        thread.last_message_at = received
+    if not parsed.is_automatic:
+        # A buyer wrote: the conversation needs an answer, even if it was closed.
+        thread.status = ThreadStatus.OPEN
+        if thread.awaiting_reply_since is None:
+            thread.awaiting_reply_since = received
+        if not thread.order_id and parsed.order_id:
+            thread.order_id = parsed.order_id
+        if not thread.buyer_name and parsed.buyer_name:
+            thread.buyer_name = parsed.buyer_name[:200]
+    # Any mail arriving at the helpdesk address proves Amazon forwards it to us.
+    if channel.first_message_at is None:
+        channel.first_message_at = now
+        log.info("Forwarding verified for channel %s (%s)", channel.id, channel.helpdesk_address)
+    channel.last_message_at = now
+
+
+def _inbound_values(parsed: ParsedMessage, raw: bytes) -> dict:
+    """The column values of a stored inbound message."""
+    return {
+        "direction": Direction.IN,
+        "message_id": parsed.message_id[:998],
+        "in_reply_to": parsed.in_reply_to[:998] if parsed.in_reply_to else None,
+        "references": " ".join(parsed.references),
+        "subject": parsed.subject,
+        "from_name": parsed.from_name[:200],
+        "from_address": parsed.from_address[:254],
+        "to_addresses": ", ".join(parsed.to_addresses),
+        "cc_addresses": ", ".join(parsed.cc_addresses),
+        "order_id": parsed.order_id,
+        "text_body": parsed.text,
+        "html_body": parsed.html,
+        "visible_text": parsed.buyer_text or parsed.visible_text,
+        "snippet": parsed.snippet[:300],
+        "content_hash": parsed.content_hash,
+        "raw": raw,
+        "size": len(raw),
+        "is_autoreply": parsed.is_autoreply,
+        "is_bounce": parsed.is_bounce,
+        "is_amazon_notification": parsed.is_amazon_notification,
+        "is_seller_central_copy": parsed.is_seller_central_copy,
+        "sent_at": parsed.sent_at,
+    }
+
+
+def _attachment_values(parsed: ParsedMessage) -> list[dict]:
+    return [
+        {
+            "filename": att.filename,
+            "content_type": att.content_type[:255],
+            "size": att.size,
+            "content_id": att.content_id[:255] if att.content_id else None,
+            "is_inline": att.is_inline,
+            "is_skipped": att.is_skipped,
+            "data": att.data,
+        }
+        for att in parsed.attachments
+    ]
+
+
+@dataclass
+class _Row:
+    """A message row waiting to be written, with its attachments' values."""
+
+    values: dict
+    thread: Thread | None
+    attachments: list[dict]
+    #: Write it alone and keep its id (`id`), for a caller that shows the row.
+    wants_id: bool = False
+    id: int | None = None
+
+
+class _Rows:
+    """The message rows of one `store_inbound` call, written together by `write()`."""
+
+    def __init__(self, *, mailbox: Mailbox | None, uidvalidity: int | None) -> None:
+        self._source = {"mailbox_id": mailbox.id if mailbox else None, "uidvalidity": uidvalidity}
+        self._pending: list[_Row] = []
+
+    def _add(self, values: dict, thread: Thread | None, attachments: list[dict]) -> _Row:
+        row = _Row(values, thread, attachments)
+        self._pending.append(row)
+        return row
+
+    def add_inbound(
+        self,
+        parsed: ParsedMessage,
+        raw: bytes,
+        *,
+        uid: int | None,
+        channel: Channel,
+        thread: Thread,
+        created_at: datetime | None,
+    ) -> _Row:
+        """Routed mail in `thread`; updates the thread and the channel as it arrives."""
+        values = {
+            **_inbound_values(parsed, raw),
+            "uid": uid,
+            "channel_id": channel.id,
+            "delivered_to": channel.helpdesk_address,
+            **_arrival(created_at),
+        }
+        _note_inbound(parsed, thread=thread, channel=channel, now=utcnow())
+        return self._add(values, thread, _attachment_values(parsed))
+
+    def add_unrouted(
+        self, parsed: ParsedMessage, raw: bytes, *, uid: int | None, created_at: datetime | None
+    ) -> _Row:
+        """Mail that matches no channel, kept for an admin to assign."""
+        values = {**_inbound_values(parsed, raw), "uid": uid, "delivered_to": ""}
+        log.info("Unrouted message %s to %s", parsed.message_id, parsed.delivery_addresses[:3])
+        return self._add({**values, **_arrival(created_at)}, None, _attachment_values(parsed))
+
+    def add_quarantined(
+        self, raw: bytes, unparsed: Unparsed, *, uid: int | None, created_at: datetime | None
+    ) -> _Row:
+        """Mail the parser could not handle, kept raw with the reason."""
+        values = {
+            "direction": Direction.IN,
+            "message_id": quarantine_message_id(unparsed.content_hash),
+            "content_hash": unparsed.content_hash,
+            "raw": raw,
+            "size": len(raw),
+            "quarantine_reason": unparsed.reason[:2000],
+            "subject": "",
+            "uid": uid,
+            **_arrival(created_at),
+        }
+        log.warning("Quarantined message (%d bytes): %s", len(raw), unparsed.reason)
+        return self._add(values, None, [])
+
+    def write(self) -> None:
+        """INSERT every row added (no commit); new threads (and deletions) are flushed first."""
+        if not self._pending:
+            return
+        db.session.flush()
+        # One executemany wants the same columns in every row: the others get their defaults.
+        columns = set(self._source).union(*(row.values for row in self._pending))
+        blank = {name: _MESSAGE_DEFAULTS.get(name) for name in columns | {"thread_id"}}
+        if "created_at" in columns:
+            blank["created_at"] = utcnow()
+        messages, attachments = Message.__table__, Attachment.__table__
+        run: list[dict] = []  # rows without attachments, in a row: one executemany
+        files: list[dict] = []
+        for row in self._pending:
+            thread_id = row.thread.id if row.thread else None
+            values = {**blank, **row.values, **self._source, "thread_id": thread_id}
+            if not row.attachments and not row.wants_id:
+                run.append(values)
+                continue
+            # Attachments need their message's id. Asked for one row at a time, since
+            # SQLite cannot return the ids of a multi-row INSERT in order, and ids must
+            # follow arrival order (they order the messages stored at the same moment).
+            if run:
+                db.session.execute(insert(messages), run)
+                run = []
+            row.id = db.session.scalar(insert(messages).returning(messages.c.id), values)
+            files += ({**att, "message_id": row.id} for att in row.attachments)
+        if run:
+            db.session.execute(insert(messages), run)
+        if files:
+            db.session.execute(insert(attachments), files)
+        self._pending.clear()
+
+
+def _arrival(created_at: datetime | None) -> dict:
+    # A replacing row keeps the waiting row's arrival time: when it reached us, not
+    # when an admin decided. Other rows take the column's default.
+    return {} if created_at is None else {"created_at": created_at}
+
+
+#: Column defaults of messages, for the columns one kind of row sets and another not.
+_MESSAGE_DEFAULTS = {
+    column.name: column.default.arg
+    for column in Message.__table__.columns
+    if column.default is not None and column.default.is_scalar
+}
