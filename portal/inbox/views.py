@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload, undefer
 from wtforms import SelectChoice
 
+from portal.downloads import download
 from portal.extensions import db
 from portal.html import sanitize_email_html
 from portal.inbox.forms import (
@@ -266,13 +267,8 @@ def attachment(thread_id: int, attachment_id: int):
     if attachment is None or attachment.message.thread_id != thread.id or attachment.is_skipped:
         abort(404)
     data = db.session.scalar(select(Attachment.data).where(Attachment.id == attachment.id)) or b""
-    response = Response(data, mimetype="application/octet-stream")
     # Always a download, never rendered: the type is the sender's claim, not ours.
-    response.headers.set(
-        "Content-Disposition", "attachment", filename=attachment.filename or "attachment"
-    )
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return download(data, filename=attachment.filename)
 
 
 def _back(thread: Thread, anchor: str | None = None):

@@ -248,7 +248,8 @@ def test_quarantine_list_and_raw_download(client, admin, drop_mail):
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/octet-stream"
     assert (
-        response.headers["Content-Disposition"] == f"attachment; filename=message-{message.id}.eml"
+        response.headers["Content-Disposition"]
+        == f'attachment; filename="message-{message.id}.eml"'
     )
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.get_data() == raw

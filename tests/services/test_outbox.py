@@ -236,6 +236,8 @@ def test_bad_addresses_are_refused(address):
         ("C:\\Users\\me\\invoice.pdf", "invoice.pdf"),
         ("../../.bashrc", "bashrc"),
         ("a<b>c:d|e?f*g.png", "a_b_c_d_e_f_g.png"),
+        # A right-to-left override would show the buyer `photoexe.jpg` for `photogpj.exe`.
+        ("photo\u202egpj.exe", "photogpj.exe"),
         ("", "attachment"),
         ("x" * 300 + ".pdf", "x" * (mail.MAX_FILENAME_CHARS - 4) + ".pdf"),
     ],
