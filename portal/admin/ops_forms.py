@@ -29,6 +29,7 @@ from portal.extensions import db
 from portal.models import Mailbox
 from portal.services.mailbox_config import SECURITY_LABELS
 from portal.services.mailboxes import DEFAULT_MAILBOX_NAME
+from portal.sqltypes import coerce_id
 
 _NO_SPACES = Regexp(r"^\S+$", message="No spaces, please.")
 
@@ -137,7 +138,7 @@ class ActionForm(FlaskForm):
 
 class AssignForm(FlaskForm):
     channel = SelectField(
-        "Channel", coerce=int, validators=[DataRequired(message="Choose a channel.")]
+        "Channel", coerce=coerce_id, validators=[DataRequired(message="Choose a channel.")]
     )
     submit = SubmitField("Assign and thread")
 
