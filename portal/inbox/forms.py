@@ -1,9 +1,10 @@
 from flask_wtf import FlaskForm
 from flask_wtf.file import MultipleFileField
 from wtforms import BooleanField, HiddenField, SelectField, StringField, SubmitField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from portal.models import ThreadStatus
+from portal.sqltypes import parse_id
 
 
 class InboxFilterForm(FlaskForm):
@@ -77,6 +78,17 @@ class ReplyForm(FlaskForm):
         validators=[DataRequired(message="Write the reply first."), Length(max=50000)],
     )
     attachments = MultipleFileField("Attachments")
+    #: The message answered (empty: the newest buyer message); one of `answerable`.
     reply_to = HiddenField()
     confirm_warnings = BooleanField("I checked the warnings above; send anyway")
     submit = SubmitField("Send reply")
+
+    def __init__(self, *args, answerable: set[int] = frozenset(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self._answerable = answerable
+
+    def validate_reply_to(self, field):
+        if field.data and parse_id(field.data) not in self._answerable:
+            raise ValidationError(
+                "Only a message from the buyer in this conversation can be answered."
+            )

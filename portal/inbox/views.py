@@ -367,7 +367,7 @@ def reply(thread_id: int):
     thread = _load_thread(thread_id)
     if not _can_reply(thread):
         abort(403)
-    form = ReplyForm()
+    form = ReplyForm(answerable=outbox_service.answerable_message_ids(thread))
     if not form.validate_on_submit():
         return _render_thread(thread, status=422, reply_form=form)
     files = [f for f in form.attachments.data or [] if f and f.filename]
@@ -383,9 +383,7 @@ def reply(thread_id: int):
         if attachments:
             form.attachments.errors = ["Select the files again before sending."]
         return _render_thread(thread, status=422, reply_form=form, compliance_warnings=warnings)
-    reply_to = None
-    if parse_id(form.reply_to.data):
-        reply_to = _message_of(thread, parse_id(form.reply_to.data))
+    reply_to = _message_of(thread, parse_id(form.reply_to.data)) if form.reply_to.data else None
     try:
         message = outbox_service.queue_reply(
             thread,
