@@ -5,6 +5,7 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from portal.models import ThreadStatus
 from portal.sqltypes import parse_id
+from portal.validators import NO_CONTROL_CHARACTERS
 
 
 class InboxFilterForm(FlaskForm):
@@ -54,7 +55,8 @@ class AssignForm(FlaskForm):
 
 class TagForm(FlaskForm):
     name = StringField(
-        "Add a tag", validators=[DataRequired(message="Enter a tag."), Length(max=40)]
+        "Add a tag",
+        validators=[DataRequired(message="Enter a tag."), Length(max=40), NO_CONTROL_CHARACTERS],
     )
     submit = SubmitField("Add tag")
 
