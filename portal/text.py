@@ -4,7 +4,7 @@ A name (an organisation's, a person's, a tag, a mailbox, a canned reply's title,
 attachment's file name) is one line of visible text. Control characters break that:
 CR and LF end a mail header (a business name is the From name of every reply), NUL
 is refused by PostgreSQL, and the bidirectional controls reorder what is shown, so
-that U+202E makes `invoice‮fdp.exe` read as `invoiceexe.pdf`. Names people type are
+that `invoice<U+202E>fdp.exe` reads as `invoiceexe.pdf`. Names people type are
 refused with a message (`portal.validators.NoControlCharacters`); names that arrive
 in mail (attachments) are shown and downloaded with these characters removed.
 

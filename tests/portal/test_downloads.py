@@ -35,7 +35,7 @@ CASES = [
         "attachment; filename=\"resume u.txt\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%C3%BC.txt",
     ),
     ('say "hi".txt', "attachment; filename=\"say _hi_.txt\"; filename*=UTF-8''say%20%22hi%22.txt"),
-    # U+202E would show `invoice‮fdp.exe` as `invoiceexe.pdf`: removed, the truth shows.
+    # U+202E would show `invoice<U+202E>fdp.exe` as `invoiceexe.pdf`: removed, the truth shows.
     ("invoice\u202efdp.exe", 'attachment; filename="invoicefdp.exe"'),
     ("a\r\nb\x00.txt", 'attachment; filename="ab.txt"'),
     ("../../etc/passwd", 'attachment; filename="passwd"'),
