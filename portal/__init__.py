@@ -96,6 +96,10 @@ def _configure_logging(app: Flask) -> None:
 
 
 class _IdConverter(IntegerConverter):
+    # ASCII digits: werkzeug's `\d+` also matches ١٢ and full-width １２, which int()
+    # reads as 12, so one row would have many URLs.
+    regex = r"[0-9]+"
+
     def __init__(self, map, *args, **kwargs):  # noqa: A002 (werkzeug's parameter name)
         kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)

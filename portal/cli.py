@@ -37,9 +37,9 @@ def create_user_command(
 ) -> None:
     """Create a user."""
     organisation = None
-    if org_name:
-        organisation = user_service.get_or_create_organisation(org_name, actor=None)
     try:
+        if org_name:
+            organisation = user_service.get_or_create_organisation(org_name, actor=None)
         user = user_service.create_user(
             email, password, role=Role(role), organisation=organisation, name=name
         )

@@ -27,6 +27,8 @@ from email.utils import format_datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from portal.text import strip_unsafe_characters
+
 log = logging.getLogger(__name__)
 
 #: SMTP for 7-bit transport with CRLF line ends. `refold_source="none"` leaves the
@@ -158,7 +160,8 @@ def _fold_ids(ids: Sequence[str]) -> str:
 def safe_filename(filename: str) -> str:
     """The name a recipient's computer can store safely: no path, no reserved characters."""
     check_header_value("attachment's file name", filename or "")
-    name = re.split(r"[/\\]", filename or "")[-1].strip().lstrip(".")
+    # Bidirectional controls would make `gpj.exe` read as `exe.jpg` on the buyer's side.
+    name = re.split(r"[/\\]", strip_unsafe_characters(filename))[-1].strip().lstrip(".")
     name = _UNSAFE_FILENAME_RE.sub("_", " ".join(name.split()))
     if len(name) > MAX_FILENAME_CHARS:
         stem, dot, ext = name.rpartition(".")

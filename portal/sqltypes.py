@@ -77,3 +77,14 @@ def parse_id(value: object) -> int | None:
         return None
     number = int(text)
     return number if 0 < number <= MAX_ID else None
+
+
+def coerce_id(value: object) -> int:
+    """A select's id choice (WTForms `coerce=`): an int as it is, text through parse_id;
+    ValueError for anything else, which the field reports as an invalid choice."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    number = parse_id(value)
+    if number is None:
+        raise ValueError(f"not an id: {value!r}")
+    return number

@@ -9,6 +9,8 @@ from html import escape
 from flask import Flask
 from markupsafe import Markup
 
+from portal.downloads import download_name
+
 #: English month abbreviations, by month number: strftime's %b follows the process's
 #: locale, and costs twice the f-string on pages that show a time per row.
 _MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -51,6 +53,8 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(format_datetime, "datetime")
     app.add_template_filter(format_duration, "duration")
     app.add_template_filter(format_size, "filesize")
+    # An attachment's name as shown is the name it downloads under (portal.text's rule).
+    app.add_template_filter(download_name, "filename")
 
 
 def format_size(size: int) -> str:

@@ -44,6 +44,7 @@ ROWS = [
     ("fuzz pipeline: messages", "generated mails through the pipeline"),
     ("form fuzz: forms found", "forms found and fuzzed"),
     ("form fuzz: requests", "fuzzed form submissions"),
+    ("url fuzz: requests", "fuzzed GET requests (path ids, query parameters)"),
 ]
 
 

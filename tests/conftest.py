@@ -451,6 +451,15 @@ class AuthActions:
         return self.client.post("/logout", data={"csrf_token": token})
 
 
+def browser_log_in(page: Any, base: str, email: str, password: str = PASSWORD) -> None:
+    """Log a Playwright `page` in through the real login form of the server at `base`."""
+    page.goto(f"{base}/login")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{base}/dashboard")
+
+
 @pytest.fixture
 def auth(client: FlaskClient) -> AuthActions:
     return AuthActions(client)

@@ -9,6 +9,7 @@ from portal.marketplaces import MARKETPLACES
 from portal.models import ChannelStatus
 from portal.services import settings as settings_service
 from portal.services.admin_channels import REASON_MAX_LENGTH
+from portal.validators import NO_CONTROL_CHARACTERS
 
 STATUS_LABELS = {
     ChannelStatus.AWAITING_TOKEN: "Awaiting token",
@@ -128,7 +129,11 @@ class DeveloperSettingsForm(FlaskForm):
 
     developer_name = StringField(
         "Developer name",
-        validators=[DataRequired(), Length(max=settings_service.DEVELOPER_NAME_MAX_LENGTH)],
+        validators=[
+            DataRequired(),
+            Length(max=settings_service.DEVELOPER_NAME_MAX_LENGTH),
+            NO_CONTROL_CHARACTERS,
+        ],
         description='What sellers enter under "Authorise a Developer" in Seller Central.',
     )
     submit = SubmitField("Save settings")

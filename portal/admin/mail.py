@@ -5,6 +5,7 @@ from flask_login import current_user
 
 from portal.admin import bp
 from portal.admin.ops_forms import ActionForm, AssignForm, DiscardForm
+from portal.downloads import download
 from portal.extensions import db
 from portal.html import sanitize_email_html
 from portal.models import Channel, Message
@@ -124,10 +125,7 @@ def raw_message(message_id: int):
     raw = message.raw
     if raw is None:
         abort(404)
-    response = Response(raw, mimetype="application/octet-stream")
-    response.headers.set("Content-Disposition", "attachment", filename=f"message-{message.id}.eml")
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return download(raw, filename=f"message-{message.id}.eml")
 
 
 # --- quarantined -------------------------------------------------------------------------

@@ -29,6 +29,8 @@ from portal.extensions import db
 from portal.models import Mailbox
 from portal.services.mailbox_config import SECURITY_LABELS
 from portal.services.mailboxes import DEFAULT_MAILBOX_NAME
+from portal.sqltypes import coerce_id
+from portal.validators import NO_CONTROL_CHARACTERS
 
 _NO_SPACES = Regexp(r"^\S+$", message="No spaces, please.")
 
@@ -36,7 +38,11 @@ _NO_SPACES = Regexp(r"^\S+$", message="No spaces, please.")
 class _MailboxForm(FlaskForm):
     name = StringField(
         "Name",
-        validators=[DataRequired(message="Give the mailbox a name."), Length(max=120)],
+        validators=[
+            DataRequired(message="Give the mailbox a name."),
+            Length(max=120),
+            NO_CONTROL_CHARACTERS,
+        ],
         description="Shown on the health page, e.g. “EU buyer mail”.",
     )
     is_enabled = BooleanField("Poll this mailbox", default=True)
@@ -78,7 +84,11 @@ class ImapMailboxForm(_MailboxForm):
     )
     username = StringField(
         "User name",
-        validators=[DataRequired(message="Enter the user name."), Length(max=254)],
+        validators=[
+            DataRequired(message="Enter the user name."),
+            Length(max=254),
+            NO_CONTROL_CHARACTERS,
+        ],
         render_kw={"autocomplete": "off", "spellcheck": "false"},
     )
     password = PasswordField(
@@ -88,11 +98,14 @@ class ImapMailboxForm(_MailboxForm):
         render_kw={"autocomplete": "new-password"},
     )
     folder = StringField(
-        "Folder", default="INBOX", validators=[Length(max=200)], description="Usually INBOX."
+        "Folder",
+        default="INBOX",
+        validators=[Length(max=200), NO_CONTROL_CHARACTERS],
+        description="Usually INBOX.",
     )
     processed_folder = StringField(
         "Move processed mail to",
-        validators=[Optional(), Length(max=200)],
+        validators=[Optional(), Length(max=200), NO_CONTROL_CHARACTERS],
         description="A folder (created when missing). Empty: processed mail stays and is "
         "flagged as read.",
     )
@@ -137,7 +150,7 @@ class ActionForm(FlaskForm):
 
 class AssignForm(FlaskForm):
     channel = SelectField(
-        "Channel", coerce=int, validators=[DataRequired(message="Choose a channel.")]
+        "Channel", coerce=coerce_id, validators=[DataRequired(message="Choose a channel.")]
     )
     submit = SubmitField("Assign and thread")
 

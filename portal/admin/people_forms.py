@@ -15,6 +15,7 @@ from wtforms.validators import DataRequired, Email, Length, Optional, Validation
 from portal.models import Role
 from portal.services.audit_log import SYSTEM_ACTOR
 from portal.services.users import find_organisation, find_user_by_email
+from portal.validators import NO_CONTROL_CHARACTERS
 
 ROLE_LABELS = {Role.ADMIN: "Admin", Role.AGENT: "Support agent", Role.SELLER: "Seller"}
 
@@ -52,7 +53,7 @@ class UserFilterForm(FlaskForm):
 
 class CreateUserForm(FlaskForm):
     email = EmailField("E-mail", validators=[DataRequired(), Email(), Length(max=254)])
-    name = StringField("Name", validators=[Length(max=120)])
+    name = StringField("Name", validators=[Length(max=120), NO_CONTROL_CHARACTERS])
     role = SelectField("Role", choices=_choices(_ROLE_CHOICES), default="seller")
     organisation = SelectField(
         "Organisation",
@@ -61,7 +62,7 @@ class CreateUserForm(FlaskForm):
     )
     new_organisation = StringField(
         "Or a new organisation",
-        validators=[Length(max=120)],
+        validators=[Length(max=120), NO_CONTROL_CHARACTERS],
         description="Sellers only: creates the organisation with this name.",
     )
     submit = SubmitField("Create user")

@@ -3,6 +3,7 @@ from wtforms import BooleanField, EmailField, PasswordField, StringField, Submit
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
 from portal.services.users import MIN_PASSWORD_LENGTH, find_organisation, find_user_by_email
+from portal.validators import NO_CONTROL_CHARACTERS
 
 PASSWORD_LENGTH = Length(
     min=MIN_PASSWORD_LENGTH,
@@ -23,10 +24,10 @@ class LoginForm(FlaskForm):
 class SignupForm(FlaskForm):
     organisation = StringField(
         "Business name",
-        validators=[DataRequired(), Length(max=120)],
+        validators=[DataRequired(), Length(max=120), NO_CONTROL_CHARACTERS],
         description="Your seller business, as your team knows it.",
     )
-    name = StringField("Your name", validators=[Length(max=120)])
+    name = StringField("Your name", validators=[Length(max=120), NO_CONTROL_CHARACTERS])
     email = EmailField("E-mail", validators=[DataRequired(), Email(), Length(max=254)])
     password = PasswordField(
         "Password",

@@ -3,6 +3,7 @@ from wtforms import SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from portal.services import canned as canned_service
+from portal.validators import NO_CONTROL_CHARACTERS
 
 #: The Organisation choice that makes a reply global (admins only).
 GLOBAL = "global"
@@ -14,6 +15,7 @@ class CannedReplyForm(FlaskForm):
         validators=[
             DataRequired(message="Give the canned reply a title."),
             Length(max=canned_service.TITLE_MAX_LENGTH),
+            NO_CONTROL_CHARACTERS,
         ],
         render_kw={"maxlength": canned_service.TITLE_MAX_LENGTH},
     )

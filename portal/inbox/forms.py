@@ -1,9 +1,11 @@
 from flask_wtf import FlaskForm
 from flask_wtf.file import MultipleFileField
 from wtforms import BooleanField, HiddenField, SelectField, StringField, SubmitField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from portal.models import ThreadStatus
+from portal.sqltypes import parse_id
+from portal.validators import NO_CONTROL_CHARACTERS
 
 
 class InboxFilterForm(FlaskForm):
@@ -53,7 +55,8 @@ class AssignForm(FlaskForm):
 
 class TagForm(FlaskForm):
     name = StringField(
-        "Add a tag", validators=[DataRequired(message="Enter a tag."), Length(max=40)]
+        "Add a tag",
+        validators=[DataRequired(message="Enter a tag."), Length(max=40), NO_CONTROL_CHARACTERS],
     )
     submit = SubmitField("Add tag")
 
@@ -77,6 +80,17 @@ class ReplyForm(FlaskForm):
         validators=[DataRequired(message="Write the reply first."), Length(max=50000)],
     )
     attachments = MultipleFileField("Attachments")
+    #: The message answered (empty: the newest buyer message); one of `answerable`.
     reply_to = HiddenField()
     confirm_warnings = BooleanField("I checked the warnings above; send anyway")
     submit = SubmitField("Send reply")
+
+    def __init__(self, *args, answerable: set[int] = frozenset(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self._answerable = answerable
+
+    def validate_reply_to(self, field):
+        if field.data and parse_id(field.data) not in self._answerable:
+            raise ValidationError(
+                "Only a message from the buyer in this conversation can be answered."
+            )

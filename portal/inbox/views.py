@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload, undefer
 from wtforms import SelectChoice
 
+from portal.downloads import download
 from portal.extensions import db
 from portal.html import sanitize_email_html
 from portal.inbox.forms import (
@@ -266,13 +267,8 @@ def attachment(thread_id: int, attachment_id: int):
     if attachment is None or attachment.message.thread_id != thread.id or attachment.is_skipped:
         abort(404)
     data = db.session.scalar(select(Attachment.data).where(Attachment.id == attachment.id)) or b""
-    response = Response(data, mimetype="application/octet-stream")
     # Always a download, never rendered: the type is the sender's claim, not ours.
-    response.headers.set(
-        "Content-Disposition", "attachment", filename=attachment.filename or "attachment"
-    )
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return download(data, filename=attachment.filename)
 
 
 def _back(thread: Thread, anchor: str | None = None):
@@ -371,7 +367,7 @@ def reply(thread_id: int):
     thread = _load_thread(thread_id)
     if not _can_reply(thread):
         abort(403)
-    form = ReplyForm()
+    form = ReplyForm(answerable=outbox_service.answerable_message_ids(thread))
     if not form.validate_on_submit():
         return _render_thread(thread, status=422, reply_form=form)
     files = [f for f in form.attachments.data or [] if f and f.filename]
@@ -387,9 +383,7 @@ def reply(thread_id: int):
         if attachments:
             form.attachments.errors = ["Select the files again before sending."]
         return _render_thread(thread, status=422, reply_form=form, compliance_warnings=warnings)
-    reply_to = None
-    if parse_id(form.reply_to.data):
-        reply_to = _message_of(thread, parse_id(form.reply_to.data))
+    reply_to = _message_of(thread, parse_id(form.reply_to.data)) if form.reply_to.data else None
     try:
         message = outbox_service.queue_reply(
             thread,

@@ -1,6 +1,5 @@
 from flask import (
     Blueprint,
-    Response,
     abort,
     flash,
     redirect,
@@ -11,6 +10,7 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
+from portal.downloads import download
 from portal.extensions import db
 from portal.models import Organisation, Role
 from portal.orgs.forms import ReplyPermissionForm
@@ -76,13 +76,11 @@ def export_messages(org_id: int):
     lines = export_service.start_organisation_export(organisation, actor=current_user)
     # The audit event is committed before the first byte goes out.
     db.session.commit()
-    return Response(
+    return download(
         stream_with_context(lines),
+        filename=filename,
         mimetype="application/x-ndjson",
-        headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Cache-Control": "no-store",
-        },
+        headers={"Cache-Control": "no-store"},
     )
 
 

@@ -51,7 +51,8 @@ def _filtered(stmt: Select, filters: AuditFilters) -> Select:
         stmt = stmt.where(AuditEvent.kind == filters.kind)
     if filters.since is not None:
         stmt = stmt.where(AuditEvent.created_at >= _start_of(filters.since))
-    if filters.until is not None:
+    # Up to the end of `until`; the last day a date can name (9999-12-31) has no next day.
+    if filters.until is not None and filters.until < date.max:
         stmt = stmt.where(AuditEvent.created_at < _start_of(filters.until + timedelta(days=1)))
     return stmt
 

@@ -11,7 +11,7 @@ import binascii
 import functools
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from sqlalchemy import (
@@ -124,7 +124,10 @@ def _decode_cursor(cursor: str) -> tuple[int, datetime | None, int] | None:
         padded = cursor + "=" * (-len(cursor) % 4)
         rank, when, thread_id = json.loads(base64.urlsafe_b64decode(padded))
         when = datetime.fromisoformat(when) if when is not None else None
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        if when is not None and when.utcoffset() is not None:
+            # Stored as UTC: 0001-01-01T00:00+05:00 has no UTC time (OverflowError).
+            when = when.astimezone(UTC)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, OverflowError):
         return None
     if (
         type(rank) is not int

@@ -105,9 +105,28 @@ def _is_buyer_message(message: Message) -> bool:
     )
 
 
+def is_answerable(message: Message, thread: Thread) -> bool:
+    """Whether a reply in `thread` may answer `message`: only mail that came in on it.
+
+    An internal note or one of our own replies would give the buyer an In-Reply-To
+    naming a message they never saw (a note's id is `…@sellerdesk.invalid`), and the
+    note's empty subject for the reply's.
+    """
+    return (
+        message.thread_id == thread.id
+        and message.direction == Direction.IN
+        and not message.is_internal_note
+    )
+
+
+def answerable_message_ids(thread: Thread) -> set[int]:
+    """The ids of the messages a reply in `thread` may answer (is_answerable)."""
+    return {m.id for m in thread.messages if is_answerable(m, thread)}
+
+
 def default_reply_to(thread: Thread) -> Message | None:
     """The message a reply answers: the newest buyer message, else the newest inbound one."""
-    inbound = [m for m in thread.messages if m.direction == Direction.IN]
+    inbound = [m for m in thread.messages if is_answerable(m, thread)]
     buyer = [m for m in inbound if _is_buyer_message(m)]
     candidates = buyer or inbound
     return max(candidates, key=lambda m: (m.created_at, m.id)) if candidates else None
@@ -150,6 +169,10 @@ def queue_reply(
         reply_to = default_reply_to(thread)
     elif reply_to.thread_id != thread.id:
         raise ReplyError("The message answered is not part of this conversation.")
+    elif not is_answerable(reply_to, thread):
+        raise ReplyError(
+            "Only a message from the buyer can be answered, not a note or one of our replies."
+        )
     if subject is None:
         # Stored subjects come from buyers' mail: fold them rather than refuse to answer.
         subject = mail.reply_subject(

@@ -22,7 +22,9 @@ DEVELOPER_ACCOUNTS_KEY = "amazon_developer_accounts"
 REGIONS = ("NA", "EU", "FE")
 DEVELOPER_NAME_MAX_LENGTH = 100
 
-_ACCOUNT_NUMBER = re.compile(r"\d{4}-\d{4}-\d{4}")
+# ASCII digits only: `\d` and str.isdigit() also take ١٢ or full-width １２, which no
+# Seller Central page shows.
+_ACCOUNT_NUMBER = re.compile(r"[0-9]{4}-[0-9]{4}-[0-9]{4}")
 _ACCOUNT_KEYS = set(REGIONS) | {m.code for m in MARKETPLACES}
 
 
@@ -83,7 +85,7 @@ def clean_account_number(raw: str | None) -> str:
     value = re.sub(r"[\s-]+", "", raw or "")
     if not value:
         return ""
-    if len(value) == 12 and value.isdigit():
+    if len(value) == 12 and value.isascii() and value.isdigit():
         value = f"{value[:4]}-{value[4:8]}-{value[8:]}"
     if not _ACCOUNT_NUMBER.fullmatch(value):
         raise SettingsError(

@@ -57,6 +57,7 @@ from portal.services.audit import record_event
 from portal.services.channels import set_channel_status
 from portal.services.credentials import CredentialError, clean_seller_id
 from portal.services.sessions import token_digest
+from portal.sqltypes import parse_id
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +172,7 @@ def issue_state(sign_in: UserSession, *, channel: Channel, now: datetime) -> str
 
 def channel_id_of_state(state: str | None) -> int | None:
     """The channel id a state names (unverified: only to pick the page for a message)."""
-    head = (state or "").partition(".")[0]
-    return int(head) if head.isdigit() and len(head) < 12 else None
+    return parse_id((state or "").partition(".")[0])
 
 
 def redeem_state(sign_in: UserSession, state: str | None, *, now: datetime) -> int:

@@ -15,6 +15,7 @@ from portal.models import Channel, Organisation, Role, User
 from portal.services.audit import record_event
 from portal.services.sessions import end_sessions
 from portal.sqltypes import utcnow
+from portal.text import describe_character, first_unsafe_character
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,25 @@ def find_organisation(name: str) -> Organisation | None:
     )
 
 
+def _checked_name(label: str, name: str) -> str:
+    """`name` stripped; AccountError when it holds a character no name may (portal.text).
+
+    The forms say so beside the field first; this holds for every other caller (the CLI):
+    a business name is the From name of its replies, so a line break there would make
+    every reply unsendable and the organisation impossible to rename.
+    """
+    char = first_unsafe_character(name)
+    if char is not None:
+        raise AccountError(f"The {label} cannot contain {describe_character(char)}.")
+    return name.strip()
+
+
 def get_or_create_organisation(name: str, *, actor: User | None) -> Organisation:
     """The organisation called `name` (case-insensitive), created when missing."""
     organisation = find_organisation(name)
     if organisation is not None:
         return organisation
-    organisation = Organisation(name=name.strip())
+    organisation = Organisation(name=_checked_name("organisation's name", name))
     db.session.add(organisation)
     db.session.flush()
     record_event(
@@ -78,7 +92,7 @@ def create_user(
         raise AccountError("Only seller users belong to an organisation; assign agents instead.")
     user = User(
         email=email,
-        name=name.strip(),
+        name=_checked_name("user's name", name),
         password_hash=generate_password_hash(password),
         role=role,
         organisation=organisation,

@@ -395,6 +395,20 @@ def test_settings_errors_are_shown_beside_the_field(client, login_as):
     assert db.session.get(Setting, "amazon_developer_accounts") is None
 
 
+@pytest.mark.parametrize(
+    "number", ["０８７３-６８１３-５４４８", "٠٨٧٣٦٨١٣٥٤٤٨", "0873-6813-544\u00b2"]
+)
+def test_developer_account_numbers_are_ascii_digits(client, login_as, number):
+    # str.isdigit() and `\d` took these, and stored them for sellers to copy.
+    login_as(Role.ADMIN)
+    response = post_form(
+        client, "/admin/settings", "/admin/settings", settings_data(region_EU=number)
+    )
+    assert response.status_code == 422
+    assert "12 digits" in response.get_data(as_text=True).split('id="region_EU-error"', 1)[1][:200]
+    assert db.session.get(Setting, "amazon_developer_accounts") is None
+
+
 def test_settings_reset_to_the_configured_defaults(client, login_as, shop):
     channel, _ = shop
     login_as(Role.ADMIN)

@@ -170,6 +170,32 @@ def test_assign_needs_a_channel(client, admin, uk, drop_mail):
     assert unrouted_message().id == message.id
 
 
+def _in_digits(number: int, zero: str) -> str:
+    return str(number).translate({ord("0") + n: ord(zero) + n for n in range(10)})
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        lambda uk: _in_digits(uk.id, "\uff10"),  # full-width: int() reads it as uk.id
+        lambda uk: _in_digits(uk.id, "\u0660"),  # Arabic-Indic, likewise
+        lambda uk: "\u00b2",
+        lambda uk: str(2**31),
+        lambda uk: str(10**30),
+    ],
+    ids=["full-width", "arabic-indic", "superscript", "2**31", "10**30"],
+)
+def test_assign_takes_only_an_ascii_channel_id(client, admin, uk, drop_mail, written):
+    drop_mail("amazon_uk_inquiry.eml", replace={"uk-chan01@helpdesk.test": "x@helpdesk.test"})
+    poll_all()
+    message = unrouted_message()
+    page = f"/admin/unrouted/{message.id}"
+    response = post(client, f"{page}/assign", {"channel": written(uk)}, page=page)
+    assert response.status_code == 422
+    assert 'id="channel-error">' in response.get_data(as_text=True)
+    assert unrouted_message().id == message.id
+
+
 def test_discard_keeps_the_row_flagged_and_audited(client, admin, drop_mail):
     drop_mail("amazon_uk_inquiry.eml")
     poll_all()
@@ -243,7 +269,8 @@ def test_quarantine_list_and_raw_download(client, admin, drop_mail):
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/octet-stream"
     assert (
-        response.headers["Content-Disposition"] == f"attachment; filename=message-{message.id}.eml"
+        response.headers["Content-Disposition"]
+        == f'attachment; filename="message-{message.id}.eml"'
     )
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.get_data() == raw

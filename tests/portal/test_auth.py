@@ -46,6 +46,15 @@ def test_signup_creates_organisation_and_owner(client):
         ({"organisation": ""}, "organisation", "This field is required."),
         ({"password": "short", "password2": "short"}, "password", "at least 10 characters"),
         ({"password2": "something else!"}, "password2", "The passwords do not match."),
+        # The probe's business name: stored, it made every reply of the business unsendable.
+        (
+            {"organisation": "Evil\r\nBcc: x@evil.test"},
+            "organisation",
+            "Business name cannot contain U+000D (CARRIAGE RETURN)",
+        ),
+        ({"organisation": "Evil\nCorp"}, "organisation", "U+000A (LINE FEED)"),
+        ({"name": "Ann\u202enoS"}, "name", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+        ({"name": "Ann\tLee"}, "name", "U+0009 (TAB)"),
     ],
 )
 def test_signup_validate_input(client, fields, field_name, message):

@@ -77,3 +77,15 @@ def test_users_assign_refuses_non_agents_and_unknowns(runner, make_user):
     assert result.exit_code == 1 and "not an agent" in result.output
     result = runner.invoke(args=["users", "assign", "--email", "x@example.com", "--org", org.name])
     assert result.exit_code == 1 and "No user" in result.output
+
+
+def test_users_create_refuses_control_characters_in_names(runner):
+    base = ["users", "create", "--email", "s@example.com", "--password", "long enough pw"]
+    result = runner.invoke(args=[*base, "--role", "seller", "--org", "Evil\r\nBcc: x@evil.test"])
+    assert result.exit_code != 0
+    assert "cannot contain U+000D (CARRIAGE RETURN)" in result.output
+    result = runner.invoke(args=[*base, "--role", "admin", "--name", "Ann\u202e"])
+    assert result.exit_code != 0
+    assert "U+202E (RIGHT-TO-LEFT OVERRIDE)" in result.output
+    assert db.session.scalar(db.select(db.func.count()).select_from(Organisation)) == 0
+    assert db.session.scalar(db.select(db.func.count()).select_from(User)) == 0

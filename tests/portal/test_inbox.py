@@ -146,6 +146,9 @@ def test_keyset_pages_cover_every_thread_once(app, login_as, orgs, make_thread):
         [0, "junk", 5],  # decodes, but no time
         [0, "2026-11-01T10:00:00", 5],  # a time without a zone
         [0, "2026-11-01T10:00:00+00:00", 2**40],  # beyond the database's integers
+        # Times that exist only in their own zone: UTC is before year 1 or after 9999.
+        [0, "0001-01-01T00:00:00+05:00", 5],
+        [0, "9999-12-31T23:59:59-05:00", 5],
         [0, "2026-11-01T10:00:00+00:00", "5"],
         [7, None, 5],
         [True, None, 5],

@@ -19,6 +19,8 @@ HUGE = "99999999999999999999999"
         ("0", None),
         ("-1", None),
         ("²", None),
+        ("١٢", None),  # Arabic-Indic digits: int() reads them as 12
+        ("１２", None),  # full-width digits, likewise
         (HUGE, None),
         ("2147483648", None),
     ],
@@ -71,3 +73,16 @@ def test_huge_ids_in_the_audit_cursor_and_canned_render_are_ignored(client, logi
     org = make_org()
     assert client.get(f"/orgs/{org.id}/audit?after={HUGE}&before=2147483648").status_code == 200
     assert client.get(f"/canned-replies/1/render?thread_id={HUGE}").status_code in (400, 404)
+
+
+@pytest.mark.parametrize("path", ["/threads/{}", "/channels/{}", "/admin/channels/{}"])
+@pytest.mark.parametrize("zero", ["\u0660", "\uff10"], ids=["arabic-indic", "full-width"])
+def test_non_ascii_digits_in_paths_name_no_row(client, login_as, make_thread, path, zero):
+    # werkzeug's int converter matched `\d+` and int() reads ١٢ or １２ as 12: one row
+    # answered under many URLs. Ids are ASCII digits only.
+    thread = make_thread()
+    login_as(Role.ADMIN)
+    row_id = thread.id if path.startswith("/threads") else thread.channel_id
+    assert client.get(path.format(row_id)).status_code == 200
+    other_digits = str(row_id).translate({ord("0") + n: ord(zero) + n for n in range(10)})
+    assert client.get(path.format(other_digits)).status_code == 404

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import AuditEvent, Direction, Message, Role, SendStatus
 from portal.services import canned as canned_service
+from portal.services import threads as thread_service
 from tests.conftest import csrf_token_from
 
 
@@ -51,6 +52,34 @@ def test_agent_reply_goes_out_from_the_helpdesk_address(app, client, login_as, t
     assert thread.awaiting_reply_since is None
     page = client.get(f"/threads/{thread.id}").get_data(as_text=True)
     assert "your parcel" in page and "Sent" in page
+
+
+def test_a_reply_cannot_answer_a_note_or_another_reply(app, client, login_as, thread):
+    agent = login_as(Role.AGENT, assigned=[thread.channel.organisation])
+    note = thread_service.add_internal_note(thread, "Ask the warehouse", actor=agent)
+    db.session.commit()
+    first = reply(client, thread, body="Hello Jane, order 203-1234567-1234567 is on its way.")
+    assert first.status_code == 302
+    ours = db.session.scalar(
+        select(Message).where(Message.direction == Direction.OUT, ~Message.is_internal_note)
+    )
+    for answered in (note, ours):
+        response = reply(
+            client, thread, body="Order 203-1234567-1234567: more news.", reply_to=str(answered.id)
+        )
+        assert response.status_code == 422
+        page = response.get_data(as_text=True)
+        assert 'id="reply_to-error">Only a message from the buyer' in page
+    assert len(sent_files(app)) == 1
+    # The buyer's own message may be answered by id.
+    buyer = thread.messages[0]
+    response = reply(
+        client, thread, body="Order 203-1234567-1234567 again.", reply_to=str(buyer.id)
+    )
+    assert response.status_code == 302
+    mail = email.message_from_bytes(sent_files(app)[-1].read_bytes(), policy=policy.default)
+    assert mail["In-Reply-To"] == buyer.message_id
+    assert mail["Subject"] == f"Re: {buyer.subject}"
 
 
 def test_compliance_warnings_need_confirmation(app, client, login_as, thread):

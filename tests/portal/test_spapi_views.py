@@ -246,6 +246,21 @@ def test_a_forged_state_is_refused(client, seller, shop, spapi, forged):
 
 
 @pytest.mark.spapi
+@pytest.mark.parametrize(
+    "state", ["\u00b2.x", "\u0661\u0662.x", "\uff11\uff12.x", "99999999999.x", f"{2**31}.x"]
+)
+def test_a_state_naming_no_possible_channel_is_refused(client, seller, shop, spapi, state):
+    # `²` passed str.isdigit() and then broke int(); 99999999999 passed the length check
+    # and was looked up beyond PostgreSQL's integer: both were a 500.
+    response = client.get("/channels/spapi/callback", query_string={"state": state})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/channels"
+    _, flashed = flashes(client, "/channels")
+    assert "does not match an authorisation you started here" in flashed
+    assert credential_count() == 0 and spapi.token_requests == []
+
+
+@pytest.mark.spapi
 def test_another_users_or_browsers_callback_is_refused(app, client, seller, shop, spapi):
     uk = shop["UK"]
     callback = spapi.consent(start(client, uk))

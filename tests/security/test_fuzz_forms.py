@@ -24,7 +24,7 @@ from werkzeug.exceptions import HTTPException
 from tests.conftest import csrf_token_from
 from tests.security.conftest import record
 from tests.security.test_route_matrix import ALLOWED, CASES, ROUTES, _build_url, expected
-from tests.security.world import ROLES, Matrix
+from tests.security.world import ROLES, Matrix, fingerprint
 
 DEFAULT_EXAMPLES = 5
 LONG_EXAMPLES = 100
@@ -156,6 +156,16 @@ HOSTILE = [
     "0000-00-00", "me", "None", "null", "true", "[]", "{}", "x" * 255, "x" * 256,
     "amzn.mws.00000000-0000-0000-0000-000000000000", "A1B2C3D4E5F6G7\x00",
     "user@example.com", "user@@example.com", "@", "a@b", "ｆｕｌｌｗｉｄｔｈ@例え.テスト",
+    # Digits str.isdigit() and \\d take but no id or number field should: superscript,
+    # Arabic-Indic, full-width (int() reads the last two as 12).
+    "²", "1²", "١٢", "１２", "０", "٠",
+    # The first and last days a date can name, and times with no UTC equivalent.
+    "0001-01-01", "9999-12-31", "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00",
+    # Ids beyond PostgreSQL's INTEGER and BIGINT.
+    str(2**31), str(2**31 - 1), str(2**63), str(10**30),
+    # Control characters in names: NEL, isolates, marks, line separator, ESC, DEL.
+    "Evil\r\nBcc: x@evil.test", "a\x85b", "a\u2066b\u2069", "a\u200fb", "a\u2028b", "a\x1bb",
+    "a\x7fb", "photo\u202egpj.exe",
 ]  # fmt: skip
 hostile = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=40))
 
@@ -350,3 +360,87 @@ def test_nul_characters_are_refused_not_a_server_error(matrix: Matrix, role, met
         response = client.post(url, data={**data, "csrf_token": _token(matrix, role)})
     assert response.status_code == 400
     matrix.reset()
+
+
+# --- control characters in every name field ---------------------------------------------
+
+#: Single-line text fields that are not names: searches, credentials, addresses, paths,
+#: hosts and account numbers, each with its own format check. Every other single-line
+#: text field a page offers is a name and must refuse control characters beside itself.
+NOT_NAMES = frozenset(
+    {"q", "tag", "address-new_address", "path", "host", "seller_id", "mws_auth_token"}
+)
+NOT_NAME_PREFIXES = ("market_", "region_")
+#: The name fields there are today; the test fails if discovery stops finding one.
+KNOWN_NAMES = frozenset(
+    {
+        ("auth.signup", "organisation"),
+        ("auth.signup", "name"),
+        ("admin.user_new", "name"),
+        ("admin.user_new", "new_organisation"),
+        ("admin.mailbox_new", "name"),
+        ("admin.mailbox_new", "username"),
+        ("admin.mailbox_new", "folder"),
+        ("admin.mailbox_new", "processed_folder"),
+        ("admin.mailbox_edit", "name"),
+        ("admin.settings", "developer_name"),
+        ("canned.new", "title"),
+        ("canned.edit", "title"),
+        ("inbox.add_tag", "name"),
+    }
+)
+#: CR, LF (the probe's business name), NUL, TAB, ESC, DEL, NEL, C1, line separator, and
+#: the bidirectional controls (override, isolates, marks).
+CONTROL_NAMES = [
+    "Evil\r\nBcc: x@evil.test", "Evil\rCorp", "Evil\nCorp", "Evil\x00Corp", "Evil\tCorp",
+    "Evil\x1bCorp", "Evil\x7fCorp", "Evil\x85Corp", "Evil\x9bCorp", "Evil\u2028Corp",
+    "photo\u202egpj.exe", "Evil\u2066Corp\u2069", "Evil\u200fCorp", "Evil\u061cCorp",
+]  # fmt: skip
+
+
+def _is_name(field: Field) -> bool:
+    return (
+        field.kind == "text"
+        and field.name not in NOT_NAMES
+        and not field.name.startswith(NOT_NAME_PREFIXES)
+    )
+
+
+def _filled(form: Form) -> dict[str, object]:
+    """The form as its page offers it: each field's own value or first option."""
+    data: dict[str, object] = {}
+    for name, spec in form.fields.items():
+        if spec.kind in ("checkbox", "file"):
+            continue
+        data[name] = spec.value or (spec.options[0] if spec.options else "")
+    return data
+
+
+def test_every_name_field_refuses_control_characters(matrix: Matrix, forms: list[Form]):
+    problems, tried = [], set()
+    for form in forms:
+        if form.method != "POST":
+            continue
+        for spec in filter(_is_name, form.fields.values()):
+            tried.add((form.endpoint, spec.name))
+            client = matrix.clients[form.role]
+            for value in CONTROL_NAMES:
+                data = {**_filled(form), spec.name: value, "csrf_token": _token(matrix, form.role)}
+                response = client.post(form.action, data=data)
+                body = response.get_data(as_text=True)
+                response.close()
+                record("name fields: control characters tried")
+                where = f"{form.role} {form.endpoint} {spec.name}={value!r}"
+                if "\x00" in value:
+                    refused = response.status_code == 400  # refused at the door
+                else:
+                    error = body.partition(f'id="{spec.name}-error"')[2][:400]
+                    refused = response.status_code in (200, 422) and "cannot contain" in error
+                if not refused:
+                    problems.append(f"{where}: {response.status_code}, no error beside the field")
+                if fingerprint() != matrix.digest:
+                    problems.append(f"{where}: stored")
+                _after(matrix, form.role)
+    record("name fields: fields", len(tried))
+    assert not problems, "\n".join(problems[:40])
+    assert tried >= KNOWN_NAMES, sorted(KNOWN_NAMES - tried)

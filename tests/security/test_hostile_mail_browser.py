@@ -34,7 +34,7 @@ from portal.extensions import db
 from portal.models import Role, Thread
 from portal.services import canned as canned_service
 from portal.services import threads as thread_service
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, browser_log_in
 from tests.security.conftest import record
 
 pytestmark = pytest.mark.browser
@@ -220,14 +220,6 @@ def _open(page: Page, watch: Watch, url: str) -> None:
     watch.check(page)
 
 
-def _log_in(page: Page, base: str, email: str) -> None:
-    page.goto(f"{base}/login")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{base}/dashboard")
-
-
 def _links(page: Page, selector: str) -> list[str]:
     return page.locator(selector).evaluate_all("els => els.map(e => e.href)")
 
@@ -279,7 +271,7 @@ def run_corpus(browser, base, vectors, make_org, make_user, make_channel, drop_m
     watch = Watch()
     agent_context = browser.new_context()
     page = watch.attach(agent_context)
-    _log_in(page, base, agent.email)
+    browser_log_in(page, base, agent.email)
     inbox = f"{base}/inbox"
     thread_urls: list[str] = []
     while inbox:
@@ -305,7 +297,7 @@ def run_corpus(browser, base, vectors, make_org, make_user, make_channel, drop_m
     # The admin's view.
     admin_context = browser.new_context()
     page = watch.attach(admin_context)
-    _log_in(page, base, admin.email)
+    browser_log_in(page, base, admin.email)
     _open(page, watch, f"{base}/admin/unrouted")
     unrouted = _links(page, "main a[href*='/admin/unrouted/']")
     _open(page, watch, f"{base}/admin/quarantine")

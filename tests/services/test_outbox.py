@@ -28,6 +28,7 @@ from portal.models import (
     ThreadStatus,
 )
 from portal.services import outbox
+from portal.services import threads as thread_service
 from portal.sqltypes import utcnow
 
 LONG_ID = "<0100018c9a7b2c3d-4e5f6a7b-8c9d-4e0f-a1b2-c3d4e5f6a7b8-000000@eu-west-1.amazonses.com>"
@@ -236,6 +237,8 @@ def test_bad_addresses_are_refused(address):
         ("C:\\Users\\me\\invoice.pdf", "invoice.pdf"),
         ("../../.bashrc", "bashrc"),
         ("a<b>c:d|e?f*g.png", "a_b_c_d_e_f_g.png"),
+        # A right-to-left override would show the buyer `photoexe.jpg` for `photogpj.exe`.
+        ("photo\u202egpj.exe", "photogpj.exe"),
         ("", "attachment"),
         ("x" * 300 + ".pdf", "x" * (mail.MAX_FILENAME_CHARS - 4) + ".pdf"),
     ],
@@ -342,6 +345,21 @@ def test_queue_reply_to_a_chosen_message(app, buyer_thread, agent):
     other = buyer_thread()
     with pytest.raises(outbox.ReplyError, match="not part of this conversation"):
         outbox.queue_reply(thread, body="Hi", author=agent, reply_to=other.messages[0])
+
+
+def test_queue_reply_answers_only_the_buyers_mail(app, buyer_thread, agent):
+    # A note's id is <note-…@sellerdesk.invalid> and its subject empty: the buyer got
+    # that In-Reply-To and a reply with its subject lost.
+    thread = buyer_thread()
+    buyers = {m.id for m in thread.messages}  # two
+    note = thread_service.add_internal_note(thread, "Check the warehouse first", actor=agent)
+    earlier = queue(thread, agent)
+    db.session.flush()
+    for ours in (note, earlier):
+        with pytest.raises(outbox.ReplyError, match="Only a message from the buyer"):
+            outbox.queue_reply(thread, body="Hi", author=agent, reply_to=ours)
+    assert outbox.answerable_message_ids(thread) == buyers
+    assert outbox.default_reply_to(thread).message_id == LONG_ID  # the newest buyer's
 
 
 def test_stored_subject_with_line_breaks_is_folded_not_injected(app, buyer_thread, agent):

@@ -250,7 +250,16 @@ def test_pending_states_are_capped(uk, browser):
     assert pending(browser) == {token_digest(state) for state in states[2:]}
 
 
-@pytest.mark.parametrize("state", ["x.y", "12345678901234.y", "-1.y", ".y", ""])
+@pytest.mark.parametrize(
+    "state",
+    [
+        *("x.y", "12345678901234.y", "-1.y", ".y", ""),
+        # Digits str.isdigit() takes and int() refuses or reads as another number.
+        *("\u00b2.y", "\u0661\u0662.y", "\uff11\uff12.y", "1\u00b2.y"),
+        # Beyond an INTEGER id (a 500 on PostgreSQL).
+        *("99999999999.y", f"{2**31}.y", "0.y"),
+    ],
+)
 def test_channel_id_of_a_malformed_state(state):
     assert spapi_service.channel_id_of_state(state) is None
 
