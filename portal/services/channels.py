@@ -25,9 +25,9 @@ from portal.models import (
     Organisation,
     User,
 )
-from portal.security import scope_to_user
 from portal.services.audit import record_event
 from portal.services.credentials import seal_secret
+from portal.services.scoping import scope_to_user
 from portal.services.settings import developer_settings
 from portal.sqltypes import utcnow
 

@@ -51,7 +51,7 @@ from portal.models import (
     User,
     thread_tags,
 )
-from portal.security import scope_by_kind, scope_kind, scope_parameters
+from portal.services.scoping import scope_by_kind, scope_kind, scope_parameters
 from portal.services.threads import STATUS_BADGES, answer_due, response_deadline, utcnow
 from portal.sqltypes import MAX_ID
 
@@ -161,7 +161,7 @@ class _Shape(NamedTuple):
     """
 
     dialect: str
-    scope: str  # security.scope_kind
+    scope: str  # scoping.scope_kind
     status: str | None  # "open", "pending" or "closed"; None for all
     channel: bool
     marketplace: bool
