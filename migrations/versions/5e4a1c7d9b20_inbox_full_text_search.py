@@ -5,7 +5,7 @@ Revises: db845a1b5fb8
 Create Date: 2026-11-27 11:45:00
 
 The models do not describe these objects; migrations/env.py (and the drift test)
-leave them out of the autogenerate comparison (portal.services.inbox.include_schema_name).
+leave them out of the autogenerate comparison (portal.models.search.include_schema_name).
 
 SQLite: a later `batch_alter_table` on `messages` or `threads` recreates the table
 and drops its triggers: such a migration must recreate them (`_SQLITE_TRIGGERS`)

@@ -225,11 +225,6 @@ def _filtered(stmt: Select, shape: _Shape) -> Select:
 
 MAX_TERMS = 5
 DENSE_MATCHES = 2000
-# Objects the search migration adds that the models do not describe: autogenerate
-# (migrations/env.py, tests/test_migrations.py) leaves them out of its comparison.
-SEARCH_TABLE_PREFIXES = ("messages_fts", "threads_fts")
-SEARCH_COLUMNS = {("threads", "search_document")}
-SEARCH_INDEXES = {"ix_threads_search_document", "ix_threads_search_fields_trgm"}
 
 
 def _search_fields() -> ColumnElement[str]:
@@ -248,17 +243,6 @@ def _search_fields() -> ColumnElement[str]:
     for field_ in fields[1:]:
         joined = joined.op("||")(space).op("||")(field_)
     return joined
-
-
-def include_schema_name(name: str | None, type_: str, parent_names: dict) -> bool:
-    """Alembic `include_name` hook: False for the search objects of the migration."""
-    if type_ == "table":
-        return not (name or "").startswith(SEARCH_TABLE_PREFIXES)
-    if type_ == "column":
-        return (parent_names.get("table_name"), name) not in SEARCH_COLUMNS
-    if type_ == "index":
-        return name not in SEARCH_INDEXES
-    return True
 
 
 def _search_terms(q: str) -> list[str]:
