@@ -164,7 +164,7 @@ def _upgrade_postgresql():
     bind = op.get_bind()
     # pg_trgm needs the right to create it (a superuser, or a trusted extension on
     # PostgreSQL 13+); without it, search still works, only substrings of order IDs
-    # and aliases inside a word are not found (portal.services.inbox checks).
+    # and aliases inside a word are not found (portal.services.inbox.search checks).
     has_trgm = False
     savepoint = bind.begin_nested()
     try:
