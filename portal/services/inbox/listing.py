@@ -36,7 +36,7 @@ from portal.services.inbox.paging import (
 )
 from portal.services.inbox.search import search_conditions, search_kinds
 from portal.services.scoping import scope_by_kind, scope_kind, scope_parameters
-from portal.services.threads import STATUS_BADGES, answer_due, response_deadline, utcnow
+from portal.services.threads import response_deadline
 
 PAGE_SIZE = 50
 
@@ -45,9 +45,7 @@ PAGE_SIZE = 50
 class InboxRow:
     """One line of the inbox: plain values, read as columns rather than ORM objects.
 
-    The display values (labels, the status badge, the answer-due badge) are plain
-    strings computed here once, so the template only interpolates them and
-    autoescapes them like any other value.
+    How a row looks (labels, badges) is the inbox view's business (portal/inbox/rows.py).
     """
 
     id: int
@@ -64,14 +62,6 @@ class InboxRow:
     snippet: str
     deadline: datetime | None
     tags: tuple[str, ...] = ()
-    buyer_label: str = "Unknown"
-    subject_label: str = "(no subject)"
-    status_class: str = ""  # "badge thread-open"
-    status_label: str = ""  # "Open"
-    due_class: str = "deadline none"  # "deadline", "deadline soon", "deadline overdue"
-    due_title: str = ""  # "Due 27 Nov 2026, 09:51 UTC"
-    due_text: str = "—"  # "5 h 12 min left", "Overdue by 7 min"
-    is_overdue: bool = False
 
 
 @dataclass
@@ -119,12 +109,10 @@ def list_inbox(
     *,
     options: FilterOptions | None = None,
     page_size: int = PAGE_SIZE,
-    now: datetime | None = None,
 ) -> InboxPage:
     """One page of the threads `user` may see, matching `query`, in one query.
 
-    `options` is filter_options(user), if the caller has it already. `now` (default:
-    the current time) is what the answer-due badges count from.
+    `options` is filter_options(user), if the caller has it already.
     """
     params: dict = scope_parameters(user)
     dialect = db.session.get_bind().dialect.name
@@ -142,9 +130,8 @@ def list_inbox(
     found = db.session.connection().execute(_page_statement(shape), params).all()
     rows = found[:page_size]
     channels = _channel_names(rows, options or filter_options(user)) if rows else {}
-    now = now or utcnow()
     page = InboxPage()
-    page.rows = [_inbox_row(values, channels, now) for values in rows]
+    page.rows = [_inbox_row(values, channels) for values in rows]
     if len(found) > page_size:
         page.next_cursor = cursor_after(page.rows[-1], shape.sort)
     return page
@@ -242,7 +229,7 @@ def _channel_names(rows: list[Row], options: FilterOptions) -> dict[int, Channel
     return channels
 
 
-def _inbox_row(values: Row, channels: dict[int, ChannelOption], now: datetime) -> InboxRow:
+def _inbox_row(values: Row, channels: dict[int, ChannelOption]) -> InboxRow:
     (
         thread_id,
         subject,
@@ -260,7 +247,6 @@ def _inbox_row(values: Row, channels: dict[int, ChannelOption], now: datetime) -
         assignee_email,
     ) = values
     channel = channels[channel_id]
-    status_class, status_label = STATUS_BADGES[status]
     row = InboxRow(
         id=thread_id,
         subject=subject,
@@ -276,15 +262,10 @@ def _inbox_row(values: Row, channels: dict[int, ChannelOption], now: datetime) -
         snippet=snippet or "",
         deadline=None,
         tags=tuple(sorted(tags.split(TAG_NAMES_SEPARATOR))) if tags else (),
-        buyer_label=buyer_name or buyer_address or "Unknown",
-        subject_label=subject or "(no subject)",
-        status_class=status_class,
-        status_label=status_label,
     )
     # From the row built, not from `values`: it has the status and awaiting_reply_since
     # response_deadline reads, as plain attributes (a Row's are slower to read).
     row.deadline = response_deadline(row)
-    row.due_class, row.due_title, row.due_text, row.is_overdue = answer_due(row.deadline, now)
     return row
 
 
