@@ -6,7 +6,7 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
-from portal.services.inbox import include_schema_name
+from portal.models.search import include_schema_name
 from portal.sqltypes import UTCDateTime
 
 config = context.config

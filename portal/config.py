@@ -61,20 +61,22 @@ def _secret_from_instance(instance: Path, name: str, make: Any, *, production: b
     return value
 
 
-def _int(name: str, default: int) -> int:
+def _int(name: str) -> int:
+    """The whole number in environment variable `name`; unset or empty: DEFAULTS[name]."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
-        return default
+        return DEFAULTS[name]
     try:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
 
 
-def _flag(name: str, default: bool) -> bool:
+def _flag(name: str) -> bool:
+    """The yes/no in environment variable `name`; unset or empty: DEFAULTS[name]."""
     raw = (os.environ.get(name) or "").strip().lower()
     if not raw:
-        return default
+        return DEFAULTS[name]
     if raw in ("1", "true", "yes", "on"):
         return True
     if raw in ("0", "false", "no", "off"):
@@ -98,19 +100,20 @@ def config_from_env(instance_path: str) -> dict[str, Any]:
         "SQLALCHEMY_DATABASE_URI": _normalise_database_url(database_url),
         "MAIL_SOURCE": os.environ.get("MAIL_SOURCE") or f"maildir:{instance / 'maildir'}",
         "SMTP_URL": os.environ.get("SMTP_URL") or f"outbox:{instance / 'outbox'}",
-        "INBOUND_DOMAIN": (os.environ.get("INBOUND_DOMAIN") or "helpdesk.localhost").lower(),
-        "POLL_SECONDS": _int("POLL_SECONDS", 60),
-        "IMAP_IDLE": _flag("IMAP_IDLE", True),
-        "OUTBOX_SECONDS": _int("OUTBOX_SECONDS", 5),
-        "SMTP_TIMEOUT": _int("SMTP_TIMEOUT", 30),
-        "INGEST_LEASE_SECONDS": _int("INGEST_LEASE_SECONDS", 300),
-        "MAX_ATTACHMENT_BYTES": _int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024),
-        "PORT": _int("PORT", 5000),
+        "INBOUND_DOMAIN": (os.environ.get("INBOUND_DOMAIN") or DEFAULTS["INBOUND_DOMAIN"]).lower(),
+        "POLL_SECONDS": _int("POLL_SECONDS"),
+        "IMAP_IDLE": _flag("IMAP_IDLE"),
+        "OUTBOX_SECONDS": _int("OUTBOX_SECONDS"),
+        "SMTP_TIMEOUT": _int("SMTP_TIMEOUT"),
+        "INGEST_LEASE_SECONDS": _int("INGEST_LEASE_SECONDS"),
+        "MAX_ATTACHMENT_BYTES": _int("MAX_ATTACHMENT_BYTES"),
+        "PORT": _int("PORT"),
         # Over HTTPS only in production; `make run` serves plain http on loopback.
         "SESSION_COOKIE_SECURE": production,
         "REMEMBER_COOKIE_SECURE": production,
         "RATELIMIT_STORAGE_URI": _ratelimit_storage(production),
-        "AMAZON_DEVELOPER_NAME": os.environ.get("AMAZON_DEVELOPER_NAME") or DEFAULT_DEVELOPER_NAME,
+        "AMAZON_DEVELOPER_NAME": os.environ.get("AMAZON_DEVELOPER_NAME")
+        or DEFAULTS["AMAZON_DEVELOPER_NAME"],
         "AMAZON_DEVELOPER_ACCOUNTS": _developer_accounts(),
         **_spapi_settings(),
     }
@@ -124,7 +127,12 @@ def _ratelimit_storage(production: bool) -> str:
     uri = os.environ.get("RATELIMIT_STORAGE_URI")
     if uri:
         return uri
-    if production or _int("WEB_CONCURRENCY", 1) > 1:
+    raw_workers = os.environ.get("WEB_CONCURRENCY") or "1"
+    try:
+        workers = int(raw_workers)
+    except ValueError:
+        raise ConfigError(f"WEB_CONCURRENCY must be a whole number, got {raw_workers!r}") from None
+    if production or workers > 1:
         return SHARED_RATELIMIT_STORAGE
     return DEFAULTS["RATELIMIT_STORAGE_URI"]
 
@@ -142,14 +150,14 @@ def _spapi_settings() -> dict[str, Any]:
         if values[name] and not values[name].startswith(("https://", "http://")):
             raise ConfigError(f"{name} must be an http(s) URL, got {values[name]!r}")
     values["SPAPI_REDIRECT_URI"] = (os.environ.get("SPAPI_REDIRECT_URI") or "").strip()
-    values["LWA_TIMEOUT"] = _int("LWA_TIMEOUT", DEFAULTS["LWA_TIMEOUT"])
+    values["LWA_TIMEOUT"] = _int("LWA_TIMEOUT")
     return values
 
 
 def _developer_accounts() -> dict[str, str]:
     raw = os.environ.get("AMAZON_DEVELOPER_ACCOUNTS")
     if not raw:
-        return dict(DEFAULT_DEVELOPER_ACCOUNTS)
+        return dict(DEFAULTS["AMAZON_DEVELOPER_ACCOUNTS"])
     try:
         return parse_developer_accounts(raw)
     except ValueError as exc:
@@ -159,6 +167,7 @@ def _developer_accounts() -> dict[str, str]:
 
 
 #: Defaults that hold in every environment; the environment and tests override them.
+#: config_from_env reads its defaults here too: each is written once.
 DEFAULTS: Mapping[str, Any] = {
     "ENV_NAME": "development",
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from portal import create_app
 from portal.extensions import db
-from portal.services.inbox import include_schema_name
+from portal.models.search import include_schema_name
 from tests.conftest import _test_config
 
 #: Triggers every database must have at head.

@@ -5,7 +5,7 @@ Revises: db845a1b5fb8
 Create Date: 2026-11-27 11:45:00
 
 The models do not describe these objects; migrations/env.py (and the drift test)
-leave them out of the autogenerate comparison (portal.services.inbox.include_schema_name).
+leave them out of the autogenerate comparison (portal.models.search.include_schema_name).
 
 SQLite: a later `batch_alter_table` on `messages` or `threads` recreates the table
 and drops its triggers: such a migration must recreate them (`_SQLITE_TRIGGERS`)
@@ -164,7 +164,7 @@ def _upgrade_postgresql():
     bind = op.get_bind()
     # pg_trgm needs the right to create it (a superuser, or a trusted extension on
     # PostgreSQL 13+); without it, search still works, only substrings of order IDs
-    # and aliases inside a word are not found (portal.services.inbox checks).
+    # and aliases inside a word are not found (portal.services.inbox.search checks).
     has_trgm = False
     savepoint = bind.begin_nested()
     try:

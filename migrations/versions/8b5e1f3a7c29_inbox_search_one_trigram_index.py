@@ -8,7 +8,7 @@ PostgreSQL only. A search term matched the subject, buyer name, buyer address an
 order ID through four pg_trgm indexes: four bitmap index scans per term, and four
 more index paths for the planner to weigh (on the 100k bench: 0.8 ms to run and
 plan, against 0.3 ms with one index). The index is now on the fields joined by
-spaces, the expression portal.services.inbox._search_fields writes out (they must
+spaces, the expression portal.services.inbox.search._search_fields writes out (they must
 stay the same expression for the planner to use it). A term never holds whitespace, so it
 cannot match across two fields. Without pg_trgm (see 5e4a1c7d9b20) there is none.
 """

@@ -9,7 +9,7 @@ through the table reads each (large) message row, about 12 µs apiece on the 100
 bench (418 matches: 5.2 ms). This index holds just (id, thread_id): 0.2 ms.
 portal.services.inbox names it with INDEXED BY, since the planner otherwise
 prefers the rowid lookup. Like the search tables, the models do not describe it
-(portal.services.inbox.include_schema_name).
+(portal.models.search.include_schema_name).
 """
 
 from alembic import op

@@ -6,7 +6,7 @@ Create Date: 2026-11-27 21:45:00
 
 threads.snippet is the snippet of the thread's newest message that is not an internal
 note (by created_at, then id: the thread page's order); threads.tag_names its tags'
-names joined by U+001F (portal.services.inbox._TAG_SEPARATOR), in no set order. The
+names joined by U+001F (portal.models.threads.TAG_NAMES_SEPARATOR), in no set order. The
 inbox read both with a correlated subquery per row, which on PostgreSQL was half the
 page statement's execution and much of its planning. Triggers keep them: whatever
 stores, moves, re-dates or deletes a message, or tags, untags or renames a tag, in

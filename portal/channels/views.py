@@ -24,15 +24,11 @@ from portal.channels.forms import (
 )
 from portal.extensions import db
 from portal.models import Channel, ChannelStatus, Role
-from portal.security import (
-    CONTENT_SECURITY_POLICY,
-    can_see_organisation,
-    get_visible_or_404,
-    role_required,
-)
+from portal.security import CONTENT_SECURITY_POLICY, get_visible_or_404, role_required
 from portal.services import admin_channels as admin_channel_service
 from portal.services import channels as channel_service
 from portal.services import spapi as spapi_service
+from portal.services.scoping import can_see_organisation
 from portal.sqltypes import utcnow
 
 bp = Blueprint("channels", __name__, url_prefix="/channels")

@@ -18,6 +18,7 @@ from wtforms import SelectChoice
 from portal.downloads import download
 from portal.extensions import db
 from portal.html import sanitize_email_html
+from portal.inbox.badges import STATUS_BADGES, answer_due
 from portal.inbox.forms import (
     AssignForm,
     InboxFilterForm,
@@ -174,8 +175,8 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
             thread=thread,
             messages=messages,
             deadline=deadline,
-            due=thread_service.answer_due(deadline, thread_service.utcnow()),
-            status_badge=thread_service.STATUS_BADGES[thread.status],
+            due=answer_due(deadline, thread_service.utcnow()),
+            status_badge=STATUS_BADGES[thread.status],
             asins=asins,
             other_threads=thread_service.other_threads_of_buyer(thread),
             can_work=_can_work(thread),

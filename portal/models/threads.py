@@ -70,6 +70,12 @@ class Tag(db.Model):
         return f"<Tag {self.id} {self.name!r}>"
 
 
+#: Joins a thread's tag names in threads.tag_names (the triggers of migration
+#: c3d9a5f1e7b2); str.split() treats it as whitespace, so clean_tag_name
+#: (services/threads.py) never lets it into a name.
+TAG_NAMES_SEPARATOR = "\x1f"
+
+
 class Thread(db.Model):
     __tablename__ = "threads"
     __table_args__ = (
@@ -78,7 +84,7 @@ class Thread(db.Model):
         Index("ix_threads_activity", "last_message_at", "id"),
         Index("ix_threads_status_activity", "status", "last_message_at", "id"),
         # The inbox's urgent sort with a status filter: waiting threads by deadline,
-        # the others by id (portal.services.inbox._urgent_ids).
+        # the others by id (portal.services.inbox.paging.urgent_ids).
         Index("ix_threads_status_awaiting", "status", "awaiting_reply_since", "id"),
         Index("ix_threads_channel_buyer", "channel_id", "buyer_address", "order_id"),
     )

@@ -18,19 +18,17 @@ from portal.models import (
     ChannelAlias,
     ChannelStatus,
     Credential,
-    Direction,
-    Message,
     Organisation,
     User,
 )
 from portal.services.audit import record_event
 from portal.services.channels import (
-    SILENCE_WARNING,
     ChannelError,
     ChannelHealth,
     generate_helpdesk_address,
     is_silent,
     normalise_address,
+    recent_message_counts,
     set_channel_status,
 )
 from portal.sqltypes import utcnow
@@ -62,16 +60,7 @@ def list_all_channels(filters: ChannelFilters | None = None) -> list[ChannelHeal
     """
     filters = filters or ChannelFilters()
     now = utcnow()
-    recent = (
-        select(Message.channel_id, func.count().label("n"))
-        .where(
-            Message.direction == Direction.IN,
-            Message.created_at >= now - SILENCE_WARNING,
-            Message.channel_id.is_not(None),
-        )
-        .group_by(Message.channel_id)
-        .subquery()
-    )
+    recent = recent_message_counts(now)
     stmt = (
         select(Channel, func.coalesce(recent.c.n, 0))
         .join(Channel.organisation)

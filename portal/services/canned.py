@@ -17,8 +17,8 @@ from sqlalchemy import Select, func, or_, select
 
 from portal.extensions import db
 from portal.models import CannedReply, Organisation, Role, User
-from portal.security import visible_organisation_ids
 from portal.services.audit import record_event
+from portal.services.scoping import visible_organisation_ids
 
 if TYPE_CHECKING:
     from portal.models import Thread

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Subquery, func, select
 from sqlalchemy.orm import contains_eager
 
 from portal.extensions import db
@@ -25,9 +25,9 @@ from portal.models import (
     Organisation,
     User,
 )
-from portal.security import scope_to_user
 from portal.services.audit import record_event
 from portal.services.credentials import seal_secret
+from portal.services.scoping import scope_to_user
 from portal.services.settings import developer_settings
 from portal.sqltypes import utcnow
 
@@ -162,16 +162,7 @@ class ChannelHealth:
 def list_channels(user: User | None, *, organisation_id: int | None = None) -> list[ChannelHealth]:
     """Channels `user` may see (all for None: the CLI), with 7-day message counts."""
     now = utcnow()
-    recent = (
-        select(Message.channel_id, func.count().label("n"))
-        .where(
-            Message.direction == Direction.IN,
-            Message.created_at >= now - SILENCE_WARNING,
-            Message.channel_id.is_not(None),
-        )
-        .group_by(Message.channel_id)
-        .subquery()
-    )
+    recent = recent_message_counts(now)
     stmt = (
         select(Channel, func.coalesce(recent.c.n, 0))
         .join(Channel.organisation)
@@ -187,6 +178,20 @@ def list_channels(user: User | None, *, organisation_id: int | None = None) -> l
         ChannelHealth(channel, count, is_silent(channel, now=now))
         for channel, count in db.session.execute(stmt)
     ]
+
+
+def recent_message_counts(now: datetime) -> Subquery:
+    """Inbound messages per channel over the SILENCE_WARNING before `now`: (channel_id, n)."""
+    return (
+        select(Message.channel_id, func.count().label("n"))
+        .where(
+            Message.direction == Direction.IN,
+            Message.created_at >= now - SILENCE_WARNING,
+            Message.channel_id.is_not(None),
+        )
+        .group_by(Message.channel_id)
+        .subquery()
+    )
 
 
 def is_silent(channel: Channel, *, now: datetime | None = None) -> bool:

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.models import Channel, Organisation, Role, Thread, ThreadStatus, User
-from portal.security import scope_to_user
+from portal.services.scoping import scope_to_user
 
 
 @dataclass(frozen=True)

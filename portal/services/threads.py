@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 from sqlalchemy import func, or_, select
 
@@ -25,7 +24,6 @@ from portal.models import (
 )
 from portal.services.audit import record_event
 from portal.sqltypes import utcnow
-from portal.templating import format_datetime, format_duration
 
 #: Amazon's response-time metric: 24 hours, weekends and holidays included.
 RESPONSE_WINDOW = timedelta(hours=24)
@@ -41,46 +39,6 @@ def response_deadline(thread: Thread) -> datetime | None:
     if thread.awaiting_reply_since is None or thread.status == ThreadStatus.CLOSED:
         return None
     return thread.awaiting_reply_since + RESPONSE_WINDOW
-
-
-class StatusBadge(NamedTuple):
-    """A thread's status as a badge: its CSS class and label (the templates escape them)."""
-
-    css_class: str  # "badge thread-open"
-    label: str  # "Open"
-
-
-#: The badge of each status, shown alike in the inbox rows and on the thread page.
-STATUS_BADGES = {
-    status: StatusBadge(f"badge thread-{status.value}", status.value.capitalize())
-    for status in ThreadStatus
-}
-
-
-class AnswerDue(NamedTuple):
-    """The answer-due badge as plain strings (the templates escape them)."""
-
-    css_class: str  # "deadline", "deadline soon", "deadline overdue" or "deadline none"
-    title: str  # "Due 27 Nov 2026, 09:51 UTC"; empty when nothing is due
-    text: str  # "5 h 12 min left", "Overdue by 7 min" or "—"
-    is_overdue: bool
-
-
-NOTHING_DUE = AnswerDue("deadline none", "", "—", False)
-#: Under this many seconds left, the badge says the answer is due soon.
-DUE_SOON = 4 * 3600
-
-
-def answer_due(deadline: datetime | None, now: datetime) -> AnswerDue:
-    """How the answer-due badge reads for `deadline` at `now`: time left, or overdue."""
-    if deadline is None:
-        return NOTHING_DUE
-    left = (deadline - now).total_seconds()
-    title = "Due " + format_datetime(deadline)
-    if left < 0:
-        return AnswerDue("deadline overdue", title, f"Overdue by {format_duration(left)}", True)
-    css_class = "deadline soon" if left < DUE_SOON else "deadline"
-    return AnswerDue(css_class, title, f"{format_duration(left)} left", False)
 
 
 def asins_in(text: str) -> list[str]:

@@ -183,6 +183,12 @@ def test_urgent_sort_and_deadline(client, login_as, orgs, make_thread):
     assert "Overdue by 6 h" in page
     assert "1 h 59 min left" in page or "2 h 0 min left" in page
     assert page.index("Overdue") < page.index("Soon") < page.index("Answered")
+    # The thread page shows the same badges as its inbox row (portal/inbox/badges.py).
+    overdue = client.get(f"/threads/{rows[0].id}").get_data(as_text=True)
+    assert (
+        '<div><span class="badge thread-open">Open</span> <span class="deadline overdue"' in overdue
+    )
+    assert ">Overdue by 6 h" in overdue
 
 
 @pytest.mark.parametrize(

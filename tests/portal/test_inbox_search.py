@@ -15,9 +15,8 @@ from ingest.pipeline import poll_all
 from portal import create_app
 from portal.extensions import db
 from portal.models import Direction, Message, Role, Thread
-from portal.services import inbox
 from portal.services import threads as thread_service
-from portal.services.inbox import InboxQuery, list_inbox
+from portal.services.inbox import InboxQuery, list_inbox, search
 from portal.services.outbox import queue_reply
 from tests.conftest import _test_config
 
@@ -236,7 +235,7 @@ def test_ingested_mail_is_searchable_at_once(admin, channel, drop_mail):
 
 def test_common_terms_fall_back_to_the_substring_scan(admin, threads, monkeypatch):
     # Over DENSE_MATCHES hits, SQLite scans newest first with LIKE (substrings too).
-    monkeypatch.setattr(inbox, "DENSE_MATCHES", 0)
+    monkeypatch.setattr(search, "DENSE_MATCHES", 0)
     assert subjects(admin, "parcel") == {"Parcel late"}
     assert subjects(admin, "mustermann refund") == {"Wrong size"}
     assert subjects(admin, "111-2222222") == {"Wrong size"}

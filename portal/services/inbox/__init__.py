@@ -1,0 +1,41 @@
+"""The inbox: the threads a user may see, filtered, searched and paged by keyset.
+
+Read in this order:
+
+    filters.py  InboxQuery and FILTERS: what a user can ask for (a new filter is one entry)
+    search.py   the search box: terms as conditions (SQLite FTS5; PostgreSQL tsvector, trigrams)
+    paging.py   the sort orders and keyset cursors
+    listing.py  list_inbox and filter_options: one statement per shape, built once
+"""
+
+from portal.services.inbox.filters import (
+    ASSIGNEE_FILTERS,
+    FILTERS,
+    SORTS,
+    STATUS_FILTERS,
+    InboxQuery,
+)
+from portal.services.inbox.listing import (
+    PAGE_SIZE,
+    ChannelOption,
+    FilterOptions,
+    InboxPage,
+    InboxRow,
+    filter_options,
+    list_inbox,
+)
+
+__all__ = [
+    "ASSIGNEE_FILTERS",
+    "FILTERS",
+    "PAGE_SIZE",
+    "SORTS",
+    "STATUS_FILTERS",
+    "ChannelOption",
+    "FilterOptions",
+    "InboxPage",
+    "InboxQuery",
+    "InboxRow",
+    "filter_options",
+    "list_inbox",
+]
