@@ -25,6 +25,7 @@ from ingest.imap import ImapSource
 from ingest.pipeline import PollSummary, poll_one
 from portal.extensions import db
 from portal.models import Mailbox
+from portal.services import leases
 from portal.services import mailboxes as mailbox_service
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ MAX_RECONNECT_SECONDS = 60.0
 
 def watcher_owner() -> str:
     """The lease owner name of this process's IDLE watchers."""
-    return f"{mailbox_service.worker_identity()}/idle"
+    return f"{leases.worker_identity()}/idle"
 
 
 def is_imap_source(source_url: str) -> bool:

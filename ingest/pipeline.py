@@ -28,6 +28,7 @@ from ingest.parse_result import parse_inbound
 from ingest.parse_workers import ParseWorkers, fetch_ahead
 from portal.extensions import db
 from portal.models import Mailbox
+from portal.services import leases
 from portal.services import mailboxes as mailbox_service
 from portal.services.inbound import InboundMail, Outcome, Unparsed, store_inbound
 from portal.sqltypes import utcnow
@@ -321,7 +322,7 @@ def poll_mailbox(
                 # Let go of this batch before more mail is fetched.
                 del batch, stored
                 if time.monotonic() >= renew_at:
-                    if not mailbox_service.acquire_lease(mailbox, owner, ttl=lease_ttl):
+                    if not leases.acquire_lease(mailbox, owner, ttl=lease_ttl):
                         log.warning("Lost the lease on %s; stopping this poll", mailbox.name)
                         break
                     renew_at = _lease_renewal(lease_ttl)
@@ -371,7 +372,7 @@ def poll_all(*, force: bool = False) -> PollSummary:
         db.session.rollback()
         log.error("Could not update the configured mailbox: %s", exc, exc_info=True)
         total.errors += 1
-    owner = mailbox_service.worker_identity()
+    owner = leases.worker_identity()
     now = utcnow()
     mailboxes = db.session.scalars(
         select(Mailbox).where(Mailbox.is_enabled).order_by(Mailbox.id)
@@ -413,7 +414,7 @@ def poll_one(mailbox: Mailbox, summary: PollSummary, *, owner: str) -> bool:
     name = mailbox.name
     # Long enough for a batch; a worker that dies holds the mailbox at most this long.
     lease_ttl = timedelta(seconds=config["INGEST_LEASE_SECONDS"])
-    if not mailbox_service.acquire_lease(mailbox, owner, ttl=lease_ttl):
+    if not leases.acquire_lease(mailbox, owner, ttl=lease_ttl):
         return False
     try:
         poll_mailbox(mailbox, summary, owner=owner, lease_ttl=lease_ttl)
@@ -435,10 +436,10 @@ def poll_one(mailbox: Mailbox, summary: PollSummary, *, owner: str) -> bool:
             log.info("Mailbox %s: %s", name, summary.line())
     finally:
         try:
-            mailbox_service.release_lease(mailbox, owner)
+            leases.release_lease(mailbox, owner)
         except Exception:
             # After a failed statement the session must be rolled back first; if it
             # fails again, the caller logs it and the lease runs out on its own.
             db.session.rollback()
-            mailbox_service.release_lease(mailbox, owner)
+            leases.release_lease(mailbox, owner)
     return True

@@ -16,11 +16,6 @@ from sqlalchemy import select
 from portal.crypto import decrypt_secret, encrypt_secret
 from portal.extensions import db
 from portal.models import Mailbox
-
-# ingest/pipeline.py and ingest/idle.py still reach the lease functions through this
-# module (and tests patch them here); the ingest step of the house imports them
-# from portal.services.leases, and this re-export goes.
-from portal.services.leases import acquire_lease, release_lease, worker_identity  # noqa: F401
 from portal.sqltypes import utcnow
 
 log = logging.getLogger(__name__)

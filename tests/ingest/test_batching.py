@@ -25,6 +25,7 @@ from ingest.parse_workers import ParseWorker, ParseWorkers
 from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import Attachment, Mailbox, Message, Thread
+from portal.services import leases
 from portal.services import mailboxes as mailbox_service
 from tests.helpers import stored_messages as messages
 from tests.mailgen import amazon_message
@@ -382,14 +383,14 @@ def _locked(*args, **kwargs):
 def test_a_database_error_on_one_mailboxs_lease_does_not_stop_the_others(
     two_mailboxes, monkeypatch, step
 ):
-    real = getattr(mailbox_service, step)
+    real = getattr(leases, step)
 
     def fail_for_default(mailbox, *args, **kwargs):
         if mailbox.name == mailbox_service.DEFAULT_MAILBOX_NAME:
             _locked()
         return real(mailbox, *args, **kwargs)
 
-    monkeypatch.setattr(mailbox_service, step, fail_for_default)
+    monkeypatch.setattr(leases, step, fail_for_default)
     summary = poll_all()
     assert summary.errors == 1
     assert summary.stored == (1 if step == "acquire_lease" else 2)

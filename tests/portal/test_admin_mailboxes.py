@@ -16,7 +16,7 @@ from portal.crypto import decrypt_secret, encrypt_secret
 from portal.extensions import db
 from portal.models import AuditEvent, Mailbox, Message, Role
 from portal.services import health as health_service
-from portal.services import mailbox_config
+from portal.services import leases, mailbox_config
 from portal.services import mailboxes as mailbox_service
 from portal.sqltypes import utcnow
 from tests.conftest import csrf_token_from
@@ -401,15 +401,15 @@ def test_health_shows_fetched_backlog_and_24h_counts(
     # A poll cut short after its first batch of two (it lost its lease): three still wait.
     monkeypatch.setattr("ingest.pipeline.BATCH_COUNT", 2)
     monkeypatch.setattr("ingest.pipeline.LEASE_RENEW_AFTER", 0)  # renew after every batch
-    real_acquire = mailbox_service.acquire_lease
+    real_acquire = leases.acquire_lease
     calls = itertools.count()
 
     def acquire(mailbox, owner, *, ttl):
         return real_acquire(mailbox, owner, ttl=ttl) if next(calls) == 0 else False
 
-    monkeypatch.setattr(mailbox_service, "acquire_lease", acquire)
+    monkeypatch.setattr(leases, "acquire_lease", acquire)
     assert poll_all().stored == 2
-    monkeypatch.setattr(mailbox_service, "acquire_lease", real_acquire)
+    monkeypatch.setattr(leases, "acquire_lease", real_acquire)
     mailbox = mailbox_named("default")
     assert (mailbox.last_fetched, mailbox.backlog) == (2, 3)
     # Stored two days ago: counts for neither the last poll nor the last 24 hours.
