@@ -25,6 +25,7 @@ from email.parser import BytesParser
 from email.policy import Policy, compat32
 from email.policy import default as default_policy
 from email.utils import getaddresses, parsedate_to_datetime
+from functools import lru_cache
 
 import fast_mail_parser
 
@@ -323,9 +324,8 @@ def _fast_mail(data: bytes, root: fast_mail_parser.PyMimePart, max_attachment_by
         and _param(headers, "report-type").lower() == "delivery-status",
     )
     for part in fast_mail_parser.walk(root):
-        if part.content is None and not _BOUNDARY_RE.fullmatch(
-            _param(_lower_names(part.headers), "boundary")
-        ):
+        part_headers = headers if part is root else _lower_names(part.headers)
+        if part.content is None and not _BOUNDARY_RE.fullmatch(_param(part_headers, "boundary")):
             # RFC 2046 5.1.1: 1 to 70 characters, the last not a space. The two readers
             # split mail with another "boundary" differently; the email package's
             # reading is the one mail of this kind has always had.
@@ -334,7 +334,6 @@ def _fast_mail(data: bytes, root: fast_mail_parser.PyMimePart, max_attachment_by
         # message inside it, whose parts the walk visits next (as email's walk does).
         if part.content is None or part.is_message or part.children:
             continue
-        part_headers = _lower_names(part.headers)
         mail.add_leaf(
             ctype=_content_type(part_headers, part.content_type),
             disposition=(part.disposition or "").lower(),
@@ -347,38 +346,37 @@ def _fast_mail(data: bytes, root: fast_mail_parser.PyMimePart, max_attachment_by
     return mail
 
 
-#: A top-level header field with its continuation lines; the name as group 1.
-_FIELD_RE = re.compile(rb"([^:\n]*):([^\n]*(?:\n[ \t][^\n]*)*)(?:\n|\Z)")
-_ADDRESS_HEADERS = frozenset((b"from", b"to", b"cc"))
+#: The top-level header section: field lines and their continuation lines, up to the
+#: first line that is neither (the empty line, or one both readers end the section at).
+_HEADER_SECTION_RE = re.compile(rb"(?:(?:[^:\n]*:|[ \t])[^\n]*(?:\n|\Z))*")
+_ADDRESS_FIELD_RE = re.compile(rb"(?im)^(from|to|cc)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)")
 
 
 def _raw_address_headers(data: bytes) -> dict[str, list[str]]:
     """From, To and Cc of the top-level header section, as written (8-bit bytes kept
     as the email package keeps them, as surrogates)."""
+    section = _HEADER_SECTION_RE.match(data)
     found: dict[str, list[str]] = {}
-    pos = 0
-    while pos < len(data) and (field := _FIELD_RE.match(data, pos)) is not None:
-        name = field.group(1).lower()
-        if name in _ADDRESS_HEADERS:
-            value = field.group(2).decode("ascii", "surrogateescape")
-            found.setdefault(name.decode(), []).append(value.replace("\n", ""))
-        pos = field.end()
+    for name, value in _ADDRESS_FIELD_RE.findall(data, 0, section.end() if section else 0):
+        text = value.decode("ascii", "surrogateescape").replace("\n", "")
+        found.setdefault(name.decode().lower(), []).append(text)
     return found
 
 
 def _lower_names(headers: dict[str, list[str]]) -> dict[str, list[str]]:
+    if headers and not _FIELD_NAMES_RE.fullmatch(":".join(headers)):
+        raise _Refused(f"a header line is not a field: {list(headers)!r}")
     lowered: dict[str, list[str]] = {}
     for name, values in headers.items():
-        if not _FIELD_NAME_RE.fullmatch(name):
-            raise _Refused(f"a header line is not a field: {name!r}")
         lowered.setdefault(name.lower(), []).extend(values)
     return lowered
 
 
-#: RFC 5322 3.6.8: a field name is printable ASCII but the colon. fast-mail-parser
-#: takes any text before a colon for one ("\x00elivered-To", "From " lines of mbox);
-#: the email package ends the header section at such a line, and its reading is kept.
-_FIELD_NAME_RE = re.compile(r"[\x21-\x39\x3b-\x7e]+")
+#: RFC 5322 3.6.8: a field name is printable ASCII but the colon (so the names are
+#: checked at once, joined by colons). fast-mail-parser takes any text before a colon
+#: for one ("\x00elivered-To", the "From " line of mbox); the email package ends the
+#: header section at such a line, and its reading is kept.
+_FIELD_NAMES_RE = re.compile(r"[\x21-\x39\x3b-\x7e]+(?::[\x21-\x39\x3b-\x7e]+)*")
 
 
 class _Refused(ValueError):
@@ -497,8 +495,22 @@ def _stdlib_addresses(headers: dict[str, list[str]], name: str) -> list[tuple[st
     token tree per header, and gave the same pairs on the benchmark corpus and every
     fixture.
     """
-    pairs = getaddresses(headers.get(name, []))
-    return _address_pairs([(_decode_words(display), addr) for display, addr in pairs])
+    return [
+        pair
+        for value in headers.get(name, [])
+        # Cached: the same few values (a channel's address, a buyer's relay alias) come
+        # back in mail after mail, and getaddresses is most of what reading them costs.
+        # Long ones are not: a worker would keep a thousand of them after their mail.
+        for pair in (_cached_addresses if len(value) <= 512 else _addresses_of)(value)
+    ]
+
+
+def _addresses_of(value: str) -> tuple[tuple[str, str], ...]:
+    pairs = getaddresses([value])
+    return tuple(_address_pairs([(_decode_words(display), addr) for display, addr in pairs]))
+
+
+_cached_addresses = lru_cache(maxsize=1024)(_addresses_of)
 
 
 def _message_ids(value: str) -> list[str]:
@@ -669,8 +681,8 @@ def _parsed(mail: _Mail, digest: str, size: int) -> ParsedMessage:
     ids = _message_ids(first.get("message-id", ""))
     from_name, from_address = mail.from_[0] if mail.from_ else ("", "")
     delivery: list[str] = []
-    delivered = [getaddresses(mail.headers.get(n.lower(), [])) for n in _DELIVERY_HEADERS]
-    for pairs in (*map(_address_pairs, delivered), mail.to, mail.cc):
+    delivered = [_stdlib_addresses(mail.headers, n.lower()) for n in _DELIVERY_HEADERS]
+    for pairs in (*delivered, mail.to, mail.cc):
         for _, addr in pairs:
             if addr not in delivery:
                 delivery.append(addr)

@@ -199,3 +199,14 @@ def test_crlf_mail_from_imap_parses_like_lf_mail(name):
     assert crlf.buyer_text == lf.buyer_text
     assert crlf.order_id == lf.order_id
     assert crlf.content_hash == lf.content_hash
+
+
+def test_long_address_headers_are_not_kept_after_parsing():
+    # Address values are cached across mail; a worker must not keep long ones.
+    from ingest import parse
+
+    before = parse._cached_addresses.cache_info().currsize
+    for n in range(5):
+        to = ", ".join(f"r{n}-{i}@example.com" for i in range(2000))
+        parse_message(f"From: a@b.c\nTo: {to}\nSubject: s\n\nx\n".encode())
+    assert parse._cached_addresses.cache_info().currsize - before <= 5  # the From only
