@@ -1,21 +1,33 @@
-"""Raw RFC 5322 bytes -> ParsedMessage. Pure: no database, no Flask, no network."""
+"""Raw RFC 5322 bytes -> ParsedMessage. Pure: no database, no Flask, no network.
+
+The MIME structure is read by fast-mail-parser (Rust, PyPI); mail it refuses (bad
+Base64, a header block it cannot split, nesting past its cap) or cannot represent
+(bare CR line ends, header names and boundaries the RFCs do not allow) is read by
+the standard library's `email` package instead, as all mail was before. Both
+readers fill the same `_Mail`, and everything after that (Message-IDs, dates,
+charsets, Amazon's metadata, classification) is one code path.
+tests/ingest/test_parse_readers.py parses every fixture, the benchmark's mix and MIME
+edge cases both ways, and lists where the two readers differ and which one the RFCs
+side with.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import itertools
+import html as html_lib
 import logging
 import re
-import secrets
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
-from email.headerregistry import UnstructuredHeader
-from email.message import EmailMessage, Message
-from email.parser import BytesHeaderParser, BytesParser
-from email.policy import EmailPolicy, Policy, compat32
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import Policy, compat32
+from email.policy import default as default_policy
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import lru_cache
+
+import fast_mail_parser
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +115,6 @@ class ParsedMessage:
     is_bounce: bool = False
     is_amazon_notification: bool = False
     is_seller_central_copy: bool = False
-    defects: list[str] = field(default_factory=list)
 
     @property
     def is_automatic(self) -> bool:
@@ -194,7 +205,7 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
         return data.decode(charset)
     except LookupError:
         log.info("unknown charset %r; decoding as UTF-8", charset)
-    except UnicodeDecodeError:
+    except ValueError:  # undecodable bytes, or a NUL in the charset's name
         pass
     try:
         return data.decode("utf-8")
@@ -202,68 +213,269 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
         return data.decode("cp1252", errors="replace")
 
 
-def _part_text(part: Message) -> str:
-    payload = part.get_payload(decode=True)
-    if payload is None:
+# --- what a reader finds in the mail --------------------------------------------------
+
+
+@dataclass
+class _Mail:
+    """The parts of a mail the rest of the parser reads, whichever reader read them."""
+
+    #: Header text by lower-case name, every value in order. RFC 2047 words are decoded
+    #: in the headers read as text (Subject, the auto-reply headers); Message-IDs,
+    #: dates and delivery addresses are read from these values by the same code for
+    #: both readers.
+    headers: dict[str, list[str]]
+    #: (display name, lower-case address) pairs of From, To and Cc.
+    from_: list[tuple[str, str]]
+    to: list[tuple[str, str]]
+    cc: list[tuple[str, str]]
+    text_parts: list[str] = field(default_factory=list)
+    html_parts: list[str] = field(default_factory=list)
+    attachments: list[ParsedAttachment] = field(default_factory=list)
+    is_dsn: bool = False
+
+    def header(self, name: str) -> str:
+        """The first value of a header, its whitespace runs made single spaces."""
+        values = self.headers.get(name.lower())
+        return " ".join(values[0].split()) if values else ""
+
+    def add_leaf(
+        self,
+        ctype: str,
+        disposition: str,
+        filename: str,
+        content_id: str | None,
+        payload: bytes,
+        charset: str | None,
+        max_attachment_bytes: int,
+    ) -> None:
+        """Sort one leaf part: body text, or an attachment (inline or not)."""
+        if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
+            # Line ends as in the rest of the mail (LF, see parse_message) whatever the
+            # transfer encoding held: Base64 text often carries CRLF, and a decoded
+            # quoted-printable line break is CRLF (RFC 2045 6.7).
+            text = decode_bytes(payload, charset).replace("\r\n", "\n")
+            (self.text_parts if ctype == "text/plain" else self.html_parts).append(text)
+            return
+        if ctype == "message/delivery-status" or ctype.startswith("multipart/"):
+            return
+        size = len(payload)
+        self.attachments.append(
+            ParsedAttachment(
+                filename=_safe_filename(filename, ctype, len(self.attachments) + 1),
+                content_type=ctype,
+                size=size,
+                content_id=content_id,
+                is_inline=disposition == "inline"
+                or (content_id is not None and disposition != "attachment"),
+                data=payload if size <= max_attachment_bytes else None,
+            )
+        )
+
+
+#: Where the address a message was delivered to is found, most reliable first; then To, Cc.
+_DELIVERY_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To")
+_ADDR_SPEC_RE = re.compile(r"^[^@\s\"<>(),;]+@[^@\s\"<>(),;]+$")
+
+
+def _address_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    # Folding and tabs left in a display name become single spaces, as in _Mail.header.
+    return [
+        (" ".join(display.split()), _clean(addr).lower())
+        for display, addr in pairs
+        if _ADDR_SPEC_RE.match(addr)
+    ]
+
+
+# --- fast-mail-parser ------------------------------------------------------------------
+
+
+def _read_fast(data: bytes, max_attachment_bytes: int) -> _Mail | None:
+    """The mail as fast-mail-parser reads it; None where it refuses the mail."""
+    if b"\r" in data:
+        # A CR that is not part of a CRLF (converted before): it ends header lines for
+        # the email package, while fast-mail-parser keeps it inside the header's value.
+        return None
+    try:
+        root = fast_mail_parser.parse_email_tree(data)
+    except fast_mail_parser.ParseError as exc:
+        log.debug("fast-mail-parser refused the mail (%s); reading it with email", exc)
+        return None
+    try:
+        return _fast_mail(data, root, max_attachment_bytes)
+    except _Refused as exc:
+        log.debug("%s; reading the mail with email", exc)
+        return None
+
+
+def _fast_mail(data: bytes, root: fast_mail_parser.PyMimePart, max_attachment_bytes: int) -> _Mail:
+    headers = _lower_names(root.headers)
+    # The address headers as written: fast-mail-parser's values have their encoded words
+    # decoded already (a decoded display name may hold commas and brackets), and its
+    # address parser drops a whole header for one bad entry, a nested comment or an
+    # empty list element, which RFC 5322 (3.2.2, 4.4) allows and the email package reads.
+    addresses = _raw_address_headers(data)
+    mail = _Mail(
+        headers=headers,
+        from_=_stdlib_addresses(addresses, "from"),
+        to=_stdlib_addresses(addresses, "to"),
+        cc=_stdlib_addresses(addresses, "cc"),
+        is_dsn=_content_type(headers) == "multipart/report"
+        and _param(headers, "report-type").lower() == "delivery-status",
+    )
+    for part in fast_mail_parser.walk(root):
+        part_headers = headers if part is root else _lower_names(part.headers)
+        if part.content is None and not _BOUNDARY_RE.fullmatch(_param(part_headers, "boundary")):
+            # RFC 2046 5.1.1: 1 to 70 characters, the last not a space. The two readers
+            # split mail with another "boundary" differently; the email package's
+            # reading is the one mail of this kind has always had.
+            raise _Refused("a multipart boundary RFC 2046 does not allow")
+        # Containers carry no bytes of their own; a message/rfc822 part's bytes are the
+        # message inside it, whose parts the walk visits next (as email's walk does).
+        if part.content is None or part.is_message or part.children:
+            continue
+        mail.add_leaf(
+            ctype=_content_type(part_headers, part.content_type),
+            disposition=(part.disposition or "").lower(),
+            filename=part.filename,
+            content_id=part.content_id.strip().strip("<>") if part.content_id else None,
+            payload=part.content,
+            charset=_param(part_headers, "charset") or None,
+            max_attachment_bytes=max_attachment_bytes,
+        )
+    return mail
+
+
+#: The top-level header section: field lines and their continuation lines, up to the
+#: first line that is neither (the empty line, or one both readers end the section at).
+_HEADER_SECTION_RE = re.compile(rb"(?:(?:[^:\n]*:|[ \t])[^\n]*(?:\n|\Z))*")
+_ADDRESS_FIELD_RE = re.compile(rb"(?im)^(from|to|cc)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)")
+
+
+def _raw_address_headers(data: bytes) -> dict[str, list[str]]:
+    """From, To and Cc of the top-level header section, as written (8-bit bytes kept
+    as the email package keeps them, as surrogates)."""
+    section = _HEADER_SECTION_RE.match(data)
+    found: dict[str, list[str]] = {}
+    for name, value in _ADDRESS_FIELD_RE.findall(data, 0, section.end() if section else 0):
+        text = value.decode("ascii", "surrogateescape").replace("\n", "")
+        found.setdefault(name.decode().lower(), []).append(text)
+    return found
+
+
+def _lower_names(headers: dict[str, list[str]]) -> dict[str, list[str]]:
+    if headers and not _FIELD_NAMES_RE.fullmatch(":".join(headers)):
+        raise _Refused(f"a header line is not a field: {list(headers)!r}")
+    lowered: dict[str, list[str]] = {}
+    for name, values in headers.items():
+        lowered.setdefault(name.lower(), []).extend(values)
+    return lowered
+
+
+#: RFC 5322 3.6.8: a field name is printable ASCII but the colon (so the names are
+#: checked at once, joined by colons). fast-mail-parser takes any text before a colon
+#: for one ("\x00elivered-To", the "From " line of mbox); the email package ends the
+#: header section at such a line, and its reading is kept.
+_FIELD_NAMES_RE = re.compile(r"[\x21-\x39\x3b-\x7e]+(?::[\x21-\x39\x3b-\x7e]+)*")
+
+
+class _Refused(ValueError):
+    """Mail whose reading by fast-mail-parser is not the email package's, where the
+    email package's reading is kept: it reads the mail instead."""
+
+
+def _content_type(headers: dict[str, list[str]], read: str = "") -> str:
+    """The part's media type; text/plain where it has none or an invalid one (RFC 2045
+    5.2), as the email package's get_content_type says."""
+    values = headers.get("content-type")
+    if not values:
+        return "text/plain"
+    ctype = (read or values[0].split(";", 1)[0]).strip().lower()
+    return ctype if ctype.count("/") == 1 else "text/plain"
+
+
+_BOUNDARY_RE = re.compile(r"[0-9A-Za-z'()+_,./:=? -]{0,69}[0-9A-Za-z'()+_,./:=?-]")
+
+
+_PARAM_RE = re.compile(r'(?i);\s*([a-z0-9*_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
+
+
+def _param(headers: dict[str, list[str]], name: str) -> str:
+    """A parameter of the Content-Type header, unquoted; "" if absent."""
+    values = headers.get("content-type")
+    if not values:
         return ""
-    if not isinstance(payload, bytes):  # pragma: no cover - defensive
-        payload = str(payload).encode("utf-8", "replace")
-    return decode_bytes(payload, part.get_param("charset"))
+    for key, value in _PARAM_RE.findall(values[0]):
+        if key.lower() == name:
+            return re.sub(r"\\(.)", r"\1", value[1:-1]) if value.startswith('"') else value
+    return ""
 
 
-# --- headers -------------------------------------------------------------------------
+# --- the email package -----------------------------------------------------------------
+
+#: Headers read as text (RFC 2047 words decoded); the others are read as written.
+_TEXT_HEADERS = (
+    "subject",
+    "auto-submitted",
+    "precedence",
+    "x-autoreply",
+    "x-autorespond",
+    "x-auto-response-suppress",
+    "x-amazon-mail-relay-type",
+)
 
 
-def _header(msg: Message, headers: _RawHeaders, name: str) -> str:
+def _read_stdlib(data: bytes, policy: Policy, max_attachment_bytes: int) -> _Mail:
+    """The mail as the email package reads it: slower, and lenient where the other
+    reader refuses (bad Base64 decoded as far as it goes, broken headers kept)."""
+    msg = BytesParser(policy=policy).parsebytes(data)
+    headers: dict[str, list[str]] = {}
+    for name, value in msg.raw_items():
+        headers.setdefault(name.lower(), []).append(str(value))
+    for name in _TEXT_HEADERS:
+        if name in headers:
+            headers[name] = [_stdlib_header(msg, name)]
+    mail = _Mail(
+        headers=headers,
+        from_=_stdlib_addresses(headers, "from"),
+        to=_stdlib_addresses(headers, "to"),
+        cc=_stdlib_addresses(headers, "cc"),
+        # The substring first: reading the type parses the header (RFC 3464 reports).
+        is_dsn="report" in "".join(headers.get("content-type", [])).lower()
+        and msg.get_content_type() == "multipart/report"
+        and (msg.get_param("report-type") or "").lower() == "delivery-status",
+    )
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        payload = part.get_payload(decode=True)
+        if payload is None:
+            inner = part.get_payload()
+            payload = inner[0].as_bytes() if isinstance(inner, list) and inner else b""
+        content_id = part.get("Content-ID")
+        mail.add_leaf(
+            ctype=part.get_content_type(),
+            disposition=(part.get_content_disposition() or "").lower(),
+            filename=part.get_filename() or "",
+            content_id=str(content_id).strip().strip("<>") if content_id else None,
+            payload=payload,
+            charset=part.get_param("charset"),
+            max_attachment_bytes=max_attachment_bytes,
+        )
+    return mail
+
+
+def _stdlib_header(msg: Message, name: str) -> str:
     """A header as text, tolerant of malformed encodings."""
-    if name.lower() not in headers:
-        return ""  # (msg.get would compare the name with every header's to say so)
-    raw = headers[name.lower()][0]
-    if raw.isascii() and "=?" not in raw and _unstructured(msg.policy, name):
-        # Nothing for the header parser to decode: its text is the raw text (and the
-        # email package parses it anew on every get).
-        return " ".join(raw.split())
     try:
         value = msg.get(name)
     except Exception:  # a header the policy cannot parse: fall back to raw text
         value = msg.get_all(name, failobj=[""])[0] if hasattr(msg, "get_all") else ""
     if value is None:
         return ""
-    if not isinstance(msg.policy, EmailPolicy):  # compat32 (see parse_message): still encoded
+    if msg.policy is compat32:  # (see parse_message): still encoded
         value = _decode_words(str(value))
-    return " ".join(str(value).split())
-
-
-def _unstructured(policy: Policy, name: str) -> bool:
-    return policy is _POLICY and _unstructured_name(name.lower())
-
-
-@lru_cache(maxsize=64)
-def _unstructured_name(name: str) -> bool:
-    # Cached: the registry builds a new class on every lookup.
-    return issubclass(_POLICY.header_factory[name], UnstructuredHeader)
-
-
-#: A message's headers as written, by lower-case name: looked up a dozen times per
-#: message, which scanning all of them each time (as Message.get does) made costly.
-_RawHeaders = dict[str, list[str]]
-
-
-def _raw_headers(msg: Message) -> _RawHeaders:
-    headers: _RawHeaders = {}
-    for name, value in msg.raw_items():
-        headers.setdefault(name.lower(), []).append(str(value))
-    return headers
-
-
-def _raw_header(headers: _RawHeaders, name: str) -> str:
-    values = headers.get(name.lower())
-    return values[0] if values else ""
-
-
-#: Where the address a message was delivered to is found, most reliable first; then To, Cc.
-_DELIVERY_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To")
-_ADDR_SPEC_RE = re.compile(r"^[^@\s\"<>(),;]+@[^@\s\"<>(),;]+$")
+    return str(value)
 
 
 def _decode_words(text: str) -> str:
@@ -276,20 +488,29 @@ def _decode_words(text: str) -> str:
         return text
 
 
-def _addresses(headers: _RawHeaders, name: str) -> list[tuple[str, str]]:
-    """(display name, lower-case address) pairs of an address header.
+def _stdlib_addresses(headers: dict[str, list[str]], name: str) -> list[tuple[str, str]]:
+    """(display name, address) pairs of an address header, from its raw text.
 
-    From the raw text with `getaddresses`, not the policy's address parser: that
-    one builds a full token tree per header, about a fifth of all parsing time, and
-    gave the same pairs on the benchmark corpus and every fixture.
+    `getaddresses` rather than the policy's address parser: that one builds a full
+    token tree per header, and gave the same pairs on the benchmark corpus and every
+    fixture.
     """
-    raw = headers.get(name.lower(), [])
     return [
-        # Folding and tabs left in a display name become single spaces, as in _header.
-        (" ".join(_decode_words(display).split()), _clean(addr).lower())
-        for display, addr in getaddresses(raw)
-        if _ADDR_SPEC_RE.match(addr)
+        pair
+        for value in headers.get(name, [])
+        # Cached: the same few values (a channel's address, a buyer's relay alias) come
+        # back in mail after mail, and getaddresses is most of what reading them costs.
+        # Long ones are not: a worker would keep a thousand of them after their mail.
+        for pair in (_cached_addresses if len(value) <= 512 else _addresses_of)(value)
     ]
+
+
+def _addresses_of(value: str) -> tuple[tuple[str, str], ...]:
+    pairs = getaddresses([value])
+    return tuple(_address_pairs([(_decode_words(display), addr) for display, addr in pairs]))
+
+
+_cached_addresses = lru_cache(maxsize=1024)(_addresses_of)
 
 
 def _message_ids(value: str) -> list[str]:
@@ -298,59 +519,19 @@ def _message_ids(value: str) -> list[str]:
     return re.findall(r"<[^<>\s]+>", _clean(value))
 
 
-def _date(headers: _RawHeaders) -> datetime | None:
-    raw = _raw_header(headers, "Date")
-    if not raw:
+def _date(value: str) -> datetime | None:
+    if not value.strip():
         return None
     try:
-        value = parsedate_to_datetime(raw.strip())
+        parsed = parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError):
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
-# --- bodies and attachments ------------------------------------------------------------
-
-
-def _walk_bodies(
-    msg: EmailMessage, max_attachment_bytes: int
-) -> tuple[str, str | None, list[ParsedAttachment]]:
-    text_parts: list[str] = []
-    html_parts: list[str] = []
-    attachments: list[ParsedAttachment] = []
-    for part in msg.walk():
-        if part.is_multipart():
-            continue
-        ctype = part.get_content_type()
-        disposition = (part.get_content_disposition() or "").lower()
-        filename = part.get_filename()
-        if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
-            (text_parts if ctype == "text/plain" else html_parts).append(_part_text(part))
-            continue
-        if ctype == "message/delivery-status" or ctype.startswith("multipart/"):
-            continue
-        payload = part.get_payload(decode=True)
-        if payload is None:
-            inner = part.get_payload()
-            payload = inner[0].as_bytes() if isinstance(inner, list) and inner else b""
-        content_id = part.get("Content-ID")
-        size = len(payload)
-        attachments.append(
-            ParsedAttachment(
-                filename=_safe_filename(filename, ctype, len(attachments) + 1),
-                content_type=ctype,
-                size=size,
-                content_id=str(content_id).strip().strip("<>") if content_id else None,
-                is_inline=disposition == "inline"
-                or (bool(content_id) and disposition != "attachment"),
-                data=payload if size <= max_attachment_bytes else None,
-            )
-        )
-    text = "\n\n".join(p for p in text_parts if p.strip())
-    html = "\n".join(html_parts) if html_parts else None
-    return text, html, attachments
+# --- bodies --------------------------------------------------------------------------------
 
 
 def _safe_filename(name: str | None, ctype: str, index: int) -> str:
@@ -364,8 +545,6 @@ def _safe_filename(name: str | None, ctype: str, index: int) -> str:
 
 def html_to_text(html: str) -> str:
     """A plain-text rendering of an HTML body, for search and snippets."""
-    import html as html_lib
-
     text = re.sub(r"(?is)<(script|style|head)\b.*?</\1\s*>", " ", html)
     text = re.sub(r"(?i)<br\s*/?>|</(p|div|tr|li|h\d)>", "\n", text)
     text = re.sub(r"<[^>]+>", " ", text)
@@ -417,29 +596,22 @@ def _amazon_metadata(parsed: ParsedMessage) -> None:
         parsed.buyer_name = FROM_SUFFIX_RE.sub("", parsed.from_name).strip()
 
 
-def _classify(msg: Message, headers: _RawHeaders, parsed: ParsedMessage) -> None:
-    auto_submitted = _header(msg, headers, "Auto-Submitted").lower()
-    precedence = _header(msg, headers, "Precedence").lower()
+def _classify(mail: _Mail, parsed: ParsedMessage) -> None:
+    auto_submitted = mail.header("Auto-Submitted").lower()
+    precedence = mail.header("Precedence").lower()
     parsed.is_autoreply = bool(
         (auto_submitted and not auto_submitted.startswith("no"))
-        or _header(msg, headers, "X-Autoreply")
-        or _header(msg, headers, "X-Autorespond")
-        or _header(msg, headers, "X-Auto-Response-Suppress")
+        or mail.header("X-Autoreply")
+        or mail.header("X-Autorespond")
+        or mail.header("X-Auto-Response-Suppress")
         or precedence in _BULK_PRECEDENCE
     )
     sender_local = parsed.from_address.split("@")[0]
-    return_path = _raw_header(headers, "Return-Path").strip()
-    is_dsn = (
-        # The substring first: reading the type parses the header (its boundary unique).
-        "report" in _raw_header(headers, "Content-Type").lower()
-        and msg.get_content_type() == "multipart/report"
-        and (msg.get_param("report-type") or "").lower() == "delivery-status"
-    )
-    empty_return_path = "return-path" in headers and return_path in ("<>", "")
+    empty_return_path = "return-path" in mail.headers and mail.header("Return-Path") in ("<>", "")
     parsed.is_bounce = (
-        is_dsn or sender_local in ("mailer-daemon", "postmaster") or empty_return_path
+        mail.is_dsn or sender_local in ("mailer-daemon", "postmaster") or empty_return_path
     )
-    relay_type = _header(msg, headers, "X-AMAZON-MAIL-RELAY-TYPE").lower()
+    relay_type = mail.header("X-AMAZON-MAIL-RELAY-TYPE").lower()
     parsed.is_amazon_notification = relay_type == "notification"
     parsed.is_seller_central_copy = bool(
         re.match(r"^donotreply@amazon\.[a-z.]+$", parsed.from_address)
@@ -463,381 +635,33 @@ def _hash_normalised(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class _CachingPolicy(EmailPolicy):
-    """policy.default, remembering parsed header values within one message.
-
-    The email package re-parses a structured header on every access (the parser
-    itself asks for each part's Content-Type several times); that was most of the
-    time spent parsing. Header objects are immutable, so reusing one is safe.
-    """
-
-    def header_fetch_parse(self, name, value):  # type: ignore[no-untyped-def]
-        if len(value) > _CACHED_VALUE_MAX:
-            # The cache holds its values after the message is gone: 2,048 huge headers
-            # would keep gigabytes alive in a long-running worker. Rare: parse them anew.
-            return EmailPolicy.header_fetch_parse(self, name, value)
-        return _parse_header(self, name, value)
-
-
-_CACHED_VALUE_MAX = 4096
-
-
-# Small: the hits that count are the re-reads within one message. Some headers (DKIM,
-# ARC, Received) run to kilobytes, and at 2,048 entries the cache held some 40 MB.
-@lru_cache(maxsize=256)
-def _parse_header(policy_: EmailPolicy, name: str, value: str):  # type: ignore[no-untyped-def]
-    return EmailPolicy.header_fetch_parse(policy_, name, value)
-
-
-_POLICY = _CachingPolicy()
-
-
-# --- bodies kept out of the feedparser -------------------------------------------------
-#
-# The email package splits every body into lines, checks each line against the
-# boundaries of all enclosing multiparts and scans each part's text again for its last
-# line end: for attachments, photos and long HTML that was most of the parsing time.
-# None of it is needed to find a leaf's payload, which is all of its body's lines. So
-# before parsing, each leaf body of some size is replaced by a one-line stub (a random
-# token: mail cannot forge it), and after parsing each stub is swapped for the body's
-# own text, cut exactly as the feedparser cuts it. A stub can be neither a boundary
-# nor a header line, so the parser sees the same structure: same parts, same headers,
-# same defects. The bodies are found by walking the mail the way the feedparser does;
-# wherever this walk might not agree with it (a lone CR, a header block the feedparser
-# would end early, digests, message parts, a repeated close delimiter) it leaves the mail
-# as it is, and if any stub does not come back exactly once the mail is parsed whole.
-#
-# The top-level header fields, bar the Content-* ones the feedparser reads, go the
-# same way: each run of them is one stub field for the feedparser, and the fields are
-# put back in its place after, as the feedparser would have stored them. Relayed mail
-# carries kilobytes of Received, DKIM and ARC fields, which the feedparser would split
-# into lines and every header lookup while parsing would compare.
-#
-# The same walk renames each multipart's boundary, in its Content-Type header and on
-# every delimiter line, to one of a fixed set of names that occur nowhere in the mail,
-# and puts the header's own text back after parsing. The feedparser compiles a regular
-# expression per multipart from its boundary (0.1 ms, a tenth of a message's parsing):
-# mail has a unique boundary each, the fixed names are compiled once per process.
-
-# feedparser.headerRE, over a whole header block.
-_HEADER_BLOCK_RE = re.compile(rb"(?:(?:From |[\041-\071\073-\176]*:|[\t ])[^\n]*\n)*")
-# The first Content-Type header with its continuation lines: all get_content_type()
-# and get_boundary() read.
-_CONTENT_TYPE_RE = re.compile(rb"(?i)content-type:[^\n]*\n(?:[\t ][^\n]*\n)*")
-_DELIMITER_REST_RE = re.compile(rb"(--)?[ \t]*")  # after "--boundary", as feedparser reads it
-_STUB_MIN_BODY = 512  # below this the stub saves less than the walk costs
-_STUB_MAX_DEPTH = 16
-
-
-#: The boundaries' stand-ins: letters and digits only (a valid unquoted parameter
-#: value), none a prefix of another followed by what a delimiter line allows.
-_BOUNDARY_NAMES = tuple(f"sdBq7Zk{n:02d}" for n in range(_STUB_MAX_DEPTH * 4))
-_BOUNDARY_NAMES_PREFIX = b"sdBq7Zk"  # absent from the mail: so are the stand-ins
-
-
-@dataclass
-class _Walk:
-    """What the walk found: leaf bodies to stub, boundaries to rename."""
-
-    #: (start, end) of each leaf body, and whether it is a part of a multipart
-    spans: list[tuple[int, int, bool]] = field(default_factory=list)
-    #: the boundaries in walking order; per boundary, where its bytes are: first in
-    #: its Content-Type header, then on each delimiter line
-    boundaries: list[tuple[str, list[int]]] = field(default_factory=list)
-    #: False once a boundary cannot be renamed safely: then none is
-    renamable: bool = True
-    #: the runs of top-level header fields to stub: (start, end) per field
-    header_runs: list[list[tuple[int, int]]] = field(default_factory=list)
-
-
-@dataclass
-class _Stubs:
-    data: bytes
-    #: stub text -> (start, end) of the body it stands for in `data`, and whether the
-    #: feedparser drops the body's last line end (a part of a multipart: RFC 2046).
-    bodies: dict[str, tuple[int, int, bool]] = field(default_factory=dict)
-    #: stand-in -> the boundary it replaced
-    boundaries: dict[str, str] = field(default_factory=dict)
-    #: stub field name -> (start, end) in `data` of each header field it stands for
-    headers: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
-    token: str = field(default_factory=lambda: secrets.token_hex(12))
-
-
-def _stub_bodies(data: bytes) -> tuple[bytes, _Stubs | None]:
-    """`data` with its larger leaf bodies and runs of top-level header fields replaced
-    by stubs and its boundaries renamed, and what to put back."""
-    if b"\r" in data:
-        return data, None
-    walk = _Walk()
-    try:
-        _leaf_bodies(data, 0, len(data), 0, walk)
-    except Exception:  # a header the policy cannot parse: the parser proper will say so
-        return data, None
-    stubs = _Stubs(data)
-    edits: list[tuple[int, int, bytes]] = []  # (start, end, replacement) in `data`
-    for start, end, in_multipart in walk.spans:
-        stub = f"{stubs.token}{len(stubs.bodies)}"
-        stubs.bodies[stub] = (start, end, in_multipart)
-        edits.append((start, end, stub.encode("ascii") + b"\n"))
-    for fields_ in walk.header_runs:
-        name = f"X-{stubs.token}-{len(stubs.headers)}"
-        stubs.headers[name] = fields_
-        edits.append((fields_[0][0], fields_[-1][1], name.encode("ascii") + b": 1\n"))
-    if walk.renamable and len(walk.boundaries) <= len(_BOUNDARY_NAMES):
-        names = _BOUNDARY_NAMES[: len(walk.boundaries)]
-        # Distinct boundaries only: a multipart inside one with the same boundary is a
-        # case the walk and the feedparser might not agree on.
-        distinct = len({b for b, _ in walk.boundaries}) == len(walk.boundaries)
-        if distinct and _BOUNDARY_NAMES_PREFIX not in data:
-            renames = [
-                (at, at + len(boundary.encode("ascii", "surrogateescape")), name.encode())
-                for name, (boundary, positions) in zip(names, walk.boundaries, strict=True)
-                for at in positions
-            ]
-            # Two renames of one line ("--a--" delimits both "a" and "a--"): rename none.
-            if not _overlapping(sorted(edits + renames)):
-                edits += renames
-                stubs.boundaries = {n: b for n, (b, _) in zip(names, walk.boundaries, strict=True)}
-    if not edits:
-        return data, None
-    edits.sort()
-    out: list[bytes] = []
-    pos = 0
-    for start, end, replacement in edits:
-        out += (data[pos:start], replacement)
-        pos = end
-    out.append(data[pos:])
-    return b"".join(out), stubs
-
-
-# One header field, its name as the feedparser takes it (up to the first colon).
-_FIELD_RE = re.compile(rb"([\041-\071\073-\176]+):[^\n]*\n(?:[\t ][^\n]*\n)*")
-
-
-def _header_runs(data: bytes, end: int) -> list[list[tuple[int, int]]]:
-    """The runs of top-level header fields that can be stubbed, (start, end) per field,
-    in the header block data[:end] that _leaf_bodies has checked."""
-    runs: list[list[tuple[int, int]]] = []
-    run: list[tuple[int, int]] = []
-    pos = data.find(b"\n") + 1 if data.startswith(b"From ") else 0  # the envelope line
-    while pos < end:
-        found = _FIELD_RE.match(data, pos, end)
-        if found is None:
-            # A "From " line further down, after which the feedparser would add
-            # continuation lines to the field before: leave the headers alone.
-            return []
-        if not found.group(1).lower().startswith(b"content-"):
-            run.append(found.span())
-        else:  # a field the feedparser reads: kept
-            if run:
-                runs.append(run)
-            run = []
-        pos = found.end()
-    if run:
-        runs.append(run)
-    # Small runs cost more to put back than the feedparser spends on them.
-    return [run for run in runs if run[-1][1] - run[0][0] >= _STUB_MIN_BODY]
-
-
-def _overlapping(edits: list[tuple[int, int, bytes]]) -> bool:
-    return any(start < end for (_, end, _), (start, _, _) in itertools.pairwise(edits))
-
-
-def _restore_bodies(msg: Message, stubs: _Stubs) -> bool:
-    """Put each body and header field back in place of its stub and each boundary in
-    its header; False unless every stub and every stand-in came back once."""
-    if stubs.headers and not _restore_headers(msg, stubs):
-        return False
-    found: list[str] = []
-    renamed: list[str] = []
-    for part in msg.walk():
-        if part.is_multipart():
-            name = part.get_boundary()
-            if name in stubs.boundaries and _restore_boundary(part, name, stubs.boundaries[name]):
-                renamed.append(name)
-            continue
-        payload = part.get_payload()
-        stub = payload.rstrip("\n") if isinstance(payload, str) else None
-        span = stubs.bodies.get(stub) if stub else None
-        if span is None:
-            continue
-        start, end, in_multipart = span
-        if in_multipart and stubs.data.endswith(b"\n", start, end):
-            end -= 1
-        part.set_payload(stubs.data[start:end].decode("ascii", "surrogateescape"))
-        found.append(stub)
-    return len(found) == len(set(found)) == len(stubs.bodies) and sorted(renamed) == sorted(
-        stubs.boundaries
-    )
-
-
-def _restore_headers(msg: Message, stubs: _Stubs) -> bool:
-    """Each stub field's fields back in its place, as the feedparser would store them."""
-    restored: list[tuple[str, str]] = []
-    count = 0
-    for key, value in msg._headers:  # noqa: SLF001 (see _restore_boundary)
-        fields_ = stubs.headers.get(key)
-        if fields_ is None:
-            restored.append((key, value))
-            continue
-        if value != "1":
-            return False
-        count += 1
-        for start, end in fields_:
-            text = stubs.data[start:end].decode("ascii", "surrogateescape")
-            lines = [line + "\n" for line in text.split("\n")[:-1]]
-            restored.append(msg.policy.header_source_parse(lines))
-    msg._headers = restored  # noqa: SLF001
-    return count == len(stubs.headers)
-
-
-def _restore_boundary(part: Message, name: str, boundary: str) -> bool:
-    """The part's first Content-Type header as the mail has it, in its place."""
-    # Message keeps its headers as a list of (name, raw value) pairs; the public
-    # replace_header would store a parsed header object instead of the raw text the
-    # feedparser stores, and set_raw appends at the end.
-    headers = part._headers  # noqa: SLF001
-    for i, (key, value) in enumerate(headers):
-        if key.lower() == "content-type":
-            if not isinstance(value, str) or value.count(name) != 1:
-                return False
-            headers[i] = (key, value.replace(name, boundary))
-            return True
-    return False
-
-
-def _content_type(header: bytes) -> tuple[str, str | None]:
-    """(content type, boundary) as the feedparser reads them off this Content-Type header."""
-    # Every mail has a boundary of its own, so the header as it is would never be
-    # found in the cache. A plain boundary parameter (one "boundary"; quoted, letters,
-    # digits and RFC 2046's punctuation but no apostrophe, which RFC 2231 reads; or a
-    # token without RFC 2045's specials) reads the same as any other: the header is
-    # parsed with a placeholder in its place, which the cache then holds once for
-    # every mail of that shape. tests/ingest/test_parse_stubs.py compares the two.
-    found = _BOUNDARY_PARAM_RE.search(header)
-    if found and len(_BOUNDARY_NAME_RE.findall(header)) == 1:
-        group = "quoted" if found.group("quoted") else "token"
-        value = found.group(group)
-        start, end = found.span(group)
-        ctype, boundary = _parsed_content_type(header[:start] + _PLACEHOLDER + header[end:])
-        if boundary == _PLACEHOLDER.decode():
-            return ctype, value.decode("ascii")
-    return _parsed_content_type(header)
-
-
-_BOUNDARY_NAME_RE = re.compile(rb"(?i)boundary")
-_BOUNDARY_PARAM_RE = re.compile(
-    rb"(?i);[ \t\n]*boundary[ \t\n]*=[ \t\n]*"
-    rb"(?:\"(?P<quoted>[A-Za-z0-9+_,./:=?-]+)\"|(?P<token>[A-Za-z0-9+_.-]+))"
-    rb"(?=[ \t\n;]|$)"
-)
-_PLACEHOLDER = b"sdBoundaryPlaceholder"
-
-
-@lru_cache(maxsize=256)
-def _parsed_content_type(header: bytes) -> tuple[str, str | None]:
-    part = BytesHeaderParser(policy=_POLICY).parsebytes(header)
-    return part.get_content_type(), part.get_boundary()
-
-
-def _leaf_bodies(data: bytes, start: int, end: int, depth: int, walk: _Walk) -> None:
-    """Collect the leaf bodies and boundaries of the entity data[start:end]."""
-    blank = data.find(b"\n\n", start, end)
-    if data.startswith(b"\n", start, end) or blank < 0:
-        return
-    if _HEADER_BLOCK_RE.match(data, start, blank + 1).end() != blank + 1:
-        return  # the feedparser would end these headers early, at a line that is none
-    if depth == 0:
-        walk.header_runs = _header_runs(data, blank + 1)
-    header = _content_type_header(data, start, blank + 1)
-    ctype, boundary = _content_type(header.group()) if header else ("text/plain", None)
-    body = blank + 2
-    if ctype.startswith("multipart/"):
-        # A digest's parts default to message/rfc822: not followed, like message parts.
-        if boundary and depth < _STUB_MAX_DEPTH and ctype != "multipart/digest":
-            _multipart_bodies(data, body, end, boundary, depth, walk, header)
-    elif not ctype.startswith("message/") and end - blank >= _STUB_MIN_BODY:
-        walk.spans.append((body, end, depth > 0))
-
-
-def _content_type_header(data: bytes, start: int, end: int) -> re.Match | None:
-    # A search for the lowercased name: a case-insensitive, multi-line regular
-    # expression would try every position of kilobytes of transport headers.
-    lowered = data[start:end].lower()
-    at = lowered.find(b"content-type:")
-    while at > 0 and lowered[at - 1] != 0x0A:  # not at the start of a line
-        at = lowered.find(b"content-type:", at + 1)
-    return _CONTENT_TYPE_RE.match(data, start + at, end) if at >= 0 else None
-
-
-def _multipart_bodies(
-    data: bytes,
-    start: int,
-    end: int,
-    boundary: str,
-    depth: int,
-    walk: _Walk,
-    header: re.Match,
-) -> None:
-    try:
-        name = boundary.encode("ascii", "surrogateescape")
-    except UnicodeEncodeError:  # decoded from RFC 2231: not the bytes of the lines
-        walk.renamable = False
-        return
-    delimiter = b"--" + name
-    # The boundary's bytes must be in its header once, as they are (not quoted-pair
-    # escaped, not split into RFC 2231 sections), for its stand-in to take their place.
-    in_header = header.group().find(name)
-    if in_header < 0 or header.group().find(name, in_header + 1) >= 0:
-        walk.renamable = False
-    positions = [header.start() + in_header]
-    walk.boundaries.append((boundary, positions))
-    part_start = None
-    bodies = True
-    after_delimiter = -1  # where the line after the last delimiter line starts
-    pos = start
-    while True:
-        at = data.find(delimiter, pos, end)
-        if at < 0:
-            break
-        line_end = data.find(b"\n", at, end)
-        line_end = end if line_end < 0 else line_end
-        pos = line_end + 1
-        found = _DELIMITER_REST_RE.fullmatch(data, at + len(delimiter), line_end)
-        if found is None or (at != start and data[at - 1] != 0x0A):
-            continue  # the boundary inside other text, not a delimiter line
-        # Renamed, as is every line up to the close that the feedparser checks against
-        # this boundary: it makes the same of the renamed line.
-        positions.append(at + 2)
-        in_run, after_delimiter = at == after_delimiter, pos
-        if bodies and part_start is not None and at > part_start:
-            _leaf_bodies(data, part_start, at, depth + 1, walk)
-        if found.group(1):
-            if not in_run:
-                return  # the close delimiter: the rest is epilogue, kept as it is
-            # A close delimiter right after another delimiter: the feedparser takes it
-            # as one of a run of boundaries and reads on. No more bodies stubbed.
-            bodies = False
-        part_start = min(pos, end)
-    if bodies and part_start is not None and part_start < end:
-        _leaf_bodies(data, part_start, end, depth + 1, walk)
-
-
 def parse_message(
     raw: bytes, *, max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES
 ) -> ParsedMessage:
     """Parse raw mail bytes. Raises UnparseableMessage for bytes that are not mail."""
+    return _parse(raw, max_attachment_bytes, fast=True)
+
+
+def _parse(raw: bytes, max_attachment_bytes: int, *, fast: bool) -> ParsedMessage:
+    """parse_message, with fast-mail-parser (then the email package where it refuses
+    the mail) or, with fast=False, the email package alone (what the tests compare)."""
     if not raw.strip():
         raise UnparseableMessage("empty message")
-    # IMAP servers hand out CRLF line endings; the email package would keep the CR
-    # in decoded text, so markers such as Amazon's "Begin message" would not match.
-    # The same normalised bytes are what content_hash hashes: convert them once.
+    # IMAP servers hand out CRLF line endings; decoded text would keep the CR, so
+    # markers such as Amazon's "Begin message" would not match. The same normalised
+    # bytes are what content_hash hashes: convert them once.
     data = _lf_endings(raw)
-    digest = _hash_normalised(data)
+    mail = _read_fast(data, max_attachment_bytes) if fast else None
+    if mail is None:
+        mail = _read_with_email(data, max_attachment_bytes)
+    parsed = _parsed(mail, _hash_normalised(data), len(raw))
+    _clean_strings(parsed)
+    return parsed
+
+
+def _read_with_email(data: bytes, max_attachment_bytes: int) -> _Mail:
     try:
-        parsed = _parse(data, digest, len(raw), _POLICY, max_attachment_bytes)
-    except UnparseableMessage:
-        raise
+        return _read_stdlib(data, default_policy, max_attachment_bytes)
     except Exception as exc:
         # The email package's structured header parser raises on some malformed headers
         # (IndexError, ValueError, AttributeError from deep inside it). compat32 keeps
@@ -845,57 +669,45 @@ def parse_message(
         # with it rather than quarantine a buyer's message for one broken header.
         log.info("parsing again without structured headers: %s: %s", type(exc).__name__, exc)
         try:
-            parsed = _parse(data, digest, len(raw), compat32, max_attachment_bytes)
-        except UnparseableMessage:
-            raise
+            return _read_stdlib(data, compat32, max_attachment_bytes)
         except Exception as again:
             raise UnparseableMessage(f"{type(again).__name__}: {again}") from again
-    _clean_strings(parsed)
-    return parsed
 
 
-def _parse(
-    data: bytes, digest: str, size: int, policy: Policy, max_attachment_bytes: int
-) -> ParsedMessage:
-    msg = _parse_mime(data, policy)
-    # Presence only (`in`): msg.get() would parse the header, which can raise (above).
-    if not any(h in msg for h in ("From", "To", "Date", "Message-ID", "Subject")):
+def _parsed(mail: _Mail, digest: str, size: int) -> ParsedMessage:
+    if not any(h in mail.headers for h in ("from", "to", "date", "message-id", "subject")):
         raise UnparseableMessage("no From, To, Date, Subject or Message-ID header: not an e-mail")
-
-    headers = _raw_headers(msg)
-    ids = _message_ids(_raw_header(headers, "Message-ID"))
-    message_id = ids[0] if ids else f"<{digest[:40]}@synthetic.sellerdesk>"
-    from_pairs = _addresses(headers, "From")
-    from_name, from_address = from_pairs[0] if from_pairs else ("", "")
-    to, cc = _addresses(headers, "To"), _addresses(headers, "Cc")
+    first = {name: values[0] for name, values in mail.headers.items()}
+    ids = _message_ids(first.get("message-id", ""))
+    from_name, from_address = mail.from_[0] if mail.from_ else ("", "")
     delivery: list[str] = []
-    for pairs in (*(_addresses(headers, n) for n in _DELIVERY_HEADERS), to, cc):
+    delivered = [_stdlib_addresses(mail.headers, n.lower()) for n in _DELIVERY_HEADERS]
+    for pairs in (*delivered, mail.to, mail.cc):
         for _, addr in pairs:
             if addr not in delivery:
                 delivery.append(addr)
-
-    text, html, attachments = _walk_bodies(msg, max_attachment_bytes)
+    text = "\n\n".join(p for p in mail.text_parts if p.strip())
+    html = "\n".join(mail.html_parts) if mail.html_parts else None
     if not text and html:
         text = html_to_text(html)
     parsed = ParsedMessage(
-        message_id=message_id,
+        message_id=ids[0] if ids else f"<{digest[:40]}@synthetic.sellerdesk>",
         has_real_message_id=bool(ids),
-        in_reply_to=(_message_ids(_raw_header(headers, "In-Reply-To")) or [None])[0],
-        references=_message_ids(_raw_header(headers, "References")),
-        subject=_header(msg, headers, "Subject"),
+        in_reply_to=(_message_ids(first.get("in-reply-to", "")) or [None])[0],
+        references=_message_ids(first.get("references", "")),
+        subject=mail.header("Subject"),
         from_name=from_name,
         from_address=from_address,
-        to_addresses=[a for _, a in to],
-        cc_addresses=[a for _, a in cc],
+        to_addresses=[a for _, a in mail.to],
+        cc_addresses=[a for _, a in mail.cc],
         delivery_addresses=delivery,
-        sent_at=_date(headers),
+        sent_at=_date(first.get("date", "")),
         text=text,
         html=html,
         visible_text="",
-        attachments=attachments,
+        attachments=mail.attachments,
         content_hash=digest,
         size=size,
-        defects=[type(d).__name__ for d in msg.defects],
     )
     _amazon_metadata(parsed)
     # Amazon's markers already isolate what the buyer wrote; the reply-parser heuristic
@@ -904,19 +716,8 @@ def _parse(
         parsed.visible_text = parsed.buyer_text
     elif text:
         parsed.visible_text = strip_quoted(text)
-    _classify(msg, headers, parsed)
+    _classify(mail, parsed)
     return parsed
-
-
-def _parse_mime(data: bytes, policy: Policy) -> Message:
-    fed, stubs = _stub_bodies(data) if policy is _POLICY else (data, None)
-    msg = BytesParser(policy=policy).parsebytes(fed)
-    if stubs is not None and not _restore_bodies(msg, stubs):
-        log.warning(
-            "stubs or renamed boundaries did not come back; parsing %s bytes whole", len(data)
-        )
-        msg = BytesParser(policy=policy).parsebytes(data)
-    return msg
 
 
 def _clean(text: str) -> str:

@@ -76,6 +76,7 @@ def test_japanese_mail(name, expected):
         ("日本".encode("cp932"), "shift_jis", "日本"),
         (b"abc\xff", "utf-8", "abcÿ"),
         (b"plain", "x-unknown-charset", "plain"),
+        (b"plain", "utf\x00-8", "plain"),  # a NUL in the name: ValueError, not LookupError
         ("テスト".encode("iso2022_jp"), "ISO-2022-JP", "テスト"),
     ],
 )
@@ -139,10 +140,11 @@ def test_oversize_attachment_recorded_but_not_kept():
 
 
 def test_broken_mime_is_parsed_leniently():
+    # fast-mail-parser refuses its Base64: the email package reads it, as far as it goes.
     parsed = load("broken_mime.eml")
     assert parsed.delivery_addresses == ["uk-chan01@helpdesk.test"]
     assert parsed.sent_at is None
-    assert "CloseBoundaryNotFoundDefect" in parsed.defects
+    assert parsed.text  # the text part's bytes, decoded however they can be
     assert [a.filename for a in parsed.attachments] == ["invrnoice.pdf"]
 
 
@@ -197,3 +199,14 @@ def test_crlf_mail_from_imap_parses_like_lf_mail(name):
     assert crlf.buyer_text == lf.buyer_text
     assert crlf.order_id == lf.order_id
     assert crlf.content_hash == lf.content_hash
+
+
+def test_long_address_headers_are_not_kept_after_parsing():
+    # Address values are cached across mail; a worker must not keep long ones.
+    from ingest import parse
+
+    before = parse._cached_addresses.cache_info().currsize
+    for n in range(5):
+        to = ", ".join(f"r{n}-{i}@example.com" for i in range(2000))
+        parse_message(f"From: a@b.c\nTo: {to}\nSubject: s\n\nx\n".encode())
+    assert parse._cached_addresses.cache_info().currsize - before <= 5  # the From only
