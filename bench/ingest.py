@@ -159,7 +159,7 @@ def phase_raw(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     client = IMAPClient(args.host, port=args.port, ssl=False, timeout=60)
     if args.phase == "quiet":
-        # What ingest.imap.quiet_imaplib does: imaplib's trace off, which IMAPClient turns
+        # What ingest.mail.imap.quiet_imaplib does: imaplib's trace off, which IMAPClient turns
         # on for its logger (imaplib then formats every fetched message, logged or not).
         client._imap.debug = 0
     client.login(args.user, args.password)

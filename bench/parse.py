@@ -1,4 +1,4 @@
-"""`ingest.parse.parse_message` alone, in one process: the fixtures and the benchmark mix.
+"""`ingest.mail.parse.parse_message` alone, in one process: the fixtures and the benchmark mix.
 
     .venv/bin/python bench/parse.py            # the fixtures and the first 2,000 corpus mails
     .venv/bin/python bench/parse.py -n 5000
@@ -23,7 +23,7 @@ ROOT = Path.cwd()
 sys.path.insert(0, str(ROOT))
 
 from bench.corpus import FIXTURES, Corpus  # noqa: E402 (the checkout in the current directory)
-from ingest import parse  # noqa: E402
+from ingest.mail import parse  # noqa: E402
 
 
 def ms_per_message(raws: list[bytes], rounds: int) -> float:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from flask import Flask
 from sqlalchemy import select
 
-from ingest.imap import ImapSource
+from ingest.mail.imap import ImapSource
 from ingest.pipeline import PollSummary, poll_one
 from portal.extensions import db
 from portal.models import Mailbox

@@ -1,6 +1,6 @@
 """Parsing in worker processes, so that one batch is parsed while the batch before is stored.
 
-Parsing is pure (`ingest.parse`) and the costliest step per message; the ingest
+Parsing is pure (`ingest.mail.parse`) and the costliest step per message; the ingest
 process meanwhile fetches, routes, threads and writes. Each worker is this module
 run as `python -m ingest.parse_workers`: it reads pickled requests on stdin and
 writes pickled answers on stdout. It imports the parser only (no Flask, no
@@ -22,12 +22,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
-from ingest import parse
-
-if TYPE_CHECKING:
-    from ingest.imap import FetchedMail
+from ingest.mail import parse
+from ingest.mail.source import FetchedMail
 
 log = logging.getLogger(__name__)
 

@@ -21,16 +21,17 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from ingest.imap import FetchedMail, ImapSource
-from ingest.maildir import MaildirSource
-from ingest.parse import ParsedMessage, content_hash
-from ingest.parse_result import parse_inbound
+from ingest.mail.imap import ImapSource
+from ingest.mail.maildir import MaildirSource
+from ingest.mail.parse import ParsedMessage, content_hash
+from ingest.mail.parse_result import Unparsed, parse_inbound
+from ingest.mail.source import FetchedMail, SourceSettings
 from ingest.parse_workers import ParseWorkers, fetch_ahead
 from portal.extensions import db
 from portal.models import Mailbox
 from portal.services import leases
 from portal.services import mailboxes as mailbox_service
-from portal.services.inbound import InboundMail, Outcome, Unparsed, store_inbound
+from portal.services.inbound import InboundMail, Outcome, store_inbound
 from portal.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _open_source(settings: mailbox_service.SourceSettings) -> ImapSource | MaildirSource:
+def _open_source(settings: SourceSettings) -> ImapSource | MaildirSource:
     if settings.kind == "maildir":
         return MaildirSource(settings)
     return ImapSource(settings)

@@ -12,6 +12,8 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from werkzeug.serving import run_simple
 
+from ingest.pipeline import poll_all, settle_worker_process
+from ingest.scheduler import run_worker
 from portal.extensions import db
 from portal.models import Role
 from portal.services import channels as channel_service
@@ -182,16 +184,12 @@ ingest_cli = AppGroup("ingest", help="Fetch buyer mail from the mailboxes.")
 @ingest_cli.command("run")
 def ingest_run_command() -> None:
     """Run the ingest worker: poll every POLL_SECONDS until stopped."""
-    from ingest.scheduler import run_worker
-
     run_worker(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
 @ingest_cli.command("poll")
 def ingest_poll_command() -> None:
     """Run one pass over every mailbox and print a one-line summary."""
-    from ingest.pipeline import poll_all, settle_worker_process
-
     settle_worker_process()
     summary = poll_all()
     click.echo(summary.line())

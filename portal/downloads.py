@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from flask import Response
 
-from portal.text import strip_unsafe_characters
+from ingest.mail.text import strip_unsafe_characters
 
 #: What may stand in the quoted ASCII `filename`: printable ASCII but `"` and `\`.
 _NOT_QUOTABLE_RE = re.compile(r'[^\x20-\x7e]|["\\]')
@@ -28,7 +28,7 @@ _ATTR_CHARS = "!#$&+-.^_`|~"
 
 def download_name(filename: str | None, default: str = "attachment") -> str:
     """The name a file is offered under: the stored one without path separators or
-    characters that hide or reorder what is shown (the rule of portal.text)."""
+    characters that hide or reorder what is shown (the rule of ingest.mail.text)."""
     name = strip_unsafe_characters(filename or "")
     name = re.split(r"[/\\]", name)[-1].strip()
     return name or default

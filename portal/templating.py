@@ -53,7 +53,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(format_datetime, "datetime")
     app.add_template_filter(format_duration, "duration")
     app.add_template_filter(format_size, "filesize")
-    # An attachment's name as shown is the name it downloads under (portal.text's rule).
+    # An attachment's name as shown is the name it downloads under (ingest.mail.text's rule).
     app.add_template_filter(download_name, "filename")
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from wtforms import Field, Form, ValidationError
 
-from portal.text import describe_character, first_unsafe_character
+from ingest.mail.text import describe_character, first_unsafe_character
 
 
 class NoControlCharacters:
     """Refuses a name holding a line break, NUL, a bidirectional control or another
-    character that no name may hold (portal.text has the rule and the reasons)."""
+    character that no name may hold (ingest.mail.text has the rule and the reasons)."""
 
     def __call__(self, form: Form, field: Field) -> None:
         char = first_unsafe_character(field.data if isinstance(field.data, str) else "")

@@ -7,10 +7,6 @@ recording as ingestion, so it joins or opens the right thread and counts as the
 channel's first message. The waiting row is replaced by the row stored (same
 mailbox, UID, bytes and arrival time, so de-duplication still recognises the mail);
 the audit event names both ids.
-
-The parser lives in `ingest`, which imports the services; it is imported inside
-`_parse` so that importing this service (or the admin views) never loads ingest,
-until the parser moves to a mail package both import.
 """
 
 from __future__ import annotations
@@ -18,20 +14,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
+from ingest.mail.parse import ParsedMessage
+from ingest.mail.parse_result import Unparsed, parse_inbound
 from portal.extensions import db
 from portal.models import Channel, Direction, Message, Organisation, User
 from portal.services.audit import record_event
-from portal.services.inbound import InboundMail, Outcome, StoreResult, Unparsed, store_inbound
+from portal.services.inbound import InboundMail, Outcome, StoreResult, store_inbound
 from portal.sqltypes import utcnow
-
-if TYPE_CHECKING:
-    from ingest.parse import ParsedMessage
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +34,6 @@ MAX_REASON = 2000
 
 class MailActionError(ValueError):
     """An action on waiting mail that cannot be done; the message is shown to the admin."""
-
-
-def _parse(raw: bytes, *, max_attachment_bytes: int) -> ParsedMessage | Unparsed:
-    """The current parser's reading of `raw`, or why it still cannot read it."""
-    from ingest.parse_result import parse_inbound
-
-    return parse_inbound(raw, max_attachment_bytes=max_attachment_bytes)
 
 
 # --- listing -----------------------------------------------------------------------------
@@ -151,7 +138,7 @@ def assign_to_channel(
     """
     if not is_waiting(message) or message.quarantine_reason is not None:
         raise MailActionError("Only an unrouted message can be assigned to a channel.")
-    parsed = _parse(_raw_of(message), max_attachment_bytes=max_attachment_bytes)
+    parsed = parse_inbound(_raw_of(message), max_attachment_bytes=max_attachment_bytes)
     if isinstance(parsed, Unparsed):
         raise MailActionError(f"The current parser cannot read this message: {parsed.reason}")
     former_id, was_discarded = message.id, message.discarded_reason is not None
@@ -236,7 +223,7 @@ def retry_parsing(
     if not is_waiting(message) or message.quarantine_reason is None:
         raise MailActionError("Only a quarantined message can be parsed again.")
     previous = message.quarantine_reason
-    parsed = _parse(_raw_of(message), max_attachment_bytes=max_attachment_bytes)
+    parsed = parse_inbound(_raw_of(message), max_attachment_bytes=max_attachment_bytes)
     if isinstance(parsed, Unparsed):
         return _still_quarantined(message, parsed.reason, previous=previous, actor=actor)
     former_id = message.id

@@ -30,10 +30,11 @@ import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, insert, or_, select
 
+from ingest.mail.parse import ParsedMessage
+from ingest.mail.parse_result import Unparsed
 from portal.extensions import db
 from portal.models import Attachment, Channel, Direction, Mailbox, Message, Thread, ThreadStatus
 from portal.services.channels import channels_by_address, route_to_channel
@@ -48,11 +49,6 @@ from portal.services.thread_matching import (
 )
 from portal.sqltypes import utcnow
 
-if TYPE_CHECKING:
-    # For the annotations only, until ParsedMessage moves to the mail package both
-    # ingest and the services import.
-    from ingest.parse import ParsedMessage
-
 log = logging.getLogger(__name__)
 
 
@@ -61,14 +57,6 @@ class Outcome(enum.StrEnum):
     DUPLICATE = "duplicate"
     UNROUTED = "unrouted"
     QUARANTINED = "quarantined"
-
-
-@dataclass(frozen=True)
-class Unparsed:
-    """Mail the parser rejected: why, and the hash of its bytes (what identifies it)."""
-
-    reason: str
-    content_hash: str
 
 
 @dataclass

@@ -1,9 +1,7 @@
 """Mailboxes an admin adds in the portal, beside the MAIL_SOURCE one; and "Test connection".
 
-The connection test goes through ingest's own IMAP transport, so it fails exactly
-where a poll would. `ingest` is imported inside `check_connection` only: the
-services (and the web views calling them) never load the pipeline at import time,
-and `ingest` itself keeps depending on the services, never the other way round.
+The connection test goes through the mail package's IMAP source (`ingest.mail.imap`),
+the one a poll uses, so it fails exactly where a poll would.
 """
 
 from __future__ import annotations
@@ -16,8 +14,11 @@ import ssl
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from imapclient.exceptions import IMAPClientError, LoginError
 from sqlalchemy import select
 
+from ingest.mail.imap import ImapSource
+from ingest.mail.source import SourceSettings
 from portal.crypto import SecretUnreadable, encrypt_secret
 from portal.extensions import db
 from portal.models import Mailbox, User
@@ -26,7 +27,6 @@ from portal.services.mailboxes import (
     DEFAULT_MAILBOX_NAME,
     IMAP_SCHEMES,
     MailSourceError,
-    SourceSettings,
     parse_source_url,
     source_settings,
     source_url_without_password,
@@ -223,8 +223,6 @@ def _server_text(exc: Exception) -> str:
 
 
 def _imap_failure(exc: Exception, s: SourceSettings, timeout: float) -> str:
-    from imapclient.exceptions import IMAPClientError, LoginError
-
     where = f"{s.host}:{s.port}"
     if isinstance(exc, LoginError):
         return f"Authentication failed for {s.username} on {where}: {_server_text(exc)}"
@@ -246,8 +244,6 @@ def _imap_failure(exc: Exception, s: SourceSettings, timeout: float) -> str:
 
 
 def _check_imap(mailbox: Mailbox, settings: SourceSettings, timeout: float) -> ConnectionCheck:
-    from ingest.imap import ImapSource
-
     try:
         with ImapSource(settings, timeout=timeout) as source:
             assert source.client is not None  # noqa: S101 (type narrowing: the session is open here)

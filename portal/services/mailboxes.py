@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from sqlalchemy import select
 
+from ingest.mail.source import SourceSettings
 from portal.crypto import decrypt_secret, encrypt_secret
 from portal.extensions import db
 from portal.models import Mailbox
@@ -27,29 +27,6 @@ MAX_BACKOFF = timedelta(minutes=30)
 
 class MailSourceError(ValueError):
     """A MAIL_SOURCE value that cannot be used; the message says what is wrong."""
-
-
-@dataclass(frozen=True)
-class SourceSettings:
-    """Where and how to read one mailbox (password included: never log this)."""
-
-    kind: str  # "imap" or "maildir"
-    path: str = ""
-    host: str = ""
-    port: int = 0
-    security: str = "plain"  # plain | starttls | tls
-    username: str = ""
-    password: str = ""
-    folder: str = "INBOX"
-    processed_folder: str | None = None
-
-    def __repr__(self) -> str:  # keep the password out of logs and tracebacks
-        return f"SourceSettings({self.describe()})"
-
-    def describe(self) -> str:
-        if self.kind == "maildir":
-            return f"maildir:{self.path}"
-        return f"{self.security} imap {self.username}@{self.host}:{self.port}/{self.folder}"
 
 
 def parse_source_url(url: str) -> SourceSettings:

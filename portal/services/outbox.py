@@ -35,7 +35,7 @@ from enum import StrEnum
 from flask import current_app
 from sqlalchemy import or_, select, update
 
-from portal import mail
+from ingest.mail import compose, smtp
 from portal.extensions import db
 from portal.models import (
     Attachment,
@@ -175,24 +175,24 @@ def queue_reply(
         )
     if subject is None:
         # Stored subjects come from buyers' mail: fold them rather than refuse to answer.
-        subject = mail.reply_subject(
-            mail.clean_subject(reply_to.subject if reply_to else thread.subject)
+        subject = compose.reply_subject(
+            compose.clean_subject(reply_to.subject if reply_to else thread.subject)
         )
     try:
-        built = mail.build_reply(
+        built = compose.build_reply(
             from_address=channel.helpdesk_address,
             to_address=thread.buyer_address,
             from_name=channel.organisation.name,
             subject=subject,
             body=body,
             in_reply_to=reply_to.message_id if reply_to else None,
-            references=mail.build_references(
+            references=compose.build_references(
                 reply_to.references if reply_to else "", reply_to.message_id if reply_to else None
             ),
             attachments=attachments,
             now=now,
         )
-    except mail.MailError as exc:
+    except compose.MailError as exc:
         raise ReplyError(str(exc)) from None
 
     message = Message(
@@ -316,8 +316,8 @@ def _deliver(message_pk: int, *, now: datetime | None, timeout: float) -> Outcom
     # End the read transaction: nothing may hold a database lock during the SMTP talk.
     db.session.commit()
     try:
-        transport = mail.parse_smtp_url(current_app.config["SMTP_URL"])
-        note = mail.send_raw(
+        transport = smtp.parse_smtp_url(current_app.config["SMTP_URL"])
+        note = smtp.send_raw(
             transport,
             sender=sender,
             recipients=recipients,
@@ -325,12 +325,12 @@ def _deliver(message_pk: int, *, now: datetime | None, timeout: float) -> Outcom
             message_id=message_id,
             timeout=timeout,
         )
-    except mail.PermanentSendError as exc:
+    except smtp.PermanentSendError as exc:
         return _record_refusal(message_pk, claimed_until, exc.reason)
     except Exception as exc:  # temporary, a bad SMTP_URL, or a bug: keep it and retry
-        if isinstance(exc, mail.TemporarySendError):
+        if isinstance(exc, smtp.TemporarySendError):
             reason = exc.reason
-        elif isinstance(exc, mail.MailError):
+        elif isinstance(exc, compose.MailError):
             reason = f"SMTP_URL: {exc}"
         else:
             log.exception("Unexpected error sending reply %s", message_id)

@@ -10,12 +10,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from ingest.mail.text import describe_character, first_unsafe_character
 from portal.extensions import db
 from portal.models import Channel, Organisation, Role, User
 from portal.services.audit import record_event
 from portal.services.sessions import end_sessions
 from portal.sqltypes import utcnow
-from portal.text import describe_character, first_unsafe_character
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def find_organisation(name: str) -> Organisation | None:
 
 
 def _checked_name(label: str, name: str) -> str:
-    """`name` stripped; AccountError when it holds a character no name may (portal.text).
+    """`name` stripped; AccountError when it holds a character no name may (ingest.mail.text).
 
     The forms say so beside the field first; this holds for every other caller (the CLI):
     a business name is the From name of its replies, so a line break there would make

@@ -26,7 +26,7 @@ from imapclient import IMAPClient
 
 import ingest.idle as idle
 from ingest.idle import IdleWatchers, MailboxWatcher
-from ingest.imap import ImapSource
+from ingest.mail.imap import ImapSource
 from ingest.scheduler import build_scheduler
 from portal.extensions import db
 from portal.models import Mailbox, Message

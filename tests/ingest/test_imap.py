@@ -72,7 +72,7 @@ def test_uidvalidity_change_rescans_without_duplicates(app, imap, uk):
 
 
 def test_crash_after_commit_before_flagging_stores_nothing_twice(app, imap, uk, monkeypatch):
-    from ingest.imap import ImapSource
+    from ingest.mail.imap import ImapSource
 
     append(imap, 10)
 
@@ -106,7 +106,7 @@ def test_processed_folder_option_moves_mail(app, imap, uk, account, dovecot):
 def test_mail_committed_but_not_moved_is_moved_by_the_next_pass(
     app, imap, uk, account, dovecot, monkeypatch
 ):
-    from ingest.imap import ImapSource
+    from ingest.mail.imap import ImapSource
 
     app.config["MAIL_SOURCE"] = (
         f"imap://{account}:imap-pass@127.0.0.1:{dovecot.port}/INBOX?processed=Processed"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.parse import (
+from ingest.mail.parse import (
     UnparseableMessage,
     content_hash,
     decode_bytes,
@@ -203,7 +203,7 @@ def test_crlf_mail_from_imap_parses_like_lf_mail(name):
 
 def test_long_address_headers_are_not_kept_after_parsing():
     # Address values are cached across mail; a worker must not keep long ones.
-    from ingest import parse
+    from ingest.mail import parse
 
     before = parse._cached_addresses.cache_info().currsize
     for n in range(5):

@@ -1,4 +1,4 @@
-"""The two readers of `ingest.parse` give the same ParsedMessage, but where documented.
+"""The two readers of `ingest.mail.parse` give the same ParsedMessage, but where documented.
 
 `parse_message` reads mail with fast-mail-parser and hands it to the email package
 where fast-mail-parser refuses it (bad Base64 or quoted-printable, a header block it
@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.corpus import Corpus
-from ingest import parse
-from ingest.parse import DEFAULT_MAX_ATTACHMENT_BYTES, UnparseableMessage
+from ingest.mail import parse
+from ingest.mail.parse import DEFAULT_MAX_ATTACHMENT_BYTES, UnparseableMessage
 
 MAIL = Path(__file__).resolve().parent.parent / "data" / "mail"
 

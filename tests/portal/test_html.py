@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from markupsafe import Markup, escape
 
-from ingest.parse import parse_message
+from ingest.mail.parse import parse_message
 from portal.html import ALLOWED_TAGS, SanitizedHtml, sanitize_email_html
 
 MAIL = Path(__file__).resolve().parent.parent / "data" / "mail"

@@ -1,10 +1,10 @@
-"""The one rule for characters no name may hold (portal/text.py), and its form validator."""
+"""The one rule for characters no name may hold (ingest/mail/text.py), and its form validator."""
 
 from __future__ import annotations
 
 import pytest
 
-from portal.text import describe_character, first_unsafe_character, strip_unsafe_characters
+from ingest.mail.text import describe_character, first_unsafe_character, strip_unsafe_characters
 
 UNSAFE = [
     "\x00", "\t", "\n", "\r", "\x1b", "\x7f", "\x85", "\x9f", "\u2028", "\u2029",

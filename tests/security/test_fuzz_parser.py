@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.parse import ParsedMessage, UnparseableMessage, parse_message
+from ingest.mail.parse import ParsedMessage, UnparseableMessage, parse_message
 from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import Message

@@ -279,7 +279,7 @@ def test_huge_headers_are_not_kept_after_parsing():
     import gc
     import tracemalloc
 
-    from ingest.parse import parse_message
+    from ingest.mail.parse import parse_message
 
     def parse_big(n: int) -> None:
         parse_message(long_header_line(256 * 1024).replace(b"Pathological", f"P{n}".encode()))

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from ingest.parse_result import parse_inbound
+from ingest.mail.parse_result import parse_inbound
 from portal.extensions import db
 from portal.models import Direction, Mailbox, Message, Thread, ThreadStatus
 from portal.services.inbound import InboundMail, Outcome, store_inbound

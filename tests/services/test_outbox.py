@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from ingest.mail import compose, smtp
 from ingest.scheduler import build_scheduler, outbox_job
-from portal import mail
 from portal.extensions import db
 from portal.models import (
     AuditEvent,
@@ -119,11 +119,11 @@ def queue(thread, agent, body="Hello Jane,\nit left our warehouse today.\n", **k
     ],
 )
 def test_reply_subject_never_stacks_prefixes(subject, expected):
-    assert mail.reply_subject(subject) == expected
+    assert compose.reply_subject(subject) == expected
 
 
 def test_build_reply_headers_body_and_attachments():
-    built = mail.build_reply(
+    built = compose.build_reply(
         from_address="UK-Shop@helpdesk.test",
         to_address="jane123@marketplace.amazon.co.uk",
         from_name="Acme, Ltd",
@@ -171,17 +171,17 @@ def test_build_reply_headers_body_and_attachments():
 
 def test_references_are_bounded_and_keep_the_root():
     previous = [f"<ref{i}@example.com>" for i in range(40)]
-    refs = mail.build_references(" ".join(previous), "<answered@example.com>")
-    assert len(refs) == mail.MAX_REFERENCES
+    refs = compose.build_references(" ".join(previous), "<answered@example.com>")
+    assert len(refs) == compose.MAX_REFERENCES
     assert refs[0] == "<ref0@example.com>"
     assert refs[-1] == "<answered@example.com>"
     assert refs[-2] == "<ref39@example.com>"
     huge = [f"<{'x' * 200}{i}@example.com>" for i in range(9)]
-    refs = mail.build_references(huge, "<answered@example.com>")
-    assert len(" ".join(refs)) <= mail.MAX_REFERENCES_CHARS
+    refs = compose.build_references(huge, "<answered@example.com>")
+    assert len(" ".join(refs)) <= compose.MAX_REFERENCES_CHARS
     assert refs[0] == huge[0] and refs[-1] == "<answered@example.com>"
     # Malformed ids (spaces, control characters, no @) are dropped, repeats collapse.
-    assert mail.build_references(["<a@b>", "<bad>", "<x\x01@y>", "<a@b>"], "<c@d>") == [
+    assert compose.build_references(["<a@b>", "<bad>", "<x\x01@y>", "<a@b>"], "<c@d>") == [
         "<a@b>",
         "<c@d>",
     ]
@@ -218,16 +218,16 @@ def test_control_characters_in_header_values_are_refused(field, value):
         attachment[1] = value
     else:
         kwargs[field] = value
-    with pytest.raises(mail.MailError, match="line break or another control character"):
-        mail.build_reply(body="Hi", attachments=[tuple(attachment)], **kwargs)
+    with pytest.raises(compose.MailError, match="line break or another control character"):
+        compose.build_reply(body="Hi", attachments=[tuple(attachment)], **kwargs)
 
 
 @pytest.mark.parametrize(
     "address", ["", "jane", "jane@", "a b@example.com", "jäne@example.com", "a@b.c, d@e.f"]
 )
 def test_bad_addresses_are_refused(address):
-    with pytest.raises(mail.MailError):
-        mail.check_address("buyer's address", address)
+    with pytest.raises(compose.MailError):
+        compose.check_address("buyer's address", address)
 
 
 @pytest.mark.parametrize(
@@ -240,11 +240,11 @@ def test_bad_addresses_are_refused(address):
         # A right-to-left override would show the buyer `photoexe.jpg` for `photogpj.exe`.
         ("photo\u202egpj.exe", "photogpj.exe"),
         ("", "attachment"),
-        ("x" * 300 + ".pdf", "x" * (mail.MAX_FILENAME_CHARS - 4) + ".pdf"),
+        ("x" * 300 + ".pdf", "x" * (compose.MAX_FILENAME_CHARS - 4) + ".pdf"),
     ],
 )
 def test_safe_filename(filename, expected):
-    assert mail.safe_filename(filename) == expected
+    assert compose.safe_filename(filename) == expected
 
 
 # --- SMTP_URL ---------------------------------------------------------------------------
@@ -263,32 +263,32 @@ def test_safe_filename(filename, expected):
     ],
 )
 def test_parse_smtp_url(url, expected):
-    t = mail.parse_smtp_url(url)
+    t = smtp.parse_smtp_url(url)
     assert (t.kind, t.host, t.port, t.security, t.username, t.password) == expected
     assert "p@ss" not in repr(t) and ":p@" not in repr(t)
 
 
 def test_parse_smtp_url_outbox_and_errors(tmp_path):
-    assert mail.parse_smtp_url(f"outbox:{tmp_path}").path == str(tmp_path)
+    assert smtp.parse_smtp_url(f"outbox:{tmp_path}").path == str(tmp_path)
     for bad in ("outbox:", "http://example.com", "smtp://", "smtp://host:port"):
-        with pytest.raises(mail.MailError):
-            mail.parse_smtp_url(bad)
+        with pytest.raises(compose.MailError):
+            smtp.parse_smtp_url(bad)
 
 
 def test_outbox_transport_writes_atomically_and_overwrites_on_retry(tmp_path):
-    transport = mail.parse_smtp_url(f"outbox:{tmp_path / 'out'}")
+    transport = smtp.parse_smtp_url(f"outbox:{tmp_path / 'out'}")
     for raw in (b"first\r\n", b"second\r\n"):
-        mail.send_raw(
+        smtp.send_raw(
             transport, sender="a@b.c", recipients=["d@e.f"], raw=raw, message_id="<id@x.y>"
         )
     files = list((tmp_path / "out").iterdir())
-    assert [f.name for f in files] == [mail.outbox_filename("<id@x.y>")]
+    assert [f.name for f in files] == [smtp.outbox_filename("<id@x.y>")]
     assert files[0].read_bytes() == b"second\r\n"
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
-    with pytest.raises(mail.TemporarySendError, match="outbox"):
-        mail.send_raw(
-            mail.parse_smtp_url(f"outbox:{blocked}"),
+    with pytest.raises(smtp.TemporarySendError, match="outbox"):
+        smtp.send_raw(
+            smtp.parse_smtp_url(f"outbox:{blocked}"),
             sender="a@b.c",
             recipients=["d@e.f"],
             raw=b"x",
@@ -418,7 +418,7 @@ def test_deliver_one_writes_the_stored_bytes_once(app, buyer_thread, agent, outb
     message = queue(buyer_thread(), agent)
     assert outbox.deliver_one(message.id) is True
     files = list(outbox_dir.glob("*.eml"))
-    assert [f.name for f in files] == [mail.outbox_filename(message.message_id)]
+    assert [f.name for f in files] == [smtp.outbox_filename(message.message_id)]
     db.session.refresh(message)
     assert files[0].read_bytes() == message.raw
     assert message.send_status == SendStatus.SENT
@@ -435,7 +435,7 @@ def test_deliver_pending_sends_each_reply_once(app, buyer_thread, agent, outbox_
     assert outbox.deliver_pending().line() == "sent=5 failed=0 retrying=0"
     assert outbox.deliver_pending().line() == "sent=0 failed=0 retrying=0"
     assert sorted(f.name for f in outbox_dir.glob("*.eml")) == sorted(
-        mail.outbox_filename(m.message_id) for m in messages
+        smtp.outbox_filename(m.message_id) for m in messages
     )
 
 
@@ -478,7 +478,7 @@ def test_unwritable_outbox_retries_with_backoff_then_delivers(app, buyer_thread,
     # Fixed: the next due pass delivers it.
     blocked.unlink()
     assert outbox.deliver_pending(now=now + timedelta(minutes=5)).sent == 1
-    assert (blocked / mail.outbox_filename(message.message_id)).read_bytes() == message.raw
+    assert (blocked / smtp.outbox_filename(message.message_id)).read_bytes() == message.raw
 
 
 def test_bad_smtp_url_keeps_replies_pending(app, buyer_thread, agent):
@@ -601,6 +601,6 @@ def test_worker_schedules_the_outbox_job(app):
 def test_outbox_job_sends_in_its_own_app_context(app, buyer_thread, agent, outbox_dir):
     message = queue(buyer_thread(), agent)
     outbox_job(app)
-    assert (outbox_dir / mail.outbox_filename(message.message_id)).exists()
+    assert (outbox_dir / smtp.outbox_filename(message.message_id)).exists()
     db.session.refresh(message)
     assert message.send_status == SendStatus.SENT

@@ -7,8 +7,17 @@ One wording of the quarantine reason, for the worker's batches and an admin's
 
 from __future__ import annotations
 
-from ingest import parse
-from portal.services.inbound import Unparsed
+from dataclasses import dataclass
+
+from ingest.mail import parse
+
+
+@dataclass(frozen=True)
+class Unparsed:
+    """Mail the parser rejected: why, and the hash of its bytes (what identifies it)."""
+
+    reason: str
+    content_hash: str
 
 
 def parse_inbound(raw: bytes, *, max_attachment_bytes: int) -> parse.ParsedMessage | Unparsed:

@@ -8,12 +8,11 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from portal.services.mailboxes import SourceSettings
+from ingest.mail.source import FetchedMail, SourceSettings
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +23,6 @@ IDLE_TICK_SECONDS = 1.0
 
 class IdleAborted(ConnectionError):
     """The server ended the IDLE session (BYE, or the connection closed)."""
-
-
-@dataclass
-class FetchedMail:
-    #: What `mark_processed` needs to find it again: an IMAP UID or a Maildir key.
-    key: int | str
-    uid: int | None
-    raw: bytes
 
 
 def quiet_imaplib(client: IMAPClient) -> None:

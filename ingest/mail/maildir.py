@@ -7,8 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ingest.imap import FetchedMail
-from portal.services.mailboxes import SourceSettings
+from ingest.mail.source import FetchedMail, SourceSettings
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,36 @@
+"""What the two mail sources (IMAP, Maildir) share: where to read, and what they hand over."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where and how to read one mailbox (password included: never log this)."""
+
+    kind: str  # "imap" or "maildir"
+    path: str = ""
+    host: str = ""
+    port: int = 0
+    security: str = "plain"  # plain | starttls | tls
+    username: str = ""
+    password: str = ""
+    folder: str = "INBOX"
+    processed_folder: str | None = None
+
+    def __repr__(self) -> str:  # keep the password out of logs and tracebacks
+        return f"SourceSettings({self.describe()})"
+
+    def describe(self) -> str:
+        if self.kind == "maildir":
+            return f"maildir:{self.path}"
+        return f"{self.security} imap {self.username}@{self.host}:{self.port}/{self.folder}"
+
+
+@dataclass
+class FetchedMail:
+    #: What `mark_processed` needs to find it again: an IMAP UID or a Maildir key.
+    key: int | str
+    uid: int | None
+    raw: bytes
