@@ -198,13 +198,19 @@ class KillRounds:
     must_hit: frozenset[str] = frozenset()
 
 
-QUICK_KILLS = KillRounds(rounds=5, per_round=30, seed=1, restart_every=5, min_kills=3)
+# min_kills: most kills at a chosen call land (the full rounds plan 24; a call late in
+# a pass, say the sixth fetch, comes only when enough mail waits), and some from
+# outside. A kill from outside lands only while the worker still runs: on a quiet
+# machine a round's worker is often done before its moment (8 of 26 landed in one run,
+# 24 at chosen calls), under load nearly all land. The quick rounds plan one chosen
+# call that always comes (the first fetch) and a kill 0.3 s after start (start-up).
+QUICK_KILLS = KillRounds(rounds=5, per_round=30, seed=1, restart_every=5, min_kills=2)
 FULL_KILLS = KillRounds(
     rounds=50,
     per_round=40,
     seed=50,
     restart_every=10,
-    min_kills=35,
+    min_kills=20,
     must_hit=frozenset({"fetch", "commit", "timed"}),
 )
 
