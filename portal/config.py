@@ -61,11 +61,12 @@ def _secret_from_instance(instance: Path, name: str, make: Any, *, production: b
     return value
 
 
-def _int(name: str) -> int:
-    """The whole number in environment variable `name`; unset or empty: DEFAULTS[name]."""
+def _int(name: str, default: int | None = None) -> int:
+    """The whole number in environment variable `name`; unset or empty: `default`, or
+    DEFAULTS[name] for a setting of the app's own config."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
-        return DEFAULTS[name]
+        return DEFAULTS[name] if default is None else default
     try:
         return int(raw)
     except ValueError:
@@ -127,12 +128,8 @@ def _ratelimit_storage(production: bool) -> str:
     uri = os.environ.get("RATELIMIT_STORAGE_URI")
     if uri:
         return uri
-    raw_workers = os.environ.get("WEB_CONCURRENCY") or "1"
-    try:
-        workers = int(raw_workers)
-    except ValueError:
-        raise ConfigError(f"WEB_CONCURRENCY must be a whole number, got {raw_workers!r}") from None
-    if production or workers > 1:
+    # WEB_CONCURRENCY is gunicorn's setting (scripts/serve passes it on), not the app's.
+    if production or _int("WEB_CONCURRENCY", 1) > 1:
         return SHARED_RATELIMIT_STORAGE
     return DEFAULTS["RATELIMIT_STORAGE_URI"]
 

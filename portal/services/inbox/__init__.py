@@ -20,10 +20,10 @@ from portal.services.inbox.listing import (
     ChannelOption,
     FilterOptions,
     InboxPage,
-    InboxRow,
     filter_options,
     list_inbox,
 )
+from portal.services.inbox.row import InboxRow
 
 __all__ = [
     "ASSIGNEE_FILTERS",

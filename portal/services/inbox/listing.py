@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import Row, Select, select
@@ -22,7 +21,6 @@ from portal.models import (
     Channel,
     Organisation,
     Thread,
-    ThreadStatus,
     User,
 )
 from portal.models.threads import TAG_NAMES_SEPARATOR
@@ -34,34 +32,12 @@ from portal.services.inbox.paging import (
     sort_keys,
     urgent_ids,
 )
+from portal.services.inbox.row import InboxRow
 from portal.services.inbox.search import search_conditions, search_kinds
 from portal.services.scoping import scope_by_kind, scope_kind, scope_parameters
 from portal.services.threads import response_deadline
 
 PAGE_SIZE = 50
-
-
-@dataclass(slots=True)
-class InboxRow:
-    """One line of the inbox: plain values, read as columns rather than ORM objects.
-
-    How a row looks (labels, badges) is the inbox view's business (portal/inbox/rows.py).
-    """
-
-    id: int
-    subject: str | None
-    buyer_name: str | None
-    buyer_address: str | None
-    order_id: str | None
-    status: ThreadStatus
-    last_message_at: datetime
-    awaiting_reply_since: datetime | None
-    marketplace: str  # the channel's marketplace name ("Germany")
-    organisation: str
-    assignee: str | None  # display name
-    snippet: str
-    deadline: datetime | None
-    tags: tuple[str, ...] = ()
 
 
 @dataclass

@@ -15,7 +15,6 @@ import base64
 import binascii
 import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     ColumnElement,
@@ -33,11 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import BindParameter
 
 from portal.models import Thread, ThreadStatus
+from portal.services.inbox.filters import InboxQuery
+from portal.services.inbox.row import InboxRow
 from portal.sqltypes import MAX_ID
-
-if TYPE_CHECKING:
-    from portal.services.inbox.filters import InboxQuery
-    from portal.services.inbox.listing import InboxRow
 
 
 def cursor_kind(query: InboxQuery, params: dict) -> str | None:
