@@ -34,37 +34,11 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 
 ORDER_ID_RE = re.compile(r"\b((?:\d{3}|D\d{2})-\d{7}-\d{7})\b")
-ASIN_RE = re.compile(r"\bASIN:\s*([A-Z0-9]{10})\b")
-COMM_TOKEN_RE = re.compile(r"\[commMgrTok:([^\]\s]+)\]")
 # Amazon's Begin/End message markers, in every language: a line of dashes around words.
 MARKER_LINE_RE = re.compile(r"^[ \t]*-{5,}[ \t]*\S.*?-{5,}[ \t]*$", re.MULTILINE)
-RELAY_DOMAIN_RE = re.compile(r"@marketplace\.amazon\.([a-z.]+)$", re.IGNORECASE)
+RELAY_DOMAIN_RE = re.compile(r"@marketplace\.amazon\.[a-z.]+$", re.IGNORECASE)
 SUBJECT_BUYER_RE = re.compile(r"(?:customer|Kunde|client|cliente|klant|kund)\s+(.+?)\s*\(", re.I)
 FROM_SUFFIX_RE = re.compile(r"\s*-\s*(?:Amazon\s+)?Marketplace\s*$", re.IGNORECASE)
-
-#: Amazon top-level domains -> marketplace codes of the catalogue.
-AMAZON_TLD_MARKETPLACE = {
-    "com": "US",
-    "ca": "CA",
-    "com.mx": "MX",
-    "com.br": "BR",
-    "co.uk": "UK",
-    "de": "DE",
-    "fr": "FR",
-    "it": "IT",
-    "es": "ES",
-    "nl": "NL",
-    "se": "SE",
-    "pl": "PL",
-    "com.tr": "TR",
-    "eg": "EG",
-    "ae": "AE",
-    "in": "IN",
-    "sa": "SA",
-    "co.jp": "JP",
-    "com.au": "AU",
-    "sg": "SG",
-}
 
 _BULK_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
 
@@ -87,7 +61,6 @@ class ParsedAttachment:
 @dataclass
 class ParsedMessage:
     message_id: str
-    has_real_message_id: bool
     in_reply_to: str | None
     references: list[str]
     subject: str
@@ -105,12 +78,9 @@ class ParsedMessage:
     content_hash: str
     size: int
     order_id: str | None = None
-    asins: list[str] = field(default_factory=list)
     buyer_name: str = ""
     relay_alias: str | None = None
-    marketplace: str | None = None
     buyer_text: str | None = None
-    comm_token: str | None = None
     is_autoreply: bool = False
     is_bounce: bool = False
     is_amazon_notification: bool = False
@@ -579,13 +549,8 @@ def _amazon_metadata(parsed: ParsedMessage) -> None:
     haystack = f"{parsed.subject}\n{parsed.text}"
     order = ORDER_ID_RE.search(haystack)
     parsed.order_id = order.group(1) if order else None
-    parsed.asins = list(dict.fromkeys(ASIN_RE.findall(parsed.text)))
-    token = COMM_TOKEN_RE.search(parsed.text)
-    parsed.comm_token = token.group(1) if token else None
-    relay = RELAY_DOMAIN_RE.search(parsed.from_address)
-    if relay:
+    if RELAY_DOMAIN_RE.search(parsed.from_address):
         parsed.relay_alias = parsed.from_address
-        parsed.marketplace = AMAZON_TLD_MARKETPLACE.get(relay.group(1).lower())
     markers = list(MARKER_LINE_RE.finditer(parsed.text))
     if len(markers) >= 2:
         parsed.buyer_text = parsed.text[markers[0].end() : markers[1].start()].strip()
@@ -692,7 +657,6 @@ def _parsed(mail: _Mail, digest: str, size: int) -> ParsedMessage:
         text = html_to_text(html)
     parsed = ParsedMessage(
         message_id=ids[0] if ids else f"<{digest[:40]}@synthetic.sellerdesk>",
-        has_real_message_id=bool(ids),
         in_reply_to=(_message_ids(first.get("in-reply-to", "")) or [None])[0],
         references=_message_ids(first.get("references", "")),
         subject=mail.header("Subject"),

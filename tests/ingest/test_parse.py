@@ -25,11 +25,8 @@ def test_amazon_inquiry_metadata():
     parsed = load("amazon_uk_inquiry.eml")
     assert parsed.message_id == "<0100018c.amazon-uk-1@email.amazonses.com>"
     assert parsed.order_id == "203-1234567-1234567"
-    assert parsed.asins == ["B07XYZ1234"]
     assert parsed.buyer_name == "Jane Doe"
     assert parsed.relay_alias == "abc123xyz@marketplace.amazon.co.uk"
-    assert parsed.marketplace == "UK"
-    assert parsed.comm_token == "A1B2C3D4E5F6G7"
     assert parsed.buyer_text.startswith("Hello, my parcel has not arrived yet.")
     assert parsed.buyer_text.endswith("Thanks — Jane")
     assert "Begin message" not in parsed.buyer_text
@@ -47,7 +44,7 @@ def test_localised_markers_rfc2047_subject_and_cp1252_labelled_latin1():
         == "Ist der Artikel auch in Größe XL verfügbar? Preis 20 € inkl. “Versand”."
     )
     assert parsed.order_id is None  # a pre-sale question
-    assert parsed.marketplace == "DE"
+    assert parsed.relay_alias == "zz9plural@marketplace.amazon.de"
     assert parsed.delivery_addresses[0] == "de-chan02+amazon@helpdesk.test"
 
 
@@ -63,7 +60,7 @@ def test_japanese_mail(name, expected):
     assert parsed.text.strip() == expected
     assert parsed.subject == "お問い合わせ (Order: 250-1111111-2222222)"
     assert parsed.from_name == "山田 太郎"
-    assert parsed.marketplace == "JP"
+    assert parsed.relay_alias == "kk77jp@marketplace.amazon.co.jp"
     assert parsed.order_id == "250-1111111-2222222"
 
 
@@ -163,7 +160,6 @@ def test_display_names_are_unfolded_like_other_headers():
 def test_missing_message_id_gets_a_stable_synthetic_one():
     raw = (MAIL / "no_message_id.eml").read_bytes()
     first, second = parse_message(raw), parse_message(raw)
-    assert not first.has_real_message_id
     assert first.message_id == second.message_id
     assert first.message_id.endswith("@synthetic.sellerdesk>")
 
