@@ -6,7 +6,7 @@ Base64, a header block it cannot split, nesting past its cap) or cannot represen
 the standard library's `email` package instead, as all mail was before. Both
 readers fill the same `_Mail`, and everything after that (Message-IDs, dates,
 charsets, Amazon's metadata, classification) is one code path.
-tests/ingest/test_parse_readers.py parses every fixture, the benchmark's mix and MIME
+tests/ingest/mail/test_parse_readers.py parses every fixture, the benchmark's mix and MIME
 edge cases both ways, and lists where the two readers differ and which one the RFCs
 side with.
 """

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from ingest.mail.parse import (
@@ -13,8 +11,7 @@ from ingest.mail.parse import (
     decode_iso2022jp_ms,
     parse_message,
 )
-
-MAIL = Path(__file__).resolve().parent.parent / "data" / "mail"
+from tests.helpers import MAIL
 
 
 def load(name: str):

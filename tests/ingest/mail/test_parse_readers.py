@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -23,8 +22,7 @@ from hypothesis import strategies as st
 from bench.corpus import Corpus
 from ingest.mail import parse
 from ingest.mail.parse import DEFAULT_MAX_ATTACHMENT_BYTES, UnparseableMessage
-
-MAIL = Path(__file__).resolve().parent.parent / "data" / "mail"
+from tests.helpers import MAIL
 
 
 def _read(raw: bytes, *, fast: bool) -> dict | str:
