@@ -48,7 +48,10 @@ def main() -> None:
     ms_per_message(fixtures + mix[:50], 1)  # imports, compiled patterns
     print(f"fixtures ({len(fixtures)}): {ms_per_message(fixtures, 50):.3f} ms/msg")
     print(f"bench mix ({len(mix)}): {ms_per_message(mix, 3):.3f} ms/msg")
-    read_fast = getattr(parse, "_read_fast", None)
+    try:
+        from ingest.mail.fast_reader import read_fast
+    except ImportError:  # a checkout from before the parser was split into modules
+        read_fast = getattr(parse, "_read_fast", None)
     if read_fast is not None:
         fast = sum(read_fast(parse._lf_endings(r), 10**9) is not None for r in mix)
         print(f"  read by fast-mail-parser: {fast} of {len(mix)}")

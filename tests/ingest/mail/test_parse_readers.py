@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from bench.corpus import Corpus
 from ingest.mail import parse
+from ingest.mail.fast_reader import read_fast
 from ingest.mail.parse import DEFAULT_MAX_ATTACHMENT_BYTES, UnparseableMessage
 from tests.helpers import MAIL
 
@@ -38,7 +39,7 @@ def assert_same(raw: bytes) -> bool:
     if isinstance(fast, dict) and isinstance(email, dict):
         assert {k: v for k, v in fast.items() if v != email[k]} == {}
     assert fast == email
-    return parse._read_fast(parse._lf_endings(raw), DEFAULT_MAX_ATTACHMENT_BYTES) is not None
+    return read_fast(parse._lf_endings(raw), DEFAULT_MAX_ATTACHMENT_BYTES) is not None
 
 
 def test_fixtures_read_the_same():
@@ -128,7 +129,7 @@ def test_mime_edge_cases_read_the_same(raw):
     ],
 )
 def test_what_the_email_package_reads(raw):
-    assert parse._read_fast(parse._lf_endings(raw), DEFAULT_MAX_ATTACHMENT_BYTES) is None
+    assert read_fast(parse._lf_endings(raw), DEFAULT_MAX_ATTACHMENT_BYTES) is None
     assert_same(raw)
 
 
@@ -138,11 +139,6 @@ def test_ascii_subjects_read_the_same(value):
     folded = value.replace(" ", "\n ", 1) if len(value) > 40 else value
     raw = b"From: a@b.c\nSubject: " + folded.encode() + b"\n\nbody\n"
     assert _read(raw, fast=True) == _read(raw, fast=False)
-
-
-def _attachment(raw: bytes) -> parse.ParsedAttachment:
-    (attachment,) = parse._parse(raw, DEFAULT_MAX_ATTACHMENT_BYTES, fast=True).attachments
-    return attachment
 
 
 HEAD = b"From: a@b.c\nTo: x@y.z\n"
@@ -242,7 +238,7 @@ DIFFERENCES = {
 def test_documented_differences(name):
     raw, read, by_fast_mail_parser, by_email = DIFFERENCES[name]
     fast = parse._parse(raw, DEFAULT_MAX_ATTACHMENT_BYTES, fast=True)
-    assert parse._read_fast(parse._lf_endings(raw), DEFAULT_MAX_ATTACHMENT_BYTES) is not None
+    assert read_fast(parse._lf_endings(raw), DEFAULT_MAX_ATTACHMENT_BYTES) is not None
     assert read(fast) == by_fast_mail_parser
     assert read(parse._parse(raw, DEFAULT_MAX_ATTACHMENT_BYTES, fast=False)) == by_email
     assert parse.parse_message(raw) == fast

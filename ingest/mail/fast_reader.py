@@ -1,0 +1,141 @@
+"""The mail as fast-mail-parser (Rust, PyPI) reads it, into a MailParts; None where it
+refuses the mail (bad Base64, a header block it cannot split, nesting past its cap) or
+would read it otherwise than the email package, whose reading is kept (bare CR line
+ends, header names and boundaries the RFCs do not allow): email_reader.py reads that
+mail. Pure: no database, no Flask, no network.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import fast_mail_parser
+
+from ingest.mail.headers import header_addresses
+from ingest.mail.parts import MailParts
+
+log = logging.getLogger(__name__)
+
+
+def read_fast(data: bytes, max_attachment_bytes: int) -> MailParts | None:
+    """The mail as fast-mail-parser reads it; None where it refuses the mail."""
+    if b"\r" in data:
+        # A CR that is not part of a CRLF (converted before): it ends header lines for
+        # the email package, while fast-mail-parser keeps it inside the header's value.
+        return None
+    try:
+        root = fast_mail_parser.parse_email_tree(data)
+    except fast_mail_parser.ParseError as exc:
+        log.debug("fast-mail-parser refused the mail (%s); reading it with email", exc)
+        return None
+    try:
+        return _fast_mail(data, root, max_attachment_bytes)
+    except _Refused as exc:
+        log.debug("%s; reading the mail with email", exc)
+        return None
+
+
+def _fast_mail(
+    data: bytes, root: fast_mail_parser.PyMimePart, max_attachment_bytes: int
+) -> MailParts:
+    headers = _lower_names(root.headers)
+    # The address headers as written: fast-mail-parser's values have their encoded words
+    # decoded already (a decoded display name may hold commas and brackets), and its
+    # address parser drops a whole header for one bad entry, a nested comment or an
+    # empty list element, which RFC 5322 (3.2.2, 4.4) allows and the email package reads.
+    written = _raw_address_headers(data)
+    mail = MailParts(
+        headers=headers,
+        from_=header_addresses(written, "from"),
+        to=header_addresses(written, "to"),
+        cc=header_addresses(written, "cc"),
+        is_dsn=_content_type(headers) == "multipart/report"
+        and _param(headers, "report-type").lower() == "delivery-status",
+    )
+    for part in fast_mail_parser.walk(root):
+        part_headers = headers if part is root else _lower_names(part.headers)
+        if part.content is None and not _BOUNDARY_RE.fullmatch(_param(part_headers, "boundary")):
+            # RFC 2046 5.1.1: 1 to 70 characters, the last not a space. The two readers
+            # split mail with another "boundary" differently; the email package's
+            # reading is the one mail of this kind has always had.
+            raise _Refused("a multipart boundary RFC 2046 does not allow")
+        # Containers carry no bytes of their own; a message/rfc822 part's bytes are the
+        # message inside it, whose parts the walk visits next (as email's walk does).
+        if part.content is None or part.is_message or part.children:
+            continue
+        mail.add_leaf(
+            ctype=_content_type(part_headers, part.content_type),
+            disposition=(part.disposition or "").lower(),
+            filename=part.filename,
+            content_id=part.content_id.strip().strip("<>") if part.content_id else None,
+            payload=part.content,
+            charset=_param(part_headers, "charset") or None,
+            max_attachment_bytes=max_attachment_bytes,
+        )
+    return mail
+
+
+#: The top-level header section: field lines and their continuation lines, up to the
+#: first line that is neither (the empty line, or one both readers end the section at).
+_HEADER_SECTION_RE = re.compile(rb"(?:(?:[^:\n]*:|[ \t])[^\n]*(?:\n|\Z))*")
+_ADDRESS_FIELD_RE = re.compile(rb"(?im)^(from|to|cc)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)")
+
+
+def _raw_address_headers(data: bytes) -> dict[str, list[str]]:
+    """From, To and Cc of the top-level header section, as written (8-bit bytes kept
+    as the email package keeps them, as surrogates)."""
+    section = _HEADER_SECTION_RE.match(data)
+    found: dict[str, list[str]] = {}
+    for name, value in _ADDRESS_FIELD_RE.findall(data, 0, section.end() if section else 0):
+        text = value.decode("ascii", "surrogateescape").replace("\n", "")
+        found.setdefault(name.decode().lower(), []).append(text)
+    return found
+
+
+def _lower_names(headers: dict[str, list[str]]) -> dict[str, list[str]]:
+    if headers and not _FIELD_NAMES_RE.fullmatch(":".join(headers)):
+        raise _Refused(f"a header line is not a field: {list(headers)!r}")
+    lowered: dict[str, list[str]] = {}
+    for name, values in headers.items():
+        lowered.setdefault(name.lower(), []).extend(values)
+    return lowered
+
+
+#: RFC 5322 3.6.8: a field name is printable ASCII but the colon (so the names are
+#: checked at once, joined by colons). fast-mail-parser takes any text before a colon
+#: for one ("\x00elivered-To", the "From " line of mbox); the email package ends the
+#: header section at such a line, and its reading is kept.
+_FIELD_NAMES_RE = re.compile(r"[\x21-\x39\x3b-\x7e]+(?::[\x21-\x39\x3b-\x7e]+)*")
+
+
+class _Refused(ValueError):
+    """Mail whose reading by fast-mail-parser is not the email package's, where the
+    email package's reading is kept: it reads the mail instead."""
+
+
+def _content_type(headers: dict[str, list[str]], read: str = "") -> str:
+    """The part's media type; text/plain where it has none or an invalid one (RFC 2045
+    5.2), as the email package's get_content_type says."""
+    values = headers.get("content-type")
+    if not values:
+        return "text/plain"
+    ctype = (read or values[0].split(";", 1)[0]).strip().lower()
+    return ctype if ctype.count("/") == 1 else "text/plain"
+
+
+_BOUNDARY_RE = re.compile(r"[0-9A-Za-z'()+_,./:=? -]{0,69}[0-9A-Za-z'()+_,./:=?-]")
+
+
+_PARAM_RE = re.compile(r'(?i);\s*([a-z0-9*_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
+
+
+def _param(headers: dict[str, list[str]], name: str) -> str:
+    """A parameter of the Content-Type header, unquoted; "" if absent."""
+    values = headers.get("content-type")
+    if not values:
+        return ""
+    for key, value in _PARAM_RE.findall(values[0]):
+        if key.lower() == name:
+            return re.sub(r"\\(.)", r"\1", value[1:-1]) if value.startswith('"') else value
+    return ""
