@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ingest.mail.amazon import ORDER_ID_RE
+
 #: Amazon accepts up to 10 MB of attachments in one message (same value as the
 #: portal's MAX_ATTACHMENT_BYTES default).
 MAX_ATTACHMENTS_BYTES = 10 * 1024 * 1024
@@ -179,7 +181,9 @@ def _email_warning(address: str) -> ComplianceWarning:
 
 # Numbers that are not phone numbers, blanked out before looking for phone numbers:
 # order IDs (also digital ones, D01-…), dates, prices, and product, tracking and
-# invoice numbers after their label.
+# invoice numbers after their label. The first pattern is looser than ORDER_ID_RE
+# (a lower-case letter, two digits first): masking a little more than order IDs only
+# keeps such numbers from being taken for phone numbers.
 _NOT_PHONE_RES = (
     re.compile(r"(?<![\w-])[A-Z]?\d{2,3}-\d{7}-\d{7}(?![\w-])", re.IGNORECASE),
     # Dates, but not 01.23.45.67.89 (a French phone number).
@@ -450,8 +454,6 @@ def _check_attachments(attachments: Sequence[tuple[str, str, int]]) -> list[Comp
 
 # --- order reference -----------------------------------------------------------------------------
 
-_ANY_ORDER_ID_RE = re.compile(r"(?<![\w-])(?:\d{3}|[A-Z]\d{2})-\d{7}-\d{7}(?![\w-])")
-
 
 def _check_order_reference(text: str, order_id: str | None) -> ComplianceWarning | None:
     order_id = (order_id or "").strip()
@@ -463,7 +465,7 @@ def _check_order_reference(text: str, order_id: str | None) -> ComplianceWarning
             "Add the order number so the buyer and Amazon can tell which order you mean."
         )
     else:
-        if _ANY_ORDER_ID_RE.search(text):
+        if ORDER_ID_RE.search(text):
             return None
         message = (
             "This reply is about an order, but the text mentions no order number. "

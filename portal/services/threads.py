@@ -6,11 +6,11 @@ Inbound mail is recorded by `services/inbound.py`.
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
 
+from ingest.mail.amazon import ASIN_RE
 from portal.extensions import db
 from portal.models import (
     Direction,
@@ -27,7 +27,6 @@ from portal.sqltypes import utcnow
 
 #: Amazon's response-time metric: 24 hours, weekends and holidays included.
 RESPONSE_WINDOW = timedelta(hours=24)
-_ASIN_RE = re.compile(r"\bASIN\s*[:：]?\s*([A-Z0-9]{10})\b")
 
 
 class ThreadActionError(ValueError):
@@ -43,7 +42,7 @@ def response_deadline(thread: Thread) -> datetime | None:
 
 def asins_in(text: str) -> list[str]:
     """ASINs named in Amazon's item lines, in order, without repeats."""
-    return list(dict.fromkeys(_ASIN_RE.findall(text or "")))
+    return list(dict.fromkeys(ASIN_RE.findall(text or "")))
 
 
 def set_thread_status(thread: Thread, status: ThreadStatus, *, actor: User) -> bool:
