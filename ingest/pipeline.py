@@ -280,6 +280,22 @@ def _database_unavailable(exc: Exception) -> bool:
     return not str(getattr(exc.orig, "sqlstate", None) or "").startswith("54")
 
 
+def _follow_uidvalidity(mailbox: Mailbox, uidvalidity: int | None) -> None:
+    """A new UIDVALIDITY makes every UID new: start the checkpoint again (committed)."""
+    if uidvalidity is None or mailbox.uidvalidity == uidvalidity:
+        return
+    if mailbox.uidvalidity is not None:
+        log.warning(
+            "UIDVALIDITY of %s changed from %s to %s: rescanning (duplicates are skipped)",
+            mailbox.name,
+            mailbox.uidvalidity,
+            uidvalidity,
+        )
+    mailbox.uidvalidity = uidvalidity
+    mailbox.last_uid = 0
+    db.session.commit()
+
+
 def poll_mailbox(
     mailbox: Mailbox, summary: PollSummary, *, owner: str, lease_ttl: timedelta
 ) -> PollSummary:
@@ -291,17 +307,7 @@ def poll_mailbox(
     db.session.commit()
     with _open_source(settings) as source:
         uidvalidity = source.uidvalidity
-        if uidvalidity is not None and mailbox.uidvalidity != uidvalidity:
-            if mailbox.uidvalidity is not None:
-                log.warning(
-                    "UIDVALIDITY of %s changed from %s to %s: rescanning (duplicates are skipped)",
-                    mailbox.name,
-                    mailbox.uidvalidity,
-                    uidvalidity,
-                )
-            mailbox.uidvalidity = uidvalidity
-            mailbox.last_uid = 0
-            db.session.commit()
+        _follow_uidvalidity(mailbox, uidvalidity)
         # Committed by an earlier pass that ended before flagging (or moving) it.
         leftover = source.unprocessed(mailbox.last_uid)
         if leftover:

@@ -18,7 +18,7 @@ from flask import Flask
 from ingest.idle import IdleWatchers
 from ingest.pipeline import poll_all, settle_worker_process
 from portal.extensions import db
-from portal.services.outbox import deliver_pending
+from portal.services.outbox_delivery import deliver_pending
 
 log = logging.getLogger(__name__)
 

@@ -203,9 +203,9 @@ outbox_cli = AppGroup("outbox", help="Replies waiting to go out by SMTP.")
 @outbox_cli.command("send")
 def outbox_send_command() -> None:
     """Send every due pending reply once and print a one-line summary."""
-    from portal.services import outbox as outbox_service
+    from portal.services import outbox_delivery
 
-    summary = outbox_service.deliver_pending(limit=1000)
+    summary = outbox_delivery.deliver_pending(limit=1000)
     click.echo(summary.line())
     if summary.failed or summary.retrying:
         sys.exit(1)

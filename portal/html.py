@@ -118,7 +118,7 @@ ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
 #: Schemes nh3 lets through to our own filter. Everything else, javascript:,
 #: vbscript: and data: included, is removed by nh3 after it has decoded entities and
 #: stripped the tab/newline tricks the way a browser's URL parser does. `cid:` only
-#: gets here so that `_filter_attribute` can resolve it; it never reaches the output.
+#: gets here so that `_UrlFilter` can resolve it; it never reaches the output.
 PASSED_SCHEMES = frozenset({"http", "https", "mailto", "tel", "cid"})
 LINK_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
 
@@ -182,18 +182,21 @@ def sanitize_email_html(
     removed and counted unless `allow_remote_images`: loading them tells the
     sender that, when and from where the mail was read.
     """
-    inline = {key.strip().strip("<>"): value for key, value in (inline_images or {}).items()}
-    inline_folded = {key.lower(): value for key, value in inline.items()}
-    blocked = 0
+    urls = _UrlFilter(inline_images or {}, allow_remote_images=allow_remote_images)
+    return SanitizedHtml(html=_clean(html, urls), blocked_remote_images=urls.blocked)
 
-    def resolve_cid(url: str) -> str | None:
-        cid = _content_id(url)
-        # Content-IDs are case-sensitive, but mailers are not always consistent.
-        target = inline.get(cid) or inline_folded.get(cid.lower())
-        return target if target is not None and _caller_url_is_safe(target) else None
 
-    def filter_attribute(tag: str, attribute: str, value: str) -> str | None:
-        nonlocal blocked
+class _UrlFilter:
+    """nh3's attribute filter: decides every href and src, counting the remote images
+    it holds back."""
+
+    def __init__(self, inline_images: Mapping[str, str], *, allow_remote_images: bool) -> None:
+        self.inline = {key.strip().strip("<>"): value for key, value in inline_images.items()}
+        self.inline_folded = {key.lower(): value for key, value in self.inline.items()}
+        self.allow_remote_images = allow_remote_images
+        self.blocked = 0
+
+    def __call__(self, tag: str, attribute: str, value: str) -> str | None:
         if attribute not in ("href", "src"):
             return value
         # nh3 has already dropped disallowed schemes; relative URLs reach us raw.
@@ -202,26 +205,36 @@ def sanitize_email_html(
             # Protocol-relative: as remote as https://, so treat it that way.
             value, scheme = "https:" + value.strip(), "https"
         if tag == "img" and attribute == "src":
-            if scheme == "cid":
-                return resolve_cid(value)
-            if scheme in ("http", "https"):
-                if allow_remote_images:
-                    return value
-                blocked += 1
-                return None
-            return None
+            return self._image_source(value, scheme)
         if tag == "a" and attribute == "href":
             # Relative links would point into the portal itself (GET requests as the
             # agent); cid: links have nothing to open.
             return value if scheme in LINK_SCHEMES else None
         return None
 
-    cleaned = nh3.clean(
+    def _image_source(self, value: str, scheme: str | None) -> str | None:
+        if scheme == "cid":
+            return self._resolve_cid(value)
+        if scheme in ("http", "https"):
+            if self.allow_remote_images:
+                return value
+            self.blocked += 1
+        return None
+
+    def _resolve_cid(self, url: str) -> str | None:
+        cid = _content_id(url)
+        # Content-IDs are case-sensitive, but mailers are not always consistent.
+        target = self.inline.get(cid) or self.inline_folded.get(cid.lower())
+        return target if target is not None and _caller_url_is_safe(target) else None
+
+
+def _clean(html: str, urls: _UrlFilter) -> str:
+    return nh3.clean(
         html,
         tags=set(ALLOWED_TAGS),
         clean_content_tags=set(DROPPED_WITH_CONTENT),
         attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
-        attribute_filter=filter_attribute,
+        attribute_filter=urls,
         # Conditional comments (<!--[if IE]>) are markup in disguise.
         strip_comments=True,
         # noopener: the opened page gets no handle on ours; noreferrer: it does not
@@ -234,8 +247,7 @@ def sanitize_email_html(
             "a": {"target": "_blank"},
             "img": {"referrerpolicy": "no-referrer"},
         },
-        # Relative URLs go to filter_attribute (which drops them or, for the
-        # caller's own paths, has already checked them); keep what it returned.
+        # Relative URLs go to the filter (which drops them or, for the caller's
+        # own paths, has already checked them); keep what it returned.
         url_relative=lambda url: url,
     )
-    return SanitizedHtml(html=cleaned, blocked_remote_images=blocked)

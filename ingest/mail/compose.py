@@ -190,47 +190,25 @@ def build_reply(
     """
     from_address = check_address("sender address", from_address)
     to_address = check_address("buyer's address", to_address)
-    check_header_value("subject", subject)
-    if len(subject) > MAX_SUBJECT_CHARS:
-        raise MailError(f"The subject is longer than {MAX_SUBJECT_CHARS} characters.")
+    _check_subject(subject)
     check_header_value("sender name", from_name)
-    domain = from_address.rpartition("@")[2]
-    message_id = message_id or make_message_id(domain)
-    if not is_valid_msgid(message_id):
-        raise MailError(f"{message_id!r} is not a valid Message-ID.")
+    message_id = _checked_message_id(message_id, from_address)
     if in_reply_to is not None and not is_valid_msgid(in_reply_to):
         in_reply_to = None  # a malformed id threads nothing; References still may
     refs = build_references(references, None)
-    sent_at = (now or datetime.now(UTC)).astimezone(UTC)
 
     msg = EmailMessage(policy=MAIL_POLICY)
     msg["From"] = Address(display_name=from_name.strip(), addr_spec=from_address)
     msg["To"] = Address(addr_spec=to_address)
     msg["Subject"] = subject
-    msg["Date"] = format_datetime(sent_at)
-    msg.set_raw("Message-ID", message_id)
-    if in_reply_to:
-        msg.set_raw("In-Reply-To", in_reply_to)
-    if refs:
-        msg.set_raw("References", _fold_ids(refs))
+    msg["Date"] = format_datetime((now or datetime.now(UTC)).astimezone(UTC))
+    _set_threading(msg, message_id=message_id, in_reply_to=in_reply_to, references=refs)
     # A person wrote this: Amazon and auto-responders must treat it as such. Nothing
     # here may look like bulk mail (no Precedence, no List-* headers).
     msg["Auto-Submitted"] = "no"
-    text = body.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.endswith("\n"):
-        text += "\n"
-    # Quoted-printable: survives any relay (no 8BITMIME needed) and lines of any length.
-    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    parts = []
-    for filename, content_type, data in attachments:
-        name = safe_filename(filename)
-        maintype, subtype = _content_type(content_type, name)
-        msg.add_attachment(bytes(data), maintype=maintype, subtype=subtype, filename=name)
-        parts.append((name, f"{maintype}/{subtype}", bytes(data)))
-    for part in msg.iter_parts():
-        del part["MIME-Version"]  # belongs on the message only
-    if "MIME-Version" not in msg:
-        msg["MIME-Version"] = "1.0"
+    _set_text(msg, body)
+    parts = [_attach(msg, *attachment) for attachment in attachments]
+    _keep_one_mime_version(msg)
     return BuiltReply(
         message_id=message_id,
         subject=subject,
@@ -241,3 +219,53 @@ def build_reply(
         raw=msg.as_bytes(policy=MAIL_POLICY),
         attachments=parts,
     )
+
+
+def _check_subject(subject: str) -> None:
+    check_header_value("subject", subject)
+    if len(subject) > MAX_SUBJECT_CHARS:
+        raise MailError(f"The subject is longer than {MAX_SUBJECT_CHARS} characters.")
+
+
+def _checked_message_id(message_id: str | None, from_address: str) -> str:
+    """The given Message-ID, or a new one in the sender's domain; MailError if malformed."""
+    message_id = message_id or make_message_id(from_address.rpartition("@")[2])
+    if not is_valid_msgid(message_id):
+        raise MailError(f"{message_id!r} is not a valid Message-ID.")
+    return message_id
+
+
+def _set_threading(
+    msg: EmailMessage, *, message_id: str, in_reply_to: str | None, references: list[str]
+) -> None:
+    # set_raw: written as given, never refolded into an encoded word (see MAIL_POLICY).
+    msg.set_raw("Message-ID", message_id)
+    if in_reply_to:
+        msg.set_raw("In-Reply-To", in_reply_to)
+    if references:
+        msg.set_raw("References", _fold_ids(references))
+
+
+def _set_text(msg: EmailMessage, body: str) -> None:
+    text = body.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.endswith("\n"):
+        text += "\n"
+    # Quoted-printable: survives any relay (no 8BITMIME needed) and lines of any length.
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+
+
+def _attach(
+    msg: EmailMessage, filename: str, content_type: str, data: bytes
+) -> tuple[str, str, bytes]:
+    """Add one attachment under a safe name and type; the (name, type, bytes) it got."""
+    name = safe_filename(filename)
+    maintype, subtype = _content_type(content_type, name)
+    msg.add_attachment(bytes(data), maintype=maintype, subtype=subtype, filename=name)
+    return name, f"{maintype}/{subtype}", bytes(data)
+
+
+def _keep_one_mime_version(msg: EmailMessage) -> None:
+    for part in msg.iter_parts():
+        del part["MIME-Version"]  # belongs on the message only
+    if "MIME-Version" not in msg:
+        msg["MIME-Version"] = "1.0"

@@ -43,6 +43,7 @@ from portal.security import get_visible_or_404
 from portal.services import canned as canned_service
 from portal.services import inbox as inbox_service
 from portal.services import outbox as outbox_service
+from portal.services import outbox_delivery
 from portal.services import threads as thread_service
 from portal.services.audit import record_event
 from portal.services.compliance import check_reply
@@ -408,7 +409,7 @@ def reply(thread_id: int):
     db.session.commit()
     # Sent after the commit, so a reply is never sent without being stored; the
     # worker retries whatever this attempt leaves pending.
-    if outbox_service.deliver_one(message.id):
+    if outbox_delivery.deliver_one(message.id):
         flash("Reply sent.", "success")
     else:
         flash(

@@ -234,6 +234,21 @@ def retry_parsing(
         return _discard_as_duplicate(message, previous=previous, actor=actor)
     stored = result.message
     assert stored is not None  # noqa: S101 (type narrowing: a replacing row is returned)
+    _record_reparsed(result, stored, parsed, former_id=former_id, previous=previous, actor=actor)
+    log.info("Quarantined message %s parsed again: %s", former_id, result.outcome.value)
+    return ReparseResult(outcome=result.outcome, message=stored)
+
+
+def _record_reparsed(
+    result: StoreResult,
+    stored: Message,
+    parsed: ParsedMessage,
+    *,
+    former_id: int,
+    previous: str,
+    actor: User | None,
+) -> None:
+    """Audit a quarantined message that parsed and was stored (threaded or unrouted)."""
     details: dict[str, object] = {
         "outcome": result.outcome.value,
         "former_message_id": former_id,
@@ -253,8 +268,6 @@ def retry_parsing(
         target=stored,
         details=details,
     )
-    log.info("Quarantined message %s parsed again: %s", former_id, result.outcome.value)
-    return ReparseResult(outcome=result.outcome, message=stored)
 
 
 def _still_quarantined(

@@ -258,6 +258,14 @@ _UNAVAILABLE = (
 
 def exchange_code(settings: SpapiSettings, *, code: str, redirect_uri: str) -> str:
     """Exchange an `spapi_oauth_code` for the seller's refresh token, or raise SpapiError."""
+    request = _token_request(settings, code=code, redirect_uri=redirect_uri)
+    status, answer = _post(request, timeout=settings.timeout)
+    if status == 200:
+        return _refresh_token_in(answer)
+    raise _refusal(status, answer)
+
+
+def _token_request(settings: SpapiSettings, *, code: str, redirect_uri: str) -> Request:
     if not settings.token_url.startswith(("https://", "http://")):
         raise SpapiError(_UNAVAILABLE.format("the token endpoint is misconfigured"))
     body = urlencode(
@@ -269,7 +277,7 @@ def exchange_code(settings: SpapiSettings, *, code: str, redirect_uri: str) -> s
             "client_secret": settings.client_secret,
         }
     ).encode()
-    request = Request(  # noqa: S310 (the scheme is checked above)
+    return Request(  # noqa: S310 (the scheme is checked above)
         settings.token_url,
         data=body,
         method="POST",
@@ -279,8 +287,13 @@ def exchange_code(settings: SpapiSettings, *, code: str, redirect_uri: str) -> s
             "User-Agent": "Sellerdesk",
         },
     )
+
+
+def _post(request: Request, *, timeout: float) -> tuple[int, dict[str, Any]]:
+    """The endpoint's HTTP status and its JSON object ({} for anything else); SpapiError
+    when it cannot be reached."""
     try:
-        with _opener().open(request, timeout=settings.timeout) as response:
+        with _opener().open(request, timeout=timeout) as response:
             status, raw = response.status, response.read(MAX_RESPONSE_BYTES)
     except HTTPError as exc:
         with exc:
@@ -296,32 +309,37 @@ def exchange_code(settings: SpapiSettings, *, code: str, redirect_uri: str) -> s
         answer = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         answer = None
-    if not isinstance(answer, dict):
-        answer = {}
-    if status == 200:
-        token = answer.get("refresh_token")
-        if isinstance(token, str) and token.strip() and len(token) <= 4096:
-            return token.strip()
-        log.error("LWA token endpoint answered 200 without a refresh token")
-        raise SpapiError(_UNAVAILABLE.format("no refresh token in the answer"))
+    return status, answer if isinstance(answer, dict) else {}
+
+
+def _refresh_token_in(answer: dict[str, Any]) -> str:
+    token = answer.get("refresh_token")
+    if isinstance(token, str) and token.strip() and len(token) <= 4096:
+        return token.strip()
+    log.error("LWA token endpoint answered 200 without a refresh token")
+    raise SpapiError(_UNAVAILABLE.format("no refresh token in the answer"))
+
+
+def _refusal(status: int, answer: dict[str, Any]) -> SpapiError:
+    """What to tell the seller when the endpoint refused: whether to try again or call us."""
     error = str(answer.get("error") or "")[:64]
     description = str(answer.get("error_description") or "")[:200]
     log.warning("LWA token endpoint refused the code: HTTP %s %s %s", status, error, description)
     if error == "invalid_grant":
-        raise SpapiError(
+        return SpapiError(
             "Amazon did not accept the authorisation code: it expires five minutes after you "
             "confirm in Seller Central and works only once. Nothing was stored; please click "
             '"Authorise with Amazon" again.'
         )
     if error in ("invalid_client", "unauthorized_client"):
-        raise SpapiError(
+        return SpapiError(
             "Amazon refused Sellerdesk's application credentials, so the authorisation could not "
             "be completed. This needs fixing on our side: nothing was stored, please contact "
             "support."
         )
     if status >= 500 or not error:
-        raise SpapiError(_UNAVAILABLE.format(f"HTTP {status}"))
-    raise SpapiError(
+        return SpapiError(_UNAVAILABLE.format(f"HTTP {status}"))
+    return SpapiError(
         f"Amazon refused the authorisation ({error}). Nothing was stored; please click "
         '"Authorise with Amazon" again, or contact support if it keeps happening.'
     )
@@ -371,38 +389,14 @@ def store_refresh_token(
     hint = mask_refresh_token(refresh_token)
     channels = region_channels(channel)
     for target in channels:
-        previous = target.credential
-        if previous is not None:
-            db.session.delete(previous)
-            db.session.flush()
-        db.session.add(
-            Credential(
-                channel=target,
-                kind=CredentialKind.SPAPI_REFRESH_TOKEN,
-                seller_id=selling_partner_id,
-                # A ciphertext of its own per row (Fernet is randomised): rows share nothing.
-                secret_encrypted=encrypt_secret(refresh_token),
-                secret_hint=hint,
-                submitted_by_id=actor.id if actor is not None else None,
-            )
-        )
-        details: dict[str, Any] = {
-            "kind": CredentialKind.SPAPI_REFRESH_TOKEN.value,
-            "seller_id": selling_partner_id,
-            "token": hint,
-            "via": "amazon_authorisation",
-            "authorised_from": channel.marketplace,
-        }
-        if previous is not None:
-            details["replaced_kind"] = previous.kind.value
-        record_event(
-            "channel.token_replaced" if previous is not None else "channel.token_submitted",
+        _replace_credential(
+            target,
+            selling_partner_id=selling_partner_id,
+            refresh_token=refresh_token,
+            hint=hint,
+            authorised_from=channel.marketplace,
             actor=actor,
-            organisation_id=target.organisation_id,
-            target=target,
-            details=details,
         )
-        set_channel_status(target, ChannelStatus.PENDING_VERIFICATION, reason="", actor=actor)
     db.session.flush()
     log.info(
         "SP-API authorisation %s stored for organisation %s on channels %s",
@@ -411,6 +405,51 @@ def store_refresh_token(
         ",".join(c.marketplace for c in channels),
     )
     return channels
+
+
+def _replace_credential(
+    target: Channel,
+    *,
+    selling_partner_id: str,
+    refresh_token: str,
+    hint: str,
+    authorised_from: str,
+    actor: User | None,
+) -> None:
+    """Put the refresh token in place of `target`'s credential, audit it, and set the
+    channel to await verification."""
+    previous = target.credential
+    if previous is not None:
+        db.session.delete(previous)
+        db.session.flush()
+    db.session.add(
+        Credential(
+            channel=target,
+            kind=CredentialKind.SPAPI_REFRESH_TOKEN,
+            seller_id=selling_partner_id,
+            # A ciphertext of its own per row (Fernet is randomised): rows share nothing.
+            secret_encrypted=encrypt_secret(refresh_token),
+            secret_hint=hint,
+            submitted_by_id=actor.id if actor is not None else None,
+        )
+    )
+    details: dict[str, Any] = {
+        "kind": CredentialKind.SPAPI_REFRESH_TOKEN.value,
+        "seller_id": selling_partner_id,
+        "token": hint,
+        "via": "amazon_authorisation",
+        "authorised_from": authorised_from,
+    }
+    if previous is not None:
+        details["replaced_kind"] = previous.kind.value
+    record_event(
+        "channel.token_replaced" if previous is not None else "channel.token_submitted",
+        actor=actor,
+        organisation_id=target.organisation_id,
+        target=target,
+        details=details,
+    )
+    set_channel_status(target, ChannelStatus.PENDING_VERIFICATION, reason="", actor=actor)
 
 
 def channels_sharing_authorisation(channel: Channel) -> list[Channel]:

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import AuditEvent, Direction, Message, Role, SendStatus, Thread
-from portal.services import outbox
+from portal.services import outbox, outbox_delivery
 from portal.sqltypes import utcnow
 from tests.conftest import worker_environment
 from tests.mailgen import amazon_message
@@ -107,7 +107,7 @@ def test_reply_reaches_the_smtp_server_with_threading_headers(
 ):
     thread = buyer_thread()
     message = queue(thread, agent, attachments=[("Invoice 1.pdf", "application/pdf", b"%PDF-1.4")])
-    assert outbox.deliver_one(message.id) is True
+    assert outbox_delivery.deliver_one(message.id) is True
 
     [received] = smtp.messages
     assert received.mail_from == HELPDESK
@@ -133,7 +133,7 @@ def test_reply_reaches_the_smtp_server_with_threading_headers(
 
     db.session.refresh(message)
     assert message.send_status == SendStatus.SENT and message.send_attempts == 1
-    assert outbox.deliver_pending().line() == "sent=0 failed=0 retrying=0"
+    assert outbox_delivery.deliver_pending().line() == "sent=0 failed=0 retrying=0"
     assert len(smtp.messages) == 1
 
 
@@ -144,12 +144,12 @@ def test_smtp_login_with_url_encoded_credentials(app, buyer_thread, agent):
     try:
         app.config["SMTP_URL"] = f"smtp://mailer%40shop:p%40ss%3Aw%2Frd@127.0.0.1:{server.port}"
         message = queue(buyer_thread(), agent)
-        assert outbox.deliver_one(message.id) is True
+        assert outbox_delivery.deliver_one(message.id) is True
         assert [m.auth_user for m in server.messages] == ["mailer@shop"]
 
         app.config["SMTP_URL"] = f"smtp://mailer%40shop:wrong@127.0.0.1:{server.port}"
         second = queue(buyer_thread(), agent)
-        assert outbox.deliver_one(second.id) is False
+        assert outbox_delivery.deliver_one(second.id) is False
         db.session.refresh(second)
         # A refused login is our configuration, not the message: it stays queued.
         assert second.send_status == SendStatus.PENDING
@@ -164,7 +164,7 @@ def test_smtp_down_queues_then_delivers_exactly_once(app, smtp, smtp_url, buyer_
     smtp.stop()
     message = queue(thread, agent)
     now = utcnow()
-    assert outbox.deliver_one(message.id, now=now) is False
+    assert outbox_delivery.deliver_one(message.id, now=now) is False
     db.session.refresh(message)
     assert message.send_status == SendStatus.PENDING
     assert "Connection refused" in message.last_send_error
@@ -174,7 +174,7 @@ def test_smtp_down_queues_then_delivers_exactly_once(app, smtp, smtp_url, buyer_
     assert thread.awaiting_reply_since is None
 
     # Still down at the next due pass: another attempt, a longer wait.
-    summary = outbox.deliver_pending(now=now + timedelta(seconds=31))
+    summary = outbox_delivery.deliver_pending(now=now + timedelta(seconds=31))
     assert summary.line() == "sent=0 failed=0 retrying=1"
     db.session.refresh(message)
     assert message.send_attempts == 2
@@ -182,11 +182,11 @@ def test_smtp_down_queues_then_delivers_exactly_once(app, smtp, smtp_url, buyer_
 
     smtp.start()
     # Back up, but the reply is backing off: nothing is sent before it is due.
-    assert outbox.deliver_pending(now=now + timedelta(seconds=40)).sent == 0
+    assert outbox_delivery.deliver_pending(now=now + timedelta(seconds=40)).sent == 0
     assert smtp.messages == []
     later = now + timedelta(minutes=5)
-    assert outbox.deliver_pending(now=later).line() == "sent=1 failed=0 retrying=0"
-    assert outbox.deliver_pending(now=later + timedelta(hours=2)).sent == 0
+    assert outbox_delivery.deliver_pending(now=later).line() == "sent=1 failed=0 retrying=0"
+    assert outbox_delivery.deliver_pending(now=later + timedelta(hours=2)).sent == 0
     assert received_ids(smtp) == [message.message_id]
     db.session.refresh(message)
     assert message.send_status == SendStatus.SENT and message.last_send_error is None
@@ -208,7 +208,7 @@ def test_permanent_rejection_fails_with_the_servers_reason(
     waiting_since = thread.awaiting_reply_since
     message = queue(thread, agent)
     smtp.reject_next(code, text, at=at)
-    assert outbox.deliver_one(message.id) is False
+    assert outbox_delivery.deliver_one(message.id) is False
     db.session.refresh(message)
     assert message.send_status == SendStatus.FAILED
     assert message.last_send_error == f"{stage}: {code} {text}"
@@ -220,12 +220,12 @@ def test_permanent_rejection_fails_with_the_servers_reason(
     assert event.target_id == message.id and str(code) in event.details["reason"]
     # Never retried on its own …
     later = utcnow() + timedelta(days=1)
-    assert outbox.deliver_pending(now=later).line() == "sent=0 failed=0 retrying=0"
+    assert outbox_delivery.deliver_pending(now=later).line() == "sent=0 failed=0 retrying=0"
     assert smtp.messages == []
     # … only when an admin asks.
     outbox.retry(message, agent)
     db.session.commit()
-    assert outbox.deliver_pending().sent == 1
+    assert outbox_delivery.deliver_pending().sent == 1
     assert received_ids(smtp) == [message.message_id]
 
 
@@ -234,11 +234,11 @@ def test_temporary_rejection_is_retried(app, smtp, smtp_url, buyer_thread, agent
     message = queue(buyer_thread(), agent)
     smtp.reject_next(451, "4.3.0 Try again later", at="data")
     now = utcnow()
-    assert outbox.deliver_one(message.id, now=now) is False
+    assert outbox_delivery.deliver_one(message.id, now=now) is False
     db.session.refresh(message)
     assert message.send_status == SendStatus.PENDING
     assert message.last_send_error == "DATA: 451 4.3.0 Try again later"
-    assert outbox.deliver_pending(now=now + timedelta(minutes=1)).sent == 1
+    assert outbox_delivery.deliver_pending(now=now + timedelta(minutes=1)).sent == 1
     assert received_ids(smtp) == [message.message_id]
 
 
@@ -257,10 +257,10 @@ def test_concurrent_senders_in_threads_send_each_reply_once(
             with app.app_context():
                 barrier.wait(timeout=10)
                 if first_pk is not None:
-                    sent = outbox.deliver_one(first_pk)
-                    summaries.append(outbox.OutboxSummary(sent=int(sent)))
+                    sent = outbox_delivery.deliver_one(first_pk)
+                    summaries.append(outbox_delivery.OutboxSummary(sent=int(sent)))
                 else:
-                    summaries.append(outbox.deliver_pending())
+                    summaries.append(outbox_delivery.deliver_pending())
                 db.session.remove()
         except Exception as exc:  # surfaced below
             errors.append(exc)
@@ -318,7 +318,7 @@ def test_tls_against_a_plain_server_keeps_the_reply_queued(
 ):
     app.config["SMTP_URL"] = f"{scheme}://user:pass@127.0.0.1:{smtp.port}"
     message = queue(buyer_thread(), agent)
-    assert outbox.deliver_one(message.id, timeout=5) is False
+    assert outbox_delivery.deliver_one(message.id, timeout=5) is False
     db.session.refresh(message)
     assert message.send_status == SendStatus.PENDING
     assert error in message.last_send_error
@@ -337,7 +337,7 @@ def test_timeout_is_temporary(app, buyer_thread, agent):
         listener.listen(1)
         app.config["SMTP_URL"] = f"smtp://127.0.0.1:{port}"
         message = queue(buyer_thread(), agent)
-        assert outbox.deliver_one(message.id, timeout=0.5) is False
+        assert outbox_delivery.deliver_one(message.id, timeout=0.5) is False
     db.session.refresh(message)
     assert message.send_status == SendStatus.PENDING
     assert "timed out" in message.last_send_error
@@ -364,7 +364,7 @@ def test_buyers_answer_to_our_reply_lands_in_the_same_thread(
         inquiry = thread.messages[0]
 
         reply = queue(thread, agent, body="Dear buyer,\nthe parcel is on its way.\n")
-        assert outbox.deliver_one(reply.id) is True
+        assert outbox_delivery.deliver_one(reply.id) is True
         [received] = smtp.messages
         ours = parse(received.raw)
         assert ours["In-Reply-To"] == inquiry.message_id

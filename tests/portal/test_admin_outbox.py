@@ -11,6 +11,7 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import AuditEvent, Message, Role, SendStatus
 from portal.services import outbox as outbox_service
+from portal.services import outbox_delivery
 from portal.sqltypes import utcnow
 from tests.conftest import csrf_token_from
 
@@ -82,7 +83,7 @@ def test_retry_a_failed_reply_sends_it_at_the_next_pass(app, client, admin, repl
     ).all()
     assert event.target_id == message.id
     assert event.details["was"] == "failed"
-    assert outbox_service.deliver_pending().sent == 1
+    assert outbox_delivery.deliver_pending().sent == 1
     db.session.refresh(message)
     assert message.send_status == SendStatus.SENT
     assert len(sent_files(app)) == 1
@@ -97,7 +98,7 @@ def test_cancel_a_reply(client, admin, reply):
     assert [e.kind for e in db.session.scalars(select(AuditEvent).order_by(AuditEvent.id))][
         -1
     ] == "thread.reply_cancelled"
-    assert outbox_service.deliver_pending().sent == 0
+    assert outbox_delivery.deliver_pending().sent == 0
     assert f'id="reply-{message.id}"' not in client.get("/admin/outbox").get_data(as_text=True)
 
 

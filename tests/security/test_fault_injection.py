@@ -44,7 +44,7 @@ from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import Direction, Mailbox, Message, Role, SendStatus, Thread
 from portal.services import mailboxes as mailbox_service
-from portal.services import outbox
+from portal.services import outbox, outbox_delivery
 from portal.sqltypes import utcnow
 from tests.conftest import close_quietly, worker_environment
 from tests.mailgen import amazon_message
@@ -836,7 +836,7 @@ def replies(app, make_channel, make_user):
 def _drain(now, *, passes: int = 40) -> int:
     """Worker passes, an hour apart (past any backoff), until nothing is pending."""
     for n in range(passes):
-        outbox.deliver_pending(now=now + timedelta(hours=n), timeout=1.0)
+        outbox_delivery.deliver_pending(now=now + timedelta(hours=n), timeout=1.0)
         db.session.expire_all()
         pending = db.session.scalar(
             select(func.count())
@@ -888,7 +888,7 @@ def test_outbox_permanent_refusal_is_marked_failed_with_the_reason(app, smtp, pr
 
 @pytest.mark.smtp
 def test_reply_whose_acceptance_is_lost_is_sent_again_identically(app, smtp, proxy, replies):
-    # The one window SMTP cannot close (portal/services/outbox.py says so): the server
+    # The one window SMTP cannot close (portal/services/outbox_delivery.py says so): the server
     # accepted, its 250 never arrived. The reply goes again, byte for byte the same with
     # the same Message-ID, so the copy is recognisable; it is never lost, never altered.
     app.config["SMTP_URL"] = f"smtp://127.0.0.1:{proxy.port}"

@@ -27,7 +27,7 @@ from portal.models import (
     Thread,
     ThreadStatus,
 )
-from portal.services import outbox
+from portal.services import outbox, outbox_delivery
 from portal.services import threads as thread_service
 from portal.sqltypes import utcnow
 
@@ -297,7 +297,7 @@ def test_outbox_transport_writes_atomically_and_overwrites_on_retry(tmp_path):
 
 
 def test_retry_delay_grows_and_is_capped():
-    delays = [outbox.retry_delay(n).total_seconds() for n in range(1, 10)]
+    delays = [outbox_delivery.retry_delay(n).total_seconds() for n in range(1, 10)]
     assert delays[:4] == [30, 60, 120, 240]
     assert max(delays) == 3600 and delays == sorted(delays)
 
@@ -416,7 +416,7 @@ def test_attachments_of_exactly_10_mb_are_accepted(app, buyer_thread, agent):
 
 def test_deliver_one_writes_the_stored_bytes_once(app, buyer_thread, agent, outbox_dir):
     message = queue(buyer_thread(), agent)
-    assert outbox.deliver_one(message.id) is True
+    assert outbox_delivery.deliver_one(message.id) is True
     files = list(outbox_dir.glob("*.eml"))
     assert [f.name for f in files] == [smtp.outbox_filename(message.message_id)]
     db.session.refresh(message)
@@ -425,15 +425,15 @@ def test_deliver_one_writes_the_stored_bytes_once(app, buyer_thread, agent, outb
     assert message.sent_at is not None and message.send_claimed_until is None
     assert message.send_attempts == 1 and message.last_send_error is None
     # Nothing left to do: a second try or a worker pass sends nothing.
-    assert outbox.deliver_one(message.id) is False
-    assert outbox.deliver_pending().line() == "sent=0 failed=0 retrying=0"
+    assert outbox_delivery.deliver_one(message.id) is False
+    assert outbox_delivery.deliver_pending().line() == "sent=0 failed=0 retrying=0"
     assert len(list(outbox_dir.iterdir())) == 1
 
 
 def test_deliver_pending_sends_each_reply_once(app, buyer_thread, agent, outbox_dir):
     messages = [queue(buyer_thread(), agent, body=f"Reply {i}") for i in range(5)]
-    assert outbox.deliver_pending().line() == "sent=5 failed=0 retrying=0"
-    assert outbox.deliver_pending().line() == "sent=0 failed=0 retrying=0"
+    assert outbox_delivery.deliver_pending().line() == "sent=5 failed=0 retrying=0"
+    assert outbox_delivery.deliver_pending().line() == "sent=0 failed=0 retrying=0"
     assert sorted(f.name for f in outbox_dir.glob("*.eml")) == sorted(
         smtp.outbox_filename(m.message_id) for m in messages
     )
@@ -443,14 +443,14 @@ def test_a_claimed_reply_is_left_to_its_sender(app, buyer_thread, agent, outbox_
     message = queue(buyer_thread(), agent)
     now = utcnow()
     # Another sender (the web request, another worker) holds it.
-    assert outbox._claim(message.id, now) is not None
-    assert outbox._claim(message.id, now) is None
-    assert outbox.deliver_one(message.id, now=now) is False
-    assert outbox.deliver_pending(now=now).line() == "sent=0 failed=0 retrying=0"
+    assert outbox_delivery.claim_reply(message.id, now) is not None
+    assert outbox_delivery.claim_reply(message.id, now) is None
+    assert outbox_delivery.deliver_one(message.id, now=now) is False
+    assert outbox_delivery.deliver_pending(now=now).line() == "sent=0 failed=0 retrying=0"
     assert not outbox_dir.exists() or not list(outbox_dir.iterdir())
     # That sender died: once its claim runs out, the message goes out.
-    later = now + outbox.CLAIM_TTL + timedelta(seconds=1)
-    assert outbox.deliver_pending(now=later).line() == "sent=1 failed=0 retrying=0"
+    later = now + outbox_delivery.CLAIM_TTL + timedelta(seconds=1)
+    assert outbox_delivery.deliver_pending(now=later).line() == "sent=1 failed=0 retrying=0"
     db.session.refresh(message)
     assert message.send_attempts == 2 and message.send_status == SendStatus.SENT
 
@@ -461,7 +461,7 @@ def test_unwritable_outbox_retries_with_backoff_then_delivers(app, buyer_thread,
     app.config["SMTP_URL"] = f"outbox:{blocked}"
     message = queue(buyer_thread(), agent)
     now = utcnow()
-    assert outbox.deliver_one(message.id, now=now) is False
+    assert outbox_delivery.deliver_one(message.id, now=now) is False
     db.session.refresh(message)
     assert message.send_status == SendStatus.PENDING
     assert message.last_send_error.startswith("outbox:")
@@ -469,22 +469,22 @@ def test_unwritable_outbox_retries_with_backoff_then_delivers(app, buyer_thread,
     assert message.next_attempt_at == now + timedelta(seconds=30)
     assert message.send_claimed_until is None
     # Backing off: not due yet.
-    assert outbox.deliver_pending(now=now + timedelta(seconds=10)).retrying == 0
-    summary = outbox.deliver_pending(now=now + timedelta(seconds=31))
+    assert outbox_delivery.deliver_pending(now=now + timedelta(seconds=10)).retrying == 0
+    summary = outbox_delivery.deliver_pending(now=now + timedelta(seconds=31))
     assert summary.line() == "sent=0 failed=0 retrying=1"
     db.session.refresh(message)
     assert message.send_attempts == 2
     assert message.next_attempt_at == now + timedelta(seconds=31 + 60)
     # Fixed: the next due pass delivers it.
     blocked.unlink()
-    assert outbox.deliver_pending(now=now + timedelta(minutes=5)).sent == 1
+    assert outbox_delivery.deliver_pending(now=now + timedelta(minutes=5)).sent == 1
     assert (blocked / smtp.outbox_filename(message.message_id)).read_bytes() == message.raw
 
 
 def test_bad_smtp_url_keeps_replies_pending(app, buyer_thread, agent):
     app.config["SMTP_URL"] = "smtpx://mail.example.com"
     message = queue(buyer_thread(), agent)
-    assert outbox.deliver_one(message.id) is False
+    assert outbox_delivery.deliver_one(message.id) is False
     db.session.refresh(message)
     assert message.send_status == SendStatus.PENDING
     assert message.last_send_error.startswith("SMTP_URL: unsupported SMTP_URL scheme")
@@ -503,7 +503,7 @@ def test_cancel_a_pending_reply_restores_the_response_clock(app, buyer_thread, a
     assert message.send_status == SendStatus.CANCELLED
     assert outbox.describe_status(message) == "cancelled"
     assert thread.awaiting_reply_since == waiting_since
-    assert outbox.deliver_pending().sent == 0
+    assert outbox_delivery.deliver_pending().sent == 0
     assert not outbox_dir.exists()
     kinds = db.session.scalars(select(AuditEvent.kind).order_by(AuditEvent.id)).all()
     assert kinds[-1] == "thread.reply_cancelled"
@@ -515,7 +515,7 @@ def test_cancel_a_pending_reply_restores_the_response_clock(app, buyer_thread, a
 
 def test_cancel_refused_while_a_sender_holds_the_reply(app, buyer_thread, agent):
     message = queue(buyer_thread(), agent)
-    assert outbox._claim(message.id, utcnow()) is not None
+    assert outbox_delivery.claim_reply(message.id, utcnow()) is not None
     with _raises("being sent right now"):
         outbox.cancel(message, agent)
     db.session.rollback()
@@ -534,7 +534,7 @@ def test_retry_a_failed_reply(app, buyer_thread, agent, outbox_dir):
     outbox.retry(message, agent)
     db.session.commit()
     assert message.send_status == SendStatus.PENDING and message.next_attempt_at is not None
-    assert outbox.deliver_pending().sent == 1
+    assert outbox_delivery.deliver_pending().sent == 1
     db.session.refresh(message)
     assert message.send_status == SendStatus.SENT
     assert outbox.describe_status(message) == "sent"
@@ -546,7 +546,7 @@ def test_retry_a_failed_reply(app, buyer_thread, agent, outbox_dir):
 
 def test_list_outbox_shows_what_is_stuck(app, buyer_thread, agent):
     sent = queue(buyer_thread(), agent)
-    outbox.deliver_one(sent.id)
+    outbox_delivery.deliver_one(sent.id)
     pending = queue(buyer_thread(), agent)
     assert outbox.list_outbox() == [pending]
     assert set(outbox.list_outbox(statuses=list(SendStatus))) == {sent, pending}

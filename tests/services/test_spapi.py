@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 from datetime import timedelta
@@ -371,6 +372,37 @@ def test_token_endpoint_redirects_are_not_followed(app, spapi):
 def test_exchange_without_network_is_refused_by_the_guard(app, settings):
     # Unmarked tests may not reach the stand-in: the suite's network guard holds.
     with pytest.raises(RuntimeError, match="mark it"):
+        spapi_service.exchange_code(settings, code="ANDx", redirect_uri=REDIRECT)
+
+
+# The endpoint's answers the stand-in does not give, read without the network.
+
+
+@pytest.mark.parametrize(
+    ("status", "answer", "told"),
+    [
+        (400, {"error": "invalid_grant"}, "expires five minutes after"),
+        (401, {"error": "unauthorized_client"}, "refused Sellerdesk's application credentials"),
+        (400, {}, "did not answer properly (HTTP 400)"),
+        (400, {"error": "invalid_scope"}, "Amazon refused the authorisation (invalid_scope)"),
+    ],
+)
+def test_what_a_refusal_tells_the_seller(status, answer, told):
+    assert told in str(spapi_service._refusal(status, answer))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{}, {"refresh_token": "  "}, {"refresh_token": 42}, {"refresh_token": "Atzr|" + "x" * 4096}],
+)
+def test_an_answer_without_a_usable_refresh_token(answer):
+    with pytest.raises(SpapiError, match="no refresh token in the answer"):
+        spapi_service._refresh_token_in(answer)
+
+
+def test_a_token_url_that_is_not_http_is_never_called(settings):
+    settings = dataclasses.replace(settings, token_url="file:///etc/passwd")
+    with pytest.raises(SpapiError, match="the token endpoint is misconfigured"):
         spapi_service.exchange_code(settings, code="ANDx", redirect_uri=REDIRECT)
 
 
