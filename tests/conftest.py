@@ -330,6 +330,17 @@ def uk(make_channel: Callable[..., Channel], make_org: Callable[..., Organisatio
     return make_channel("UK", organisation=make_org("Acme"), address="uk-chan01@helpdesk.test")
 
 
+@pytest.fixture
+def two_channels(
+    make_channel: Callable[..., Channel], make_org: Callable[..., Organisation]
+) -> tuple[Channel, Channel]:
+    """Two sellers apart: Alpha Ltd's UK channel and Beta GmbH's DE channel."""
+    return (
+        make_channel("UK", organisation=make_org("Alpha Ltd"), address="uk-alpha@helpdesk.test"),
+        make_channel("DE", organisation=make_org("Beta GmbH"), address="de-beta@helpdesk.test"),
+    )
+
+
 # --- mail delivered into the app's Maildir, as an MDA would ------------------------
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import insert, select
 
@@ -23,16 +22,6 @@ from portal.services.inbox import FilterOptions, InboxQuery, list_inbox
 from portal.services.outbox import queue_reply
 from portal.sqltypes import utcnow
 from tests.conftest import _test_config
-
-
-@pytest.fixture
-def channel(make_org, make_channel):
-    return make_channel("UK", organisation=make_org("Alpha Ltd"), address="uk-chan01@helpdesk.test")
-
-
-@pytest.fixture
-def admin(make_user):
-    return make_user(Role.ADMIN)
 
 
 def rows(user) -> dict:

@@ -22,16 +22,6 @@ from tests.conftest import _test_config
 
 
 @pytest.fixture
-def channel(make_org, make_channel):
-    return make_channel("UK", organisation=make_org("Alpha Ltd"), address="uk-chan01@helpdesk.test")
-
-
-@pytest.fixture
-def admin(make_user):
-    return make_user(Role.ADMIN)
-
-
-@pytest.fixture
 def threads(channel, make_thread):
     make_thread(
         channel,
