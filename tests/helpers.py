@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 
 from portal.extensions import db
@@ -22,3 +25,8 @@ def mail_bytes(name_or_bytes: str | bytes, *, replace: dict[str, str] | None = N
 def stored_messages() -> list[Message]:
     """Every message row, in the order stored."""
     return db.session.scalars(db.select(Message).order_by(Message.id)).all()
+
+
+def parse_mail(raw: bytes) -> EmailMessage:
+    """Mail as sent, parsed; SMTP's CRLF read as LF, so decoded bodies compare to Python text."""
+    return BytesParser(policy=policy.default).parsebytes(raw.replace(b"\r\n", b"\n"))
