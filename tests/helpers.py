@@ -23,6 +23,10 @@ from portal.models import Message
 ROOT = Path(__file__).resolve().parents[1]
 #: The real-mail fixtures.
 MAIL = Path(__file__).resolve().parent / "data" / "mail"
+#: The routes that hand out files: tests/portal/test_downloads.py checks that each goes
+#: through the one Content-Disposition helper, tests/security/test_downloads_browser.py
+#: clicks each in Chromium.
+DOWNLOAD_ENDPOINTS = frozenset({"inbox.attachment", "admin.raw_message", "orgs.export_messages"})
 
 
 def mail_bytes(name_or_bytes: str | bytes, *, replace: dict[str, str] | None = None) -> bytes:
