@@ -27,6 +27,7 @@ from imapclient import IMAPClient
 from sqlalchemy import create_engine, delete
 from werkzeug.serving import make_server
 
+from ingest.pipeline import Outcome, ingest_raw
 from portal import create_app
 from portal.extensions import db
 from portal.models import (
@@ -370,6 +371,27 @@ def drop_mail(maildir: Path):
         return target
 
     return drop
+
+
+@pytest.fixture
+def ingest(app: Flask) -> Callable[..., Outcome]:
+    """Store a fixture .eml (or raw bytes) through the pipeline's per-message path, without
+    a mailbox, and commit; returns the outcome."""
+
+    def do_ingest(name_or_bytes: str | bytes, *, replace: dict[str, str] | None = None) -> Outcome:
+        outcome = ingest_raw(
+            mail_bytes(name_or_bytes, replace=replace),
+            mailbox=None,
+            uidvalidity=None,
+            uid=None,
+            inbound_domain=app.config["INBOUND_DOMAIN"],
+            max_attachment_bytes=app.config["MAX_ATTACHMENT_BYTES"],
+            now=utcnow(),
+        )
+        db.session.commit()
+        return outcome
+
+    return do_ingest
 
 
 @pytest.fixture

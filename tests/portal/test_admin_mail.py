@@ -20,11 +20,6 @@ from tests.conftest import csrf_token_from
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def admin(login_as):
-    return login_as(Role.ADMIN)
-
-
 def post(client, path, data=None, *, page, **kwargs):
     token = csrf_token_from(client.get(page).get_data(as_text=True))
     return client.post(path, data={"csrf_token": token, **(data or {})}, **kwargs)

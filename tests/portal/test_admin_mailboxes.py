@@ -27,11 +27,6 @@ _users = itertools.count(1)
 IMAP_PASSWORD = "s3cret-imap-Pässword"
 
 
-@pytest.fixture
-def admin(login_as):
-    return login_as(Role.ADMIN)
-
-
 def token(client, path="/admin/mailboxes"):
     return csrf_token_from(client.get(path).get_data(as_text=True))
 
@@ -364,11 +359,6 @@ def test_connection_test_reports_a_missing_folder(client, admin, dovecot, imap_a
 
 
 # --- health figures ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def uk(make_channel):
-    return make_channel("UK", address="uk-chan01@helpdesk.test")
 
 
 def health_row(page: str, mailbox: Mailbox) -> str:

@@ -18,11 +18,6 @@ SMTP_ERROR = "550 5.1.1 <jane@marketplace.amazon.co.uk>: Recipient address rejec
 
 
 @pytest.fixture
-def admin(login_as):
-    return login_as(Role.ADMIN)
-
-
-@pytest.fixture
 def reply(app, make_thread, make_channel, make_user):
     """A queued reply in the state asked for, as the sender would have left it."""
 
