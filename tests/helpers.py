@@ -1,9 +1,11 @@
-"""Helpers shared by several test modules (fixtures live in tests/conftest.py)."""
+"""Helpers shared by several test modules: constants, the test app's configuration, logging
+in, parsing sent mail, starting real processes. Fixtures live in tests/conftest.py."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -12,13 +14,20 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
+from flask.testing import FlaskClient
+from imapclient import IMAPClient
 
 from portal.extensions import db
 from portal.models import Message
 
+#: The password of every user the factories make.
+PASSWORD = "correct horse battery"
+#: The TOKEN_KEY of the test app and of the worker processes it starts.
+TOKEN_KEY = Fernet.generate_key().decode()
 #: The repository, where `make` and `flask --app wsgi` run.
 ROOT = Path(__file__).resolve().parents[1]
 #: The real-mail fixtures.
@@ -45,6 +54,103 @@ def stored_messages() -> list[Message]:
 def parse_mail(raw: bytes) -> EmailMessage:
     """Mail as sent, parsed; SMTP's CRLF read as LF, so decoded bodies compare to Python text."""
     return BytesParser(policy=policy.default).parsebytes(raw.replace(b"\r\n", b"\n"))
+
+
+# --- the test app's configuration and clients ---------------------------------------------
+
+
+def app_config_for(url: str, tmp: Path, **overrides: Any) -> dict[str, Any]:
+    """The test app's configuration: the database at `url`, its Maildir and outbox under
+    `tmp`, every setting given; `overrides` add to it or replace."""
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key",
+        "TOKEN_KEY": TOKEN_KEY,
+        "SQLALCHEMY_DATABASE_URI": url,
+        "MAIL_SOURCE": f"maildir:{tmp / 'maildir'}",
+        "SMTP_URL": f"outbox:{tmp / 'outbox'}",
+        "INBOUND_DOMAIN": "helpdesk.test",
+        "SERVER_NAME": None,
+    }
+    config.update(overrides)
+    return config
+
+
+def worker_environment(config: Any, database_url: str, **settings: str) -> dict[str, str]:
+    """The environment of a worker process (`flask ingest poll`, `ingest run`, `outbox
+    send`) on the test app's database, mail source and inbound domain: every setting it
+    reads is given, so nothing comes from instance/ or a developer's .env. `settings`
+    add to it or replace (SMTP_URL, LOG_LEVEL, POLL_SECONDS, …)."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "test-secret-key",
+        "TOKEN_KEY": TOKEN_KEY,
+        "MAIL_SOURCE": config["MAIL_SOURCE"],
+        "INBOUND_DOMAIN": config["INBOUND_DOMAIN"],
+        "LOG_LEVEL": "WARNING",
+        **settings,
+    }
+
+
+class FreshContextClient(FlaskClient):
+    """Gives each request its own app context, as a real server does.
+
+    The `app` fixture keeps a context pushed for the test body; without this, every
+    request would share its `g` (and Flask-WTF's cached CSRF token) and its DB session.
+    """
+
+    def open(self, *args: Any, **kwargs: Any):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
+_CSRF_RE = re.compile(
+    r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"'
+)
+
+
+def csrf_token_from(html: str) -> str:
+    match = _CSRF_RE.search(html)
+    assert match, "page has no CSRF token"
+    return match.group(1) or match.group(2)
+
+
+class AuthActions:
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def login(self, email: str, password: str = PASSWORD, follow_redirects: bool = False):
+        page = self.client.get("/login")
+        token = csrf_token_from(page.get_data(as_text=True))
+        return self.client.post(
+            "/login",
+            data={"email": email, "password": password, "csrf_token": token},
+            follow_redirects=follow_redirects,
+        )
+
+    def logout(self):
+        page = self.client.get("/dashboard")
+        token = csrf_token_from(page.get_data(as_text=True))
+        return self.client.post("/logout", data={"csrf_token": token})
+
+
+def browser_log_in(page: Any, base: str, email: str, password: str = PASSWORD) -> None:
+    """Log a Playwright `page` in through the real login form of the server at `base`."""
+    page.goto(f"{base}/login")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{base}/dashboard")
+
+
+def close_quietly(client: IMAPClient) -> None:
+    """Log out, or just close the socket when the server is already gone."""
+    try:
+        client.logout()
+    except Exception:
+        with contextlib.suppress(Exception):
+            client.shutdown()
 
 
 # --- the real `make run` / `make serve` in a process group of its own ---------------------

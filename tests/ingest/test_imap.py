@@ -15,7 +15,7 @@ import pytest
 from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import Mailbox, Message
-from tests.conftest import worker_environment
+from tests.helpers import worker_environment
 from tests.mailgen import amazon_message
 
 pytestmark = pytest.mark.imap

@@ -21,8 +21,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, Direction, Message, Role, SendStatus, Thread
 from portal.services import outbox
 from portal.sqltypes import utcnow
-from tests.conftest import worker_environment
-from tests.helpers import parse_mail
+from tests.helpers import parse_mail, worker_environment
 from tests.mailgen import amazon_message
 from tests.servers import SmtpServer, free_port
 

@@ -15,7 +15,7 @@ from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import AuditEvent, Message, Role, Thread
 from portal.services import admin_mail
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 
 ROOT = Path(__file__).resolve().parents[2]
 

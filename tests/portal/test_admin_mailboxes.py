@@ -19,7 +19,7 @@ from portal.services import health as health_service
 from portal.services import leases, mailbox_config
 from portal.services import mailboxes as mailbox_service
 from portal.sqltypes import utcnow
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 from tests.mailgen import amazon_message
 from tests.servers import free_port
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import AuditEvent, CannedReply, Role, Thread
 from portal.services import canned as canned_service
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 
 
 @pytest.fixture

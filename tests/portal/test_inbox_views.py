@@ -13,7 +13,7 @@ from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import AuditEvent, Message, Role, ThreadStatus
 from portal.services.inbox import InboxQuery, list_inbox
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 
 
 def post(client, thread, action, data):

@@ -21,7 +21,7 @@ from flask import url_for
 from werkzeug.routing import AnyConverter
 
 from portal import create_app
-from tests.conftest import _test_config
+from tests.helpers import app_config_for
 from tests.security.world import SEES, Matrix
 
 # Outcomes, as `outcome()` reads a response.
@@ -279,7 +279,7 @@ class Case:
 
 def url_map_app():
     """An app to read the URL map of (no database is opened)."""
-    return create_app(_test_config("sqlite://", Path(tempfile.gettempdir())))
+    return create_app(app_config_for("sqlite://", Path(tempfile.gettempdir())))
 
 
 def _cases() -> tuple[list[Case], set[str]]:

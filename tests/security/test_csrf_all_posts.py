@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from portal.extensions import csrf
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 from tests.security.conftest import record
 from tests.security.routes import ALLOWED, CASES, ROUTES, build_url, expected
 from tests.security.world import Matrix, fingerprint

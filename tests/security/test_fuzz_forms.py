@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 from tests.security.conftest import record
 from tests.security.forms import Field, Form, discover_forms
 from tests.security.routes import ALLOWED, CASES, ROUTES, build_url, expected

@@ -25,7 +25,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.routing import AnyConverter
 
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 from tests.security import routes
 from tests.security.conftest import record
 from tests.security.routes import (
