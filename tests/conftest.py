@@ -6,10 +6,8 @@ throwaway PostgreSQL the suite starts itself (or on TEST_DATABASE_URL when set).
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
-import re
 import shutil
 import socket
 import threading
@@ -20,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
 from imapclient import IMAPClient
 from sqlalchemy import create_engine, delete
 from werkzeug.serving import make_server
 
+from ingest.pipeline import Outcome, ingest_raw
 from portal import create_app
 from portal.extensions import db
 from portal.models import (
@@ -43,12 +41,17 @@ from portal.models import (
 from portal.services import channels as channel_service
 from portal.services import users as user_service
 from portal.sqltypes import utcnow
-from tests.helpers import mail_bytes
+from tests.helpers import (
+    PASSWORD,
+    AuthActions,
+    FreshContextClient,
+    app_config_for,
+    close_quietly,
+    mail_bytes,
+)
 
 pytest_plugins = ["tests.fixtures_servers", "tests.spapi_standin"]
 
-PASSWORD = "correct horse battery"
-TOKEN_KEY = Fernet.generate_key().decode()
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 NETWORK_MARKS = ("imap", "smtp", "postgres", "browser", "live", "spapi")
 
@@ -143,7 +146,7 @@ def _upgrade(url: str, tmp: Path) -> None:
     """Create the schema with the real migrations, as `flask db upgrade` would."""
     from flask_migrate import upgrade
 
-    app = create_app(_test_config(url, tmp))
+    app = create_app(app_config_for(url, tmp))
     with app.app_context():
         upgrade()
         db.engine.dispose()
@@ -179,42 +182,10 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.url(name)
 
 
-def _test_config(url: str, tmp: Path, **overrides: Any) -> dict[str, Any]:
-    config = {
-        "TESTING": True,
-        "SECRET_KEY": "test-secret-key",
-        "TOKEN_KEY": TOKEN_KEY,
-        "SQLALCHEMY_DATABASE_URI": url,
-        "MAIL_SOURCE": f"maildir:{tmp / 'maildir'}",
-        "SMTP_URL": f"outbox:{tmp / 'outbox'}",
-        "INBOUND_DOMAIN": "helpdesk.test",
-        "SERVER_NAME": None,
-    }
-    config.update(overrides)
-    return config
-
-
-def worker_environment(config: Any, database_url: str, **settings: str) -> dict[str, str]:
-    """The environment of a worker process (`flask ingest poll`, `ingest run`, `outbox
-    send`) on the test app's database, mail source and inbound domain: every setting it
-    reads is given, so nothing comes from instance/ or a developer's .env. `settings`
-    add to it or replace (SMTP_URL, LOG_LEVEL, POLL_SECONDS, …)."""
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": "test-secret-key",
-        "TOKEN_KEY": TOKEN_KEY,
-        "MAIL_SOURCE": config["MAIL_SOURCE"],
-        "INBOUND_DOMAIN": config["INBOUND_DOMAIN"],
-        "LOG_LEVEL": "WARNING",
-        **settings,
-    }
-
-
 @pytest.fixture
 def app_config(database_url: str, tmp_path: Path) -> dict[str, Any]:
     """The test configuration; a test may change it before asking for `app`."""
-    return _test_config(database_url, tmp_path)
+    return app_config_for(database_url, tmp_path)
 
 
 @pytest.fixture
@@ -228,18 +199,6 @@ def app(app_config: dict[str, Any]) -> Iterator[Flask]:
             for table in reversed(db.metadata.sorted_tables):
                 conn.execute(delete(table))
         db.engine.dispose()
-
-
-class FreshContextClient(FlaskClient):
-    """Gives each request its own app context, as a real server does.
-
-    The `app` fixture keeps a context pushed for the test body; without this, every
-    request would share its `g` (and Flask-WTF's cached CSRF token) and its DB session.
-    """
-
-    def open(self, *args: Any, **kwargs: Any):
-        with self.application.app_context():
-            return super().open(*args, **kwargs)
 
 
 @pytest.fixture
@@ -330,6 +289,17 @@ def uk(make_channel: Callable[..., Channel], make_org: Callable[..., Organisatio
     return make_channel("UK", organisation=make_org("Acme"), address="uk-chan01@helpdesk.test")
 
 
+@pytest.fixture
+def two_channels(
+    make_channel: Callable[..., Channel], make_org: Callable[..., Organisation]
+) -> tuple[Channel, Channel]:
+    """Two sellers apart: Alpha Ltd's UK channel and Beta GmbH's DE channel."""
+    return (
+        make_channel("UK", organisation=make_org("Alpha Ltd"), address="uk-alpha@helpdesk.test"),
+        make_channel("DE", organisation=make_org("Beta GmbH"), address="de-beta@helpdesk.test"),
+    )
+
+
 # --- mail delivered into the app's Maildir, as an MDA would ------------------------
 
 
@@ -359,6 +329,27 @@ def drop_mail(maildir: Path):
         return target
 
     return drop
+
+
+@pytest.fixture
+def ingest(app: Flask) -> Callable[..., Outcome]:
+    """Store a fixture .eml (or raw bytes) through the pipeline's per-message path, without
+    a mailbox, and commit; returns the outcome."""
+
+    def do_ingest(name_or_bytes: str | bytes, *, replace: dict[str, str] | None = None) -> Outcome:
+        outcome = ingest_raw(
+            mail_bytes(name_or_bytes, replace=replace),
+            mailbox=None,
+            uidvalidity=None,
+            uid=None,
+            inbound_domain=app.config["INBOUND_DOMAIN"],
+            max_attachment_bytes=app.config["MAX_ATTACHMENT_BYTES"],
+            now=utcnow(),
+        )
+        db.session.commit()
+        return outcome
+
+    return do_ingest
 
 
 @pytest.fixture
@@ -420,44 +411,6 @@ def make_thread(app: Flask, make_channel: Callable[..., Channel]) -> Callable[..
 
 
 # --- logging in through the real form, CSRF on --------------------------------------
-
-_CSRF_RE = re.compile(
-    r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"'
-)
-
-
-def csrf_token_from(html: str) -> str:
-    match = _CSRF_RE.search(html)
-    assert match, "page has no CSRF token"
-    return match.group(1) or match.group(2)
-
-
-class AuthActions:
-    def __init__(self, client: FlaskClient) -> None:
-        self.client = client
-
-    def login(self, email: str, password: str = PASSWORD, follow_redirects: bool = False):
-        page = self.client.get("/login")
-        token = csrf_token_from(page.get_data(as_text=True))
-        return self.client.post(
-            "/login",
-            data={"email": email, "password": password, "csrf_token": token},
-            follow_redirects=follow_redirects,
-        )
-
-    def logout(self):
-        page = self.client.get("/dashboard")
-        token = csrf_token_from(page.get_data(as_text=True))
-        return self.client.post("/logout", data={"csrf_token": token})
-
-
-def browser_log_in(page: Any, base: str, email: str, password: str = PASSWORD) -> None:
-    """Log a Playwright `page` in through the real login form of the server at `base`."""
-    page.goto(f"{base}/login")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{base}/dashboard")
 
 
 @pytest.fixture
@@ -534,12 +487,3 @@ def imap(account: str, dovecot) -> Iterator[IMAPClient]:
     client.select_folder("INBOX")
     yield client
     close_quietly(client)
-
-
-def close_quietly(client: IMAPClient) -> None:
-    """Log out, or just close the socket when the server is already gone."""
-    try:
-        client.logout()
-    except Exception:
-        with contextlib.suppress(Exception):
-            client.shutdown()

@@ -1,14 +1,41 @@
-"""Helpers shared by several test modules (fixtures live in tests/conftest.py)."""
+"""Helpers shared by several test modules: constants, the test app's configuration, logging
+in, parsing sent mail, starting real processes. Fixtures live in tests/conftest.py."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from flask.testing import FlaskClient
+from imapclient import IMAPClient
 
 from portal.extensions import db
 from portal.models import Message
 
+#: The password of every user the factories make.
+PASSWORD = "correct horse battery"
+#: The TOKEN_KEY of the test app and of the worker processes it starts.
+TOKEN_KEY = Fernet.generate_key().decode()
+#: The repository, where `make` and `flask --app wsgi` run.
+ROOT = Path(__file__).resolve().parents[1]
 #: The real-mail fixtures.
 MAIL = Path(__file__).resolve().parent / "data" / "mail"
+#: The routes that hand out files: tests/portal/test_downloads.py checks that each goes
+#: through the one Content-Disposition helper, tests/security/test_downloads_browser.py
+#: clicks each in Chromium.
+DOWNLOAD_ENDPOINTS = frozenset({"inbox.attachment", "admin.raw_message", "orgs.export_messages"})
 
 
 def mail_bytes(name_or_bytes: str | bytes, *, replace: dict[str, str] | None = None) -> bytes:
@@ -22,3 +49,207 @@ def mail_bytes(name_or_bytes: str | bytes, *, replace: dict[str, str] | None = N
 def stored_messages() -> list[Message]:
     """Every message row, in the order stored."""
     return db.session.scalars(db.select(Message).order_by(Message.id)).all()
+
+
+def parse_mail(raw: bytes) -> EmailMessage:
+    """Mail as sent, parsed; SMTP's CRLF read as LF, so decoded bodies compare to Python text."""
+    return BytesParser(policy=policy.default).parsebytes(raw.replace(b"\r\n", b"\n"))
+
+
+# --- the test app's configuration and clients ---------------------------------------------
+
+
+def app_config_for(url: str, tmp: Path, **overrides: Any) -> dict[str, Any]:
+    """The test app's configuration: the database at `url`, its Maildir and outbox under
+    `tmp`, every setting given; `overrides` add to it or replace."""
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key",
+        "TOKEN_KEY": TOKEN_KEY,
+        "SQLALCHEMY_DATABASE_URI": url,
+        "MAIL_SOURCE": f"maildir:{tmp / 'maildir'}",
+        "SMTP_URL": f"outbox:{tmp / 'outbox'}",
+        "INBOUND_DOMAIN": "helpdesk.test",
+        "SERVER_NAME": None,
+    }
+    config.update(overrides)
+    return config
+
+
+def worker_environment(config: Any, database_url: str, **settings: str) -> dict[str, str]:
+    """The environment of a worker process (`flask ingest poll`, `ingest run`, `outbox
+    send`) on the test app's database, mail source and inbound domain: every setting it
+    reads is given, so nothing comes from instance/ or a developer's .env. `settings`
+    add to it or replace (SMTP_URL, LOG_LEVEL, POLL_SECONDS, …)."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "test-secret-key",
+        "TOKEN_KEY": TOKEN_KEY,
+        "MAIL_SOURCE": config["MAIL_SOURCE"],
+        "INBOUND_DOMAIN": config["INBOUND_DOMAIN"],
+        "LOG_LEVEL": "WARNING",
+        **settings,
+    }
+
+
+class FreshContextClient(FlaskClient):
+    """Gives each request its own app context, as a real server does.
+
+    The `app` fixture keeps a context pushed for the test body; without this, every
+    request would share its `g` (and Flask-WTF's cached CSRF token) and its DB session.
+    """
+
+    def open(self, *args: Any, **kwargs: Any):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
+_CSRF_RE = re.compile(
+    r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"'
+)
+
+
+def csrf_token_from(html: str) -> str:
+    match = _CSRF_RE.search(html)
+    assert match, "page has no CSRF token"
+    return match.group(1) or match.group(2)
+
+
+class AuthActions:
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def login(self, email: str, password: str = PASSWORD, follow_redirects: bool = False):
+        page = self.client.get("/login")
+        token = csrf_token_from(page.get_data(as_text=True))
+        return self.client.post(
+            "/login",
+            data={"email": email, "password": password, "csrf_token": token},
+            follow_redirects=follow_redirects,
+        )
+
+    def logout(self):
+        page = self.client.get("/dashboard")
+        token = csrf_token_from(page.get_data(as_text=True))
+        return self.client.post("/logout", data={"csrf_token": token})
+
+
+def browser_log_in(page: Any, base: str, email: str, password: str = PASSWORD) -> None:
+    """Log a Playwright `page` in through the real login form of the server at `base`."""
+    page.goto(f"{base}/login")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{base}/dashboard")
+
+
+def close_quietly(client: IMAPClient) -> None:
+    """Log out, or just close the socket when the server is already gone."""
+    try:
+        client.logout()
+    except Exception:
+        with contextlib.suppress(Exception):
+            client.shutdown()
+
+
+# --- the real `make run` / `make serve` in a process group of its own ---------------------
+
+
+def make_target_environment(tmp_path: Path, **settings: str) -> dict[str, str]:
+    """The environment of a `make` target started as a user would: every path and secret
+    in tmp_path, and every setting given, so neither instance/ nor a developer's .env nor a
+    parent `make test` changes the run. `settings` add to it or replace."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        # A parent `make test` must not hand its jobserver to this unrelated make, nor a
+        # developer's HOST move the server off loopback.
+        if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "HOST")
+    }
+    env.update(
+        {
+            # Each has a default under instance/ (portal/config.py); none may be used.
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+            "MAIL_SOURCE": f"maildir:{tmp_path / 'maildir'}",
+            "SMTP_URL": f"outbox:{tmp_path / 'outbox'}",
+            "SECRET_KEY": "make-target-test-secret",
+            "TOKEN_KEY": Fernet.generate_key().decode(),
+            "POLL_SECONDS": "1",
+            "INBOUND_DOMAIN": "helpdesk.test",
+            "RATELIMIT_STORAGE_URI": "memory://",
+            "LOG_LEVEL": "INFO",
+            **settings,
+        }
+    )
+    return env
+
+
+def start_in_own_group(command: list[str], env: dict[str, str], output: Path) -> subprocess.Popen:
+    """Start `command` in ROOT in a process group of its own, as a terminal starts a job,
+    its output (stdout and stderr) to the file `output`."""
+
+    def default_sigint() -> None:
+        # What Ctrl-C reaches in a terminal; a runner that ignores SIGINT passes that on.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    with output.open("wb") as out:
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=default_sigint,
+        )
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """Kill what a test left running of `proc`'s group, and anything that outlived it."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for pid in group_members(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float, output: Path) -> object:
+    """Poll `check` until it returns something true, and return that; fail the test with
+    the process's `output` once `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}\n{output.read_text()}")
+
+
+def group_members(pgid: int) -> dict[int, str]:
+    """Live (non-zombie) processes of a process group: pid -> command line."""
+    members = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        # Fields after the parenthesised command name: state, ppid, pgrp, ...
+        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            members[int(entry.name)] = cmdline
+    return members
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

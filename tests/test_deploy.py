@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import pytest
 from dotenv import dotenv_values
 
-from tests.conftest import PASSWORD, TOKEN_KEY, csrf_token_from
+from tests.helpers import PASSWORD, TOKEN_KEY, csrf_token_from
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

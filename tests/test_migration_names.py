@@ -8,11 +8,11 @@ from sqlalchemy import insert, select
 from portal import create_app
 from portal.extensions import db
 from portal.models import CannedReply, Organisation, Tag, User
-from tests.conftest import _test_config
+from tests.helpers import app_config_for
 
 
 def test_names_lose_their_control_characters_and_stay_unique(empty_database_url, tmp_path):
-    app = create_app(_test_config(empty_database_url, tmp_path))
+    app = create_app(app_config_for(empty_database_url, tmp_path))
     with app.app_context():
         upgrade(revision="5e55101a7c01")
         # Core inserts: stored as the old forms let them through.

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from portal import create_app
 from portal.extensions import db
 from portal.models.search import include_schema_name
-from tests.conftest import _test_config
+from tests.helpers import app_config_for
 
 #: Triggers every database must have at head.
 TRIGGERS = {
@@ -53,7 +53,7 @@ _TRIGGER_NAMES = {
 
 
 def _assert_no_drift(url: str, tmp_path) -> None:
-    app = create_app(_test_config(url, tmp_path))
+    app = create_app(app_config_for(url, tmp_path))
     with app.app_context():
         upgrade()
         with db.engine.connect() as conn:

@@ -4,7 +4,6 @@ ingest worker; /healthz turns 200 once the worker has polled; Ctrl-C or SIGTERM 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -17,26 +16,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 
-from tests.ingest.test_make_run import _alive, _group_members
+from tests.helpers import (
+    ROOT,
+    alive,
+    group_members,
+    kill_group,
+    make_target_environment,
+    start_in_own_group,
+    wait_for,
+)
 from tests.servers import free_port
 
 pytestmark = pytest.mark.live
 
-ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60
 STOP_TIMEOUT = 45
-
-
-def _wait_for(what: str, check: Callable[[], object], timeout: float, output: Path) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}\n{output.read_text()}")
 
 
 def _get(port: str, path: str) -> tuple[int, dict[str, str], bytes] | None:
@@ -51,29 +46,9 @@ def _get(port: str, path: str) -> tuple[int, dict[str, str], bytes] | None:
 
 @pytest.fixture
 def serve_env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
-    }
-    env.update(
-        {
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
-            "MAIL_SOURCE": f"maildir:{tmp_path / 'maildir'}",
-            "SMTP_URL": f"outbox:{tmp_path / 'outbox'}",
-            "SECRET_KEY": "serve-test-secret",
-            "TOKEN_KEY": Fernet.generate_key().decode(),
-            "SELLERDESK_ENV": "production",
-            "PORT": str(free_port()),
-            "WEB_CONCURRENCY": "3",
-            "POLL_SECONDS": "1",
-            "INBOUND_DOMAIN": "helpdesk.test",
-            "RATELIMIT_STORAGE_URI": "memory://",
-            "LOG_LEVEL": "INFO",
-        }
+    return make_target_environment(
+        tmp_path, PORT=str(free_port()), SELLERDESK_ENV="production", WEB_CONCURRENCY="3"
     )
-    env.pop("HOST", None)
-    return env
 
 
 @pytest.fixture
@@ -85,33 +60,15 @@ def start_serve(
         pytest.fail("make serve would reinstall requirements first: run `make .venv/.installed`")
     started: list[subprocess.Popen] = []
 
-    def default_sigint() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
     def start(command: list[str]) -> tuple[subprocess.Popen, Path]:
         output = tmp_path / "serve.out"
-        with output.open("wb") as out:
-            proc = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=serve_env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=default_sigint,
-            )
+        proc = start_in_own_group(command, serve_env, output)
         started.append(proc)
         return proc, output
 
     yield start
     for proc in started:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        for pid in _group_members(proc.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_group(proc)
 
 
 def _check_running(proc: subprocess.Popen, output: Path, port: str) -> dict[int, str]:
@@ -121,11 +78,11 @@ def _check_running(proc: subprocess.Popen, output: Path, port: str) -> dict[int,
         answer = _get(port, "/healthz")
         return answer is not None and answer[0] == 200
 
-    _wait_for("/healthz to answer 200", healthy, START_TIMEOUT, output)
+    wait_for("/healthz to answer 200", healthy, START_TIMEOUT, output)
     status, headers, body = _get(port, "/healthz")
     assert json.loads(body)["status"] == "ok"
 
-    members = _group_members(proc.pid)
+    members = group_members(proc.pid)
     gunicorn = [pid for pid, cmd in members.items() if "gunicorn" in cmd and "wsgi:app" in cmd]
     # The master and WEB_CONCURRENCY (3) workers.
     assert len(gunicorn) == 4, members
@@ -150,9 +107,9 @@ def _assert_all_stopped(
         proc.wait(timeout=STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
         pytest.fail(f"serve did not stop\n{output.read_text()}")
-    _wait_for("every process to exit", lambda: not _group_members(proc.pid), 15, output)
+    wait_for("every process to exit", lambda: not group_members(proc.pid), 15, output)
     for pid in members:
-        assert not _alive(pid), f"{members[pid]} ({pid}) survived"
+        assert not alive(pid), f"{members[pid]} ({pid}) survived"
     log = output.read_text()
     assert proc.returncode in exit_codes, log
     assert "Ingest worker stopped" in log, log

@@ -31,7 +31,7 @@ from ingest.scheduler import build_scheduler
 from portal.extensions import db
 from portal.models import Mailbox, Message
 from portal.services import mailboxes as mailbox_service
-from tests.conftest import worker_environment
+from tests.helpers import worker_environment
 from tests.mailgen import amazon_message
 
 pytestmark = pytest.mark.imap

@@ -15,7 +15,7 @@ import pytest
 from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import Mailbox, Message
-from tests.conftest import worker_environment
+from tests.helpers import worker_environment
 from tests.mailgen import amazon_message
 
 pytestmark = pytest.mark.imap
@@ -23,12 +23,11 @@ pytestmark = pytest.mark.imap
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def uk(make_channel):
-    return make_channel("UK", address="uk-imap@helpdesk.test")
+#: Where the mail goes: the address of the `uk` channel (tests/conftest.py).
+ADDRESS = "uk-chan01@helpdesk.test"
 
 
-def append(imap, count, start=0, to="uk-imap@helpdesk.test"):
+def append(imap, count, start=0, to=ADDRESS):
     for i in range(start, start + count):
         imap.append("INBOX", amazon_message(i, to))
 
@@ -54,7 +53,7 @@ def test_poll_twice_stores_each_message_once_and_flags_seen(app, imap, uk):
 
 
 def test_the_same_bytes_appended_twice_are_stored_once(app, imap, uk):
-    raw = amazon_message(1, "uk-imap@helpdesk.test")
+    raw = amazon_message(1, ADDRESS)
     imap.append("INBOX", raw)
     imap.append("INBOX", raw)
     assert poll_all().line() == "fetched=2 stored=1 duplicate=1 unrouted=0 quarantined=0 errors=0"
@@ -133,7 +132,7 @@ def test_auth_failure_is_recorded_with_backoff_and_others_go_on(
     good_maildir = tmp_path / "second"
     for sub in ("new", "cur", "tmp"):
         (good_maildir / sub).mkdir(parents=True)
-    (good_maildir / "new" / "1.eml").write_bytes(amazon_message(99, "uk-imap@helpdesk.test"))
+    (good_maildir / "new" / "1.eml").write_bytes(amazon_message(99, ADDRESS))
     db.session.add(Mailbox(name="second", source_url=f"maildir:{good_maildir}"))
     db.session.commit()
     app.config["MAIL_SOURCE"] = f"imap://{account}:wrong-pass@127.0.0.1:{dovecot.port}/INBOX"

@@ -25,7 +25,7 @@ from portal.extensions import db
 from portal.models import Mailbox, Message
 from portal.services import mailboxes as mailbox_service
 from portal.sqltypes import utcnow
-from tests.conftest import worker_environment
+from tests.helpers import worker_environment
 from tests.mailgen import amazon_message
 
 pytestmark = pytest.mark.imap

@@ -8,9 +8,7 @@ import subprocess
 import sys
 import threading
 from datetime import timedelta
-from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -23,17 +21,13 @@ from portal.extensions import db
 from portal.models import AuditEvent, Direction, Message, Role, SendStatus, Thread
 from portal.services import outbox, outbox_delivery
 from portal.sqltypes import utcnow
-from tests.conftest import worker_environment
+from tests.helpers import parse_mail, worker_environment
 from tests.mailgen import amazon_message
 from tests.servers import SmtpServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HELPDESK = "uk-replies@helpdesk.test"
 _numbers = itertools.count(1)
-
-
-def parse(raw: bytes):
-    return BytesParser(policy=policy.default).parsebytes(raw.replace(b"\r\n", b"\n"))
 
 
 @pytest.fixture
@@ -366,7 +360,7 @@ def test_buyers_answer_to_our_reply_lands_in_the_same_thread(
         reply = queue(thread, agent, body="Dear buyer,\nthe parcel is on its way.\n")
         assert outbox_delivery.deliver_one(reply.id) is True
         [received] = smtp.messages
-        ours = parse(received.raw)
+        ours = parse_mail(received.raw)
         assert ours["In-Reply-To"] == inquiry.message_id
         assert ours["Message-ID"] == reply.message_id
 

@@ -29,7 +29,7 @@ from portal.models import (
 )
 from portal.services import admin_channels as admin_channel_service
 from portal.services import channels as channel_service
-from tests.conftest import _test_config, csrf_token_from
+from tests.helpers import app_config_for, csrf_token_from
 
 GOOD_TOKEN = "amzn.mws.4ea38b7b-f563-7709-4bae-87aeaadc4d6f"
 
@@ -39,7 +39,7 @@ def _admin_routes() -> list[tuple[str, str, tuple[tuple[str, str], ...]]]:
 
     A parameter that takes one of a few words (`<any(a, b):action>`) gives one case per word.
     """
-    app = create_app(_test_config("sqlite://", Path(tempfile.gettempdir())))
+    app = create_app(app_config_for("sqlite://", Path(tempfile.gettempdir())))
     routes = []
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("admin."):

@@ -12,7 +12,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, ChannelAlias, ChannelStatus, Role, Setting
 from portal.services import channels as channel_service
 from portal.sqltypes import utcnow
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 
 GOOD_TOKEN = "amzn.mws.4ea38b7b-f563-7709-4bae-87aeaadc4d6f"
 

@@ -13,16 +13,11 @@ import ingest.mail.parse
 from ingest.mail.parse import UnparseableMessage
 from ingest.pipeline import poll_all
 from portal.extensions import db
-from portal.models import AuditEvent, Direction, Mailbox, Message, Role, Thread
+from portal.models import AuditEvent, Message, Role, Thread
 from portal.services import admin_mail
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def admin(login_as):
-    return login_as(Role.ADMIN)
 
 
 def post(client, path, data=None, *, page, **kwargs):
@@ -390,15 +385,3 @@ def test_quarantined_junk_can_be_discarded(client, admin, drop_mail):
     assert message.discarded_reason == "junk"
     assert "Nothing in quarantine" in client.get("/admin/quarantine").get_data(as_text=True)
     assert "junk" in client.get("/admin/unrouted?show=discarded").get_data(as_text=True)
-
-
-def test_retry_is_refused_for_mail_that_is_not_quarantined(app, drop_mail):
-    drop_mail("amazon_uk_inquiry.eml")
-    poll_all()
-    message = unrouted_message()
-    with pytest.raises(admin_mail.MailActionError):
-        admin_mail.retry_parsing(
-            message, actor=None, inbound_domain="helpdesk.test", max_attachment_bytes=10**6
-        )
-    assert db.session.scalar(select(Mailbox.name)) == "default"
-    assert message.direction == Direction.IN

@@ -12,24 +12,19 @@ from imapclient import IMAPClient
 from sqlalchemy import select, text
 
 from ingest.pipeline import poll_all
-from portal.crypto import decrypt_secret, encrypt_secret
+from portal.crypto import decrypt_secret
 from portal.extensions import db
 from portal.models import AuditEvent, Mailbox, Message, Role
 from portal.services import health as health_service
 from portal.services import leases, mailbox_config
 from portal.services import mailboxes as mailbox_service
 from portal.sqltypes import utcnow
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 from tests.mailgen import amazon_message
 from tests.servers import free_port
 
 _users = itertools.count(1)
 IMAP_PASSWORD = "s3cret-imap-Pässword"
-
-
-@pytest.fixture
-def admin(login_as):
-    return login_as(Role.ADMIN)
 
 
 def token(client, path="/admin/mailboxes"):
@@ -363,26 +358,7 @@ def test_connection_test_reports_a_missing_folder(client, admin, dovecot, imap_a
     assert "Mailbox doesn't exist" in check.message
 
 
-def test_connection_test_reports_an_unreadable_password(app, make_user):
-    mailbox = Mailbox(
-        name="bad key",
-        source_url="imap://u@127.0.0.1:1/INBOX",
-        password_encrypted=encrypt_secret("x", key="ZmFrZWtleWZha2VrZXlmYWtla2V5ZmFrZWtleTEyMzQ="),
-        last_uid=0,
-    )
-    db.session.add(mailbox)
-    db.session.commit()
-    check = mailbox_config.check_connection(mailbox)
-    assert not check.ok
-    assert "TOKEN_KEY" in check.message
-
-
 # --- health figures ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def uk(make_channel):
-    return make_channel("UK", address="uk-chan01@helpdesk.test")
 
 
 def health_row(page: str, mailbox: Mailbox) -> str:
@@ -525,19 +501,3 @@ def test_a_real_poll_clears_the_banner(app, client, admin, maildir):
 
 def test_no_banner_outside_the_admin_console(app, client, admin):
     assert BANNER not in client.get("/dashboard").get_data(as_text=True)
-
-
-@pytest.mark.parametrize(
-    ("host", "username", "security"),
-    [("", "u", "tls"), ("imap example.com", "u", "tls"), ("h", " ", "tls"), ("h", "u", "ssl")],
-)
-def test_the_service_refuses_incomplete_imap_settings(app, host, username, security):
-    with pytest.raises(mailbox_config.MailboxConfigError):
-        mailbox_config.imap_settings(
-            host=host,
-            port=None,
-            security=security,
-            username=username,
-            folder="",
-            processed_folder=None,
-        )

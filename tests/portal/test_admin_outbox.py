@@ -13,14 +13,9 @@ from portal.models import AuditEvent, Message, Role, SendStatus
 from portal.services import outbox as outbox_service
 from portal.services import outbox_delivery
 from portal.sqltypes import utcnow
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 
 SMTP_ERROR = "550 5.1.1 <jane@marketplace.amazon.co.uk>: Recipient address rejected"
-
-
-@pytest.fixture
-def admin(login_as):
-    return login_as(Role.ADMIN)
 
 
 @pytest.fixture

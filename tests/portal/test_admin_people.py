@@ -10,7 +10,7 @@ from werkzeug.security import check_password_hash
 
 from portal.extensions import db
 from portal.models import AuditEvent, Organisation, Role, User
-from tests.conftest import PASSWORD, csrf_token_from
+from tests.helpers import PASSWORD, csrf_token_from
 
 
 def post_form(client, page_url, action, data):

@@ -9,7 +9,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, Organisation, Role, User
 from portal.services import sessions as session_service
 from portal.sqltypes import utcnow
-from tests.conftest import PASSWORD, FreshContextClient, csrf_token_from
+from tests.helpers import PASSWORD, FreshContextClient, csrf_token_from
 
 
 def _signup(client, **fields):

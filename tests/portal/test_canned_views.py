@@ -8,7 +8,7 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import AuditEvent, CannedReply, Role, Thread
 from portal.services import canned as canned_service
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 
 
 @pytest.fixture
@@ -34,18 +34,11 @@ def make_reply():
 
 
 @pytest.fixture
-def make_thread(make_channel):
+def make_org_thread(make_channel, make_thread):
+    """A thread in a new UK channel of `organisation`: make_thread, given an organisation."""
+
     def factory(organisation, **fields) -> Thread:
-        channel = make_channel("UK", organisation=organisation)
-        thread = Thread(
-            channel=channel,
-            organisation_id=organisation.id,
-            subject="Inquiry from Amazon customer Jane",
-            **fields,
-        )
-        db.session.add(thread)
-        db.session.commit()
-        return thread
+        return make_thread(make_channel("UK", organisation=organisation), **fields)
 
     return factory
 
@@ -311,9 +304,9 @@ def render_url(reply, thread):
 BODY = "Dear {buyer_name}, order {order_id} on {marketplace}. {agent_name}, {seller_name}"
 
 
-def test_render_fills_in_the_thread(client, login_as, alpha, make_reply, make_thread):
+def test_render_fills_in_the_thread(client, login_as, alpha, make_reply, make_org_thread):
     reply = make_reply(alpha, body=BODY)
-    thread = make_thread(alpha, buyer_name="Jane", order_id="203-1234567-7654321")
+    thread = make_org_thread(alpha, buyer_name="Jane", order_id="203-1234567-7654321")
     agent = login_as(Role.AGENT, assigned=[alpha])
     agent.name = "Sam"
     db.session.commit()
@@ -327,10 +320,10 @@ def test_render_fills_in_the_thread(client, login_as, alpha, make_reply, make_th
 
 
 def test_render_a_global_reply_with_missing_values(
-    client, login_as, alpha, make_reply, make_thread
+    client, login_as, alpha, make_reply, make_org_thread
 ):
     reply = make_reply(None, body="Hi {buyer_name}, {order_id}! Visit shop.example.com")
-    thread = make_thread(alpha, buyer_name="", order_id=None)
+    thread = make_org_thread(alpha, buyer_name="", order_id=None)
     login_as(Role.SELLER, organisation=alpha)
     data = client.get(render_url(reply, thread)).json
     assert data["text"] == "Hi , ! Visit shop.example.com"
@@ -339,10 +332,10 @@ def test_render_a_global_reply_with_missing_values(
 
 
 def test_render_needs_both_reply_and_thread_visible(
-    client, login_as, alpha, beta, make_reply, make_thread
+    client, login_as, alpha, beta, make_reply, make_org_thread
 ):
     alpha_reply, beta_reply = make_reply(alpha), make_reply(beta)
-    alpha_thread, beta_thread = make_thread(alpha), make_thread(beta)
+    alpha_thread, beta_thread = make_org_thread(alpha), make_org_thread(beta)
     login_as(Role.SELLER, organisation=beta)
     assert client.get(render_url(beta_reply, beta_thread)).status_code == 200
     for reply, thread in (
@@ -361,17 +354,19 @@ def test_render_needs_both_reply_and_thread_visible(
 
 
 def test_render_never_uses_one_sellers_reply_on_anothers_thread(
-    client, login_as, alpha, beta, make_reply, make_thread
+    client, login_as, alpha, beta, make_reply, make_org_thread
 ):
     # An admin (or an agent of both) sees both, but the pairing is still refused.
-    alpha_reply, beta_thread = make_reply(alpha), make_thread(beta)
+    alpha_reply, beta_thread = make_reply(alpha), make_org_thread(beta)
     login_as(Role.ADMIN)
     assert client.get(render_url(alpha_reply, beta_thread)).status_code == 404
 
 
-def test_render_agent_limited_to_assigned(client, login_as, alpha, beta, make_reply, make_thread):
+def test_render_agent_limited_to_assigned(
+    client, login_as, alpha, beta, make_reply, make_org_thread
+):
     shared = make_reply(None)
-    alpha_thread, beta_thread = make_thread(alpha), make_thread(beta)
+    alpha_thread, beta_thread = make_org_thread(alpha), make_org_thread(beta)
     login_as(Role.AGENT, assigned=[beta])
     assert client.get(render_url(shared, beta_thread)).status_code == 200
     assert client.get(render_url(shared, alpha_thread)).status_code == 404

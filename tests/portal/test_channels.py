@@ -8,7 +8,7 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import AuditEvent, Channel, ChannelStatus, Role
 from portal.services import channels as channel_service
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 
 GOOD_TOKEN = "amzn.mws.4ea38b7b-f563-7709-4bae-87aeaadc4d6f"
 

@@ -18,9 +18,8 @@ from portal.downloads import content_disposition, download_name
 from portal.extensions import db
 from portal.models import Attachment, Role
 from portal.services import outbox as outbox_service
+from tests.helpers import DOWNLOAD_ENDPOINTS
 
-#: The routes that hand out files; tests/security/test_downloads_browser.py clicks each.
-DOWNLOAD_ENDPOINTS = frozenset({"inbox.attachment", "admin.raw_message", "orgs.export_messages"})
 PORTAL = Path(__file__).resolve().parents[2] / "portal"
 
 #: (stored name, Content-Disposition): the ASCII stand-in, then the exact UTF-8 name.

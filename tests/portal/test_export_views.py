@@ -3,40 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from ingest.pipeline import Outcome, ingest_raw
+from ingest.pipeline import Outcome
 from portal.extensions import db
 from portal.models import AuditEvent, Role
 from portal.sqltypes import utcnow
-
-MAIL = Path(__file__).resolve().parent.parent / "data" / "mail"
-
-
-@pytest.fixture
-def ingest(app):
-    """Store a fixture .eml through the pipeline's per-message path."""
-
-    def do_ingest(name: str, *, replace: dict[str, str] | None = None) -> Outcome:
-        raw = (MAIL / name).read_bytes()
-        for old, new in (replace or {}).items():
-            raw = raw.replace(old.encode(), new.encode())
-        outcome = ingest_raw(
-            raw,
-            mailbox=None,
-            uidvalidity=None,
-            uid=None,
-            inbound_domain=app.config["INBOUND_DOMAIN"],
-            max_attachment_bytes=app.config["MAX_ATTACHMENT_BYTES"],
-            now=utcnow(),
-        )
-        db.session.commit()
-        return outcome
-
-    return do_ingest
 
 
 @pytest.fixture

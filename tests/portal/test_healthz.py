@@ -11,7 +11,7 @@ from portal import create_app
 from portal.extensions import db
 from portal.models import Mailbox
 from portal.sqltypes import utcnow
-from tests.conftest import _test_config
+from tests.helpers import app_config_for
 
 
 def _mailbox(name: str, *, polled_seconds_ago: float | None, enabled: bool = True) -> Mailbox:
@@ -92,7 +92,7 @@ def test_it_gives_away_no_names_hosts_or_errors(client):
 def test_an_unreachable_database_is_503(tmp_path):
     # A SQLite file in a folder that does not exist: every connection fails.
     url = f"sqlite:///{tmp_path / 'missing' / 'db.sqlite'}"
-    app = create_app(_test_config(url, tmp_path))
+    app = create_app(app_config_for(url, tmp_path))
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.json["database"] == "unreachable"

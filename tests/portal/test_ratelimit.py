@@ -19,7 +19,7 @@ from portal.config import SHARED_RATELIMIT_STORAGE, config_from_env
 from portal.extensions import db, limiter
 from portal.models import RateLimitCounter
 from portal.ratelimit import DatabaseStorage
-from tests.conftest import PASSWORD, AuthActions, FreshContextClient
+from tests.helpers import PASSWORD, AuthActions, FreshContextClient
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, Direction, Message, Role, SendStatus
 from portal.services import canned as canned_service
 from portal.services import threads as thread_service
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 
 
 @pytest.fixture

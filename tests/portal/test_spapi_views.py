@@ -27,7 +27,7 @@ from portal.models import (
 )
 from portal.services import admin_channels as admin_channel_service
 from portal.services import spapi as spapi_service
-from tests.conftest import PASSWORD, AuthActions, csrf_token_from
+from tests.helpers import PASSWORD, AuthActions, csrf_token_from
 from tests.spapi_standin import APPLICATION_ID, SELLING_PARTNER_ID
 
 GOOD_TOKEN = "amzn.mws.4ea38b7b-f563-7709-4bae-87aeaadc4d6f"

@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 
 from portal.extensions import csrf
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 from tests.security.conftest import record
-from tests.security.test_route_matrix import ALLOWED, CASES, ROUTES, _build_url, expected
+from tests.security.routes import ALLOWED, CASES, ROUTES, build_url, expected
 from tests.security.world import Matrix, fingerprint
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -66,7 +66,7 @@ def test_post_without_a_valid_token_is_refused_and_changes_nothing(matrix: Matri
     role, owners = _sender(case.endpoint)
     entry = ROUTES[case.endpoint]
     client = matrix.clients[role]
-    url = _build_url(matrix, case, entry, owners)
+    url = build_url(matrix, case, entry, owners)
     variants = {
         "missing": {},
         "another session's": {"csrf_token": _foreign_token(matrix)},

@@ -25,8 +25,7 @@ from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import Message, Role, Thread
 from portal.services import outbox as outbox_service
-from tests.conftest import PASSWORD, browser_log_in
-from tests.portal.test_downloads import DOWNLOAD_ENDPOINTS
+from tests.helpers import DOWNLOAD_ENDPOINTS, PASSWORD, browser_log_in
 from tests.security.conftest import record
 
 pytestmark = pytest.mark.browser

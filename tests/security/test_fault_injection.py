@@ -46,7 +46,7 @@ from portal.models import Direction, Mailbox, Message, Role, SendStatus, Thread
 from portal.services import mailboxes as mailbox_service
 from portal.services import outbox, outbox_delivery
 from portal.sqltypes import utcnow
-from tests.conftest import close_quietly, worker_environment
+from tests.helpers import close_quietly, worker_environment
 from tests.mailgen import amazon_message
 from tests.security.conftest import record
 from tests.servers import free_port

@@ -1,8 +1,8 @@
 """Fuzzing every form: hostile values in every field, never a server error.
 
-The forms are found, not listed: every page of the route matrix is opened as each
-role that may see it, and every <form> on it (POST and GET filters alike) is read
-with its fields. hypothesis then fills the fields with what real users and attackers
+The forms are found, not listed (tests/security/forms.py): every page of the route
+matrix is opened as each role that may see it, and every <form> on it (POST and GET
+filters alike) is read with its fields. hypothesis then fills the fields with what real users and attackers
 send: huge and empty strings, NUL and control characters, markup, format strings,
 numbers out of range, choices that were never offered, missing and repeated fields,
 files with odd names. Each answer must be a page (a validation error is fine), never
@@ -12,138 +12,20 @@ a 500. A POST route with no form on any page is fuzzed blind with the same value
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from werkzeug.exceptions import HTTPException
 
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 from tests.security.conftest import record
-from tests.security.test_route_matrix import ALLOWED, CASES, ROUTES, _build_url, expected
-from tests.security.world import ROLES, Matrix, fingerprint
+from tests.security.forms import Field, Form, discover_forms
+from tests.security.routes import ALLOWED, CASES, ROUTES, build_url, expected
+from tests.security.world import Matrix, fingerprint
 
 DEFAULT_EXAMPLES = 5
 LONG_EXAMPLES = 100
-
-# --- reading forms off pages ----------------------------------------------------------------
-
-
-@dataclass
-class Field:
-    name: str
-    kind: str  # text, hidden, checkbox, radio, select, textarea, file, number, date, …
-    value: str = ""
-    options: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Form:
-    role: str
-    page: str
-    action: str
-    method: str
-    endpoint: str
-    fields: dict[str, Field]
-
-    @property
-    def key(self) -> tuple[str, str, tuple[str, ...]]:
-        # One role per form: the same form for another role runs the same code.
-        return (self.endpoint, self.method, tuple(sorted(self.fields)))
-
-
-class _FormReader(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.forms: list[tuple[str, str, dict[str, Field]]] = []
-        self._form: dict[str, Field] | None = None
-        self._select: Field | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self._form = {}
-            self.forms.append((a.get("action", ""), a.get("method", "get").upper(), self._form))
-        elif self._form is None or not a.get("name"):
-            return
-        elif tag == "input":
-            kind = a.get("type", "text").lower()
-            if kind in ("submit", "button", "reset", "image"):
-                return
-            current = self._form.get(a["name"])
-            if current is not None and kind in ("radio", "checkbox"):
-                current.options.append(a.get("value", "on"))
-                return
-            self._form[a["name"]] = Field(
-                a["name"], kind, a.get("value", ""), [a.get("value", "on")]
-            )
-        elif tag == "textarea":
-            self._form[a["name"]] = Field(a["name"], "textarea")
-        elif tag == "select":
-            self._select = self._form[a["name"]] = Field(a["name"], "select")
-        if tag == "option" and self._select is not None:
-            self._select.options.append(a.get("value", ""))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "form":
-            self._form = None
-        elif tag == "select":
-            self._select = None
-
-
-def _endpoint(matrix: Matrix, action: str, method: str) -> str | None:
-    adapter = matrix.app.url_map.bind("localhost")
-    try:
-        endpoint, _ = adapter.match(urlsplit(action).path, method=method)
-    except HTTPException:
-        return None
-    return endpoint
-
-
-def _pages(matrix: Matrix) -> list[tuple[str, str]]:
-    """(role, URL) of every page a role may open, with A's objects (or shared ones)."""
-    pages = []
-    for case in CASES:
-        if case.method != "GET" or case.endpoint not in ROUTES:
-            continue
-        entry = ROUTES[case.endpoint]
-        owners = next((o for o in entry.owners if "B" not in o), "") if entry.owners else ""
-        if entry.owners and not owners:
-            continue
-        for role in ROLES:
-            if expected(entry, role, owners) <= ALLOWED:
-                pages.append((role, _build_url(matrix, case, entry, owners)))
-    # The admin's page about an agent has the "unassign" forms.
-    with matrix.app.test_request_context():
-        from flask import url_for
-
-        pages.append(("admin", url_for("admin.user_detail", user_id=matrix.ids["A"]["agent"])))
-    return pages
-
-
-def discover_forms(matrix: Matrix) -> list[Form]:
-    forms: dict[tuple, Form] = {}
-    for role, url in _pages(matrix):
-        response = matrix.clients[role].get(url)
-        html = response.get_data(as_text=True)
-        response.close()
-        if response.status_code != 200 or "text/html" not in response.content_type:
-            continue
-        reader = _FormReader()
-        reader.feed(html)
-        for action, method, fields in reader.forms:
-            action = action or url
-            endpoint = _endpoint(matrix, action, method)
-            if endpoint is None:
-                continue
-            form = Form(role, url, action, method, endpoint, fields)
-            forms.setdefault(form.key, form)
-        matrix.reset()
-    return list(forms.values())
-
 
 # --- hostile values -----------------------------------------------------------------------
 
@@ -315,7 +197,7 @@ def test_blind_post_routes(matrix: Matrix, forms: list[Form]):
             for r in ("admin", "seller_a", "agent_a", "anonymous")
             if expected(entry, r, owners) <= ALLOWED
         )
-        url = _build_url(matrix, case, entry, owners)
+        url = build_url(matrix, case, entry, owners)
         blind = Form(
             role,
             url,

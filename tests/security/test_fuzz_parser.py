@@ -22,7 +22,6 @@ import quopri
 import re
 import string
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -32,9 +31,9 @@ from ingest.mail.parse import ParsedMessage, UnparseableMessage, content_hash, p
 from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import Message
+from tests.helpers import MAIL
 from tests.security.conftest import record
 
-MAIL = Path(__file__).resolve().parent.parent / "data" / "mail"
 REAL_MAIL = sorted(p.read_bytes() for p in MAIL.glob("*.eml"))
 HELPDESK = "uk-fuzz@helpdesk.test"
 

@@ -24,8 +24,8 @@ import pytest
 from flask import url_for
 
 from tests.security.conftest import record
-from tests.security.test_fuzz_forms import discover_forms
-from tests.security.test_route_matrix import ALLOWED, CASES, ROUTES, Case, Entry, expected
+from tests.security.forms import discover_forms
+from tests.security.routes import ALLOWED, CASES, ROUTES, Case, Entry, expected
 from tests.security.world import ROLES, Matrix
 
 

@@ -34,7 +34,7 @@ from portal.extensions import db
 from portal.models import Role, Thread
 from portal.services import canned as canned_service
 from portal.services import threads as thread_service
-from tests.conftest import PASSWORD, browser_log_in
+from tests.helpers import PASSWORD, browser_log_in
 from tests.security.conftest import record
 
 pytestmark = pytest.mark.browser

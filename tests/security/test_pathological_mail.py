@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.models import Attachment, Message, Role
-from tests.conftest import worker_environment
+from tests.helpers import worker_environment
 from tests.mailgen import amazon_message
 from tests.security.conftest import record
 

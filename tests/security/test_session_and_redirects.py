@@ -23,7 +23,7 @@ from portal.models import Role, UserSession
 from portal.services import sessions as session_service
 from portal.services import users as user_service
 from portal.sqltypes import utcnow
-from tests.conftest import PASSWORD, FreshContextClient, csrf_token_from
+from tests.helpers import PASSWORD, FreshContextClient, csrf_token_from
 from tests.security.conftest import record
 from tests.security.world import fast_passwords
 

@@ -39,7 +39,7 @@ from portal.services import outbox as outbox_service
 from portal.services import threads as thread_service
 from portal.services import users as user_service
 from portal.sqltypes import utcnow
-from tests.conftest import PASSWORD, AuthActions, FreshContextClient, _test_config
+from tests.helpers import PASSWORD, AuthActions, FreshContextClient, app_config_for
 
 MARKS = {"A": "alphamark", "B": "betamark"}
 GOOD_TOKEN = "amzn.mws.4ea38b7b-f563-7709-4bae-87aeaadc4d6f"
@@ -355,7 +355,7 @@ def open_matrix(database_url: str, tmp: Path) -> Iterator[Matrix]:
     Rebuilding the world for each of hundreds of requests would take minutes; instead
     a suite calls `matrix.reset()` after a request that may have changed something.
     """
-    config = _test_config(
+    config = app_config_for(
         database_url,
         tmp,
         LOGIN_RATE_LIMIT="1000 per minute",

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from portal.extensions import db
-from portal.models import AuditEvent, CannedReply, Role, Thread
+from portal.models import AuditEvent, CannedReply, Role
 from portal.services import canned as canned_service
 from portal.services.canned import (
     CannedReplyError,
@@ -16,23 +16,6 @@ from portal.services.canned import (
 )
 
 NO_VALUES = dict.fromkeys(canned_service.PLACEHOLDERS)
-
-
-@pytest.fixture
-def make_thread(make_channel):
-    def factory(channel=None, **fields) -> Thread:
-        channel = channel or make_channel()
-        thread = Thread(
-            channel=channel,
-            organisation_id=channel.organisation_id,
-            subject=fields.pop("subject", "Inquiry from Amazon customer Jane"),
-            **fields,
-        )
-        db.session.add(thread)
-        db.session.commit()
-        return thread
-
-    return factory
 
 
 # --- templates ---------------------------------------------------------------------

@@ -5,18 +5,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 from email.utils import formataddr
-from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import Outcome, ingest_raw
+from ingest.pipeline import Outcome
 from portal.crypto import encrypt_secret
 from portal.extensions import db
 from portal.models import Credential, CredentialKind, Direction, Message, SendStatus, Thread
 from portal.services import export as export_service
-from portal.sqltypes import utcnow
-
-MAIL = Path(__file__).resolve().parent.parent / "data" / "mail"
 
 FIELDS = {
     "thread_id",
@@ -38,40 +34,9 @@ MWS_TOKEN = "amzn.mws.4ea38b7b-f563-7709-4bae-87aeaEXAMPLE"
 
 
 @pytest.fixture
-def ingest(app):
-    """Store a fixture .eml (or raw bytes) through the pipeline's per-message path."""
-
-    def do_ingest(name_or_bytes: str | bytes, *, replace: dict[str, str] | None = None):
-        raw = (
-            name_or_bytes
-            if isinstance(name_or_bytes, bytes)
-            else (MAIL / name_or_bytes).read_bytes()
-        )
-        for old, new in (replace or {}).items():
-            raw = raw.replace(old.encode(), new.encode())
-        outcome = ingest_raw(
-            raw,
-            mailbox=None,
-            uidvalidity=None,
-            uid=None,
-            inbound_domain=app.config["INBOUND_DOMAIN"],
-            max_attachment_bytes=app.config["MAX_ATTACHMENT_BYTES"],
-            now=utcnow(),
-        )
-        db.session.commit()
-        return outcome
-
-    return do_ingest
-
-
-@pytest.fixture
-def acme(make_org):
-    return make_org("Acme")
-
-
-@pytest.fixture
-def uk(make_channel, acme):
-    return make_channel("UK", organisation=acme, address="uk-chan01@helpdesk.test")
+def acme(uk):
+    """The organisation of the `uk` channel."""
+    return uk.organisation
 
 
 def full_export() -> list[dict]:

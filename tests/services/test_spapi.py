@@ -138,11 +138,6 @@ def test_refresh_token_hint():
 
 
 @pytest.fixture
-def uk(make_channel):
-    return make_channel("UK")
-
-
-@pytest.fixture
 def seller(make_user, uk):
     return make_user(Role.SELLER, organisation=uk.organisation)
 

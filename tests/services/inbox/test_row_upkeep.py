@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import insert, select
 
@@ -22,17 +21,7 @@ from portal.services import threads as thread_service
 from portal.services.inbox import FilterOptions, InboxQuery, list_inbox
 from portal.services.outbox import queue_reply
 from portal.sqltypes import utcnow
-from tests.conftest import _test_config
-
-
-@pytest.fixture
-def channel(make_org, make_channel):
-    return make_channel("UK", organisation=make_org("Alpha Ltd"), address="uk-chan01@helpdesk.test")
-
-
-@pytest.fixture
-def admin(make_user):
-    return make_user(Role.ADMIN)
+from tests.helpers import app_config_for
 
 
 def rows(user) -> dict:
@@ -169,7 +158,7 @@ def test_a_channel_missing_from_the_options_is_looked_up(admin, channel, make_th
 
 def _backfill_check(url: str, tmp_path) -> None:
     """Threads stored before the migration show their snippet and tags after it."""
-    app = create_app(_test_config(url, tmp_path))
+    app = create_app(app_config_for(url, tmp_path))
     with app.app_context():
         upgrade()
         downgrade(revision="8b5e1f3a7c29")

@@ -1,4 +1,4 @@
-"""The one rule for characters no name may hold (ingest/mail/text.py), and its form validator."""
+"""The one rule for characters no name may hold (ingest/mail/text.py): pure, no database."""
 
 from __future__ import annotations
 

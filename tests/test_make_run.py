@@ -8,7 +8,6 @@ does, waits for it to be threaded, then presses Ctrl-C (SIGINT to the group).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -18,58 +17,29 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 
+from tests.helpers import (
+    ROOT,
+    alive,
+    group_members,
+    kill_group,
+    make_target_environment,
+    start_in_own_group,
+    wait_for,
+)
 from tests.mailgen import amazon_message
 from tests.servers import free_port
 
 # An HTTP client of the portal `make run` serves on loopback.
 pytestmark = pytest.mark.live
 
-ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60
 INGEST_TIMEOUT = 30
 STOP_TIMEOUT = 30
-
-
-def _wait_for(what: str, check: Callable[[], object], timeout: float, output: Path) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}\n{output.read_text()}")
-
-
-def _group_members(pgid: int) -> dict[int, str]:
-    """Live (non-zombie) processes of a process group: pid -> command line."""
-    members = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        # Fields after the parenthesised command name: state, ppid, pgrp, ...
-        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
-        if int(pgrp) == pgid and state != "Z":
-            members[int(entry.name)] = cmdline
-    return members
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -84,30 +54,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 @pytest.fixture
 def run_env(tmp_path: Path) -> dict[str, str]:
     """The environment for `make run` and the CLI: every path and secret in tmp_path."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        # A parent `make test` must not hand its jobserver to this unrelated make.
-        if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
-    }
-    env.update(
-        {
-            # Each has a default under instance/ (portal/config.py); none may be used.
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
-            "MAIL_SOURCE": f"maildir:{tmp_path / 'maildir'}",
-            "SMTP_URL": f"outbox:{tmp_path / 'outbox'}",
-            "SECRET_KEY": "make-run-test-secret",
-            "TOKEN_KEY": Fernet.generate_key().decode(),
-            # And the rest, so a developer's .env cannot change the run.
-            "PORT": str(free_port()),
-            "POLL_SECONDS": "1",
-            "INBOUND_DOMAIN": "helpdesk.test",
-            "SELLERDESK_ENV": "development",
-            "RATELIMIT_STORAGE_URI": "memory://",
-            "LOG_LEVEL": "INFO",
-        }
-    )
-    return env
+    return make_target_environment(tmp_path, PORT=str(free_port()), SELLERDESK_ENV="development")
 
 
 @pytest.fixture
@@ -126,30 +73,11 @@ def make_run(
     output = tmp_path / "make-run.out"
     instance_before = _snapshot(ROOT / "instance")
 
-    def default_sigint() -> None:
-        # What Ctrl-C reaches in a terminal; a runner that ignores SIGINT passes that on.
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-    with output.open("wb") as out:
-        proc = subprocess.Popen(
-            ["make", "--no-print-directory", "run"],
-            cwd=ROOT,
-            env=run_env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, as a terminal's job is
-            preexec_fn=default_sigint,
-        )
+    proc = start_in_own_group(["make", "--no-print-directory", "run"], run_env, output)
     try:
         yield proc, output, instance_before
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        for pid in _group_members(proc.pid):  # anything that outlived make
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_group(proc)
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -185,7 +113,7 @@ def test_make_run_ingests_mail_dropped_into_maildir_new_and_ctrl_c_stops_both(
             pytest.fail(f"make run exited with {proc.returncode}\n{output.read_text()}")
         return _login_page_status(port) == 200
 
-    _wait_for("the portal to answer /login", web_up, START_TIMEOUT, output)
+    wait_for("the portal to answer /login", web_up, START_TIMEOUT, output)
     started = output.read_text()
     assert re.search(r"First run: created the admin account", started), started
     password = re.search(r"password:\s+(\S+)\s+\(one-time", started)
@@ -193,18 +121,18 @@ def test_make_run_ingests_mail_dropped_into_maildir_new_and_ctrl_c_stops_both(
 
     # The web server (run-all) and the worker (ingest run) are both up, in make's group.
     worker_pid = int(
-        _wait_for(
+        wait_for(
             "the ingest worker",
             lambda: re.search(r"ingest worker pid (\d+)", output.read_text()),
             START_TIMEOUT,
             output,
         ).group(1)
     )
-    members = _group_members(proc.pid)
+    members = group_members(proc.pid)
     web_pids = [pid for pid, cmd in members.items() if "flask --app wsgi run-all" in cmd]
     assert len(web_pids) == 1, members
     assert "flask --app wsgi ingest run" in members.get(worker_pid, ""), members
-    _wait_for(
+    wait_for(
         "the worker to start",
         lambda: "Ingest worker started" in output.read_text(),
         START_TIMEOUT,
@@ -237,8 +165,8 @@ def test_make_run_ingests_mail_dropped_into_maildir_new_and_ctrl_c_stops_both(
         conn.close()
         return len(rows) == 1
 
-    _wait_for("the message to be stored in the channel", stored_in_channel, INGEST_TIMEOUT, output)
-    _wait_for(
+    wait_for("the message to be stored in the channel", stored_in_channel, INGEST_TIMEOUT, output)
+    wait_for(
         "the file to leave new/",
         lambda: not any((maildir / "new").iterdir()),
         INGEST_TIMEOUT,
@@ -255,14 +183,14 @@ def test_make_run_ingests_mail_dropped_into_maildir_new_and_ctrl_c_stops_both(
         proc.wait(timeout=STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
         pytest.fail(f"make run ignored Ctrl-C\n{output.read_text()}")
-    _wait_for(
+    wait_for(
         "every process of make run to exit",
-        lambda: not _group_members(proc.pid),
+        lambda: not group_members(proc.pid),
         STOP_TIMEOUT,
         output,
     )
     for pid in [*web_pids, worker_pid]:
-        assert not _alive(pid), f"process {pid} survived Ctrl-C"
+        assert not alive(pid), f"process {pid} survived Ctrl-C"
     assert _login_page_status(port) is None, "the web server still answers"
     log = output.read_text()
     assert "Ingest worker stopped" in log, log  # a clean stop, not a kill

@@ -18,17 +18,7 @@ from portal.models import Direction, Message, Role, Thread
 from portal.services import threads as thread_service
 from portal.services.inbox import InboxQuery, list_inbox, search
 from portal.services.outbox import queue_reply
-from tests.conftest import _test_config
-
-
-@pytest.fixture
-def channel(make_org, make_channel):
-    return make_channel("UK", organisation=make_org("Alpha Ltd"), address="uk-chan01@helpdesk.test")
-
-
-@pytest.fixture
-def admin(make_user):
-    return make_user(Role.ADMIN)
+from tests.helpers import app_config_for
 
 
 @pytest.fixture
@@ -257,7 +247,7 @@ def test_paging_through_search_results(admin, channel, make_thread):
 
 def _backfill_check(url: str, tmp_path) -> None:
     """Rows stored before the search migration are found after it (downgrade, upgrade)."""
-    app = create_app(_test_config(url, tmp_path))
+    app = create_app(app_config_for(url, tmp_path))
     with app.app_context():
         upgrade()
         from portal.services import channels as channel_service
