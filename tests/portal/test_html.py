@@ -9,15 +9,13 @@ from __future__ import annotations
 import random
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 from markupsafe import Markup, escape
 
 from ingest.mail.parse import parse_message
 from portal.html import ALLOWED_TAGS, SanitizedHtml, sanitize_email_html
-
-MAIL = Path(__file__).resolve().parent.parent / "data" / "mail"
+from tests.helpers import MAIL
 
 #: Elements that run script, load a document, submit data or change how the page
 #: resolves URLs. None of them may survive.
