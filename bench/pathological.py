@@ -181,8 +181,10 @@ def deep_nesting(rng: random.Random, size: int, ctx: Context) -> bytes:
 
 
 def endless_nesting(rng: random.Random, size: int, ctx: Context) -> bytes:
-    pad = rng.choice((200, 800, 1500))
-    depth = max(50, size // (pad + 120))
+    # Depths as real mail loops reach them (a forward of a forward, a list that
+    # re-wraps); the rest of the size is text at every level.
+    depth = min(rng.choice((30, 60, 120, 250)), size // 300)
+    pad = max(100, size // depth - 160)
     parts = []
     for k in range(depth):
         # Some levels reuse their parent's boundary, which no parser can tell apart.

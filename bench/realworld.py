@@ -113,19 +113,19 @@ SOURCES = (
 #: Size bands: (from, below, share of the messages, family -> weight within the band).
 #: "real" and "amazon" take their messages of that size; a generated shape makes one.
 BANDS: tuple[tuple[int, int, float, dict[str, int]], ...] = (
-    (0, 2_000, 0.15, {"real": 70, "amazon": 10, "eight_bit": 10, "bad_charset": 10}),
-    (2_000, 8_000, 0.35, {"amazon": 55, "real": 25, "folded_headers": 5, "eight_bit": 4,
-                           "bad_charset": 4, "dsn": 4, "deep_nesting": 3}),
-    (8_000, 32_000, 0.372, {"amazon": 60, "real": 8, "dsn": 5, "digest": 6, "deep_nesting": 5,
-                             "many_parts": 4, "long_header": 5, "folded_headers": 4,
+    (0, 2_000, 0.15, {"real": 75, "amazon": 10, "eight_bit": 8, "bad_charset": 7}),
+    (2_000, 8_000, 0.35, {"amazon": 60, "real": 28, "folded_headers": 3, "eight_bit": 2,
+                           "bad_charset": 2, "dsn": 3, "deep_nesting": 2}),
+    (8_000, 32_000, 0.372, {"amazon": 65, "real": 15, "dsn": 4, "digest": 3, "deep_nesting": 2,
+                             "many_parts": 2, "long_header": 3, "folded_headers": 3,
                              "bad_charset": 3}),
-    (32_000, 256_000, 0.11, {"amazon": 45, "real": 10, "big_attachment": 15, "many_parts": 8,
-                               "digest": 6, "long_header": 8, "endless_nesting": 4,
-                               "deep_nesting": 4}),
-    (256_000, 1_000_000, 0.015, {"amazon": 40, "real": 10, "big_attachment": 30,
-                                 "endless_nesting": 10, "many_parts": 5, "long_header": 5}),
-    (1_000_000, 2_500_000, 0.003, {"amazon": 35, "real": 15, "big_attachment": 35,
-                                    "endless_nesting": 15}),
+    (32_000, 256_000, 0.11, {"amazon": 50, "real": 15, "big_attachment": 15, "many_parts": 5,
+                              "digest": 4, "long_header": 5, "endless_nesting": 3,
+                              "deep_nesting": 3}),
+    (256_000, 1_000_000, 0.015, {"amazon": 45, "real": 15, "big_attachment": 25,
+                                  "endless_nesting": 7, "many_parts": 4, "long_header": 4}),
+    (1_000_000, 2_500_000, 0.003, {"amazon": 40, "real": 20, "big_attachment": 30,
+                                    "endless_nesting": 10}),
 )  # fmt: skip
 #: Of the real and generated messages, this share goes to an address no channel has.
 UNROUTED_SHARE = 0.05
