@@ -71,8 +71,9 @@ format: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-## Ingest benchmark (bench/README.md): N=5000 mails through a Dovecot it starts, against
-## a plain IMAP fetch. E.g. make bench BENCH_ARGS='--sizes 1000,5000' (or '--postgres').
+## Ingest benchmark (bench/README.md): `flask ingest poll` over N=5000 real-world mails in a
+## Dovecot it starts, on SQLite and PostgreSQL, against a plain IMAP fetch.
+## E.g. make bench BENCH_ARGS='--sizes 1000,5000' (or '--databases sqlite', '--corpus amazon').
 BENCH_ARGS ?=
 bench: $(VENV)/.dev-installed
 	$(PY) bench/ingest.py $(BENCH_ARGS)
