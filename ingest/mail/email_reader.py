@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 from email.message import Message
-from email.parser import BytesParser
+from email.parser import BytesFeedParser
 from email.policy import Policy, compat32
 from email.policy import default as default_policy
 
+from ingest.mail.deadline import Deadline, TooSlowToParse
 from ingest.mail.headers import decode_words, header_addresses
 from ingest.mail.parts import MailParts
 
@@ -27,24 +28,39 @@ _TEXT_HEADERS = (
     "x-amazon-mail-relay-type",
 )
 
+#: The email package is fed this much at a time (as its BytesParser feeds it), and the
+#: deadline is checked in between: reading a long mail is work spread over the feeds.
+_FEED_BYTES = 64 * 1024
 
-def read_email(data: bytes, max_attachment_bytes: int) -> MailParts:
+
+def read_email(
+    data: bytes, max_attachment_bytes: int, deadline: Deadline | None = None
+) -> MailParts:
     """The mail read with structured headers, or as plain text where they break the
-    email package; raises what the email package raises when even that fails."""
+    email package; raises what the email package raises when even that fails, and
+    TooSlowToParse once `deadline` has passed."""
+    deadline = deadline or Deadline(None)
     try:
-        return _read(data, default_policy, max_attachment_bytes)
+        mail = _read(data, default_policy, max_attachment_bytes, deadline)
+    except TooSlowToParse:
+        raise
     except Exception as exc:
         # The email package's structured header parser raises on some malformed headers
         # (IndexError, ValueError, AttributeError from deep inside it). compat32 keeps
         # every header as plain text and never parses it that way: read the mail again
         # with it rather than quarantine a buyer's message for one broken header.
         log.info("parsing again without structured headers: %s: %s", type(exc).__name__, exc)
-        return _read(data, compat32, max_attachment_bytes)
+        mail = _read(data, compat32, max_attachment_bytes, deadline)
+    return mail
 
 
-def _read(data: bytes, policy: Policy, max_attachment_bytes: int) -> MailParts:
+def _read(data: bytes, policy: Policy, max_attachment_bytes: int, deadline: Deadline) -> MailParts:
     """The mail as the email package reads it under `policy`."""
-    msg = BytesParser(policy=policy).parsebytes(data)
+    feed = BytesFeedParser(policy=policy)
+    for start in range(0, len(data), _FEED_BYTES):
+        feed.feed(data[start : start + _FEED_BYTES])
+        deadline.check()
+    msg = feed.close()
     headers: dict[str, list[str]] = {}
     for name, value in msg.raw_items():
         headers.setdefault(name.lower(), []).append(str(value))
@@ -62,6 +78,7 @@ def _read(data: bytes, policy: Policy, max_attachment_bytes: int) -> MailParts:
         and (msg.get_param("report-type") or "").lower() == "delivery-status",
     )
     for part in msg.walk():
+        deadline.check()
         if part.is_multipart():
             continue
         payload = part.get_payload(decode=True)
