@@ -9,6 +9,13 @@ database).
 A pipe rather than `multiprocessing`: when the ingest process dies, even by
 SIGKILL, its workers read end-of-file and exit. The workers of a
 ProcessPoolExecutor hold their own queue's write end and would linger.
+
+No single message holds up a mailbox: a worker parses each mail under
+INGEST_PARSE_SECONDS (the parser gives up at its next check, and the mail is
+quarantined as too slow to parse), and answers each mail as soon as it is parsed. A
+worker that gives no answer for twice that long is stuck in a step the parser cannot
+interrupt: the ingest process kills it, quarantines the mail it was on, and hands the
+rest of its share to a new worker.
 """
 
 from __future__ import annotations
@@ -17,45 +24,57 @@ import contextlib
 import logging
 import os
 import pickle
+import select
 import signal
+import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from ingest.mail import parse
+from ingest.mail.parse_result import Unparsed, parse_inbound, too_slow
 from ingest.mail.source import FetchedMail
 
 log = logging.getLogger(__name__)
 
 _ROOT = Path(__file__).resolve().parents[1]
 
+#: Each answer is one pickled result behind its length.
+_LENGTH = struct.Struct("!Q")
+#: A worker silent this many times INGEST_PARSE_SECONDS is killed: it had its own
+#: deadline and missed it, so it is inside a step that does not return.
+STUCK_FACTOR = 2
+
+#: What a worker makes of one mail: parsed, or why it is quarantined.
+Result = parse.ParsedMessage | Unparsed
+
 
 def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
-    """The worker's loop: (max attachment bytes, [raw, …]) in, [ParsedMessage or None, …] out.
-
-    None stands for mail the parser rejected: the ingest process parses it again
-    and quarantines it with the reason, as it does with mail it parses itself.
-    """
+    """The worker's loop: (max attachment bytes, time limit, [raw, …]) in; for each raw,
+    as soon as it is parsed, its ParsedMessage or Unparsed out (`parse_inbound`)."""
     while True:
         try:
-            max_bytes, raws = pickle.load(stdin)  # noqa: S301 (our parent's pipe)
+            max_bytes, time_limit, raws = pickle.load(stdin)  # noqa: S301 (our parent's pipe)
         except EOFError:
             return
-        results: list[parse.ParsedMessage | None] = []
-        for raw in raws:
+        raws.reverse()
+        while raws:
+            # Popped, so that the bytes of mail already answered are let go of.
+            raw = raws.pop()
+            result = parse_inbound(raw, max_attachment_bytes=max_bytes, time_limit=time_limit)
+            del raw
+            answer = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            del result
             try:
-                results.append(parse.parse_message(raw, max_attachment_bytes=max_bytes))
-            except Exception:
-                results.append(None)
-        del raws  # the next request's bytes should not meet these in memory
-        try:
-            pickle.dump(results, stdout, protocol=pickle.HIGHEST_PROTOCOL)
-            stdout.flush()
-        except OSError:  # the ingest process stopped listening (it gave up on this poll)
-            return
-        del results
+                stdout.write(_LENGTH.pack(len(answer)))
+                stdout.write(answer)
+                stdout.flush()
+            except OSError:  # the ingest process stopped listening (it gave up on this poll)
+                return
+            del answer
 
 
 def main() -> None:
@@ -78,7 +97,7 @@ def main() -> None:
 
 
 class ParseWorker:
-    """One worker process; at most one request outstanding, answered in order."""
+    """One worker process; at most one request outstanding, answered mail by mail."""
 
     def __init__(self) -> None:
         env = {
@@ -94,27 +113,37 @@ class ParseWorker:
         )
         self.alive = True
 
-    def send(self, max_attachment_bytes: int, raws: list[bytes]) -> bool:
+    def send(self, max_attachment_bytes: int, time_limit: float | None, raws: list[bytes]) -> bool:
         """Hand over `raws`; False (and the worker is dropped) when it is gone."""
         assert self.proc.stdin is not None  # noqa: S101 (type narrowing: started with a pipe)
         try:
-            pickle.dump((max_attachment_bytes, raws), self.proc.stdin, pickle.HIGHEST_PROTOCOL)
+            pickle.dump(
+                (max_attachment_bytes, time_limit, raws), self.proc.stdin, pickle.HIGHEST_PROTOCOL
+            )
             self.proc.stdin.flush()
         except (OSError, ValueError):
             self._lost()
             return False
         return True
 
-    def receive(self, count: int) -> list[parse.ParsedMessage | None]:
-        """The answer to the request sent last: `count` results, or None for each if the
-        worker died meanwhile (that mail is then parsed in the ingest process)."""
+    def receive(self, wait: float | None) -> Result | None:
+        """The answer on the next mail of the request sent last; None if the worker died
+        meanwhile (that mail is then parsed in the ingest process). Raises TimeoutError
+        when no answer came within `wait` seconds (None: wait as long as it takes)."""
         assert self.proc.stdout is not None  # noqa: S101 (type narrowing: started with a pipe)
+        # Read from the pipe itself, never through its buffer, so that select() sees
+        # every byte not yet read.
+        fd = self.proc.stdout.fileno()
+        until = None if wait is None else time.monotonic() + wait
         try:
-            results = pickle.load(self.proc.stdout)  # noqa: S301 (our own child's pipe)
+            (length,) = _LENGTH.unpack(_read_exactly(fd, _LENGTH.size, until))
+            result = pickle.loads(_read_exactly(fd, length, until))  # noqa: S301 (our own child)
+        except TimeoutError:
+            raise
         except Exception:  # EOFError when it died; anything else: a garbled answer
             self._lost()
-            return [None] * count
-        return results if isinstance(results, list) and len(results) == count else [None] * count
+            return None
+        return result if isinstance(result, parse.ParsedMessage | Unparsed) else None
 
     def _lost(self) -> None:
         if self.alive:
@@ -129,6 +158,12 @@ class ParseWorker:
             return int(line.split()[1]) / 1024
         return None
 
+    def kill(self) -> None:
+        """Stop a worker that no longer answers."""
+        self.alive = False
+        self.proc.kill()
+        self.close()
+
     def close(self) -> None:
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
@@ -141,6 +176,23 @@ class ParseWorker:
             self.proc.wait()
 
 
+def _read_exactly(fd: int, size: int, until: float | None) -> bytearray:
+    """`size` bytes from `fd`; EOFError at its end, TimeoutError past `until`."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    done = 0
+    while done < size:
+        if until is not None:
+            left = until - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
+        got = os.readv(fd, [view[done:]])
+        if not got:
+            raise EOFError
+        done += got
+    return buffer
+
+
 class ParseWorkers:
     """Hands fetched batches to the workers, split among them, and collects the answers.
 
@@ -149,8 +201,11 @@ class ParseWorkers:
     request at a time.
     """
 
-    def __init__(self, count: int, *, max_attachment_bytes: int) -> None:
+    def __init__(
+        self, count: int, *, max_attachment_bytes: int, time_limit: float | None = None
+    ) -> None:
         self.max_attachment_bytes = max_attachment_bytes
+        self.time_limit = time_limit
         self.workers: list[ParseWorker] = []
         try:
             for _ in range(count):
@@ -158,10 +213,10 @@ class ParseWorkers:
         except OSError:
             self.close()
             raise
-        # id(batch) -> [(worker or None, how many messages)] while being parsed
-        self._sent: dict[int, list[tuple[ParseWorker | None, int]]] = {}
+        # id(batch) -> [(worker or None, first index, how many messages)] while being parsed
+        self._sent: dict[int, list[tuple[ParseWorker | None, int, int]]] = {}
         # id(batch) -> the results, once collected
-        self._done: dict[int, list[parse.ParsedMessage | None]] = {}
+        self._done: dict[int, list[Result | None]] = {}
 
     def submit(self, batch: list[FetchedMail]) -> None:
         """Start parsing `batch`."""
@@ -169,11 +224,11 @@ class ParseWorkers:
         if not workers or not batch:
             return
         size = -(-len(batch) // len(workers))
-        parts: list[tuple[ParseWorker | None, int]] = []
+        parts: list[tuple[ParseWorker | None, int, int]] = []
         for worker, start in zip(workers, range(0, len(batch), size), strict=False):
             raws = [mail.raw for mail in batch[start : start + size]]
-            sent = worker.send(self.max_attachment_bytes, raws)
-            parts.append((worker if sent else None, len(raws)))
+            sent = worker.send(self.max_attachment_bytes, self.time_limit, raws)
+            parts.append((worker if sent else None, start, len(raws)))
         self._sent[id(batch)] = parts
 
     def collect(self, batch: list[FetchedMail]) -> None:
@@ -181,12 +236,50 @@ class ParseWorkers:
         parts = self._sent.pop(id(batch), None)
         if parts is None:
             return
-        results: list[parse.ParsedMessage | None] = []
-        for worker, count in parts:
-            results += worker.receive(count) if worker is not None else [None] * count
+        results: list[Result | None] = []
+        for worker, start, count in parts:
+            results += self._answers(worker, batch[start : start + count])
         self._done[id(batch)] = results
 
-    def results(self, batch: list[FetchedMail]) -> list[parse.ParsedMessage | None] | None:
+    def _answers(self, worker: ParseWorker | None, share: list[FetchedMail]) -> list[Result | None]:
+        """The answers of `worker` on the mail it was sent; a worker stuck on one mail is
+        replaced, that mail answered too slow to parse, and the rest sent to the new one."""
+        wait = None if self.time_limit is None else self.time_limit * STUCK_FACTOR
+        answers: list[Result | None] = []
+        while len(answers) < len(share):
+            if worker is None or not worker.alive:
+                return answers + [None] * (len(share) - len(answers))
+            try:
+                answers.append(worker.receive(wait))
+                continue
+            except TimeoutError:
+                stuck = share[len(answers)]
+            log.warning(
+                "Parse worker %s gave no answer on message %s for %s s; killing it",
+                worker.proc.pid,
+                stuck.key,
+                wait,
+            )
+            worker.kill()
+            answers.append(too_slow(stuck.raw, self.time_limit or 0))
+            worker = self._replace(worker)
+            rest = [mail.raw for mail in share[len(answers) :]]
+            if worker is not None and rest:
+                worker.send(self.max_attachment_bytes, self.time_limit, rest)
+            del rest
+        return answers
+
+    def _replace(self, dead: ParseWorker) -> ParseWorker | None:
+        """A new worker in the place of `dead`; None if none starts."""
+        index = self.workers.index(dead)
+        try:
+            self.workers[index] = ParseWorker()
+        except OSError:
+            log.warning("Could not restart a parse worker; parsing in this process", exc_info=True)
+            return None
+        return self.workers[index]
+
+    def results(self, batch: list[FetchedMail]) -> list[Result | None] | None:
         """What the workers made of `batch`, None where the ingest process must parse;
         None for a batch they never had."""
         self.collect(batch)

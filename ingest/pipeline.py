@@ -83,6 +83,7 @@ def ingest_raw(
     inbound_domain: str,
     max_attachment_bytes: int,
     now: datetime,
+    parse_seconds: float | None = None,
 ) -> Outcome:
     """Store one raw message (no commit): threaded, unrouted or quarantined; or skip a duplicate."""
     (outcome,) = ingest_batch(
@@ -92,6 +93,7 @@ def ingest_raw(
         inbound_domain=inbound_domain,
         max_attachment_bytes=max_attachment_bytes,
         now=now,
+        parse_seconds=parse_seconds,
     )
     db.session.flush()
     return outcome
@@ -105,15 +107,19 @@ def ingest_batch(
     inbound_domain: str,
     max_attachment_bytes: int,
     now: datetime,
-    parsed: Sequence[ParsedMessage | None] | None = None,
+    parsed: Sequence[ParsedMessage | Unparsed | None] | None = None,
+    parse_seconds: float | None = None,
 ) -> list[Outcome]:
     """Parse a batch of (UID, raw bytes) and store it in order with `store_inbound` (no commit).
 
     `parsed`, when given, holds what the parse workers made of each mail (None: the
-    worker rejected it or was lost, so it is parsed here and gets its reason).
+    worker was lost, so it is parsed here). A mail whose parsing takes more than
+    `parse_seconds` is quarantined as too slow to parse.
     """
     inbound = [
-        InboundMail(raw, _parsed(raw, parsed and parsed[i], max_attachment_bytes), uid)
+        InboundMail(
+            raw, _parsed(raw, parsed and parsed[i], max_attachment_bytes, parse_seconds), uid
+        )
         for i, (uid, raw) in enumerate(mails)
     ]
     results = store_inbound(
@@ -123,18 +129,23 @@ def ingest_batch(
 
 
 def _parsed(
-    raw: bytes, by_worker: ParsedMessage | None, max_attachment_bytes: int
+    raw: bytes,
+    by_worker: ParsedMessage | Unparsed | None,
+    max_attachment_bytes: int,
+    parse_seconds: float | None,
 ) -> ParsedMessage | Unparsed:
     if by_worker is not None:
         return by_worker
-    return parse_inbound(raw, max_attachment_bytes=max_attachment_bytes)
+    return parse_inbound(raw, max_attachment_bytes=max_attachment_bytes, time_limit=parse_seconds)
 
 
 # --- parsing in worker processes --------------------------------------------------------
 
 
 @contextlib.contextmanager
-def _parse_workers(messages: int, *, max_attachment_bytes: int) -> Iterator[ParseWorkers | None]:
+def _parse_workers(
+    messages: int, *, max_attachment_bytes: int, parse_seconds: float | None
+) -> Iterator[ParseWorkers | None]:
     """Parse workers for a poll of `messages`, or None when parsing here is as good."""
     count = PARSE_WORKERS
     if count is None:
@@ -143,7 +154,9 @@ def _parse_workers(messages: int, *, max_attachment_bytes: int) -> Iterator[Pars
         yield None
         return
     try:
-        workers = ParseWorkers(count, max_attachment_bytes=max_attachment_bytes)
+        workers = ParseWorkers(
+            count, max_attachment_bytes=max_attachment_bytes, time_limit=parse_seconds
+        )
     except OSError:
         log.warning("Could not start parse workers; parsing in this process", exc_info=True)
         yield None
@@ -178,12 +191,15 @@ class _Batch:
         self.options = {
             "inbound_domain": config["INBOUND_DOMAIN"],
             "max_attachment_bytes": config["MAX_ATTACHMENT_BYTES"],
+            "parse_seconds": config["INGEST_PARSE_SECONDS"],
         }
         #: Set by poll_mailbox when worker processes parse the batches ahead.
         self.workers: ParseWorkers | None = None
 
     def _ingest(
-        self, batch: list[FetchedMail], parsed: Sequence[ParsedMessage | None] | None = None
+        self,
+        batch: list[FetchedMail],
+        parsed: Sequence[ParsedMessage | Unparsed | None] | None = None,
     ) -> list[Outcome]:
         return ingest_batch(
             [(mail.uid, mail.raw) for mail in batch],
@@ -317,7 +333,9 @@ def poll_mailbox(
         renew_at = _lease_renewal(lease_ttl)
         batch_store = _Batch(mailbox, uidvalidity, summary)
         with _parse_workers(
-            len(keys), max_attachment_bytes=batch_store.options["max_attachment_bytes"]
+            len(keys),
+            max_attachment_bytes=batch_store.options["max_attachment_bytes"],
+            parse_seconds=batch_store.options["parse_seconds"],
         ) as workers:
             batch_store.workers = workers
             max_bytes = BATCH_BYTES if workers is None else BATCH_BYTES // 2

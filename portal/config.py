@@ -107,6 +107,7 @@ def config_from_env(instance_path: str) -> dict[str, Any]:
         "OUTBOX_SECONDS": _int("OUTBOX_SECONDS"),
         "SMTP_TIMEOUT": _int("SMTP_TIMEOUT"),
         "INGEST_LEASE_SECONDS": _int("INGEST_LEASE_SECONDS"),
+        "INGEST_PARSE_SECONDS": _int("INGEST_PARSE_SECONDS"),
         "MAX_ATTACHMENT_BYTES": _int("MAX_ATTACHMENT_BYTES"),
         "PORT": _int("PORT"),
         # Over HTTPS only in production; `make run` serves plain http on loopback.
@@ -188,6 +189,8 @@ DEFAULTS: Mapping[str, Any] = {
     "OUTBOX_SECONDS": 5,
     "SMTP_TIMEOUT": 30,
     "INGEST_LEASE_SECONDS": 300,
+    #: A mail whose parsing takes longer is quarantined as too slow to parse.
+    "INGEST_PARSE_SECONDS": 10,
     "MAX_ATTACHMENT_BYTES": 10 * 1024 * 1024,
     "PORT": 5000,
     # Static URLs carry a content hash (?v=…, portal/main/views.py), so browsers and

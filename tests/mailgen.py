@@ -63,3 +63,15 @@ def amazon_message(
         subtype="html",
     )
     return msg.as_bytes()
+
+
+def runaway_message(to: str, *, parts: int = 60_000) -> bytes:
+    """A mail of `parts` tiny text parts: seconds of parsing whichever reader reads it,
+    the shape of mail that would hold up a mailbox without a time bound."""
+    boundary = "runaway"
+    body = "".join(f"--{boundary}\nContent-Type: text/plain\n\npart {i}\n" for i in range(parts))
+    return (
+        f"Delivered-To: {to}\nFrom: loop@example.net\nTo: {to}\nSubject: Runaway\n"
+        f"Message-ID: <runaway-{parts}@example.net>\nMIME-Version: 1.0\n"
+        f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n{body}--{boundary}--\n'
+    ).encode()

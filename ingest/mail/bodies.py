@@ -18,20 +18,38 @@ def html_to_text(html: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
+#: The reply heuristic reads at most about this many characters of a text, since its
+#: work grows with the length and the new part of a reply is at the top: in a longer
+#: text, quoted history that starts further down stays in the visible part.
+QUOTE_SCAN_CHARS = 32_000
+
+
 def strip_quoted(text: str) -> str:
     """The new part of a reply: quoted history and "On … wrote:" blocks removed."""
     from mailparser_reply import EmailReplyParser
 
+    head = text
+    if len(text) > QUOTE_SCAN_CHARS:
+        # Cut at a line end, so that no line the heuristic matches is cut short.
+        head = text[: text.rfind("\n", 0, QUOTE_SCAN_CHARS) + 1] or text[:QUOTE_SCAN_CHARS]
     try:
         replies = (
             EmailReplyParser(languages=["en", "de", "fr", "it", "es", "nl", "sv", "pl", "ja"])
-            .read(text)
+            .read(head)
             .replies
         )
-        visible = replies[0].body if replies else text
+        if head is not text and not _history_found(replies):
+            visible = text  # no quoted history in the part read: all of it is new
+        else:
+            visible = replies[0].body if replies else text
     except Exception:  # the reply parser is a heuristic: never let it lose the text
         visible = text
     lines = visible.rstrip().splitlines()
     while lines and (lines[-1].startswith(">") or not lines[-1].strip()):
         lines.pop()
     return "\n".join(lines).strip() or text.strip()
+
+
+def _history_found(replies: list) -> bool:
+    """Whether the reply parser found the header of a quoted mail ("On … wrote:")."""
+    return len(replies) > 1 or any(reply.headers for reply in replies)

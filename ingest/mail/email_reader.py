@@ -6,11 +6,13 @@ far as it goes, broken headers kept). Pure: no database, no Flask, no network.
 from __future__ import annotations
 
 import logging
+import re
 from email.message import Message
-from email.parser import BytesParser
+from email.parser import BytesFeedParser
 from email.policy import Policy, compat32
 from email.policy import default as default_policy
 
+from ingest.mail.deadline import Deadline, TooSlowToParse
 from ingest.mail.headers import decode_words, header_addresses
 from ingest.mail.parts import MailParts
 
@@ -27,24 +29,85 @@ _TEXT_HEADERS = (
     "x-amazon-mail-relay-type",
 )
 
+#: The email package is fed this much at a time (as its BytesParser feeds it), and the
+#: deadline is checked in between: reading a long mail is work spread over the feeds.
+_FEED_BYTES = 64 * 1024
 
-def read_email(data: bytes, max_attachment_bytes: int) -> MailParts:
+#: Multiparts nested deeper are not read: the email package's work per line grows with
+#: the depth (and it ends in RecursionError at a few thousand levels), while mail that
+#: loops through forwards and lists reaches hundreds of levels whose boundaries never
+#: close. What lies deeper is kept, unread, as one attachment (NESTED_REST_NAME).
+MAX_NESTING = 100
+NESTED_REST_NAME = f"nested-deeper-than-{MAX_NESTING}-levels.txt"
+
+#: A boundary declared (a multipart opens a level), or a delimiter line (which closes
+#: the levels opened inside its multipart, and with "--" after it that multipart too).
+_NESTING_RE = re.compile(
+    rb'(?im)\bboundary[ \t]*=[ \t]*(?:"([^"\n]*)"|([^\s;"]+))|^--([^\n]*?)[ \t]*$'
+)
+
+
+def read_email(
+    data: bytes, max_attachment_bytes: int, deadline: Deadline | None = None
+) -> MailParts:
     """The mail read with structured headers, or as plain text where they break the
-    email package; raises what the email package raises when even that fails."""
+    email package; raises what the email package raises when even that fails, and
+    TooSlowToParse once `deadline` has passed."""
+    deadline = deadline or Deadline(None)
+    cut = _too_deep_at(data)
+    data, rest = (data, b"") if cut is None else (data[:cut], data[cut:])
     try:
-        return _read(data, default_policy, max_attachment_bytes)
+        mail = _read(data, default_policy, max_attachment_bytes, deadline)
+    except TooSlowToParse:
+        raise
     except Exception as exc:
         # The email package's structured header parser raises on some malformed headers
         # (IndexError, ValueError, AttributeError from deep inside it). compat32 keeps
         # every header as plain text and never parses it that way: read the mail again
         # with it rather than quarantine a buyer's message for one broken header.
         log.info("parsing again without structured headers: %s: %s", type(exc).__name__, exc)
-        return _read(data, compat32, max_attachment_bytes)
+        mail = _read(data, compat32, max_attachment_bytes, deadline)
+    if rest:
+        mail.add_leaf(
+            ctype="text/plain",
+            disposition="attachment",
+            filename=NESTED_REST_NAME,
+            content_id=None,
+            payload=rest,
+            charset=None,
+            max_attachment_bytes=max_attachment_bytes,
+        )
+    return mail
 
 
-def _read(data: bytes, policy: Policy, max_attachment_bytes: int) -> MailParts:
+def _too_deep_at(data: bytes) -> int | None:
+    """Where the first part nested deeper than MAX_NESTING begins (its parent's
+    delimiter line); None for mail no deeper than that."""
+    open_boundaries: list[bytes] = []
+    for found in _NESTING_RE.finditer(data):
+        quoted, bare, delimiter = found.groups()
+        if delimiter is None:
+            open_boundaries.append(quoted if quoted is not None else bare)
+            if len(open_boundaries) > MAX_NESTING:
+                line = data.rfind(b"\n--", 0, found.start())
+                return line + 1 if line >= 0 else None
+        elif delimiter in open_boundaries:
+            # A part of that multipart begins: whatever opened inside it has ended.
+            del open_boundaries[len(open_boundaries) - open_boundaries[::-1].index(delimiter) :]
+        elif delimiter.endswith(b"--") and delimiter[:-2] in open_boundaries:
+            del open_boundaries[
+                len(open_boundaries) - 1 - open_boundaries[::-1].index(delimiter[:-2]) :
+            ]
+    return None
+
+
+def _read(data: bytes, policy: Policy, max_attachment_bytes: int, deadline: Deadline) -> MailParts:
     """The mail as the email package reads it under `policy`."""
-    msg = BytesParser(policy=policy).parsebytes(data)
+    feed = BytesFeedParser(policy=policy)
+    for start in range(0, len(data), _FEED_BYTES):
+        feed.feed(data[start : start + _FEED_BYTES])
+        deadline.check()
+    msg = feed.close()
     headers: dict[str, list[str]] = {}
     for name, value in msg.raw_items():
         headers.setdefault(name.lower(), []).append(str(value))
@@ -62,6 +125,7 @@ def _read(data: bytes, policy: Policy, max_attachment_bytes: int) -> MailParts:
         and (msg.get_param("report-type") or "").lower() == "delivery-status",
     )
     for part in msg.walk():
+        deadline.check()
         if part.is_multipart():
             continue
         payload = part.get_payload(decode=True)

@@ -12,14 +12,18 @@ import re
 
 import fast_mail_parser
 
+from ingest.mail.deadline import Deadline
 from ingest.mail.headers import header_addresses
 from ingest.mail.parts import MailParts
 
 log = logging.getLogger(__name__)
 
 
-def read_fast(data: bytes, max_attachment_bytes: int) -> MailParts | None:
-    """The mail as fast-mail-parser reads it; None where it refuses the mail."""
+def read_fast(
+    data: bytes, max_attachment_bytes: int, deadline: Deadline | None = None
+) -> MailParts | None:
+    """The mail as fast-mail-parser reads it; None where it refuses the mail. Raises
+    TooSlowToParse once `deadline` has passed."""
     if b"\r" in data:
         # A CR that is not part of a CRLF (converted before): it ends header lines for
         # the email package, while fast-mail-parser keeps it inside the header's value.
@@ -30,14 +34,14 @@ def read_fast(data: bytes, max_attachment_bytes: int) -> MailParts | None:
         log.debug("fast-mail-parser refused the mail (%s); reading it with email", exc)
         return None
     try:
-        return _fast_mail(data, root, max_attachment_bytes)
+        return _fast_mail(data, root, max_attachment_bytes, deadline or Deadline(None))
     except _Refused as exc:
         log.debug("%s; reading the mail with email", exc)
         return None
 
 
 def _fast_mail(
-    data: bytes, root: fast_mail_parser.PyMimePart, max_attachment_bytes: int
+    data: bytes, root: fast_mail_parser.PyMimePart, max_attachment_bytes: int, deadline: Deadline
 ) -> MailParts:
     headers = _lower_names(root.headers)
     # The address headers as written: fast-mail-parser's values have their encoded words
@@ -54,6 +58,7 @@ def _fast_mail(
         and _param(headers, "report-type").lower() == "delivery-status",
     )
     for part in fast_mail_parser.walk(root):
+        deadline.check()
         part_headers = headers if part is root else _lower_names(part.headers)
         if part.content is None and not _BOUNDARY_RE.fullmatch(_param(part_headers, "boundary")):
             # RFC 2046 5.1.1: 1 to 70 characters, the last not a space. The two readers

@@ -21,6 +21,7 @@ from datetime import datetime
 from ingest.mail import amazon, classify
 from ingest.mail.bodies import html_to_text, strip_quoted
 from ingest.mail.charsets import storable
+from ingest.mail.deadline import Deadline, TooSlowToParse
 from ingest.mail.email_reader import read_email
 from ingest.mail.fast_reader import read_fast
 from ingest.mail.headers import header_addresses, message_ids, parse_date
@@ -98,33 +99,43 @@ def _hash_normalised(data: bytes) -> str:
 
 
 def parse_message(
-    raw: bytes, *, max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES
+    raw: bytes,
+    *,
+    max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES,
+    time_limit: float | None = None,
 ) -> ParsedMessage:
-    """Parse raw mail bytes. Raises UnparseableMessage for bytes that are not mail."""
-    return _parse(raw, max_attachment_bytes, fast=True)
+    """Parse raw mail bytes. Raises UnparseableMessage for bytes that are not mail, and
+    TooSlowToParse when parsing them takes more than `time_limit` seconds."""
+    return _parse(raw, max_attachment_bytes, fast=True, deadline=Deadline(time_limit))
 
 
-def _parse(raw: bytes, max_attachment_bytes: int, *, fast: bool) -> ParsedMessage:
+def _parse(
+    raw: bytes, max_attachment_bytes: int, *, fast: bool, deadline: Deadline | None = None
+) -> ParsedMessage:
     """parse_message, with fast-mail-parser (then the email package where it refuses
     the mail) or, with fast=False, the email package alone (what the tests compare)."""
+    deadline = deadline or Deadline(None)
     if not raw.strip():
         raise UnparseableMessage("empty message")
     # IMAP servers hand out CRLF line endings; decoded text would keep the CR, so
     # markers such as Amazon's "Begin message" would not match. The same normalised
     # bytes are what content_hash hashes: convert them once.
     data = _lf_endings(raw)
-    mail = read_fast(data, max_attachment_bytes) if fast else None
+    mail = read_fast(data, max_attachment_bytes, deadline) if fast else None
     if mail is None:
         try:
-            mail = read_email(data, max_attachment_bytes)
+            mail = read_email(data, max_attachment_bytes, deadline)
+        except TooSlowToParse:
+            raise
         except Exception as exc:  # even without structured headers: not mail we can read
             raise UnparseableMessage(f"{type(exc).__name__}: {exc}") from exc
-    parsed = _parsed(mail, _hash_normalised(data), len(raw))
+    deadline.check()
+    parsed = _parsed(mail, _hash_normalised(data), len(raw), deadline)
     _clean_strings(parsed)
     return parsed
 
 
-def _parsed(mail: MailParts, digest: str, size: int) -> ParsedMessage:
+def _parsed(mail: MailParts, digest: str, size: int, deadline: Deadline) -> ParsedMessage:
     if not any(h in mail.headers for h in ("from", "to", "date", "message-id", "subject")):
         raise UnparseableMessage("no From, To, Date, Subject or Message-ID header: not an e-mail")
     first = {name: values[0] for name, values in mail.headers.items()}
@@ -135,7 +146,10 @@ def _parsed(mail: MailParts, digest: str, size: int) -> ParsedMessage:
     html = "\n".join(mail.html_parts) if mail.html_parts else None
     if not text and html:
         text = html_to_text(html)
+        deadline.check()
     buyer_text = amazon.buyer_text(text)
+    # The reply heuristic below is the costliest step for long text.
+    deadline.check()
     return ParsedMessage(
         message_id=ids[0] if ids else f"<{digest[:40]}@synthetic.sellerdesk>",
         in_reply_to=(message_ids(first.get("in-reply-to", "")) or [None])[0],
@@ -167,13 +181,12 @@ def _parsed(mail: MailParts, digest: str, size: int) -> ParsedMessage:
 
 
 def _delivery_addresses(mail: MailParts) -> list[str]:
-    delivery: list[str] = []
     delivered = [header_addresses(mail.headers, name) for name in _DELIVERY_HEADERS]
-    for pairs in (*delivered, mail.to, mail.cc):
-        for _, addr in pairs:
-            if addr not in delivery:
-                delivery.append(addr)
-    return delivery
+    # A dict keeps the first place of each address: a list's `in` made a To header of
+    # thousands of addresses cost their square.
+    return list(
+        dict.fromkeys(addr for pairs in (*delivered, mail.to, mail.cc) for _, addr in pairs)
+    )
 
 
 _TEXT_FIELDS = tuple(f.name for f in fields(ParsedMessage) if f.type.startswith("str"))

@@ -2,7 +2,7 @@
 
 One wording of the quarantine reason, for the worker's batches and an admin's
 "retry parsing" alike: the parser's own explanation when it gives one
-(`UnparseableMessage`), else the exception's type and message.
+(`UnparseableMessage`, `TooSlowToParse`), else the exception's type and message.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ingest.mail import parse
+from ingest.mail.deadline import TooSlowToParse
 
 
 @dataclass(frozen=True)
@@ -20,11 +21,21 @@ class Unparsed:
     content_hash: str
 
 
-def parse_inbound(raw: bytes, *, max_attachment_bytes: int) -> parse.ParsedMessage | Unparsed:
-    """`raw` parsed; on any parser failure the reason to quarantine it with, never an error."""
+def parse_inbound(
+    raw: bytes, *, max_attachment_bytes: int, time_limit: float | None = None
+) -> parse.ParsedMessage | Unparsed:
+    """`raw` parsed; on any parser failure (or when it takes more than `time_limit`
+    seconds) the reason to quarantine it with, never an error."""
     try:
-        return parse.parse_message(raw, max_attachment_bytes=max_attachment_bytes)
+        return parse.parse_message(
+            raw, max_attachment_bytes=max_attachment_bytes, time_limit=time_limit
+        )
     except Exception as exc:  # any parser failure: keep the bytes, flag them, go on
-        explained = isinstance(exc, parse.UnparseableMessage)
+        explained = isinstance(exc, parse.UnparseableMessage | TooSlowToParse)
         reason = str(exc) if explained else f"{type(exc).__name__}: {exc}"
         return Unparsed(reason, parse.content_hash(raw))
+
+
+def too_slow(raw: bytes, seconds: float) -> Unparsed:
+    """The quarantine of mail whose parser was stopped from outside after `seconds`."""
+    return Unparsed(str(TooSlowToParse(seconds)), parse.content_hash(raw))
