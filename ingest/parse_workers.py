@@ -47,6 +47,12 @@ _LENGTH = struct.Struct("!Q")
 #: A worker silent this many times INGEST_PARSE_SECONDS is killed: it had its own
 #: deadline and missed it, so it is inside a step that does not return.
 STUCK_FACTOR = 2
+#: How long a new worker may take to start (the interpreter and the parser's imports)
+#: before its first answer is timed: on a busy machine that alone can take seconds,
+#: far longer than a short INGEST_PARSE_SECONDS, and must not count as a stuck parse.
+STARTUP_SECONDS = 60.0
+#: What a worker writes once it is ready to parse: a length no pickled answer has.
+_READY = _LENGTH.pack(0)
 
 #: What a worker makes of one mail: parsed, or why it is quarantined.
 Result = parse.ParsedMessage | Unparsed
@@ -89,6 +95,8 @@ def main() -> None:
         level=int(os.environ.get("SELLERDESK_PARSE_LOG_LEVEL", logging.WARNING)),
         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
     )
+    answers.write(_READY)
+    answers.flush()
     serve(sys.stdin.buffer, answers)
     with contextlib.suppress(OSError):
         answers.flush()
@@ -112,6 +120,18 @@ class ParseWorker:
             env=env,
         )
         self.alive = True
+        self.ready = False
+
+    def wait_ready(self, wait: float = STARTUP_SECONDS) -> None:
+        """Wait until the worker has started; TimeoutError when it has not within `wait`
+        seconds, EOFError when it died (or said something else first)."""
+        if self.ready:
+            return
+        assert self.proc.stdout is not None  # noqa: S101 (type narrowing: started with a pipe)
+        fd = self.proc.stdout.fileno()
+        if bytes(_read_exactly(fd, _LENGTH.size, time.monotonic() + wait)) != _READY:
+            raise EOFError("the parse worker did not start as expected")
+        self.ready = True
 
     def send(self, max_attachment_bytes: int, time_limit: float | None, raws: list[bytes]) -> bool:
         """Hand over `raws`; False (and the worker is dropped) when it is gone."""
@@ -134,8 +154,10 @@ class ParseWorker:
         # Read from the pipe itself, never through its buffer, so that select() sees
         # every byte not yet read.
         fd = self.proc.stdout.fileno()
-        until = None if wait is None else time.monotonic() + wait
         try:
+            # The time limit is on parsing, not on the worker's start-up.
+            self.wait_ready()
+            until = None if wait is None else time.monotonic() + wait
             (length,) = _LENGTH.unpack(_read_exactly(fd, _LENGTH.size, until))
             result = pickle.loads(_read_exactly(fd, length, until))  # noqa: S301 (our own child)
         except TimeoutError:

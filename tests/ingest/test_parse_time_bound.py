@@ -92,6 +92,7 @@ def test_a_parse_worker_that_never_answers_is_killed_and_replaced(
     def stop_first_worker_then_submit(self, batch):
         if not stopped:
             worker = self.workers[0]
+            worker.wait_ready()  # stopped while parsing, not while starting
             os.kill(worker.proc.pid, signal.SIGSTOP)
             stopped.append(worker.proc.pid)
         submit(self, batch)
