@@ -1,25 +1,44 @@
-"""An Amazon order for a channel, asked of SP-API with the channel's stored authorisation.
+"""An Amazon order for a channel, asked of SP-API with the channel's stored authorisation,
+and kept (an Order row) for the thread page to show without asking Amazon.
 
 The HTTP client, its access tokens and its rate limits are portal/amazon_api.py; reading
 Amazon's answer is portal/amazon_orders.py. This module decides which channel may ask
-(one holding an SP-API refresh token) and hands the client the seller's region, Seller
-ID and decrypted refresh token. It is for the worker: a web request never waits for Amazon.
+(one holding an SP-API refresh token), hands the client the seller's region, Seller ID
+and decrypted refresh token, stores what comes back with when to ask again, and flags
+the channels whose authorisation Amazon refused. It is for the worker: a web request
+never waits for Amazon. Like every service it flushes and never commits.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy import select
 
 from ingest.mail.amazon import ORDER_ID_RE
 from portal.amazon_api import AmazonApi, ApiFailure, FailureKind, api_settings
-from portal.amazon_orders import AmazonOrder
+from portal.amazon_orders import AmazonOrder, Window
 from portal.crypto import decrypt_secret
-from portal.models import Channel
-from portal.services.spapi import is_spapi_credential
+from portal.extensions import db
+from portal.models import Channel, Order
+from portal.services.audit import record_event
+from portal.services.spapi import channels_sharing_authorisation, is_spapi_credential
 
 log = logging.getLogger(__name__)
+
+#: How soon an order is asked for again: often while it awaits shipping, less often on
+#: its way, rarely once it cannot change (delivered, cancelled).
+REFRESH_UNSHIPPED = timedelta(hours=1)
+REFRESH_ON_ITS_WAY = timedelta(hours=4)
+REFRESH_CLOSED = timedelta(days=7)
+#: After a failure Amazon's answer gives no wait for (an unreadable answer, a refused
+#: request), the order is asked for once more a day later; a refused authorisation
+#: waits for a new one instead (refresh_at None).
+RETRY_AFTER_REFUSAL = timedelta(days=1)
+_NOT_SHIPPED = frozenset({"PENDING_AVAILABILITY", "PENDING", "UNSHIPPED"})
 
 
 def amazon_api(config: Mapping[str, Any], extensions: dict[str, Any]) -> AmazonApi | None:
@@ -52,3 +71,124 @@ def fetch_order(channel: Channel, order_id: str, *, api: AmazonApi) -> AmazonOrd
         refresh_token=decrypt_secret(credential.secret_encrypted),
         order_id=order_id,
     )
+
+
+def refresh_order(channel: Channel, order_id: str, *, api: AmazonApi, now: datetime) -> Order:
+    """Ask Amazon for `order_id` on `channel` and store the answer or the failure."""
+    result = fetch_order(channel, order_id, api=api)
+    if isinstance(result, ApiFailure):
+        return record_order_failure(channel, order_id, result, now=now)
+    return store_order(channel, result, now=now)
+
+
+def store_order(channel: Channel, order: AmazonOrder, *, now: datetime) -> Order:
+    """Keep what Amazon said of `order` on `channel` (replacing the older snapshot)."""
+    row = _order_row(channel, order.order_id)
+    row.marketplace_id = order.marketplace_id
+    row.fulfillment_status = order.fulfillment_status
+    row.fulfilled_by = order.fulfilled_by
+    row.programs = list(order.programs)
+    row.purchased_at = order.created_at
+    row.ship_by_earliest_at, row.ship_by_latest_at = _ends(order.ship_by)
+    row.deliver_by_earliest_at, row.deliver_by_latest_at = _ends(order.deliver_by)
+    row.total_amount = str(order.total.amount) if order.total else None
+    row.total_currency = order.total.currency[:3] if order.total else None
+    row.items = [
+        {
+            "title": item.title,
+            "asin": item.asin,
+            "seller_sku": item.seller_sku,
+            "quantity": item.quantity,
+            "unit_price": str(item.unit_price.amount) if item.unit_price else None,
+            "currency": item.unit_price.currency if item.unit_price else None,
+        }
+        for item in order.items
+    ]
+    row.packages = [
+        {
+            "carrier": package.carrier,
+            "tracking_number": package.tracking_number,
+            "status": package.status,
+            "detailed_status": package.detailed_status,
+            "shipped_at": package.shipped_at.isoformat() if package.shipped_at else None,
+        }
+        for package in order.packages
+    ]
+    row.delivered_at = order.delivery_date
+    row.fetched_at = now
+    row.refresh_at = now + next_refresh_interval(order)
+    row.last_error, row.last_error_at = "", None
+    db.session.flush()
+    return row
+
+
+def next_refresh_interval(order: AmazonOrder) -> timedelta:
+    """How long until `order` is worth asking for again."""
+    if not order.is_open:
+        return REFRESH_CLOSED
+    if order.fulfillment_status in _NOT_SHIPPED:
+        return REFRESH_UNSHIPPED
+    return REFRESH_ON_ITS_WAY
+
+
+def record_order_failure(
+    channel: Channel, order_id: str, failure: ApiFailure, *, now: datetime
+) -> Order:
+    """Keep the failure's sentence beside whatever was stored before, and when to try
+    again; a refused authorisation flags the channels holding it."""
+    row = _order_row(channel, order_id)
+    row.last_error, row.last_error_at = failure.message, now
+    if failure.retry_after is not None:
+        row.refresh_at = now + timedelta(seconds=failure.retry_after)
+    elif failure.kind in (FailureKind.AUTHORISATION_REVOKED, FailureKind.NOT_AUTHORISED):
+        row.refresh_at = None
+    else:
+        row.refresh_at = now + RETRY_AFTER_REFUSAL
+    if failure.kind == FailureKind.AUTHORISATION_REVOKED:
+        flag_authorisation_needed(channel, status=failure.status)
+    log.info("order %s of channel %s not fetched: %s", order_id, channel.id, failure.kind)
+    db.session.flush()
+    return row
+
+
+def flag_authorisation_needed(channel: Channel, *, status: int | None) -> list[Channel]:
+    """Mark "Amazon authorisation needed" on every channel sharing `channel`'s SP-API
+    authorisation (one covers the region), auditing each newly flagged one."""
+    flagged = []
+    for target in channels_sharing_authorisation(channel) or [channel]:
+        if target.is_amazon_authorisation_needed:
+            continue
+        target.is_amazon_authorisation_needed = True
+        record_event(
+            "channel.amazon_authorisation_needed",
+            actor=None,
+            organisation_id=target.organisation_id,
+            target=target,
+            details={
+                "why": "Amazon refused the SP-API authorisation",
+                "status": status,
+                "seen_on": channel.marketplace,
+            },
+        )
+        flagged.append(target)
+    if flagged:
+        log.warning(
+            "Amazon authorisation needed for organisation %s on channels %s",
+            channel.organisation_id,
+            ",".join(c.marketplace for c in flagged),
+        )
+    return flagged
+
+
+def _order_row(channel: Channel, order_id: str) -> Order:
+    row = db.session.scalar(
+        select(Order).where(Order.channel_id == channel.id, Order.order_id == order_id)
+    )
+    if row is None:
+        row = Order(channel=channel, order_id=order_id, programs=[], items=[], packages=[])
+        db.session.add(row)
+    return row
+
+
+def _ends(window: Window | None) -> tuple[datetime | None, datetime | None]:
+    return (window.earliest, window.latest) if window else (None, None)

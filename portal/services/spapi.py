@@ -427,6 +427,8 @@ def _replace_credential(
         details=details,
     )
     set_channel_status(target, ChannelStatus.PENDING_VERIFICATION, reason="", actor=actor)
+    # A new authorisation is what "Amazon authorisation needed" asked for.
+    target.is_amazon_authorisation_needed = False
 
 
 def channels_sharing_authorisation(channel: Channel) -> list[Channel]:

@@ -3,12 +3,16 @@ process's one SP-API client."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
+from sqlalchemy import select
 
 from portal.amazon_api import AmazonApi, FailureKind
 from portal.amazon_orders import AmazonOrder
 from portal.config import ConfigError, config_from_env
 from portal.extensions import db
+from portal.models import AuditEvent, ChannelStatus, Order
 from portal.services import channels as channel_service
 from portal.services import orders as order_service
 from portal.services import spapi as spapi_service
@@ -101,3 +105,114 @@ def test_config_reads_the_endpoints_and_the_pii_switch(monkeypatch, tmp_path):
     monkeypatch.setenv("SPAPI_ENDPOINT_NA", "ftp://sellingpartnerapi-na.amazon.com")
     with pytest.raises(ConfigError, match="SPAPI_ENDPOINT_NA must be an http"):
         config_from_env(str(tmp_path))
+
+
+# --- the stored order -------------------------------------------------------------------
+
+NOW = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+
+
+def events(kind):
+    return db.session.scalars(select(AuditEvent).where(AuditEvent.kind == kind)).all()
+
+
+@pytest.mark.spapi
+def test_the_fetched_order_is_stored_for_the_panel(app, authorised, spapi):
+    api = order_service.amazon_api(app.config, app.extensions)
+    ireland = channel_of(authorised, "IE")
+    row = order_service.refresh_order(ireland, ORDER, api=api, now=NOW)
+    db.session.commit()
+    db.session.expire_all()
+    row = db.session.scalar(select(Order))
+    assert (row.channel_id, row.order_id) == (ireland.id, ORDER)
+    assert (row.fulfillment_status, row.fulfilled_by) == ("SHIPPED", "MERCHANT")
+    assert row.programs == ["PRIME"]
+    assert row.purchased_at == datetime(2024, 12, 25, 9, 15, tzinfo=UTC)
+    assert row.ship_by_latest_at == datetime(2024, 12, 26, 23, 59, 59, tzinfo=UTC)
+    assert row.deliver_by_earliest_at == datetime(2024, 12, 27, tzinfo=UTC)
+    assert row.delivered_at == row.deliver_by_latest_at
+    assert (row.total_amount, row.total_currency) == ("103.97", "GBP")
+    assert row.items == [
+        {
+            "title": "Echo Dot (4th Gen) | Smart speaker with Alexa | Charcoal",
+            "asin": "B08DFPV54V",
+            "seller_sku": "ECHO-DOT-4-UK-CHARCOAL-3PACK",
+            "quantity": 3,
+            "unit_price": "29.99",
+            "currency": "GBP",
+        }
+    ]
+    assert row.packages[0]["carrier"] == "Royal Mail"
+    assert row.packages[0]["tracking_number"] == "RR123456789GB"
+    assert row.packages[0]["status"] == "IN_TRANSIT"
+    assert row.fetched_at == NOW and row.last_error == ""
+    assert row.refresh_at == NOW + order_service.REFRESH_ON_ITS_WAY
+
+
+@pytest.mark.spapi
+@pytest.mark.parametrize(
+    ("order_id", "package_status", "interval"),
+    [
+        ("171-9876543-2109876", None, order_service.REFRESH_UNSHIPPED),
+        (ORDER, "IN_TRANSIT", order_service.REFRESH_ON_ITS_WAY),
+        (ORDER, "DELIVERED", order_service.REFRESH_CLOSED),
+    ],
+)
+def test_an_order_is_refreshed_while_it_can_change(
+    app, authorised, spapi, order_id, package_status, interval
+):
+    if package_status:
+        spapi.orders[order_id]["order"]["packages"][0]["packageStatus"]["status"] = package_status
+    api = order_service.amazon_api(app.config, app.extensions)
+    row = order_service.refresh_order(channel_of(authorised, "IE"), order_id, api=api, now=NOW)
+    assert row.refresh_at == NOW + interval
+
+
+@pytest.mark.spapi
+def test_a_failure_keeps_the_older_data_beside_its_sentence(app, authorised, spapi):
+    api = order_service.amazon_api(app.config, app.extensions)
+    ireland = channel_of(authorised, "IE")
+    order_service.refresh_order(ireland, ORDER, api=api, now=NOW)
+    spapi.order_faults = ["429"]
+    later = NOW + timedelta(hours=4)
+    row = order_service.refresh_order(ireland, ORDER, api=api, now=later)
+    assert row.fetched_at == NOW and row.items[0]["asin"] == "B08DFPV54V"
+    assert "slow down" in row.last_error and row.last_error_at == later
+    assert later < row.refresh_at <= later + timedelta(minutes=1)
+
+
+@pytest.mark.spapi
+def test_an_unreadable_answer_is_asked_for_again_a_day_later(app, authorised, spapi):
+    api = order_service.amazon_api(app.config, app.extensions)
+    spapi.order_faults = ["malformed"]
+    row = order_service.refresh_order(channel_of(authorised, "IE"), ORDER, api=api, now=NOW)
+    assert row.fetched_at is None and row.items == [] and row.programs == []
+    assert "could not be read" in row.last_error
+    assert row.refresh_at == NOW + order_service.RETRY_AFTER_REFUSAL
+
+
+@pytest.mark.spapi
+def test_a_refused_authorisation_flags_the_channels_holding_it_once(app, authorised, spapi):
+    api = order_service.amazon_api(app.config, app.extensions)
+    ireland, south_africa = channel_of(authorised, "IE"), channel_of(authorised, "ZA")
+    spapi.order_faults = ["403", "403"]
+    row = order_service.refresh_order(ireland, ORDER, api=api, now=NOW)
+    db.session.commit()
+    assert row.refresh_at is None and "Authorise with Amazon" in row.last_error
+    assert ireland.is_amazon_authorisation_needed and south_africa.is_amazon_authorisation_needed
+    # The flag sits beside the status, which stays what it was.
+    assert ireland.status == ChannelStatus.PENDING_VERIFICATION
+    flagged = events("channel.amazon_authorisation_needed")
+    assert sorted(e.target_id for e in flagged) == sorted([ireland.id, south_africa.id])
+    assert all(e.actor_id is None and e.details["status"] == 403 for e in flagged)
+
+    spapi.revoke_refresh_token(REFRESH_TOKEN)  # Amazon keeps refusing: no second audit
+    order_service.refresh_order(south_africa, ORDER, api=api, now=NOW)
+    assert len(events("channel.amazon_authorisation_needed")) == 2
+
+    # The seller authorises again: the flag goes on every channel of the region.
+    spapi_service.store_refresh_token(
+        ireland, selling_partner_id=spapi.selling_partner_id, refresh_token="Atzr|new", actor=None
+    )
+    assert not ireland.is_amazon_authorisation_needed
+    assert not south_africa.is_amazon_authorisation_needed
