@@ -1,5 +1,6 @@
 """The ingest worker, in its own process: an APScheduler job polling every POLL_SECONDS, one
-sending replies, and (IMAP_IDLE) a thread per IMAP mailbox waiting in IDLE (ingest/idle.py).
+sending replies, one fetching Amazon orders (with SP-API configured), and (IMAP_IDLE) a
+thread per IMAP mailbox waiting in IDLE (ingest/idle.py).
 
 With IDLE, mail is fetched within about a second of its arrival; the interval poll
 stays as the safety net for mailboxes whose server cannot IDLE or whose IDLE failed.
@@ -16,14 +17,19 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
 from ingest.idle import IdleWatchers
+from ingest.orders import refresh_orders
 from ingest.pipeline import poll_all, settle_worker_process
 from portal.extensions import db
+from portal.services.orders import amazon_api
 from portal.services.outbox_delivery import deliver_pending
+from portal.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
 
 #: How soon a mailbox an admin adds (or changes) gets its IDLE watcher.
 WATCH_SECONDS = 60
+#: How often the worker looks for orders to fetch (new buyer messages, due refreshes).
+ORDERS_SECONDS = 30
 
 
 def poll_job(app: Flask, watchers: IdleWatchers | None = None) -> None:
@@ -70,6 +76,22 @@ def outbox_job(app: Flask) -> None:
             log.info("Outbox pass: %s", summary.line())
 
 
+def orders_job(app: Flask) -> None:
+    """Fetch the orders of new buyer messages and refresh due ones, in its own app context."""
+    with app.app_context():
+        api = amazon_api(app.config, app.extensions)
+        if api is None:  # SP-API is not configured (or no longer): nothing to ask
+            return
+        try:
+            summary = refresh_orders(api, now=utcnow())
+        except Exception:  # the database is away, say: the next run must still happen
+            db.session.rollback()
+            log.exception("Orders pass failed")
+            return
+        if summary.fetched or summary.failed:
+            log.info("Orders pass: %s", summary.line())
+
+
 def build_scheduler(
     app: Flask,
     scheduler_class: type[BaseScheduler] = BlockingScheduler,
@@ -99,6 +121,16 @@ def build_scheduler(
         coalesce=True,
         next_run_time=datetime.now(UTC),
     )
+    if amazon_api(app.config, app.extensions) is not None:
+        scheduler.add_job(
+            orders_job,
+            "interval",
+            args=[app],
+            seconds=ORDERS_SECONDS,
+            id="fetch-orders",
+            max_instances=1,
+            coalesce=True,
+        )
     if watchers is not None:
         # Each poll also updates the watchers; this covers a long POLL_SECONDS.
         scheduler.add_job(

@@ -16,14 +16,14 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ingest.mail.amazon import ORDER_ID_RE
 from portal.amazon_api import AmazonApi, ApiFailure, FailureKind, api_settings
 from portal.amazon_orders import AmazonOrder, Window
 from portal.crypto import decrypt_secret
 from portal.extensions import db
-from portal.models import Channel, Order
+from portal.models import Channel, Credential, CredentialKind, Order, Thread
 from portal.services.audit import record_event
 from portal.services.spapi import channels_sharing_authorisation, is_spapi_credential
 
@@ -39,6 +39,9 @@ REFRESH_CLOSED = timedelta(days=7)
 #: waits for a new one instead (refresh_at None).
 RETRY_AFTER_REFUSAL = timedelta(days=1)
 _NOT_SHIPPED = frozenset({"PENDING_AVAILABILITY", "PENDING", "UNSHIPPED"})
+#: Threads this recent get their order fetched unasked (Amazon returns orders of the
+#: last two years; older threads wait for someone to ask).
+PREFETCH_WINDOW = timedelta(days=60)
 
 
 def amazon_api(config: Mapping[str, Any], extensions: dict[str, Any]) -> AmazonApi | None:
@@ -73,12 +76,15 @@ def fetch_order(channel: Channel, order_id: str, *, api: AmazonApi) -> AmazonOrd
     )
 
 
-def refresh_order(channel: Channel, order_id: str, *, api: AmazonApi, now: datetime) -> Order:
-    """Ask Amazon for `order_id` on `channel` and store the answer or the failure."""
+def refresh_order(
+    channel: Channel, order_id: str, *, api: AmazonApi, now: datetime
+) -> tuple[Order, ApiFailure | None]:
+    """Ask Amazon for `order_id` on `channel` and store the answer, or the failure (which
+    is returned too)."""
     result = fetch_order(channel, order_id, api=api)
     if isinstance(result, ApiFailure):
-        return record_order_failure(channel, order_id, result, now=now)
-    return store_order(channel, result, now=now)
+        return record_order_failure(channel, order_id, result, now=now), result
+    return store_order(channel, result, now=now), None
 
 
 def store_order(channel: Channel, order: AmazonOrder, *, now: datetime) -> Order:
@@ -192,3 +198,42 @@ def _order_row(channel: Channel, order_id: str) -> Order:
 
 def _ends(window: Window | None) -> tuple[datetime | None, datetime | None]:
     return (window.earliest, window.latest) if window else (None, None)
+
+
+def orders_to_fetch(*, now: datetime, limit: int) -> list[tuple[int, str]]:
+    """(channel id, order ID) pairs the worker should ask Amazon for now: recent threads'
+    orders never fetched (newest first), then stored orders due for a refresh (oldest
+    due first); only on channels holding an SP-API authorisation Amazon has not refused."""
+    askable = (
+        select(Channel.id)
+        .join(Credential, Credential.channel_id == Channel.id)
+        .where(
+            Credential.kind == CredentialKind.SPAPI_REFRESH_TOKEN,
+            Channel.is_amazon_authorisation_needed.is_(False),
+        )
+    )
+    stored = select(Order.id).where(
+        Order.channel_id == Thread.channel_id, Order.order_id == Thread.order_id
+    )
+    new = db.session.execute(
+        select(Thread.channel_id, Thread.order_id)
+        .where(
+            Thread.order_id.is_not(None),
+            Thread.channel_id.in_(askable),
+            Thread.last_message_at >= now - PREFETCH_WINDOW,
+            ~stored.exists(),
+        )
+        .group_by(Thread.channel_id, Thread.order_id)
+        .order_by(func.max(Thread.last_message_at).desc())
+        .limit(limit)
+    ).all()
+    pairs = [(channel_id, order_id) for channel_id, order_id in new if order_id]
+    if len(pairs) < limit:
+        due = db.session.execute(
+            select(Order.channel_id, Order.order_id)
+            .where(Order.refresh_at <= now, Order.channel_id.in_(askable))
+            .order_by(Order.refresh_at, Order.id)
+            .limit(limit - len(pairs))
+        ).all()
+        pairs += [(channel_id, order_id) for channel_id, order_id in due]
+    return pairs

@@ -120,7 +120,7 @@ def events(kind):
 def test_the_fetched_order_is_stored_for_the_panel(app, authorised, spapi):
     api = order_service.amazon_api(app.config, app.extensions)
     ireland = channel_of(authorised, "IE")
-    row = order_service.refresh_order(ireland, ORDER, api=api, now=NOW)
+    row, _ = order_service.refresh_order(ireland, ORDER, api=api, now=NOW)
     db.session.commit()
     db.session.expire_all()
     row = db.session.scalar(select(Order))
@@ -164,7 +164,7 @@ def test_an_order_is_refreshed_while_it_can_change(
     if package_status:
         spapi.orders[order_id]["order"]["packages"][0]["packageStatus"]["status"] = package_status
     api = order_service.amazon_api(app.config, app.extensions)
-    row = order_service.refresh_order(channel_of(authorised, "IE"), order_id, api=api, now=NOW)
+    row, _ = order_service.refresh_order(channel_of(authorised, "IE"), order_id, api=api, now=NOW)
     assert row.refresh_at == NOW + interval
 
 
@@ -175,7 +175,7 @@ def test_a_failure_keeps_the_older_data_beside_its_sentence(app, authorised, spa
     order_service.refresh_order(ireland, ORDER, api=api, now=NOW)
     spapi.order_faults = ["429"]
     later = NOW + timedelta(hours=4)
-    row = order_service.refresh_order(ireland, ORDER, api=api, now=later)
+    row, _ = order_service.refresh_order(ireland, ORDER, api=api, now=later)
     assert row.fetched_at == NOW and row.items[0]["asin"] == "B08DFPV54V"
     assert "slow down" in row.last_error and row.last_error_at == later
     assert later < row.refresh_at <= later + timedelta(minutes=1)
@@ -185,7 +185,7 @@ def test_a_failure_keeps_the_older_data_beside_its_sentence(app, authorised, spa
 def test_an_unreadable_answer_is_asked_for_again_a_day_later(app, authorised, spapi):
     api = order_service.amazon_api(app.config, app.extensions)
     spapi.order_faults = ["malformed"]
-    row = order_service.refresh_order(channel_of(authorised, "IE"), ORDER, api=api, now=NOW)
+    row, _ = order_service.refresh_order(channel_of(authorised, "IE"), ORDER, api=api, now=NOW)
     assert row.fetched_at is None and row.items == [] and row.programs == []
     assert "could not be read" in row.last_error
     assert row.refresh_at == NOW + order_service.RETRY_AFTER_REFUSAL
@@ -196,7 +196,7 @@ def test_a_refused_authorisation_flags_the_channels_holding_it_once(app, authori
     api = order_service.amazon_api(app.config, app.extensions)
     ireland, south_africa = channel_of(authorised, "IE"), channel_of(authorised, "ZA")
     spapi.order_faults = ["403", "403"]
-    row = order_service.refresh_order(ireland, ORDER, api=api, now=NOW)
+    row, _ = order_service.refresh_order(ireland, ORDER, api=api, now=NOW)
     db.session.commit()
     assert row.refresh_at is None and "Authorise with Amazon" in row.last_error
     assert ireland.is_amazon_authorisation_needed and south_africa.is_amazon_authorisation_needed
