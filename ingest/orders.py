@@ -1,5 +1,6 @@
 """The worker's order pass: ask Amazon for the orders of new buyer messages and refresh
-the stored ones that are due (portal/services/orders.py decides which and when).
+the stored ones that are due (portal/services/orders.py decides which and when); and the
+purge of the details of orders delivered ORDER_DATA_DAYS ago.
 
 Like the mail pipeline, it owns its transactions: each order is committed on its own,
 so one order's failure (the database, a second worker storing the same order first)
@@ -57,3 +58,10 @@ def refresh_orders(api: AmazonApi, *, now: datetime, limit: int = BATCH) -> Orde
         else:
             summary.fetched += 1
     return summary
+
+
+def purge_orders(*, now: datetime, days: int) -> int:
+    """Reduce the orders delivered more than `days` ago to ID and status, and commit."""
+    purged = order_service.purge_order_data(now=now, days=days)
+    db.session.commit()
+    return purged

@@ -17,7 +17,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
 from ingest.idle import IdleWatchers
-from ingest.orders import refresh_orders
+from ingest.orders import purge_orders, refresh_orders
 from ingest.pipeline import poll_all, settle_worker_process
 from portal.extensions import db
 from portal.services.orders import amazon_api
@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 
 #: How soon a mailbox an admin adds (or changes) gets its IDLE watcher.
 WATCH_SECONDS = 60
-#: How often the worker looks for orders to fetch (new buyer messages, due refreshes).
+#: How often the worker looks for orders to fetch (new buyer messages, due refreshes),
+#: and how often it purges the details of orders delivered ORDER_DATA_DAYS ago.
 ORDERS_SECONDS = 30
+PURGE_SECONDS = 3600
 
 
 def poll_job(app: Flask, watchers: IdleWatchers | None = None) -> None:
@@ -92,6 +94,20 @@ def orders_job(app: Flask) -> None:
             log.info("Orders pass: %s", summary.line())
 
 
+def purge_job(app: Flask) -> None:
+    """Reduce orders delivered ORDER_DATA_DAYS ago to ID and status, in its own app context;
+    scheduled whether or not SP-API is configured, since stored data must go either way."""
+    with app.app_context():
+        try:
+            purged = purge_orders(now=utcnow(), days=app.config["ORDER_DATA_DAYS"])
+        except Exception:  # the database is away, say: the next run must still happen
+            db.session.rollback()
+            log.exception("Order data purge failed")
+            return
+        if purged:
+            log.info("Order data purged: %d orders reduced to ID and status", purged)
+
+
 def build_scheduler(
     app: Flask,
     scheduler_class: type[BaseScheduler] = BlockingScheduler,
@@ -131,6 +147,16 @@ def build_scheduler(
             max_instances=1,
             coalesce=True,
         )
+    scheduler.add_job(
+        purge_job,
+        "interval",
+        args=[app],
+        seconds=PURGE_SECONDS,
+        id="purge-order-data",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=datetime.now(UTC),
+    )
     if watchers is not None:
         # Each poll also updates the watchers; this covers a long POLL_SECONDS.
         scheduler.add_job(

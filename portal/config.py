@@ -153,6 +153,9 @@ def _spapi_settings() -> dict[str, Any]:
     values["SPAPI_REDIRECT_URI"] = (os.environ.get("SPAPI_REDIRECT_URI") or "").strip()
     values["LWA_TIMEOUT"] = _int("LWA_TIMEOUT")
     values["SPAPI_INCLUDE_PII"] = _flag("SPAPI_INCLUDE_PII")
+    values["ORDER_DATA_DAYS"] = _int("ORDER_DATA_DAYS")
+    if values["ORDER_DATA_DAYS"] < 0:
+        raise ConfigError("ORDER_DATA_DAYS must be 0 or more")
     return values
 
 
@@ -219,6 +222,9 @@ DEFAULTS: Mapping[str, Any] = {
     "SPAPI_ENDPOINT_FE": "https://sellingpartnerapi-fe.amazon.com",
     #: Ask Amazon for the buyer's and the recipient's data: only with Amazon's restricted roles.
     "SPAPI_INCLUDE_PII": False,
+    #: Days after delivery that an order's details are kept (Amazon's Data Protection
+    #: Policy: buyer data no longer than needed, order data within 30 days of delivery).
+    "ORDER_DATA_DAYS": 30,
 }
 
 SPAPI_REGIONS = ("NA", "EU", "FE")

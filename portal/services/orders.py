@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from ingest.mail.amazon import ORDER_ID_RE
 from portal.amazon_api import AmazonApi, ApiFailure, FailureKind, api_settings
@@ -124,6 +124,7 @@ def store_order(channel: Channel, order: AmazonOrder, *, now: datetime) -> Order
     row.fetched_at = now
     row.refresh_at = now + next_refresh_interval(order)
     row.last_error, row.last_error_at = "", None
+    row.purged_at = None
     db.session.flush()
     return row
 
@@ -237,3 +238,37 @@ def orders_to_fetch(*, now: datetime, limit: int) -> list[tuple[int, str]]:
         ).all()
         pairs += [(channel_id, order_id) for channel_id, order_id in due]
     return pairs
+
+
+def purge_order_data(*, now: datetime, days: int) -> int:
+    """Reduce the orders delivered more than `days` ago to their ID and status (Amazon's
+    Data Protection Policy); the number of orders reduced. The delivery date is the
+    deliver-by window's end, or the purchase date for an order without one; an order
+    with neither is reduced `days` after it was first stored. Purged orders are no
+    longer refreshed."""
+    cutoff = now - timedelta(days=days)
+    delivered = func.coalesce(Order.delivered_at, Order.purchased_at, Order.created_at)
+    result = db.session.execute(
+        update(Order)
+        .where(Order.purged_at.is_(None), delivered <= cutoff)
+        .values(
+            marketplace_id=None,
+            fulfilled_by=None,
+            programs=[],
+            purchased_at=None,
+            ship_by_earliest_at=None,
+            ship_by_latest_at=None,
+            deliver_by_earliest_at=None,
+            deliver_by_latest_at=None,
+            total_amount=None,
+            total_currency=None,
+            items=[],
+            packages=[],
+            refresh_at=None,
+            last_error="",
+            last_error_at=None,
+            purged_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0

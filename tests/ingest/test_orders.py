@@ -11,7 +11,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 
 from ingest.orders import refresh_orders
-from ingest.scheduler import ORDERS_SECONDS, build_scheduler, orders_job
+from ingest.scheduler import (
+    ORDERS_SECONDS,
+    PURGE_SECONDS,
+    build_scheduler,
+    orders_job,
+    purge_job,
+)
 from portal.extensions import db
 from portal.models import Order
 from portal.services import channels as channel_service
@@ -113,3 +119,17 @@ def test_the_worker_schedules_the_job_only_with_sp_api_configured(app, spapi):
     assert build_scheduler(app, BackgroundScheduler).get_job("fetch-orders") is None
     orders_job(app)  # and a job left over does nothing
     assert spapi.calls == {}
+
+
+def test_the_purge_runs_hourly_even_without_sp_api(app, world, spapi, caplog):
+    app.config["LWA_CLIENT_ID"] = ""
+    job = build_scheduler(app, BackgroundScheduler).get_job("purge-order-data")
+    assert job is not None and job.trigger.interval == timedelta(seconds=PURGE_SECONDS)
+    app.config["LWA_CLIENT_ID"] = spapi.client_id
+    refresh_orders(api(app), now=utcnow())
+    app.config["ORDER_DATA_DAYS"] = 0  # the example orders were due long ago
+    caplog.set_level(logging.INFO, logger="ingest.scheduler")
+    purge_job(app)
+    assert "Order data purged: 2 orders reduced to ID and status" in caplog.text
+    db.session.expire_all()
+    assert all(o.items == [] for o in db.session.scalars(select(Order)))

@@ -14,6 +14,7 @@ from portal.config import ConfigError, config_from_env
 from portal.extensions import db
 from portal.models import AuditEvent, ChannelStatus, Order
 from portal.services import channels as channel_service
+from portal.services import export as export_service
 from portal.services import orders as order_service
 from portal.services import spapi as spapi_service
 
@@ -216,3 +217,71 @@ def test_a_refused_authorisation_flags_the_channels_holding_it_once(app, authori
     )
     assert not ireland.is_amazon_authorisation_needed
     assert not south_africa.is_amazon_authorisation_needed
+
+
+# --- data protection ----------------------------------------------------------------------
+
+DELIVERED_BY = datetime(2024, 12, 30, 23, 59, 59, tzinfo=UTC)  # the example's deliver-by end
+
+
+@pytest.mark.spapi
+def test_order_details_are_purged_days_after_delivery(app, authorised, spapi):
+    api = order_service.amazon_api(app.config, app.extensions)
+    ireland = channel_of(authorised, "IE")
+    order_service.refresh_order(ireland, ORDER, api=api, now=NOW)
+    db.session.commit()
+    day_before = DELIVERED_BY + timedelta(days=30) - timedelta(seconds=1)
+    assert order_service.purge_order_data(now=day_before, days=30) == 0
+    purge_day = DELIVERED_BY + timedelta(days=30)
+    assert order_service.purge_order_data(now=purge_day, days=30) == 1
+    db.session.commit()
+    db.session.expire_all()
+    row = db.session.scalar(select(Order))
+    assert (row.order_id, row.fulfillment_status) == (ORDER, "SHIPPED")  # what remains
+    assert row.items == [] and row.packages == [] and row.programs == []
+    assert row.total_amount is None and row.purchased_at is None
+    assert row.ship_by_latest_at is None and row.deliver_by_latest_at is None
+    assert row.refresh_at is None and row.purged_at == purge_day
+    assert order_service.purge_order_data(now=purge_day, days=30) == 0  # once
+    # Nothing asks for it again by itself…
+    assert order_service.orders_to_fetch(now=purge_day, limit=10) == []
+    # …and a fetch someone asks for brings the details back until the next purge.
+    row, _ = order_service.refresh_order(ireland, ORDER, api=api, now=purge_day)
+    assert row.items and row.purged_at is None
+
+
+@pytest.mark.spapi
+def test_an_order_without_dates_is_purged_days_after_it_was_stored(app, authorised, spapi):
+    answer = spapi.orders[ORDER]["order"]
+    del answer["createdTime"], answer["fulfillment"]["deliverByWindow"]
+    api = order_service.amazon_api(app.config, app.extensions)
+    row, _ = order_service.refresh_order(channel_of(authorised, "IE"), ORDER, api=api, now=NOW)
+    db.session.commit()
+    assert row.delivered_at is None and row.purchased_at is None
+    stored_at = row.created_at
+    assert order_service.purge_order_data(now=stored_at + timedelta(days=29), days=30) == 0
+    assert order_service.purge_order_data(now=stored_at + timedelta(days=30), days=30) == 1
+
+
+@pytest.mark.spapi
+def test_order_details_are_never_exported(app, authorised, spapi, make_thread):
+    make_thread(channel_of(authorised, "IE"), order_id=ORDER)
+    api = order_service.amazon_api(app.config, app.extensions)
+    order_service.refresh_order(channel_of(authorised, "IE"), ORDER, api=api, now=NOW)
+    db.session.commit()
+    exported = b"".join(
+        export_service.iter_jsonl(export_service.iter_message_records(organisation=None))
+    ).decode()
+    assert ORDER in exported  # the order ID, as before
+    for detail in ("B08DFPV54V", "Echo Dot", "RR123456789GB", "Royal Mail", "103.97"):
+        assert detail not in exported
+
+
+def test_order_data_days_is_read_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("ORDER_DATA_DAYS", raising=False)
+    assert config_from_env(str(tmp_path))["ORDER_DATA_DAYS"] == 30
+    monkeypatch.setenv("ORDER_DATA_DAYS", "7")
+    assert config_from_env(str(tmp_path))["ORDER_DATA_DAYS"] == 7
+    monkeypatch.setenv("ORDER_DATA_DAYS", "-1")
+    with pytest.raises(ConfigError, match="ORDER_DATA_DAYS"):
+        config_from_env(str(tmp_path))
