@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 from datetime import UTC, datetime
+from typing import Any
 
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -115,59 +116,31 @@ def build_scheduler(
     watchers: IdleWatchers | None = None,
 ) -> BaseScheduler:
     scheduler = scheduler_class(timezone=UTC)
-    scheduler.add_job(
-        poll_job,
-        "interval",
-        args=[app, watchers],
-        seconds=app.config["POLL_SECONDS"],
-        id="poll-mailboxes",
+
+    def every(seconds: float, job_id: str, job: Any, *args: Any, start_now: bool = True) -> None:
         # A slow pass must not overlap the next, and missed runs collapse into one.
-        max_instances=1,
-        coalesce=True,
-        next_run_time=datetime.now(UTC),
-    )
-    scheduler.add_job(
-        outbox_job,
-        "interval",
-        args=[app],
-        # Replies the web request could not send go out within seconds, not a poll later.
-        seconds=min(app.config.get("OUTBOX_SECONDS", 5), app.config["POLL_SECONDS"]),
-        id="send-replies",
-        max_instances=1,
-        coalesce=True,
-        next_run_time=datetime.now(UTC),
-    )
-    if amazon_api(app.config, app.extensions) is not None:
         scheduler.add_job(
-            orders_job,
+            job,
             "interval",
-            args=[app],
-            seconds=ORDERS_SECONDS,
-            id="fetch-orders",
+            args=[app, *args],
+            seconds=seconds,
+            id=job_id,
             max_instances=1,
             coalesce=True,
+            **({"next_run_time": datetime.now(UTC)} if start_now else {}),
         )
-    scheduler.add_job(
-        purge_job,
-        "interval",
-        args=[app],
-        seconds=PURGE_SECONDS,
-        id="purge-order-data",
-        max_instances=1,
-        coalesce=True,
-        next_run_time=datetime.now(UTC),
-    )
+
+    every(app.config["POLL_SECONDS"], "poll-mailboxes", poll_job, watchers)
+    # Replies the web request could not send go out within seconds, not a poll later.
+    outbox_seconds = min(app.config.get("OUTBOX_SECONDS", 5), app.config["POLL_SECONDS"])
+    every(outbox_seconds, "send-replies", outbox_job)
+    if amazon_api(app.config, app.extensions) is not None:
+        every(ORDERS_SECONDS, "fetch-orders", orders_job, start_now=False)
+    every(PURGE_SECONDS, "purge-order-data", purge_job)
     if watchers is not None:
         # Each poll also updates the watchers; this covers a long POLL_SECONDS.
-        scheduler.add_job(
-            watch_job,
-            "interval",
-            args=[app, watchers],
-            seconds=min(WATCH_SECONDS, app.config["POLL_SECONDS"]),
-            id="idle-watchers",
-            max_instances=1,
-            coalesce=True,
-        )
+        watch_seconds = min(WATCH_SECONDS, app.config["POLL_SECONDS"])
+        every(watch_seconds, "idle-watchers", watch_job, watchers, start_now=False)
     return scheduler
 
 
