@@ -249,16 +249,17 @@ class AmazonApi:
         self, operation: str, url: str, *, region: str, seller_id: str, refresh_token: str
     ) -> _Answer | ApiFailure:
         bucket = self._bucket(operation, region, seller_id)
-        with self._lock:
-            wait = bucket.take(self._clock())
-        if wait:
-            return ApiFailure(
-                FailureKind.RATE_LIMITED,
-                "Sellerdesk is pacing its requests to Amazon for this seller; the order is "
-                "fetched in a moment.",
-                retry_after=wait,
-            )
         for fresh_token in (False, True):
+            # Every request Amazon sees counts, the retry with a fresh token too.
+            with self._lock:
+                wait = bucket.take(self._clock())
+            if wait:
+                return ApiFailure(
+                    FailureKind.RATE_LIMITED,
+                    "Sellerdesk is pacing its requests to Amazon for this seller; the order "
+                    "is fetched in a moment.",
+                    retry_after=wait,
+                )
             token = self._access_token(refresh_token, fresh=fresh_token)
             if isinstance(token, ApiFailure):
                 return token

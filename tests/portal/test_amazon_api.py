@@ -257,3 +257,13 @@ def test_settings_need_the_lwa_client(app, spapi):
     assert api_settings({**app.config, "LWA_CLIENT_SECRET": ""}) is None
     settings = api_settings(app.config)
     assert dataclasses.asdict(settings)["endpoints"]["EU"] == spapi.base_url
+
+
+def test_the_retry_after_a_403_counts_against_the_bucket(make_api, spapi):
+    api = make_api()
+    for _ in range(29):
+        get(api)
+    spapi.order_faults = ["403"]
+    result = get(api)  # the 30th request is refused; no token is left for a retry
+    assert result.kind == FailureKind.RATE_LIMITED and result.status is None
+    assert spapi.calls["getOrder"] == 30
