@@ -1,4 +1,5 @@
-"""Calling the Selling Partner API: access tokens, rate limits, getOrder, typed failures.
+"""Calling the Selling Partner API: access tokens, rate limits, getOrder, the review
+request (Solicitations API), typed failures.
 
 No database and no Flask: the caller hands in the seller's region, Seller ID and
 decrypted refresh token (portal/services/orders.py does, for a channel). One AmazonApi
@@ -46,12 +47,18 @@ from portal.amazon_orders import AmazonOrder, MalformedOrder, read_order
 log = logging.getLogger(__name__)
 
 REGIONS = ("NA", "EU", "FE")
+#: The one solicitation Amazon offers (Solicitations API v1).
+REVIEW_ACTION = "productReviewAndSellerFeedback"
 #: Upper bound of what we read from any answer (an order with many items is well below).
 MAX_RESPONSE_BYTES = 2 * 1024 * 1024
 #: An access token is renewed this long before Amazon says it expires.
 TOKEN_MARGIN = 120.0
 #: Amazon's published usage plans (requests per second, burst), per operation.
-USAGE_PLANS: dict[str, tuple[float, int]] = {"getOrder": (0.5, 30)}
+USAGE_PLANS: dict[str, tuple[float, int]] = {
+    "getOrder": (0.5, 30),
+    "getSolicitationActionsForOrder": (1.0, 5),
+    "createProductReviewAndSellerFeedbackSolicitation": (1.0, 5),
+}
 #: 5xx answers and timeouts: tries per call, and the first pause (doubled each time).
 ATTEMPTS = 3
 BACKOFF = 1.0
@@ -94,6 +101,15 @@ class ApiSettings:
     client_secret: str = field(repr=False)
     timeout: float
     include_pii: bool
+
+
+@dataclass(frozen=True)
+class Seller:
+    """Whom a call is for: the seller's region, Seller ID and (decrypted) refresh token."""
+
+    region: str
+    seller_id: str
+    refresh_token: str = field(repr=False)
 
 
 def api_settings(config: Mapping[str, Any]) -> ApiSettings | None:
@@ -203,35 +219,21 @@ class AmazonApi:
 
     # --- getOrder ------------------------------------------------------------------
 
-    def get_order(
-        self, *, region: str, seller_id: str, refresh_token: str, order_id: str
-    ) -> AmazonOrder | ApiFailure:
+    def get_order(self, seller: Seller, order_id: str) -> AmazonOrder | ApiFailure:
         """The order `order_id` of the seller, or an ApiFailure saying what to do."""
-        endpoint = self.settings.endpoints.get(region, "")
-        if not endpoint.startswith(("https://", "http://")):
-            return ApiFailure(
-                FailureKind.NOT_CONFIGURED,
-                f"Sellerdesk is not set up to ask Amazon for orders in the {region} region.",
-            )
         data = ORDER_DATA + (PII_DATA if self.settings.include_pii else ())
-        url = (
-            f"{endpoint.rstrip('/')}/orders/2026-01-01/orders/{quote(order_id, safe='')}"
-            f"?{urlencode({'includedData': ','.join(data)})}"
-        )
-        answer = self._call(
-            "getOrder", url, region=region, seller_id=seller_id, refresh_token=refresh_token
+        answer = self._expect(
+            200,
+            order_id,
+            self._call(
+                "getOrder",
+                seller,
+                f"/orders/2026-01-01/orders/{quote(order_id, safe='')}",
+                {"includedData": ",".join(data)},
+            ),
         )
         if isinstance(answer, ApiFailure):
             return answer
-        if answer.status == 404:
-            return ApiFailure(
-                FailureKind.NOT_FOUND,
-                f"Amazon has no order {order_id} for this seller (orders older than two "
-                "years are not returned).",
-                status=404,
-            )
-        if answer.status != 200:
-            return self._refused(answer)
         try:
             return read_order(json.loads(answer.body.decode("utf-8")))
         except (UnicodeDecodeError, ValueError) as exc:  # MalformedOrder is a ValueError
@@ -243,11 +245,91 @@ class AmazonApi:
                 status=answer.status,
             )
 
+    # --- Solicitations API v1: the review request ------------------------------------
+
+    def review_request_offered(
+        self, seller: Seller, order_id: str, *, marketplace_id: str
+    ) -> bool | ApiFailure:
+        """Whether Amazon offers the review request for the order now
+        (getSolicitationActionsForOrder: 5 to 30 days after delivery, once per order)."""
+        answer = self._expect(
+            200,
+            order_id,
+            self._call(
+                "getSolicitationActionsForOrder",
+                seller,
+                f"/solicitations/v1/orders/{quote(order_id, safe='')}",
+                {"marketplaceIds": marketplace_id},
+            ),
+        )
+        if isinstance(answer, ApiFailure):
+            return answer
+        links = _json_object(answer.body).get("_links")
+        actions = links.get("actions") if isinstance(links, dict) else None
+        if not isinstance(actions, list):
+            log.warning("SP-API solicitation actions unreadable for order %s", order_id)
+            return ApiFailure(
+                FailureKind.MALFORMED,
+                f"Amazon's answer about review requests for order {order_id} could not be read.",
+                status=answer.status,
+            )
+        return any(isinstance(a, dict) and a.get("name") == REVIEW_ACTION for a in actions)
+
+    def request_review(
+        self, seller: Seller, order_id: str, *, marketplace_id: str
+    ) -> ApiFailure | None:
+        """Ask Amazon to send the buyer its review and feedback request; None when it did.
+
+        Never retried by itself (a request that timed out may have been sent): Amazon
+        sends it once per order, and a second try is answered as not offered.
+        """
+        answer = self._call(
+            "createProductReviewAndSellerFeedbackSolicitation",
+            seller,
+            f"/solicitations/v1/orders/{quote(order_id, safe='')}/solicitations/{REVIEW_ACTION}",
+            {"marketplaceIds": marketplace_id},
+            method="POST",
+        )
+        if not isinstance(answer, ApiFailure) and answer.status == 400:
+            _, message = _first_error(answer.body)
+            reason = message.rstrip(".") or "the order is not eligible"
+            return ApiFailure(
+                FailureKind.REJECTED,
+                f"Amazon did not send the review request ({reason}).",
+                status=400,
+            )
+        answer = self._expect(201, order_id, answer)
+        return answer if isinstance(answer, ApiFailure) else None
+
     # --- one call: bucket, access token, retries -------------------------------------
 
-    def _call(
-        self, operation: str, url: str, *, region: str, seller_id: str, refresh_token: str
+    def _expect(
+        self, status: int, order_id: str, answer: _Answer | ApiFailure
     ) -> _Answer | ApiFailure:
+        """`answer` when it has the `status` of success, else the failure it means."""
+        if isinstance(answer, ApiFailure) or answer.status == status:
+            return answer
+        if answer.status == 404:
+            return _not_found(order_id)
+        return self._refused(answer)
+
+    def _call(
+        self,
+        operation: str,
+        seller: Seller,
+        path: str,
+        query: Mapping[str, str],
+        *,
+        method: str = "GET",
+    ) -> _Answer | ApiFailure:
+        region, seller_id, refresh_token = seller.region, seller.seller_id, seller.refresh_token
+        endpoint = self.settings.endpoints.get(region, "")
+        if not endpoint.startswith(("https://", "http://")):
+            return ApiFailure(
+                FailureKind.NOT_CONFIGURED,
+                f"Sellerdesk is not set up to call Amazon's API in the {region} region.",
+            )
+        url = f"{endpoint.rstrip('/')}{path}?{urlencode(query)}"
         bucket = self._bucket(operation, region, seller_id)
         for fresh_token in (False, True):
             # Every request Amazon sees counts, the retry with a fresh token too.
@@ -256,22 +338,24 @@ class AmazonApi:
             if wait:
                 return ApiFailure(
                     FailureKind.RATE_LIMITED,
-                    "Sellerdesk is pacing its requests to Amazon for this seller; the order "
-                    "is fetched in a moment.",
+                    "Sellerdesk is pacing its requests to Amazon for this seller; it asks "
+                    "again in a moment.",
                     retry_after=wait,
                 )
             token = self._access_token(refresh_token, fresh=fresh_token)
             if isinstance(token, ApiFailure):
                 return token
-            request = Request(  # noqa: S310 (the endpoint's scheme is checked by the caller)
+            request = Request(  # noqa: S310 (the endpoint's scheme is checked above)
                 url,
+                method=method,
+                data=b"" if method == "POST" else None,
                 headers={
                     "x-amz-access-token": token,
                     "Accept": "application/json",
                     "User-Agent": "Sellerdesk (Language=Python)",
                 },
             )
-            answer = self._with_retries(request)
+            answer = self._with_retries(request, attempts=ATTEMPTS if method == "GET" else 1)
             if isinstance(answer, ApiFailure):
                 return answer
             self._note_rate(bucket, answer)
@@ -290,7 +374,7 @@ class AmazonApi:
             log.info("SP-API %s: 429 for seller %s, retry in %.0fs", operation, seller_id, wait)
             return ApiFailure(
                 FailureKind.RATE_LIMITED,
-                "Amazon asked Sellerdesk to slow down; the order is fetched again shortly.",
+                "Amazon asked Sellerdesk to slow down; it asks again shortly.",
                 retry_after=wait,
                 status=429,
             )
@@ -319,9 +403,9 @@ class AmazonApi:
             with self._lock:
                 bucket.rate = rate
 
-    def _with_retries(self, request: Request) -> _Answer | ApiFailure:
+    def _with_retries(self, request: Request, *, attempts: int = ATTEMPTS) -> _Answer | ApiFailure:
         """Send `request`, again after a growing pause while Amazon fails (5xx) or is silent."""
-        for attempt in range(ATTEMPTS):
+        for attempt in range(attempts):
             if attempt:
                 self._sleep(self._backoff * 2 ** (attempt - 1))
             try:
@@ -332,7 +416,7 @@ class AmazonApi:
             if answer.status < 500:
                 return answer
             reason = f"HTTP {answer.status}"
-        log.warning("SP-API unavailable after %d attempts: %s", ATTEMPTS, reason)
+        log.warning("SP-API unavailable after %d attempts: %s", attempts, reason)
         return ApiFailure(
             FailureKind.UNAVAILABLE, _UNAVAILABLE.format(reason), retry_after=UNAVAILABLE_RETRY
         )
@@ -412,6 +496,15 @@ class AmazonApi:
     def _forget(self, refresh_token: str) -> None:
         with self._lock:
             self._access_tokens.pop(hashlib.sha256(refresh_token.encode()).hexdigest(), None)
+
+
+def _not_found(order_id: str) -> ApiFailure:
+    return ApiFailure(
+        FailureKind.NOT_FOUND,
+        f"Amazon has no order {order_id} for this seller (orders older than two years are "
+        "not returned).",
+        status=404,
+    )
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

@@ -22,8 +22,11 @@ real browser:
   (tests/data/spapi/getOrder_2026-01-01.json) with only the data sets asked for, when
   ``x-amz-access-token`` is an access token it issued and still valid (else 403, as
   Amazon does), with ``x-amzn-RateLimit-Limit``; 404 for an order it does not know. A
-  test queues faults (`order_faults`): 429 (with rate headers), 403, a 5xx, a timeout,
-  malformed JSON. Every call is counted per operation (`calls`).
+  test queues faults (`faults`, for any SP-API call): 429 (with rate headers), 403, a 5xx,
+  a timeout, malformed JSON. Every call is counted per operation (`calls`);
+- ``GET /solicitations/v1/orders/{orderId}?marketplaceIds=…`` lists the review request
+  among the actions while the order is in `review_window` and not yet `reviewed`, and
+  ``POST …/solicitations/productReviewAndSellerFeedback`` sends it once (201), else 400.
 
 Loaded as a pytest plugin from tests/conftest.py: `spapi_standin` (session) is the
 running server, `spapi` (per test) resets it and points the app's settings at it.
@@ -58,6 +61,8 @@ SELLING_PARTNER_ID = "A3STANDINSELLER"
 #: Amazon: "The spapi_oauth_code expires after five minutes."
 CODE_TTL = 300.0
 ORDERS_PATH = "/orders/2026-01-01/orders/"
+SOLICITATIONS_PATH = "/solicitations/v1/orders/"
+REVIEW_ACTION = "productReviewAndSellerFeedback"
 #: Amazon's answers to getOrder, from its model (see tests/data/spapi/README.md).
 EXAMPLE_ORDERS: dict[str, dict[str, Any]] = {
     answer["order"]["orderId"]: answer
@@ -74,7 +79,7 @@ INCLUDED_DATA = {
     "PAYMENT": "payment",
     "FULFILLMENT_ORDERS": "fulfillmentOrders",
 }
-ORDER_FAULTS = ("429", "403", "500", "503", "timeout", "malformed", "not_an_order")
+API_FAULTS = ("429", "403", "500", "503", "timeout", "malformed", "not_an_order")
 
 
 @dataclass
@@ -107,10 +112,13 @@ class SpapiStandIn:
     errors: list[BaseException] = field(default_factory=list)
     #: Calls per operation ("lwa_refresh", "getOrder"), refused ones included.
     calls: Counter[str] = field(default_factory=Counter)
-    #: What each getOrder call asked for: order ID, includedData, whether its token was good.
-    order_requests: list[dict[str, Any]] = field(default_factory=list)
-    #: Faults of the next getOrder answers (ORDER_FAULTS), consumed one per request.
-    order_faults: list[str] = field(default_factory=list)
+    #: Every SP-API call: its operation, whether its token was good, what it asked for.
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    #: Faults of the next SP-API answers (API_FAULTS), consumed one per request.
+    faults: list[str] = field(default_factory=list)
+    #: Orders whose review-request window is open, and those already asked for one.
+    review_window: set[str] = field(default_factory=set)
+    reviewed: set[str] = field(default_factory=set)
     #: The orders it knows, by order ID (Amazon's examples unless a test changes them).
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: `x-amzn-RateLimit-Limit` sent with getOrder's answers.
@@ -166,8 +174,10 @@ class SpapiStandIn:
             self.errors.clear()
             self._codes.clear()
             self.calls.clear()
-            self.order_requests.clear()
-            self.order_faults.clear()
+            self.requests.clear()
+            self.faults.clear()
+            self.review_window = set(EXAMPLE_ORDERS)
+            self.reviewed.clear()
             self.orders = copy.deepcopy(EXAMPLE_ORDERS)
             self.rate_limit = "0.5"
             self.access_token_ttl = 3600
@@ -325,6 +335,9 @@ class _Handler(BaseHTTPRequestHandler):
         if parts.path.startswith(ORDERS_PATH):
             self._get_order(unquote(parts.path[len(ORDERS_PATH) :]), parts.query)
             return
+        if parts.path.startswith(SOLICITATIONS_PATH):
+            self._solicitations("GET", parts.path, parts.query)
+            return
         if parts.path != "/apps/authorize/consent":
             self._html(404, "Not found", "")
             return
@@ -351,8 +364,12 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def do_POST(self) -> None:
-        path = urlsplit(self.path).path
-        if path == "/apps/authorize/confirm":
+        parts = urlsplit(self.path)
+        path = parts.path
+        if path.startswith(SOLICITATIONS_PATH):
+            self._form()  # the body is empty; read whatever came
+            self._solicitations("POST", path, parts.query)
+        elif path == "/apps/authorize/confirm":
             self._confirm(self._form())
         elif path == "/auth/o2/token":
             self._token(self._form())
@@ -475,42 +492,112 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
-    def _get_order(self, order_id: str, query: str) -> None:
+    def _api_call(self, operation: str, **request: Any) -> bool:
+        """Count the call, check its access token and play a queued fault; False when that
+        answered already (a refusal or a fault), True when the route answers itself."""
         standin = self.standin
         token = self.headers.get("x-amz-access-token") or ""
-        included = {v for v in ",".join(parse_qs(query).get("includedData", [])).split(",") if v}
         with standin._lock:
-            standin.calls["getOrder"] += 1
+            standin.calls[operation] += 1
             expires = standin.access_tokens.get(token)
             token_ok = expires is not None and expires > time.monotonic()
-            standin.order_requests.append(
-                {"order_id": order_id, "included": included, "token_ok": token_ok}
-            )
-            fault = standin.order_faults.pop(0) if standin.order_faults else None
-            answer = copy.deepcopy(standin.orders.get(order_id))
-        rate = {"x-amzn-RateLimit-Limit": standin.rate_limit, "x-amzn-RequestId": "standin"}
+            standin.requests.append({"operation": operation, "token_ok": token_ok, **request})
+            fault = standin.faults.pop(0) if standin.faults else None
         if fault == "timeout":
             standin._wake.wait(standin.slow_seconds)
         if not token_ok or fault == "403":
             self._errors(403, "Unauthorized", "Access to requested resource is denied.")
         elif fault == "429":
             self._errors(
-                429, "QuotaExceeded", "You exceeded your quota for the requested resource.", **rate
+                429,
+                "QuotaExceeded",
+                "You exceeded your quota for the requested resource.",
+                **self._rate(),
             )
         elif fault in ("500", "503"):
             self._errors(int(fault), "InternalFailure", "We encountered an internal error.")
         elif fault == "malformed":
-            self._send(200, b'{"order": {"orderId": "', "application/json", **rate)
+            self._send(200, b'{"order": {"orderId": "', "application/json", **self._rate())
         elif fault == "not_an_order":
-            self._send(200, b'{"orders": []}', "application/json", **rate)
-        elif answer is None:
-            self._errors(404, "NotFound", "The requested order was not found.", **rate)
+            self._send(200, b'{"orders": []}', "application/json", **self._rate())
         else:
-            order = answer["order"]
-            for name, key in INCLUDED_DATA.items():
-                if name not in included:
-                    order.pop(key, None)
-            self._send(200, json.dumps(answer).encode(), "application/json", **rate)
+            return True
+        return False
+
+    def _rate(self) -> dict[str, str]:
+        return {"x-amzn-RateLimit-Limit": self.standin.rate_limit, "x-amzn-RequestId": "standin"}
+
+    def _get_order(self, order_id: str, query: str) -> None:
+        included = {v for v in ",".join(parse_qs(query).get("includedData", [])).split(",") if v}
+        if not self._api_call("getOrder", order_id=order_id, included=included):
+            return
+        with self.standin._lock:
+            answer = copy.deepcopy(self.standin.orders.get(order_id))
+        if answer is None:
+            self._errors(404, "NotFound", "The requested order was not found.", **self._rate())
+            return
+        order = answer["order"]
+        for name, key in INCLUDED_DATA.items():
+            if name not in included:
+                order.pop(key, None)
+        self._send(200, json.dumps(answer).encode(), "application/json", **self._rate())
+
+    def _solicitations(self, method: str, path: str, query: str) -> None:
+        """getSolicitationActionsForOrder (GET) and createProductReviewAndSellerFeedback-
+        Solicitation (POST), in the shapes of Amazon's model and its examples."""
+        standin = self.standin
+        order_id, _, rest = path[len(SOLICITATIONS_PATH) :].partition("/")
+        order_id = unquote(order_id)
+        marketplace = ",".join(parse_qs(query).get("marketplaceIds", []))
+        creating = method == "POST" and rest == "solicitations/productReviewAndSellerFeedback"
+        if not (method == "GET" and not rest) and not creating:
+            self._errors(404, "NotFound", "No such resource.")
+            return
+        operation = (
+            "createProductReviewAndSellerFeedbackSolicitation"
+            if creating
+            else "getSolicitationActionsForOrder"
+        )
+        if not self._api_call(operation, order_id=order_id, marketplace=marketplace):
+            return
+        if not marketplace:
+            self._errors(400, "InvalidInput", "marketplaceIds is required.", **self._rate())
+            return
+        with standin._lock:
+            known = order_id in standin.orders
+            offered = order_id in standin.review_window and order_id not in standin.reviewed
+            if creating and offered:
+                standin.reviewed.add(order_id)
+        if not known:
+            self._errors(404, "NotFound", "The requested order was not found.", **self._rate())
+        elif creating and not offered:
+            self._errors(
+                400,
+                "InvalidInput",
+                "A solicitation for this order is not available.",
+                **self._rate(),
+            )
+        elif creating:
+            self._send(201, b"{}", "application/json", **self._rate())
+        else:
+            base = f"{SOLICITATIONS_PATH}{order_id}"
+            action = f"{base}/solicitations/productReviewAndSellerFeedback"
+            links: dict[str, Any] = {
+                "actions": (
+                    [{"href": f"{action}?marketplaceIds={marketplace}", "name": REVIEW_ACTION}]
+                    if offered
+                    else []
+                ),
+                "self": {"href": f"{base}?marketplaceIds={marketplace}"},
+            }
+            body = {"_links": links}
+            if offered:
+                body["_embedded"] = {
+                    "actions": [
+                        {"_links": {"schema": {"href": f"{action}/schema", "name": REVIEW_ACTION}}}
+                    ]
+                }
+            self._send(200, json.dumps(body).encode(), "application/hal+json", **self._rate())
 
     def _errors(self, status: int, code: str, message: str, **headers: str) -> None:
         """SP-API's error answer (the model's ErrorList)."""

@@ -43,6 +43,7 @@ def upgrade():
         sa.Column("refresh_at", sa.DateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=False),
         sa.Column("last_error_at", sa.DateTime(), nullable=True),
+        sa.Column("review_requested_at", sa.DateTime(), nullable=True),
         sa.Column("purged_at", sa.DateTime(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(

@@ -19,11 +19,11 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from ingest.mail.amazon import ORDER_ID_RE
-from portal.amazon_api import AmazonApi, ApiFailure, FailureKind, api_settings
+from portal.amazon_api import AmazonApi, ApiFailure, FailureKind, Seller, api_settings
 from portal.amazon_orders import AmazonOrder, Window
 from portal.crypto import decrypt_secret
 from portal.extensions import db
-from portal.models import Channel, Credential, CredentialKind, Order, Thread
+from portal.models import Channel, Credential, CredentialKind, Order, Thread, User
 from portal.services.audit import record_event
 from portal.services.spapi import channels_sharing_authorisation, is_spapi_credential
 
@@ -58,6 +58,15 @@ def amazon_api(config: Mapping[str, Any], extensions: dict[str, Any]) -> AmazonA
 
 def fetch_order(channel: Channel, order_id: str, *, api: AmazonApi) -> AmazonOrder | ApiFailure:
     """Ask Amazon for `order_id` on `channel`: the order, or an ApiFailure to act on."""
+    seller = _seller(channel, order_id)
+    if isinstance(seller, ApiFailure):
+        return seller
+    return api.get_order(seller, order_id)
+
+
+def _seller(channel: Channel, order_id: str) -> Seller | ApiFailure:
+    """Who asks Amazon about `order_id`: the channel's region, Seller ID and decrypted
+    refresh token (in memory for the one call only); an ApiFailure when it cannot ask."""
     if not ORDER_ID_RE.fullmatch(order_id or ""):
         return ApiFailure(FailureKind.REJECTED, f"{order_id!r} is not an Amazon order ID.")
     credential = channel.credential
@@ -68,12 +77,59 @@ def fetch_order(channel: Channel, order_id: str, *, api: AmazonApi) -> AmazonOrd
             'Selling Partner API: the seller can click "Authorise with Amazon" on the '
             "channel's page.",
         )
-    return api.get_order(
+    return Seller(
         region=channel.marketplace_info.region,
         seller_id=credential.seller_id,
         refresh_token=decrypt_secret(credential.secret_encrypted),
-        order_id=order_id,
     )
+
+
+def review_request_offered(channel: Channel, order_id: str, *, api: AmazonApi) -> bool | ApiFailure:
+    """Whether Amazon offers the review request for `order_id` on `channel` now."""
+    seller = _seller(channel, order_id)
+    if isinstance(seller, ApiFailure):
+        return seller
+    return api.review_request_offered(
+        seller, order_id, marketplace_id=channel.marketplace_info.marketplace_id
+    )
+
+
+def send_review_request(
+    channel: Channel, order_id: str, *, api: AmazonApi, actor: User | None, now: datetime
+) -> ApiFailure | None:
+    """Ask Amazon to send the buyer its review and feedback request (once per order):
+    None when it did. The result, whatever it is, is audited; a sent one is kept on the
+    order, and a refused authorisation flags the channel."""
+    row = _order_row(channel, order_id)
+    if row.review_requested_at is not None:
+        result: ApiFailure | None = ApiFailure(
+            FailureKind.REJECTED,
+            f"A review request was already sent for this order on "
+            f"{row.review_requested_at:%Y-%m-%d}.",
+        )
+    else:
+        seller = _seller(channel, order_id)
+        result = (
+            seller
+            if isinstance(seller, ApiFailure)
+            else api.request_review(
+                seller, order_id, marketplace_id=channel.marketplace_info.marketplace_id
+            )
+        )
+    if result is None:
+        row.review_requested_at = now
+    elif result.kind == FailureKind.AUTHORISATION_REVOKED:
+        flag_authorisation_needed(channel, status=result.status)
+    record_event(
+        "order.review_requested" if result is None else "order.review_request_failed",
+        actor=actor,
+        organisation_id=channel.organisation_id,
+        target=channel,
+        details={"order_id": order_id}
+        | ({} if result is None else {"why": result.kind.value, "message": result.message}),
+    )
+    db.session.flush()
+    return result
 
 
 def refresh_order(

@@ -83,12 +83,12 @@ def test_new_threads_orders_are_fetched_once_and_refreshed_when_due(app, world, 
 
     later = now + order_service.REFRESH_UNSHIPPED
     assert refresh_orders(api(app), now=later).fetched == 1  # the unshipped one only
-    assert [r["order_id"] for r in spapi.order_requests][-1] == UNSHIPPED
+    assert [r["order_id"] for r in spapi.requests][-1] == UNSHIPPED
     assert refresh_orders(api(app), now=now + order_service.REFRESH_ON_ITS_WAY).fetched == 2
 
 
 def test_a_refused_authorisation_stops_the_asking(app, world, spapi):
-    spapi.order_faults = ["403", "403"]
+    spapi.faults = ["403", "403"]
     summary = refresh_orders(api(app), now=utcnow(), limit=1)
     assert summary.failed == {"authorisation_revoked": 1}
     calls = spapi.calls["getOrder"]

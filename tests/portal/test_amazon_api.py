@@ -14,6 +14,7 @@ from portal.amazon_api import (
     AmazonApi,
     ApiFailure,
     FailureKind,
+    Seller,
     api_settings,
 )
 from portal.amazon_orders import AmazonOrder
@@ -56,9 +57,7 @@ def make_api(app, spapi, clock):
 
 
 def get(api: AmazonApi, order_id: str = ORDER, seller: str = SELLER, region: str = "EU"):
-    return api.get_order(
-        region=region, seller_id=seller, refresh_token=REFRESH_TOKEN, order_id=order_id
-    )
+    return api.get_order(Seller(region, seller, REFRESH_TOKEN), order_id)
 
 
 def test_an_order_with_one_access_token_for_many_calls(make_api, spapi):
@@ -69,15 +68,15 @@ def test_an_order_with_one_access_token_for_many_calls(make_api, spapi):
     assert order.packages[0].tracking_number == "RR123456789GB"
     assert isinstance(get(api), AmazonOrder)
     assert spapi.calls == {"lwa_refresh": 1, "getOrder": 2}
-    assert all(r["token_ok"] for r in spapi.order_requests)
+    assert all(r["token_ok"] for r in spapi.requests)
     # Without SPAPI_INCLUDE_PII the buyer's and recipient's data are not even asked for.
-    assert spapi.order_requests[0]["included"] == {"FULFILLMENT", "PACKAGES", "PROCEEDS"}
+    assert spapi.requests[0]["included"] == {"FULFILLMENT", "PACKAGES", "PROCEEDS"}
     assert order.buyer_name is None
 
 
 def test_buyer_and_recipient_only_when_the_operator_allows_it(make_api, spapi):
     order = get(make_api(SPAPI_INCLUDE_PII=True))
-    assert spapi.order_requests[0]["included"] == {
+    assert spapi.requests[0]["included"] == {
         "FULFILLMENT",
         "PACKAGES",
         "PROCEEDS",
@@ -96,7 +95,7 @@ def test_the_access_token_is_renewed_shortly_before_it_expires(make_api, spapi, 
     clock.now += 100  # now within the margin
     get(api)
     assert spapi.calls["lwa_refresh"] == 2
-    assert all(r["token_ok"] for r in spapi.order_requests)
+    assert all(r["token_ok"] for r in spapi.requests)
 
 
 def test_a_refused_cached_access_token_is_replaced_once(make_api, spapi):
@@ -105,12 +104,12 @@ def test_a_refused_cached_access_token_is_replaced_once(make_api, spapi):
     spapi.expire_access_tokens()  # Amazon ended it early
     assert isinstance(get(api), AmazonOrder)
     assert spapi.calls == {"lwa_refresh": 2, "getOrder": 3}
-    assert [r["token_ok"] for r in spapi.order_requests] == [True, False, True]
+    assert [r["token_ok"] for r in spapi.requests] == [True, False, True]
 
 
 def test_403_means_the_authorisation_is_revoked(make_api, spapi):
     api = make_api()
-    spapi.order_faults = ["403", "403"]
+    spapi.faults = ["403", "403"]
     result = get(api)
     assert isinstance(result, ApiFailure)
     assert result.kind == FailureKind.AUTHORISATION_REVOKED and result.status == 403
@@ -129,7 +128,7 @@ def test_a_revoked_refresh_token_is_an_authorisation_revoked(make_api, spapi):
 
 def test_429_answers_retry_later_with_a_growing_backoff_and_no_loop(make_api, spapi, clock):
     api = make_api()
-    spapi.order_faults = ["429"]
+    spapi.faults = ["429"]
     first = get(api)
     assert first.kind == FailureKind.RATE_LIMITED and first.status == 429
     assert first.retry_after >= 2
@@ -138,12 +137,12 @@ def test_429_answers_retry_later_with_a_growing_backoff_and_no_loop(make_api, sp
     assert get(api).kind == FailureKind.RATE_LIMITED
     assert spapi.calls["getOrder"] == 1
     clock.now += first.retry_after
-    spapi.order_faults = ["429"]
+    spapi.faults = ["429"]
     second = get(api)
     assert second.status == 429 and second.retry_after == 2 * first.retry_after
     clock.now += second.retry_after
     assert isinstance(get(api), AmazonOrder)
-    spapi.order_faults = ["429"]
+    spapi.faults = ["429"]
     clock.now += 10
     assert get(api).retry_after == first.retry_after  # a success ended the series
 
@@ -179,7 +178,7 @@ def test_the_rate_amazon_says_it_applies_is_honoured(make_api, spapi, clock):
 def test_failures_on_amazons_side_are_retried_with_backoff(make_api, spapi, clock, fault):
     api = make_api(LWA_TIMEOUT=0.3)
     spapi.slow_seconds = 1.5
-    spapi.order_faults = [fault, fault]
+    spapi.faults = [fault, fault]
     assert isinstance(get(api), AmazonOrder)
     assert clock.sleeps == [0.5, 1.0]
     assert spapi.calls["getOrder"] == 3
@@ -191,7 +190,7 @@ def test_failures_on_amazons_side_are_retried_with_backoff(make_api, spapi, cloc
 def test_failures_that_last_answer_retry_later(make_api, spapi, clock, fault, reason):
     api = make_api(LWA_TIMEOUT=0.3)
     spapi.slow_seconds = 1.5
-    spapi.order_faults = [fault] * ATTEMPTS
+    spapi.faults = [fault] * ATTEMPTS
     result = get(api)
     assert result.kind == FailureKind.UNAVAILABLE
     assert result.retry_after == UNAVAILABLE_RETRY
@@ -209,7 +208,7 @@ def test_the_login_service_failing_is_retried_too(make_api, spapi, clock):
 
 @pytest.mark.parametrize("fault", ["malformed", "not_an_order"])
 def test_an_unreadable_answer_is_a_clear_error(make_api, spapi, fault):
-    spapi.order_faults = [fault]
+    spapi.faults = [fault]
     result = get(make_api())
     assert result.kind == FailureKind.MALFORMED and result.retry_after is None
     assert f"Amazon's answer about order {ORDER} could not be read" in result.message
@@ -237,7 +236,7 @@ def test_no_token_or_secret_is_ever_logged_or_shown(make_api, spapi, caplog):
     caplog.set_level(logging.DEBUG)
     api = make_api()
     results = [get(api)]
-    spapi.order_faults = ["403", "403", "429"]
+    spapi.faults = ["403", "403", "429"]
     results += [get(api), get(api)]
     access_tokens = list(spapi.access_tokens)
     assert len(access_tokens) == 2  # the first, and the fresh one after a 403
@@ -248,6 +247,7 @@ def test_no_token_or_secret_is_ever_logged_or_shown(make_api, spapi, caplog):
         FailureKind.RATE_LIMITED,
     }
     shown = caplog.text + repr(api.settings) + "".join(repr(r) for r in results)
+    shown += repr(Seller("EU", SELLER, REFRESH_TOKEN))
     secrets = [REFRESH_TOKEN, api.settings.client_secret, *access_tokens]
     assert all(secret not in shown for secret in secrets)
     assert "Atza|" not in shown and "Atzr|" not in shown
@@ -263,7 +263,70 @@ def test_the_retry_after_a_403_counts_against_the_bucket(make_api, spapi):
     api = make_api()
     for _ in range(29):
         get(api)
-    spapi.order_faults = ["403"]
+    spapi.faults = ["403"]
     result = get(api)  # the 30th request is refused; no token is left for a retry
     assert result.kind == FailureKind.RATE_LIMITED and result.status is None
     assert spapi.calls["getOrder"] == 30
+
+
+# --- the review request (Solicitations API v1) ----------------------------------------------
+
+UK = "A1F83G8C2ARO7P"
+EUROPE = Seller("EU", SELLER, REFRESH_TOKEN)
+
+
+def offered(api, order_id=ORDER):
+    return api.review_request_offered(EUROPE, order_id, marketplace_id=UK)
+
+
+def request_review(api, order_id=ORDER):
+    return api.request_review(EUROPE, order_id, marketplace_id=UK)
+
+
+def test_a_review_request_is_offered_then_sent_once(make_api, spapi):
+    api = make_api()
+    assert offered(api) is True
+    assert request_review(api) is None
+    assert offered(api) is False  # Amazon offers it once per order
+    again = request_review(api)
+    assert again.kind == FailureKind.REJECTED and again.status == 400
+    assert again.message == (
+        "Amazon did not send the review request (A solicitation for this order is not available)."
+    )
+    assert spapi.calls == {
+        "lwa_refresh": 1,
+        "getSolicitationActionsForOrder": 2,
+        "createProductReviewAndSellerFeedbackSolicitation": 2,
+    }
+    assert all(r["marketplace"] == UK and r["token_ok"] for r in spapi.requests)
+
+
+def test_no_review_request_outside_its_window_or_for_an_unknown_order(make_api, spapi):
+    api = make_api()
+    spapi.review_window.clear()
+    assert offered(api) is False
+    assert offered(api, "203-0000000-0000000").kind == FailureKind.NOT_FOUND
+
+
+def test_sending_a_review_request_is_never_retried_by_itself(make_api, spapi, clock):
+    api = make_api()
+    spapi.faults = ["503"]
+    result = request_review(api)
+    assert result.kind == FailureKind.UNAVAILABLE
+    assert spapi.calls["createProductReviewAndSellerFeedbackSolicitation"] == 1
+    assert clock.sleeps == [] and spapi.reviewed == set()
+
+
+def test_solicitations_have_their_own_rate_limit(make_api, spapi, clock):
+    api = make_api()
+    spapi.rate_limit = "-"  # unreadable: the published plan (1 per second, burst 5) holds
+    assert [offered(api) for _ in range(5)] == [True] * 5
+    paced = offered(api)
+    assert paced.kind == FailureKind.RATE_LIMITED and paced.retry_after == pytest.approx(1.0)
+    assert isinstance(get(api), AmazonOrder)  # getOrder's bucket is another one
+    assert spapi.calls["getSolicitationActionsForOrder"] == 5
+
+
+def test_a_refused_authorisation_refuses_the_review_request_too(make_api, spapi):
+    spapi.faults = ["403", "403"]
+    assert offered(make_api()).kind == FailureKind.AUTHORISATION_REVOKED

@@ -12,7 +12,7 @@ from portal.amazon_api import AmazonApi, FailureKind
 from portal.amazon_orders import AmazonOrder
 from portal.config import ConfigError, config_from_env
 from portal.extensions import db
-from portal.models import AuditEvent, ChannelStatus, Order
+from portal.models import AuditEvent, ChannelStatus, Order, Role
 from portal.services import channels as channel_service
 from portal.services import export as export_service
 from portal.services import orders as order_service
@@ -174,7 +174,7 @@ def test_a_failure_keeps_the_older_data_beside_its_sentence(app, authorised, spa
     api = order_service.amazon_api(app.config, app.extensions)
     ireland = channel_of(authorised, "IE")
     order_service.refresh_order(ireland, ORDER, api=api, now=NOW)
-    spapi.order_faults = ["429"]
+    spapi.faults = ["429"]
     later = NOW + timedelta(hours=4)
     row, _ = order_service.refresh_order(ireland, ORDER, api=api, now=later)
     assert row.fetched_at == NOW and row.items[0]["asin"] == "B08DFPV54V"
@@ -185,7 +185,7 @@ def test_a_failure_keeps_the_older_data_beside_its_sentence(app, authorised, spa
 @pytest.mark.spapi
 def test_an_unreadable_answer_is_asked_for_again_a_day_later(app, authorised, spapi):
     api = order_service.amazon_api(app.config, app.extensions)
-    spapi.order_faults = ["malformed"]
+    spapi.faults = ["malformed"]
     row, _ = order_service.refresh_order(channel_of(authorised, "IE"), ORDER, api=api, now=NOW)
     assert row.fetched_at is None and row.items == [] and row.programs == []
     assert "could not be read" in row.last_error
@@ -196,7 +196,7 @@ def test_an_unreadable_answer_is_asked_for_again_a_day_later(app, authorised, sp
 def test_a_refused_authorisation_flags_the_channels_holding_it_once(app, authorised, spapi):
     api = order_service.amazon_api(app.config, app.extensions)
     ireland, south_africa = channel_of(authorised, "IE"), channel_of(authorised, "ZA")
-    spapi.order_faults = ["403", "403"]
+    spapi.faults = ["403", "403"]
     row, _ = order_service.refresh_order(ireland, ORDER, api=api, now=NOW)
     db.session.commit()
     assert row.refresh_at is None and "Authorise with Amazon" in row.last_error
@@ -285,3 +285,46 @@ def test_order_data_days_is_read_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("ORDER_DATA_DAYS", "-1")
     with pytest.raises(ConfigError, match="ORDER_DATA_DAYS"):
         config_from_env(str(tmp_path))
+
+
+# --- the review request -------------------------------------------------------------------
+
+
+@pytest.mark.spapi
+def test_a_review_request_is_sent_once_and_audited(app, authorised, spapi, make_user):
+    api = order_service.amazon_api(app.config, app.extensions)
+    ireland = channel_of(authorised, "IE")
+    seller = make_user(Role.SELLER, organisation=authorised)
+    assert order_service.review_request_offered(ireland, ORDER, api=api) is True
+    assert spapi.requests[-1]["marketplace"] == "A28R8C7NBKEWEA"  # Ireland's marketplace
+    assert order_service.send_review_request(ireland, ORDER, api=api, actor=seller, now=NOW) is None
+    db.session.commit()
+    row = db.session.scalar(select(Order))
+    assert row.review_requested_at == NOW
+    (sent,) = events("order.review_requested")
+    assert sent.actor_id == seller.id and sent.details == {"order_id": ORDER}
+
+    again = order_service.send_review_request(ireland, ORDER, api=api, actor=seller, now=NOW)
+    assert again.kind == FailureKind.REJECTED and "already sent" in again.message
+    assert spapi.calls["createProductReviewAndSellerFeedbackSolicitation"] == 1  # not asked
+    (failed,) = events("order.review_request_failed")
+    assert failed.details["why"] == "rejected" and "already sent" in failed.details["message"]
+
+
+@pytest.mark.spapi
+def test_amazons_refusals_of_a_review_request_are_audited(app, authorised, spapi):
+    api = order_service.amazon_api(app.config, app.extensions)
+    ireland = channel_of(authorised, "IE")
+    spapi.review_window.clear()
+    result = order_service.send_review_request(ireland, ORDER, api=api, actor=None, now=NOW)
+    assert result.kind == FailureKind.REJECTED and "not available" in result.message
+    spapi.faults = ["403", "403"]
+    other = "171-9876543-2109876"
+    result = order_service.send_review_request(ireland, other, api=api, actor=None, now=NOW)
+    assert result.kind == FailureKind.AUTHORISATION_REVOKED
+    assert ireland.is_amazon_authorisation_needed
+    assert [e.details["why"] for e in events("order.review_request_failed")] == [
+        "rejected",
+        "authorisation_revoked",
+    ]
+    assert db.session.scalars(select(Order.review_requested_at)).all() == [None, None]
