@@ -57,20 +57,22 @@ def upgrade():
     )
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_orders_refresh_at"), ["refresh_at"])
-    with op.batch_alter_table("channels", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "is_amazon_authorisation_needed",
-                sa.Boolean(),
-                nullable=False,
-                server_default=sa.false(),
-            )
-        )
+    # Not in batch mode (here and in the downgrade): on SQLite that recreates `channels`,
+    # and dropping the old table fails while threads and messages refer to it. SQLite
+    # adds (and, from 3.35, drops) such a column itself.
+    op.add_column(
+        "channels",
+        sa.Column(
+            "is_amazon_authorisation_needed",
+            sa.Boolean(),
+            nullable=False,
+            server_default=sa.false(),
+        ),
+    )
 
 
 def downgrade():
-    with op.batch_alter_table("channels", schema=None) as batch_op:
-        batch_op.drop_column("is_amazon_authorisation_needed")
+    op.drop_column("channels", "is_amazon_authorisation_needed")
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_orders_refresh_at"))
     op.drop_table("orders")
