@@ -1,5 +1,6 @@
 """The ingest worker, in its own process: an APScheduler job polling every POLL_SECONDS, one
-sending replies, and (IMAP_IDLE) a thread per IMAP mailbox waiting in IDLE (ingest/idle.py).
+sending replies, one fetching Amazon orders (with SP-API configured), and (IMAP_IDLE) a
+thread per IMAP mailbox waiting in IDLE (ingest/idle.py).
 
 With IDLE, mail is fetched within about a second of its arrival; the interval poll
 stays as the safety net for mailboxes whose server cannot IDLE or whose IDLE failed.
@@ -10,20 +11,28 @@ from __future__ import annotations
 import logging
 import signal
 from datetime import UTC, datetime
+from typing import Any
 
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
 from ingest.idle import IdleWatchers
+from ingest.orders import purge_orders, refresh_orders
 from ingest.pipeline import poll_all, settle_worker_process
 from portal.extensions import db
+from portal.services.orders import amazon_api
 from portal.services.outbox_delivery import deliver_pending
+from portal.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
 
 #: How soon a mailbox an admin adds (or changes) gets its IDLE watcher.
 WATCH_SECONDS = 60
+#: How often the worker looks for orders to fetch (new buyer messages, due refreshes),
+#: and how often it purges the details of orders delivered ORDER_DATA_DAYS ago.
+ORDERS_SECONDS = 30
+PURGE_SECONDS = 3600
 
 
 def poll_job(app: Flask, watchers: IdleWatchers | None = None) -> None:
@@ -70,6 +79,36 @@ def outbox_job(app: Flask) -> None:
             log.info("Outbox pass: %s", summary.line())
 
 
+def orders_job(app: Flask) -> None:
+    """Fetch the orders of new buyer messages and refresh due ones, in its own app context."""
+    with app.app_context():
+        api = amazon_api(app.config, app.extensions)
+        if api is None:  # SP-API is not configured (or no longer): nothing to ask
+            return
+        try:
+            summary = refresh_orders(api, now=utcnow())
+        except Exception:  # the database is away, say: the next run must still happen
+            db.session.rollback()
+            log.exception("Orders pass failed")
+            return
+        if summary.fetched or summary.failed:
+            log.info("Orders pass: %s", summary.line())
+
+
+def purge_job(app: Flask) -> None:
+    """Reduce orders delivered ORDER_DATA_DAYS ago to ID and status, in its own app context;
+    scheduled whether or not SP-API is configured, since stored data must go either way."""
+    with app.app_context():
+        try:
+            purged = purge_orders(now=utcnow(), days=app.config["ORDER_DATA_DAYS"])
+        except Exception:  # the database is away, say: the next run must still happen
+            db.session.rollback()
+            log.exception("Order data purge failed")
+            return
+        if purged:
+            log.info("Order data purged: %d orders reduced to ID and status", purged)
+
+
 def build_scheduler(
     app: Flask,
     scheduler_class: type[BaseScheduler] = BlockingScheduler,
@@ -77,39 +116,31 @@ def build_scheduler(
     watchers: IdleWatchers | None = None,
 ) -> BaseScheduler:
     scheduler = scheduler_class(timezone=UTC)
-    scheduler.add_job(
-        poll_job,
-        "interval",
-        args=[app, watchers],
-        seconds=app.config["POLL_SECONDS"],
-        id="poll-mailboxes",
+
+    def every(seconds: float, job_id: str, job: Any, *args: Any, start_now: bool = True) -> None:
         # A slow pass must not overlap the next, and missed runs collapse into one.
-        max_instances=1,
-        coalesce=True,
-        next_run_time=datetime.now(UTC),
-    )
-    scheduler.add_job(
-        outbox_job,
-        "interval",
-        args=[app],
-        # Replies the web request could not send go out within seconds, not a poll later.
-        seconds=min(app.config.get("OUTBOX_SECONDS", 5), app.config["POLL_SECONDS"]),
-        id="send-replies",
-        max_instances=1,
-        coalesce=True,
-        next_run_time=datetime.now(UTC),
-    )
-    if watchers is not None:
-        # Each poll also updates the watchers; this covers a long POLL_SECONDS.
         scheduler.add_job(
-            watch_job,
+            job,
             "interval",
-            args=[app, watchers],
-            seconds=min(WATCH_SECONDS, app.config["POLL_SECONDS"]),
-            id="idle-watchers",
+            args=[app, *args],
+            seconds=seconds,
+            id=job_id,
             max_instances=1,
             coalesce=True,
+            **({"next_run_time": datetime.now(UTC)} if start_now else {}),
         )
+
+    every(app.config["POLL_SECONDS"], "poll-mailboxes", poll_job, watchers)
+    # Replies the web request could not send go out within seconds, not a poll later.
+    outbox_seconds = min(app.config.get("OUTBOX_SECONDS", 5), app.config["POLL_SECONDS"])
+    every(outbox_seconds, "send-replies", outbox_job)
+    if amazon_api(app.config, app.extensions) is not None:
+        every(ORDERS_SECONDS, "fetch-orders", orders_job, start_now=False)
+    every(PURGE_SECONDS, "purge-order-data", purge_job)
+    if watchers is not None:
+        # Each poll also updates the watchers; this covers a long POLL_SECONDS.
+        watch_seconds = min(WATCH_SECONDS, app.config["POLL_SECONDS"])
+        every(watch_seconds, "idle-watchers", watch_job, watchers, start_now=False)
     return scheduler
 
 

@@ -142,13 +142,21 @@ def _spapi_settings() -> dict[str, Any]:
         name: (os.environ.get(name) or "").strip()
         for name in ("SPAPI_APPLICATION_ID", "LWA_CLIENT_ID", "LWA_CLIENT_SECRET")
     }
-    for name in (*(f"SPAPI_CONSENT_URL_{r}" for r in SPAPI_REGIONS), "LWA_TOKEN_URL"):
+    for name in (
+        *(f"SPAPI_CONSENT_URL_{r}" for r in SPAPI_REGIONS),
+        "LWA_TOKEN_URL",
+        *(f"SPAPI_ENDPOINT_{r}" for r in SPAPI_REGIONS),
+    ):
         # Unset: Amazon's URL. Set but empty: off (e.g. no consent page for a region).
         values[name] = os.environ.get(name, DEFAULTS[name]).strip()
         if values[name] and not values[name].startswith(("https://", "http://")):
             raise ConfigError(f"{name} must be an http(s) URL, got {values[name]!r}")
     values["SPAPI_REDIRECT_URI"] = (os.environ.get("SPAPI_REDIRECT_URI") or "").strip()
     values["LWA_TIMEOUT"] = _int("LWA_TIMEOUT")
+    values["SPAPI_INCLUDE_PII"] = _flag("SPAPI_INCLUDE_PII")
+    values["ORDER_DATA_DAYS"] = _int("ORDER_DATA_DAYS")
+    if values["ORDER_DATA_DAYS"] < 0:
+        raise ConfigError("ORDER_DATA_DAYS must be 0 or more")
     return values
 
 
@@ -211,6 +219,15 @@ DEFAULTS: Mapping[str, Any] = {
     #: Empty: the portal's own /channels/spapi/callback URL, as seen by the browser.
     "SPAPI_REDIRECT_URI": "",
     "LWA_TIMEOUT": 10,
+    # The Selling Partner API itself, per region (order context, issue 20).
+    "SPAPI_ENDPOINT_NA": "https://sellingpartnerapi-na.amazon.com",
+    "SPAPI_ENDPOINT_EU": "https://sellingpartnerapi-eu.amazon.com",
+    "SPAPI_ENDPOINT_FE": "https://sellingpartnerapi-fe.amazon.com",
+    #: Ask Amazon for the buyer's and the recipient's data: only with Amazon's restricted roles.
+    "SPAPI_INCLUDE_PII": False,
+    #: Days after delivery that an order's details are kept (Amazon's Data Protection
+    #: Policy: buyer data no longer than needed, order data within 30 days of delivery).
+    "ORDER_DATA_DAYS": 30,
 }
 
 SPAPI_REGIONS = ("NA", "EU", "FE")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
 
 @dataclass(frozen=True)
@@ -13,6 +14,31 @@ class Marketplace:
     marketplace_id: str  # Amazon's marketplace ID
     region: str  # NA, EU or FE: decides which developer account to authorise
     domain: str  # the buyer-facing site
+    #: Seller Central's base URL where it is not sellercentral.<domain>: Amazon's
+    #: developer guide ("Seller Central URLs") lists the unified European one for
+    #: the UK, Germany, France, Italy and Spain.
+    seller_central: str = ""
+
+    @property
+    def seller_central_url(self) -> str:
+        """Where the seller signs in for this marketplace."""
+        return self.seller_central or f"https://sellercentral.{self.domain}"
+
+    @property
+    def relay_domain(self) -> str:
+        """The domain of the buyers' aliases at Amazon's relay, e.g. marketplace.amazon.ie."""
+        return f"marketplace.{self.domain}"
+
+    def product_url(self, asin: str) -> str:
+        """The product page of `asin` on this marketplace's own site."""
+        return f"https://www.{self.domain}/dp/{quote(asin, safe='')}"
+
+    def seller_central_order_url(self, order_id: str) -> str:
+        """The order's page in this marketplace's Seller Central."""
+        return f"{self.seller_central_url}/orders-v3/order/{quote(order_id, safe='')}"
+
+
+_EUROPE = "https://sellercentral-europe.amazon.com"
 
 
 MARKETPLACES: tuple[Marketplace, ...] = (
@@ -20,12 +46,16 @@ MARKETPLACES: tuple[Marketplace, ...] = (
     Marketplace("CA", "Amazon Canada", "Canada", "A2EUQ1WTGCTBG2", "NA", "amazon.ca"),
     Marketplace("MX", "Amazon Mexico", "Mexico", "A1AM78C64UM0Y8", "NA", "amazon.com.mx"),
     Marketplace("BR", "Amazon Brazil", "Brazil", "A2Q3Y263D00KWC", "NA", "amazon.com.br"),
-    Marketplace("UK", "Amazon UK", "United Kingdom", "A1F83G8C2ARO7P", "EU", "amazon.co.uk"),
-    Marketplace("DE", "Amazon Germany", "Germany", "A1PA6795UKMFR9", "EU", "amazon.de"),
-    Marketplace("FR", "Amazon France", "France", "A13V1IB3VIYZZH", "EU", "amazon.fr"),
-    Marketplace("IT", "Amazon Italy", "Italy", "APJ6JRA9NG5V4", "EU", "amazon.it"),
-    Marketplace("ES", "Amazon Spain", "Spain", "A1RKKUPIHCS9HS", "EU", "amazon.es"),
+    Marketplace(
+        "UK", "Amazon UK", "United Kingdom", "A1F83G8C2ARO7P", "EU", "amazon.co.uk", _EUROPE
+    ),
+    Marketplace("IE", "Amazon Ireland", "Ireland", "A28R8C7NBKEWEA", "EU", "amazon.ie"),
+    Marketplace("DE", "Amazon Germany", "Germany", "A1PA6795UKMFR9", "EU", "amazon.de", _EUROPE),
+    Marketplace("FR", "Amazon France", "France", "A13V1IB3VIYZZH", "EU", "amazon.fr", _EUROPE),
+    Marketplace("IT", "Amazon Italy", "Italy", "APJ6JRA9NG5V4", "EU", "amazon.it", _EUROPE),
+    Marketplace("ES", "Amazon Spain", "Spain", "A1RKKUPIHCS9HS", "EU", "amazon.es", _EUROPE),
     Marketplace("NL", "Amazon Netherlands", "Netherlands", "A1805IZSGTT6HS", "EU", "amazon.nl"),
+    Marketplace("BE", "Amazon Belgium", "Belgium", "AMEN7PMS3EDWL", "EU", "amazon.com.be"),
     Marketplace("SE", "Amazon Sweden", "Sweden", "A2NODRKZP88ZB9", "EU", "amazon.se"),
     Marketplace("PL", "Amazon Poland", "Poland", "A1C3SOZRARQ6R3", "EU", "amazon.pl"),
     Marketplace("TR", "Amazon Turkey", "Turkey", "A33AVAJ2PDY3EV", "EU", "amazon.com.tr"),
@@ -33,6 +63,7 @@ MARKETPLACES: tuple[Marketplace, ...] = (
     Marketplace("AE", "Amazon UAE", "United Arab Emirates", "A2VIGQ35RCS4UG", "EU", "amazon.ae"),
     Marketplace("IN", "Amazon India", "India", "A21TJRUUN4KGV", "EU", "amazon.in"),
     Marketplace("SA", "Amazon Saudi Arabia", "Saudi Arabia", "A17E79C6D8DWNP", "EU", "amazon.sa"),
+    Marketplace("ZA", "Amazon South Africa", "South Africa", "AE08WJ6YKNBMC", "EU", "amazon.co.za"),
     Marketplace("JP", "Amazon Japan", "Japan", "A1VC38T7YXB528", "FE", "amazon.co.jp"),
     Marketplace("AU", "Amazon Australia", "Australia", "A39IBJ37TRP1C6", "FE", "amazon.com.au"),
     Marketplace("SG", "Amazon Singapore", "Singapore", "A19VAU5U5O7RUS", "FE", "amazon.sg"),

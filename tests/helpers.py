@@ -30,8 +30,9 @@ PASSWORD = "correct horse battery"
 TOKEN_KEY = Fernet.generate_key().decode()
 #: The repository, where `make` and `flask --app wsgi` run.
 ROOT = Path(__file__).resolve().parents[1]
-#: The real-mail fixtures.
-MAIL = Path(__file__).resolve().parent / "data" / "mail"
+#: The tests' data files, and among them the real-mail fixtures.
+DATA = Path(__file__).resolve().parent / "data"
+MAIL = DATA / "mail"
 #: The routes that hand out files: tests/portal/test_downloads.py checks that each goes
 #: through the one Content-Disposition helper, tests/security/test_downloads_browser.py
 #: clicks each in Chromium.

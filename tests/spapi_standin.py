@@ -14,7 +14,19 @@ real browser:
   given) and answers JSON ``{access_token, refresh_token, token_type, expires_in}``,
   or Amazon's OAuth errors: ``invalid_grant`` (unknown, used or expired code),
   ``invalid_client`` (wrong client), ``unsupported_grant_type``; a test may ask for a
-  5xx answer or a slow one.
+  5xx answer or a slow one; with ``grant_type=refresh_token`` and a refresh token it
+  handed out (and not revoked since) it answers ``{access_token, token_type,
+  expires_in}``, else ``invalid_grant``;
+- ``GET /orders/2026-01-01/orders/{orderId}?includedData=…`` (Orders API v2026-01-01
+  getOrder) answers the order from Amazon's published examples
+  (tests/data/spapi/getOrder_2026-01-01.json) with only the data sets asked for, when
+  ``x-amz-access-token`` is an access token it issued and still valid (else 403, as
+  Amazon does), with ``x-amzn-RateLimit-Limit``; 404 for an order it does not know. A
+  test queues faults (`faults`, for any SP-API call): 429 (with rate headers), 403, a 5xx,
+  a timeout, malformed JSON. Every call is counted per operation (`calls`);
+- ``GET /solicitations/v1/orders/{orderId}?marketplaceIds=…`` lists the review request
+  among the actions while the order is in `review_window` and not yet `reviewed`, and
+  ``POST …/solicitations/productReviewAndSellerFeedback`` sends it once (201), else 400.
 
 Loaded as a pytest plugin from tests/conftest.py: `spapi_standin` (session) is the
 running server, `spapi` (per test) resets it and points the app's settings at it.
@@ -22,20 +34,24 @@ running server, `spapi` (per test) resets it and points the app's settings at it
 
 from __future__ import annotations
 
+import copy
 import html
 import json
 import secrets
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
 from urllib.request import HTTPHandler, OpenerDirector, Request
 
 import pytest
+
+from tests.helpers import DATA
 
 HOST = "127.0.0.1"
 APPLICATION_ID = "amzn1.sp.solution.4ea38b7b-0000-4bae-87ae-standin00001"
@@ -44,6 +60,26 @@ CLIENT_SECRET = "amzn1.oa2-cs.v1.standin-secret-0123456789abcdef"
 SELLING_PARTNER_ID = "A3STANDINSELLER"
 #: Amazon: "The spapi_oauth_code expires after five minutes."
 CODE_TTL = 300.0
+ORDERS_PATH = "/orders/2026-01-01/orders/"
+SOLICITATIONS_PATH = "/solicitations/v1/orders/"
+REVIEW_ACTION = "productReviewAndSellerFeedback"
+#: Amazon's answers to getOrder, from its model (see tests/data/spapi/README.md).
+EXAMPLE_ORDERS: dict[str, dict[str, Any]] = {
+    answer["order"]["orderId"]: answer
+    for answer in json.loads((DATA / "spapi" / "getOrder_2026-01-01.json").read_text("utf-8"))
+}
+#: includedData value -> the order's field it adds (items are always included).
+INCLUDED_DATA = {
+    "BUYER": "buyer",
+    "RECIPIENT": "recipient",
+    "PROCEEDS": "proceeds",
+    "FULFILLMENT": "fulfillment",
+    "PACKAGES": "packages",
+    "TAX": "tax",
+    "PAYMENT": "payment",
+    "FULFILLMENT_ORDERS": "fulfillmentOrders",
+}
+API_FAULTS = ("429", "403", "500", "503", "timeout", "malformed", "not_an_order")
 
 
 @dataclass
@@ -74,6 +110,26 @@ class SpapiStandIn:
     token_delay: float = 0.0
     #: Exceptions raised while serving a request (the `spapi` fixture fails on any).
     errors: list[BaseException] = field(default_factory=list)
+    #: Calls per operation ("lwa_refresh", "getOrder"), refused ones included.
+    calls: Counter[str] = field(default_factory=Counter)
+    #: Every SP-API call: its operation, whether its token was good, what it asked for.
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    #: Faults of the next SP-API answers (API_FAULTS), consumed one per request.
+    faults: list[str] = field(default_factory=list)
+    #: Orders whose review-request window is open, and those already asked for one.
+    review_window: set[str] = field(default_factory=set)
+    reviewed: set[str] = field(default_factory=set)
+    #: The orders it knows, by order ID (Amazon's examples unless a test changes them).
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: `x-amzn-RateLimit-Limit` sent with getOrder's answers.
+    rate_limit: str = "0.5"
+    #: expires_in of the access tokens it hands out, and how long a "timeout" waits.
+    access_token_ttl: int = 3600
+    slow_seconds: float = 3.0
+    #: Refresh tokens valid for grant_type=refresh_token (issued ones join; revoke removes).
+    refresh_tokens: set[str] = field(default_factory=set)
+    #: Access tokens handed out -> when they expire (time.monotonic()).
+    access_tokens: dict[str, float] = field(default_factory=dict)
     _codes: dict[str, _Code] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     #: Set by reset(): a delayed answer from the previous test stops waiting.
@@ -117,6 +173,17 @@ class SpapiStandIn:
             self.token_delay = 0.0
             self.errors.clear()
             self._codes.clear()
+            self.calls.clear()
+            self.requests.clear()
+            self.faults.clear()
+            self.review_window = set(EXAMPLE_ORDERS)
+            self.reviewed.clear()
+            self.orders = copy.deepcopy(EXAMPLE_ORDERS)
+            self.rate_limit = "0.5"
+            self.access_token_ttl = 3600
+            self.slow_seconds = 3.0
+            self.refresh_tokens.clear()
+            self.access_tokens.clear()
 
     @property
     def base_url(self) -> str:
@@ -133,6 +200,10 @@ class SpapiStandIn:
     def config(self) -> dict[str, Any]:
         """The portal settings that point at this stand-in, for every region."""
         return {
+            "SPAPI_ENDPOINT_NA": self.base_url,
+            "SPAPI_ENDPOINT_EU": self.base_url,
+            "SPAPI_ENDPOINT_FE": self.base_url,
+            "SPAPI_INCLUDE_PII": False,
             "SPAPI_APPLICATION_ID": self.application_id,
             "LWA_CLIENT_ID": self.client_id,
             "LWA_CLIENT_SECRET": CLIENT_SECRET,
@@ -143,6 +214,25 @@ class SpapiStandIn:
             "SPAPI_REDIRECT_URI": "",
             "LWA_TIMEOUT": 5,
         }
+
+    # --- refresh and access tokens ---------------------------------------------------
+
+    def accept_refresh_token(self, refresh_token: str) -> str:
+        """Take `refresh_token` as one it issued (a channel's stored authorisation)."""
+        with self._lock:
+            self.refresh_tokens.add(refresh_token)
+        return refresh_token
+
+    def revoke_refresh_token(self, refresh_token: str) -> None:
+        """The seller withdrew the authorisation: LWA refuses it, its access tokens die."""
+        with self._lock:
+            self.refresh_tokens.discard(refresh_token)
+            self.access_tokens.clear()
+
+    def expire_access_tokens(self) -> None:
+        """Every access token handed out so far stops working (as after an hour)."""
+        with self._lock:
+            self.access_tokens.clear()
 
     # --- codes --------------------------------------------------------------------
 
@@ -242,6 +332,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
+        if parts.path.startswith(ORDERS_PATH):
+            self._get_order(unquote(parts.path[len(ORDERS_PATH) :]), parts.query)
+            return
+        if parts.path.startswith(SOLICITATIONS_PATH):
+            self._solicitations("GET", parts.path, parts.query)
+            return
         if parts.path != "/apps/authorize/consent":
             self._html(404, "Not found", "")
             return
@@ -268,8 +364,12 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def do_POST(self) -> None:
-        path = urlsplit(self.path).path
-        if path == "/apps/authorize/confirm":
+        parts = urlsplit(self.path)
+        path = parts.path
+        if path.startswith(SOLICITATIONS_PATH):
+            self._form()  # the body is empty; read whatever came
+            self._solicitations("POST", path, parts.query)
+        elif path == "/apps/authorize/confirm":
             self._confirm(self._form())
         elif path == "/auth/o2/token":
             self._token(self._form())
@@ -301,6 +401,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _token(self, form: dict[str, str]) -> None:
         standin = self.standin
         standin.token_requests.append(form)
+        if form.get("grant_type") == "refresh_token":
+            standin.calls["lwa_refresh"] += 1  # faulted answers count too
         if standin.token_delay:
             standin._wake.wait(standin.token_delay)
         with standin._lock:
@@ -308,16 +410,13 @@ class _Handler(BaseHTTPRequestHandler):
         if failure is not None:
             self._json(failure, {"error": "server_error", "error_description": "Stand-in fault"})
             return
+        if form.get("grant_type") == "refresh_token":
+            self._refresh(form)
+            return
         if form.get("grant_type") != "authorization_code":
             self._json(400, {"error": "unsupported_grant_type", "error_description": "Bad grant"})
             return
-        if form.get("client_id") != standin.client_id or not secrets.compare_digest(
-            form.get("client_secret", ""), standin.client_secret
-        ):
-            self._json(
-                401,
-                {"error": "invalid_client", "error_description": "Client authentication failed"},
-            )
+        if not self._client_ok(form):
             return
         with standin._lock:
             code = standin._codes.get(form.get("code", ""))
@@ -332,6 +431,7 @@ class _Handler(BaseHTTPRequestHandler):
             refresh_token = "Atzr|IwEBI" + secrets.token_urlsafe(96)
             if valid:
                 standin.issued_refresh_tokens.append(refresh_token)
+                standin.refresh_tokens.add(refresh_token)
         if not valid:
             self._json(
                 400,
@@ -350,6 +450,159 @@ class _Handler(BaseHTTPRequestHandler):
                 "expires_in": 3600,
             },
         )
+
+    def _client_ok(self, form: dict[str, str]) -> bool:
+        """Whether the app's client ID and secret are right; answers invalid_client if not."""
+        standin = self.standin
+        if form.get("client_id") == standin.client_id and secrets.compare_digest(
+            form.get("client_secret", ""), standin.client_secret
+        ):
+            return True
+        self._json(
+            401, {"error": "invalid_client", "error_description": "Client authentication failed"}
+        )
+        return False
+
+    def _refresh(self, form: dict[str, str]) -> None:
+        standin = self.standin
+        if not self._client_ok(form):
+            return
+        with standin._lock:
+            known = form.get("refresh_token", "") in standin.refresh_tokens
+            access_token = "Atza|IwEBI" + secrets.token_urlsafe(64)
+            if known:
+                expires = time.monotonic() + standin.access_token_ttl
+                standin.access_tokens[access_token] = expires
+        if not known:
+            self._json(
+                400,
+                {
+                    "error": "invalid_grant",
+                    "error_description": "The request has an invalid grant parameter : "
+                    "refresh_token",
+                },
+            )
+            return
+        self._json(
+            200,
+            {
+                "access_token": access_token,
+                "token_type": "bearer",
+                "expires_in": standin.access_token_ttl,
+            },
+        )
+
+    def _api_call(self, operation: str, **request: Any) -> bool:
+        """Count the call, check its access token and play a queued fault; False when that
+        answered already (a refusal or a fault), True when the route answers itself."""
+        standin = self.standin
+        token = self.headers.get("x-amz-access-token") or ""
+        with standin._lock:
+            standin.calls[operation] += 1
+            expires = standin.access_tokens.get(token)
+            token_ok = expires is not None and expires > time.monotonic()
+            standin.requests.append({"operation": operation, "token_ok": token_ok, **request})
+            fault = standin.faults.pop(0) if standin.faults else None
+        if fault == "timeout":
+            standin._wake.wait(standin.slow_seconds)
+        if not token_ok or fault == "403":
+            self._errors(403, "Unauthorized", "Access to requested resource is denied.")
+        elif fault == "429":
+            self._errors(
+                429,
+                "QuotaExceeded",
+                "You exceeded your quota for the requested resource.",
+                **self._rate(),
+            )
+        elif fault in ("500", "503"):
+            self._errors(int(fault), "InternalFailure", "We encountered an internal error.")
+        elif fault == "malformed":
+            self._send(200, b'{"order": {"orderId": "', "application/json", **self._rate())
+        elif fault == "not_an_order":
+            self._send(200, b'{"orders": []}', "application/json", **self._rate())
+        else:
+            return True
+        return False
+
+    def _rate(self) -> dict[str, str]:
+        return {"x-amzn-RateLimit-Limit": self.standin.rate_limit, "x-amzn-RequestId": "standin"}
+
+    def _get_order(self, order_id: str, query: str) -> None:
+        included = {v for v in ",".join(parse_qs(query).get("includedData", [])).split(",") if v}
+        if not self._api_call("getOrder", order_id=order_id, included=included):
+            return
+        with self.standin._lock:
+            answer = copy.deepcopy(self.standin.orders.get(order_id))
+        if answer is None:
+            self._errors(404, "NotFound", "The requested order was not found.", **self._rate())
+            return
+        order = answer["order"]
+        for name, key in INCLUDED_DATA.items():
+            if name not in included:
+                order.pop(key, None)
+        self._send(200, json.dumps(answer).encode(), "application/json", **self._rate())
+
+    def _solicitations(self, method: str, path: str, query: str) -> None:
+        """getSolicitationActionsForOrder (GET) and createProductReviewAndSellerFeedback-
+        Solicitation (POST), in the shapes of Amazon's model and its examples."""
+        standin = self.standin
+        order_id, _, rest = path[len(SOLICITATIONS_PATH) :].partition("/")
+        order_id = unquote(order_id)
+        marketplace = ",".join(parse_qs(query).get("marketplaceIds", []))
+        creating = method == "POST" and rest == "solicitations/productReviewAndSellerFeedback"
+        if not (method == "GET" and not rest) and not creating:
+            self._errors(404, "NotFound", "No such resource.")
+            return
+        operation = (
+            "createProductReviewAndSellerFeedbackSolicitation"
+            if creating
+            else "getSolicitationActionsForOrder"
+        )
+        if not self._api_call(operation, order_id=order_id, marketplace=marketplace):
+            return
+        if not marketplace:
+            self._errors(400, "InvalidInput", "marketplaceIds is required.", **self._rate())
+            return
+        with standin._lock:
+            known = order_id in standin.orders
+            offered = order_id in standin.review_window and order_id not in standin.reviewed
+            if creating and offered:
+                standin.reviewed.add(order_id)
+        if not known:
+            self._errors(404, "NotFound", "The requested order was not found.", **self._rate())
+        elif creating and not offered:
+            self._errors(
+                400,
+                "InvalidInput",
+                "A solicitation for this order is not available.",
+                **self._rate(),
+            )
+        elif creating:
+            self._send(201, b"{}", "application/json", **self._rate())
+        else:
+            base = f"{SOLICITATIONS_PATH}{order_id}"
+            action = f"{base}/solicitations/productReviewAndSellerFeedback"
+            links: dict[str, Any] = {
+                "actions": (
+                    [{"href": f"{action}?marketplaceIds={marketplace}", "name": REVIEW_ACTION}]
+                    if offered
+                    else []
+                ),
+                "self": {"href": f"{base}?marketplaceIds={marketplace}"},
+            }
+            body = {"_links": links}
+            if offered:
+                body["_embedded"] = {
+                    "actions": [
+                        {"_links": {"schema": {"href": f"{action}/schema", "name": REVIEW_ACTION}}}
+                    ]
+                }
+            self._send(200, json.dumps(body).encode(), "application/hal+json", **self._rate())
+
+    def _errors(self, status: int, code: str, message: str, **headers: str) -> None:
+        """SP-API's error answer (the model's ErrorList)."""
+        body = json.dumps({"errors": [{"code": code, "message": message}]}).encode()
+        self._send(status, body, "application/json", **headers)
 
 
 # --- pytest plugin ---------------------------------------------------------------------

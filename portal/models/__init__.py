@@ -9,6 +9,7 @@ from portal.models.channels import (
     CredentialKind,
 )
 from portal.models.mailboxes import Mailbox
+from portal.models.orders import Order
 from portal.models.organisations import Organisation, agent_assignments
 from portal.models.ratelimits import RateLimitCounter
 from portal.models.sessions import SpapiState, UserSession
@@ -38,6 +39,7 @@ __all__ = [
     "Direction",
     "Mailbox",
     "Message",
+    "Order",
     "Organisation",
     "RateLimitCounter",
     "Role",

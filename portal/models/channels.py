@@ -47,6 +47,9 @@ class Channel(db.Model):
     #: Why the channel is in its status (shown to the seller), e.g. an admin's reason.
     status_reason: Mapped[str] = mapped_column(Text, default="")
     status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Amazon refused the channel's SP-API authorisation (withdrawn in Seller Central):
+    #: shown beside the status, which it does not change; cleared by a new authorisation.
+    is_amazon_authorisation_needed: Mapped[bool] = mapped_column(default=False)
     is_professional_confirmed: Mapped[bool] = mapped_column(default=False)
     forwarding_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     approved_sender_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -31,17 +31,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-from urllib.request import (
-    HTTPDefaultErrorHandler,
-    HTTPErrorProcessor,
-    HTTPHandler,
-    HTTPSHandler,
-    OpenerDirector,
-    Request,
-)
+from urllib.request import Request
 
 from sqlalchemy import delete, select
 
+from portal.amazon_api import lwa_token_request, opener_without_redirects
 from portal.crypto import encrypt_secret, mask_secret
 from portal.extensions import db
 from portal.models import (
@@ -242,14 +236,6 @@ def consent_url(settings: SpapiSettings, *, region: str, state: str, redirect_ur
 # --- the code exchange at Login with Amazon ---------------------------------------------
 
 
-def _opener() -> OpenerDirector:
-    # http(s) only, and no redirects: the client secret goes to the configured URL or nowhere.
-    opener = OpenerDirector()
-    for handler in (HTTPHandler(), HTTPSHandler(), HTTPDefaultErrorHandler(), HTTPErrorProcessor()):
-        opener.add_handler(handler)
-    return opener
-
-
 _UNAVAILABLE = (
     "Amazon's login service did not answer properly ({}). Nothing was stored; "
     'please click "Authorise with Amazon" again in a few minutes.'
@@ -268,23 +254,14 @@ def exchange_code(settings: SpapiSettings, *, code: str, redirect_uri: str) -> s
 def _token_request(settings: SpapiSettings, *, code: str, redirect_uri: str) -> Request:
     if not settings.token_url.startswith(("https://", "http://")):
         raise SpapiError(_UNAVAILABLE.format("the token endpoint is misconfigured"))
-    body = urlencode(
+    return lwa_token_request(
+        settings.token_url,
         {
             "grant_type": "authorization_code",
             "code": code,
             "redirect_uri": redirect_uri,
             "client_id": settings.client_id,
             "client_secret": settings.client_secret,
-        }
-    ).encode()
-    return Request(  # noqa: S310 (the scheme is checked above)
-        settings.token_url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
-            "Accept": "application/json",
-            "User-Agent": "Sellerdesk",
         },
     )
 
@@ -293,7 +270,7 @@ def _post(request: Request, *, timeout: float) -> tuple[int, dict[str, Any]]:
     """The endpoint's HTTP status and its JSON object ({} for anything else); SpapiError
     when it cannot be reached."""
     try:
-        with _opener().open(request, timeout=timeout) as response:
+        with opener_without_redirects().open(request, timeout=timeout) as response:
             status, raw = response.status, response.read(MAX_RESPONSE_BYTES)
     except HTTPError as exc:
         with exc:
@@ -450,6 +427,8 @@ def _replace_credential(
         details=details,
     )
     set_channel_status(target, ChannelStatus.PENDING_VERIFICATION, reason="", actor=actor)
+    # A new authorisation is what "Amazon authorisation needed" asked for.
+    target.is_amazon_authorisation_needed = False
 
 
 def channels_sharing_authorisation(channel: Channel) -> list[Channel]:

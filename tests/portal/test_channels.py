@@ -70,6 +70,30 @@ def test_developer_number_of_the_marketplace_region(client, seller, code, text):
     assert text in client.get(f"/channels/{channel.id}").get_data(as_text=True)
 
 
+@pytest.mark.parametrize(
+    ("code", "texts"),
+    [
+        ("IE", ["Amazon Ireland", "(amazon.ie)", 'href="https://sellercentral.amazon.ie"']),
+        ("BE", ["Amazon Belgium", "(amazon.com.be)", 'href="https://sellercentral.amazon.com.be"']),
+        (
+            "ZA",
+            ["Amazon South Africa", "(amazon.co.za)", 'href="https://sellercentral.amazon.co.za"'],
+        ),
+        ("DE", ["Amazon Germany", "(amazon.de)", 'href="https://sellercentral-europe.amazon.com"']),
+    ],
+)
+def test_setup_page_of_each_marketplace_names_its_site_and_seller_central(
+    client, seller, code, texts
+):
+    assert f'value="{code}"' in client.get("/channels/new").get_data(as_text=True)
+    add_channel(client, code)
+    channel = db.session.scalar(select(Channel))
+    assert channel.marketplace == code
+    page = client.get(f"/channels/{channel.id}").get_data(as_text=True)
+    for text in [*texts, "0873-6813-5448"]:  # the European developer account
+        assert text in page, text
+
+
 def test_professional_account_is_required_with_the_reason(client, seller):
     response = add_channel(client, professional=None)
     assert response.status_code == 200

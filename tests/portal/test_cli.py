@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import pytest
+
 from portal.extensions import db
-from portal.models import Organisation, Role, User
+from portal.models import Channel, Organisation, Role, User
 
 
 def test_users_create_seller_creates_org(runner):
@@ -89,3 +91,24 @@ def test_users_create_refuses_control_characters_in_names(runner):
     assert "U+202E (RIGHT-TO-LEFT OVERRIDE)" in result.output
     assert db.session.scalar(db.select(db.func.count()).select_from(Organisation)) == 0
     assert db.session.scalar(db.select(db.func.count()).select_from(User)) == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "region"), [("IE", "EU"), ("BE", "EU"), ("ZA", "EU"), ("uk", "EU")]
+)
+def test_channels_add_takes_every_marketplace(runner, make_org, code, region):
+    make_org("Acme")
+    result = runner.invoke(args=["channels", "add", "--org", "Acme", "--marketplace", code])
+    assert result.exit_code == 0, result.output
+    channel = db.session.scalar(db.select(Channel))
+    assert channel.marketplace == code.upper()
+    assert channel.marketplace_info.region == region
+    assert result.output.strip() == channel.helpdesk_address
+    assert channel.helpdesk_address.startswith(f"{code.lower()}-")
+
+
+def test_channels_add_refuses_an_unknown_marketplace(runner, make_org):
+    make_org("Acme")
+    result = runner.invoke(args=["channels", "add", "--org", "Acme", "--marketplace", "XX"])
+    assert result.exit_code != 0
+    assert db.session.scalar(db.select(Channel)) is None

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from ingest.mail.amazon import relay_alias
 from portal.crypto import decrypt_secret
 from portal.extensions import db
 from portal.marketplaces import (
@@ -29,7 +30,7 @@ GOOD_TOKEN = "amzn.mws.4ea38b7b-f563-7709-4bae-87aeaadc4d6f"
 
 def test_catalogue_is_complete_and_consistent():
     codes = [m.code for m in MARKETPLACES]
-    assert len(codes) == len(set(codes)) == 20
+    assert len(codes) == len(set(codes)) == 23
     assert {m.region for m in MARKETPLACES} == {"NA", "EU", "FE"}
     ids = [m.marketplace_id for m in MARKETPLACES]
     assert len(ids) == len(set(ids))
@@ -38,6 +39,45 @@ def test_catalogue_is_complete_and_consistent():
     assert get_marketplace("JP").region == "FE"
     assert get_marketplace("CA").region == "NA"
     assert get_marketplace("XX") is None
+    for marketplace in MARKETPLACES:
+        assert marketplace.seller_central_url.startswith("https://sellercentral")
+        assert marketplace.relay_domain == f"marketplace.{marketplace.domain}"
+
+
+@pytest.mark.parametrize(
+    ("code", "marketplace_id", "domain", "seller_central"),
+    [
+        ("IE", "A28R8C7NBKEWEA", "amazon.ie", "https://sellercentral.amazon.ie"),
+        ("BE", "AMEN7PMS3EDWL", "amazon.com.be", "https://sellercentral.amazon.com.be"),
+        ("ZA", "AE08WJ6YKNBMC", "amazon.co.za", "https://sellercentral.amazon.co.za"),
+        # The five of the unified European account share one Seller Central.
+        ("DE", "A1PA6795UKMFR9", "amazon.de", "https://sellercentral-europe.amazon.com"),
+        ("UK", "A1F83G8C2ARO7P", "amazon.co.uk", "https://sellercentral-europe.amazon.com"),
+        ("NL", "A1805IZSGTT6HS", "amazon.nl", "https://sellercentral.amazon.nl"),
+        ("JP", "A1VC38T7YXB528", "amazon.co.jp", "https://sellercentral.amazon.co.jp"),
+    ],
+)
+def test_marketplace_facts(code, marketplace_id, domain, seller_central):
+    marketplace = get_marketplace(code)
+    assert marketplace.marketplace_id == marketplace_id
+    assert marketplace.domain == domain
+    assert marketplace.seller_central_url == seller_central
+    assert marketplace.seller_central_order_url("028-1234567-1234567") == (
+        f"{seller_central}/orders-v3/order/028-1234567-1234567"
+    )
+    assert marketplace.product_url("B07XYZ1234") == f"https://www.{domain}/dp/B07XYZ1234"
+
+
+def test_the_three_newest_marketplaces_are_in_the_european_region():
+    # SP-API serves Ireland, Belgium and South Africa from its EU endpoint, so one
+    # European authorisation covers them.
+    assert {get_marketplace(c).region for c in ("IE", "BE", "ZA")} == {"EU"}
+    assert (
+        developer_for(
+            get_marketplace("ZA"), name="xSellco", accounts=DEFAULT_DEVELOPER_ACCOUNTS
+        ).account_number
+        == DEFAULT_DEVELOPER_ACCOUNTS["EU"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -283,3 +323,11 @@ def test_former_address_routes_during_its_grace_period(app, make_channel):
     assert find(["UK-Old+tag@helpdesk.test"], inbound_domain="helpdesk.test") == channel
     assert find(["uk-older@helpdesk.test"], inbound_domain="helpdesk.test") is None
     assert find(["uk-new@helpdesk.test"], inbound_domain="helpdesk.test") == channel
+
+
+def test_every_marketplace_relay_is_recognised_by_the_parser():
+    # The parser knows nothing of the catalogue (ingest/mail imports nothing of
+    # portal/): this keeps its relay rule and the catalogue in step.
+    for marketplace in MARKETPLACES:
+        address = f"buyer1a2b@{marketplace.relay_domain}"
+        assert relay_alias(address) == address, marketplace.code

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.mail.amazon import ASIN_RE, ORDER_ID_RE
+from ingest.mail.amazon import ASIN_RE, ORDER_ID_RE, relay_alias
 from ingest.mail.parse import parse_message
+from tests.mailgen import amazon_message
 
 
 @pytest.mark.parametrize(
@@ -68,3 +69,27 @@ def test_parser_takes_no_order_id_out_of_a_longer_number():
         _mail("Your parcel", "Tracking 123-1234567-1234567-8, order 111-1111111-1111111")
     )
     assert parsed.order_id == "111-1111111-1111111"
+
+
+@pytest.mark.parametrize("tld", ["ie", "com.be", "co.za", "co.uk", "de", "co.jp"])
+def test_a_buyer_message_from_each_marketplace_relay_is_read(tld):
+    parsed = parse_message(amazon_message(7, "ie-chan01@helpdesk.test", tld=tld))
+    assert parsed.relay_alias is not None
+    assert parsed.relay_alias.endswith(f"@marketplace.amazon.{tld}")
+    assert parsed.order_id is not None and ORDER_ID_RE.fullmatch(parsed.order_id)
+    assert parsed.buyer_name
+    assert parsed.buyer_text
+
+
+@pytest.mark.parametrize(
+    ("address", "alias"),
+    [
+        ("x1@marketplace.amazon.ie", True),
+        ("x1@marketplace.amazon.com.be", True),
+        ("x1@marketplace.amazon.co.za", True),
+        ("x1@amazon.co.za", False),
+        ("x1@marketplace-amazon.co.za", False),
+    ],
+)
+def test_relay_alias_rule(address, alias):
+    assert (relay_alias(address) == address) is alias

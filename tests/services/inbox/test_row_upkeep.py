@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import insert, select
+from sqlalchemy import column, insert, select, table
 
 from ingest.pipeline import poll_all
 from portal import create_app
@@ -162,23 +162,38 @@ def _backfill_check(url: str, tmp_path) -> None:
     with app.app_context():
         upgrade()
         downgrade(revision="8b5e1f3a7c29")
-        from portal.services import channels as channel_service
         from portal.services import users as user_service
 
         org = user_service.get_or_create_organisation("Backfill Ltd", actor=None)
-        channel = channel_service.create_channel(
-            org, "UK", actor=None, inbound_domain="helpdesk.test"
-        )
         admin = user_service.create_user(
             email="admin@example.com", password="x" * 16, role=Role.ADMIN, actor=None
         )
         admin_id = admin.id
-        # Core inserts naming their columns: the models describe threads.snippet and
-        # threads.tag_names, which this revision does not have yet.
+        # Core inserts naming their columns: the models describe threads.snippet,
+        # threads.tag_names and channels.is_amazon_authorisation_needed, which this
+        # revision does not have yet (the channel as create_channel would store it).
         now = utcnow()
+        channel_id = 1
+        channels = table(
+            "channels",
+            *map(column, ("id", "organisation_id", "marketplace", "helpdesk_address")),
+            *map(column, ("status", "status_reason", "is_professional_confirmed", "created_at")),
+        )
+        db.session.execute(
+            insert(channels).values(
+                id=channel_id,
+                organisation_id=org.id,
+                marketplace="UK",
+                helpdesk_address="uk-backfil@helpdesk.test",
+                status="awaiting_token",
+                status_reason="",
+                is_professional_confirmed=False,
+                created_at=now.replace(tzinfo=None),
+            )
+        )
         db.session.execute(
             insert(Thread.__table__).values(
-                id=1, channel_id=channel.id, organisation_id=org.id, subject="Old question"
+                id=1, channel_id=channel_id, organisation_id=org.id, subject="Old question"
             )
         )
         for number, (text, note) in enumerate(
@@ -187,7 +202,7 @@ def _backfill_check(url: str, tmp_path) -> None:
             db.session.execute(
                 insert(Message.__table__).values(
                     thread_id=1,
-                    channel_id=channel.id,
+                    channel_id=channel_id,
                     direction=Direction.IN,
                     message_id=f"<{number}@old>",
                     content_hash=str(number),
