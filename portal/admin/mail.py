@@ -87,6 +87,7 @@ def unrouted_assign(message_id: int):
             channel,
             actor=current_user,
             max_attachment_bytes=current_app.config["MAX_ATTACHMENT_BYTES"],
+            time_limit=current_app.config["INGEST_PARSE_SECONDS"],
         )
     except mail_service.MailActionError as exc:
         db.session.rollback()
@@ -172,6 +173,7 @@ def quarantine_retry(message_id: int):
             actor=current_user,
             inbound_domain=config["INBOUND_DOMAIN"],
             max_attachment_bytes=config["MAX_ATTACHMENT_BYTES"],
+            time_limit=config["INGEST_PARSE_SECONDS"],
         )
     except mail_service.MailActionError as exc:
         db.session.rollback()

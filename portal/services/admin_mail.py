@@ -130,6 +130,7 @@ def assign_to_channel(
     *,
     actor: User | None,
     max_attachment_bytes: int,
+    time_limit: float | None = None,
     now: datetime | None = None,
 ) -> Message:
     """Route an unrouted (or discarded) message to `channel` and thread it (no commit).
@@ -138,7 +139,9 @@ def assign_to_channel(
     """
     if not is_waiting(message) or message.quarantine_reason is not None:
         raise MailActionError("Only an unrouted message can be assigned to a channel.")
-    parsed = parse_inbound(_raw_of(message), max_attachment_bytes=max_attachment_bytes)
+    parsed = parse_inbound(
+        _raw_of(message), max_attachment_bytes=max_attachment_bytes, time_limit=time_limit
+    )
     if isinstance(parsed, Unparsed):
         raise MailActionError(f"The current parser cannot read this message: {parsed.reason}")
     former_id, was_discarded = message.id, message.discarded_reason is not None
@@ -212,18 +215,23 @@ def retry_parsing(
     actor: User | None,
     inbound_domain: str,
     max_attachment_bytes: int,
+    time_limit: float | None = None,
     now: datetime | None = None,
 ) -> ReparseResult:
     """Parse a quarantined message again with the current parser (no commit).
 
     On success it is stored as freshly ingested mail: threaded on its channel, or
     kept as unrouted when no channel matches, or discarded as a duplicate of mail
-    stored since. On failure it stays quarantined with the new reason.
+    stored since. On failure it stays quarantined with the new reason. `time_limit`
+    bounds the parse as INGEST_PARSE_SECONDS bounds the worker's, so a mail that ran
+    away in the worker cannot hold up the admin's request either.
     """
     if not is_waiting(message) or message.quarantine_reason is None:
         raise MailActionError("Only a quarantined message can be parsed again.")
     previous = message.quarantine_reason
-    parsed = parse_inbound(_raw_of(message), max_attachment_bytes=max_attachment_bytes)
+    parsed = parse_inbound(
+        _raw_of(message), max_attachment_bytes=max_attachment_bytes, time_limit=time_limit
+    )
     if isinstance(parsed, Unparsed):
         return _still_quarantined(message, parsed.reason, previous=previous, actor=actor)
     former_id = message.id

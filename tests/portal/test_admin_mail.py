@@ -16,6 +16,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, Message, Role, Thread
 from portal.services import admin_mail
 from tests.helpers import csrf_token_from
+from tests.mailgen import runaway_message
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -355,6 +356,21 @@ def test_retry_parsing_real_garbage_keeps_it_quarantined(client, admin, drop_mai
     response = post(client, f"{page}/retry", page=page, follow_redirects=True)
     assert "Still cannot be parsed" in response.get_data(as_text=True)
     assert quarantined_message().id == message.id
+
+
+def test_retry_parsing_is_bounded_like_the_worker(client, app, admin, uk, drop_mail):
+    """A mail the worker gave up on as too slow cannot hold up the admin's request
+    either: the retry stops at INGEST_PARSE_SECONDS and the mail stays quarantined."""
+    app.config["INGEST_PARSE_SECONDS"] = 0.3
+    drop_mail(runaway_message("uk-chan01@helpdesk.test"))
+    assert poll_all().quarantined == 1
+    message = quarantined_message()
+    assert message.quarantine_reason.startswith("too slow to parse")
+    page = f"/admin/quarantine/{message.id}"
+    response = post(client, f"{page}/retry", page=page, follow_redirects=True)
+    assert "Still cannot be parsed: too slow to parse" in response.get_data(as_text=True)
+    assert quarantined_message().id == message.id
+    assert events("message.reparse_failed")[0].details["reason"].startswith("too slow")
 
 
 def test_retry_parsing_a_copy_already_stored_discards_it(
