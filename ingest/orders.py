@@ -2,9 +2,9 @@
 the stored ones that are due (portal/services/orders.py decides which and when); and the
 purge of the details of orders delivered ORDER_DATA_DAYS ago.
 
-Like the mail pipeline, it owns its transactions: each order is committed on its own,
-so one order's failure (the database, a second worker storing the same order first)
-never loses another's. It runs in the worker only; no page ever waits for Amazon.
+Like the mail pipeline, it owns its transactions: each order is claimed and committed
+on its own, so one order's failure never loses another's, and two workers never ask
+Amazon for the same order at once. It runs in the worker only; no page ever waits for Amazon.
 """
 
 from __future__ import annotations
@@ -30,21 +30,35 @@ BATCH = 25
 @dataclass
 class OrdersSummary:
     fetched: int = 0
+    #: Orders another worker was asking Amazon for at the same time.
+    taken: int = 0
     #: Failures by kind (rate_limited, unavailable, authorisation_revoked, …).
     failed: Counter[str] = field(default_factory=Counter)
 
     def line(self) -> str:
         failures = ", ".join(f"{kind} {n}" for kind, n in sorted(self.failed.items()))
-        return f"{self.fetched} orders fetched" + (f"; not fetched: {failures}" if failures else "")
+        taken = f"; {self.taken} taken by another worker" if self.taken else ""
+        return (
+            f"{self.fetched} orders fetched"
+            + (f"; not fetched: {failures}" if failures else "")
+            + taken
+        )
 
 
 def refresh_orders(api: AmazonApi, *, now: datetime, limit: int = BATCH) -> OrdersSummary:
-    """One pass: fetch and store up to `limit` orders, each in its own transaction."""
+    """One pass: fetch and store up to `limit` orders, each in its own transaction,
+    after claiming it in one of its own (so a second worker running the same pass skips
+    the orders this one is asking for, instead of asking Amazon twice)."""
     summary = OrdersSummary()
     for channel_id, order_id in order_service.orders_to_fetch(now=now, limit=limit):
         try:
             channel = db.session.get(Channel, channel_id)
             if channel is None:
+                continue
+            claimed = order_service.claim_order(channel_id, order_id, now=now)
+            db.session.commit()
+            if not claimed:
+                summary.taken += 1
                 continue
             _, failure = order_service.refresh_order(channel, order_id, api=api, now=now)
             db.session.commit()

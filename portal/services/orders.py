@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ingest.mail.amazon import ORDER_ID_RE
 from portal.amazon_api import AmazonApi, ApiFailure, FailureKind, Seller, api_settings
@@ -29,6 +30,8 @@ from portal.services.spapi import channels_sharing_authorisation, is_spapi_crede
 
 log = logging.getLogger(__name__)
 
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
 #: How soon an order is asked for again: often while it awaits shipping, less often on
 #: its way, rarely once it cannot change (delivered, cancelled).
 REFRESH_UNSHIPPED = timedelta(hours=1)
@@ -39,6 +42,9 @@ REFRESH_CLOSED = timedelta(days=7)
 #: waits for a new one instead (refresh_at None).
 RETRY_AFTER_REFUSAL = timedelta(days=1)
 _NOT_SHIPPED = frozenset({"PENDING_AVAILABILITY", "PENDING", "UNSHIPPED"})
+#: How long a worker holds an order it is asking Amazon for: a second worker passes it
+#: by meanwhile, and an order whose worker died mid-call is asked for again after this.
+CLAIM = timedelta(minutes=5)
 #: Threads this recent get their order fetched unasked (Amazon returns orders of the
 #: last two years; older threads wait for someone to ask).
 PREFETCH_WINDOW = timedelta(days=60)
@@ -241,6 +247,34 @@ def flag_authorisation_needed(channel: Channel, *, status: int | None) -> list[C
             ",".join(c.marketplace for c in flagged),
         )
     return flagged
+
+
+def claim_order(channel_id: int, order_id: str, *, now: datetime) -> bool:
+    """Take `order_id` on the channel for this worker's call to Amazon (flush only: the
+    caller commits the claim before calling). True when this worker may ask: the order
+    had no row yet (one is created), or its row was due. False when another worker
+    holds it: two workers never spend the seller's rate limit on the same order, and
+    never race to insert the same row.
+
+    One INSERT … ON CONFLICT statement, so the database decides between two workers.
+    """
+    dialect = db.session.get_bind().dialect.name
+    insert = _INSERTS[dialect](Order).values(
+        channel_id=channel_id,
+        order_id=order_id,
+        programs=[],
+        items=[],
+        packages=[],
+        last_error="",
+        refresh_at=now + CLAIM,
+        created_at=now,
+    )
+    claim = insert.on_conflict_do_update(
+        index_elements=[Order.channel_id, Order.order_id],
+        set_={"refresh_at": now + CLAIM},
+        where=Order.refresh_at <= now,
+    ).returning(Order.id)
+    return db.session.execute(claim).first() is not None
 
 
 def _order_row(channel: Channel, order_id: str) -> Order:

@@ -4,6 +4,7 @@ asks again, and that it leaves refused authorisations and MWS-only channels alon
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 
 import pytest
@@ -102,6 +103,75 @@ def test_a_refused_authorisation_stops_the_asking(app, world, spapi):
 def test_the_pass_is_bounded(app, world, spapi):
     assert refresh_orders(api(app), now=utcnow(), limit=1).fetched == 1
     assert spapi.calls["getOrder"] == 1
+
+
+def test_an_order_another_worker_is_asking_for_is_passed_by(app, world, spapi):
+    """Two workers running the pass at once: the order one has claimed (committed before
+    its call to Amazon) is not asked for by the other; a claim whose worker died is taken
+    over once it runs out."""
+    now = utcnow()
+    assert order_service.claim_order(world["IE"].id, SHIPPED, now=now)  # the other worker
+    db.session.commit()
+    assert not order_service.claim_order(world["IE"].id, SHIPPED, now=now)
+    db.session.rollback()
+
+    summary = refresh_orders(api(app), now=now)
+    assert (summary.fetched, dict(summary.failed)) == (1, {})
+    assert [r["order_id"] for r in spapi.requests] == [UNSHIPPED]
+
+    later = now + order_service.CLAIM + timedelta(seconds=1)
+    assert refresh_orders(api(app), now=later).fetched == 1
+    assert [r["order_id"] for r in spapi.requests] == [UNSHIPPED, SHIPPED]
+    (order,) = db.session.scalars(select(Order).where(Order.order_id == SHIPPED))
+    assert order.fetched_at == later and order.items
+
+
+def test_a_claim_between_listing_and_asking_wins(app, world, spapi, monkeypatch):
+    """The other worker claims an order after this pass listed it: this pass counts it as
+    taken and neither asks Amazon nor fails inserting the same row."""
+    now = utcnow()
+    listed = order_service.orders_to_fetch
+
+    def listed_then_claimed_elsewhere(**kwargs):
+        pairs = listed(**kwargs)
+        assert order_service.claim_order(world["IE"].id, SHIPPED, now=now)
+        db.session.commit()
+        return pairs
+
+    monkeypatch.setattr(order_service, "orders_to_fetch", listed_then_claimed_elsewhere)
+    summary = refresh_orders(api(app), now=now)
+    assert (summary.fetched, summary.taken, dict(summary.failed)) == (1, 1, {})
+    assert [r["order_id"] for r in spapi.requests] == [UNSHIPPED]
+    assert summary.line() == "1 orders fetched; 1 taken by another worker"
+
+
+def test_workers_running_the_pass_at_once_ask_for_each_order_once(app, world, spapi):
+    """Three workers' passes in threads, each with its own session and connection: every
+    order is asked for once in all, and none of them meets a database error."""
+    now = utcnow()
+    barrier = threading.Barrier(3)
+    summaries, errors = [], []
+
+    def worker() -> None:
+        try:
+            with app.app_context():
+                barrier.wait(timeout=10)
+                summaries.append(refresh_orders(api(app), now=now))
+                db.session.remove()
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    assert sum(s.fetched for s in summaries) == 2
+    assert [dict(s.failed) for s in summaries] == [{}, {}, {}]
+    assert sorted(r["order_id"] for r in spapi.requests) == sorted([SHIPPED, UNSHIPPED])
+    db.session.expire_all()
+    assert stored() == [("IE", SHIPPED), ("ZA", UNSHIPPED)]
 
 
 def test_the_worker_job_runs_in_its_own_app_context(app, world, spapi, caplog):
