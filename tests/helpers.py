@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from email import policy
@@ -143,6 +144,32 @@ def browser_log_in(page: Any, base: str, email: str, password: str = PASSWORD) -
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{base}/dashboard")
+
+
+def run_together(app: Any, *calls: Callable[[], object], timeout: float = 60) -> list[object]:
+    """Run each call in its own thread, app context and database session, all released
+    at once, as concurrent workers would; their results, or the first error raised."""
+    barrier = threading.Barrier(len(calls))
+    results: list[object] = []
+    errors: list[BaseException] = []
+
+    def run(call: Callable[[], object]) -> None:
+        try:
+            with app.app_context():
+                barrier.wait(timeout=10)
+                results.append(call())
+                db.session.remove()
+        except Exception as exc:  # surfaced in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    if errors:
+        raise errors[0]
+    return results
 
 
 def close_quietly(client: IMAPClient) -> None:

@@ -4,7 +4,6 @@ asks again, and that it leaves refused authorisations and MWS-only channels alon
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import timedelta
 
 import pytest
@@ -25,6 +24,7 @@ from portal.services import channels as channel_service
 from portal.services import orders as order_service
 from portal.services import spapi as spapi_service
 from portal.sqltypes import utcnow
+from tests.helpers import run_together
 
 pytestmark = pytest.mark.spapi
 
@@ -149,24 +149,7 @@ def test_workers_running_the_pass_at_once_ask_for_each_order_once(app, world, sp
     """Three workers' passes in threads, each with its own session and connection: every
     order is asked for once in all, and none of them meets a database error."""
     now = utcnow()
-    barrier = threading.Barrier(3)
-    summaries, errors = [], []
-
-    def worker() -> None:
-        try:
-            with app.app_context():
-                barrier.wait(timeout=10)
-                summaries.append(refresh_orders(api(app), now=now))
-                db.session.remove()
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors
+    summaries = run_together(app, *[lambda: refresh_orders(api(app), now=now)] * 3)
     assert sum(s.fetched for s in summaries) == 2
     assert [dict(s.failed) for s in summaries] == [{}, {}, {}]
     assert sorted(r["order_id"] for r in spapi.requests) == sorted([SHIPPED, UNSHIPPED])

@@ -6,7 +6,6 @@ import itertools
 import os
 import subprocess
 import sys
-import threading
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -21,7 +20,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, Direction, Message, Role, SendStatus, Thread
 from portal.services import outbox, outbox_delivery
 from portal.sqltypes import utcnow
-from tests.helpers import parse_mail, worker_environment
+from tests.helpers import parse_mail, run_together, worker_environment
 from tests.mailgen import amazon_message
 from tests.servers import SmtpServer, free_port
 
@@ -242,30 +241,12 @@ def test_concurrent_senders_in_threads_send_each_reply_once(
 ):
     messages = [queue(buyer_thread(), agent, body=f"Reply {i}") for i in range(30)]
     # The web request's own try and three workers, all at once.
-    barrier = threading.Barrier(4)
-    summaries = []
-    errors = []
-
-    def worker(first_pk: int | None) -> None:
-        try:
-            with app.app_context():
-                barrier.wait(timeout=10)
-                if first_pk is not None:
-                    sent = outbox_delivery.deliver_one(first_pk)
-                    summaries.append(outbox_delivery.OutboxSummary(sent=int(sent)))
-                else:
-                    summaries.append(outbox_delivery.deliver_pending())
-                db.session.remove()
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(messages[0].id,))]
-    threads += [threading.Thread(target=worker, args=(None,)) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors
+    first = messages[0].id
+    summaries = run_together(
+        app,
+        lambda: outbox_delivery.OutboxSummary(sent=int(outbox_delivery.deliver_one(first))),
+        *[outbox_delivery.deliver_pending] * 3,
+    )
     assert sum(s.sent for s in summaries) == 30
     assert sum(s.failed + s.retrying for s in summaries) == 0
     ids = received_ids(smtp)
