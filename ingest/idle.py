@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from flask import Flask
@@ -84,6 +85,8 @@ class MailboxWatcher:
         self.errors = 0
         #: Fetches this watcher ran (for tests and the log).
         self.polls = 0
+        #: Called after a fetch that stored mail (see IdleWatchers.on_stored).
+        self.on_stored: Callable[[], None] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.run, name=f"idle-{name}", daemon=True)
 
@@ -167,6 +170,8 @@ class MailboxWatcher:
         if summary is None:
             return False
         self.polls += 1
+        if summary.stored and self.on_stored is not None:
+            self.on_stored()
         if summary.fetched or summary.errors:
             log.info("Mailbox %s (IDLE): %s", self.name, summary.line())
         return True
@@ -180,6 +185,9 @@ class IdleWatchers:
         self._watchers: dict[int, MailboxWatcher] = {}
         self._lock = threading.Lock()
         self._closed = False
+        #: Called (from a watcher's thread) after a fetch stored mail; the worker sets it
+        #: to wake its orders pass.
+        self.on_stored: Callable[[], None] | None = None
 
     @property
     def watchers(self) -> dict[int, MailboxWatcher]:
@@ -209,8 +217,13 @@ class IdleWatchers:
             for mailbox_id, row in wanted.items():
                 if mailbox_id not in self._watchers:
                     watcher = MailboxWatcher(self.app, mailbox_id, row.name, row.source_url)
+                    watcher.on_stored = self._stored
                     self._watchers[mailbox_id] = watcher
                     watcher.start()
+
+    def _stored(self) -> None:
+        if self.on_stored is not None:
+            self.on_stored()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop every watcher; waits up to `timeout` s in all for fetches under way."""

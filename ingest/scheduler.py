@@ -8,11 +8,15 @@ stays as the safety net for mailboxes whose server cannot IDLE or whose IDLE fai
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
@@ -35,15 +39,20 @@ ORDERS_SECONDS = 30
 PURGE_SECONDS = 3600
 
 
-def poll_job(app: Flask, watchers: IdleWatchers | None = None) -> None:
+def poll_job(
+    app: Flask, watchers: IdleWatchers | None = None, on_stored: Callable[[], None] | None = None
+) -> None:
     """One scheduled pass, inside its own app context; then the IDLE watchers are
-    brought in step with the mailboxes (the first pass may have created one)."""
+    brought in step with the mailboxes (the first pass may have created one).
+    `on_stored` is called when the pass stored mail (it wakes the orders pass)."""
     with app.app_context():
         try:
             summary = poll_all()
         except Exception:  # the next run must still happen
             log.exception("Ingest pass failed")
         else:
+            if summary.stored and on_stored is not None:
+                on_stored()
             # Quiet passes stay out of the log; anything fetched or failed is worth a line.
             if summary.fetched or summary.errors:
                 log.info("Ingest pass: %s", summary.line())
@@ -95,6 +104,43 @@ def orders_job(app: Flask) -> None:
             log.info("Orders pass: %s", summary.line())
 
 
+class OrdersPass:
+    """The orders job as the worker schedules it. Stored mail wakes it (`wake`), so the
+    order of a new buyer message is fetched within seconds, not up to ORDERS_SECONDS
+    later, and the agent who opens the thread finds the panel filled. A wake during a
+    pass runs the pass once more when it ends (the pass may have listed its orders
+    before the new message was stored), rather than asking the scheduler to start a
+    second instance it would refuse."""
+
+    JOB_ID = "fetch-orders"
+
+    def __init__(self, scheduler: BaseScheduler) -> None:
+        self.scheduler = scheduler
+        self._lock = threading.Lock()
+        self._running = False
+        self._again = False
+
+    def __call__(self, app: Flask) -> None:
+        with self._lock:
+            self._running, self._again = True, False
+        try:
+            orders_job(app)
+        finally:
+            with self._lock:
+                self._running, again = False, self._again
+        if again:
+            self.wake()
+
+    def wake(self) -> None:
+        """Run the pass now (or once more after the one under way)."""
+        with self._lock:
+            if self._running:
+                self._again = True
+                return
+        with contextlib.suppress(JobLookupError):  # the scheduler is shutting down
+            self.scheduler.modify_job(self.JOB_ID, next_run_time=datetime.now(UTC))
+
+
 def purge_job(app: Flask) -> None:
     """Reduce orders delivered ORDER_DATA_DAYS ago to ID and status, in its own app context;
     scheduled whether or not SP-API is configured, since stored data must go either way."""
@@ -130,12 +176,17 @@ def build_scheduler(
             **({"next_run_time": datetime.now(UTC)} if start_now else {}),
         )
 
-    every(app.config["POLL_SECONDS"], "poll-mailboxes", poll_job, watchers)
+    on_stored = None
+    if amazon_api(app.config, app.extensions) is not None:
+        orders_pass = OrdersPass(scheduler)
+        every(ORDERS_SECONDS, OrdersPass.JOB_ID, orders_pass, start_now=False)
+        on_stored = orders_pass.wake
+        if watchers is not None:
+            watchers.on_stored = on_stored
+    every(app.config["POLL_SECONDS"], "poll-mailboxes", poll_job, watchers, on_stored)
     # Replies the web request could not send go out within seconds, not a poll later.
     outbox_seconds = min(app.config.get("OUTBOX_SECONDS", 5), app.config["POLL_SECONDS"])
     every(outbox_seconds, "send-replies", outbox_job)
-    if amazon_api(app.config, app.extensions) is not None:
-        every(ORDERS_SECONDS, "fetch-orders", orders_job, start_now=False)
     every(PURGE_SECONDS, "purge-order-data", purge_job)
     if watchers is not None:
         # Each poll also updates the watchers; this covers a long POLL_SECONDS.

@@ -4,7 +4,7 @@ asks again, and that it leaves refused authorisations and MWS-only channels alon
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -25,6 +25,7 @@ from portal.services import orders as order_service
 from portal.services import spapi as spapi_service
 from portal.sqltypes import utcnow
 from tests.helpers import run_together
+from tests.mailgen import amazon_message
 
 pytestmark = pytest.mark.spapi
 
@@ -172,6 +173,45 @@ def test_the_worker_schedules_the_job_only_with_sp_api_configured(app, spapi):
     assert build_scheduler(app, BackgroundScheduler).get_job("fetch-orders") is None
     orders_job(app)  # and a job left over does nothing
     assert spapi.calls == {}
+
+
+@pytest.fixture
+def paused_worker(app):
+    """The worker's scheduler, started paused: its jobs have their next run times, and
+    a test runs them by hand."""
+    scheduler = build_scheduler(app, BackgroundScheduler)
+    scheduler.start(paused=True)
+    yield scheduler
+    scheduler.shutdown(wait=False)
+
+
+def orders_due_now(scheduler) -> bool:
+    return scheduler.get_job("fetch-orders").next_run_time <= datetime.now(UTC)
+
+
+def test_stored_mail_wakes_the_orders_pass(app, world, paused_worker, drop_mail):
+    """A new buyer message's order is asked for straight away, not ORDERS_SECONDS later,
+    so the agent who opens the thread finds the order beside it."""
+    poll = paused_worker.get_job("poll-mailboxes")
+    poll.func(*poll.args)  # a pass that stores nothing leaves the orders pass be
+    assert not orders_due_now(paused_worker)
+    drop_mail(amazon_message(1, world["IE"].helpdesk_address))
+    poll.func(*poll.args)
+    assert orders_due_now(paused_worker)
+
+
+def test_a_wake_during_the_orders_pass_runs_it_once_more(app, world, paused_worker, monkeypatch):
+    orders = paused_worker.get_job("fetch-orders")
+    passes = []
+
+    def a_pass_during_which_mail_is_stored(app):
+        passes.append(orders_due_now(paused_worker))
+        orders.func.wake()  # from the poll job's thread, while this pass runs
+
+    monkeypatch.setattr("ingest.scheduler.orders_job", a_pass_during_which_mail_is_stored)
+    orders.func(*orders.args)
+    assert passes == [False]  # the wake did not ask for a second instance meanwhile
+    assert orders_due_now(paused_worker)  # but the pass runs again now it has ended
 
 
 def test_the_purge_runs_hourly_even_without_sp_api(app, world, spapi, caplog):
