@@ -1,15 +1,35 @@
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
-from portal.services.users import MIN_PASSWORD_LENGTH, find_organisation, find_user_by_email
+from portal.services.passwords import MIN_PASSWORD_LENGTH, password_problem
+from portal.services.users import find_organisation, find_user_by_email
 from portal.validators import NO_CONTROL_CHARACTERS
 
-PASSWORD_LENGTH = Length(
-    min=MIN_PASSWORD_LENGTH,
-    max=200,
-    message=f"Use at least {MIN_PASSWORD_LENGTH} characters (at most 200).",
+PASSWORD_HELP = (
+    f"At least {MIN_PASSWORD_LENGTH} characters and not easy to guess: "
+    "a few uncommon words work well."
 )
+
+
+class StrongPassword:
+    """The password rules (services/passwords.py), their reason next to the field. The
+    password must not be built from the form's `about` fields (e-mail, name, business),
+    nor from the signed-in user's own."""
+
+    def __init__(self, *about: str) -> None:
+        self.about = about
+
+    def __call__(self, form: FlaskForm, field: PasswordField) -> None:
+        words = [form[name].data or "" for name in self.about]
+        if current_user.is_authenticated:
+            organisation = current_user.organisation
+            words += [current_user.email, current_user.name or ""]
+            words += [organisation.name] if organisation is not None else []
+        problem = password_problem(field.data or "", about=words)
+        if problem is not None:
+            raise ValidationError(problem)
 
 
 class LoginForm(FlaskForm):
@@ -31,8 +51,8 @@ class SignupForm(FlaskForm):
     email = EmailField("E-mail", validators=[DataRequired(), Email(), Length(max=254)])
     password = PasswordField(
         "Password",
-        validators=[DataRequired(), PASSWORD_LENGTH],
-        description=f"At least {MIN_PASSWORD_LENGTH} characters.",
+        validators=[DataRequired(), StrongPassword("email", "name", "organisation")],
+        description=PASSWORD_HELP,
     )
     password2 = PasswordField(
         "Repeat password",
@@ -53,8 +73,8 @@ class ChangePasswordForm(FlaskForm):
     current_password = PasswordField("Current password", validators=[DataRequired()])
     new_password = PasswordField(
         "New password",
-        validators=[DataRequired(), PASSWORD_LENGTH],
-        description=f"At least {MIN_PASSWORD_LENGTH} characters.",
+        validators=[DataRequired(), StrongPassword()],
+        description=PASSWORD_HELP,
     )
     new_password2 = PasswordField(
         "Repeat new password",

@@ -8,21 +8,21 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.security import check_password_hash
 
 from ingest.mail.text import describe_character, first_unsafe_character
 from portal.extensions import db
 from portal.models import Channel, Organisation, Role, User
 from portal.services.audit import record_event
+from portal.services.passwords import hash_password, needs_rehash, password_problem
 from portal.services.sessions import end_sessions
 from portal.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
 
-MIN_PASSWORD_LENGTH = 10
 # Compared against when the e-mail is unknown, so a login takes as long either way
 # and the response time does not reveal which addresses have accounts.
-_DUMMY_HASH = generate_password_hash("not-a-real-password-" + secrets.token_hex(8))
+_DUMMY_HASH = hash_password("not-a-real-password-" + secrets.token_hex(8))
 
 
 class AccountError(ValueError):
@@ -84,8 +84,7 @@ def create_user(
     email = normalise_email(email)
     if find_user_by_email(email) is not None:
         raise AccountError(f"A user with the e-mail {email} already exists.")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise AccountError(f"The password must be at least {MIN_PASSWORD_LENGTH} characters.")
+    _check_password(password, email, name, organisation.name if organisation else "")
     if role == Role.SELLER and organisation is None:
         raise AccountError("A seller user must belong to an organisation.")
     if role != Role.SELLER and organisation is not None:
@@ -93,7 +92,7 @@ def create_user(
     user = User(
         email=email,
         name=_checked_name("user's name", name),
-        password_hash=generate_password_hash(password),
+        password_hash=hash_password(password),
         role=role,
         organisation=organisation,
         must_change_password=must_change_password,
@@ -128,7 +127,16 @@ def authenticate(email: str, password: str) -> User | None:
         return None
     if not check_password_hash(user.password_hash, password) or not user.is_active:
         return None
+    if needs_rehash(user.password_hash):  # an older scheme: the password is in hand now
+        user.password_hash = hash_password(password)
+        log.info("Password hash of user %s upgraded to the current scheme", user.id)
     return user
+
+
+def _check_password(password: str, *about: str) -> None:
+    problem = password_problem(password, about=about)
+    if problem is not None:
+        raise AccountError(f"Password refused: {problem}")
 
 
 def record_login(user: User) -> None:
@@ -142,9 +150,9 @@ def change_password(user: User, new_password: str, *, actor: User) -> None:
 
     The sign-in the change was made in ends too: the caller starts a new one if wanted.
     """
-    if len(new_password) < MIN_PASSWORD_LENGTH:
-        raise AccountError(f"The password must be at least {MIN_PASSWORD_LENGTH} characters.")
-    user.password_hash = generate_password_hash(new_password)
+    org_name = user.organisation.name if user.organisation else ""
+    _check_password(new_password, user.email, user.name, org_name)
+    user.password_hash = hash_password(new_password)
     user.must_change_password = False
     end_sessions(user)
     record_event(
@@ -254,7 +262,7 @@ def reset_password(user: User, *, actor: User | None) -> str:
             "You cannot reset your own password here; change it on your Password page."
         )
     password = generate_temporary_password()
-    user.password_hash = generate_password_hash(password)
+    user.password_hash = hash_password(password)
     user.must_change_password = True
     end_sessions(user)
     db.session.flush()

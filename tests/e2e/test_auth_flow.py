@@ -23,7 +23,7 @@ def test_signup_login_dashboard_logout(page: Page, live_server: str) -> None:
     page.get_by_label("Repeat password").fill("short")
     page.get_by_role("button", name="Create account").click()
     # Bad input: the message shows next to the field and nothing is created.
-    expect(page.locator("#password-error")).to_contain_text("at least 10 characters")
+    expect(page.locator("#password-error")).to_contain_text("at least 12 characters")
 
     page.get_by_label("Password", exact=True).fill("kite flying season")
     page.get_by_label("Repeat password").fill("kite flying season")

@@ -44,7 +44,7 @@ def test_signup_creates_organisation_and_owner(client):
         ({"email": "not-an-email"}, "email", "Invalid email address."),
         ({"email": ""}, "email", "This field is required."),
         ({"organisation": ""}, "organisation", "This field is required."),
-        ({"password": "short", "password2": "short"}, "password", "at least 10 characters"),
+        ({"password": "short", "password2": "short"}, "password", "at least 12 characters"),
         ({"password2": "something else!"}, "password2", "The passwords do not match."),
         # The probe's business name: stored, it made every reply of the business unsendable.
         (

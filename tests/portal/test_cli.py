@@ -56,7 +56,7 @@ def test_users_create_refuses_duplicates_and_short_passwords(runner, make_user):
         ]
     )
     assert result.exit_code == 1
-    assert "at least 10 characters" in result.output
+    assert "at least 12 characters" in result.output
 
 
 def test_users_assign_agent(runner, make_user, make_org):

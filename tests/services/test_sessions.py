@@ -143,7 +143,10 @@ def test_expired_sign_ins_are_deleted_at_the_next_login(seller, make_user):
     "end",
     [
         pytest.param(
-            lambda user: user_service.change_password(user, "n" * 12, actor=user), id="pw"
+            lambda user: user_service.change_password(
+                user, "amber kettle tundra violin", actor=user
+            ),
+            id="pw",
         ),
         pytest.param(lambda user: user_service.reset_password(user, actor=None), id="reset"),
         pytest.param(lambda user: user_service.deactivate_user(user, actor=None), id="deactivate"),

@@ -166,7 +166,7 @@ def _backfill_check(url: str, tmp_path) -> None:
 
         org = user_service.get_or_create_organisation("Backfill Ltd", actor=None)
         admin = user_service.create_user(
-            email="admin@example.com", password="x" * 16, role=Role.ADMIN, actor=None
+            email="admin@example.com", password="plenty quiet lanterns", role=Role.ADMIN, actor=None
         )
         admin_id = admin.id
         # Core inserts naming their columns: the models describe threads.snippet,

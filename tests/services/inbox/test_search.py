@@ -258,7 +258,7 @@ def _backfill_check(url: str, tmp_path) -> None:
             org, "UK", actor=None, inbound_domain="helpdesk.test"
         )
         admin = user_service.create_user(
-            email="admin@example.com", password="x" * 16, role=Role.ADMIN, actor=None
+            email="admin@example.com", password="plenty quiet lanterns", role=Role.ADMIN, actor=None
         )
         thread = Thread(
             channel=channel,
