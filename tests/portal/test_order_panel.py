@@ -148,6 +148,14 @@ def test_an_order_not_fetched_yet_says_so(client, shop, agent, spapi):
     assert sum(spapi.calls.values()) == 0
 
 
+def test_an_order_amazon_did_not_give_says_why(app, client, make_thread, shop, agent, spapi):
+    unknown = make_thread(shop["channel"], order_id="203-0000000-0000404")
+    worker_pass(app)
+    page = page_of(client, unknown)
+    assert "The order could not be fetched yet: Amazon has no order 203-0000000-0000404" in page
+    assert "being fetched" not in page
+
+
 def test_a_purged_order_shows_only_its_id_and_status(app, client, shop, agent, spapi):
     worker_pass(app)
     purged = order_service.purge_order_data(now=utcnow() + timedelta(days=3650), days=30)
