@@ -23,7 +23,9 @@ from flask.testing import FlaskClient
 from imapclient import IMAPClient
 
 from portal.extensions import db
-from portal.models import Message
+from portal.models import Channel, Message
+from portal.services import channels as channel_service
+from portal.services import spapi as spapi_service
 
 #: The password of every user the factories make.
 PASSWORD = "correct horse battery"
@@ -38,6 +40,28 @@ MAIL = DATA / "mail"
 #: through the one Content-Disposition helper, tests/security/test_downloads_browser.py
 #: clicks each in Chromium.
 DOWNLOAD_ENDPOINTS = frozenset({"inbox.attachment", "admin.raw_message", "orgs.export_messages"})
+#: An MWS Auth Token of the shape Amazon issued (MWS itself was switched off in 2024).
+MWS_TOKEN = "amzn.mws.4ea38b7b-f563-7709-4bae-87aeaadc4d6f"
+
+
+def authorise_with_amazon(channel: Channel, spapi: Any, refresh_token: str) -> None:
+    """Give `channel` an SP-API authorisation the stand-in (`spapi`) accepts, and commit."""
+    spapi_service.store_refresh_token(
+        channel,
+        selling_partner_id=spapi.selling_partner_id,
+        refresh_token=refresh_token,
+        actor=None,
+    )
+    db.session.commit()
+    spapi.accept_refresh_token(refresh_token)
+
+
+def connect_with_mws_token(channel: Channel) -> None:
+    """Give `channel` an MWS Auth Token only (no SP-API authorisation), and commit."""
+    channel_service.submit_mws_token(
+        channel, seller_id="A1B2C3D4E5F6G7", token=MWS_TOKEN, actor=None
+    )
+    db.session.commit()
 
 
 def mail_bytes(name_or_bytes: str | bytes, *, replace: dict[str, str] | None = None) -> bytes:

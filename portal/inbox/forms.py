@@ -65,6 +65,14 @@ class RemoveTagForm(FlaskForm):
     submit = SubmitField("Remove")
 
 
+class RefreshOrderForm(FlaskForm):
+    submit = SubmitField("Refresh")
+
+
+class ReviewRequestForm(FlaskForm):
+    submit = SubmitField("Request a review")
+
+
 class NoteForm(FlaskForm):
     text = TextAreaField(
         "Internal note",

@@ -4,6 +4,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     flash,
     redirect,
     render_template,
@@ -15,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload, undefer
 from wtforms import SelectChoice
 
+from portal.amazon_api import api_settings
 from portal.downloads import download
 from portal.extensions import db
 from portal.html import sanitize_email_html
@@ -23,11 +25,14 @@ from portal.inbox.forms import (
     AssignForm,
     InboxFilterForm,
     NoteForm,
+    RefreshOrderForm,
     RemoveTagForm,
     ReplyForm,
+    ReviewRequestForm,
     StatusForm,
     TagForm,
 )
+from portal.inbox.order_panel import REFRESH_MESSAGES, build_order_panel, review_result_message
 from portal.inbox.rows import render_rows
 from portal.marketplaces import MARKETPLACES
 from portal.models import (
@@ -42,11 +47,13 @@ from portal.models import (
 from portal.security import get_visible_or_404
 from portal.services import canned as canned_service
 from portal.services import inbox as inbox_service
+from portal.services import orders as order_service
 from portal.services import outbox as outbox_service
 from portal.services import outbox_delivery
 from portal.services import threads as thread_service
 from portal.services.audit import record_event
 from portal.services.compliance import check_reply
+from portal.services.spapi import settings_for_channel
 from portal.sqltypes import parse_id
 
 bp = Blueprint("inbox", __name__)
@@ -180,6 +187,9 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
             status_badge=STATUS_BADGES[thread.status],
             asins=asins,
             other_threads=thread_service.other_threads_of_buyer(thread),
+            order_panel=_order_panel(thread),
+            refresh_order_form=RefreshOrderForm(formdata=None),
+            review_request_form=ReviewRequestForm(formdata=None),
             can_work=_can_work(thread),
             show_images=request.args.get("images") == "1",
             status_form=status_form,
@@ -197,6 +207,22 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
             else [],
         ),
         status,
+    )
+
+
+def _order_panel(thread: Thread):
+    channel = thread.channel
+    offered = settings_for_channel(current_app.config, channel) is not None
+    return build_order_panel(
+        thread,
+        viewer=current_user,
+        can_work=_can_work(thread),
+        authorise_url=url_for("channels.detail", channel_id=channel.id, _anchor="step-1")
+        if offered
+        else None,
+        fetching_configured=api_settings(current_app.config) is not None,
+        purge_days=current_app.config["ORDER_DATA_DAYS"],
+        now=thread_service.utcnow(),
     )
 
 
@@ -418,3 +444,38 @@ def reply(thread_id: int):
             "warning",
         )
     return _back(thread, anchor=f"m{message.id}")
+
+
+@bp.route("/threads/<int:thread_id>/order/refresh", methods=["POST"])
+@login_required
+def refresh_order(thread_id: int):
+    """Marks the thread's order due for the worker: the request never waits for Amazon."""
+    thread = _load_thread(thread_id)
+    if not RefreshOrderForm().validate_on_submit() or not thread.order_id:
+        abort(400)
+    result = order_service.request_refresh(
+        thread.channel, thread.order_id, now=thread_service.utcnow()
+    )
+    db.session.commit()
+    flash(*REFRESH_MESSAGES[result])
+    return _back(thread, anchor="order")
+
+
+@bp.route("/threads/<int:thread_id>/order/review-request", methods=["POST"])
+@login_required
+def request_review(thread_id: int):
+    """Asks Amazon to send the buyer its review request: a user's action, so it calls
+    Amazon (with the client's timeout), unlike any page view."""
+    thread = _load_thread(thread_id, work=True)
+    if not ReviewRequestForm().validate_on_submit() or not thread.order_id:
+        abort(400)
+    api = order_service.amazon_api(current_app.config, current_app.extensions)
+    if api is None:
+        flash("Sellerdesk is not set up to call Amazon's API; no review request was sent.", "error")
+        return _back(thread, anchor="order")
+    failure = order_service.send_review_request(
+        thread.channel, thread.order_id, api=api, actor=current_user, now=thread_service.utcnow()
+    )
+    db.session.commit()
+    flash(*review_result_message(failure))
+    return _back(thread, anchor="order")

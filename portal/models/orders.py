@@ -59,6 +59,9 @@ class Order(db.Model):
     #: The sentence of the last failure, shown beside the older data; "" after a success.
     last_error: Mapped[str] = mapped_column(Text, default="")
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When Amazon last said it offers the review request for this order (asked by the
+    #: worker when it fetches a delivered order); None: not offered, or not asked.
+    review_request_offered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: When Amazon sent the buyer our review and feedback request (once per order).
     review_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: When the details were purged (ORDER_DATA_DAYS after delivery): only the order ID

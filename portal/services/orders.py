@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -48,6 +49,21 @@ CLAIM = timedelta(minutes=5)
 #: Threads this recent get their order fetched unasked (Amazon returns orders of the
 #: last two years; older threads wait for someone to ask).
 PREFETCH_WINDOW = timedelta(days=60)
+#: Amazon offers the review request 5 to 30 days after delivery (Solicitations API).
+REVIEW_WINDOW_OPENS = timedelta(days=5)
+REVIEW_WINDOW_CLOSES = timedelta(days=30)
+#: A "Refresh" asked for sooner than this after a fetch is not passed on: the data shown
+#: is that fresh already, and a button pressed in a loop must not become calls to Amazon.
+REFRESH_MIN_AGE = timedelta(minutes=1)
+
+
+class RefreshRequest(StrEnum):
+    """What became of someone's "Refresh" of an order."""
+
+    REQUESTED = "requested"  # the worker fetches it on its next pass
+    ALREADY_DUE = "already_due"  # it was due already
+    TOO_SOON = "too_soon"  # fetched less than REFRESH_MIN_AGE ago
+    CANNOT_ASK = "cannot_ask"  # no SP-API authorisation, a refused one, or no order ID
 
 
 def amazon_api(config: Mapping[str, Any], extensions: dict[str, Any]) -> AmazonApi | None:
@@ -124,6 +140,9 @@ def send_review_request(
         )
     if result is None:
         row.review_requested_at = now
+        row.review_request_offered_at = None
+    elif result.status == 400:  # Amazon does not offer it (any more): no button
+        row.review_request_offered_at = None
     elif result.kind == FailureKind.AUTHORISATION_REVOKED:
         flag_authorisation_needed(channel, status=result.status)
     record_event(
@@ -146,7 +165,77 @@ def refresh_order(
     result = fetch_order(channel, order_id, api=api)
     if isinstance(result, ApiFailure):
         return record_order_failure(channel, order_id, result, now=now), result
-    return store_order(channel, result, now=now), None
+    row = store_order(channel, result, now=now)
+    if is_in_review_window(row, now=now) and row.review_requested_at is None:
+        check_review_offer(channel, row, api=api, now=now)
+    return row, None
+
+
+def is_in_review_window(order: Order, *, now: datetime) -> bool:
+    """Whether `order` was delivered 5 to 30 days ago (when Amazon offers the review
+    request), by its stored delivery date."""
+    if order.delivered_at is None or order.purged_at is not None:
+        return False
+    return REVIEW_WINDOW_OPENS <= now - order.delivered_at <= REVIEW_WINDOW_CLOSES
+
+
+def check_review_offer(channel: Channel, order: Order, *, api: AmazonApi, now: datetime) -> None:
+    """Ask Amazon whether it offers the review request for `order` and keep the answer,
+    so the thread page can show the button without asking; a failure keeps the
+    previous answer (a refused authorisation flags the channel)."""
+    offered = review_request_offered(channel, order.order_id, api=api)
+    if isinstance(offered, ApiFailure):
+        if offered.kind == FailureKind.AUTHORISATION_REVOKED:
+            flag_authorisation_needed(channel, status=offered.status)
+        log.info(
+            "review offer of order %s of channel %s not checked: %s",
+            order.order_id,
+            channel.id,
+            offered.kind,
+        )
+        return
+    order.review_request_offered_at = now if offered else None
+    db.session.flush()
+
+
+def is_review_request_offered(order: Order, *, now: datetime) -> bool:
+    """Whether the thread page offers "Request a review" for `order`: Amazon said it
+    offers it, none was sent, and the window has not closed since."""
+    return (
+        order.review_request_offered_at is not None
+        and order.review_requested_at is None
+        and is_in_review_window(order, now=now)
+    )
+
+
+def order_for(channel: Channel, order_id: str | None) -> Order | None:
+    """The stored order `order_id` of `channel`, if any (never asks Amazon)."""
+    if not order_id:
+        return None
+    return db.session.scalar(
+        select(Order).where(Order.channel_id == channel.id, Order.order_id == order_id)
+    )
+
+
+def can_ask_amazon(channel: Channel) -> bool:
+    """Whether the worker can ask Amazon about `channel`'s orders: it holds an SP-API
+    authorisation that Amazon has not refused."""
+    return is_spapi_credential(channel.credential) and not channel.is_amazon_authorisation_needed
+
+
+def request_refresh(channel: Channel, order_id: str, *, now: datetime) -> RefreshRequest:
+    """Mark `order_id` due now, for the worker's next pass to fetch (a page never asks
+    Amazon itself); not when it was fetched moments ago or cannot be asked for."""
+    if not can_ask_amazon(channel) or not ORDER_ID_RE.fullmatch(order_id or ""):
+        return RefreshRequest.CANNOT_ASK
+    row = _order_row(channel, order_id)
+    if row.fetched_at is not None and now - row.fetched_at < REFRESH_MIN_AGE:
+        return RefreshRequest.TOO_SOON
+    if row.refresh_at is not None and row.refresh_at <= now:
+        return RefreshRequest.ALREADY_DUE
+    row.refresh_at = now
+    db.session.flush()
+    return RefreshRequest.REQUESTED
 
 
 def store_order(channel: Channel, order: AmazonOrder, *, now: datetime) -> Order:
@@ -355,6 +444,7 @@ def purge_order_data(*, now: datetime, days: int) -> int:
             items=[],
             packages=[],
             refresh_at=None,
+            review_request_offered_at=None,
             last_error="",
             last_error_at=None,
             purged_at=now,

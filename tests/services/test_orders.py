@@ -17,6 +17,7 @@ from portal.services import channels as channel_service
 from portal.services import export as export_service
 from portal.services import orders as order_service
 from portal.services import spapi as spapi_service
+from tests.helpers import authorise_with_amazon
 
 REFRESH_TOKEN = "Atzr|IwEBIstandin-refresh-token-for-the-orders-service-0123456789WXYZ"
 MWS_TOKEN = "amzn.mws.4ea38b7b-f563-7709-4bae-87aeaadc4d6f"
@@ -29,14 +30,7 @@ def authorised(make_channel, make_org, spapi):
     org = make_org()
     ireland = make_channel("IE", organisation=org)
     make_channel("ZA", organisation=org)
-    spapi_service.store_refresh_token(
-        ireland,
-        selling_partner_id=spapi.selling_partner_id,
-        refresh_token=REFRESH_TOKEN,
-        actor=None,
-    )
-    db.session.commit()
-    spapi.accept_refresh_token(REFRESH_TOKEN)
+    authorise_with_amazon(ireland, spapi, REFRESH_TOKEN)
     return org
 
 
@@ -328,3 +322,72 @@ def test_amazons_refusals_of_a_review_request_are_audited(app, authorised, spapi
         "authorisation_revoked",
     ]
     assert db.session.scalars(select(Order.review_requested_at)).all() == [None, None]
+
+
+# --- what the thread page's panel asks of the service --------------------------------------
+
+#: Amazon's example order delivered (its deliver-by window ended) this long before NOW.
+DELIVERED_AGO = {"in the window": timedelta(days=10), "too early": timedelta(days=2)}
+
+
+def delivered(spapi, ago):
+    end = (NOW - ago).strftime("%Y-%m-%dT%H:%M:%SZ")
+    spapi.orders[ORDER]["order"]["fulfillment"]["deliverByWindow"] = {"latestDateTime": end}
+
+
+@pytest.mark.spapi
+@pytest.mark.parametrize(
+    ("when", "offered", "checks"), [("in the window", True, 1), ("too early", False, 0)]
+)
+def test_a_fetch_in_the_review_window_keeps_whether_amazon_offers_the_request(
+    app, authorised, spapi, when, offered, checks
+):
+    api = order_service.amazon_api(app.config, app.extensions)
+    delivered(spapi, DELIVERED_AGO[when])
+    row, _ = order_service.refresh_order(channel_of(authorised, "IE"), ORDER, api=api, now=NOW)
+    assert spapi.calls["getSolicitationActionsForOrder"] == checks
+    assert (row.review_request_offered_at == NOW) is offered
+    assert order_service.is_review_request_offered(row, now=NOW) is offered
+    assert not order_service.is_review_request_offered(row, now=NOW + timedelta(days=25))
+
+
+@pytest.mark.spapi
+def test_a_failed_offer_check_keeps_the_previous_answer_and_a_purge_drops_it(
+    app, authorised, spapi
+):
+    api = order_service.amazon_api(app.config, app.extensions)
+    ireland = channel_of(authorised, "IE")
+    delivered(spapi, DELIVERED_AGO["in the window"])
+    row, _ = order_service.refresh_order(ireland, ORDER, api=api, now=NOW)
+    spapi.faults = ["", "malformed"]  # the order answers, the offer check does not
+    later = NOW + timedelta(hours=1)
+    row, failure = order_service.refresh_order(ireland, ORDER, api=api, now=later)
+    assert failure is None and row.fetched_at == later
+    assert row.review_request_offered_at == NOW
+    assert order_service.purge_order_data(now=NOW + timedelta(days=60), days=30) == 1
+    db.session.expire_all()
+    assert db.session.scalar(select(Order.review_request_offered_at)) is None
+
+
+@pytest.mark.spapi
+def test_a_refresh_request_marks_the_order_due_and_asks_amazon_nothing(
+    app, authorised, spapi, make_channel
+):
+    ireland = channel_of(authorised, "IE")
+    Result = order_service.RefreshRequest
+    assert order_service.request_refresh(ireland, ORDER, now=NOW) == Result.REQUESTED
+    assert order_service.request_refresh(ireland, ORDER, now=NOW) == Result.ALREADY_DUE
+    assert order_service.orders_to_fetch(now=NOW, limit=5) == [(ireland.id, ORDER)]
+    api = order_service.amazon_api(app.config, app.extensions)
+    order_service.refresh_order(ireland, ORDER, api=api, now=NOW)
+    soon = NOW + order_service.REFRESH_MIN_AGE / 2
+    assert order_service.request_refresh(ireland, ORDER, now=soon) == Result.TOO_SOON
+    later = NOW + order_service.REFRESH_MIN_AGE
+    assert order_service.request_refresh(ireland, ORDER, now=later) == Result.REQUESTED
+    assert spapi.calls["getOrder"] == 1  # the worker's fetch only
+
+    ireland.is_amazon_authorisation_needed = True
+    assert order_service.request_refresh(ireland, ORDER, now=later) == Result.CANNOT_ASK
+    uk = make_channel("UK", organisation=authorised)  # no SP-API authorisation
+    assert order_service.request_refresh(uk, ORDER, now=later) == Result.CANNOT_ASK
+    assert order_service.request_refresh(ireland, "not-an-order", now=later) == (Result.CANNOT_ASK)
