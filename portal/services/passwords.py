@@ -56,13 +56,13 @@ def hash_password(password: str) -> str:
 
 def needs_rehash(password_hash: str) -> bool:
     """True for a hash made with another scheme than new ones use (or other settings)."""
-    return not password_hash.startswith(_current_prefix())
+    return not password_hash.startswith(_prefix_of(HASH_METHOD))
 
 
 @functools.cache
-def _current_prefix() -> str:
+def _prefix_of(method: str) -> str:
     # "scrypt:32768:8:1$salt$hash": the method and its parameters, up to the salt.
-    return hash_password("x").split("$", 1)[0] + "$"
+    return generate_password_hash("x", method=method).split("$", 1)[0] + "$"
 
 
 def _words_of(about: Iterable[str]) -> list[str]:

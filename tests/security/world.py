@@ -19,7 +19,6 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import delete, insert, select
-from werkzeug.security import generate_password_hash
 
 from portal import create_app
 from portal.extensions import db
@@ -36,6 +35,7 @@ from portal.models import (
 from portal.services import canned as canned_service
 from portal.services import channels as channel_service
 from portal.services import outbox as outbox_service
+from portal.services import passwords as password_rules
 from portal.services import threads as thread_service
 from portal.services import users as user_service
 from portal.sqltypes import utcnow
@@ -55,11 +55,7 @@ def fast_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
     The real cost (scrypt, ~0.3 s a hash) is what the auth tests measure; here it
     would only multiply the run time. Checking still goes through werkzeug.
     """
-    monkeypatch.setattr(
-        user_service,
-        "generate_password_hash",
-        lambda password: generate_password_hash(password, method="pbkdf2:sha256:1"),
-    )
+    monkeypatch.setattr(password_rules, "HASH_METHOD", "pbkdf2:sha256:1")
 
 
 @dataclass
