@@ -23,18 +23,17 @@ from typing import Any
 
 from limits.storage import Storage
 from sqlalchemy import case, delete, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from portal.extensions import db
 from portal.models.ratelimits import KEY_LENGTH, RateLimitCounter
+from portal.sqltypes import UPSERT_INSERTS, upsert_insert
 
 #: One write in this many also deletes every expired counter, so the table stays as
 #: small as the number of clients seen in the longest window (an hour for login).
 CLEANUP_ONE_IN = 100
 
 _TABLE = RateLimitCounter.__table__
-_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 class DatabaseStorage(Storage):
@@ -56,9 +55,9 @@ class DatabaseStorage(Storage):
         """Add `amount` hits to the key's window (a new one if none is running); the total."""
         now = time.time()
         dialect = db.engine.dialect.name
-        if dialect not in _INSERTS:
+        if dialect not in UPSERT_INSERTS:
             raise RuntimeError(f"the database:// rate-limit storage does not support {dialect}")
-        insert = _INSERTS[dialect](_TABLE).values(
+        insert = upsert_insert(dialect, _TABLE).values(
             key=_row_key(key), hits=amount, expires_at=now + expiry
         )
         # One statement, so two workers counting the same client at once cannot lose a hit:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import DateTime, Enum, MetaData
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -29,6 +31,19 @@ class Base(DeclarativeBase):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+#: INSERT statements with ON CONFLICT, by dialect: one statement lets the database decide
+#: between two workers writing the same row (the databases we run on both have it).
+UPSERT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def upsert_insert(dialect: str, table: Any) -> Any:
+    """An INSERT of `table` that can take .on_conflict_do_update/_nothing on `dialect`."""
+    try:
+        return UPSERT_INSERTS[dialect](table)
+    except KeyError:
+        raise RuntimeError(f"INSERT … ON CONFLICT is not supported on {dialect}") from None
 
 
 class UTCDateTime(TypeDecorator):

@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import (
@@ -16,6 +16,7 @@ from werkzeug.security import check_password_hash
 
 from portal.auth.forms import ChangePasswordForm, LoginForm, LogoutForm, SignupForm
 from portal.extensions import db, limiter
+from portal.services import lockout
 from portal.services import sessions as session_service
 from portal.services import users as user_service
 from portal.sqltypes import utcnow
@@ -71,14 +72,34 @@ def login():
         return redirect(url_for("main.dashboard"))
     form = LoginForm()
     if form.validate_on_submit():
-        user = user_service.authenticate(form.email.data, form.password.data)
+        email, now = form.email.data, utcnow()
+        until = lockout.locked_until(email, now=now)
+        if until is not None:
+            form.password.errors.append(_locked_out(until, now))
+            return render_template("auth/login.html", form=form), 429
+        user = user_service.authenticate(email, form.password.data)
         if user is None:
-            form.password.errors.append("Wrong e-mail or password.")
+            until = lockout.record_failure(email, now=now)
+            db.session.commit()
+            form.password.errors.append(
+                "Wrong e-mail or password." + (" " + _locked_out(until, now) if until else "")
+            )
         else:
+            lockout.clear(email)
             user_service.record_login(user)
             _start_session(user, remember=form.remember.data)
             return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form)
+
+
+def _locked_out(until: datetime, now: datetime) -> str:
+    """The same words for every address, with and without an account."""
+    seconds = max(1, round((until - now).total_seconds()))
+    wait = f"{seconds} seconds" if seconds < 120 else f"{round(seconds / 60)} minutes"
+    return (
+        "Too many failed logins for this e-mail address: "
+        f"try again in {wait} (at {until:%H:%M:%S} UTC)."
+    )
 
 
 @bp.route("/signup", methods=["GET", "POST"])

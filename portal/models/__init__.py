@@ -11,7 +11,7 @@ from portal.models.channels import (
 from portal.models.mailboxes import Mailbox
 from portal.models.orders import Order
 from portal.models.organisations import Organisation, agent_assignments
-from portal.models.ratelimits import RateLimitCounter
+from portal.models.ratelimits import LoginLockout, RateLimitCounter
 from portal.models.sessions import SpapiState, UserSession
 from portal.models.settings import Setting
 from portal.models.threads import (
@@ -37,6 +37,7 @@ __all__ = [
     "Credential",
     "CredentialKind",
     "Direction",
+    "LoginLockout",
     "Mailbox",
     "Message",
     "Order",

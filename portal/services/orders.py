@@ -18,7 +18,6 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ingest.mail.amazon import ORDER_ID_RE
 from portal.amazon_api import AmazonApi, ApiFailure, FailureKind, Seller, api_settings
@@ -28,10 +27,10 @@ from portal.extensions import db
 from portal.models import Channel, Credential, CredentialKind, Order, Thread, User
 from portal.services.audit import record_event
 from portal.services.spapi import channels_sharing_authorisation, is_spapi_credential
+from portal.sqltypes import upsert_insert
 
 log = logging.getLogger(__name__)
 
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 #: How soon an order is asked for again: often while it awaits shipping, less often on
 #: its way, rarely once it cannot change (delivered, cancelled).
@@ -347,8 +346,7 @@ def claim_order(channel_id: int, order_id: str, *, now: datetime) -> bool:
 
     One INSERT … ON CONFLICT statement, so the database decides between two workers.
     """
-    dialect = db.session.get_bind().dialect.name
-    insert = _INSERTS[dialect](Order).values(
+    insert = upsert_insert(db.session.get_bind().dialect.name, Order).values(
         channel_id=channel_id,
         order_id=order_id,
         programs=[],
