@@ -12,6 +12,7 @@ import contextlib
 import gc
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,7 @@ POLL_CONCURRENCY = 4
 #: How many parse worker processes; None: one per CPU beyond the first (which stores),
 #: at most 2. 0: never.
 PARSE_WORKERS: int | None = None
+_PARSE_WORKERS_IN_USE = threading.Lock()
 
 
 @dataclass
@@ -159,18 +161,26 @@ def _parse_workers(
     if count <= 0 or messages < PARSE_WORKERS_MIN_MESSAGES:
         yield None
         return
-    try:
-        workers = ParseWorkers(
-            count, max_attachment_bytes=max_attachment_bytes, time_limit=parse_seconds
-        )
-    except OSError:
-        log.warning("Could not start parse workers; parsing in this process", exc_info=True)
+    # One poll at a time has them: polls side by side (POLL_CONCURRENCY) would
+    # otherwise start a set each, more processes than CPUs and their memory on top.
+    if not _PARSE_WORKERS_IN_USE.acquire(blocking=False):
         yield None
         return
     try:
-        yield workers
+        try:
+            workers = ParseWorkers(
+                count, max_attachment_bytes=max_attachment_bytes, time_limit=parse_seconds
+            )
+        except OSError:
+            log.warning("Could not start parse workers; parsing in this process", exc_info=True)
+            yield None
+            return
+        try:
+            yield workers
+        finally:
+            workers.close()
     finally:
-        workers.close()
+        _PARSE_WORKERS_IN_USE.release()
 
 
 def _cpus() -> int:

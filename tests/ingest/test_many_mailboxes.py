@@ -125,3 +125,16 @@ def test_a_pass_skips_a_mailbox_another_worker_polled_after_the_pass_began(mailb
     later = PollSummary()
     assert poll_one(mailbox, later, owner="this-host:2", unless_polled_since=utcnow())
     assert later.fetched == 1 and _stored() == 2
+
+
+def test_one_poll_at_a_time_parses_in_worker_processes(app, monkeypatch):
+    monkeypatch.setattr(pipeline, "PARSE_WORKERS", 1)
+    options = {"max_attachment_bytes": 10**6, "parse_seconds": None}
+    many = pipeline.PARSE_WORKERS_MIN_MESSAGES
+    with (
+        pipeline._parse_workers(many, **options) as first,
+        pipeline._parse_workers(many, **options) as second,
+    ):
+        assert first is not None and second is None  # the second parses in its thread
+    with pipeline._parse_workers(many, **options) as again:
+        assert again is not None
