@@ -33,7 +33,6 @@ import math
 import os
 import random
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # `ingest` package; put the project root there instead (portal, ingest, tests, bench).
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
+
+from bench.common import idle_poll_modes, run_bench, say, stop_servers, tail  # noqa: E402
 
 TARGET_MEDIAN_SECONDS = 2.0
 CHECK_EVERY = 0.05
@@ -68,10 +69,6 @@ class ModeResult:
         """Nearest-rank percentile (p in 0..100)."""
         ordered = sorted(self.latencies)
         return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 class Bench:
@@ -98,16 +95,7 @@ class Bench:
             self.postgres.start()
 
     def stop(self) -> None:
-        for server in (self.dovecot, self.postgres):
-            if server is not None:
-                try:
-                    server.stop()
-                except Exception as exc:  # keep going: the other one must stop too
-                    _say(f"could not stop {type(server).__name__}: {exc}")
-        if self.args.keep:
-            _say(f"kept {self.workdir}")
-        else:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        stop_servers((self.dovecot, self.postgres), self.workdir, keep=self.args.keep)
 
     # -- one mode -----------------------------------------------------------------------
 
@@ -207,7 +195,7 @@ class Bench:
             if order.encode() in page and b'class="subject"' in page:
                 return time.perf_counter() - arrived
             if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited ({worker.returncode}):\n{_tail(log)}")
+                raise RuntimeError(f"the worker exited ({worker.returncode}):\n{tail(log)}")
             time.sleep(CHECK_EVERY)
         return None
 
@@ -230,11 +218,11 @@ class Bench:
             deadline = time.monotonic() + 60
             while ready not in log.read_text(errors="replace"):
                 if worker.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the {mode} worker did not start:\n{_tail(log)}")
+                    raise RuntimeError(f"the {mode} worker did not start:\n{tail(log)}")
                 time.sleep(0.1)
             order, arrived = self._append(user, password)  # warm-up, not counted
             if self._visible_after(client, order, arrived, worker, log) is None:
-                raise RuntimeError(f"the warm-up message never showed up:\n{_tail(log)}")
+                raise RuntimeError(f"the warm-up message never showed up:\n{tail(log)}")
             for n in range(1, self.args.messages + 1):
                 if mode == "idle":
                     time.sleep(self.rng.uniform(0.2, 1.0))
@@ -244,10 +232,10 @@ class Bench:
                 latency = self._visible_after(client, order, arrived, worker, log)
                 if latency is None:
                     result.missed += 1
-                    _say(f"  {mode} {n}: not visible after {self.args.timeout:.0f} s")
+                    say(f"  {mode} {n}: not visible after {self.args.timeout:.0f} s")
                 else:
                     result.latencies.append(latency)
-                    _say(f"  {mode} {n}/{self.args.messages}: {latency:.2f} s")
+                    say(f"  {mode} {n}/{self.args.messages}: {latency:.2f} s")
         finally:
             worker.terminate()
             try:
@@ -261,13 +249,6 @@ class Bench:
                 db.engine.dispose()
         self.results.append(result)
         return result
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def report(bench: Bench) -> str:
@@ -323,9 +304,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, SQLite)")
     args = parser.parse_args(argv)
-    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if not args.modes or set(args.modes) - {"idle", "poll"}:
-        parser.error("--modes takes idle, poll or both")
+    args.modes = idle_poll_modes(parser, args.modes)
     if args.messages < 1 or args.poll_seconds < 1:
         parser.error("-n and --poll-seconds must be positive")
     return args
@@ -333,23 +312,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import logging
-
-    # Quiet setup (migrations); create_app leaves a configured root logger alone.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     bench = Bench(args)
-    try:
-        bench.start()
+
+    def body() -> None:
         for mode in args.modes:
-            _say(f"{mode}: {args.messages} messages …")
+            say(f"{mode}: {args.messages} messages …")
             bench.run_mode(mode)
-    except RuntimeError as exc:
-        _say(f"benchmark failed: {exc}")
-        return 1
-    finally:
-        bench.stop()
-    print(report(bench))
-    return 0
+
+    return run_bench(bench, body, report)
 
 
 if __name__ == "__main__":

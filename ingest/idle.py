@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from flask import Flask
@@ -28,6 +29,7 @@ from portal.extensions import db
 from portal.models import Mailbox
 from portal.services import leases
 from portal.services import mailboxes as mailbox_service
+from portal.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +51,20 @@ def is_imap_source(source_url: str) -> bool:
     return urlsplit(source_url).scheme in mailbox_service.IMAP_SCHEMES
 
 
-def poll_mailbox_by_id(mailbox_id: int, *, owner: str) -> PollSummary | None:
+def poll_mailbox_by_id(
+    mailbox_id: int, *, owner: str, unless_polled_since: datetime | None = None
+) -> PollSummary | None:
     """`pipeline.poll_one` for a mailbox id; None when another poll holds the lease.
 
     Needs an app context. IDLE fetches whenever mail arrives, backoff or not: the
-    server just proved it is there.
+    server just proved it is there. A poll that began at or after `unless_polled_since`
+    (the announcement) fetched that mail already: then nothing is polled again.
     """
     mailbox = db.session.get(Mailbox, mailbox_id)
     summary = PollSummary()
     if mailbox is None or not mailbox.is_enabled:
         return summary
-    if not poll_one(mailbox, summary, owner=owner):
+    if not poll_one(mailbox, summary, owner=owner, unless_polled_since=unless_polled_since):
         log.debug(
             "Mailbox %s is being processed by %s; the IDLE watcher tries again shortly",
             mailbox.name,
@@ -145,25 +150,32 @@ class MailboxWatcher:
             source.start_idle()
             log.info("Mailbox %s: waiting for new mail with IDLE", self.name)
             # Whatever arrived before the watch began is fetched now, while it watches.
-            pending = True
+            # `announced`: the mail pending had all arrived by then, so a poll (another
+            # worker's, say, whose watcher heard the same announcement) that began
+            # later has fetched it. Both times come from the hosts' clocks.
+            pending, announced = True, utcnow()
             renew_at = time.monotonic() + IDLE_RENEW_SECONDS
             while not self._stop.is_set():
                 if pending:
-                    pending = not self._poll()
+                    pending = not self._poll(announced)
                 wait = LEASE_RETRY_SECONDS if pending else renew_at - time.monotonic()
                 if source.wait_for_mail(wait, stop=self._stop):
-                    pending = True
+                    pending, announced = True, utcnow()
                 self.failures = 0
                 if time.monotonic() >= renew_at:
-                    pending = source.stop_idle() or pending
+                    if source.stop_idle():
+                        pending, announced = True, utcnow()
                     source.start_idle()
                     renew_at = time.monotonic() + IDLE_RENEW_SECONDS
 
-    def _poll(self) -> bool:
-        """Fetch now, in its own app context; False when the lease is taken (retry soon)."""
+    def _poll(self, announced: datetime) -> bool:
+        """Fetch now, in its own app context, unless a poll began after `announced`;
+        False when the lease is taken (retry soon)."""
         with self.app.app_context():
             try:
-                summary = poll_mailbox_by_id(self.mailbox_id, owner=self.owner)
+                summary = poll_mailbox_by_id(
+                    self.mailbox_id, owner=self.owner, unless_polled_since=announced
+                )
             except Exception:  # the database is away, say: the interval poll retries
                 log.exception("Fetching mailbox %s after IDLE failed", self.name)
                 return True

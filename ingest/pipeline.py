@@ -12,8 +12,10 @@ import contextlib
 import gc
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
@@ -49,9 +51,15 @@ BATCH_BYTES = 6 * 1024 * 1024
 PARSE_WORKERS_MIN_MESSAGES = 300
 #: Renew the mailbox lease once this share of INGEST_LEASE_SECONDS has gone by.
 LEASE_RENEW_AFTER = 0.5
+#: Mailboxes a pass polls at once. A poll of a few new mails mostly waits for the IMAP
+#: server and the database, so one after another a pass over many mailboxes takes the
+#: sum of those waits (bench/mailboxes.py). On SQLite, which has one writer at a time,
+#: a pass polls one mailbox after another.
+POLL_CONCURRENCY = 4
 #: How many parse worker processes; None: one per CPU beyond the first (which stores),
 #: at most 2. 0: never.
 PARSE_WORKERS: int | None = None
+_PARSE_WORKERS_IN_USE = threading.Lock()
 
 
 @dataclass
@@ -153,18 +161,26 @@ def _parse_workers(
     if count <= 0 or messages < PARSE_WORKERS_MIN_MESSAGES:
         yield None
         return
-    try:
-        workers = ParseWorkers(
-            count, max_attachment_bytes=max_attachment_bytes, time_limit=parse_seconds
-        )
-    except OSError:
-        log.warning("Could not start parse workers; parsing in this process", exc_info=True)
+    # One poll at a time has them: polls side by side (POLL_CONCURRENCY) would
+    # otherwise start a set each, more processes than CPUs and their memory on top.
+    if not _PARSE_WORKERS_IN_USE.acquire(blocking=False):
         yield None
         return
     try:
-        yield workers
+        try:
+            workers = ParseWorkers(
+                count, max_attachment_bytes=max_attachment_bytes, time_limit=parse_seconds
+            )
+        except OSError:
+            log.warning("Could not start parse workers; parsing in this process", exc_info=True)
+            yield None
+            return
+        try:
+            yield workers
+        finally:
+            workers.close()
     finally:
-        workers.close()
+        _PARSE_WORKERS_IN_USE.release()
 
 
 def _cpus() -> int:
@@ -384,7 +400,11 @@ def settle_worker_process() -> None:
 
 
 def poll_all(*, force: bool = False) -> PollSummary:
-    """One pass over every enabled mailbox; one failing mailbox never stops the others."""
+    """One pass over every enabled mailbox; one failing mailbox never stops the others.
+
+    A pass polls up to POLL_CONCURRENCY mailboxes at once (not on SQLite), and skips a
+    mailbox that another worker or an IDLE fetch polled after the pass began.
+    """
     config = current_app.config
     total = PollSummary()
     try:
@@ -398,40 +418,74 @@ def poll_all(*, force: bool = False) -> PollSummary:
         log.error("Could not update the configured mailbox: %s", exc, exc_info=True)
         total.errors += 1
     owner = leases.worker_identity()
-    now = utcnow()
+    began = utcnow()
     mailboxes = db.session.scalars(
         select(Mailbox).where(Mailbox.is_enabled).order_by(Mailbox.id)
     ).all()
+    due = []
     # Names read now: after a failed transaction, reading one could fail again.
     for mailbox, name in [(m, m.name) for m in mailboxes]:
-        if not force and not mailbox_service.is_due(mailbox, now):
+        if not force and not mailbox_service.is_due(mailbox, began):
             log.info("Mailbox %s is backing off until %s", name, mailbox.next_attempt_at)
             continue
-        summary = PollSummary()
-        try:
-            if not poll_one(mailbox, summary, owner=owner):
-                log.info(
-                    "Mailbox %s is being processed by %s (lease until %s); skipping",
-                    name,
-                    mailbox.lease_owner,
-                    mailbox.lease_expires_at,
-                )
-        except Exception as exc:
-            # Taking or giving back the lease, or recording the outcome, failed (the
-            # database is locked or away): count it and go on with the next mailbox.
-            with contextlib.suppress(Exception):
-                db.session.rollback()
-            log.error("Mailbox %s: %s", name, exc, exc_info=True)
-            summary.errors += 1
-        total.add(summary)
+        due.append((mailbox, name))
+    threads = min(POLL_CONCURRENCY, len(due))
+    if threads <= 1 or db.engine.dialect.name == "sqlite":
+        for mailbox, name in due:
+            total.add(_poll_in_pass(mailbox, name, owner=owner, began=began))
+        return total
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def poll(mailbox_id: int, name: str) -> PollSummary:
+        # Each thread has its own app context, so its own session and connection.
+        with app.app_context():
+            mailbox = db.session.get(Mailbox, mailbox_id)
+            if mailbox is None or not mailbox.is_enabled:  # removed or disabled meanwhile
+                return PollSummary()
+            return _poll_in_pass(mailbox, name, owner=owner, began=began)
+
+    ids = [(mailbox.id, name) for mailbox, name in due]
+    db.session.rollback()  # the threads commit; this session must not hold old rows
+    with ThreadPoolExecutor(threads, thread_name_prefix="poll") as pool:
+        for summary in pool.map(lambda item: poll(*item), ids):
+            total.add(summary)
+    db.session.expire_all()  # what the threads stored, for whoever reads it next here
     return total
 
 
-def poll_one(mailbox: Mailbox, summary: PollSummary, *, owner: str) -> bool:
+def _poll_in_pass(mailbox: Mailbox, name: str, *, owner: str, began: datetime) -> PollSummary:
+    """poll_one for a pass that began at `began`; what escapes it is counted and logged."""
+    summary = PollSummary()
+    try:
+        if not poll_one(mailbox, summary, owner=owner, unless_polled_since=began):
+            log.info(
+                "Mailbox %s is being processed by %s (lease until %s); skipping",
+                name,
+                mailbox.lease_owner,
+                mailbox.lease_expires_at,
+            )
+    except Exception as exc:
+        # Taking or giving back the lease, or recording the outcome, failed (the
+        # database is locked or away): count it and go on with the next mailbox.
+        with contextlib.suppress(Exception):
+            db.session.rollback()
+        log.error("Mailbox %s: %s", name, exc, exc_info=True)
+        summary.errors += 1
+    return summary
+
+
+def poll_one(
+    mailbox: Mailbox,
+    summary: PollSummary,
+    *,
+    owner: str,
+    unless_polled_since: datetime | None = None,
+) -> bool:
     """Poll one mailbox under its lease as `owner`, and record the outcome on it.
 
     Counts into `summary`. Returns False, having done nothing, when another poll
-    holds the lease. A failed poll is recorded (with backoff) and counted, not
+    holds the lease; True, having done nothing, when a poll began at or after
+    `unless_polled_since`: that poll fetched whatever had arrived by then. A failed poll is recorded (with backoff) and counted, not
     raised; what escapes is a database failure around it: taking or giving back the
     lease, or recording. `poll_all` and the IDLE watchers both poll through this.
     """
@@ -441,6 +495,10 @@ def poll_one(mailbox: Mailbox, summary: PollSummary, *, owner: str) -> bool:
     lease_ttl = timedelta(seconds=config["INGEST_LEASE_SECONDS"])
     if not leases.acquire_lease(mailbox, owner, ttl=lease_ttl):
         return False
+    started = mailbox.last_poll_started_at  # as the lease's commit left it
+    if unless_polled_since is not None and started is not None and started >= unless_polled_since:
+        leases.release_lease(mailbox, owner)
+        return True
     try:
         poll_mailbox(mailbox, summary, owner=owner, lease_ttl=lease_ttl)
     except Exception as exc:

@@ -298,7 +298,7 @@ service anvil {{
   }}
 {chroot}
 }}
-"""
+{extra}"""
 
 
 def _dovecot_binary() -> str:
@@ -329,8 +329,10 @@ def _signal_group(pgid: int, sig: int) -> bool:
 class DovecotServer:
     """A standalone Dovecot IMAP server (plaintext, passwd-file users, maildir)."""
 
-    def __init__(self, base_dir: Path) -> None:
+    def __init__(self, base_dir: Path, *, extra_config: str = "") -> None:
         self._workdir = _WorkDir(base_dir, "dovecot")
+        #: Appended to the generated dovecot.conf (e.g. higher process limits for a bench).
+        self.extra_config = extra_config
         self.port = 0
         self._users: dict[str, str] = {}
         self._proc: subprocess.Popen[bytes] | None = None
@@ -393,7 +395,12 @@ class DovecotServer:
         conf = self.root / "dovecot.conf"
         conf.write_text(
             _DOVECOT_CONF.format(
-                host=HOST, port=self.port, root=self.root, identity=identity, chroot=chroot
+                host=HOST,
+                port=self.port,
+                root=self.root,
+                identity=identity,
+                chroot=chroot,
+                extra=self.extra_config,
             )
         )
         return conf

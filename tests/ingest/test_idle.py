@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -25,11 +26,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from imapclient import IMAPClient
 
 import ingest.idle as idle
+import ingest.pipeline as pipeline
 from ingest.idle import IdleWatchers, MailboxWatcher
 from ingest.mail.imap import ImapSource
+from ingest.pipeline import PollSummary, poll_one
 from ingest.scheduler import build_scheduler
 from portal.extensions import db
 from portal.models import Mailbox, Message
+from portal.services import leases
 from portal.services import mailboxes as mailbox_service
 from tests.helpers import worker_environment
 from tests.mailgen import amazon_message
@@ -170,6 +174,42 @@ def test_a_watcher_fetches_on_arrival_and_never_twice(app, watchers, deliver):
     assert mailbox.lease_owner is None
     assert mailbox.last_success_at is not None
     assert watcher.errors == 0
+
+
+def test_mail_another_worker_fetched_after_the_announcement_is_not_polled_again(
+    app, watchers, mailbox, deliver, monkeypatch
+):
+    # Two workers each watch the mailbox; the one that loses the lease to the other's
+    # fetch must not poll again once that fetch is done.
+    monkeypatch.setattr(idle, "LEASE_RETRY_SECONDS", 0.2)
+    polled_by: list[str] = []
+    poll_mailbox = pipeline.poll_mailbox
+
+    def counting(mailbox, summary, *, owner, **kwargs):
+        polled_by.append(owner)
+        return poll_mailbox(mailbox, summary, owner=owner, **kwargs)
+
+    monkeypatch.setattr(pipeline, "poll_mailbox", counting)
+    watchers.reconcile()
+    watcher = the_watcher(watchers)
+    wait_until("the watcher to be in IDLE", idling(watcher))
+    polled_by.clear()
+    assert leases.acquire_lease(mailbox, "other-host:1", ttl=timedelta(seconds=60))
+    message_id = deliver()
+    time.sleep(1.5)  # announced (about 0.5 s), and refused the lease a few times
+    assert polled_by == []
+    # The other worker fetches it, as its own watcher would, and lets go of the lease.
+    assert poll_one(mailbox, PollSummary(), owner="other-host:1")
+    assert stored(message_id) == 1
+    time.sleep(1)  # the watcher's retries see that poll
+
+    assert polled_by == ["other-host:1"]
+    db.session.rollback()
+    assert db.session.get(Mailbox, mailbox.id).lease_owner is None
+    # Mail that comes later is the watcher's to fetch.
+    later = deliver()
+    wait_until(f"{later} to be stored", lambda: stored(later) == 1)
+    assert polled_by[1:] == [idle.watcher_owner()]
 
 
 @pytest.mark.parametrize("broken", ["start_idle", "wait_for_mail"])
