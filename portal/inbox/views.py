@@ -40,6 +40,7 @@ from portal.models import (
     User,
 )
 from portal.security import get_visible_or_404
+from portal.services import buyer_history as buyer_history_service
 from portal.services import canned as canned_service
 from portal.services import inbox as inbox_service
 from portal.services import outbox as outbox_service
@@ -179,7 +180,9 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
             due=answer_due(deadline, thread_service.utcnow()),
             status_badge=STATUS_BADGES[thread.status],
             asins=asins,
-            other_threads=thread_service.other_threads_of_buyer(thread),
+            buyer_history=buyer_history_service.buyer_history(thread, current_user),
+            history_limit=buyer_history_service.HISTORY_LIMIT,
+            status_badges=STATUS_BADGES,
             can_work=_can_work(thread),
             show_images=request.args.get("images") == "1",
             status_form=status_form,
