@@ -193,6 +193,7 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
             can_reply=_can_reply(thread),
             reply_form=reply_form,
             compliance_warnings=forms.get("compliance_warnings") or [],
+            unfilled_placeholders=canned_service.unfilled_placeholders(reply_form.body.data),
             canned_replies=canned_service.list_canned_replies_for(
                 current_user, organisation_id=thread.organisation_id
             )
