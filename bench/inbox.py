@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
@@ -901,11 +902,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--deep", type=int, default=200, help="pages in for the deep page (200)")
+    add_database_args(parser)
+    parser.add_argument(
+        "--explain", action="store_true", help="also print each page's queries, timed, and plans"
+    )
+    args = parser.parse_args(argv)
+    check_database_args(parser, args)
+    return args
+
+
+def add_database_args(parser: argparse.ArgumentParser) -> None:
+    """The data set's size and seed and where it lives (bench/thread_page.py shares them)."""
     parser.add_argument("--threads", type=int, default=100_000, help="default 100000")
     parser.add_argument("--messages", type=int, default=500_000, help="default 500000")
     parser.add_argument("--runs", type=int, default=30, help="timed requests per page (30)")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up rounds (3)")
-    parser.add_argument("--deep", type=int, default=200, help="pages in for the deep page (200)")
     parser.add_argument("--seed", type=int, default=1, help="data seed (1)")
     parser.add_argument(
         "--keep",
@@ -926,57 +938,78 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="run ANALYZE on SQLite after filling (the app never does; PostgreSQL always is)",
     )
-    parser.add_argument(
-        "--explain", action="store_true", help="also print each page's queries, timed, and plans"
-    )
-    args = parser.parse_args(argv)
+
+
+def check_database_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if sum(bool(x) for x in (args.keep, args.database_url, args.postgres)) > 1:
         parser.error("--keep, --database-url (DATABASE_URL) and --postgres exclude each other")
     if args.threads < 1 or args.messages < args.threads:
         parser.error("need at least one thread and at least one message per thread")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
-    return args
+
+
+def open_database(args: argparse.Namespace, workdir: Path) -> tuple[str, str, Any]:
+    """The database URL, its label for the report, and the throwaway PostgreSQL started
+    for --postgres (None otherwise; the caller stops it)."""
+    if args.postgres:
+        from tests.servers import PostgresServer
+
+        postgres = PostgresServer(workdir / "postgres")
+        postgres.start()
+        return postgres.url(), "postgresql (throwaway)", postgres
+    if args.database_url:
+        from sqlalchemy.engine import make_url
+
+        url = _normalise_url(args.database_url)
+        return url, make_url(url).render_as_string(hide_password=True), None
+    path = Path(args.keep).resolve() if args.keep else workdir / "inbox.db"
+    return f"sqlite:///{path}", f"sqlite {path}", None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+
+    def report_for(app, client, label, dataset, pages):
+        text = report(args, label, dataset, pages)
+        return text + "\n" + explain(app, client, pages) if args.explain else text
+
+    return run_pages(
+        args,
+        prefix="sellerdesk-bench-inbox-",
+        pages_for=lambda app, dataset: pages_to_measure(dataset, deep_cursor(app, args.deep)),
+        report_for=report_for,
+    )
+
+
+def run_pages(
+    args: argparse.Namespace,
+    *,
+    prefix: str,
+    pages_for: Callable[[Any, Dataset], list[Page]],
+    report_for: Callable[[Any, Any, str, Dataset, list[Page]], str],
+) -> int:
+    """Fill (or reuse) the database, log in, measure `pages_for`'s pages and print
+    `report_for`'s report (bench/thread_page.py runs its pages through this too)."""
     import logging
 
     # Quiet setup (migrations, services); create_app leaves a configured root logger alone.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from portal import create_app
 
-    workdir = Path(tempfile.mkdtemp(prefix="sellerdesk-bench-inbox-"))
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     postgres = None
     try:
-        if args.postgres:
-            from tests.servers import PostgresServer
-
-            postgres = PostgresServer(workdir / "postgres")
-            postgres.start()
-            url, label = postgres.url(), "postgresql (throwaway)"
-        elif args.database_url:
-            from sqlalchemy.engine import make_url
-
-            url = _normalise_url(args.database_url)
-            label = make_url(url).render_as_string(hide_password=True)
-        else:
-            path = Path(args.keep).resolve() if args.keep else workdir / "inbox.db"
-            url, label = f"sqlite:///{path}", f"sqlite {path}"
-
+        url, label, postgres = open_database(args, workdir)
         app = create_app(_app_config(url, workdir))
         add_bare_page(app)
         dataset = prepare(app, args)
-        cursor = deep_cursor(app, args.deep)
-        pages = pages_to_measure(dataset, cursor)
+        pages = pages_for(app, dataset)
         client = app.test_client()
         log_in(client)
         _say(f"measuring {len(pages)} pages, {args.runs} runs each …")
         measure(client, pages, runs=args.runs, warmup=args.warmup)
-        print(report(args, label, dataset, pages))
-        if args.explain:
-            print(explain(app, client, pages))
+        print(report_for(app, client, label, dataset, pages))
         with app.app_context():
             from portal.extensions import db
 

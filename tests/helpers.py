@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 from imapclient import IMAPClient
 
 from portal.extensions import db
-from portal.models import Channel, Message
+from portal.models import Channel, Message, Order
 from portal.services import channels as channel_service
 from portal.services import spapi as spapi_service
 
@@ -75,6 +75,54 @@ def mail_bytes(name_or_bytes: str | bytes, *, replace: dict[str, str] | None = N
 def stored_messages() -> list[Message]:
     """Every message row, in the order stored."""
     return db.session.scalars(db.select(Message).order_by(Message.id)).all()
+
+
+#: Details of the stored order store_order makes: none may leave through an export.
+ORDER_ITEMS = [
+    {
+        "title": "Garden Kneeler Pad, Green",
+        "asin": "B0KNEELER1",
+        "seller_sku": "KNEEL-GRN",
+        "quantity": 1,
+        "unit_price": "17.99",
+        "currency": "GBP",
+    },
+    {
+        "title": "Silicone Baking Mats (2-pack)",
+        "asin": "B0BAKEMAT2",
+        "seller_sku": "MAT-2PK",
+        "quantity": 2,
+        "unit_price": "9.49",
+        "currency": "GBP",
+    },
+]
+ORDER_PACKAGES = [
+    {
+        "carrier": "Royal Mail",
+        "tracking_number": "RR123456789GB",
+        "status": "IN_TRANSIT",
+        "detailed_status": None,
+        "shipped_at": "2026-03-01T10:00:00+00:00",
+    }
+]
+
+
+def store_order(channel: Channel, order_id: str, **fields: Any) -> Order:
+    """An Order row as the worker stores one from SP-API (two items, one package in
+    transit), committed; `fields` override any column."""
+    values: dict[str, Any] = {
+        "fulfillment_status": "SHIPPED",
+        "fulfilled_by": "MERCHANT",
+        "programs": ["PRIME"],
+        "total_amount": "36.97",
+        "total_currency": "GBP",
+        "items": [dict(item) for item in ORDER_ITEMS],
+        "packages": [dict(package) for package in ORDER_PACKAGES],
+    } | fields
+    order = Order(channel=channel, order_id=order_id, **values)
+    db.session.add(order)
+    db.session.commit()
+    return order
 
 
 def parse_mail(raw: bytes) -> EmailMessage:

@@ -24,6 +24,7 @@ def _render(form, *, status=200):
             current=current,
             effective=effective,
             inbound_domain=current_app.config["INBOUND_DOMAIN"],
+            order_data_days=current_app.config["ORDER_DATA_DAYS"],
             region_names=REGION_NAMES,
             default_name=current_app.config["AMAZON_DEVELOPER_NAME"],
             default_accounts=current_app.config["AMAZON_DEVELOPER_ACCOUNTS"],

@@ -27,7 +27,7 @@ class CannedReplyForm(FlaskForm):
             Length(max=canned_service.BODY_MAX_LENGTH),
         ],
         description=f"Placeholders filled in for each thread: {canned_service.PLACEHOLDER_HELP}. "
-        "Write {{ and }} for a literal brace.",
+        f"{canned_service.ORDER_PLACEHOLDER_HELP} Write {{{{ and }}}} for a literal brace.",
         render_kw={"rows": 12},
     )
     submit = SubmitField("Save")

@@ -157,6 +157,10 @@ def render(reply_id: int):
     warnings = [
         {"code": w.code, "message": w.message, "excerpt": w.excerpt} for w in check_reply(text)
     ]
-    response = jsonify(text=text, warnings=warnings)
+    # The order's placeholders this thread has no value for stay in the text: the
+    # composer flags them, and a reply still holding one is refused.
+    response = jsonify(
+        text=text, warnings=warnings, unfilled=canned_service.unfilled_placeholders(text)
+    )
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -4,6 +4,7 @@ from wtforms import BooleanField, HiddenField, SelectField, StringField, SubmitF
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from portal.models import ThreadStatus
+from portal.services.canned import unfilled_message, unfilled_placeholders
 from portal.sqltypes import parse_id
 from portal.validators import NO_CONTROL_CHARACTERS
 
@@ -96,6 +97,13 @@ class ReplyForm(FlaskForm):
     def __init__(self, *args, answerable: set[int] = frozenset(), **kwargs):
         super().__init__(*args, **kwargs)
         self._answerable = answerable
+
+    def validate_body(self, field):
+        # Before Amazon's rules are checked: a canned reply's placeholder left unfilled
+        # is never sent, confirmed or not (services/outbox.py refuses it too).
+        unfilled = unfilled_placeholders(field.data)
+        if unfilled:
+            raise ValidationError(unfilled_message(unfilled))
 
     def validate_reply_to(self, field):
         if field.data and parse_id(field.data) not in self._answerable:

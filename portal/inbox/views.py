@@ -45,6 +45,7 @@ from portal.models import (
     User,
 )
 from portal.security import get_visible_or_404
+from portal.services import buyer_history as buyer_history_service
 from portal.services import canned as canned_service
 from portal.services import inbox as inbox_service
 from portal.services import orders as order_service
@@ -186,10 +187,12 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
             due=answer_due(deadline, thread_service.utcnow()),
             status_badge=STATUS_BADGES[thread.status],
             asins=asins,
-            other_threads=thread_service.other_threads_of_buyer(thread),
             order_panel=_order_panel(thread),
             refresh_order_form=RefreshOrderForm(formdata=None),
             review_request_form=ReviewRequestForm(formdata=None),
+            buyer_history=buyer_history_service.buyer_history(thread, current_user),
+            history_limit=buyer_history_service.HISTORY_LIMIT,
+            status_badges=STATUS_BADGES,
             can_work=_can_work(thread),
             show_images=request.args.get("images") == "1",
             status_form=status_form,
@@ -200,6 +203,7 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
             can_reply=_can_reply(thread),
             reply_form=reply_form,
             compliance_warnings=forms.get("compliance_warnings") or [],
+            unfilled_placeholders=canned_service.unfilled_placeholders(reply_form.body.data),
             canned_replies=canned_service.list_canned_replies_for(
                 current_user, organisation_id=thread.organisation_id
             )

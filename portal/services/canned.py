@@ -10,13 +10,15 @@ and rendering substitutes plain strings.
 from __future__ import annotations
 
 import logging
+import re
+from datetime import datetime
 from string import Formatter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, func, or_, select
 
 from portal.extensions import db
-from portal.models import CannedReply, Organisation, Role, User
+from portal.models import CannedReply, Order, Organisation, Role, User
 from portal.services.audit import record_event
 from portal.services.scoping import visible_organisation_ids
 
@@ -25,15 +27,36 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The placeholders a canned reply may use, in the order the help text lists them.
-PLACEHOLDERS: tuple[str, ...] = (
+#: Filled from the thread, its channel and the agent; a missing value renders as nothing.
+THREAD_PLACEHOLDERS: tuple[str, ...] = (
     "buyer_name",
     "order_id",
     "marketplace",
     "agent_name",
     "seller_name",
 )
+#: Filled from the thread's stored Amazon order (issue 20). Without a value (no order
+#: stored, its details purged, no package yet) the placeholder stays in the text as it
+#: is: the composer flags it and the reply is refused until the agent replaces it, since
+#: an empty string would tell the buyer "your parcel goes with ." instead.
+ORDER_PLACEHOLDERS: tuple[str, ...] = (
+    "item_title",
+    "order_status",
+    "delivery_window",
+    "carrier",
+    "tracking_number",
+)
+#: The placeholders a canned reply may use, in the order the help text lists them.
+PLACEHOLDERS: tuple[str, ...] = THREAD_PLACEHOLDERS + ORDER_PLACEHOLDERS
 PLACEHOLDER_HELP = ", ".join(f"{{{name}}}" for name in PLACEHOLDERS)
+ORDER_PLACEHOLDER_HELP = (
+    ", ".join(f"{{{name}}}" for name in ORDER_PLACEHOLDERS)
+    + " come from the Amazon order stored for the thread (several items' titles joined, "
+    "the delivery window as dates); where the thread has no value for one (no order, its "
+    "details purged, no package yet), it stays in the text and must be replaced before "
+    "the reply can be sent."
+)
+_PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 
 TITLE_MAX_LENGTH = 120
 BODY_MAX_LENGTH = 10_000
@@ -125,14 +148,26 @@ def render_canned(
     marketplace: str | None,
     agent_name: str | None,
     seller_name: str | None,
+    item_title: str | None = None,
+    order_status: str | None = None,
+    delivery_window: str | None = None,
+    carrier: str | None = None,
+    tracking_number: str | None = None,
 ) -> str:
-    """`body` with its placeholders filled in; a missing value renders as nothing."""
+    """`body` with its placeholders filled in. A missing value of the thread's renders as
+    nothing; a missing value of the order's leaves its placeholder (unfilled_placeholders
+    finds it)."""
     values = {
         "buyer_name": buyer_name,
         "order_id": order_id,
         "marketplace": marketplace,
         "agent_name": agent_name,
         "seller_name": seller_name,
+        "item_title": item_title,
+        "order_status": order_status,
+        "delivery_window": delivery_window,
+        "carrier": carrier,
+        "tracking_number": tracking_number,
     }
     pieces, problems = _parse(body)
     if problems:
@@ -142,11 +177,30 @@ def render_canned(
         out.append(literal)
         if field_name is not None:
             value = values[field_name]
-            out.append("" if value is None else str(value))
+            if not value and field_name in ORDER_PLACEHOLDERS:
+                out.append(f"{{{field_name}}}")
+            else:
+                out.append("" if value is None else str(value))
     return "".join(out)
 
 
-def context_for_thread(thread: Thread, agent: User | None) -> dict[str, str]:
+def unfilled_placeholders(text: str) -> list[str]:
+    """The placeholders still in `text` (a reply to send), each once, in order: a reply
+    holding one is not sent."""
+    return list(dict.fromkeys(_PLACEHOLDER_RE.findall(text or "")))
+
+
+def unfilled_message(names: list[str]) -> str:
+    """What the composer says of the placeholders `names` left in a reply."""
+    shown = ", ".join(f"{{{name}}}" for name in names)
+    it = "it" if len(names) == 1 else "them"
+    return (
+        f"This thread has no value for {shown}: replace {it} with the words to send, "
+        f"or delete {it}."
+    )
+
+
+def context_for_thread(thread: Thread, agent: User | None) -> dict[str, str | None]:
     """The placeholder values for a reply on `thread` written by `agent`."""
     channel = thread.channel
     try:
@@ -162,7 +216,93 @@ def context_for_thread(thread: Thread, agent: User | None) -> dict[str, str]:
         "marketplace": marketplace,
         "agent_name": agent_name,
         "seller_name": channel.organisation.name,
+    } | order_values(_stored_order(thread))
+
+
+def _stored_order(thread: Thread) -> Order | None:
+    if not thread.order_id:
+        return None
+    return db.session.scalar(
+        select(Order).where(
+            Order.channel_id == thread.channel_id, Order.order_id == thread.order_id
+        )
+    )
+
+
+#: An order's fulfilment status as a buyer reads it; others are Amazon's word in lower case.
+_STATUS_WORDS = {
+    "PENDING_AVAILABILITY": "awaiting availability",
+    "PENDING": "pending",
+    "UNSHIPPED": "not yet shipped",
+    "PARTIALLY_SHIPPED": "partly shipped",
+    "SHIPPED": "shipped",
+    "CANCELLED": "cancelled",
+    "UNFULFILLABLE": "unfulfillable",
+}
+_MONTH_NAMES = (
+    "", "January", "February", "March", "April", "May", "June", "July", "August",
+    "September", "October", "November", "December",
+)  # fmt: skip
+
+
+def order_values(order: Order | None) -> dict[str, str | None]:
+    """The order placeholders' values from a stored order; None where it has none (no
+    order, details purged, no package yet)."""
+    if order is None:
+        return dict.fromkeys(ORDER_PLACEHOLDERS)
+    packages = [p for p in order.packages or [] if isinstance(p, dict)]
+    return {
+        "item_title": _joined([i.get("title") for i in order.items or [] if isinstance(i, dict)]),
+        "order_status": _status_words(order),
+        "delivery_window": _date_range(order.deliver_by_earliest_at, order.deliver_by_latest_at),
+        "carrier": _joined([p.get("carrier") for p in packages], sep=", "),
+        "tracking_number": _joined([p.get("tracking_number") for p in packages], sep=", "),
     }
+
+
+def _joined(values: list[Any], *, sep: str | None = None) -> str | None:
+    """Distinct non-empty values in order: "A", "A and B", "A, B and C" (or joined by
+    `sep`); None when there are none."""
+    texts = list(dict.fromkeys(v.strip() for v in values if isinstance(v, str) and v.strip()))
+    if not texts:
+        return None
+    if sep is not None or len(texts) == 1:
+        return (sep or "").join(texts)
+    return ", ".join(texts[:-1]) + " and " + texts[-1]
+
+
+def _status_words(order: Order) -> str | None:
+    packages = [p for p in order.packages or [] if isinstance(p, dict)]
+    if packages and all(p.get("status") == "DELIVERED" for p in packages):
+        return "delivered"
+    status = order.fulfillment_status
+    if not status:
+        return None
+    return _STATUS_WORDS.get(status, status.replace("_", " ").lower())
+
+
+def _date_range(earliest: datetime | None, latest: datetime | None) -> str | None:
+    """ "3 March 2026", "3–5 March 2026", "28 February – 3 March 2026" (UTC dates)."""
+    if earliest is None and latest is None:
+        return None
+    first, last = (earliest or latest).date(), (latest or earliest).date()  # type: ignore[union-attr]
+    if first > last:
+        first, last = last, first
+
+    def day(d, *, month: bool = True, year: bool = True) -> str:
+        return (
+            f"{d.day}"
+            + (f" {_MONTH_NAMES[d.month]}" if month else "")
+            + (f" {d.year}" if year else "")
+        )
+
+    if first == last:
+        return day(last)
+    if (first.year, first.month) == (last.year, last.month):
+        return f"{day(first, month=False, year=False)}–{day(last)}"
+    if first.year == last.year:
+        return f"{day(first, year=False)} – {day(last)}"
+    return f"{day(first)} – {day(last)}"
 
 
 # --- who may see and manage which reply ----------------------------------------------

@@ -28,6 +28,7 @@ from portal.models import (
     User,
 )
 from portal.services.audit import record_event
+from portal.services.canned import unfilled_message, unfilled_placeholders
 from portal.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
@@ -131,10 +132,14 @@ def queue_reply(
 
 
 def _written_body(body: str | None) -> str:
-    """The body with LF line ends and no blank lines around it; ReplyError when empty."""
+    """The body with LF line ends and no blank lines around it; ReplyError when empty or
+    still holding a canned reply's placeholder (one this thread had no value for)."""
     body = (body or "").replace("\r\n", "\n").strip("\n")
     if not body.strip():
         raise ReplyError("Write a reply before sending.")
+    unfilled = unfilled_placeholders(body)
+    if unfilled:
+        raise ReplyError(unfilled_message(unfilled))
     return body
 
 

@@ -172,20 +172,3 @@ def add_internal_note(thread: Thread, text: str, *, actor: User) -> Message:
     )
     db.session.flush()
     return note
-
-
-def other_threads_of_buyer(thread: Thread, *, limit: int = 10) -> list[Thread]:
-    """The same buyer's other conversations on this channel, newest first."""
-    if not thread.buyer_address:
-        return []
-    stmt = (
-        select(Thread)
-        .where(
-            Thread.channel_id == thread.channel_id,
-            Thread.buyer_address == thread.buyer_address,
-            Thread.id != thread.id,
-        )
-        .order_by(Thread.last_message_at.desc())
-        .limit(limit)
-    )
-    return list(db.session.scalars(stmt))

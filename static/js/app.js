@@ -31,11 +31,36 @@ document.addEventListener("submit", async (event) => {
     form.submit();
     return;
   }
-  const { text } = await response.json();
+  const { text, unfilled } = await response.json();
   const body = document.getElementById("body");
   const start = body.selectionStart ?? body.value.length;
   const end = body.selectionEnd ?? body.value.length;
   body.value = body.value.slice(0, start) + text + body.value.slice(end);
   body.focus();
   body.selectionStart = body.selectionEnd = start + text.length;
+  flagUnfilled(unfilled || []);
+});
+
+// Placeholders the thread has no value for stay in the text (the server refuses to send
+// them): list them beside the composer until the agent has replaced or deleted each.
+function flagUnfilled(added) {
+  const warning = document.getElementById("unfilled-placeholders");
+  const body = document.getElementById("body");
+  if (!warning || !body) return;
+  const names = new Set([...warning.dataset.unfilled.split(" "), ...added].filter(Boolean));
+  const left = [...names].filter((name) => body.value.includes(`{${name}}`));
+  warning.dataset.unfilled = left.join(" ");
+  const list = warning.querySelector("[data-unfilled-list]");
+  list.replaceChildren();
+  left.forEach((name, i) => {
+    if (i) list.append(", ");
+    const code = document.createElement("code");
+    code.textContent = `{${name}}`;
+    list.append(code);
+  });
+  warning.hidden = left.length === 0;
+}
+
+document.addEventListener("input", (event) => {
+  if (event.target.id === "body" && event.target.closest("#composer")) flagUnfilled([]);
 });

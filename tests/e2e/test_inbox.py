@@ -64,25 +64,34 @@ def test_agent_filters_inbox_and_reads_hostile_mail_safely(
     context.close()
 
 
-def test_agent_inserts_canned_reply_is_warned_and_sends(
-    browser: Browser, live_server: str, app, make_user, make_org, make_channel, make_thread
-) -> None:
-    from pathlib import Path
-
+@pytest.fixture
+def kite_thread_with_canned_reply(make_org, make_channel, make_thread, make_user):
+    """Jane's thread on Kite & Co's UK channel and its agent Sam, with a canned reply of
+    Kite's titled and written as given."""
     from portal.extensions import db
     from portal.services import canned as canned_service
 
-    org = make_org("Kite & Co")
-    uk = make_channel("UK", organisation=org, address="uk-kite@helpdesk.test")
-    thread = make_thread(uk, buyer_name="Jane", subject="Where is my order?")
-    agent = make_user(Role.AGENT, assigned=[org], password="correct horse battery", name="Sam")
-    canned_service.create_canned_reply(
-        organisation=org,
-        title="Returns",
-        body="Hello {buyer_name}, about order {order_id}: see https://kite.example/returns\n{agent_name}",
-        actor=agent,
+    def make(title: str, body: str):
+        org = make_org("Kite & Co")
+        uk = make_channel("UK", organisation=org, address="uk-kite@helpdesk.test")
+        thread = make_thread(uk, buyer_name="Jane", subject="Where is my order?")
+        agent = make_user(Role.AGENT, assigned=[org], name="Sam")
+        canned_service.create_canned_reply(organisation=org, title=title, body=body, actor=agent)
+        db.session.commit()
+        return thread, agent
+
+    return make
+
+
+def test_agent_inserts_canned_reply_is_warned_and_sends(
+    browser: Browser, live_server: str, app, kite_thread_with_canned_reply
+) -> None:
+    from pathlib import Path
+
+    thread, agent = kite_thread_with_canned_reply(
+        "Returns",
+        "Hello {buyer_name}, about order {order_id}: see https://kite.example/returns\n{agent_name}",
     )
-    db.session.commit()
 
     context = browser.new_context()
     page = context.new_page()
@@ -115,4 +124,44 @@ def test_agent_inserts_canned_reply_is_warned_and_sends(
     expect(outbound.locator(".badge")).to_have_text("Sent")
     assert len(list(Path(app.config["SMTP_URL"].removeprefix("outbox:")).glob("*.eml"))) == 1
     assert dialogs == []
+    context.close()
+
+
+def test_an_unfilled_order_placeholder_is_flagged_until_replaced(
+    browser: Browser, live_server: str, kite_thread_with_canned_reply
+) -> None:
+    from tests.helpers import browser_log_in, store_order
+
+    thread, agent = kite_thread_with_canned_reply(
+        "Status",
+        "Order {order_id}: your {item_title} is {order_status}; it goes with {carrier}.",
+    )
+    # Stored, not shipped yet: a title and a status, no carrier.
+    store_order(thread.channel, thread.order_id, fulfillment_status="UNSHIPPED", packages=[])
+
+    context = browser.new_context()
+    page = context.new_page()
+    browser_log_in(page, live_server, agent.email)
+    page.goto(f"{live_server}/threads/{thread.id}")
+
+    notice = page.locator("#unfilled-placeholders")
+    expect(notice).to_be_hidden()
+    body = page.get_by_label("Reply", exact=True)
+    page.get_by_label("Canned reply").select_option(label="Status")
+    page.get_by_role("button", name="Insert").click()
+    expect(body).to_have_value(
+        "Order 203-1234567-1234567: your Garden Kneeler Pad, Green and Silicone Baking Mats "
+        "(2-pack) is not yet shipped; it goes with {carrier}."
+    )
+    expect(notice).to_be_visible()
+    expect(notice.locator("code")).to_have_text(["{carrier}"])
+    # Sent as it is, the server refuses it beside the field.
+    page.get_by_role("button", name="Send reply").click()
+    expect(page.locator("#body-error")).to_contain_text("no value for {carrier}")
+    body = page.get_by_label("Reply", exact=True)
+    body.fill(body.input_value().replace("{carrier}", "Royal Mail"))
+    expect(page.locator("#unfilled-placeholders")).to_be_hidden()
+    page.get_by_role("button", name="Send reply").click()
+    expect(page.locator(".flash")).to_contain_text("Reply sent.")
+    expect(page.locator("article.message.out")).to_contain_text("goes with Royal Mail.")
     context.close()

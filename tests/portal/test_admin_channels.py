@@ -422,6 +422,19 @@ def test_settings_reset_to_the_configured_defaults(client, login_as, shop):
     assert "0873-6813-5448" in page and "xSellco" in page
 
 
+def test_settings_show_how_long_order_data_is_kept(app, client, login_as):
+    login_as(Role.ADMIN)
+    page = client.get("/admin/settings").get_data(as_text=True)
+    retention = page.split('id="order-data-retention"', 1)[1].split("</dd>", 1)[0]
+    assert '<strong id="order-data-days">30</strong> days after the order' in retention
+    assert "ORDER_DATA_DAYS" in retention and "Data Protection Policy" in retention
+    assert "order ID and status" in retention and "longer than the 30 days" not in retention
+    app.config["ORDER_DATA_DAYS"] = 45
+    page = client.get("/admin/settings").get_data(as_text=True)
+    assert '<strong id="order-data-days">45</strong>' in page
+    assert "longer than the 30 days Amazon's Data Protection Policy allows" in page
+
+
 def test_admin_overview_counts_what_needs_attention(client, login_as, make_channel):
     from portal.models import ChannelStatus
 

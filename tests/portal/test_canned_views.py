@@ -8,7 +8,7 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import AuditEvent, CannedReply, Role, Thread
 from portal.services import canned as canned_service
-from tests.helpers import csrf_token_from
+from tests.helpers import csrf_token_from, store_order
 
 
 @pytest.fixture
@@ -316,6 +316,7 @@ def test_render_fills_in_the_thread(client, login_as, alpha, make_reply, make_or
     assert response.json == {
         "text": "Dear Jane, order 203-1234567-7654321 on Amazon UK. Sam, Alpha Ltd",
         "warnings": [],
+        "unfilled": [],
     }
 
 
@@ -329,6 +330,30 @@ def test_render_a_global_reply_with_missing_values(
     assert data["text"] == "Hi , ! Visit shop.example.com"
     assert [w["code"] for w in data["warnings"]] == ["outside_link"]
     assert data["warnings"][0]["excerpt"] == "shop.example.com"
+
+
+def test_render_fills_the_orders_placeholders_and_names_those_without_a_value(
+    client, login_as, alpha, make_reply, make_org_thread
+):
+    reply = make_reply(alpha, body="{item_title}: {order_status}, {carrier} {tracking_number}")
+    thread = make_org_thread(alpha, order_id="203-1234567-7654321")
+    login_as(Role.AGENT, assigned=[alpha])
+    data = client.get(render_url(reply, thread)).json
+    # No order stored yet: every one stays in the text, named for the composer.
+    assert data["text"] == "{item_title}: {order_status}, {carrier} {tracking_number}"
+    assert data["unfilled"] == ["item_title", "order_status", "carrier", "tracking_number"]
+    store_order(thread.channel, thread.order_id, items=[{"title": "Kneeler"}])
+    data = client.get(render_url(reply, thread)).json
+    assert data["text"] == "Kneeler: shipped, Royal Mail RR123456789GB"
+    assert data["unfilled"] == []
+
+
+def test_the_form_documents_the_order_placeholders(client, login_as, alpha):
+    login_as(Role.SELLER, organisation=alpha)
+    page = client.get("/canned-replies/new").get_data(as_text=True)
+    for name in ("item_title", "order_status", "delivery_window", "carrier", "tracking_number"):
+        assert f"{{{name}}}" in page
+    assert "stays in the text and must be replaced before the reply can be sent" in page
 
 
 def test_render_needs_both_reply_and_thread_visible(

@@ -11,6 +11,7 @@ from ingest.pipeline import Outcome
 from portal.extensions import db
 from portal.models import AuditEvent, Role
 from portal.sqltypes import utcnow
+from tests.helpers import ORDER_ITEMS, ORDER_PACKAGES, store_order
 
 
 @pytest.fixture
@@ -136,6 +137,23 @@ def test_cli_exports_every_message_to_a_file(runner, two_orgs, tmp_path):
     records = parse_lines(out.read_bytes())
     assert [r["flags"] for r in records] == [[], [], ["unrouted"], ["quarantined"]]
     assert [r["marketplace"] for r in records] == ["UK", "DE", None, None]
+
+
+def test_cli_never_exports_order_data_beyond_the_order_id(runner, make_thread, tmp_path):
+    thread = make_thread(order_id="203-7654321-1234567", texts=("Where is my kneeler?",))
+    store_order(thread.channel, thread.order_id, programs=["PRIME", "AMAZON_BUSINESS"])
+    out = tmp_path / "all.jsonl"
+    result = runner.invoke(args=["export", "--jsonl", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    exported = out.read_text(encoding="utf-8")
+    (record,) = parse_lines(out.read_bytes())
+    assert record["order_id"] == "203-7654321-1234567"  # the order ID, as before
+    details = [str(v) for item in ORDER_ITEMS for k, v in item.items() if k != "quantity"]
+    details += ["36.97", "AMAZON_BUSINESS"]  # the total, a program
+    for package in ORDER_PACKAGES:
+        details += [package["carrier"], package["tracking_number"], package["status"]]
+    for detail in details:
+        assert detail not in exported, detail
 
 
 def test_cli_writes_to_stdout_by_default(runner, two_orgs):

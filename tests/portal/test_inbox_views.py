@@ -193,3 +193,34 @@ def test_attachments_download_never_render(client, login_as, make_channel, drop_
         assert response.headers["Content-Disposition"].startswith("attachment")
         assert response.headers["Content-Type"] == "application/octet-stream"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_thread_page_lists_the_buyers_history_only_within_the_organisation(
+    client, login_as, two_channels, make_channel, make_thread
+):
+    uk, de_beta = two_channels
+    alias = "q7k2m9x4r1@marketplace.amazon.co.uk"
+    this = make_thread(uk, subject="Where is it?", buyer_address=alias)
+    fr = make_channel("FR", organisation=uk.organisation)
+    earlier = make_thread(
+        fr,
+        subject="Earlier <question>",
+        buyer_address=alias,
+        order_id="403-1234567-1234567",
+        status=ThreadStatus.CLOSED,
+        received_at=datetime(2026, 3, 2, 9, 30, tzinfo=UTC),
+    )
+    same_order = make_thread(uk, subject="Same order, other sender", buyer_address="x@example.com")
+    rival = make_thread(de_beta, subject="Rival seller's thread", buyer_address=alias)
+    login_as(Role.AGENT, assigned=[uk.organisation, de_beta.organisation])
+    page = client.get(f"/threads/{this.id}").get_data(as_text=True)
+    history = page.split('id="buyer-history-heading"', 1)[1].split("</section>", 1)[0]
+    assert f'href="/threads/{earlier.id}"' in history
+    assert "Earlier &lt;question&gt;" in history  # escaped
+    assert '<span class="badge thread-closed">Closed</span>' in history
+    assert "02 Mar 2026, 09:30 UTC" in history and "FR" in history
+    assert f'href="/threads/{same_order.id}"' in history and "same order" in history
+    # An agent of both sellers still sees one seller's history on its thread only.
+    assert f'href="/threads/{rival.id}"' not in history and "Rival" not in history
+    rival_page = client.get(f"/threads/{rival.id}").get_data(as_text=True)
+    assert "None: this is the buyer" in rival_page

@@ -13,7 +13,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, Direction, Message, Role, SendStatus
 from portal.services import canned as canned_service
 from portal.services import threads as thread_service
-from tests.helpers import csrf_token_from
+from tests.helpers import csrf_token_from, store_order
 
 
 @pytest.fixture
@@ -151,6 +151,63 @@ def test_canned_reply_fills_the_composer_without_javascript(client, login_as, th
     db.session.commit()
     page = client.get(f"/threads/{thread.id}?canned={canned.id}").get_data(as_text=True)
     assert "Dear Jane, order 203-1234567-1234567 has shipped." in page
+
+
+ORDER_REPLY = "Your {item_title} goes with {carrier}, tracking {tracking_number}."
+
+
+def unfilled_notice(page: str) -> str:
+    return page.split('id="unfilled-placeholders"', 1)[1].split("</p>", 1)[0]
+
+
+def test_order_placeholders_fill_the_composer_from_the_stored_order(client, login_as, thread):
+    agent = login_as(Role.AGENT, assigned=[thread.channel.organisation])
+    store_order(thread.channel, thread.order_id)
+    canned = canned_service.create_canned_reply(
+        organisation=thread.channel.organisation, title="Where", body=ORDER_REPLY, actor=agent
+    )
+    db.session.commit()
+    page = client.get(f"/threads/{thread.id}?canned={canned.id}").get_data(as_text=True)
+    assert (
+        "Your Garden Kneeler Pad, Green and Silicone Baking Mats (2-pack) goes with "
+        "Royal Mail, tracking RR123456789GB." in page
+    )
+    assert 'data-unfilled="" hidden' in page
+
+
+def test_a_placeholder_without_a_value_is_flagged_and_never_sent(app, client, login_as, thread):
+    agent = login_as(Role.AGENT, assigned=[thread.channel.organisation])
+    # The order is stored, but no package yet: no carrier, no tracking number.
+    store_order(thread.channel, thread.order_id, fulfillment_status="UNSHIPPED", packages=[])
+    canned = canned_service.create_canned_reply(
+        organisation=thread.channel.organisation, title="Where", body=ORDER_REPLY, actor=agent
+    )
+    db.session.commit()
+    page = client.get(f"/threads/{thread.id}?canned={canned.id}").get_data(as_text=True)
+    text = (
+        "Your Garden Kneeler Pad, Green and Silicone Baking Mats (2-pack) goes with "
+        "{carrier}, tracking {tracking_number}."
+    )
+    assert text in page  # left in the text, never an empty string
+    notice = unfilled_notice(page)
+    assert 'data-unfilled="carrier tracking_number">' in notice  # shown, not hidden
+    assert "<code>{carrier}</code>, <code>{tracking_number}</code>" in notice
+    # Sending it as it is, even with Amazon's warnings confirmed, is refused beside the field.
+    response = reply(client, thread, body=text, confirm_warnings="y")
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert (
+        '<p class="error" id="body-error">This thread has no value for {carrier}, '
+        "{tracking_number}: replace them with the words to send, or delete them.</p>"
+    ) in page
+    assert text in page  # what was written is kept
+    assert db.session.scalar(select(Message).where(Message.direction == Direction.OUT)) is None
+    assert sent_files(app) == []
+    # Replaced, it goes.
+    replaced = text.replace("{carrier}, tracking {tracking_number}", "Royal Mail")
+    response = reply(client, thread, body=replaced, confirm_warnings="y")
+    assert response.status_code == 302
+    assert len(sent_files(app)) == 1
 
 
 def test_the_seller_business_decides_whether_its_sellers_reply(client, login_as, thread, make_user):

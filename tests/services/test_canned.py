@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import select
 
@@ -11,9 +13,12 @@ from portal.services import canned as canned_service
 from portal.services.canned import (
     CannedReplyError,
     context_for_thread,
+    order_values,
     render_canned,
+    unfilled_placeholders,
     validate_template,
 )
+from tests.helpers import store_order
 
 NO_VALUES = dict.fromkeys(canned_service.PLACEHOLDERS)
 
@@ -135,6 +140,12 @@ def test_context_for_thread(make_org, make_channel, make_thread, make_user):
         "marketplace": "Amazon Germany",
         "agent_name": "Sam Agent",
         "seller_name": "Kite & Co",
+        # No order stored for the thread: nothing to fill the order's placeholders with.
+        "item_title": None,
+        "order_status": None,
+        "delivery_window": None,
+        "carrier": None,
+        "tracking_number": None,
     }
 
 
@@ -146,6 +157,123 @@ def test_context_without_order_or_agent_name(make_thread, make_user):
     # display_name would be the e-mail address, which Amazon forbids in replies.
     assert context["agent_name"] == ""
     assert render_canned("{order_id}|{agent_name}", **context) == "|"
+
+
+# --- the order's placeholders --------------------------------------------------------
+
+ORDER_BODY = (
+    "Your {item_title} is {order_status}, due {delivery_window}, "
+    "with {carrier} ({tracking_number})."
+)
+
+
+def test_order_placeholders_are_filled_from_the_stored_order(make_thread):
+    thread = make_thread(order_id="203-1111111-2222222")
+    store_order(
+        thread.channel,
+        "203-1111111-2222222",
+        deliver_by_earliest_at=datetime(2026, 3, 3, 8, 0, tzinfo=UTC),
+        deliver_by_latest_at=datetime(2026, 3, 5, 22, 59, tzinfo=UTC),
+    )
+    text = render_canned(ORDER_BODY, **context_for_thread(thread, None))
+    assert text == (
+        "Your Garden Kneeler Pad, Green and Silicone Baking Mats (2-pack) is shipped, "
+        "due 3–5 March 2026, with Royal Mail (RR123456789GB)."
+    )
+    assert unfilled_placeholders(text) == []
+
+
+def test_another_channels_order_of_the_same_id_is_not_used(make_thread, make_channel):
+    thread = make_thread(order_id="203-1111111-2222222")
+    store_order(make_channel("DE"), "203-1111111-2222222")
+    assert context_for_thread(thread, None)["item_title"] is None
+
+
+def test_without_a_value_the_placeholder_stays_and_is_found(make_thread):
+    # No order stored for the thread at all (and a thread without an order ID).
+    for order_id in ("203-1111111-2222222", None):
+        thread = make_thread(order_id=order_id)
+        text = render_canned("Hi {buyer_name}: " + ORDER_BODY, **context_for_thread(thread, None))
+        assert text == "Hi Jane: " + ORDER_BODY
+        assert unfilled_placeholders(text) == [
+            "item_title",
+            "order_status",
+            "delivery_window",
+            "carrier",
+            "tracking_number",
+        ]
+
+
+def test_a_purged_order_keeps_only_its_status(make_thread):
+    thread = make_thread(order_id="203-1111111-2222222")
+    # What purge_order_data leaves: the order ID and its status.
+    store_order(thread.channel, "203-1111111-2222222", items=[], packages=[], programs=[])
+    text = render_canned(ORDER_BODY, **context_for_thread(thread, None))
+    assert text == (
+        "Your {item_title} is shipped, due {delivery_window}, with {carrier} ({tracking_number})."
+    )
+    assert unfilled_placeholders(text) == [
+        "item_title",
+        "delivery_window",
+        "carrier",
+        "tracking_number",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("earliest", "latest", "shown"),
+    [
+        ((2026, 3, 5), (2026, 3, 5), "5 March 2026"),
+        (None, (2026, 3, 5), "5 March 2026"),
+        ((2026, 3, 3), (2026, 3, 5), "3–5 March 2026"),
+        ((2026, 2, 27), (2026, 3, 2), "27 February – 2 March 2026"),
+        ((2026, 12, 30), (2027, 1, 4), "30 December 2026 – 4 January 2027"),
+        (None, None, None),
+    ],
+)
+def test_the_delivery_window_as_dates(make_thread, earliest, latest, shown):
+    thread = make_thread(order_id="203-1111111-2222222")
+    order = store_order(
+        thread.channel,
+        "203-1111111-2222222",
+        deliver_by_earliest_at=datetime(*earliest, 12, tzinfo=UTC) if earliest else None,
+        deliver_by_latest_at=datetime(*latest, 12, tzinfo=UTC) if latest else None,
+    )
+    assert order_values(order)["delivery_window"] == shown
+
+
+def test_items_packages_and_statuses_read_sensibly(make_thread):
+    thread = make_thread(order_id="203-1111111-2222222")
+    order = store_order(
+        thread.channel,
+        "203-1111111-2222222",
+        fulfillment_status="UNSHIPPED",
+        items=[{"title": "A"}, {"title": "B"}, {"title": "A"}, {"title": ""}, {"title": "C"}],
+        packages=[],
+    )
+    values = order_values(order)
+    assert values["item_title"] == "A, B and C"
+    assert values["order_status"] == "not yet shipped"
+    assert values["carrier"] is None and values["tracking_number"] is None  # no package yet
+    order.packages = [
+        {"carrier": "DHL", "tracking_number": "1", "status": "DELIVERED"},
+        {"carrier": "DHL", "tracking_number": "2", "status": "DELIVERED"},
+    ]
+    order.fulfillment_status = "SHIPPED"
+    values = order_values(order)
+    assert (values["carrier"], values["tracking_number"]) == ("DHL", "1, 2")
+    assert values["order_status"] == "delivered"  # every package arrived
+    order.fulfillment_status, order.packages = "SOME_NEW_STATUS", []
+    assert order_values(order)["order_status"] == "some new status"
+    assert order_values(None) == dict.fromkeys(canned_service.ORDER_PLACEHOLDERS)
+
+
+def test_only_known_placeholders_count_as_unfilled():
+    assert unfilled_placeholders("{carrier} {carrier} {buyer_name} {unknown} {{x}}") == [
+        "carrier",
+        "buyer_name",
+    ]
+    assert unfilled_placeholders("") == [] and unfilled_placeholders(None) == []
 
 
 # --- changes -----------------------------------------------------------------------

@@ -195,6 +195,8 @@ def _raises(message_fragment):
         (None, {"subject": "Re: x\r\nBcc: victim@example.com"}, "subject contains a line break"),
         (None, {"attachments": [("a\n.pdf", "application/pdf", b"x")]}, "file name contains"),
         ("bad_name", {}, "sender name contains"),
+        # A canned reply's placeholder the thread had no value for, left in the text.
+        (None, {"body": "Tracking: {tracking_number}"}, r"no value for \{tracking_number\}"),
     ],
 )
 def test_queue_reply_refuses_bad_input(app, buyer_thread, agent, change, kwargs, error):
