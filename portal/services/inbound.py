@@ -494,24 +494,48 @@ class _Rows:
         if "created_at" in columns:
             blank["created_at"] = utcnow()
         messages, attachments = Message.__table__, Attachment.__table__
-        run: list[dict] = []  # rows without attachments, in a row: one executemany
+        rows = [
+            (
+                row,
+                {
+                    **blank,
+                    **row.values,
+                    **self._source,
+                    "thread_id": row.thread.id if row.thread else None,
+                },
+            )
+            for row in self._pending
+        ]
         files: list[dict] = []
-        for row in self._pending:
-            thread_id = row.thread.id if row.thread else None
-            values = {**blank, **row.values, **self._source, "thread_id": thread_id}
-            if not row.attachments and not row.wants_id:
-                run.append(values)
-                continue
-            # Attachments need their message's id. Asked for one row at a time, since
-            # SQLite cannot return the ids of a multi-row INSERT in order, and ids must
-            # follow arrival order (they order the messages stored at the same moment).
+        if db.session.get_bind().dialect.name == "postgresql":
+            # One INSERT for the whole batch (SQLAlchemy's "insertmanyvalues", its ids
+            # returned in the rows' order, which is the order they are handed out in):
+            # the search document's trigger runs once per statement and so updates each
+            # thread once, not once per message (migration d8f3b6a1c4e9).
+            ids = db.session.scalars(
+                insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
+                [values for _, values in rows],
+            ).all()
+            for (row, _), row_id in zip(rows, ids, strict=True):
+                row.id = row_id
+                files += ({**att, "message_id": row_id} for att in row.attachments)
+        else:
+            run: list[dict] = []  # rows without attachments, in a row: one executemany
+            for row, values in rows:
+                if not row.attachments and not row.wants_id:
+                    run.append(values)
+                    continue
+                # Attachments need their message's id. Asked for one row at a time,
+                # since SQLite cannot return the ids of a multi-row INSERT in order, and
+                # ids must follow arrival order (they order the messages stored at the
+                # same moment).
+                if run:
+                    db.session.execute(insert(messages), run)
+                    run = []
+                row.id = db.session.scalar(insert(messages).returning(messages.c.id), values)
+                files += ({**att, "message_id": row.id} for att in row.attachments)
             if run:
                 db.session.execute(insert(messages), run)
-                run = []
-            row.id = db.session.scalar(insert(messages).returning(messages.c.id), values)
-            files += ({**att, "message_id": row.id} for att in row.attachments)
-        if run:
-            db.session.execute(insert(messages), run)
         if files:
             db.session.execute(insert(attachments), files)
         self._pending.clear()

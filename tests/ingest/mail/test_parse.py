@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tracemalloc
+from dataclasses import replace
+
 import pytest
 
 from ingest.mail.parse import (
@@ -110,3 +113,33 @@ def test_crlf_mail_from_imap_parses_like_lf_mail(name):
     assert crlf.buyer_text == lf.buyer_text
     assert crlf.order_id == lf.order_id
     assert crlf.content_hash == lf.content_hash
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " \n\t ",
+        "  Hello,\n\n  my   parcel\u00a0has\u2028not\x1carrived.  ",
+        "word " * 100,
+        "x" * 500,
+        "\u3000".join(["wörd", "字", "𝔘"] * 80),
+    ],
+)
+def test_the_snippet_is_the_text_with_its_whitespace_collapsed(text):
+    parsed = replace(load("amazon_uk_inquiry.eml"), buyer_text=None, visible_text=text, text=text)
+    assert parsed.snippet == " ".join(text.split())[:200]
+
+
+def test_the_snippet_of_a_long_text_reads_only_its_start():
+    # A million-character text must not be split into all its words to keep 200 chars.
+    text = "Lorem ipsum dolor sit amet, é " * 40_000
+    parsed = replace(load("amazon_uk_inquiry.eml"), buyer_text=None, visible_text=text, text=text)
+    tracemalloc.start()
+    try:
+        snippet = parsed.snippet
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert snippet == " ".join(text.split())[:200]
+    assert peak < 100_000

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import pytest
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select, text
 
+from ingest.mail.parse_result import parse_inbound
 from ingest.pipeline import poll_all
 from portal import create_app
 from portal.extensions import db
 from portal.models import Direction, Message, Role, Thread
 from portal.services import threads as thread_service
+from portal.services.inbound import InboundMail, store_inbound
 from portal.services.inbox import InboxQuery, list_inbox, search
 from portal.services.outbox import queue_reply
+from portal.sqltypes import utcnow
 from tests.helpers import app_config_for
 
 
@@ -221,6 +224,87 @@ def test_ingested_mail_is_searchable_at_once(admin, channel, drop_mail):
     found = subjects(admin, "kneeler")
     assert len(found) == 1
     assert subjects(admin, "203-1234567-1234567 kneeler") == found
+
+
+def _lamp_mail(i: int, *, attachment: bool = False) -> bytes:
+    """Message `i` of one conversation (the first opens it, the rest refer to it)."""
+    head = (
+        "Delivered-To: uk-chan01@helpdesk.test\nFrom: lampbuyer@example.com\n"
+        f"Subject: Re: Lamp\nMessage-ID: <lamp{i}@example.com>\n"
+        + ("References: <lamp0@example.com>\n" if i else "")
+    )
+    body = f"Lampword{i} and the shade number {i}"
+    if not attachment:
+        return f"{head}\n{body}\n".encode()
+    return (
+        f'{head}MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b"\n\n'
+        f"--b\nContent-Type: text/plain\n\n{body}\n--b\nContent-Type: image/png\n"
+        'Content-Disposition: attachment; filename="lamp.png"\n'
+        "Content-Transfer-Encoding: base64\n\niVBORw0KGgo=\n--b--\n"
+    ).encode()
+
+
+def _store(mails: list[bytes]) -> None:
+    """Store `mails` in one call, as the worker stores a batch (no commit)."""
+    store_inbound(
+        [InboundMail(raw, parse_inbound(raw, max_attachment_bytes=10**6)) for raw in mails],
+        mailbox=None,
+        uidvalidity=None,
+        inbound_domain="helpdesk.test",
+        now=utcnow(),
+    )
+
+
+def test_a_batch_to_one_thread_is_found_by_every_message_and_shows_the_newest(admin, channel):
+    _store([_lamp_mail(0)])
+    db.session.commit()
+    (thread,) = db.session.scalars(select(Thread)).all()
+    before = _thread_row_updates()
+    # The worker's batch: on PostgreSQL one INSERT, whose trigger takes all its rows.
+    _store([_lamp_mail(i, attachment=i == 3) for i in range(1, 7)])
+    if before is not None:
+        # The flush's UPDATE of the thread (its last message, its status) and the
+        # trigger's, which writes the search document and the snippet for all six.
+        assert _thread_row_updates() - before == 2
+    db.session.commit()
+    assert db.session.scalar(select(func.count(Thread.id))) == 1
+    for i in range(7):
+        assert subjects(admin, f"lampword{i}") == {"Re: Lamp"}, i
+    db.session.expire_all()
+    assert db.session.get(Thread, thread.id).snippet == "Lampword6 and the shade number 6"
+    if db.engine.dialect.name == "postgresql":
+        # The document the row trigger built, one message at a time, in id order.
+        connection = db.session.connection()
+        expected = connection.scalar(
+            text(
+                "SELECT to_tsvector('simple', concat_ws(' ', CAST(:s AS text),"
+                " CAST(:n AS text), CAST(:a AS text), CAST(:o AS text)))"
+            ),
+            {
+                "s": thread.subject,
+                "n": thread.buyer_name,
+                "a": thread.buyer_address,
+                "o": thread.order_id,
+            },
+        )
+        for body in db.session.scalars(
+            select(Message.text_body).where(Message.thread_id == thread.id).order_by(Message.id)
+        ):
+            expected = connection.scalar(
+                text("SELECT CAST(:d AS tsvector) || to_tsvector('simple', left(:t, 300000))"),
+                {"d": expected, "t": body},
+            )
+        document = connection.scalar(
+            text("SELECT search_document FROM threads WHERE id = :id"), {"id": thread.id}
+        )
+        assert document == expected
+
+
+def _thread_row_updates() -> int | None:
+    """PostgreSQL: the rows of threads this transaction has updated so far."""
+    if db.engine.dialect.name != "postgresql":
+        return None
+    return db.session.scalar(text("SELECT pg_stat_get_xact_tuples_updated('threads'::regclass)"))
 
 
 def test_common_terms_fall_back_to_the_substring_scan(admin, threads, monkeypatch):
