@@ -1,7 +1,7 @@
 """PostgreSQL: an INSERT of messages updates each thread's search document once
 
 Revision ID: d8f3b6a1c4e9
-Revises: e7c2a9d4b5f1
+Revises: d2b7e4a9c1f6
 Create Date: 2026-12-05 12:30:00
 
 Issue 19. The search document's insert trigger (migration 5e4a1c7d9b20, which
@@ -23,7 +23,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "d8f3b6a1c4e9"
-down_revision = "e7c2a9d4b5f1"
+down_revision = "d2b7e4a9c1f6"
 branch_labels = None
 depends_on = None
 
