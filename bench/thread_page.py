@@ -76,12 +76,17 @@ def _order_fields() -> dict[str, Any]:
     }  # fmt: skip
 
 
+#: Not a secret: the bench channel's authorisation is never used to call Amazon.
+BENCH_REFRESH_TOKEN = "Atzr|IwEBIbench-refresh-token-for-the-thread-page-0123456789WXYZ"  # noqa: S105
+
+
 def prepare_threads(app: Any) -> tuple[int, int]:
     """The ids of the order and plain threads, made on the first run on this database."""
     from sqlalchemy import func, select
 
     from portal.extensions import db
     from portal.models import Channel, Message, Order, Setting, Thread
+    from portal.services import spapi as spapi_service
     from portal.sqltypes import utcnow
 
     with app.app_context():
@@ -110,6 +115,15 @@ def prepare_threads(app: Any) -> tuple[int, int]:
         )
         if thread is None:
             raise SystemExit("no thread of three to six messages with an order ID to measure")
+        # The panel shows a stored order only on a channel holding an SP-API authorisation
+        # (without one it says why there is none): the channel gets one, as a seller who
+        # clicked "Authorise with Amazon" has. Both measured threads are on this channel.
+        spapi_service.store_refresh_token(
+            thread.channel,
+            selling_partner_id="A1BENCHSELLER0",
+            refresh_token=BENCH_REFRESH_TOKEN,
+            actor=None,
+        )
         db.session.add(Order(channel_id=thread.channel_id, order_id=thread.order_id,
                              fetched_at=utcnow(), **_order_fields()))  # fmt: skip
         plain = _copy(thread, order_id="999-0000000-0000001", with_messages=True)
