@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Flask
@@ -40,6 +41,16 @@ IDLE_RENEW_SECONDS = 300.0
 LEASE_RETRY_SECONDS = 2.0
 #: Reconnect after 1, 2, 4, … seconds, at most this long.
 MAX_RECONNECT_SECONDS = 60.0
+
+
+class AnnouncedMail(Protocol):
+    """What `fetch_announced` needs of a watcher."""
+
+    app: Flask
+    mailbox_id: int
+    name: str
+    owner: str
+    on_stored: Callable[[], None] | None
 
 
 def watcher_owner() -> str:
@@ -169,32 +180,55 @@ class MailboxWatcher:
                     renew_at = time.monotonic() + IDLE_RENEW_SECONDS
 
     def _poll(self, announced: datetime) -> bool:
-        """Fetch now, in its own app context, unless a poll began after `announced`;
-        False when the lease is taken (retry soon)."""
-        with self.app.app_context():
-            try:
-                summary = poll_mailbox_by_id(
-                    self.mailbox_id, owner=self.owner, unless_polled_since=announced
-                )
-            except Exception:  # the database is away, say: the interval poll retries
-                log.exception("Fetching mailbox %s after IDLE failed", self.name)
-                return True
-        if summary is None:
-            return False
-        self.polls += 1
-        if summary.stored and self.on_stored is not None:
-            self.on_stored()
-        if summary.fetched or summary.errors:
-            log.info("Mailbox %s (IDLE): %s", self.name, summary.line())
-        return True
+        """Fetch now unless a poll began after `announced`; False when the lease is
+        taken (retry soon)."""
+        fetched = fetch_announced(self, announced, label="IDLE")
+        if fetched:
+            self.polls += 1
+        return fetched
 
 
-class IdleWatchers:
-    """This worker's watchers: one per enabled IMAP mailbox, kept in step with the table."""
+def fetch_announced(watcher: AnnouncedMail, announced: datetime, *, label: str) -> bool:
+    """Fetch a mailbox whose new mail was announced (by IDLE, or by inotify for a
+    Maildir), in its own app context, unless a poll began after `announced`; False
+    when another poll holds the lease (the caller retries soon)."""
+    with watcher.app.app_context():
+        try:
+            summary = poll_mailbox_by_id(
+                watcher.mailbox_id, owner=watcher.owner, unless_polled_since=announced
+            )
+        except Exception:  # the database is away, say: the interval poll retries
+            log.exception("Fetching mailbox %s after %s failed", watcher.name, label)
+            return True
+    if summary is None:
+        return False
+    if summary.stored and watcher.on_stored is not None:
+        watcher.on_stored()
+    if summary.fetched or summary.errors:
+        log.info("Mailbox %s (%s): %s", watcher.name, label, summary.line())
+    return True
+
+
+class Watcher(AnnouncedMail, Protocol):
+    """A thread that fetches one mailbox as its mail arrives."""
+
+    source_url: str
+
+    def stop(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+W = TypeVar("W", bound=Watcher)
+
+
+class WatcherSet(Generic[W]):
+    """One watcher per enabled mailbox of a kind, kept in step with the mailboxes table;
+    IdleWatchers for IMAP, maildir_watch.MaildirWatchers for Maildir."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self._watchers: dict[int, MailboxWatcher] = {}
+        self._watchers: dict[int, W] = {}
         self._lock = threading.Lock()
         self._closed = False
         #: Called (from a watcher's thread) after a fetch stored mail; the worker sets it
@@ -202,36 +236,46 @@ class IdleWatchers:
         self.on_stored: Callable[[], None] | None = None
 
     @property
-    def watchers(self) -> dict[int, MailboxWatcher]:
+    def watchers(self) -> dict[int, W]:
         with self._lock:
             return dict(self._watchers)
 
-    def reconcile(self) -> None:
-        """Start watchers for new IMAP mailboxes, stop those removed, disabled or moved.
+    def wants(self, source_url: str) -> bool:
+        raise NotImplementedError
 
-        Needs an app context. A mailbox whose server has no IDLE keeps its finished
-        watcher, so it is not asked again until its source changes.
-        """
+    def start_watcher(self, mailbox_id: int, name: str, source_url: str) -> W | None:
+        """A started watcher, or None when this mailbox cannot be watched (polled only)."""
+        raise NotImplementedError
+
+    def stop_watcher(self, watcher: W) -> None:
+        watcher.stop()
+
+    def is_finished(self, watcher: W) -> bool:
+        """A watcher that stopped by itself and should be started afresh."""
+        return False
+
+    def reconcile(self) -> None:
+        """Start watchers for new mailboxes, stop those removed, disabled or moved.
+        Needs an app context."""
         rows = db.session.execute(
             select(Mailbox.id, Mailbox.name, Mailbox.source_url).where(Mailbox.is_enabled)
         ).all()
-        wanted = {row.id: row for row in rows if is_imap_source(row.source_url)}
+        wanted = {row.id: row for row in rows if self.wants(row.source_url)}
         with self._lock:
             if self._closed:
                 return
             for mailbox_id, watcher in list(self._watchers.items()):
                 row = wanted.get(mailbox_id)
                 if row is None or row.source_url != watcher.source_url:
-                    watcher.stop()
+                    self.stop_watcher(watcher)
                     del self._watchers[mailbox_id]
-                elif not watcher.is_alive() and watcher.supported is not False:
-                    del self._watchers[mailbox_id]  # stopped itself: start afresh below
+                elif self.is_finished(watcher):
+                    del self._watchers[mailbox_id]  # start afresh below
             for mailbox_id, row in wanted.items():
                 if mailbox_id not in self._watchers:
-                    watcher = MailboxWatcher(self.app, mailbox_id, row.name, row.source_url)
-                    watcher.on_stored = self._stored
-                    self._watchers[mailbox_id] = watcher
-                    watcher.start()
+                    watcher = self.start_watcher(mailbox_id, row.name, row.source_url)
+                    if watcher is not None:
+                        self._watchers[mailbox_id] = watcher
 
     def _stored(self) -> None:
         if self.on_stored is not None:
@@ -245,6 +289,27 @@ class IdleWatchers:
             self._watchers.clear()
         for watcher in watchers:
             watcher.stop()
+        self.stopped()
         deadline = time.monotonic() + timeout
         for watcher in watchers:
             watcher.join(max(0.0, deadline - time.monotonic()))
+
+    def stopped(self) -> None:
+        """Called once every watcher is told to stop (release what they share)."""
+
+
+class IdleWatchers(WatcherSet[MailboxWatcher]):
+    """One IDLE watcher per enabled IMAP mailbox. A mailbox whose server has no IDLE
+    keeps its finished watcher, so it is not asked again until its source changes."""
+
+    def wants(self, source_url: str) -> bool:
+        return is_imap_source(source_url)
+
+    def start_watcher(self, mailbox_id: int, name: str, source_url: str) -> MailboxWatcher:
+        watcher = MailboxWatcher(self.app, mailbox_id, name, source_url)
+        watcher.on_stored = self._stored
+        watcher.start()
+        return watcher
+
+    def is_finished(self, watcher: MailboxWatcher) -> bool:
+        return not watcher.is_alive() and watcher.supported is not False

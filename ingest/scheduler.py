@@ -12,9 +12,9 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.base import BaseScheduler
@@ -22,14 +22,22 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
 from ingest.idle import IdleWatchers
+from ingest.maildir_watch import MaildirWatchers
 from ingest.orders import purge_orders, refresh_orders
 from ingest.pipeline import poll_all, settle_worker_process
 from portal.extensions import db
+from portal.services import leases
 from portal.services.orders import amazon_api
 from portal.services.outbox_delivery import deliver_pending
 from portal.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
+
+#: For the start-up line: what each kind of watcher watches.
+WATCHED = (
+    ("IMAP mailboxes with IDLE", IdleWatchers),
+    ("Maildir folders with inotify", MaildirWatchers),
+)
 
 #: How soon a mailbox an admin adds (or changes) gets its IDLE watcher.
 WATCH_SECONDS = 60
@@ -39,11 +47,23 @@ ORDERS_SECONDS = 30
 PURGE_SECONDS = 3600
 
 
+class Watchers(Protocol):
+    """A set of watchers that fetch mail as it arrives (IDLE, Maildir)."""
+
+    on_stored: Callable[[], None] | None
+
+    def reconcile(self) -> None: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+
 def poll_job(
-    app: Flask, watchers: IdleWatchers | None = None, on_stored: Callable[[], None] | None = None
+    app: Flask,
+    watchers: Sequence[Watchers] = (),
+    on_stored: Callable[[], None] | None = None,
 ) -> None:
-    """One scheduled pass, inside its own app context; then the IDLE watchers are
-    brought in step with the mailboxes (the first pass may have created one).
+    """One scheduled pass, inside its own app context; then the watchers are brought
+    in step with the mailboxes (the first pass may have created one).
     `on_stored` is called when the pass stored mail (it wakes the orders pass)."""
     with app.app_context():
         try:
@@ -58,22 +78,22 @@ def poll_job(
                 log.info("Ingest pass: %s", summary.line())
             else:
                 log.debug("Ingest pass: %s", summary.line())
-        if watchers is not None:
-            _reconcile(watchers)
+        _reconcile(watchers)
 
 
-def watch_job(app: Flask, watchers: IdleWatchers) -> None:
-    """Start or stop IDLE watchers for mailboxes added, changed or disabled meanwhile."""
+def watch_job(app: Flask, watchers: Sequence[Watchers]) -> None:
+    """Start or stop watchers for mailboxes added, changed or disabled meanwhile."""
     with app.app_context():
         _reconcile(watchers)
 
 
-def _reconcile(watchers: IdleWatchers) -> None:
-    try:
-        watchers.reconcile()
-    except Exception:  # the database is away, say: the next run tries again
-        db.session.rollback()
-        log.exception("Could not update the IDLE watchers")
+def _reconcile(watchers: Sequence[Watchers]) -> None:
+    for each in watchers:
+        try:
+            each.reconcile()
+        except Exception:  # the database is away, say: the next run tries again
+            db.session.rollback()
+            log.exception("Could not update the %s", type(each).__name__)
 
 
 def outbox_job(app: Flask) -> None:
@@ -159,7 +179,7 @@ def build_scheduler(
     app: Flask,
     scheduler_class: type[BaseScheduler] = BlockingScheduler,
     *,
-    watchers: IdleWatchers | None = None,
+    watchers: Watchers | Sequence[Watchers] = (),
 ) -> BaseScheduler:
     scheduler = scheduler_class(timezone=UTC)
 
@@ -176,19 +196,21 @@ def build_scheduler(
             **({"next_run_time": datetime.now(UTC)} if start_now else {}),
         )
 
+    if not isinstance(watchers, Sequence):
+        watchers = (watchers,)
     on_stored = None
     if amazon_api(app.config, app.extensions) is not None:
         orders_pass = OrdersPass(scheduler)
         every(ORDERS_SECONDS, OrdersPass.JOB_ID, orders_pass, start_now=False)
         on_stored = orders_pass.wake
-        if watchers is not None:
-            watchers.on_stored = on_stored
+        for each in watchers:
+            each.on_stored = on_stored
     every(app.config["POLL_SECONDS"], "poll-mailboxes", poll_job, watchers, on_stored)
     # Replies the web request could not send go out within seconds, not a poll later.
     outbox_seconds = min(app.config.get("OUTBOX_SECONDS", 5), app.config["POLL_SECONDS"])
     every(outbox_seconds, "send-replies", outbox_job)
     every(PURGE_SECONDS, "purge-order-data", purge_job)
-    if watchers is not None:
+    if watchers:
         # Each poll also updates the watchers; this covers a long POLL_SECONDS.
         watch_seconds = min(WATCH_SECONDS, app.config["POLL_SECONDS"])
         every(watch_seconds, "idle-watchers", watch_job, watchers, start_now=False)
@@ -196,8 +218,12 @@ def build_scheduler(
 
 
 def run_worker(app: Flask) -> None:
-    """Block, polling (and watching with IDLE), until SIGINT or SIGTERM."""
-    watchers = IdleWatchers(app) if app.config.get("IMAP_IDLE", True) else None
+    """Block, polling (and watching with IDLE and inotify), until SIGINT or SIGTERM."""
+    watchers: list[Watchers] = []
+    if app.config.get("IMAP_IDLE", True):
+        watchers.append(IdleWatchers(app))
+    if app.config.get("MAILDIR_WATCH", True):
+        watchers.append(MaildirWatchers(app, owner=f"{leases.worker_identity()}/watch"))
     scheduler = build_scheduler(app, watchers=watchers)
     # APScheduler logs every run at INFO; our own summary line says what matters.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -211,7 +237,11 @@ def run_worker(app: Flask) -> None:
     log.info(
         "Ingest worker started: polling every %s s%s (mail source %s)",
         app.config["POLL_SECONDS"],
-        ", IMAP mailboxes watched with IDLE" if watchers is not None else "",
+        "".join(
+            f", {what} watched"
+            for what, kind in WATCHED
+            if any(isinstance(w, kind) for w in watchers)
+        ),
         app.config["MAIL_SOURCE"].split("@")[-1],
     )
     try:
@@ -219,6 +249,6 @@ def run_worker(app: Flask) -> None:
     except KeyboardInterrupt:
         scheduler.shutdown(wait=False)
     finally:
-        if watchers is not None:
-            watchers.stop()
+        for each in watchers:
+            each.stop()
     log.info("Ingest worker stopped")

@@ -104,6 +104,7 @@ def config_from_env(instance_path: str) -> dict[str, Any]:
         "INBOUND_DOMAIN": (os.environ.get("INBOUND_DOMAIN") or DEFAULTS["INBOUND_DOMAIN"]).lower(),
         "POLL_SECONDS": _int("POLL_SECONDS"),
         "IMAP_IDLE": _flag("IMAP_IDLE"),
+        "MAILDIR_WATCH": _flag("MAILDIR_WATCH"),
         "OUTBOX_SECONDS": _int("OUTBOX_SECONDS"),
         "SMTP_TIMEOUT": _int("SMTP_TIMEOUT"),
         "INGEST_LEASE_SECONDS": _int("INGEST_LEASE_SECONDS"),
@@ -194,6 +195,7 @@ DEFAULTS: Mapping[str, Any] = {
     "POLL_SECONDS": 60,
     #: Watch IMAP mailboxes with IDLE (fetch on arrival); the poll stays as a safety net.
     "IMAP_IDLE": True,
+    "MAILDIR_WATCH": True,
     "OUTBOX_SECONDS": 5,
     "SMTP_TIMEOUT": 30,
     "INGEST_LEASE_SECONDS": 300,

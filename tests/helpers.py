@@ -8,9 +8,10 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -165,6 +166,47 @@ def worker_environment(config: Any, database_url: str, **settings: str) -> dict[
         "LOG_LEVEL": "WARNING",
         **settings,
     }
+
+
+@contextlib.contextmanager
+def worker_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
+    """The real worker (`flask --app wsgi ingest run`) with its output in `log_path`;
+    killed on the way out if the test left it running."""
+    with log_path.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "ingest", "run"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield worker
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+def wait_for_commit(what: str, check: Callable[[], object], timeout: float) -> Any:
+    """`check()`'s first true answer, each try in a fresh snapshot (the writes come from
+    another thread or process); fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db.session.rollback()
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def stored_count(message_id: str) -> int:
+    """How many stored messages carry this Message-ID."""
+    return db.session.scalar(
+        db.select(db.func.count()).select_from(Message).where(Message.message_id == message_id)
+    )
 
 
 class FreshContextClient(FlaskClient):

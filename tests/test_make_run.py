@@ -54,7 +54,11 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 @pytest.fixture
 def run_env(tmp_path: Path) -> dict[str, str]:
     """The environment for `make run` and the CLI: every path and secret in tmp_path."""
-    return make_target_environment(tmp_path, PORT=str(free_port()), SELLERDESK_ENV="development")
+    # After the pass at start-up only the Maildir watch can fetch: the hour-long poll
+    # interval proves a dropped file is taken on arrival, as the README says.
+    return make_target_environment(
+        tmp_path, PORT=str(free_port()), SELLERDESK_ENV="development", POLL_SECONDS="3600"
+    )
 
 
 @pytest.fixture
@@ -148,6 +152,12 @@ def test_make_run_ingests_mail_dropped_into_maildir_new_and_ctrl_c_stops_both(
 
     # Delivered as an MDA does: written in tmp/, then renamed into new/.
     maildir = tmp_path / "maildir"
+    wait_for(
+        "the worker to watch the Maildir",
+        lambda: f"watching {maildir / 'new'} for new mail" in output.read_text(),
+        START_TIMEOUT,
+        output,
+    )
     raw = amazon_message(1, address)
     message_id = re.search(rb"^Message-ID: (<[^>]+>)", raw, re.MULTILINE).group(1).decode()
     name = f"{int(time.time())}.M1P{os.getpid()}.sellerdesk-test"

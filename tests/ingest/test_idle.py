@@ -13,13 +13,10 @@ import itertools
 import logging
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -35,12 +32,11 @@ from portal.extensions import db
 from portal.models import Mailbox, Message
 from portal.services import leases
 from portal.services import mailboxes as mailbox_service
-from tests.helpers import worker_environment
+from tests.helpers import stored_count, wait_for_commit, worker_environment, worker_process
 from tests.mailgen import amazon_message
 
 pytestmark = pytest.mark.imap
 
-ROOT = Path(__file__).resolve().parents[2]
 ADDRESS = "uk-idle@helpdesk.test"
 #: IDLE announces mail ~0.5 s after an APPEND; the rest is the fetch. Generous for CI.
 ARRIVAL_TIMEOUT = 10
@@ -80,20 +76,7 @@ def watchers(app, mailbox, monkeypatch) -> Iterator[IdleWatchers]:
 
 
 def wait_until(what: str, check: Callable[[], object], timeout: float = ARRIVAL_TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        db.session.rollback()  # a fresh snapshot: the writes come from another thread
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
-
-
-def stored(message_id: str) -> int:
-    return db.session.scalar(
-        db.select(db.func.count()).select_from(Message).where(Message.message_id == message_id)
-    )
+    return wait_for_commit(what, check, timeout)
 
 
 def the_watcher(watchers: IdleWatchers) -> MailboxWatcher:
@@ -121,16 +104,7 @@ def test_worker_fetches_appended_mail_at_once_without_waiting_for_the_poll(
         LOG_LEVEL="INFO",
     )
     log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "ingest", "run"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with worker_process(env, log_path) as worker:
         wait_until(
             "the worker to watch the mailbox with IDLE",
             lambda: "Mailbox default: waiting for new mail with IDLE" in log_path.read_text(),
@@ -140,14 +114,10 @@ def test_worker_fetches_appended_mail_at_once_without_waiting_for_the_poll(
         for _ in range(3):
             message_id = deliver()
             appended = time.monotonic()
-            wait_until(f"{message_id} to be stored", lambda: stored(message_id) == 1)  # noqa: B023
+            wait_until(f"{message_id} to be stored", lambda: stored_count(message_id) == 1)  # noqa: B023
             latencies.append(time.monotonic() - appended)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
     log = log_path.read_text()
     assert "Ingest worker stopped" in log, log
     assert "Traceback" not in log, log
@@ -166,7 +136,7 @@ def test_a_watcher_fetches_on_arrival_and_never_twice(app, watchers, deliver):
     wait_until("the watcher to be in IDLE", idling(watcher))
     ids = [deliver() for _ in range(3)]
     for message_id in ids:
-        wait_until(f"{message_id} to be stored", lambda: stored(message_id) == 1)  # noqa: B023
+        wait_until(f"{message_id} to be stored", lambda: stored_count(message_id) == 1)  # noqa: B023
     time.sleep(1)  # any extra announcement has been handled meanwhile
     db.session.rollback()
     assert db.session.scalar(db.select(db.func.count()).select_from(Message)) == 3
@@ -200,7 +170,7 @@ def test_mail_another_worker_fetched_after_the_announcement_is_not_polled_again(
     assert polled_by == []
     # The other worker fetches it, as its own watcher would, and lets go of the lease.
     assert poll_one(mailbox, PollSummary(), owner="other-host:1")
-    assert stored(message_id) == 1
+    assert stored_count(message_id) == 1
     time.sleep(1)  # the watcher's retries see that poll
 
     assert polled_by == ["other-host:1"]
@@ -208,7 +178,7 @@ def test_mail_another_worker_fetched_after_the_announcement_is_not_polled_again(
     assert db.session.get(Mailbox, mailbox.id).lease_owner is None
     # Mail that comes later is the watcher's to fetch.
     later = deliver()
-    wait_until(f"{later} to be stored", lambda: stored(later) == 1)
+    wait_until(f"{later} to be stored", lambda: stored_count(later) == 1)
     assert polled_by[1:] == [idle.watcher_owner()]
 
 
@@ -227,7 +197,7 @@ def test_idle_errors_fall_back_to_polling_and_idle_resumes_when_it_works_again(
     try:
         with caplog.at_level(logging.WARNING, logger="ingest.idle"):
             first = deliver()
-            wait_until("it to be stored while IDLE fails", lambda: stored(first) == 1)
+            wait_until("it to be stored while IDLE fails", lambda: stored_count(first) == 1)
             wait_until("the poll to start a watcher", lambda: watchers.watchers)
             watcher = the_watcher(watchers)
             wait_until("a second failed IDLE attempt", lambda: watcher.errors >= 2)
@@ -240,11 +210,11 @@ def test_idle_errors_fall_back_to_polling_and_idle_resumes_when_it_works_again(
     # with the interval poll stopped only the watcher can bring the next message in.
     monkeypatch.setattr(ImapSource, broken, real)
     second = deliver()
-    wait_until("the watcher to store it", lambda: stored(second) == 1)
+    wait_until("the watcher to store it", lambda: stored_count(second) == 1)
     third = deliver()
-    wait_until("IDLE to store it", lambda: stored(third) == 1)
+    wait_until("IDLE to store it", lambda: stored_count(third) == 1)
     assert watcher.failures == 0  # reset once IDLE has worked again
-    assert stored(first) == 1
+    assert stored_count(first) == 1
 
 
 def test_dovecot_stopped_mid_idle_and_started_again_the_watcher_reconnects(
@@ -254,7 +224,7 @@ def test_dovecot_stopped_mid_idle_and_started_again_the_watcher_reconnects(
     watcher = the_watcher(watchers)
     wait_until("the watcher to be in IDLE", idling(watcher))
     before = deliver()
-    wait_until("IDLE to store the first message", lambda: stored(before) == 1)
+    wait_until("IDLE to store the first message", lambda: stored_count(before) == 1)
 
     dovecot.stop(keep_files=True)
     try:
@@ -266,8 +236,8 @@ def test_dovecot_stopped_mid_idle_and_started_again_the_watcher_reconnects(
     polls = watcher.polls
     wait_until("the watcher to reconnect", lambda: watcher.polls > polls, timeout=30)
     after = deliver()
-    wait_until("IDLE to store the next message", lambda: stored(after) == 1)
-    assert stored(before) == 1
+    wait_until("IDLE to store the next message", lambda: stored_count(after) == 1)
+    assert stored_count(before) == 1
     assert db.session.scalar(db.select(db.func.count()).select_from(Message)) == 2
 
 
