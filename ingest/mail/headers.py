@@ -68,6 +68,31 @@ def message_ids(value: str) -> list[str]:
     return re.findall(r"<[^<>\s]+>", storable(value))
 
 
+#: The longest header line RFC 5322 allows, and the column's length.
+MAX_MESSAGE_ID = 998
+
+
+def message_id_as_written(value: str) -> str | None:
+    """A Message-ID or In-Reply-To header's id: the first `<…>` one, else the value as
+    written (trimmed, white space folded), else None where it holds no id at all.
+
+    Some senders write their Message-ID without brackets or with one missing; the
+    replies to them cite it the same way, so keeping it as written is what lets a reply
+    find its thread (a made-up id in its place never would)."""
+    ids = message_ids(value)
+    if ids:
+        return ids[0]
+    written = " ".join(storable(value).split())
+    return written[:MAX_MESSAGE_ID] if written.strip("<> ") else None
+
+
+def references_as_written(value: str) -> list[str]:
+    """A References header's ids: the `<…>` ones, else each word as written."""
+    return message_ids(value) or [
+        word[:MAX_MESSAGE_ID] for word in storable(value).split() if word.strip("<>")
+    ]
+
+
 def parse_date(value: str) -> datetime | None:
     """A Date header as an aware UTC datetime (UTC assumed where it names no zone);
     None where it is missing or not a date."""

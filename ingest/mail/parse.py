@@ -25,7 +25,12 @@ from ingest.mail.charsets import storable
 from ingest.mail.deadline import Deadline, TooSlowToParse
 from ingest.mail.email_reader import read_email
 from ingest.mail.fast_reader import read_fast
-from ingest.mail.headers import header_addresses, message_ids, parse_date
+from ingest.mail.headers import (
+    header_addresses,
+    message_id_as_written,
+    parse_date,
+    references_as_written,
+)
 from ingest.mail.parts import MailParts, ParsedAttachment
 
 DEFAULT_MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
@@ -106,6 +111,11 @@ class UnparseableMessage(ValueError):
     """The bytes are not an e-mail we can make sense of; keep them raw, quarantined."""
 
 
+def synthetic_message_id(digest: str) -> str:
+    """The Message-ID given to mail without one: stable, from its content hash."""
+    return f"<{digest[:40]}@synthetic.sellerdesk>"
+
+
 def content_hash(raw: bytes) -> str:
     """The SHA-256 of the mail, whatever its line ends: what identifies a stored mail."""
     # Line endings differ between stores (IMAP hands back CRLF for mail appended
@@ -162,7 +172,7 @@ def _parsed(mail: MailParts, digest: str, size: int, deadline: Deadline) -> Pars
     if not any(h in mail.headers for h in ("from", "to", "date", "message-id", "subject")):
         raise UnparseableMessage("no From, To, Date, Subject or Message-ID header: not an e-mail")
     first = {name: values[0] for name, values in mail.headers.items()}
-    ids = message_ids(first.get("message-id", ""))
+    message_id = message_id_as_written(first.get("message-id", ""))
     subject = mail.header("Subject")
     from_name, from_address = mail.from_[0] if mail.from_ else ("", "")
     text = "\n\n".join(p for p in mail.text_parts if p.strip())
@@ -174,9 +184,9 @@ def _parsed(mail: MailParts, digest: str, size: int, deadline: Deadline) -> Pars
     # The reply heuristic below is the costliest step for long text.
     deadline.check()
     return ParsedMessage(
-        message_id=ids[0] if ids else f"<{digest[:40]}@synthetic.sellerdesk>",
-        in_reply_to=(message_ids(first.get("in-reply-to", "")) or [None])[0],
-        references=message_ids(first.get("references", "")),
+        message_id=message_id or synthetic_message_id(digest),
+        in_reply_to=message_id_as_written(first.get("in-reply-to", "")),
+        references=references_as_written(first.get("references", "")),
         subject=subject,
         from_name=from_name,
         from_address=from_address,

@@ -33,7 +33,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, insert, or_, select
 
-from ingest.mail.parse import ParsedMessage
+from ingest.mail.parse import ParsedMessage, synthetic_message_id
 from ingest.mail.parse_result import Unparsed
 from portal.extensions import db
 from portal.models import Attachment, Channel, Direction, Mailbox, Message, Thread, ThreadStatus
@@ -172,6 +172,17 @@ def _content_key(parsed: ParsedMessage | Unparsed) -> tuple[str, str]:
     return parsed.message_id, parsed.content_hash
 
 
+def _earlier_keys(parsed: ParsedMessage | Unparsed) -> list[tuple[str, str]]:
+    """Keys the same mail was stored under by earlier versions: a Message-ID written
+    without its brackets was replaced by the made-up one until ids were kept as written,
+    and a copy fetched again (a UIDVALIDITY reset) must still be found."""
+    if isinstance(parsed, Unparsed) or (
+        parsed.message_id.startswith("<") and parsed.message_id.endswith(">")
+    ):
+        return []
+    return [(synthetic_message_id(parsed.content_hash), parsed.content_hash)]
+
+
 class _Dedup:
     """Which mail of a batch is stored already: two queries up front for the whole batch."""
 
@@ -186,16 +197,16 @@ class _Dedup:
             uids=[m.uid for m in mails if m.uid is not None],
             except_ids=replaced,
         )
-        self._contents = stored_contents(
-            mailbox=mailbox, keys=[_content_key(m.parsed) for m in mails], except_ids=replaced
-        )
+        keys = [_content_key(m.parsed) for m in mails]
+        keys += [key for m in mails for key in _earlier_keys(m.parsed)]
+        self._contents = stored_contents(mailbox=mailbox, keys=keys, except_ids=replaced)
 
     def is_duplicate(self, mail: InboundMail) -> bool:
         """True when `mail` is stored already; else it counts as stored from now on."""
         if mail.uid is not None and mail.uid in self._uids:
             return True
         key = _content_key(mail.parsed)
-        if key in self._contents:
+        if key in self._contents or any(k in self._contents for k in _earlier_keys(mail.parsed)):
             return True
         self._contents.add(key)
         return False

@@ -3,6 +3,7 @@ flags what it stored and reports; the decisions themselves are tests/services/te
 
 from __future__ import annotations
 
+from ingest.mail.parse import synthetic_message_id
 from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import Mailbox, Message, Thread, ThreadStatus
@@ -88,3 +89,39 @@ def test_ingest_poll_cli_prints_summary(runner, uk, drop_mail):
     assert (
         result.output.strip() == "fetched=1 stored=1 duplicate=0 unrouted=0 quarantined=0 errors=0"
     )
+
+
+BRACKETLESS = (
+    b"From: Jane Doe <jane@example.com>\nTo: uk-chan01@helpdesk.test\n"
+    b"Subject: Broken client\nDate: Thu, 03 Dec 2026 10:00:00 +0000\n"
+    b"Message-ID: 1733220000.42@old-webmail.example.com\n\nWhere is my order?\n"
+)
+REPLY_CITING_IT = (
+    b"From: Jane's other address <jane.doe@example.org>\nTo: uk-chan01@helpdesk.test\n"
+    b"Subject: something else entirely\nDate: Thu, 03 Dec 2026 11:00:00 +0000\n"
+    b"Message-ID: <reply-1@example.org>\n"
+    b"In-Reply-To: 1733220000.42@old-webmail.example.com\n\nStill waiting.\n"
+)
+
+
+def test_a_reply_citing_a_bracketless_message_id_joins_its_thread(uk, drop_mail):
+    drop_mail(BRACKETLESS)
+    drop_mail(REPLY_CITING_IT)
+    assert poll_all().stored == 2
+    first, reply = messages()
+    assert first.message_id == "1733220000.42@old-webmail.example.com"
+    # Another sender and subject: only the cited id can put it in the same thread.
+    assert reply.thread_id == first.thread_id
+
+
+def test_mail_stored_under_the_made_up_id_of_earlier_versions_is_not_stored_again(uk, drop_mail):
+    drop_mail(BRACKETLESS)
+    poll_all()
+    (stored,) = messages()
+    # As versions that replaced a bracketless id stored it; then the mail comes again
+    # (a UIDVALIDITY reset, a copy left in the Maildir).
+    stored.message_id = synthetic_message_id(stored.content_hash)
+    db.session.commit()
+    drop_mail(BRACKETLESS)
+    assert poll_all().line() == "fetched=1 stored=0 duplicate=1 unrouted=0 quarantined=0 errors=0"
+    assert len(messages()) == 1

@@ -248,6 +248,14 @@ any_mail = st.one_of(
 _MSGID = re.compile(r"^<[^<>\s]+>$")
 
 
+def _sound_id(value: str) -> bool:
+    """A `<…>` id, or one kept as written: trimmed, white space folded, one line, not
+    only brackets, at most a header line long."""
+    if _MSGID.match(value):
+        return True
+    return 0 < len(value) <= 998 and value == " ".join(value.split()) and bool(value.strip("<> "))
+
+
 def check_parsed(raw: bytes) -> ParsedMessage | None:
     """Parse `raw`; assert the only failure is UnparseableMessage and the result is sound."""
     try:
@@ -255,9 +263,9 @@ def check_parsed(raw: bytes) -> ParsedMessage | None:
     except UnparseableMessage:
         return None
     assert isinstance(parsed, ParsedMessage)
-    assert _MSGID.match(parsed.message_id), parsed.message_id
-    assert parsed.in_reply_to is None or _MSGID.match(parsed.in_reply_to)
-    assert all(_MSGID.match(r) for r in parsed.references)
+    assert _sound_id(parsed.message_id), parsed.message_id
+    assert parsed.in_reply_to is None or _sound_id(parsed.in_reply_to)
+    assert all(_sound_id(r) and " " not in r for r in parsed.references)
     for name in ("subject", "from_name", "from_address", "text", "visible_text", "buyer_name"):
         assert isinstance(getattr(parsed, name), str), name
     assert parsed.html is None or isinstance(parsed.html, str)

@@ -143,3 +143,46 @@ def test_the_snippet_of_a_long_text_reads_only_its_start():
         tracemalloc.stop()
     assert snippet == " ".join(text.split())[:200]
     assert peak < 100_000
+
+
+# --- Message-IDs written without their brackets ----------------------------------------
+
+
+def _with_ids(message_id: bytes, in_reply_to: bytes = b"", references: bytes = b"") -> bytes:
+    headers = b"From: a@b.c\nTo: uk@helpdesk.test\nSubject: ids\nMessage-ID: " + message_id
+    if in_reply_to:
+        headers += b"\nIn-Reply-To: " + in_reply_to
+    if references:
+        headers += b"\nReferences: " + references
+    return headers + b"\n\nhello\n"
+
+
+@pytest.mark.parametrize(
+    ("header", "kept"),
+    [
+        (b"abc.123@mail.example.com", "abc.123@mail.example.com"),
+        (b"  <abc.123@mail.example.com  ", "<abc.123@mail.example.com"),
+        (b"abc.123@mail.example.com>", "abc.123@mail.example.com>"),
+        (b"two\t words", "two words"),
+        (b"<good@example.com> stray", "<good@example.com>"),
+    ],
+)
+def test_a_malformed_message_id_is_kept_as_written_not_made_up(header, kept):
+    assert parse_message(_with_ids(header)).message_id == kept
+
+
+@pytest.mark.parametrize("header", [b"", b"< ", b"<>", b"<\xc2\xa0>"])
+def test_a_message_id_header_without_an_id_gets_the_synthetic_one(header):
+    raw = _with_ids(header)
+    assert parse_message(raw).message_id == f"<{content_hash(raw)[:40]}@synthetic.sellerdesk>"
+
+
+def test_replies_citing_an_id_as_written_keep_it_as_written():
+    parsed = parse_message(
+        _with_ids(b"<r@x.y>", in_reply_to=b" abc@example.com ", references=b"z@q abc@example.com")
+    )
+    assert parsed.in_reply_to == "abc@example.com"
+    assert parsed.references == ["z@q", "abc@example.com"]
+    # Where brackets are used, only the bracketed ids count, as before.
+    bracketed = parse_message(_with_ids(b"<r@x.y>", references=b"<a@b> junk <c@d>"))
+    assert bracketed.references == ["<a@b>", "<c@d>"]
