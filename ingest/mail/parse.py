@@ -23,6 +23,7 @@ from ingest.mail import amazon, classify
 from ingest.mail.bodies import html_to_text, strip_quoted
 from ingest.mail.charsets import storable
 from ingest.mail.deadline import Deadline, TooSlowToParse
+from ingest.mail.dsn import BounceReport, read_bounce
 from ingest.mail.email_reader import read_email
 from ingest.mail.fast_reader import read_fast
 from ingest.mail.headers import (
@@ -69,6 +70,8 @@ class ParsedMessage:
     is_bounce: bool = False
     is_amazon_notification: bool = False
     is_seller_central_copy: bool = False
+    #: For a bounce: which message it returns and why (one of our replies, maybe).
+    bounce: BounceReport | None = None
 
     @property
     def is_automatic(self) -> bool:
@@ -164,6 +167,9 @@ def _parse(
             raise UnparseableMessage(f"{type(exc).__name__}: {exc}") from exc
     deadline.check()
     parsed = _parsed(mail, _hash_normalised(data), len(raw), deadline)
+    if parsed.is_bounce:
+        parsed.bounce = read_bounce(data)
+        deadline.check()
     _clean_strings(parsed)
     return parsed
 

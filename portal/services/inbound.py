@@ -37,6 +37,7 @@ from ingest.mail.parse import ParsedMessage, synthetic_message_id
 from ingest.mail.parse_result import Unparsed
 from portal.extensions import db
 from portal.models import Attachment, Channel, Direction, Mailbox, Message, Thread, ThreadStatus
+from portal.services import outbox
 from portal.services.channels import channels_by_address, route_to_channel
 from portal.services.thread_matching import (
     MATCH_WINDOW,
@@ -132,7 +133,7 @@ def _record(
         row = rows.add_unrouted(parsed, mail.raw, uid=mail.uid, created_at=created_at)
         result = StoreResult(Outcome.UNROUTED)
     else:
-        thread = matcher.match(channel.id, parsed)
+        thread = _bounced_reply_thread(channel, parsed) or matcher.match(channel.id, parsed)
         is_new_thread = thread is None
         if thread is None:
             thread = _open_thread(channel, parsed)
@@ -336,6 +337,17 @@ def _candidate_threads(
     if not wanted:
         return []
     return list(db.session.scalars(select(Thread).where(or_(*wanted))))
+
+
+def _bounced_reply_thread(channel: Channel, parsed: ParsedMessage) -> Thread | None:
+    """For a bounce of our replies on this channel: each one is marked failed, and the
+    bounce joins the thread of the first, where the agent sees why it failed."""
+    if parsed.bounce is None or not parsed.bounce.cited_ids:
+        return None
+    replies = outbox.bounced_replies(channel.id, parsed.bounce.cited_ids)
+    for reply in replies:
+        outbox.mark_bounced(reply, parsed.bounce.reason)
+    return replies[0].thread if replies else None
 
 
 def _open_thread(channel: Channel, parsed: ParsedMessage) -> Thread:

@@ -342,6 +342,45 @@ def cancel(message: Message, actor: User | None, *, now: datetime | None = None)
     return message
 
 
+def bounced_replies(channel_id: int, message_ids: Sequence[str]) -> list[Message]:
+    """Our sent replies on this channel among `message_ids` (what a bounce cites)."""
+    if not message_ids:
+        return []
+    return list(
+        db.session.scalars(
+            select(Message).where(
+                Message.channel_id == channel_id,
+                Message.direction == Direction.OUT,
+                Message.is_internal_note.is_(False),
+                Message.message_id.in_(list(message_ids)),
+            )
+        )
+    )
+
+
+def mark_bounced(message: Message, reason: str) -> bool:
+    """A sent reply came back undeliverable (no commit): it failed after all, with the
+    bounce's reason, and no longer answers the buyer, whose clock runs again. False
+    (nothing changed) unless it was sent: a bounce for a reply already failed, or
+    cancelled, says nothing new."""
+    if message.send_status != SendStatus.SENT:
+        return False
+    message.send_status = SendStatus.FAILED
+    message.last_send_error = f"bounced: {reason}"[:2000]
+    message.next_attempt_at = None
+    if message.thread is not None:
+        restore_awaiting_reply(message.thread)
+    record_event(
+        "thread.reply_bounced",
+        actor=None,
+        organisation_id=message.thread.organisation_id if message.thread else None,
+        target=message,
+        details={"message_id": message.message_id, "reason": reason[:500]},
+    )
+    log.warning("Reply %s bounced: %s", message.message_id, reason)
+    return True
+
+
 def _update_unsent(
     message: Message, *, now: datetime, action: str, values: dict[str, object], busy: str
 ) -> SendStatus:

@@ -414,3 +414,97 @@ def test_outbox_job_sends_in_its_own_app_context(app, buyer_thread, agent, outbo
     assert (outbox_dir / smtp.outbox_filename(message.message_id)).exists()
     db.session.refresh(message)
     assert message.send_status == SendStatus.SENT
+
+
+# --- a sent reply that bounces ----------------------------------------------------------------
+
+
+def dsn(cited_id: str, *, to: str = "uk-shop@helpdesk.test", n: int = 1) -> bytes:
+    """A Postfix-style delivery status notification returning the headers of `cited_id`."""
+    return f"""\
+Return-Path: <>
+From: MAILER-DAEMON@mx.example.net (Mail Delivery System)
+To: {to}
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <dsn-{n}@mx.example.net>
+Date: Sat, 05 Dec 2026 10:15:00 +0000
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain; charset=us-ascii
+
+Your message could not be delivered.
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; jane123@marketplace.amazon.co.uk
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 Recipient address rejected: alias expired
+
+--B
+Content-Type: text/rfc822-headers
+
+From: Shop <uk-shop@helpdesk.test>
+Message-ID: {cited_id}
+Subject: Re: Where is my parcel?
+
+--B--
+""".encode()
+
+
+def test_a_bounce_marks_our_sent_reply_failed_and_restarts_the_buyers_clock(
+    app, buyer_thread, agent, ingest
+):
+    thread = buyer_thread()
+    waiting_since = thread.awaiting_reply_since
+    reply = queue(thread, agent)
+    assert outbox_delivery.deliver_one(reply.id) is True
+    db.session.refresh(thread)
+    assert thread.awaiting_reply_since is None  # answered
+
+    assert ingest(dsn(reply.message_id)) == "stored"
+    db.session.expire_all()
+    reply = db.session.get(Message, reply.id)
+    assert reply.send_status == SendStatus.FAILED
+    assert reply.last_send_error == ("bounced: 550 5.1.1 Recipient address rejected: alias expired")
+    assert outbox.describe_status(reply).startswith("failed: bounced: 550 5.1.1")
+    assert reply in outbox.list_outbox()
+    # It no longer answers the buyer: the clock runs from their oldest message again.
+    thread = db.session.get(Thread, thread.id)
+    assert thread.awaiting_reply_since == waiting_since
+    # The bounce is on the reply's thread, for the agent to read.
+    bounce = db.session.scalar(
+        select(Message).where(Message.message_id == "<dsn-1@mx.example.net>")
+    )
+    assert bounce.thread_id == thread.id and bounce.is_bounce
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.kind == "thread.reply_bounced"))
+    assert event.details["reason"] == "550 5.1.1 Recipient address rejected: alias expired"
+
+    # A second bounce for the same reply changes nothing more.
+    assert ingest(dsn(reply.message_id, n=2)) == "stored"
+    assert (
+        db.session.scalar(
+            select(db.func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.kind == "thread.reply_bounced")
+        )
+        == 1
+    )
+
+
+def test_a_bounce_on_another_channel_or_of_mail_not_ours_changes_no_reply(
+    app, buyer_thread, agent, ingest, make_channel
+):
+    reply = queue(buyer_thread(), agent)
+    outbox_delivery.deliver_one(reply.id)
+    other = make_channel("DE", address="de-shop@helpdesk.test")
+    # Our reply's id cited in a bounce that reached another seller's channel, and a
+    # bounce citing an id we never sent: neither touches the reply.
+    ingest(dsn(reply.message_id, to=other.helpdesk_address, n=3))
+    ingest(dsn("<someone-else@example.com>", n=4))
+    db.session.expire_all()
+    assert db.session.get(Message, reply.id).send_status == SendStatus.SENT
