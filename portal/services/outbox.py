@@ -342,6 +342,20 @@ def cancel(message: Message, actor: User | None, *, now: datetime | None = None)
     return message
 
 
+def reopen_after_failure(message: Message, kind: str, reason: str) -> None:
+    """A reply that failed for good (refused, bounced) answers nobody: the buyer's clock
+    runs again, and the failure is audited with its reason."""
+    if message.thread is not None:
+        restore_awaiting_reply(message.thread)
+    record_event(
+        kind,
+        actor=None,
+        organisation_id=message.thread.organisation_id if message.thread else None,
+        target=message,
+        details={"message_id": message.message_id, "reason": reason[:500]},
+    )
+
+
 def bounced_replies(channel_id: int, message_ids: Sequence[str]) -> list[Message]:
     """Our sent replies on this channel among `message_ids` (what a bounce cites)."""
     if not message_ids:
@@ -368,15 +382,7 @@ def mark_bounced(message: Message, reason: str) -> bool:
     message.send_status = SendStatus.FAILED
     message.last_send_error = f"bounced: {reason}"[:2000]
     message.next_attempt_at = None
-    if message.thread is not None:
-        restore_awaiting_reply(message.thread)
-    record_event(
-        "thread.reply_bounced",
-        actor=None,
-        organisation_id=message.thread.organisation_id if message.thread else None,
-        target=message,
-        details={"message_id": message.message_id, "reason": reason[:500]},
-    )
+    reopen_after_failure(message, "thread.reply_bounced", reason)
     log.warning("Reply %s bounced: %s", message.message_id, reason)
     return True
 

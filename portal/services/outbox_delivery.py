@@ -43,8 +43,7 @@ from sqlalchemy import ColumnElement, or_, select, update
 from ingest.mail import compose, smtp
 from portal.extensions import db
 from portal.models import Direction, Message, SendStatus
-from portal.services.audit import record_event
-from portal.services.outbox import restore_awaiting_reply
+from portal.services.outbox import reopen_after_failure
 from portal.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
@@ -221,15 +220,7 @@ def _record_refusal(attempt: _Attempt, reason: str) -> Outcome:
     message = db.session.get(Message, attempt.pk)
     assert message is not None  # noqa: S101 (type narrowing: the update just matched it)
     db.session.refresh(message)
-    if message.thread is not None:
-        restore_awaiting_reply(message.thread)
-    record_event(
-        "thread.reply_failed",
-        actor=None,
-        organisation_id=message.thread.organisation_id if message.thread else None,
-        target=message,
-        details={"message_id": message.message_id, "reason": reason[:500]},
-    )
+    reopen_after_failure(message, "thread.reply_failed", reason)
     db.session.commit()
     log.warning("Reply %s refused by the SMTP server: %s", message.message_id, reason)
     return Outcome.FAILED
