@@ -45,10 +45,10 @@ def _row(row: InboxRow, url: str, show_org: bool, now: datetime) -> str:
         f'<td class="buyer">{escape(buyer)}</td>'
         f'<td class="subject"><a href="{url}{row.id:d}">{escape(row.subject or "(no subject)")}</a>'
         f'{tags}<div class="snippet">{escape(row.snippet)}</div></td>'
-        f"<td>{escape(row.marketplace)}{org}</td>"
-        f"<td>{order}</td>"
-        f"<td>{STATUS_BADGES[row.status].__html__()}</td>"
-        f"<td>{escape(row.assignee or '—')}</td>"
-        f"<td>{due.__html__()}</td>"
+        f'<td class="channel">{escape(row.marketplace)}{org}</td>'
+        f'<td class="order">{order}</td>'
+        f'<td class="status">{STATUS_BADGES[row.status].__html__()}</td>'
+        f'<td class="assignee">{escape(row.assignee or "—")}</td>'
+        f'<td class="due">{due.__html__()}</td>'
         "</tr>\n"
     )

@@ -67,7 +67,7 @@ def test_row_shape_and_link():
     out = str(render_rows([row], "/threads/", show_org=False, now=NOW))
     assert '<a href="/threads/7">Wrong size</a>' in out
     assert "<code>" not in out and " title=" not in out and 'class="muted"' not in out
-    assert "<td>—</td>" in out  # nobody assigned
+    assert '<td class="assignee">—</td>' in out  # nobody assigned
     assert out.startswith('<tr class="">')
     nameless = _hostile_row(buyer_name=None, buyer_address="", subject=None)
     out = str(render_rows([nameless], "/threads/", show_org=False, now=NOW))
@@ -81,8 +81,8 @@ def test_rows_show_the_one_definition_of_each_badge():
     due = answer_due(overdue.deadline, NOW)
     assert due.is_overdue and due.text == "Overdue by 7 min"
     assert out.startswith('<tr class="is-overdue">')
-    assert f"<td>{STATUS_BADGES[ThreadStatus.OPEN].__html__()}</td>" in out
-    assert f"<td>{due.__html__()}</td>" in out
+    assert f'<td class="status">{STATUS_BADGES[ThreadStatus.OPEN].__html__()}</td>' in out
+    assert f'<td class="due">{due.__html__()}</td>' in out
     assert due.__html__() == (
         '<span class="deadline overdue" title="Due 26 Nov 2026, 23:53 UTC">Overdue by 7 min</span>'
     )
