@@ -48,8 +48,21 @@ def plain_select(field) -> Markup:  # noqa: ANN001 (a WTForms SelectField)
     return Markup(html)  # noqa: S704 (the id, the name, each value and label pass escape())
 
 
+def described_by(field) -> dict[str, str]:  # noqa: ANN001 (a WTForms field)
+    """The attributes that tie a field to its help text and its errors (the ids the
+    forms macro gives them), so a screen reader reads them with the field."""
+    ids = ([f"{field.id}-help"] if field.description else []) + (
+        [f"{field.id}-error"] if field.errors else []
+    )
+    attrs = {"aria-describedby": " ".join(ids)} if ids else {}
+    if field.errors:
+        attrs["aria-invalid"] = "true"
+    return attrs
+
+
 def init_app(app: Flask) -> None:
     app.add_template_global(plain_select, "plain_select")
+    app.add_template_global(described_by, "described_by")
     app.add_template_filter(format_datetime, "datetime")
     app.add_template_filter(format_duration, "duration")
     app.add_template_filter(format_size, "filesize")

@@ -113,7 +113,7 @@ def test_bad_placeholders_are_shown_beside_the_text_field(client, login_as, alph
     assert 'id="body-error"' in page
     error = page.split('id="body-error">', 1)[1].split("</p>", 1)[0]
     assert says.replace('"', "&#34;") in error or says in error
-    assert 'aria-describedby="body-error"' in page
+    assert 'aria-describedby="body-help body-error"' in page  # its help, then its error
     assert stored() == []
 
 

@@ -115,7 +115,23 @@ def _make_thread(channel, mark: str) -> Thread:
         raw=f"Subject: {mark}\r\n\r\nbody {mark}\r\n".encode(),
         created_at=when,
     )
-    db.session.add_all([thread, inbound])
+    # An automatic message too, so every page that sets such mail apart is checked
+    # (the accessibility suite found its faded text below AA contrast).
+    notice = Message(
+        thread=thread,
+        channel=channel,
+        direction=Direction.IN,
+        message_id=f"<notice-{mark}@amazon.co.uk>",
+        content_hash=f"notice-hash-{mark}",
+        subject=f"Delivery update {mark}",
+        from_address="no-reply@amazon.co.uk",
+        to_addresses=channel.helpdesk_address,
+        text_body=f"Your order {mark} has shipped.",
+        visible_text=f"Your order {mark} has shipped.",
+        is_amazon_notification=True,
+        created_at=when + timedelta(minutes=5),
+    )
+    db.session.add_all([thread, inbound, notice])
     db.session.commit()
     return thread
 
