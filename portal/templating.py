@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from html import escape
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flask import Flask
+from flask import Flask, g, has_request_context
+from flask_login import current_user
 from markupsafe import Markup
 
 from portal.downloads import download_name
@@ -16,17 +18,50 @@ from portal.downloads import download_name
 _MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def format_datetime(value: datetime | None) -> str:
-    """ "27 Nov 2026, 09:51 UTC": times are stored and shown in UTC, said so plainly."""
+def format_datetime(value: datetime | None, *, in_utc: bool = False) -> str:
+    """ "27 Nov 2026, 10:51 CET" in the signed-in user's time zone, or "27 Nov 2026,
+    09:51 UTC" (times are stored in UTC; shown in it to users without a zone yet)."""
     if value is None:
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    elif value.utcoffset():
-        value = value.astimezone(UTC)
+    zone = None if in_utc else viewer_zone()
+    if zone is not None:
+        value = value.astimezone(zone)
+        name = value.tzname() or "UTC"
+    else:
+        if value.utcoffset():
+            value = value.astimezone(UTC)
+        name = "UTC"
     return (
         f"{value.day:02d} {_MONTHS[value.month]} {value.year}, "
-        f"{value.hour:02d}:{value.minute:02d} UTC"
+        f"{value.hour:02d}:{value.minute:02d} {name}"
+    )
+
+
+def viewer_zone() -> ZoneInfo | None:
+    """The signed-in user's time zone for this request; None for UTC (no user, no
+    zone chosen yet, or outside a request: the worker's mail and logs say UTC)."""
+    if not has_request_context():
+        return None
+    if "viewer_zone" not in g:
+        name = getattr(current_user, "time_zone", None) if current_user else None
+        try:
+            g.viewer_zone = ZoneInfo(name) if name and name != "UTC" else None
+        except (ZoneInfoNotFoundError, ValueError):  # a zone this system no longer has
+            g.viewer_zone = None
+    return g.viewer_zone
+
+
+def time_element(value: datetime | None) -> Markup | str:
+    """The `datetime` filter: the time in the viewer's zone, with UTC on hover."""
+    shown = format_datetime(value)
+    if value is None or viewer_zone() is None:
+        return shown
+    utc = format_datetime(value, in_utc=True)
+    iso = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    return Markup(  # noqa: S704 (both texts pass escape(); the ISO form is ours)
+        f'<time datetime="{iso:%Y-%m-%dT%H:%M:%SZ}" title="{escape(utc)}">{escape(shown)}</time>'
     )
 
 
@@ -63,7 +98,7 @@ def described_by(field) -> dict[str, str]:  # noqa: ANN001 (a WTForms field)
 def init_app(app: Flask) -> None:
     app.add_template_global(plain_select, "plain_select")
     app.add_template_global(described_by, "described_by")
-    app.add_template_filter(format_datetime, "datetime")
+    app.add_template_filter(time_element, "datetime")
     app.add_template_filter(format_duration, "duration")
     app.add_template_filter(format_size, "filesize")
     # An attachment's name as shown is the name it downloads under (ingest.mail.text's rule).

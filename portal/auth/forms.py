@@ -1,6 +1,13 @@
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, StringField, SubmitField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    PasswordField,
+    StringField,
+    SubmitField,
+)
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
 from portal.services.passwords import MIN_PASSWORD_LENGTH, password_problem
@@ -38,6 +45,8 @@ class LoginForm(FlaskForm):
     email = EmailField("E-mail", validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired()])
     remember = BooleanField("Keep me logged in")
+    #: Filled in by static/js/timezone.js with the browser's zone, for a first login.
+    time_zone = HiddenField()
     submit = SubmitField("Log in")
 
 

@@ -86,7 +86,7 @@ def login():
             )
         else:
             lockout.clear(email)
-            user_service.record_login(user)
+            user_service.record_login(user, browser_time_zone=form.time_zone.data)
             _start_session(user, remember=form.remember.data)
             return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form)

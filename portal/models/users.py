@@ -39,6 +39,9 @@ class User(UserMixin, db.Model):
     must_change_password: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: IANA name (Europe/Berlin) the user reads times in; None until known (UTC
+    #: meanwhile): the browser's, taken at the first login, then the user's choice.
+    time_zone: Mapped[str | None] = mapped_column(String(64))
 
     organisation: Mapped[Organisation | None] = relationship(
         back_populates="members", foreign_keys=[organisation_id]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
+import zoneinfo
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -139,10 +141,29 @@ def _check_password(password: str, *about: str) -> None:
         raise AccountError(f"Password refused: {problem}")
 
 
-def record_login(user: User) -> None:
-    """Note a successful login."""
+def record_login(user: User, *, browser_time_zone: str | None = None) -> None:
+    """Note a successful login; a user without a time zone yet takes the browser's."""
     user.last_login_at = utcnow()
+    if user.time_zone is None and is_time_zone(browser_time_zone):
+        user.time_zone = browser_time_zone
     record_event("user.login", actor=user, organisation_id=user.organisation_id, target=user)
+
+
+def is_time_zone(name: str | None) -> bool:
+    """An IANA time zone this system knows (what a browser reports, what a form offers)."""
+    return bool(name) and name in time_zone_names()
+
+
+@functools.cache
+def time_zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def set_time_zone(user: User, name: str) -> None:
+    """The zone the user reads times in (no commit); refused unless is_time_zone."""
+    if not is_time_zone(name):
+        raise ValueError(f"unknown time zone {name!r}")
+    user.time_zone = name
 
 
 def change_password(user: User, new_password: str, *, actor: User) -> None:

@@ -10,7 +10,10 @@ from flask import url_for
 def test_pages_link_static_files_with_a_content_hash(client):
     html = client.get("/login").get_data(as_text=True)
     links = re.findall(r'(?:href|src)="(/static/[^"]+)"', html)
-    assert {link.split("?")[0] for link in links} == {"/static/css/app.css", "/static/js/app.js"}
+    assert {link.split("?")[0] for link in links} == {
+        "/static/css/app.css",
+        *(f"/static/js/{name}.js" for name in ("app", "keyboard", "menu", "timezone")),
+    }
     for link in links:
         assert re.search(r"\?v=[0-9a-f]{12}$", link), link
 
