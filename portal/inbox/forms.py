@@ -74,6 +74,10 @@ class ReviewRequestForm(FlaskForm):
     submit = SubmitField("Request a review")
 
 
+class NoResponseForm(FlaskForm):
+    submit = SubmitField("No response needed")
+
+
 class NoteForm(FlaskForm):
     text = TextAreaField(
         "Internal note",

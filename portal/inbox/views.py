@@ -24,6 +24,7 @@ from portal.inbox.badges import STATUS_BADGES, answer_due
 from portal.inbox.forms import (
     AssignForm,
     InboxFilterForm,
+    NoResponseForm,
     NoteForm,
     RefreshOrderForm,
     RemoveTagForm,
@@ -200,6 +201,8 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
             tag_form=forms.get("tag_form") or TagForm(formdata=None),
             remove_tag_form=RemoveTagForm(formdata=None),
             note_form=forms.get("note_form") or NoteForm(formdata=None),
+            no_response_form=NoResponseForm(formdata=None),
+            no_response_marks=thread_service.no_response_marks(thread),
             can_reply=_can_reply(thread),
             reply_form=reply_form,
             compliance_warnings=forms.get("compliance_warnings") or [],
@@ -391,6 +394,25 @@ def add_note(thread_id: int):
     db.session.commit()
     flash("Note added.", "success")
     return _back(thread, anchor=f"m{note.id}")
+
+
+@bp.route("/threads/<int:thread_id>/no-response-needed", methods=["POST"])
+@login_required
+def no_response_needed(thread_id: int):
+    thread = _load_thread(thread_id, work=True)
+    if not NoResponseForm().validate_on_submit():
+        abort(400)
+    marked = thread_service.mark_no_response_needed(thread, actor=current_user)
+    db.session.commit()
+    if marked:
+        flash(
+            f"{len(marked)} buyer message(s) marked no response needed. "
+            "Mark them in Seller Central too (see below).",
+            "success",
+        )
+    else:
+        flash("No buyer message is awaiting an answer.", "info")
+    return _back(thread, anchor="no-response")
 
 
 @bp.route("/threads/<int:thread_id>/reply", methods=["POST"])

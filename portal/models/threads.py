@@ -227,6 +227,23 @@ class Message(db.Model):
         return f"<Message {self.id} {self.direction} {self.message_id}>"
 
 
+class NoResponseMark(db.Model):
+    """A buyer message marked "no response needed": Sellerdesk's 24-hour clock stops for
+    it (Amazon's only when the seller marks it in Seller Central too); reports count
+    these rows, so who and when are kept."""
+
+    __tablename__ = "no_response_marks"
+
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"), index=True)
+    marked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    marked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    marked_by: Mapped[User | None] = relationship()
+
+
 class Attachment(db.Model):
     __tablename__ = "attachments"
 

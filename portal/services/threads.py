@@ -9,12 +9,14 @@ import hashlib
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import selectinload
 
 from ingest.mail.amazon import ASIN_RE
 from portal.extensions import db
 from portal.models import (
     Direction,
     Message,
+    NoResponseMark,
     Role,
     Tag,
     Thread,
@@ -23,6 +25,7 @@ from portal.models import (
     agent_assignments,
 )
 from portal.services.audit import record_event
+from portal.services.outbox import unanswered_buyer_messages
 from portal.sqltypes import utcnow
 
 #: Amazon's response-time metric: 24 hours, weekends and holidays included.
@@ -172,3 +175,42 @@ def add_internal_note(thread: Thread, text: str, *, actor: User) -> Message:
     )
     db.session.flush()
     return note
+
+
+def mark_no_response_needed(
+    thread: Thread, *, actor: User, now: datetime | None = None
+) -> list[Message]:
+    """Mark every buyer message still unanswered "no response needed" and stop the
+    thread's clock; returns the messages marked (none: nothing was awaiting an answer).
+
+    A later buyer message starts the clock again (services/inbound.py), and the marks
+    stay for the reports to count."""
+    now = now or utcnow()
+    waiting = unanswered_buyer_messages(thread)
+    for message in waiting:
+        db.session.add(
+            NoResponseMark(
+                message_id=message.id, thread_id=thread.id, marked_by_id=actor.id, marked_at=now
+            )
+        )
+    thread.awaiting_reply_since = None
+    if waiting:
+        record_event(
+            "thread.no_response_needed",
+            actor=actor,
+            organisation_id=thread.organisation_id,
+            target=thread,
+            details={"messages": [m.id for m in waiting]},
+        )
+    db.session.flush()
+    return waiting
+
+
+def no_response_marks(thread: Thread) -> dict[int, NoResponseMark]:
+    """The thread's marks by message id, with who marked each."""
+    marks = db.session.scalars(
+        select(NoResponseMark)
+        .where(NoResponseMark.thread_id == thread.id)
+        .options(selectinload(NoResponseMark.marked_by))
+    )
+    return {mark.message_id: mark for mark in marks}

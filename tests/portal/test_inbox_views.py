@@ -224,3 +224,35 @@ def test_the_thread_page_lists_the_buyers_history_only_within_the_organisation(
     assert f'href="/threads/{rival.id}"' not in history and "Rival" not in history
     rival_page = client.get(f"/threads/{rival.id}").get_data(as_text=True)
     assert "None: this is the buyer" in rival_page
+
+
+def test_no_response_needed_marks_the_thread_and_says_what_amazon_does(
+    client, login_as, two_channels, make_thread
+):
+    uk, _ = two_channels
+    thread = make_thread(uk, texts=("Thanks, all good!",))
+    login_as(Role.AGENT, name="Ana", assigned=[uk.organisation])
+    before = client.get(f"/threads/{thread.id}").get_data(as_text=True)
+    assert 'value="No response needed"' in before
+    assert "Mark as no response needed" in before
+
+    response = post(client, thread, "no-response-needed", {})
+    assert response.status_code == 302
+    db.session.refresh(thread)
+    assert thread.awaiting_reply_since is None
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert '<span class="badge no-response">No response needed</span>' in page
+    assert "marked by Ana" in page
+    assert "1 buyer message(s) marked no response needed" in page
+    # Amazon's clock and the steps in Seller Central stay on the page once marked.
+    assert "Amazon's own clock" in page and "Mark as no response needed" in page
+    assert 'value="No response needed"' not in page
+
+
+def test_sellers_cannot_mark_no_response_needed(client, login_as, two_channels, make_thread):
+    uk, _ = two_channels
+    thread = make_thread(uk)
+    login_as(Role.SELLER, organisation=uk.organisation)
+    assert post(client, thread, "no-response-needed", {}).status_code == 403
+    db.session.refresh(thread)
+    assert thread.awaiting_reply_since is not None

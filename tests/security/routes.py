@@ -200,6 +200,7 @@ ROUTES: dict[str, Entry] = {
     "inbox.add_tag": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
     "inbox.remove_tag": Entry(WORK, args={"thread_id": "thread", "tag_id": "tag"}, owners=PAIRS),
     "inbox.add_note": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
+    "inbox.no_response_needed": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
     # The order panel: a refresh only marks the order due for the worker (everyone who
     # sees the thread may ask); a review request is sent on the seller's behalf by
     # whoever works the thread.
