@@ -1,9 +1,18 @@
 from flask_wtf import FlaskForm
 from flask_wtf.file import MultipleFileField
-from wtforms import BooleanField, HiddenField, SelectField, StringField, SubmitField, TextAreaField
+from wtforms import (
+    BooleanField,
+    HiddenField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from portal.models import ThreadStatus
+from portal.services.bulk import ACTIONS as BULK_ACTIONS
 from portal.services.canned import unfilled_message, unfilled_placeholders
 from portal.sqltypes import parse_id
 from portal.validators import NO_CONTROL_CHARACTERS
@@ -42,6 +51,39 @@ class InboxFilterForm(FlaskForm):
         default="activity",
         validate_choice=False,
     )
+
+
+class BulkForm(FlaskForm):
+    """An action on the threads ticked in the inbox, or on every thread of the page."""
+
+    action = SelectField("With the selected threads", choices=BULK_ACTIONS)
+    #: "" (nobody), "me", or a user's id: the view sets the choices.
+    assignee = SelectField("Assign to", coerce=str, validate_choice=False, default="me")
+    tag = StringField("Tag", validators=[Optional(), Length(max=40), NO_CONTROL_CHARACTERS])
+    thread_ids = SelectMultipleField("Select", coerce=str, validate_choice=False)
+    #: Every thread shown on the page, for "Select all on the page" without JavaScript.
+    page_ids = SelectMultipleField(coerce=str, validate_choice=False)
+    all_on_page = BooleanField("Select all on the page")
+    submit = SubmitField("Apply")
+
+    def selected_ids(self) -> list[int] | None:
+        """The ids asked for; None when one is not an id at all."""
+        raw = (self.page_ids.data if self.all_on_page.data else self.thread_ids.data) or []
+        ids = [parse_id(value) for value in raw]
+        return None if None in ids else list(dict.fromkeys(ids))
+
+    def validate_thread_ids(self, field):
+        ids = self.selected_ids()
+        if ids is None:
+            raise ValidationError("That is not a thread of this inbox.")
+        if not ids:
+            raise ValidationError("Select at least one thread.")
+        if len(ids) > 500:
+            raise ValidationError("Select at most 500 threads at once.")
+
+    def validate_tag(self, field):
+        if self.action.data == "tag" and not (field.data or "").strip():
+            raise ValidationError("Enter a tag.")
 
 
 class StatusForm(FlaskForm):

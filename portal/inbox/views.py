@@ -23,6 +23,7 @@ from portal.html import sanitize_email_html
 from portal.inbox.badges import STATUS_BADGES, answer_due
 from portal.inbox.forms import (
     AssignForm,
+    BulkForm,
     InboxFilterForm,
     NoResponseForm,
     NoteForm,
@@ -46,6 +47,7 @@ from portal.models import (
     User,
 )
 from portal.security import get_visible_or_404
+from portal.services import bulk as bulk_service
 from portal.services import buyer_history as buyer_history_service
 from portal.services import canned as canned_service
 from portal.services import inbox as inbox_service
@@ -111,6 +113,10 @@ def _int_or_none(value):
 @bp.route("/inbox")
 @login_required
 def index():
+    return _render_inbox()
+
+
+def _render_inbox(*, bulk_form: BulkForm | None = None, status: int = 200):
     form = InboxFilterForm(request.args)
     options = _filter_choices(form)
     query = inbox_service.InboxQuery(
@@ -133,15 +139,93 @@ def index():
     next_url = url_for("inbox.index", **args, after=page.next_cursor) if page.next_cursor else None
     first_url = url_for("inbox.index", **args) if query.cursor else None
     show_org = len(form.organisation.choices) > 2
-    return render_template(
-        "inbox/index.html",
-        form=form,
-        page=page,
-        rows_html=render_rows(page.rows, thread_url, show_org),
-        next_url=next_url,
-        first_url=first_url,
-        show_org=show_org,
+    if bulk_form is None and _may_bulk():
+        bulk_form = BulkForm(formdata=None)
+        _bulk_choices(bulk_form, options)
+    selected = (
+        frozenset(parse_id(v) for v in (bulk_form.thread_ids.data or []))
+        if bulk_form
+        else frozenset()
     )
+    return (
+        render_template(
+            "inbox/index.html",
+            form=form,
+            page=page,
+            rows_html=render_rows(
+                page.rows,
+                thread_url,
+                show_org,
+                selectable=bulk_form is not None,
+                selected=selected,
+            ),
+            next_url=next_url,
+            first_url=first_url,
+            show_org=show_org,
+            bulk_form=bulk_form,
+        ),
+        status,
+    )
+
+
+# --- bulk actions ----------------------------------------------------------------------
+
+
+def _may_bulk() -> bool:
+    return current_user.role in (Role.AGENT, Role.ADMIN)
+
+
+def _bulk_choices(form: BulkForm, options: inbox_service.FilterOptions) -> dict[str, User]:
+    """Sets who the bulk form may assign to; returns them by the form's value."""
+    people = {
+        str(u.id): u
+        for u in thread_service.assignable_users_of([org_id for org_id, _ in options.organisations])
+    }
+    form.assignee.choices = [("me", "Me"), ("", "Nobody")] + [
+        (key, u.display_name) for key, u in people.items() if u.id != current_user.id
+    ]
+    return people
+
+
+@bp.route("/inbox/bulk", methods=["POST"])
+@login_required
+def bulk():
+    """One action on the threads ticked in the inbox; back to the same inbox view."""
+    if not _may_bulk():
+        abort(403)
+    form = BulkForm()
+    people = _bulk_choices(form, inbox_service.filter_options(current_user))
+    if not form.validate_on_submit():
+        return _render_inbox(bulk_form=form, status=422)
+    ids = form.selected_ids()
+    threads = bulk_service.visible_threads(ids, current_user)
+    if len(threads) != len(ids):
+        # Refused whole: a thread the user may not see is never acted on, and the
+        # message is the same whether it exists or not.
+        form.thread_ids.errors.append(
+            "A selected thread is not in your inbox (any more): nothing was changed."
+        )
+        return _render_inbox(bulk_form=form, status=422)
+    action = form.action.data
+    key = str(current_user.id) if form.assignee.data == "me" else form.assignee.data
+    if action == "assign" and key and key not in people:
+        form.assignee.errors.append("Choose someone from the list.")
+        return _render_inbox(bulk_form=form, status=422)
+    assignee = people[key] if action == "assign" and key else None
+    try:
+        changed = bulk_service.apply_bulk(
+            threads, action, actor=current_user, assignee=assignee, tag=form.tag.data or ""
+        )
+    except thread_service.ThreadActionError as exc:
+        db.session.rollback()
+        (form.tag if action == "tag" else form.assignee).errors.append(str(exc))
+        return _render_inbox(bulk_form=form, status=422)
+    db.session.commit()
+    flash(
+        f"{bulk_service.ACTIONS[action]}: {changed} of {len(threads)} selected thread(s) changed.",
+        "success",
+    )
+    return redirect(url_for("inbox.index", **request.args))
 
 
 @bp.route("/threads/<int:thread_id>")

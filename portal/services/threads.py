@@ -67,8 +67,13 @@ def set_thread_status(thread: Thread, status: ThreadStatus, *, actor: User) -> b
 
 def assignable_users(thread: Thread) -> list[User]:
     """Who may be assigned: active agents of the thread's organisation, and admins."""
+    return assignable_users_of([thread.organisation_id])
+
+
+def assignable_users_of(organisation_ids: list[int]) -> list[User]:
+    """Active admins, and the active agents of any of `organisation_ids`."""
     agents = select(agent_assignments.c.user_id).where(
-        agent_assignments.c.organisation_id == thread.organisation_id
+        agent_assignments.c.organisation_id.in_(organisation_ids)
     )
     stmt = (
         select(User)

@@ -64,3 +64,20 @@ function flagUnfilled(added) {
 document.addEventListener("input", (event) => {
   if (event.target.id === "body" && event.target.closest("#composer")) flagUnfilled([]);
 });
+
+// --- Working together (issue 21): bulk selection in the inbox -------------------------
+// "Select all on the page" ticks the rows too, so what is sent is what the agent sees;
+// without JS the server reads the box itself and acts on every row of the page.
+function bulkSelectAll(event) {
+  const box = event.target;
+  if (!(box instanceof HTMLInputElement) || !box.form || box.form.id !== "bulk") return;
+  const all = box.form.elements.namedItem("all_on_page");
+  if (box === all) {
+    for (const row of document.querySelectorAll('input[name="thread_ids"][form="bulk"]')) {
+      row.checked = box.checked;
+    }
+  } else if (box.name === "thread_ids" && !box.checked && all) {
+    all.checked = false; // the server would otherwise act on the whole page
+  }
+}
+document.addEventListener("change", bulkSelectAll);
