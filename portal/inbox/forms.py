@@ -2,6 +2,7 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import MultipleFileField
 from wtforms import (
     BooleanField,
+    DateTimeLocalField,
     HiddenField,
     SelectField,
     SelectMultipleField,
@@ -91,6 +92,15 @@ class StatusForm(FlaskForm):
     submit = SubmitField("Change status")
 
 
+class SnoozeForm(FlaskForm):
+    until = DateTimeLocalField(
+        "Pending until (UTC)",
+        validators=[DataRequired(message="Choose a date and time.")],
+        description="The thread opens again then, or earlier when the buyer writes.",
+    )
+    submit = SubmitField("Snooze")
+
+
 class AssignForm(FlaskForm):
     assignee = SelectField("Assigned to", coerce=str)
     submit = SubmitField("Assign")
@@ -139,6 +149,8 @@ class ReplyForm(FlaskForm):
     reply_to = HiddenField()
     confirm_warnings = BooleanField("I checked the warnings above; send anyway")
     submit = SubmitField("Send reply")
+    send_close = SubmitField("Send and close")
+    send_pending = SubmitField("Send and set pending")
 
     def __init__(self, *args, answerable: set[int] = frozenset(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -150,6 +162,14 @@ class ReplyForm(FlaskForm):
         unfilled = unfilled_placeholders(field.data)
         if unfilled:
             raise ValidationError(unfilled_message(unfilled))
+
+    def status_after(self) -> ThreadStatus | None:
+        """The status the sender asked for with the reply, if any."""
+        if self.send_close.data:
+            return ThreadStatus.CLOSED
+        if self.send_pending.data:
+            return ThreadStatus.PENDING
+        return None
 
     def validate_reply_to(self, field):
         if field.data and parse_id(field.data) not in self._answerable:

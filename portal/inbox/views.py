@@ -1,4 +1,5 @@
 import base64
+from datetime import UTC
 
 from flask import (
     Blueprint,
@@ -31,6 +32,7 @@ from portal.inbox.forms import (
     RemoveTagForm,
     ReplyForm,
     ReviewRequestForm,
+    SnoozeForm,
     StatusForm,
     TagForm,
 )
@@ -59,6 +61,7 @@ from portal.services.audit import record_event
 from portal.services.compliance import check_reply
 from portal.services.spapi import settings_for_channel
 from portal.sqltypes import parse_id
+from portal.templating import format_datetime
 
 bp = Blueprint("inbox", __name__)
 
@@ -286,6 +289,7 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
             remove_tag_form=RemoveTagForm(formdata=None),
             note_form=forms.get("note_form") or NoteForm(formdata=None),
             no_response_form=NoResponseForm(formdata=None),
+            snooze_form=forms.get("snooze_form") or SnoozeForm(formdata=None),
             no_response_marks=thread_service.no_response_marks(thread),
             can_reply=_can_reply(thread),
             reply_form=reply_form,
@@ -405,6 +409,25 @@ def change_status(thread_id: int):
         db.session.commit()
         flash(f"Thread marked {form.status.data}.", "success")
     return _back(thread)
+
+
+@bp.route("/threads/<int:thread_id>/snooze", methods=["POST"])
+@login_required
+def snooze(thread_id: int):
+    thread = _load_thread(thread_id, work=True)
+    form = SnoozeForm()
+    if form.validate_on_submit():
+        until = form.until.data.replace(tzinfo=UTC)
+        try:
+            thread_service.snooze_thread(thread, until, actor=current_user)
+        except thread_service.ThreadActionError as exc:
+            db.session.rollback()
+            form.until.errors.append(str(exc))
+        else:
+            db.session.commit()
+            flash(f"Pending until {format_datetime(until)}.", "success")
+            return _back(thread)
+    return _render_thread(thread, status=422, snooze_form=form)
 
 
 @bp.route("/threads/<int:thread_id>/assign", methods=["POST"])
@@ -542,6 +565,10 @@ def reply(thread_id: int):
             target=message,
             details={"warnings": [w.code for w in warnings]},
         )
+    status_after = form.status_after()
+    # Only those who work threads change their status; a seller's reply just sends.
+    if status_after is not None and _can_work(thread):
+        thread_service.set_thread_status(thread, status_after, actor=current_user)
     db.session.commit()
     # Sent after the commit, so a reply is never sent without being stored; the
     # worker retries whatever this attempt leaves pending.

@@ -54,6 +54,8 @@ def set_thread_status(thread: Thread, status: ThreadStatus, *, actor: User) -> b
         return False
     previous = thread.status
     thread.status = status
+    # A status chosen by hand replaces any snooze (snooze_thread sets one again).
+    thread.snoozed_until = None
     record_event(
         "thread.status_changed",
         actor=actor,
@@ -63,6 +65,53 @@ def set_thread_status(thread: Thread, status: ThreadStatus, *, actor: User) -> b
     )
     db.session.flush()
     return True
+
+
+def snooze_thread(
+    thread: Thread, until: datetime, *, actor: User, now: datetime | None = None
+) -> None:
+    """Set the thread pending until `until`: wake_snoozed opens it again then, and a
+    buyer message earlier (services/inbound.py)."""
+    now = now or utcnow()
+    if until <= now:
+        raise ThreadActionError("Choose a time in the future.")
+    set_thread_status(thread, ThreadStatus.PENDING, actor=actor)
+    thread.snoozed_until = until
+    record_event(
+        "thread.snoozed",
+        actor=actor,
+        organisation_id=thread.organisation_id,
+        target=thread,
+        details={"until": until.isoformat()},
+    )
+    db.session.flush()
+
+
+def wake_snoozed(*, now: datetime) -> int:
+    """Open every pending thread whose snooze has run out; returns how many (the worker's
+    job; no commit)."""
+    due = db.session.scalars(
+        select(Thread)
+        .where(
+            Thread.status == ThreadStatus.PENDING,
+            Thread.snoozed_until.is_not(None),
+            Thread.snoozed_until <= now,
+        )
+        .order_by(Thread.id)
+    ).all()
+    for thread in due:
+        until = thread.snoozed_until
+        thread.status = ThreadStatus.OPEN
+        thread.snoozed_until = None
+        record_event(
+            "thread.snooze_ended",
+            actor=None,
+            organisation_id=thread.organisation_id,
+            target=thread,
+            details={"until": until.isoformat()},
+        )
+    db.session.flush()
+    return len(due)
 
 
 def assignable_users(thread: Thread) -> list[User]:

@@ -244,3 +244,28 @@ def test_agents_and_other_sellers_cannot_change_reply_permission(
         auth.logout()
     db.session.refresh(organisation)
     assert not organisation.sellers_can_reply
+
+
+@pytest.mark.parametrize(
+    ("button", "status"), [("send_close", "closed"), ("send_pending", "pending")]
+)
+def test_send_and_close_or_set_pending(app, client, login_as, thread, button, status):
+    login_as(Role.AGENT, assigned=[thread.channel.organisation])
+    page = client.get(f"/threads/{thread.id}").get_data(as_text=True)
+    assert 'value="Send and close"' in page and 'value="Send and set pending"' in page
+    body = "Hello Jane, order 203-1234567-1234567 left today."
+    response = reply(client, thread, body=body, **{button: "y"})
+    assert response.status_code == 302
+    assert len(sent_files(app)) == 1
+    db.session.refresh(thread)
+    assert thread.status.value == status and thread.awaiting_reply_since is None
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.kind == "thread.status_changed"))
+    assert event.details == {"from": "open", "to": status}
+
+
+def test_a_refused_send_and_close_changes_no_status(app, client, login_as, thread):
+    login_as(Role.AGENT, assigned=[thread.channel.organisation])
+    response = reply(client, thread, body="Visit https://example.com", send_close="y")
+    assert response.status_code == 422  # the compliance warning stops it
+    db.session.refresh(thread)
+    assert thread.status.value == "open" and sent_files(app) == []

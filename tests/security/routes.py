@@ -199,6 +199,7 @@ ROUTES: dict[str, Entry] = {
     ),
     "inbox.change_status": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
     "inbox.assign": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
+    "inbox.snooze": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
     "inbox.add_tag": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
     "inbox.remove_tag": Entry(WORK, args={"thread_id": "thread", "tag_id": "tag"}, owners=PAIRS),
     "inbox.add_note": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
