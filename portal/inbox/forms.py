@@ -139,6 +139,20 @@ class NoteForm(FlaskForm):
     submit = SubmitField("Add note")
 
 
+class DraftForm(FlaskForm):
+    """Saves the composer as the user's draft: the reply form's own fields, posted here by
+    its "Save draft" and "Remove" buttons, or by the page's autosave."""
+
+    body = TextAreaField("Reply", validators=[Length(max=50000)])
+    attachments = MultipleFileField("Attachments")
+    #: A draft attachment's id, from its "Remove" button.
+    remove_attachment = StringField(validators=[Optional()])
+
+
+class DiscardDraftForm(FlaskForm):
+    submit = SubmitField("Discard draft")
+
+
 class ReplyForm(FlaskForm):
     body = TextAreaField(
         "Reply",

@@ -7,6 +7,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -25,6 +26,8 @@ from portal.inbox.badges import STATUS_BADGES, answer_due
 from portal.inbox.forms import (
     AssignForm,
     BulkForm,
+    DiscardDraftForm,
+    DraftForm,
     InboxFilterForm,
     NoResponseForm,
     NoteForm,
@@ -52,6 +55,7 @@ from portal.security import get_visible_or_404
 from portal.services import bulk as bulk_service
 from portal.services import buyer_history as buyer_history_service
 from portal.services import canned as canned_service
+from portal.services import drafts as draft_service
 from portal.services import inbox as inbox_service
 from portal.services import orders as order_service
 from portal.services import outbox as outbox_service
@@ -261,7 +265,10 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
     ]
     assign_form.assignee.data = str(thread.assignee_id or "")
     status_form = forms.get("status_form") or StatusForm(formdata=None, status=thread.status.value)
-    reply_form = forms.get("reply_form") or ReplyForm(formdata=None, body=_canned_text(thread))
+    draft = draft_service.get_draft(current_user, thread) if _can_reply(thread) else None
+    reply_form = forms.get("reply_form") or ReplyForm(
+        formdata=None, body=_canned_text(thread) or (draft.body if draft else "")
+    )
     asins = thread_service.asins_in(
         "\n".join(m.text_body for m in messages if not m.is_internal_note)
     )
@@ -293,6 +300,7 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
             no_response_marks=thread_service.no_response_marks(thread),
             can_reply=_can_reply(thread),
             reply_form=reply_form,
+            draft=draft,
             compliance_warnings=forms.get("compliance_warnings") or [],
             unfilled_placeholders=canned_service.unfilled_placeholders(reply_form.body.data),
             canned_replies=canned_service.list_canned_replies_for(
@@ -529,10 +537,14 @@ def reply(thread_id: int):
     if not _can_reply(thread):
         abort(403)
     form = ReplyForm(answerable=outbox_service.answerable_message_ids(thread))
+    new_files = _uploaded(form.attachments.data)
     if not form.validate_on_submit():
+        if not form.csrf_token.errors and ((form.body.data or "").strip() or new_files):
+            _keep_draft(thread, form, new_files)
         return _render_thread(thread, status=422, reply_form=form)
-    files = [f for f in form.attachments.data or [] if f and f.filename]
-    attachments = [(f.filename, f.mimetype or "application/octet-stream", f.read()) for f in files]
+    # What was attached earlier (kept in the draft) goes out with what comes now.
+    draft = draft_service.get_draft(current_user, thread, with_data=True)
+    attachments = draft_service.draft_files(draft) + new_files
     warnings = check_reply(
         form.body.data,
         attachments=[(name, kind, len(data)) for name, kind, data in attachments],
@@ -540,9 +552,9 @@ def reply(thread_id: int):
         is_post_order=bool(thread.order_id),
     )
     if warnings and not form.confirm_warnings.data:
-        # Amazon may suppress such a message; let the agent fix it or confirm.
-        if attachments:
-            form.attachments.errors = ["Select the files again before sending."]
+        # Amazon may suppress such a message; let the agent fix it or confirm, with the
+        # text and files kept in the draft.
+        _keep_draft(thread, form, new_files)
         return _render_thread(thread, status=422, reply_form=form, compliance_warnings=warnings)
     reply_to = _message_of(thread, parse_id(form.reply_to.data)) if form.reply_to.data else None
     try:
@@ -555,6 +567,7 @@ def reply(thread_id: int):
         )
     except outbox_service.ReplyError as exc:
         db.session.rollback()
+        _keep_draft(thread, form, new_files)
         form.body.errors = [str(exc)]
         return _render_thread(thread, status=422, reply_form=form)
     if warnings:
@@ -569,6 +582,7 @@ def reply(thread_id: int):
     # Only those who work threads change their status; a seller's reply just sends.
     if status_after is not None and _can_work(thread):
         thread_service.set_thread_status(thread, status_after, actor=current_user)
+    draft_service.discard_draft(current_user, thread)
     db.session.commit()
     # Sent after the commit, so a reply is never sent without being stored; the
     # worker retries whatever this attempt leaves pending.
@@ -581,6 +595,82 @@ def reply(thread_id: int):
             "warning",
         )
     return _back(thread, anchor=f"m{message.id}")
+
+
+# --- drafts ----------------------------------------------------------------------------
+
+
+def _uploaded(files) -> list[tuple[str, str, bytes]]:
+    return [
+        (f.filename, f.mimetype or "application/octet-stream", f.read())
+        for f in files or []
+        if f and f.filename
+    ]
+
+
+def _keep_draft(thread: Thread, form, new_files, *, remove=()) -> bool:
+    """Save the composer as the user's draft and commit; on refusal the reason goes on
+    the form's attachments field and False is returned."""
+    try:
+        draft_service.save_draft(
+            current_user, thread, body=form.body.data or "", add=new_files, remove=remove
+        )
+    except draft_service.DraftError as exc:
+        db.session.rollback()
+        form.attachments.errors = [str(exc)]
+        return False
+    db.session.commit()
+    return True
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best == "application/json"
+
+
+@bp.route("/threads/<int:thread_id>/draft", methods=["POST"])
+@login_required
+def save_draft(thread_id: int):
+    """The composer's "Save draft" and "Remove" buttons, and its autosave (JSON)."""
+    thread = _load_thread(thread_id)
+    if not _can_reply(thread):
+        abort(403)
+    form = DraftForm()
+    if not form.validate_on_submit():
+        if _wants_json():
+            return jsonify(error="The draft could not be saved; reload the page."), 400
+        abort(400)
+    remove = [parse_id(form.remove_attachment.data)] if form.remove_attachment.data else []
+    saved = _keep_draft(thread, form, _uploaded(form.attachments.data), remove=remove)
+    if _wants_json():
+        if not saved:
+            return jsonify(error=form.attachments.errors[0]), 422
+        draft = draft_service.get_draft(current_user, thread)
+        return jsonify(
+            saved_at=format_datetime(draft.updated_at),
+            attachments=[
+                {"id": a.id, "filename": a.filename, "size": a.size} for a in draft.attachments
+            ],
+        )
+    if not saved:
+        reply_form = ReplyForm(formdata=None, body=form.body.data)
+        reply_form.attachments.errors = form.attachments.errors
+        return _render_thread(thread, status=422, reply_form=reply_form)
+    flash("Draft saved.", "success")
+    return _back(thread, anchor="composer")
+
+
+@bp.route("/threads/<int:thread_id>/draft/discard", methods=["POST"])
+@login_required
+def discard_draft(thread_id: int):
+    thread = _load_thread(thread_id)
+    if not _can_reply(thread):
+        abort(403)
+    if not DiscardDraftForm().validate_on_submit():
+        abort(400)
+    if draft_service.discard_draft(current_user, thread):
+        db.session.commit()
+        flash("Draft discarded.", "success")
+    return _back(thread, anchor="composer")
 
 
 @bp.route("/threads/<int:thread_id>/order/refresh", methods=["POST"])

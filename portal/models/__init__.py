@@ -8,6 +8,7 @@ from portal.models.channels import (
     Credential,
     CredentialKind,
 )
+from portal.models.drafts import Draft, DraftAttachment
 from portal.models.mailboxes import Mailbox
 from portal.models.orders import Order
 from portal.models.organisations import Organisation, agent_assignments
@@ -38,6 +39,8 @@ __all__ = [
     "Credential",
     "CredentialKind",
     "Direction",
+    "Draft",
+    "DraftAttachment",
     "LoginLockout",
     "Mailbox",
     "Message",

@@ -81,3 +81,80 @@ function bulkSelectAll(event) {
   }
 }
 document.addEventListener("change", bulkSelectAll);
+
+// --- Working together (issue 21): reply drafts -----------------------------------------
+// The composer saves itself as the user's draft on the server while they type (and
+// uploads chosen files into it at once), so a reload, another page or another device
+// finds it. Without JS the "Save draft" button does the same with a full post.
+function draftRequest(form, withFiles) {
+  const data = new FormData();
+  data.append("csrf_token", form.elements.namedItem("csrf_token").value);
+  data.append("body", form.elements.namedItem("body").value);
+  const files = form.elements.namedItem("attachments");
+  if (withFiles && files) for (const file of files.files) data.append("attachments", file);
+  return fetch(form.dataset.draftUrl, {
+    method: "POST",
+    body: data,
+    credentials: "same-origin",
+    headers: { Accept: "application/json" },
+  });
+}
+
+function draftShowFiles(form, attachments) {
+  const list = form.querySelector("[data-draft-files]");
+  list.replaceChildren();
+  for (const att of attachments) {
+    const item = document.createElement("li");
+    item.append(`${att.filename} `);
+    const size = document.createElement("span");
+    size.className = "muted";
+    size.textContent = `(${Math.max(1, Math.round(att.size / 1024))} KB)`;
+    const remove = document.createElement("button");
+    Object.assign(remove, { type: "submit", name: "remove_attachment", value: String(att.id) });
+    remove.className = "link";
+    remove.formAction = form.dataset.draftUrl;
+    remove.textContent = "Remove";
+    remove.setAttribute("aria-label", `Remove ${att.filename}`);
+    item.append(size, " ", remove);
+    list.append(item);
+  }
+}
+
+async function draftSave(form, withFiles) {
+  const status = form.querySelector("[data-draft-status]");
+  let response;
+  try {
+    response = await draftRequest(form, withFiles);
+  } catch (err) {
+    status.textContent = "Draft not saved: the connection failed.";
+    return;
+  }
+  const result = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    status.textContent = `Draft not saved: ${result.error || response.status}`;
+    return;
+  }
+  status.textContent = `Draft saved ${result.saved_at}.`;
+  if (withFiles) {
+    form.elements.namedItem("attachments").value = ""; // now in the draft: not twice
+    draftShowFiles(form, result.attachments);
+  }
+}
+
+let draftTimer = null;
+document.addEventListener("input", (event) => {
+  const form = event.target.form;
+  if (!form || !form.dataset.draftUrl || event.target.name !== "body") return;
+  clearTimeout(draftTimer);
+  draftTimer = setTimeout(() => draftSave(form, false), 800);
+});
+document.addEventListener("change", (event) => {
+  const form = event.target.form;
+  if (!form || !form.dataset.draftUrl || event.target.name !== "attachments") return;
+  clearTimeout(draftTimer);
+  draftSave(form, true);
+});
+document.addEventListener("submit", (event) => {
+  // A save still waiting would bring back the draft the send (or discard) deletes.
+  if (event.target.dataset && event.target.dataset.draftUrl) clearTimeout(draftTimer);
+});

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import AuditEvent, Role, Thread, ThreadStatus
-from tests.helpers import browser_log_in
+from tests.helpers import logged_in_page
 
 pytestmark = pytest.mark.browser
 
@@ -22,12 +22,7 @@ def test_agent_bulk_closes_fifty_threads(
     db.session.commit()
     agent = make_user(Role.AGENT, assigned=[uk.organisation])
 
-    context = browser.new_context()
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    browser_log_in(page, live_server, agent.email)
-    page.goto(f"{live_server}/inbox")
+    page, errors = logged_in_page(browser, live_server, agent.email, "/inbox")
     boxes = page.locator('table.inbox input[name="thread_ids"]')
     expect(boxes).to_have_count(50)
 
@@ -51,4 +46,4 @@ def test_agent_bulk_closes_fifty_threads(
         select(AuditEvent.target_id).where(AuditEvent.kind == "thread.status_changed")
     ).all()
     assert sorted(audited) == sorted(db.session.scalars(select(Thread.id)))
-    context.close()
+    page.context.close()
