@@ -218,6 +218,11 @@ def browser_log_in(page: Any, base: str, email: str, password: str = PASSWORD) -
     page.wait_for_url(f"{base}/dashboard")
 
 
+def sent_files(app: Any) -> list[Path]:
+    """The replies sent, as files in the test app's outbox folder."""
+    return sorted(Path(app.config["SMTP_URL"].removeprefix("outbox:")).glob("*.eml"))
+
+
 def logged_in_page(browser: Any, base: str, email: str, path: str) -> tuple[Any, list[str]]:
     """A page in a browser context of its own (a person at their own computer), logged in
     as `email` and open at `path`; the list collects the page's script errors."""

@@ -149,6 +149,13 @@ class DraftForm(FlaskForm):
     remove_attachment = StringField(validators=[Optional()])
 
 
+class PresenceForm(FlaskForm):
+    """The thread page's heartbeat (JavaScript only)."""
+
+    writing = BooleanField()
+    leaving = BooleanField()
+
+
 class DiscardDraftForm(FlaskForm):
     submit = SubmitField("Discard draft")
 
@@ -165,6 +172,9 @@ class ReplyForm(FlaskForm):
     submit = SubmitField("Send reply")
     send_close = SubmitField("Send and close")
     send_pending = SubmitField("Send and set pending")
+    #: The newest message id of the thread when the composer was shown (collisions).
+    seen = HiddenField()
+    send_anyway = SubmitField("Send anyway")
 
     def __init__(self, *args, answerable: set[int] = frozenset(), **kwargs):
         super().__init__(*args, **kwargs)

@@ -31,6 +31,7 @@ from portal.inbox.forms import (
     InboxFilterForm,
     NoResponseForm,
     NoteForm,
+    PresenceForm,
     RefreshOrderForm,
     RemoveTagForm,
     ReplyForm,
@@ -60,6 +61,7 @@ from portal.services import inbox as inbox_service
 from portal.services import orders as order_service
 from portal.services import outbox as outbox_service
 from portal.services import outbox_delivery
+from portal.services import presence as presence_service
 from portal.services import threads as thread_service
 from portal.services.audit import record_event
 from portal.services.compliance import check_reply
@@ -267,7 +269,9 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
     status_form = forms.get("status_form") or StatusForm(formdata=None, status=thread.status.value)
     draft = draft_service.get_draft(current_user, thread) if _can_reply(thread) else None
     reply_form = forms.get("reply_form") or ReplyForm(
-        formdata=None, body=_canned_text(thread) or (draft.body if draft else "")
+        formdata=None,
+        body=_canned_text(thread) or (draft.body if draft else ""),
+        seen=str(presence_service.newest_message_id(thread)),
     )
     asins = thread_service.asins_in(
         "\n".join(m.text_body for m in messages if not m.is_internal_note)
@@ -301,6 +305,10 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
             can_reply=_can_reply(thread),
             reply_form=reply_form,
             draft=draft,
+            collision=forms.get("collision"),
+            present=presence_service.others_present(
+                current_user, thread, now=thread_service.utcnow()
+            ),
             compliance_warnings=forms.get("compliance_warnings") or [],
             unfilled_placeholders=canned_service.unfilled_placeholders(reply_form.body.data),
             canned_replies=canned_service.list_canned_replies_for(
@@ -542,6 +550,12 @@ def reply(thread_id: int):
         if not form.csrf_token.errors and ((form.body.data or "").strip() or new_files):
             _keep_draft(thread, form, new_files)
         return _render_thread(thread, status=422, reply_form=form)
+    collision = None if form.send_anyway.data else _collision(thread, form)
+    if collision:
+        _keep_draft(thread, form, new_files)
+        # Shown again with what was added: sending now means having seen it.
+        form.seen.data = str(presence_service.newest_message_id(thread))
+        return _render_thread(thread, status=409, reply_form=form, collision=collision)
     # What was attached earlier (kept in the draft) goes out with what comes now.
     draft = draft_service.get_draft(current_user, thread, with_data=True)
     attachments = draft_service.draft_files(draft) + new_files
@@ -595,6 +609,37 @@ def reply(thread_id: int):
             "warning",
         )
     return _back(thread, anchor=f"m{message.id}")
+
+
+def _collision(thread: Thread, form: ReplyForm) -> str | None:
+    """Why to stop a send: another reply or note came after the composer was opened."""
+    seen = parse_id(form.seen.data)
+    if seen is None:
+        return None
+    later = presence_service.added_since(thread, seen, reader=current_user)
+    if later is None:
+        return None
+    who = later.author.display_name
+    what = "added a note" if later.is_internal_note else "replied"
+    return f"{who} {what} at {later.created_at:%H:%M} UTC: read it first."
+
+
+@bp.route("/threads/<int:thread_id>/presence", methods=["POST"])
+@login_required
+def presence(thread_id: int):
+    """The thread page's heartbeat: records this user, answers who else is here."""
+    thread = _load_thread(thread_id)
+    form = PresenceForm()
+    if not form.validate_on_submit():
+        return jsonify(error="Reload the page."), 400
+    now = thread_service.utcnow()
+    if form.leaving.data:
+        presence_service.leave(current_user, thread)
+    else:
+        presence_service.beat(current_user, thread, writing=form.writing.data, now=now)
+    db.session.commit()
+    others = presence_service.others_present(current_user, thread, now=now)
+    return jsonify(others=[{"name": p.name, "writing": p.is_writing} for p in others])
 
 
 # --- drafts ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from portal.models.drafts import Draft, DraftAttachment
 from portal.models.mailboxes import Mailbox
 from portal.models.orders import Order
 from portal.models.organisations import Organisation, agent_assignments
+from portal.models.presence import ThreadPresence
 from portal.models.ratelimits import LoginLockout, RateLimitCounter
 from portal.models.sessions import SpapiState, UserSession
 from portal.models.settings import Setting
@@ -54,6 +55,7 @@ __all__ = [
     "SpapiState",
     "Tag",
     "Thread",
+    "ThreadPresence",
     "ThreadStatus",
     "User",
     "UserSession",

@@ -158,3 +158,54 @@ document.addEventListener("submit", (event) => {
   // A save still waiting would bring back the draft the send (or discard) deletes.
   if (event.target.dataset && event.target.dataset.draftUrl) clearTimeout(draftTimer);
 });
+
+// --- Working together (issue 21): who else has the thread open ------------------------
+// A heartbeat every few seconds says this user is here (and writing, when they typed in
+// the reply box lately) and shows who else is; the server forgets a page silent for 30 s.
+const PRESENCE_BEAT_MS = 5000;
+const WRITING_MS = 30000;
+let lastTyped = 0;
+
+function presenceData(box, extra) {
+  const data = new FormData();
+  data.append("csrf_token", box.dataset.csrf);
+  for (const [key, value] of Object.entries(extra)) data.append(key, value);
+  return data;
+}
+
+function presenceShow(box, others) {
+  const names = others.map((p) => (p.writing ? `${p.name} (writing a reply)` : p.name));
+  box.textContent = names.length ? `Also here: ${names.join(", ")}.` : "";
+}
+
+async function presenceBeat(box) {
+  const writing = Date.now() - lastTyped < WRITING_MS ? { writing: "y" } : {};
+  try {
+    const response = await fetch(box.dataset.presenceUrl, {
+      method: "POST",
+      body: presenceData(box, writing),
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    });
+    if (response.ok) presenceShow(box, (await response.json()).others);
+  } catch (err) {
+    // Offline for a moment: the next beat tries again.
+  }
+}
+
+function presenceStart() {
+  const box = document.querySelector("[data-presence]");
+  if (!box) return;
+  presenceBeat(box);
+  setInterval(() => presenceBeat(box), PRESENCE_BEAT_MS);
+  document.addEventListener("input", (event) => {
+    if (event.target.name !== "body" || !event.target.form?.dataset.draftUrl) return;
+    const wasWriting = Date.now() - lastTyped < WRITING_MS;
+    lastTyped = Date.now();
+    if (!wasWriting) presenceBeat(box); // the others learn at once that a reply is coming
+  });
+  window.addEventListener("pagehide", () => {
+    navigator.sendBeacon(box.dataset.presenceUrl, presenceData(box, { leaving: "y" }));
+  });
+}
+presenceStart();

@@ -6,24 +6,20 @@ from __future__ import annotations
 import email
 import io
 from email import policy
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.models import Draft, DraftAttachment, Role
-from tests.helpers import AuthActions, FreshContextClient, csrf_token_from
+from tests.helpers import AuthActions, FreshContextClient, csrf_token_from, sent_files
 
 BODY = "Hello Jane, order 203-1234567-1234567 left today."
 
 
 @pytest.fixture
-def thread(make_org, make_channel, make_thread):
-    channel = make_channel(
-        "UK", organisation=make_org("Kite & Co"), address="uk-kite@helpdesk.test"
-    )
-    return make_thread(channel, buyer_name="Jane", buyer_address="jane123@marketplace.amazon.co.uk")
+def thread(buyer_thread):
+    return buyer_thread
 
 
 def token(client, thread) -> str:
@@ -41,10 +37,6 @@ def file(name: str, content: bytes = b"%PDF-1.4 receipt") -> tuple[io.BytesIO, s
 
 def drafts() -> int:
     return db.session.scalar(select(func.count()).select_from(Draft))
-
-
-def sent_files(app) -> list[Path]:
-    return sorted(Path(app.config["SMTP_URL"].removeprefix("outbox:")).glob("*.eml"))
 
 
 def test_autosave_then_another_device_then_send_with_the_files(app, client, login_as, thread):

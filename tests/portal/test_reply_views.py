@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 from email import policy
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -13,24 +12,17 @@ from portal.extensions import db
 from portal.models import AuditEvent, Direction, Message, Role, SendStatus
 from portal.services import canned as canned_service
 from portal.services import threads as thread_service
-from tests.helpers import csrf_token_from, store_order
+from tests.helpers import csrf_token_from, sent_files, store_order
 
 
 @pytest.fixture
-def thread(make_org, make_channel, make_thread):
-    channel = make_channel(
-        "UK", organisation=make_org("Kite & Co"), address="uk-kite@helpdesk.test"
-    )
-    return make_thread(channel, buyer_name="Jane", buyer_address="jane123@marketplace.amazon.co.uk")
+def thread(buyer_thread):
+    return buyer_thread
 
 
 def reply(client, thread, **data):
     token = csrf_token_from(client.get(f"/threads/{thread.id}").get_data(as_text=True))
     return client.post(f"/threads/{thread.id}/reply", data={"csrf_token": token, **data})
-
-
-def sent_files(app) -> list[Path]:
-    return sorted(Path(app.config["SMTP_URL"].removeprefix("outbox:")).glob("*.eml"))
 
 
 def test_agent_reply_goes_out_from_the_helpdesk_address(app, client, login_as, thread):

@@ -211,6 +211,8 @@ ROUTES: dict[str, Entry] = {
     "inbox.request_review": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
     # Sellers reply only when their organisation allows it (off in the world).
     "inbox.reply": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
+    # The heartbeat: everyone who sees the thread is shown to the others there.
+    "inbox.presence": Entry(tenant("read", ALLOWED), args={"thread_id": "thread"}, owners=AB),
     "inbox.save_draft": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
     "inbox.discard_draft": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
     # --- canned replies
