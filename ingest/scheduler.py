@@ -1,5 +1,6 @@
 """The ingest worker, in its own process: an APScheduler job polling every POLL_SECONDS, one
-sending replies, one fetching Amazon orders (with SP-API configured), and (IMAP_IDLE) a
+sending replies, one fetching Amazon orders (with SP-API configured), one opening snoozed
+threads whose time has come, and (IMAP_IDLE) a
 thread per IMAP mailbox waiting in IDLE (ingest/idle.py).
 
 With IDLE, mail is fetched within about a second of its arrival; the interval poll
@@ -29,6 +30,7 @@ from portal.extensions import db
 from portal.services import leases
 from portal.services.orders import amazon_api
 from portal.services.outbox_delivery import deliver_pending
+from portal.services.threads import wake_snoozed
 from portal.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,9 @@ WATCH_SECONDS = 60
 #: and how often it purges the details of orders delivered ORDER_DATA_DAYS ago.
 ORDERS_SECONDS = 30
 PURGE_SECONDS = 3600
+#: How often snoozed threads whose time has come are opened again: a snooze ends at
+#: most this late.
+SNOOZE_SECONDS = 30
 
 
 class Watchers(Protocol):
@@ -175,6 +180,20 @@ def purge_job(app: Flask) -> None:
             log.info("Order data purged: %d orders reduced to ID and status", purged)
 
 
+def snooze_job(app: Flask) -> None:
+    """Open the pending threads whose snooze ran out, inside its own app context."""
+    with app.app_context():
+        try:
+            woken = wake_snoozed(now=utcnow())
+            db.session.commit()
+        except Exception:  # the database is away, say: the next run must still happen
+            db.session.rollback()
+            log.exception("Snooze pass failed")
+            return
+        if woken:
+            log.info("Snooze pass: %d threads open again", woken)
+
+
 def build_scheduler(
     app: Flask,
     scheduler_class: type[BaseScheduler] = BlockingScheduler,
@@ -210,6 +229,7 @@ def build_scheduler(
     outbox_seconds = min(app.config.get("OUTBOX_SECONDS", 5), app.config["POLL_SECONDS"])
     every(outbox_seconds, "send-replies", outbox_job)
     every(PURGE_SECONDS, "purge-order-data", purge_job)
+    every(SNOOZE_SECONDS, "wake-snoozed", snooze_job)
     if watchers:
         # Each poll also updates the watchers; this covers a long POLL_SECONDS.
         watch_seconds = min(WATCH_SECONDS, app.config["POLL_SECONDS"])

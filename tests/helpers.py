@@ -260,6 +260,22 @@ def browser_log_in(page: Any, base: str, email: str, password: str = PASSWORD) -
     page.wait_for_url(f"{base}/dashboard")
 
 
+def sent_files(app: Any) -> list[Path]:
+    """The replies sent, as files in the test app's outbox folder."""
+    return sorted(Path(app.config["SMTP_URL"].removeprefix("outbox:")).glob("*.eml"))
+
+
+def logged_in_page(browser: Any, base: str, email: str, path: str) -> tuple[Any, list[str]]:
+    """A page in a browser context of its own (a person at their own computer), logged in
+    as `email` and open at `path`; the list collects the page's script errors."""
+    page = browser.new_context().new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    browser_log_in(page, base, email)
+    page.goto(f"{base}{path}")
+    return page, errors
+
+
 def run_together(app: Any, *calls: Callable[[], object], timeout: float = 60) -> list[object]:
     """Run each call in its own thread, app context and database session, all released
     at once, as concurrent workers would; their results, or the first error raised."""

@@ -1,7 +1,7 @@
 """Each user's time zone (users.time_zone)
 
 Revision ID: c5e1f7a3b9d2
-Revises: d8f3b6a1c4e9
+Revises: e7062e0940da
 Create Date: 2026-12-05 17:15:00
 
 Issue 21: times are shown in the user's own zone (the browser's, taken at the first
@@ -15,7 +15,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "c5e1f7a3b9d2"
-down_revision = "d8f3b6a1c4e9"
+down_revision = "e7062e0940da"
 branch_labels = None
 depends_on = None
 

@@ -22,26 +22,46 @@ from portal.sqltypes import utcnow
 
 
 def render_rows(
-    rows: list[InboxRow], thread_url: str, show_org: bool, *, now: datetime | None = None
+    rows: list[InboxRow],
+    thread_url: str,
+    show_org: bool,
+    *,
+    now: datetime | None = None,
+    selectable: bool = False,
+    selected: frozenset[int] = frozenset(),
 ) -> Markup:
     """The <tr> elements for `rows`; `thread_url` is a thread's URL without its id.
 
-    `now` (default: the current time) is what the answer-due badges count from.
+    `now` (default: the current time) is what the answer-due badges count from;
+    `selectable` rows start with a checkbox of the bulk form (ticked when `selected`).
     """
     url = escape(thread_url)
     now = now or utcnow()
-    rows_html = "".join([_row(row, url, show_org, now) for row in rows])
+    rows_html = "".join(
+        [_row(row, url, show_org, now, selectable, row.id in selected) for row in rows]
+    )
     return Markup(rows_html)  # noqa: S704 (every value from the database passes escape())
 
 
-def _row(row: InboxRow, url: str, show_org: bool, now: datetime) -> str:
+def _row(
+    row: InboxRow, url: str, show_org: bool, now: datetime, selectable: bool, ticked: bool
+) -> str:
     tags = "".join([f'<span class="tag">{escape(tag)}</span>' for tag in row.tags])
     org = f'<div class="muted">{escape(row.organisation)}</div>' if show_org else ""
     order = f"<code>{escape(row.order_id)}</code>" if row.order_id else ""
     buyer = row.buyer_name or row.buyer_address or "Unknown"
     due = answer_due(row.deadline, now)
+    # The bulk form sits outside the table (form="bulk"): the rows need no enclosing form.
+    select = (
+        f'<td class="select"><input type="checkbox" name="thread_ids" value="{row.id:d}" '
+        f'form="bulk" aria-label="Select {escape(row.subject or "(no subject)")}"'
+        f"{' checked' if ticked else ''}></td>"
+        if selectable
+        else ""
+    )
     return (
         f'<tr class="{"is-overdue" if due.is_overdue else ""}">'
+        f"{select}"
         f'<td class="buyer">{escape(buyer)}</td>'
         f'<td class="subject"><a href="{url}{row.id:d}">{escape(row.subject or "(no subject)")}</a>'
         f'{tags}<div class="snippet">{escape(row.snippet)}</div></td>'

@@ -1,4 +1,5 @@
 import base64
+from datetime import UTC
 
 from flask import (
     Blueprint,
@@ -6,6 +7,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -23,12 +25,18 @@ from portal.html import sanitize_email_html
 from portal.inbox.badges import STATUS_BADGES, answer_due
 from portal.inbox.forms import (
     AssignForm,
+    BulkForm,
+    DiscardDraftForm,
+    DraftForm,
     InboxFilterForm,
+    NoResponseForm,
     NoteForm,
+    PresenceForm,
     RefreshOrderForm,
     RemoveTagForm,
     ReplyForm,
     ReviewRequestForm,
+    SnoozeForm,
     StatusForm,
     TagForm,
 )
@@ -45,17 +53,21 @@ from portal.models import (
     User,
 )
 from portal.security import get_visible_or_404
+from portal.services import bulk as bulk_service
 from portal.services import buyer_history as buyer_history_service
 from portal.services import canned as canned_service
+from portal.services import drafts as draft_service
 from portal.services import inbox as inbox_service
 from portal.services import orders as order_service
 from portal.services import outbox as outbox_service
 from portal.services import outbox_delivery
+from portal.services import presence as presence_service
 from portal.services import threads as thread_service
 from portal.services.audit import record_event
 from portal.services.compliance import check_reply
 from portal.services.spapi import settings_for_channel
 from portal.sqltypes import parse_id
+from portal.templating import format_datetime
 
 bp = Blueprint("inbox", __name__)
 
@@ -110,6 +122,10 @@ def _int_or_none(value):
 @bp.route("/inbox")
 @login_required
 def index():
+    return _render_inbox()
+
+
+def _render_inbox(*, bulk_form: BulkForm | None = None, status: int = 200):
     form = InboxFilterForm(request.args)
     options = _filter_choices(form)
     query = inbox_service.InboxQuery(
@@ -132,15 +148,93 @@ def index():
     next_url = url_for("inbox.index", **args, after=page.next_cursor) if page.next_cursor else None
     first_url = url_for("inbox.index", **args) if query.cursor else None
     show_org = len(form.organisation.choices) > 2
-    return render_template(
-        "inbox/index.html",
-        form=form,
-        page=page,
-        rows_html=render_rows(page.rows, thread_url, show_org),
-        next_url=next_url,
-        first_url=first_url,
-        show_org=show_org,
+    if bulk_form is None and _may_bulk():
+        bulk_form = BulkForm(formdata=None)
+        _bulk_choices(bulk_form, options)
+    selected = (
+        frozenset(parse_id(v) for v in (bulk_form.thread_ids.data or []))
+        if bulk_form
+        else frozenset()
     )
+    return (
+        render_template(
+            "inbox/index.html",
+            form=form,
+            page=page,
+            rows_html=render_rows(
+                page.rows,
+                thread_url,
+                show_org,
+                selectable=bulk_form is not None,
+                selected=selected,
+            ),
+            next_url=next_url,
+            first_url=first_url,
+            show_org=show_org,
+            bulk_form=bulk_form,
+        ),
+        status,
+    )
+
+
+# --- bulk actions ----------------------------------------------------------------------
+
+
+def _may_bulk() -> bool:
+    return current_user.role in (Role.AGENT, Role.ADMIN)
+
+
+def _bulk_choices(form: BulkForm, options: inbox_service.FilterOptions) -> dict[str, User]:
+    """Sets who the bulk form may assign to; returns them by the form's value."""
+    people = {
+        str(u.id): u
+        for u in thread_service.assignable_users_of([org_id for org_id, _ in options.organisations])
+    }
+    form.assignee.choices = [("me", "Me"), ("", "Nobody")] + [
+        (key, u.display_name) for key, u in people.items() if u.id != current_user.id
+    ]
+    return people
+
+
+@bp.route("/inbox/bulk", methods=["POST"])
+@login_required
+def bulk():
+    """One action on the threads ticked in the inbox; back to the same inbox view."""
+    if not _may_bulk():
+        abort(403)
+    form = BulkForm()
+    people = _bulk_choices(form, inbox_service.filter_options(current_user))
+    if not form.validate_on_submit():
+        return _render_inbox(bulk_form=form, status=422)
+    ids = form.selected_ids()
+    threads = bulk_service.visible_threads(ids, current_user)
+    if len(threads) != len(ids):
+        # Refused whole: a thread the user may not see is never acted on, and the
+        # message is the same whether it exists or not.
+        form.thread_ids.errors.append(
+            "A selected thread is not in your inbox (any more): nothing was changed."
+        )
+        return _render_inbox(bulk_form=form, status=422)
+    action = form.action.data
+    key = str(current_user.id) if form.assignee.data == "me" else form.assignee.data
+    if action == "assign" and key and key not in people:
+        form.assignee.errors.append("Choose someone from the list.")
+        return _render_inbox(bulk_form=form, status=422)
+    assignee = people[key] if action == "assign" and key else None
+    try:
+        changed = bulk_service.apply_bulk(
+            threads, action, actor=current_user, assignee=assignee, tag=form.tag.data or ""
+        )
+    except thread_service.ThreadActionError as exc:
+        db.session.rollback()
+        (form.tag if action == "tag" else form.assignee).errors.append(str(exc))
+        return _render_inbox(bulk_form=form, status=422)
+    db.session.commit()
+    flash(
+        f"{bulk_service.ACTIONS[action]}: {changed} of {len(threads)} selected thread(s) changed.",
+        "success",
+    )
+    return redirect(url_for("inbox.index", **request.args))
 
 
 @bp.route("/threads/<int:thread_id>")
@@ -173,7 +267,12 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
     ]
     assign_form.assignee.data = str(thread.assignee_id or "")
     status_form = forms.get("status_form") or StatusForm(formdata=None, status=thread.status.value)
-    reply_form = forms.get("reply_form") or ReplyForm(formdata=None, body=_canned_text(thread))
+    draft = draft_service.get_draft(current_user, thread) if _can_reply(thread) else None
+    reply_form = forms.get("reply_form") or ReplyForm(
+        formdata=None,
+        body=_canned_text(thread) or (draft.body if draft else ""),
+        seen=str(presence_service.newest_message_id(thread)),
+    )
     asins = thread_service.asins_in(
         "\n".join(m.text_body for m in messages if not m.is_internal_note)
     )
@@ -200,8 +299,16 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
             tag_form=forms.get("tag_form") or TagForm(formdata=None),
             remove_tag_form=RemoveTagForm(formdata=None),
             note_form=forms.get("note_form") or NoteForm(formdata=None),
+            no_response_form=NoResponseForm(formdata=None),
+            snooze_form=forms.get("snooze_form") or SnoozeForm(formdata=None),
+            no_response_marks=thread_service.no_response_marks(thread),
             can_reply=_can_reply(thread),
             reply_form=reply_form,
+            draft=draft,
+            collision=forms.get("collision"),
+            present=presence_service.others_present(
+                current_user, thread, now=thread_service.utcnow()
+            ),
             compliance_warnings=forms.get("compliance_warnings") or [],
             unfilled_placeholders=canned_service.unfilled_placeholders(reply_form.body.data),
             canned_replies=canned_service.list_canned_replies_for(
@@ -320,6 +427,25 @@ def change_status(thread_id: int):
     return _back(thread)
 
 
+@bp.route("/threads/<int:thread_id>/snooze", methods=["POST"])
+@login_required
+def snooze(thread_id: int):
+    thread = _load_thread(thread_id, work=True)
+    form = SnoozeForm()
+    if form.validate_on_submit():
+        until = form.until.data.replace(tzinfo=UTC)
+        try:
+            thread_service.snooze_thread(thread, until, actor=current_user)
+        except thread_service.ThreadActionError as exc:
+            db.session.rollback()
+            form.until.errors.append(str(exc))
+        else:
+            db.session.commit()
+            flash(f"Pending until {format_datetime(until)}.", "success")
+            return _back(thread)
+    return _render_thread(thread, status=422, snooze_form=form)
+
+
 @bp.route("/threads/<int:thread_id>/assign", methods=["POST"])
 @login_required
 def assign(thread_id: int):
@@ -393,6 +519,25 @@ def add_note(thread_id: int):
     return _back(thread, anchor=f"m{note.id}")
 
 
+@bp.route("/threads/<int:thread_id>/no-response-needed", methods=["POST"])
+@login_required
+def no_response_needed(thread_id: int):
+    thread = _load_thread(thread_id, work=True)
+    if not NoResponseForm().validate_on_submit():
+        abort(400)
+    marked = thread_service.mark_no_response_needed(thread, actor=current_user)
+    db.session.commit()
+    if marked:
+        flash(
+            f"{len(marked)} buyer message(s) marked no response needed. "
+            "Mark them in Seller Central too (see below).",
+            "success",
+        )
+    else:
+        flash("No buyer message is awaiting an answer.", "info")
+    return _back(thread, anchor="no-response")
+
+
 @bp.route("/threads/<int:thread_id>/reply", methods=["POST"])
 @login_required
 def reply(thread_id: int):
@@ -400,10 +545,20 @@ def reply(thread_id: int):
     if not _can_reply(thread):
         abort(403)
     form = ReplyForm(answerable=outbox_service.answerable_message_ids(thread))
+    new_files = _uploaded(form.attachments.data)
     if not form.validate_on_submit():
+        if not form.csrf_token.errors and ((form.body.data or "").strip() or new_files):
+            _keep_draft(thread, form, new_files)
         return _render_thread(thread, status=422, reply_form=form)
-    files = [f for f in form.attachments.data or [] if f and f.filename]
-    attachments = [(f.filename, f.mimetype or "application/octet-stream", f.read()) for f in files]
+    collision = None if form.send_anyway.data else _collision(thread, form)
+    if collision:
+        _keep_draft(thread, form, new_files)
+        # Shown again with what was added: sending now means having seen it.
+        form.seen.data = str(presence_service.newest_message_id(thread))
+        return _render_thread(thread, status=409, reply_form=form, collision=collision)
+    # What was attached earlier (kept in the draft) goes out with what comes now.
+    draft = draft_service.get_draft(current_user, thread, with_data=True)
+    attachments = draft_service.draft_files(draft) + new_files
     warnings = check_reply(
         form.body.data,
         attachments=[(name, kind, len(data)) for name, kind, data in attachments],
@@ -411,9 +566,9 @@ def reply(thread_id: int):
         is_post_order=bool(thread.order_id),
     )
     if warnings and not form.confirm_warnings.data:
-        # Amazon may suppress such a message; let the agent fix it or confirm.
-        if attachments:
-            form.attachments.errors = ["Select the files again before sending."]
+        # Amazon may suppress such a message; let the agent fix it or confirm, with the
+        # text and files kept in the draft.
+        _keep_draft(thread, form, new_files)
         return _render_thread(thread, status=422, reply_form=form, compliance_warnings=warnings)
     reply_to = _message_of(thread, parse_id(form.reply_to.data)) if form.reply_to.data else None
     try:
@@ -426,6 +581,7 @@ def reply(thread_id: int):
         )
     except outbox_service.ReplyError as exc:
         db.session.rollback()
+        _keep_draft(thread, form, new_files)
         form.body.errors = [str(exc)]
         return _render_thread(thread, status=422, reply_form=form)
     if warnings:
@@ -436,6 +592,11 @@ def reply(thread_id: int):
             target=message,
             details={"warnings": [w.code for w in warnings]},
         )
+    status_after = form.status_after()
+    # Only those who work threads change their status; a seller's reply just sends.
+    if status_after is not None and _can_work(thread):
+        thread_service.set_thread_status(thread, status_after, actor=current_user)
+    draft_service.discard_draft(current_user, thread)
     db.session.commit()
     # Sent after the commit, so a reply is never sent without being stored; the
     # worker retries whatever this attempt leaves pending.
@@ -448,6 +609,113 @@ def reply(thread_id: int):
             "warning",
         )
     return _back(thread, anchor=f"m{message.id}")
+
+
+def _collision(thread: Thread, form: ReplyForm) -> str | None:
+    """Why to stop a send: another reply or note came after the composer was opened."""
+    seen = parse_id(form.seen.data)
+    if seen is None:
+        return None
+    later = presence_service.added_since(thread, seen, reader=current_user)
+    if later is None:
+        return None
+    who = later.author.display_name
+    what = "added a note" if later.is_internal_note else "replied"
+    return f"{who} {what} at {later.created_at:%H:%M} UTC: read it first."
+
+
+@bp.route("/threads/<int:thread_id>/presence", methods=["POST"])
+@login_required
+def presence(thread_id: int):
+    """The thread page's heartbeat: records this user, answers who else is here."""
+    thread = _load_thread(thread_id)
+    form = PresenceForm()
+    if not form.validate_on_submit():
+        return jsonify(error="Reload the page."), 400
+    now = thread_service.utcnow()
+    if form.leaving.data:
+        presence_service.leave(current_user, thread)
+    else:
+        presence_service.beat(current_user, thread, writing=form.writing.data, now=now)
+    db.session.commit()
+    others = presence_service.others_present(current_user, thread, now=now)
+    return jsonify(others=[{"name": p.name, "writing": p.is_writing} for p in others])
+
+
+# --- drafts ----------------------------------------------------------------------------
+
+
+def _uploaded(files) -> list[tuple[str, str, bytes]]:
+    return [
+        (f.filename, f.mimetype or "application/octet-stream", f.read())
+        for f in files or []
+        if f and f.filename
+    ]
+
+
+def _keep_draft(thread: Thread, form, new_files, *, remove=()) -> bool:
+    """Save the composer as the user's draft and commit; on refusal the reason goes on
+    the form's attachments field and False is returned."""
+    try:
+        draft_service.save_draft(
+            current_user, thread, body=form.body.data or "", add=new_files, remove=remove
+        )
+    except draft_service.DraftError as exc:
+        db.session.rollback()
+        form.attachments.errors = [str(exc)]
+        return False
+    db.session.commit()
+    return True
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best == "application/json"
+
+
+@bp.route("/threads/<int:thread_id>/draft", methods=["POST"])
+@login_required
+def save_draft(thread_id: int):
+    """The composer's "Save draft" and "Remove" buttons, and its autosave (JSON)."""
+    thread = _load_thread(thread_id)
+    if not _can_reply(thread):
+        abort(403)
+    form = DraftForm()
+    if not form.validate_on_submit():
+        if _wants_json():
+            return jsonify(error="The draft could not be saved; reload the page."), 400
+        abort(400)
+    remove = [parse_id(form.remove_attachment.data)] if form.remove_attachment.data else []
+    saved = _keep_draft(thread, form, _uploaded(form.attachments.data), remove=remove)
+    if _wants_json():
+        if not saved:
+            return jsonify(error=form.attachments.errors[0]), 422
+        draft = draft_service.get_draft(current_user, thread)
+        return jsonify(
+            saved_at=format_datetime(draft.updated_at),
+            attachments=[
+                {"id": a.id, "filename": a.filename, "size": a.size} for a in draft.attachments
+            ],
+        )
+    if not saved:
+        reply_form = ReplyForm(formdata=None, body=form.body.data)
+        reply_form.attachments.errors = form.attachments.errors
+        return _render_thread(thread, status=422, reply_form=reply_form)
+    flash("Draft saved.", "success")
+    return _back(thread, anchor="composer")
+
+
+@bp.route("/threads/<int:thread_id>/draft/discard", methods=["POST"])
+@login_required
+def discard_draft(thread_id: int):
+    thread = _load_thread(thread_id)
+    if not _can_reply(thread):
+        abort(403)
+    if not DiscardDraftForm().validate_on_submit():
+        abort(400)
+    if draft_service.discard_draft(current_user, thread):
+        db.session.commit()
+        flash("Draft discarded.", "success")
+    return _back(thread, anchor="composer")
 
 
 @bp.route("/threads/<int:thread_id>/order/refresh", methods=["POST"])

@@ -8,9 +8,11 @@ from portal.models.channels import (
     Credential,
     CredentialKind,
 )
+from portal.models.drafts import Draft, DraftAttachment
 from portal.models.mailboxes import Mailbox
 from portal.models.orders import Order
 from portal.models.organisations import Organisation, agent_assignments
+from portal.models.presence import ThreadPresence
 from portal.models.ratelimits import LoginLockout, RateLimitCounter
 from portal.models.sessions import SpapiState, UserSession
 from portal.models.settings import Setting
@@ -19,6 +21,7 @@ from portal.models.threads import (
     CannedReply,
     Direction,
     Message,
+    NoResponseMark,
     SendStatus,
     Tag,
     Thread,
@@ -37,9 +40,12 @@ __all__ = [
     "Credential",
     "CredentialKind",
     "Direction",
+    "Draft",
+    "DraftAttachment",
     "LoginLockout",
     "Mailbox",
     "Message",
+    "NoResponseMark",
     "Order",
     "Organisation",
     "RateLimitCounter",
@@ -49,6 +55,7 @@ __all__ = [
     "SpapiState",
     "Tag",
     "Thread",
+    "ThreadPresence",
     "ThreadStatus",
     "User",
     "UserSession",

@@ -111,6 +111,8 @@ class Thread(db.Model):
     last_message_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: Oldest buyer message not yet answered: the 24-hour clock runs from here.
     awaiting_reply_since: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    #: A pending thread's snooze: the worker opens it again then (or the buyer, earlier).
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     # For the inbox's rows, kept by database triggers (migration c3d9a5f1e7b2) and never
     # written here: the newest snippet of a message that is not an internal note, and
     # the tags' names joined by U+001F. Deferred: nothing else reads them.
@@ -225,6 +227,23 @@ class Message(db.Model):
 
     def __repr__(self) -> str:
         return f"<Message {self.id} {self.direction} {self.message_id}>"
+
+
+class NoResponseMark(db.Model):
+    """A buyer message marked "no response needed": Sellerdesk's 24-hour clock stops for
+    it (Amazon's only when the seller marks it in Seller Central too); reports count
+    these rows, so who and when are kept."""
+
+    __tablename__ = "no_response_marks"
+
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"), index=True)
+    marked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    marked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    marked_by: Mapped[User | None] = relationship()
 
 
 class Attachment(db.Model):

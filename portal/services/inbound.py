@@ -379,6 +379,7 @@ def _note_inbound(
     if not parsed.is_automatic:
         # A buyer wrote: the conversation needs an answer, even if it was closed.
         thread.status = ThreadStatus.OPEN
+        thread.snoozed_until = None
         if thread.awaiting_reply_since is None:
             thread.awaiting_reply_since = received
         if not thread.order_id and parsed.order_id:

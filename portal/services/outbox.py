@@ -23,6 +23,7 @@ from portal.models import (
     ChannelStatus,
     Direction,
     Message,
+    NoResponseMark,
     SendStatus,
     Thread,
     User,
@@ -253,9 +254,9 @@ def _mark_answered(thread: Thread, now: datetime) -> None:
         thread.last_message_at = now
 
 
-def restore_awaiting_reply(thread: Thread) -> None:
-    """After a reply is cancelled or refused: the buyer's clock runs again from the
-    oldest buyer message that no sent or still pending reply came after."""
+def unanswered_buyer_messages(thread: Thread) -> list[Message]:
+    """Buyer messages that no sent or still pending reply came after, less those marked
+    "no response needed": what the buyer's clock runs for."""
     answered_at = max(
         (
             m.created_at
@@ -266,10 +267,25 @@ def restore_awaiting_reply(thread: Thread) -> None:
         ),
         default=None,
     )
-    waiting = [
-        min(m.sent_at or m.created_at, m.created_at)
+    marked = set(
+        db.session.scalars(
+            select(NoResponseMark.message_id).where(NoResponseMark.thread_id == thread.id)
+        )
+    )
+    return [
+        m
         for m in thread.messages
-        if _is_buyer_message(m) and (answered_at is None or m.created_at > answered_at)
+        if _is_buyer_message(m)
+        and (answered_at is None or m.created_at > answered_at)
+        and m.id not in marked
+    ]
+
+
+def restore_awaiting_reply(thread: Thread) -> None:
+    """After a reply is cancelled or refused: the buyer's clock runs again from the
+    oldest buyer message still unanswered."""
+    waiting = [
+        min(m.sent_at or m.created_at, m.created_at) for m in unanswered_buyer_messages(thread)
     ]
     thread.awaiting_reply_since = min(waiting) if waiting else None
 

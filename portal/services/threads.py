@@ -9,12 +9,14 @@ import hashlib
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import selectinload
 
 from ingest.mail.amazon import ASIN_RE
 from portal.extensions import db
 from portal.models import (
     Direction,
     Message,
+    NoResponseMark,
     Role,
     Tag,
     Thread,
@@ -23,6 +25,7 @@ from portal.models import (
     agent_assignments,
 )
 from portal.services.audit import record_event
+from portal.services.outbox import unanswered_buyer_messages
 from portal.sqltypes import utcnow
 
 #: Amazon's response-time metric: 24 hours, weekends and holidays included.
@@ -51,6 +54,8 @@ def set_thread_status(thread: Thread, status: ThreadStatus, *, actor: User) -> b
         return False
     previous = thread.status
     thread.status = status
+    # A status chosen by hand replaces any snooze (snooze_thread sets one again).
+    thread.snoozed_until = None
     record_event(
         "thread.status_changed",
         actor=actor,
@@ -62,10 +67,62 @@ def set_thread_status(thread: Thread, status: ThreadStatus, *, actor: User) -> b
     return True
 
 
+def snooze_thread(
+    thread: Thread, until: datetime, *, actor: User, now: datetime | None = None
+) -> None:
+    """Set the thread pending until `until`: wake_snoozed opens it again then, and a
+    buyer message earlier (services/inbound.py)."""
+    now = now or utcnow()
+    if until <= now:
+        raise ThreadActionError("Choose a time in the future.")
+    set_thread_status(thread, ThreadStatus.PENDING, actor=actor)
+    thread.snoozed_until = until
+    record_event(
+        "thread.snoozed",
+        actor=actor,
+        organisation_id=thread.organisation_id,
+        target=thread,
+        details={"until": until.isoformat()},
+    )
+    db.session.flush()
+
+
+def wake_snoozed(*, now: datetime) -> int:
+    """Open every pending thread whose snooze has run out; returns how many (the worker's
+    job; no commit)."""
+    due = db.session.scalars(
+        select(Thread)
+        .where(
+            Thread.status == ThreadStatus.PENDING,
+            Thread.snoozed_until.is_not(None),
+            Thread.snoozed_until <= now,
+        )
+        .order_by(Thread.id)
+    ).all()
+    for thread in due:
+        until = thread.snoozed_until
+        thread.status = ThreadStatus.OPEN
+        thread.snoozed_until = None
+        record_event(
+            "thread.snooze_ended",
+            actor=None,
+            organisation_id=thread.organisation_id,
+            target=thread,
+            details={"until": until.isoformat()},
+        )
+    db.session.flush()
+    return len(due)
+
+
 def assignable_users(thread: Thread) -> list[User]:
     """Who may be assigned: active agents of the thread's organisation, and admins."""
+    return assignable_users_of([thread.organisation_id])
+
+
+def assignable_users_of(organisation_ids: list[int]) -> list[User]:
+    """Active admins, and the active agents of any of `organisation_ids`."""
     agents = select(agent_assignments.c.user_id).where(
-        agent_assignments.c.organisation_id == thread.organisation_id
+        agent_assignments.c.organisation_id.in_(organisation_ids)
     )
     stmt = (
         select(User)
@@ -172,3 +229,42 @@ def add_internal_note(thread: Thread, text: str, *, actor: User) -> Message:
     )
     db.session.flush()
     return note
+
+
+def mark_no_response_needed(
+    thread: Thread, *, actor: User, now: datetime | None = None
+) -> list[Message]:
+    """Mark every buyer message still unanswered "no response needed" and stop the
+    thread's clock; returns the messages marked (none: nothing was awaiting an answer).
+
+    A later buyer message starts the clock again (services/inbound.py), and the marks
+    stay for the reports to count."""
+    now = now or utcnow()
+    waiting = unanswered_buyer_messages(thread)
+    for message in waiting:
+        db.session.add(
+            NoResponseMark(
+                message_id=message.id, thread_id=thread.id, marked_by_id=actor.id, marked_at=now
+            )
+        )
+    thread.awaiting_reply_since = None
+    if waiting:
+        record_event(
+            "thread.no_response_needed",
+            actor=actor,
+            organisation_id=thread.organisation_id,
+            target=thread,
+            details={"messages": [m.id for m in waiting]},
+        )
+    db.session.flush()
+    return waiting
+
+
+def no_response_marks(thread: Thread) -> dict[int, NoResponseMark]:
+    """The thread's marks by message id, with who marked each."""
+    marks = db.session.scalars(
+        select(NoResponseMark)
+        .where(NoResponseMark.thread_id == thread.id)
+        .options(selectinload(NoResponseMark.marked_by))
+    )
+    return {mark.message_id: mark for mark in marks}

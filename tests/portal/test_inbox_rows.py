@@ -104,3 +104,13 @@ def test_plain_select_escapes_and_marks_the_selected_choice():
     assert '<option value="2" selected>Germany · &quot;Acme&quot; &amp; Co</option>' in out
     mapping = SimpleNamespace(id="s", name="s", data="open", choices={"open": "Open"})
     assert '<option value="open" selected>Open</option>' in str(plain_select(mapping))
+
+
+def test_selectable_rows_escape_the_subject_in_the_checkbox_label():
+    row = _hostile_row()
+    out = str(render_rows([row], "/threads/", show_org=False, now=NOW, selectable=True))
+    assert set(re.findall(r"<([a-z]+)", out)) == {"tr", "td", "a", "span", "div", "code", "input"}
+    assert f'aria-label="Select {html.escape(HOSTILE + "subject")}"' in out
+    assert " checked" not in out
+    ticked = render_rows([row], "/threads/", False, now=NOW, selectable=True, selected={7})
+    assert 'value="7" form="bulk"' in str(ticked) and '" checked>' in str(ticked)

@@ -224,3 +224,66 @@ def test_the_thread_page_lists_the_buyers_history_only_within_the_organisation(
     assert f'href="/threads/{rival.id}"' not in history and "Rival" not in history
     rival_page = client.get(f"/threads/{rival.id}").get_data(as_text=True)
     assert "None: this is the buyer" in rival_page
+
+
+def test_no_response_needed_marks_the_thread_and_says_what_amazon_does(
+    client, login_as, two_channels, make_thread
+):
+    uk, _ = two_channels
+    thread = make_thread(uk, texts=("Thanks, all good!",))
+    login_as(Role.AGENT, name="Ana", assigned=[uk.organisation])
+    before = client.get(f"/threads/{thread.id}").get_data(as_text=True)
+    assert 'value="No response needed"' in before
+    assert "Mark as no response needed" in before
+
+    response = post(client, thread, "no-response-needed", {})
+    assert response.status_code == 302
+    db.session.refresh(thread)
+    assert thread.awaiting_reply_since is None
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert '<span class="badge no-response">No response needed</span>' in page
+    assert "marked by Ana" in page
+    assert "1 buyer message(s) marked no response needed" in page
+    # Amazon's clock and the steps in Seller Central stay on the page once marked.
+    assert "Amazon's own clock" in page and "Mark as no response needed" in page
+    assert 'value="No response needed"' not in page
+
+
+def test_sellers_cannot_mark_no_response_needed(client, login_as, two_channels, make_thread):
+    uk, _ = two_channels
+    thread = make_thread(uk)
+    login_as(Role.SELLER, organisation=uk.organisation)
+    assert post(client, thread, "no-response-needed", {}).status_code == 403
+    db.session.refresh(thread)
+    assert thread.awaiting_reply_since is not None
+
+
+def test_snooze_sets_pending_until_and_says_so(client, login_as, two_channels, make_thread):
+    uk, _ = two_channels
+    thread = make_thread(uk)
+    login_as(Role.AGENT, assigned=[uk.organisation])
+    response = post(client, thread, "snooze", {"until": "2999-01-02T08:30"})
+    assert response.status_code == 302
+    db.session.refresh(thread)
+    assert thread.status == ThreadStatus.PENDING
+    assert thread.snoozed_until == datetime(2999, 1, 2, 8, 30, tzinfo=UTC)
+    page = client.get(f"/threads/{thread.id}").get_data(as_text=True)
+    assert "Pending until 02 Jan 2999, 08:30 UTC." in page
+    assert "<dt>Pending until</dt><dd>02 Jan 2999, 08:30 UTC" in page
+
+
+@pytest.mark.parametrize(
+    ("until", "message"),
+    [("", "Choose a date and time."), ("2001-01-01T00:00", "Choose a time in the future.")],
+)
+def test_a_bad_snooze_time_is_shown_beside_the_field(
+    client, login_as, two_channels, make_thread, until, message
+):
+    uk, _ = two_channels
+    thread = make_thread(uk)
+    login_as(Role.AGENT, assigned=[uk.organisation])
+    response = post(client, thread, "snooze", {"until": until})
+    assert response.status_code == 422
+    assert f'<p class="error" id="until-error">{message}</p>' in response.get_data(as_text=True)
+    db.session.refresh(thread)
+    assert thread.status == ThreadStatus.OPEN and thread.snoozed_until is None

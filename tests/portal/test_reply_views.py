@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 from email import policy
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -13,24 +12,17 @@ from portal.extensions import db
 from portal.models import AuditEvent, Direction, Message, Role, SendStatus
 from portal.services import canned as canned_service
 from portal.services import threads as thread_service
-from tests.helpers import csrf_token_from, store_order
+from tests.helpers import csrf_token_from, sent_files, store_order
 
 
 @pytest.fixture
-def thread(make_org, make_channel, make_thread):
-    channel = make_channel(
-        "UK", organisation=make_org("Kite & Co"), address="uk-kite@helpdesk.test"
-    )
-    return make_thread(channel, buyer_name="Jane", buyer_address="jane123@marketplace.amazon.co.uk")
+def thread(buyer_thread):
+    return buyer_thread
 
 
 def reply(client, thread, **data):
     token = csrf_token_from(client.get(f"/threads/{thread.id}").get_data(as_text=True))
     return client.post(f"/threads/{thread.id}/reply", data={"csrf_token": token, **data})
-
-
-def sent_files(app) -> list[Path]:
-    return sorted(Path(app.config["SMTP_URL"].removeprefix("outbox:")).glob("*.eml"))
 
 
 def test_agent_reply_goes_out_from_the_helpdesk_address(app, client, login_as, thread):
@@ -244,3 +236,28 @@ def test_agents_and_other_sellers_cannot_change_reply_permission(
         auth.logout()
     db.session.refresh(organisation)
     assert not organisation.sellers_can_reply
+
+
+@pytest.mark.parametrize(
+    ("button", "status"), [("send_close", "closed"), ("send_pending", "pending")]
+)
+def test_send_and_close_or_set_pending(app, client, login_as, thread, button, status):
+    login_as(Role.AGENT, assigned=[thread.channel.organisation])
+    page = client.get(f"/threads/{thread.id}").get_data(as_text=True)
+    assert 'value="Send and close"' in page and 'value="Send and set pending"' in page
+    body = "Hello Jane, order 203-1234567-1234567 left today."
+    response = reply(client, thread, body=body, **{button: "y"})
+    assert response.status_code == 302
+    assert len(sent_files(app)) == 1
+    db.session.refresh(thread)
+    assert thread.status.value == status and thread.awaiting_reply_since is None
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.kind == "thread.status_changed"))
+    assert event.details == {"from": "open", "to": status}
+
+
+def test_a_refused_send_and_close_changes_no_status(app, client, login_as, thread):
+    login_as(Role.AGENT, assigned=[thread.channel.organisation])
+    response = reply(client, thread, body="Visit https://example.com", send_close="y")
+    assert response.status_code == 422  # the compliance warning stops it
+    db.session.refresh(thread)
+    assert thread.status.value == "open" and sent_files(app) == []

@@ -53,6 +53,10 @@ class _FormReader(HTMLParser):
         if tag == "form":
             self._form = {}
             self.forms.append((a.get("action", ""), a.get("method", "get").upper(), self._form))
+        elif a.get("formaction") and self._form is not None:
+            # A button that posts its form elsewhere (the composer's "Save draft"): that
+            # route takes the same fields, all of them read into the same dict.
+            self.forms.append((a["formaction"], self.forms[-1][1], self._form))
         elif self._form is None or not a.get("name"):
             return
         elif tag == "input":

@@ -190,6 +190,8 @@ ROUTES: dict[str, Entry] = {
     ),
     # --- inbox and threads
     "inbox.index": Entry(logged_in()),
+    # Bulk actions: agents and admins; the thread ids are scoped in the view (tests/portal).
+    "inbox.bulk": Entry(roles_only("agent", "admin", ok=ALLOWED)),
     "inbox.thread_detail": Entry(READ, args={"thread_id": "thread"}, owners=AB),
     "inbox.message_html": Entry(READ, args=MESSAGE, owners=PAIRS),
     "inbox.attachment": Entry(
@@ -197,9 +199,11 @@ ROUTES: dict[str, Entry] = {
     ),
     "inbox.change_status": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
     "inbox.assign": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
+    "inbox.snooze": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
     "inbox.add_tag": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
     "inbox.remove_tag": Entry(WORK, args={"thread_id": "thread", "tag_id": "tag"}, owners=PAIRS),
     "inbox.add_note": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
+    "inbox.no_response_needed": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
     # The order panel: a refresh only marks the order due for the worker (everyone who
     # sees the thread may ask); a review request is sent on the seller's behalf by
     # whoever works the thread.
@@ -207,6 +211,10 @@ ROUTES: dict[str, Entry] = {
     "inbox.request_review": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
     # Sellers reply only when their organisation allows it (off in the world).
     "inbox.reply": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
+    # The heartbeat: everyone who sees the thread is shown to the others there.
+    "inbox.presence": Entry(tenant("read", ALLOWED), args={"thread_id": "thread"}, owners=AB),
+    "inbox.save_draft": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
+    "inbox.discard_draft": Entry(WORK, args={"thread_id": "thread"}, owners=AB),
     # --- canned replies
     "canned.index": Entry(logged_in()),
     "canned.new": Entry(canned_new),

@@ -106,8 +106,10 @@ def test_every_post_route_has_a_form_or_is_fuzzed_blind(forms: list[Form]):
     posts = {c.endpoint for c in CASES if c.method == "POST"}
     assert len(with_form) >= 30, sorted(with_form)
     # The blind ones are fuzzed by test_blind_post_routes; listing them here keeps the
-    # number visible when it grows.
-    assert len(posts - with_form) <= 6, sorted(posts - with_form)
+    # number visible when it grows. Issue 21 added three the world's pages do not
+    # offer: the heartbeat (JavaScript only), "Discard draft" (shown with a draft) and
+    # "No response needed" (shown while a buyer message awaits an answer).
+    assert len(posts - with_form) <= 9, sorted(posts - with_form)
 
 
 def _token(matrix: Matrix, role: str) -> str:
