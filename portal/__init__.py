@@ -28,7 +28,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # Every `<int:…>` in our URLs is a row id: one beyond the database's integer is a 404
     # here, not an out-of-range error from PostgreSQL (a 500).
     app.url_map.converters["int"] = _IdConverter
-    from portal.config import DEFAULTS, check_config, config_from_env
+    from portal.config import DEFAULTS, check_config, complete_config, config_from_env
 
     app.config.from_mapping(DEFAULTS)
     if config is None:
@@ -39,6 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(config_from_env(app.instance_path))
     else:
         app.config.from_mapping(config)
+    complete_config(app.config)
     check_config(app.config)
     _configure_logging(app)
 
