@@ -192,6 +192,9 @@ DEFAULTS: Mapping[str, Any] = {
     "LOGIN_RATE_LIMIT": "10 per minute; 50 per hour",
     # Sign-up says whether an address has an account: as many tries as logging in.
     "SIGNUP_RATE_LIMIT": "10 per minute; 50 per hour",
+    # Reset links: per client, and per address so no one's mailbox fills with them.
+    "PASSWORD_RESET_RATE_LIMIT": "5 per minute; 20 per hour",
+    "PASSWORD_RESET_ADDRESS_LIMIT": "3 per hour",
     #: One process only; production and `make serve` share SHARED_RATELIMIT_STORAGE.
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_HEADERS_ENABLED": True,

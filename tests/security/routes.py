@@ -157,6 +157,9 @@ ROUTES: dict[str, Entry] = {
     "auth.signup": Entry(guests(frozenset({OK, INVALID}))),
     "auth.logout": Entry(public(frozenset({REDIRECT}))),
     "auth.change_password": Entry(logged_in(frozenset({OK, INVALID}))),
+    # Reset by e-mail: for anyone; a forged token gets the "expired" page.
+    "account.forgot_password": Entry(public(frozenset({OK, INVALID}))),
+    "account.reset_password": Entry(public(), values={"token": "forged.token"}),
     # --- organisations
     "orgs.detail": Entry(READ, args={"org_id": "org"}, owners=AB),
     "orgs.audit": Entry(READ, args={"org_id": "org"}, owners=AB),

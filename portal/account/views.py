@@ -1,0 +1,69 @@
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+
+from portal.account.forms import ForgotPasswordForm, ResetPasswordForm
+from portal.extensions import db, limiter
+from portal.services import password_reset
+from portal.services.users import AccountError, normalise_email
+from portal.sqltypes import utcnow
+
+bp = Blueprint("account", __name__)
+
+
+def _now():
+    # Tests set CLOCK to move past a link's hour; otherwise the real time.
+    return current_app.config.get("CLOCK", utcnow)()
+
+
+def _reset_address_key() -> str:
+    # Per address as well as per client: nobody can fill one person's mailbox with links.
+    return "password-reset:" + normalise_email(request.form.get("email", ""))[:254]
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+@limiter.limit(
+    lambda: current_app.config["PASSWORD_RESET_RATE_LIMIT"],
+    methods=["POST"],
+    error_message="Too many requests for a reset link. Please wait a minute and try again.",
+)
+@limiter.limit(
+    lambda: current_app.config["PASSWORD_RESET_ADDRESS_LIMIT"],
+    key_func=_reset_address_key,
+    methods=["POST"],
+    error_message="Too many reset links for this address. Please try again later.",
+)
+def forgot_password():
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        email = form.email.data.strip()
+        password_reset.request_password_reset(email, now=_now())
+        db.session.commit()
+        # The same words whether or not the address has an account.
+        flash(
+            f"If {email} has a Sellerdesk account, a link to choose a new password is on "
+            "its way. It works once, for an hour.",
+            "info",
+        )
+        return redirect(url_for("auth.login"))
+    return render_template("account/forgot_password.html", form=form)
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+def reset_password(token):
+    try:
+        user = password_reset.user_for_token(token, now=_now())
+    except password_reset.ResetLinkError as exc:
+        return render_template(
+            "account/reset_password.html", form=None, problem=str(exc), forgot=ForgotPasswordForm()
+        )
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            password_reset.reset_password(token, form.new_password.data, now=_now())
+        except AccountError as exc:
+            form.new_password.errors.append(str(exc).removeprefix("Password refused: "))
+        else:
+            db.session.commit()
+            # Not signed in here: the login asks for whatever else the account needs.
+            flash("Your password has been changed. Log in with it.", "success")
+            return redirect(url_for("auth.login"))
+    return render_template("account/reset_password.html", form=form, email=user.email)
