@@ -16,3 +16,11 @@ class ResetPasswordForm(FlaskForm):
     new_password = ChangePasswordForm.new_password
     new_password2 = ChangePasswordForm.new_password2
     submit = SubmitField("Set new password")
+
+
+class SignOutSessionForm(FlaskForm):
+    submit = SubmitField("Sign out")
+
+
+class SignOutElsewhereForm(FlaskForm):
+    submit = SubmitField("Sign out everywhere else")

@@ -1,8 +1,25 @@
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user, login_required
 
-from portal.account.forms import ForgotPasswordForm, ResetPasswordForm
+from portal.account.devices import describe_device
+from portal.account.forms import (
+    ForgotPasswordForm,
+    ResetPasswordForm,
+    SignOutElsewhereForm,
+    SignOutSessionForm,
+)
 from portal.extensions import db, limiter
 from portal.services import password_reset
+from portal.services import sessions as session_service
 from portal.services.users import AccountError, normalise_email
 from portal.sqltypes import utcnow
 
@@ -67,3 +84,44 @@ def reset_password(token):
             flash("Your password has been changed. Log in with it.", "success")
             return redirect(url_for("auth.login"))
     return render_template("account/reset_password.html", form=form, email=user.email)
+
+
+@bp.route("/account")
+@login_required
+def index():
+    user = current_user._get_current_object()
+    rows = session_service.list_sessions(user, now=utcnow())
+    return render_template(
+        "account/index.html",
+        sessions=[(row, describe_device(row.user_agent)) for row in rows],
+        current_session_id=user.current_session.id,
+        elsewhere_form=SignOutElsewhereForm(),
+    )
+
+
+@bp.route("/account/sessions/<int:session_id>/sign-out", methods=["POST"])
+@login_required
+def sign_out_session(session_id):
+    user = current_user._get_current_object()
+    if not SignOutSessionForm().validate_on_submit():
+        abort(400)
+    # Another user's sign-in, or one already ended, is simply not found.
+    if not session_service.sign_out_session(user, session_id, current=user.current_session):
+        abort(404)
+    db.session.commit()
+    flash("That browser is signed out.", "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/account/sessions/sign-out-elsewhere", methods=["POST"])
+@login_required
+def sign_out_elsewhere():
+    user = current_user._get_current_object()
+    if not SignOutElsewhereForm().validate_on_submit():
+        abort(400)
+    ended = session_service.sign_out_elsewhere(user, current=user.current_session)
+    db.session.commit()
+    flash(
+        f"Signed out everywhere else ({ended} other sign-in{'s' if ended != 1 else ''}).", "success"
+    )
+    return redirect(url_for("account.index"))

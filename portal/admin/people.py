@@ -10,6 +10,7 @@ from portal.admin.people_forms import (
     ChangeRoleForm,
     CreateUserForm,
     DeactivateForm,
+    EndSessionsForm,
     ReactivateForm,
     ReplyPermissionForm,
     ResetPasswordForm,
@@ -19,8 +20,9 @@ from portal.admin.people_forms import (
 from portal.crypto import SecretUnreadable, decrypt_secret, encrypt_secret
 from portal.extensions import db
 from portal.models import Organisation, Role, User
+from portal.services import sessions as session_service
 from portal.services import users as user_service
-from portal.sqltypes import parse_id
+from portal.sqltypes import parse_id, utcnow
 
 # The temporary password travels to the next page in the session cookie, encrypted
 # (the cookie is only signed), and is removed from it when that page is shown.
@@ -102,6 +104,7 @@ def _render_user(user: User, *, failed: str | None = None, form=None, status=200
         "deactivate": DeactivateForm(formdata=None, prefix="deactivate"),
         "reactivate": ReactivateForm(formdata=None, prefix="reactivate"),
         "reset": ResetPasswordForm(formdata=None, prefix="reset"),
+        "sessions": EndSessionsForm(formdata=None, prefix="sessions"),
         "assign": AssignForm(
             formdata=None,
             prefix="assign",
@@ -118,6 +121,7 @@ def _render_user(user: User, *, failed: str | None = None, form=None, status=200
             forms=forms,
             role_labels=ROLE_LABELS,
             Role=Role,
+            session_count=len(session_service.list_sessions(user, now=utcnow())),
         ),
         status,
     )
@@ -148,7 +152,7 @@ def _user_action(user_id: int, name: str, form_cls, perform, message, **form_kwa
         return _render_user(user, failed=name, form=form, status=422)
     try:
         result = perform(user, form)
-    except user_service.AccountError as exc:
+    except (user_service.AccountError, session_service.SessionError) as exc:
         db.session.rollback()
         field = getattr(form, "role", None)
         (field.errors if field is not None else form.form_errors).append(str(exc))
@@ -222,6 +226,17 @@ def user_reset_password(user_id: int):
         ResetPasswordForm,
         lambda user, form: user_service.reset_password(user, actor=current_user),
         _password_reset_done,
+    )
+
+
+@bp.route("/users/<int:user_id>/sign-out", methods=["POST"])
+def user_end_sessions(user_id: int):
+    return _user_action(
+        user_id,
+        "sessions",
+        EndSessionsForm,
+        lambda user, form: session_service.end_sessions_by_admin(user, actor=current_user),
+        lambda user, ended: _back_to(user, f"{user.email} is signed out everywhere ({ended})."),
     )
 
 

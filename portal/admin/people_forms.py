@@ -132,6 +132,10 @@ class ResetPasswordForm(FlaskForm):
     submit = SubmitField("Reset password")
 
 
+class EndSessionsForm(FlaskForm):
+    submit = SubmitField("Sign out everywhere")
+
+
 class AssignForm(FlaskForm):
     organisation = SelectField("Organisation", validate_choice=False)
     submit = SubmitField("Assign")

@@ -119,6 +119,13 @@ def canned_new(role: str, owner: str) -> Expect:
     return frozenset({FORBIDDEN}) if role == "agent_none" else ALLOWED
 
 
+def own_sign_in(role: str, owner: str) -> Expect:
+    """A sign-in (the world's is its organisation's seller's): theirs to end, unseen by others."""
+    if role == "anonymous":
+        return frozenset({LOGIN})
+    return frozenset({REDIRECT}) if role == f"seller_{owner.lower()}" else frozenset({NOT_FOUND})
+
+
 @dataclass(frozen=True)
 class Entry:
     """Who may use an endpoint, and how to build its URL from the world's objects.
@@ -160,6 +167,10 @@ ROUTES: dict[str, Entry] = {
     # Reset by e-mail: for anyone; a forged token gets the "expired" page.
     "account.forgot_password": Entry(public(frozenset({OK, INVALID}))),
     "account.reset_password": Entry(public(), values={"token": "forged.token"}),
+    # The user's own page: a sign-in is ended by its user alone; anyone else's is not found.
+    "account.index": Entry(logged_in()),
+    "account.sign_out_session": Entry(own_sign_in, args={"session_id": "session"}, owners=AB),
+    "account.sign_out_elsewhere": Entry(logged_in(frozenset({REDIRECT, INVALID}))),
     # --- organisations
     "orgs.detail": Entry(READ, args={"org_id": "org"}, owners=AB),
     "orgs.audit": Entry(READ, args={"org_id": "org"}, owners=AB),
@@ -245,6 +256,7 @@ ROUTES: dict[str, Entry] = {
     "admin.user_reactivate": Entry(ADMIN_POST, args={"user_id": "user"}, owners=AB),
     "admin.user_role": Entry(ADMIN_POST, args={"user_id": "user"}, owners=AB),
     "admin.user_reset_password": Entry(ADMIN_POST, args={"user_id": "user"}, owners=AB),
+    "admin.user_end_sessions": Entry(ADMIN_POST, args={"user_id": "user"}, owners=AB),
     "admin.user_assign": Entry(ADMIN_POST, args={"user_id": "agent"}, owners=AB),
     "admin.user_unassign": Entry(ADMIN_POST, args={"user_id": "agent", "org_id": "org"}, owners=AB),
     "admin.organisations": Entry(ADMIN_GET),

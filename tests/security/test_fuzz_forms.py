@@ -106,8 +106,9 @@ def test_every_post_route_has_a_form_or_is_fuzzed_blind(forms: list[Form]):
     posts = {c.endpoint for c in CASES if c.method == "POST"}
     assert len(with_form) >= 30, sorted(with_form)
     # The blind ones are fuzzed by test_blind_post_routes; listing them here keeps the
-    # number visible when it grows.
-    assert len(posts - with_form) <= 6, sorted(posts - with_form)
+    # number visible when it grows. A reset link's form needs a token the world cannot
+    # hold (it is signed at a time), so account.reset_password is among them.
+    assert len(posts - with_form) <= 7, sorted(posts - with_form)
 
 
 def _token(matrix: Matrix, role: str) -> str:

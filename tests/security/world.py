@@ -36,6 +36,7 @@ from portal.services import canned as canned_service
 from portal.services import channels as channel_service
 from portal.services import outbox as outbox_service
 from portal.services import passwords as password_rules
+from portal.services import sessions as session_service
 from portal.services import threads as thread_service
 from portal.services import users as user_service
 from portal.sqltypes import utcnow
@@ -174,7 +175,19 @@ def _org_objects(world: World, owner: str) -> None:
         actor=seller,
     )
     db.session.commit()
+    # A second sign-in of the seller, in a browser the matrix has not: only that seller
+    # may end it from their account page.
+    sign_in = session_service.start_session(
+        seller,
+        remember=False,
+        remember_for=timedelta(days=1),
+        ip_address="192.0.2.1",
+        user_agent=f"Browser {mark}",
+        now=utcnow(),
+    )
+    db.session.commit()
     objects.update(
+        session=sign_in,
         org=org,
         channel=channel,
         seller=seller,
