@@ -1,8 +1,9 @@
 from flask_wtf import FlaskForm
-from wtforms import EmailField, SubmitField
+from wtforms import EmailField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length
 
 from portal.auth.forms import ChangePasswordForm
+from portal.validators import NO_CONTROL_CHARACTERS
 
 
 class ForgotPasswordForm(FlaskForm):
@@ -24,3 +25,10 @@ class SignOutSessionForm(FlaskForm):
 
 class SignOutElsewhereForm(FlaskForm):
     submit = SubmitField("Sign out everywhere else")
+
+
+class AcceptInvitationForm(FlaskForm):
+    name = StringField("Your name", validators=[Length(max=120), NO_CONTROL_CHARACTERS])
+    new_password = ChangePasswordForm.new_password
+    new_password2 = ChangePasswordForm.new_password2
+    submit = SubmitField("Accept and set password")

@@ -12,12 +12,14 @@ from flask_login import current_user, login_required
 
 from portal.account.devices import describe_device
 from portal.account.forms import (
+    AcceptInvitationForm,
     ForgotPasswordForm,
     ResetPasswordForm,
     SignOutElsewhereForm,
     SignOutSessionForm,
 )
 from portal.extensions import db, limiter
+from portal.services import invitations as invitation_service
 from portal.services import password_reset
 from portal.services import sessions as session_service
 from portal.services.users import AccountError, normalise_email
@@ -125,3 +127,26 @@ def sign_out_elsewhere():
         f"Signed out everywhere else ({ended} other sign-in{'s' if ended != 1 else ''}).", "success"
     )
     return redirect(url_for("account.index"))
+
+
+@bp.route("/invitations/<token>", methods=["GET", "POST"])
+def accept_invitation(token):
+    now = _now()
+    try:
+        invitation = invitation_service.open_invitation(token, now=now)
+    except invitation_service.InvitationError as exc:
+        return render_template("account/accept_invitation.html", form=None, problem=str(exc))
+    form = AcceptInvitationForm()
+    if form.validate_on_submit():
+        try:
+            invitation_service.accept(
+                token, name=form.name.data or "", password=form.new_password.data, now=now
+            )
+        except AccountError as exc:
+            db.session.rollback()
+            form.new_password.errors.append(str(exc).removeprefix("Password refused: "))
+        else:
+            db.session.commit()
+            flash("Welcome to Sellerdesk. Log in with your e-mail and new password.", "success")
+            return redirect(url_for("auth.login"))
+    return render_template("account/accept_invitation.html", form=form, invitation=invitation)

@@ -14,12 +14,15 @@ from portal.admin.people_forms import (
     ReactivateForm,
     ReplyPermissionForm,
     ResetPasswordForm,
+    RevokeForm,
+    StaffInviteForm,
     UnassignForm,
     UserFilterForm,
 )
 from portal.crypto import SecretUnreadable, decrypt_secret, encrypt_secret
 from portal.extensions import db
-from portal.models import Organisation, Role, User
+from portal.models import Invitation, Organisation, Role, User
+from portal.services import invitations as invitation_service
 from portal.services import sessions as session_service
 from portal.services import users as user_service
 from portal.sqltypes import parse_id, utcnow
@@ -271,6 +274,44 @@ def user_unassign(user_id: int, org_id: int):
         user,
         f"{user.email} no longer works for {organisation.name}." if removed else "Nothing changed.",
     )
+
+
+@bp.route("/invitations", methods=["GET", "POST"])
+def invitations():
+    """Invite support agents and admins; the open invitations, to withdraw."""
+    form = StaffInviteForm()
+    if form.validate_on_submit():
+        try:
+            invitation_service.invite(
+                form.email.data, role=Role(form.role.data), actor=current_user, now=utcnow()
+            )
+        except invitation_service.InvitationError as exc:
+            db.session.rollback()
+            form.email.errors.append(str(exc))
+        else:
+            db.session.commit()
+            flash(f"Invitation sent to {form.email.data.strip()}.", "success")
+            return redirect(url_for("admin.invitations"))
+    return render_template(
+        "admin/people/invitations.html",
+        form=form,
+        invitations=invitation_service.list_open(None, now=utcnow()),
+    )
+
+
+@bp.route("/invitations/<int:invitation_id>/revoke", methods=["POST"])
+def revoke_invitation(invitation_id: int):
+    invitation = db.get_or_404(Invitation, invitation_id)
+    if not RevokeForm().validate_on_submit():
+        abort(400)
+    try:
+        invitation_service.revoke(invitation, actor=current_user, now=utcnow())
+    except invitation_service.InvitationError as exc:
+        flash(str(exc), "error")
+    else:
+        db.session.commit()
+        flash(f"The invitation to {invitation.email} is withdrawn.", "success")
+    return redirect(url_for("admin.invitations"))
 
 
 @bp.route("/organisations")

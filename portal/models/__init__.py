@@ -8,6 +8,7 @@ from portal.models.channels import (
     Credential,
     CredentialKind,
 )
+from portal.models.invitations import Invitation
 from portal.models.mailboxes import Mailbox
 from portal.models.orders import Order
 from portal.models.organisations import Organisation, agent_assignments
@@ -25,7 +26,7 @@ from portal.models.threads import (
     ThreadStatus,
     thread_tags,
 )
-from portal.models.users import Role, User
+from portal.models.users import OrgRole, Role, User
 
 __all__ = [
     "Attachment",
@@ -37,10 +38,12 @@ __all__ = [
     "Credential",
     "CredentialKind",
     "Direction",
+    "Invitation",
     "LoginLockout",
     "Mailbox",
     "Message",
     "Order",
+    "OrgRole",
     "Organisation",
     "RateLimitCounter",
     "Role",
