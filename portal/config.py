@@ -190,7 +190,7 @@ DEFAULTS: Mapping[str, Any] = {
     "REMEMBER_COOKIE_DURATION": timedelta(days=365),
     "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
     "LOGIN_RATE_LIMIT": "10 per minute; 50 per hour",
-    # Sign-up says whether an address has an account: as many tries as logging in.
+    # Each sign-up mails the address it names: as many tries as logging in.
     "SIGNUP_RATE_LIMIT": "10 per minute; 50 per hour",
     # Reset links: per client, and per address so no one's mailbox fills with them.
     "PASSWORD_RESET_RATE_LIMIT": "5 per minute; 20 per hour",
