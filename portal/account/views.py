@@ -5,7 +5,6 @@ from flask import (
     flash,
     redirect,
     render_template,
-    request,
     url_for,
 )
 from flask_login import current_user, login_required
@@ -22,7 +21,7 @@ from portal.extensions import db, limiter
 from portal.services import invitations as invitation_service
 from portal.services import password_reset
 from portal.services import sessions as session_service
-from portal.services.users import AccountError, normalise_email
+from portal.services.users import AccountError
 from portal.sqltypes import utcnow
 
 bp = Blueprint("account", __name__)
@@ -33,22 +32,11 @@ def _now():
     return current_app.config.get("CLOCK", utcnow)()
 
 
-def _reset_address_key() -> str:
-    # Per address as well as per client: nobody can fill one person's mailbox with links.
-    return "password-reset:" + normalise_email(request.form.get("email", ""))[:254]
-
-
 @bp.route("/password/forgot", methods=["GET", "POST"])
 @limiter.limit(
     lambda: current_app.config["PASSWORD_RESET_RATE_LIMIT"],
     methods=["POST"],
     error_message="Too many requests for a reset link. Please wait a minute and try again.",
-)
-@limiter.limit(
-    lambda: current_app.config["PASSWORD_RESET_ADDRESS_LIMIT"],
-    key_func=_reset_address_key,
-    methods=["POST"],
-    error_message="Too many reset links for this address. Please try again later.",
 )
 def forgot_password():
     form = ForgotPasswordForm()

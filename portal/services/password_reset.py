@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import Message, User
@@ -31,6 +32,10 @@ from portal.services.system_mail import external_url, queue_system_mail
 log = logging.getLogger(__name__)
 
 VALID_FOR = timedelta(hours=1)
+#: One reset mail per address in this time however often it is asked for, so nobody can
+#: fill someone's mailbox with links; the answer stays the same.
+ONE_MAIL_PER = timedelta(minutes=5)
+SUBJECT = "Reset your Sellerdesk password"
 _SALT = "sellerdesk.password-reset"
 #: A link's token is far shorter; longer input is not worth verifying.
 _MAX_TOKEN_LENGTH = 300
@@ -58,15 +63,28 @@ def reset_token(user: User, *, now: datetime) -> str:
 
 def request_password_reset(email: str, *, now: datetime) -> Message | None:
     """Queue a reset mail for the active user with `email` (no commit); None when there is
-    none, which the caller must not let show."""
+    none, or one went out less than ONE_MAIL_PER ago: the caller must not let either show."""
     user = user_service.find_user_by_email(email)
     if user is None or not user.is_active:
         log.info("password reset asked for an address without an active account")
         return None
+    recent = db.session.scalar(
+        select(Message.id)
+        .where(
+            Message.thread_id.is_(None),
+            Message.to_addresses == user.email,
+            Message.subject == SUBJECT,
+            Message.created_at > now - ONE_MAIL_PER,
+        )
+        .limit(1)
+    )
+    if recent is not None:
+        log.info("password reset for user %s asked again within %s", user.id, ONE_MAIL_PER)
+        return None
     link = external_url("account.reset_password", token=reset_token(user, now=now))
     message = queue_system_mail(
         user.email,
-        subject="Reset your Sellerdesk password",
+        subject=SUBJECT,
         body=(
             f"Someone, hopefully you, asked to reset the password of the Sellerdesk "
             f"account {user.email}.\n\n"

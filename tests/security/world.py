@@ -414,7 +414,6 @@ def open_matrix(database_url: str, tmp: Path) -> Iterator[Matrix]:
         LOGIN_RATE_LIMIT="1000 per minute",
         SIGNUP_RATE_LIMIT="1000 per minute",
         PASSWORD_RESET_RATE_LIMIT="1000 per minute",
-        PASSWORD_RESET_ADDRESS_LIMIT="1000 per minute",
         **SPAPI_ON,
     )
     app = create_app(config)
