@@ -28,7 +28,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # Every `<int:…>` in our URLs is a row id: one beyond the database's integer is a 404
     # here, not an out-of-range error from PostgreSQL (a 500).
     app.url_map.converters["int"] = _IdConverter
-    from portal.config import DEFAULTS, check_config, config_from_env
+    from portal.config import DEFAULTS, check_config, complete_config, config_from_env
 
     app.config.from_mapping(DEFAULTS)
     if config is None:
@@ -39,6 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(config_from_env(app.instance_path))
     else:
         app.config.from_mapping(config)
+    complete_config(app.config)
     check_config(app.config)
     _configure_logging(app)
 
@@ -62,6 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     templating.init_app(app)
 
+    from portal.account.views import bp as account_bp
     from portal.admin.views import bp as admin_bp
     from portal.auth.views import bp as auth_bp
     from portal.canned.views import bp as canned_bp
@@ -70,6 +72,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from portal.main.views import bp as main_bp
     from portal.orgs.views import bp as orgs_bp
 
+    app.register_blueprint(account_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(canned_bp)

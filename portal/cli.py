@@ -17,6 +17,7 @@ from ingest.scheduler import run_worker
 from portal.extensions import db
 from portal.models import Role
 from portal.services import channels as channel_service
+from portal.services import sessions as session_service
 from portal.services import users as user_service
 
 users_cli = AppGroup("users", help="Manage users and their organisations.")
@@ -73,6 +74,18 @@ def assign_command(email: str, org_name: str) -> None:
         click.echo(f"Assigned {agent.email} to {organisation.name}.")
     else:
         click.echo(f"{agent.email} was already assigned to {organisation.name}.")
+
+
+@users_cli.command("end-sessions")
+@click.option("--email", required=True, help="The user to sign out everywhere.")
+def end_sessions_command(email: str) -> None:
+    """Sign a user out of every browser (audited); prints `ended<TAB>N<TAB>EMAIL`."""
+    user = user_service.find_user_by_email(email)
+    if user is None:
+        _fail(f"No user with the e-mail {email}.")
+    ended = session_service.end_sessions_by_admin(user, actor=None)
+    db.session.commit()
+    click.echo(f"ended\t{ended}\t{user.email}")
 
 
 @users_cli.command("bootstrap-admin")

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from datetime import timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
@@ -111,6 +113,9 @@ def config_from_env(instance_path: str) -> dict[str, Any]:
         "INGEST_PARSE_SECONDS": _int("INGEST_PARSE_SECONDS"),
         "MAX_ATTACHMENT_BYTES": _int("MAX_ATTACHMENT_BYTES"),
         "PORT": _int("PORT"),
+        # Empty: derived from INBOUND_DOMAIN and PORT by complete_config.
+        "MAIL_FROM": (os.environ.get("MAIL_FROM") or "").strip(),
+        "PUBLIC_URL": (os.environ.get("PUBLIC_URL") or "").strip(),
         # Over HTTPS only in production; `make run` serves plain http on loopback.
         "SESSION_COOKIE_SECURE": production,
         "REMEMBER_COOKIE_SECURE": production,
@@ -186,8 +191,10 @@ DEFAULTS: Mapping[str, Any] = {
     "REMEMBER_COOKIE_DURATION": timedelta(days=365),
     "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
     "LOGIN_RATE_LIMIT": "10 per minute; 50 per hour",
-    # Sign-up says whether an address has an account: as many tries as logging in.
+    # Each sign-up mails the address it names: as many tries as logging in.
     "SIGNUP_RATE_LIMIT": "10 per minute; 50 per hour",
+    # Reset links per client; per address, services/password_reset.py sends one at a time.
+    "PASSWORD_RESET_RATE_LIMIT": "5 per minute; 20 per hour",
     #: One process only; production and `make serve` share SHARED_RATELIMIT_STORAGE.
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_HEADERS_ENABLED": True,
@@ -238,6 +245,23 @@ SPAPI_REGIONS = ("NA", "EU", "FE")
 SHARED_RATELIMIT_STORAGE = "database://"
 
 
+def complete_config(config: MutableMapping[str, Any]) -> None:
+    """Fill the settings whose defaults follow from others: MAIL_FROM from INBOUND_DOMAIN,
+    PUBLIC_URL from PORT (the address `make run` serves on)."""
+    if not config.get("MAIL_FROM"):
+        config["MAIL_FROM"] = f"Sellerdesk <no-reply@{config['INBOUND_DOMAIN']}>"
+    if not config.get("PUBLIC_URL"):
+        config["PUBLIC_URL"] = f"http://127.0.0.1:{config['PORT']}"
+    # One form, so a link is the base plus an absolute path.
+    config["PUBLIC_URL"] = config["PUBLIC_URL"].rstrip("/")
+
+
+def mail_from_parts(value: str) -> tuple[str, str]:
+    """MAIL_FROM (`Name <address>` or a bare address) as (display name, address)."""
+    name, address = parseaddr(value)
+    return name, address
+
+
 def check_config(config: Mapping[str, Any]) -> None:
     """Fail early, with a readable message, on settings that would break later."""
     for key in ("SECRET_KEY", "TOKEN_KEY", "SQLALCHEMY_DATABASE_URI"):
@@ -251,3 +275,23 @@ def check_config(config: Mapping[str, Any]) -> None:
             'Generate one with: python -c "from cryptography.fernet import Fernet; '
             'print(Fernet.generate_key().decode())"'
         ) from None
+    _check_system_mail(config)
+
+
+def _check_system_mail(config: Mapping[str, Any]) -> None:
+    # The worker builds system mail's links and sender from these: a bad value would
+    # otherwise surface only as mail that never arrives.
+    if "MAIL_FROM" in config:
+        name, address = mail_from_parts(config["MAIL_FROM"])
+        if "@" not in address or any(c in config["MAIL_FROM"] for c in "\r\n"):
+            raise ConfigError(
+                f"MAIL_FROM must be an address, optionally with a name: "
+                f"'Sellerdesk <no-reply@example.com>', got {config['MAIL_FROM']!r}"
+            )
+    if "PUBLIC_URL" in config:
+        parts = urlsplit(config["PUBLIC_URL"])
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ConfigError(
+                "PUBLIC_URL must be the portal's external base URL, e.g. "
+                f"https://desk.example.com, got {config['PUBLIC_URL']!r}"
+            )

@@ -188,20 +188,18 @@ def build_reply(
     Every header value is checked: CR, LF or another control character raises
     MailError rather than being written. `subject` is used as given (see reply_subject).
     """
-    from_address = check_address("sender address", from_address)
-    to_address = check_address("buyer's address", to_address)
-    _check_subject(subject)
-    check_header_value("sender name", from_name)
-    message_id = _checked_message_id(message_id, from_address)
+    msg, from_address, to_address, message_id = _headed_message(
+        from_address=from_address,
+        from_name=from_name,
+        to_address=to_address,
+        to_label="buyer's address",
+        subject=subject,
+        message_id=message_id,
+        now=now,
+    )
     if in_reply_to is not None and not is_valid_msgid(in_reply_to):
         in_reply_to = None  # a malformed id threads nothing; References still may
     refs = build_references(references, None)
-
-    msg = EmailMessage(policy=MAIL_POLICY)
-    msg["From"] = Address(display_name=from_name.strip(), addr_spec=from_address)
-    msg["To"] = Address(addr_spec=to_address)
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime((now or datetime.now(UTC)).astimezone(UTC))
     _set_threading(msg, message_id=message_id, in_reply_to=in_reply_to, references=refs)
     # A person wrote this: Amazon and auto-responders must treat it as such. Nothing
     # here may look like bulk mail (no Precedence, no List-* headers).
@@ -219,6 +217,68 @@ def build_reply(
         raw=msg.as_bytes(policy=MAIL_POLICY),
         attachments=parts,
     )
+
+
+def build_system_mail(
+    *,
+    from_address: str,
+    from_name: str,
+    to_address: str,
+    subject: str,
+    body: str,
+    now: datetime | None = None,
+) -> BuiltReply:
+    """Mail the service itself sends to a person (a password reset, an invitation), as
+    RFC 5322 bytes: UTF-8 text/plain, marked automatic. Checked like a reply."""
+    msg, from_address, to_address, message_id = _headed_message(
+        from_address=from_address,
+        from_name=from_name,
+        to_address=to_address,
+        to_label="recipient's address",
+        subject=subject,
+        message_id=None,
+        now=now,
+    )
+    msg.set_raw("Message-ID", message_id)
+    # RFC 3834: machine-made, so auto-responders stay quiet; no person answers it.
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    _set_text(msg, body)
+    _keep_one_mime_version(msg)
+    return BuiltReply(
+        message_id=message_id,
+        subject=subject,
+        from_address=from_address,
+        to_address=to_address,
+        in_reply_to=None,
+        references=[],
+        raw=msg.as_bytes(policy=MAIL_POLICY),
+    )
+
+
+def _headed_message(
+    *,
+    from_address: str,
+    from_name: str,
+    to_address: str,
+    to_label: str,
+    subject: str,
+    message_id: str | None,
+    now: datetime | None,
+) -> tuple[EmailMessage, str, str, str]:
+    """A message with From, To, Subject and Date checked and set; with the checked
+    sender, recipient and Message-ID (not set: the caller places it)."""
+    from_address = check_address("sender address", from_address)
+    to_address = check_address(to_label, to_address)
+    _check_subject(subject)
+    check_header_value("sender name", from_name)
+    message_id = _checked_message_id(message_id, from_address)
+    msg = EmailMessage(policy=MAIL_POLICY)
+    msg["From"] = Address(display_name=from_name.strip(), addr_spec=from_address)
+    msg["To"] = Address(addr_spec=to_address)
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime((now or datetime.now(UTC)).astimezone(UTC))
+    return msg, from_address, to_address, message_id
 
 
 def _check_subject(subject: str) -> None:

@@ -10,17 +10,22 @@ from portal.admin.people_forms import (
     ChangeRoleForm,
     CreateUserForm,
     DeactivateForm,
+    EndSessionsForm,
     ReactivateForm,
     ReplyPermissionForm,
     ResetPasswordForm,
+    RevokeForm,
+    StaffInviteForm,
     UnassignForm,
     UserFilterForm,
 )
 from portal.crypto import SecretUnreadable, decrypt_secret, encrypt_secret
 from portal.extensions import db
-from portal.models import Organisation, Role, User
+from portal.models import Invitation, Organisation, Role, User
+from portal.services import invitations as invitation_service
+from portal.services import sessions as session_service
 from portal.services import users as user_service
-from portal.sqltypes import parse_id
+from portal.sqltypes import parse_id, utcnow
 
 # The temporary password travels to the next page in the session cookie, encrypted
 # (the cookie is only signed), and is removed from it when that page is shown.
@@ -102,6 +107,7 @@ def _render_user(user: User, *, failed: str | None = None, form=None, status=200
         "deactivate": DeactivateForm(formdata=None, prefix="deactivate"),
         "reactivate": ReactivateForm(formdata=None, prefix="reactivate"),
         "reset": ResetPasswordForm(formdata=None, prefix="reset"),
+        "sessions": EndSessionsForm(formdata=None, prefix="sessions"),
         "assign": AssignForm(
             formdata=None,
             prefix="assign",
@@ -118,6 +124,7 @@ def _render_user(user: User, *, failed: str | None = None, form=None, status=200
             forms=forms,
             role_labels=ROLE_LABELS,
             Role=Role,
+            session_count=len(session_service.list_sessions(user, now=utcnow())),
         ),
         status,
     )
@@ -148,7 +155,7 @@ def _user_action(user_id: int, name: str, form_cls, perform, message, **form_kwa
         return _render_user(user, failed=name, form=form, status=422)
     try:
         result = perform(user, form)
-    except user_service.AccountError as exc:
+    except (user_service.AccountError, session_service.SessionError) as exc:
         db.session.rollback()
         field = getattr(form, "role", None)
         (field.errors if field is not None else form.form_errors).append(str(exc))
@@ -225,6 +232,17 @@ def user_reset_password(user_id: int):
     )
 
 
+@bp.route("/users/<int:user_id>/sign-out", methods=["POST"])
+def user_end_sessions(user_id: int):
+    return _user_action(
+        user_id,
+        "sessions",
+        EndSessionsForm,
+        lambda user, form: session_service.end_sessions_by_admin(user, actor=current_user),
+        lambda user, ended: _back_to(user, f"{user.email} is signed out everywhere ({ended})."),
+    )
+
+
 @bp.route("/users/<int:user_id>/assign", methods=["POST"])
 def user_assign(user_id: int):
     user = db.get_or_404(User, user_id)
@@ -256,6 +274,44 @@ def user_unassign(user_id: int, org_id: int):
         user,
         f"{user.email} no longer works for {organisation.name}." if removed else "Nothing changed.",
     )
+
+
+@bp.route("/invitations", methods=["GET", "POST"])
+def invitations():
+    """Invite support agents and admins; the open invitations, to withdraw."""
+    form = StaffInviteForm()
+    if form.validate_on_submit():
+        try:
+            invitation_service.invite(
+                form.email.data, role=Role(form.role.data), actor=current_user, now=utcnow()
+            )
+        except invitation_service.InvitationError as exc:
+            db.session.rollback()
+            form.email.errors.append(str(exc))
+        else:
+            db.session.commit()
+            flash(f"Invitation sent to {form.email.data.strip()}.", "success")
+            return redirect(url_for("admin.invitations"))
+    return render_template(
+        "admin/people/invitations.html",
+        form=form,
+        invitations=invitation_service.list_open(None, now=utcnow()),
+    )
+
+
+@bp.route("/invitations/<int:invitation_id>/revoke", methods=["POST"])
+def revoke_invitation(invitation_id: int):
+    invitation = db.get_or_404(Invitation, invitation_id)
+    if not RevokeForm().validate_on_submit():
+        abort(400)
+    try:
+        invitation_service.revoke(invitation, actor=current_user, now=utcnow())
+    except invitation_service.InvitationError as exc:
+        flash(str(exc), "error")
+    else:
+        db.session.commit()
+        flash(f"The invitation to {invitation.email} is withdrawn.", "success")
+    return redirect(url_for("admin.invitations"))
 
 
 @bp.route("/organisations")

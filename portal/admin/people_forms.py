@@ -132,6 +132,10 @@ class ResetPasswordForm(FlaskForm):
     submit = SubmitField("Reset password")
 
 
+class EndSessionsForm(FlaskForm):
+    submit = SubmitField("Sign out everywhere")
+
+
 class AssignForm(FlaskForm):
     organisation = SelectField("Organisation", validate_choice=False)
     submit = SubmitField("Assign")
@@ -184,3 +188,15 @@ class AuditFilterForm(FlaskForm):
     def validate_until(self, field):
         if field.data and self.since.data and field.data < self.since.data:
             raise ValidationError("The end date is before the start date.")
+
+
+class StaffInviteForm(FlaskForm):
+    email = EmailField("E-mail", validators=[DataRequired(), Email(), Length(max=254)])
+    role = SelectField(
+        "As", choices=_choices([("agent", "Support agent"), ("admin", "Admin")]), default="agent"
+    )
+    submit = SubmitField("Send invitation")
+
+
+class RevokeForm(FlaskForm):
+    submit = SubmitField("Withdraw")

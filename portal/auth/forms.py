@@ -11,7 +11,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
 from portal.services.passwords import MIN_PASSWORD_LENGTH, password_problem
-from portal.services.users import find_organisation, find_user_by_email
+from portal.services.users import find_organisation
 from portal.validators import NO_CONTROL_CHARACTERS
 
 PASSWORD_HELP = (
@@ -68,10 +68,6 @@ class SignupForm(FlaskForm):
         validators=[DataRequired(), EqualTo("password", message="The passwords do not match.")],
     )
     submit = SubmitField("Create account")
-
-    def validate_email(self, field):
-        if find_user_by_email(field.data) is not None:
-            raise ValidationError("An account with this e-mail already exists. Log in instead.")
 
     def validate_organisation(self, field):
         if find_organisation(field.data) is not None:

@@ -18,6 +18,7 @@ from portal.auth.forms import ChangePasswordForm, LoginForm, LogoutForm, SignupF
 from portal.extensions import db, limiter
 from portal.services import lockout
 from portal.services import sessions as session_service
+from portal.services import signup as signup_service
 from portal.services import users as user_service
 from portal.sqltypes import utcnow
 
@@ -113,19 +114,29 @@ def signup():
         return redirect(url_for("main.dashboard"))
     form = SignupForm()
     if form.validate_on_submit():
+        email = form.email.data.strip()
         try:
-            user = user_service.sign_up(
-                form.email.data,
+            signup_service.request_sign_up(
+                email,
                 form.password.data,
                 organisation_name=form.organisation.data,
                 name=form.name.data or "",
+                now=utcnow(),
             )
         except user_service.AccountError as exc:
+            db.session.rollback()
             form.email.errors.append(str(exc))
         else:
-            _start_session(user)
-            flash(f"Welcome to Sellerdesk, {user.display_name}.", "success")
-            return redirect(url_for("main.dashboard"))
+            db.session.commit()
+            # One answer whether or not the address had an account, and no sign-in
+            # (which would tell); a fresh session all the same.
+            session.clear()
+            flash(
+                f"We have sent a mail to {email}. Log in with your e-mail address and "
+                "the password you chose.",
+                "info",
+            )
+            return redirect(url_for("auth.login"))
     return render_template("auth/signup.html", form=form)
 
 

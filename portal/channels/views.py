@@ -28,19 +28,16 @@ from portal.security import CONTENT_SECURITY_POLICY, get_visible_or_404, role_re
 from portal.services import admin_channels as admin_channel_service
 from portal.services import channels as channel_service
 from portal.services import spapi as spapi_service
-from portal.services.scoping import can_see_organisation
+from portal.services.scoping import can_manage_organisation, can_see_organisation
 from portal.sqltypes import utcnow
 
 bp = Blueprint("channels", __name__, url_prefix="/channels")
 
 
 def _can_manage(channel: Channel) -> bool:
-    # Sellers manage their own channels; admins may act for them. Agents only read.
-    if current_user.role == Role.ADMIN:
-        return True
-    return (
-        current_user.role == Role.SELLER and current_user.organisation_id == channel.organisation_id
-    )
+    # The organisation's owners manage its channels; admins may act for them. Members
+    # and agents only read.
+    return can_manage_organisation(current_user, channel.organisation_id)
 
 
 def _load(channel_id: int, *, manage: bool = False) -> Channel:
@@ -61,6 +58,8 @@ def index():
 @role_required(Role.SELLER)
 def new():
     organisation = current_user.organisation
+    if not can_manage_organisation(current_user, organisation.id):
+        abort(403)
     taken = {c.marketplace for c in organisation.channels}
     form = AddChannelForm()
     form.marketplace.choices = marketplace_choices(taken)

@@ -13,9 +13,10 @@ from enum import StrEnum
 
 from portal.amazon_api import ApiFailure, FailureKind
 from portal.marketplaces import MARKETPLACES, Marketplace
-from portal.models import Channel, Order, Role, Thread, User
+from portal.models import Channel, Order, Thread, User
 from portal.services import orders as order_service
 from portal.services.orders import RefreshRequest
+from portal.services.scoping import can_manage_organisation
 from portal.services.spapi import is_spapi_credential
 from portal.templating import format_datetime
 
@@ -103,9 +104,7 @@ def build_order_panel(
     channel = thread.channel
     if not thread.order_id:
         return OrderPanel(PanelState.NO_ORDER, None)
-    may_authorise = viewer.role == Role.ADMIN or (
-        viewer.role == Role.SELLER and viewer.organisation_id == channel.organisation_id
-    )
+    may_authorise = can_manage_organisation(viewer, channel.organisation_id)
     step = authorise_url if may_authorise else None
     order = order_service.order_for(channel, thread.order_id)
     if not is_spapi_credential(channel.credential):

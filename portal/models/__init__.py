@@ -9,6 +9,7 @@ from portal.models.channels import (
     CredentialKind,
 )
 from portal.models.drafts import Draft, DraftAttachment
+from portal.models.invitations import Invitation
 from portal.models.mailboxes import Mailbox
 from portal.models.orders import Order
 from portal.models.organisations import Organisation, agent_assignments
@@ -28,7 +29,7 @@ from portal.models.threads import (
     ThreadStatus,
     thread_tags,
 )
-from portal.models.users import Role, User
+from portal.models.users import OrgRole, Role, User
 
 __all__ = [
     "Attachment",
@@ -42,11 +43,13 @@ __all__ = [
     "Direction",
     "Draft",
     "DraftAttachment",
+    "Invitation",
     "LoginLockout",
     "Mailbox",
     "Message",
     "NoResponseMark",
     "Order",
+    "OrgRole",
     "Organisation",
     "RateLimitCounter",
     "Role",

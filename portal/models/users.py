@@ -24,6 +24,13 @@ class Role(enum.StrEnum):
     SELLER = "seller"  # a seller business's own user, sees only their organisation
 
 
+class OrgRole(enum.StrEnum):
+    """A seller user's place in their organisation."""
+
+    OWNER = "owner"  # also manages channels, tokens, Amazon authorisation, members, settings
+    MEMBER = "member"  # works the threads and reads the channels
+
+
 class User(UserMixin, db.Model):
     __tablename__ = "users"
 
@@ -35,6 +42,8 @@ class User(UserMixin, db.Model):
     organisation_id: Mapped[int | None] = mapped_column(
         ForeignKey("organisations.id", ondelete="RESTRICT"), index=True
     )
+    #: Sellers only (None for agents and admins).
+    org_role: Mapped[OrgRole | None] = mapped_column(str_enum(OrgRole, 16))
     is_active: Mapped[bool] = mapped_column(default=True)
     must_change_password: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -53,6 +62,10 @@ class User(UserMixin, db.Model):
     @property
     def is_admin(self) -> bool:
         return self.role == Role.ADMIN
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == Role.SELLER and self.org_role == OrgRole.OWNER
 
     @property
     def display_name(self) -> str:

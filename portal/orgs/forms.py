@@ -1,9 +1,45 @@
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, SubmitField
-from wtforms.validators import AnyOf
+from wtforms import EmailField, HiddenField, SelectChoice, SelectField, StringField, SubmitField
+from wtforms.validators import AnyOf, DataRequired, Email, Length
+
+from portal.validators import NO_CONTROL_CHARACTERS
 
 
 class ReplyPermissionForm(FlaskForm):
     #: "1" lets the organisation's sellers reply to buyers, "0" leaves it to the support team.
     allowed = HiddenField(validators=[AnyOf(["0", "1"], message="Invalid choice.")])
     submit = SubmitField("Save")
+
+
+ORG_ROLE_CHOICES = [
+    SelectChoice("member", "Member: works the threads, reads the channels"),
+    SelectChoice("owner", "Owner: also manages channels, Amazon access, people and settings"),
+]
+
+
+class RenameForm(FlaskForm):
+    name = StringField(
+        "Business name", validators=[DataRequired(), Length(max=120), NO_CONTROL_CHARACTERS]
+    )
+    submit = SubmitField("Rename")
+
+
+class InviteForm(FlaskForm):
+    email = EmailField("E-mail", validators=[DataRequired(), Email(), Length(max=254)])
+    org_role = SelectField("As", choices=ORG_ROLE_CHOICES, default="member")
+    submit = SubmitField("Send invitation")
+
+
+class MemberRoleForm(FlaskForm):
+    org_role = SelectField(
+        "Role", choices=[SelectChoice("member", "Member"), SelectChoice("owner", "Owner")]
+    )
+    submit = SubmitField("Change")
+
+
+class RevokeInvitationForm(FlaskForm):
+    submit = SubmitField("Withdraw")
+
+
+class LeaveForm(FlaskForm):
+    submit = SubmitField("Leave the organisation")

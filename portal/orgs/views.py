@@ -5,19 +5,30 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     stream_with_context,
     url_for,
 )
-from flask_login import current_user, login_required
+from flask_login import current_user, login_required, logout_user
 
 from portal.downloads import download
 from portal.extensions import db
-from portal.models import Organisation, Role
-from portal.orgs.forms import ReplyPermissionForm
+from portal.models import Invitation, Organisation, OrgRole, User
+from portal.orgs.forms import (
+    InviteForm,
+    LeaveForm,
+    MemberRoleForm,
+    RenameForm,
+    ReplyPermissionForm,
+    RevokeInvitationForm,
+)
 from portal.security import get_visible_or_404
 from portal.services import audit_log
 from portal.services import export as export_service
+from portal.services import invitations as invitation_service
+from portal.services import users as user_service
 from portal.services.organisations import list_team
+from portal.services.scoping import can_manage_organisation
 from portal.services.users import set_sellers_can_reply
 from portal.sqltypes import parse_id, utcnow
 
@@ -25,25 +36,154 @@ bp = Blueprint("orgs", __name__, url_prefix="/orgs")
 
 
 def _manages(organisation: Organisation) -> bool:
-    # The seller business decides for itself; admins may act for it. Agents may not.
-    return current_user.role == Role.ADMIN or (
-        current_user.role == Role.SELLER and current_user.organisation_id == organisation.id
-    )
+    # The seller business's owners decide for it; admins may act for it. Members and
+    # agents may not.
+    return can_manage_organisation(current_user, organisation.id)
 
 
 @bp.route("/<int:org_id>")
 @login_required
 def detail(org_id: int):
     organisation = get_visible_or_404(Organisation, org_id, current_user, org_attr="id")
+    return _render_detail(organisation)
+
+
+def _render_detail(organisation: Organisation, *, failed: dict | None = None, status: int = 200):
     members, agents = list_team(organisation)
-    form = ReplyPermissionForm(formdata=None) if _manages(organisation) else None
-    return render_template(
-        "orgs/detail.html",
-        organisation=organisation,
-        members=members,
-        agents=agents,
-        reply_permission_form=form,
+    manages = _manages(organisation)
+    forms = {
+        "reply_permission": ReplyPermissionForm(formdata=None) if manages else None,
+        "rename": RenameForm(formdata=None, prefix="rename", name=organisation.name),
+        "invite": InviteForm(formdata=None, prefix="invite"),
+        "role": MemberRoleForm(formdata=None, prefix="role"),
+        "revoke": RevokeInvitationForm(formdata=None, prefix="revoke"),
+        "leave": LeaveForm(formdata=None, prefix="leave"),
+    }
+    forms.update(failed or {})
+    invitations = invitation_service.list_open(organisation, now=utcnow()) if manages else []
+    return (
+        render_template(
+            "orgs/detail.html",
+            organisation=organisation,
+            members=members,
+            agents=agents,
+            manages=manages,
+            forms=forms,
+            invitations=invitations,
+            reply_permission_form=forms["reply_permission"],
+        ),
+        status,
     )
+
+
+def _managed_or_403(org_id: int) -> Organisation:
+    organisation = get_visible_or_404(Organisation, org_id, current_user, org_attr="id")
+    if not _manages(organisation):
+        abort(403)
+    return organisation
+
+
+def _refused(organisation: Organisation, name: str, form, field, message: str):
+    db.session.rollback()
+    (field.errors if field is not None else form.form_errors).append(message)
+    return _render_detail(organisation, failed={name: form}, status=422)
+
+
+def _done(organisation: Organisation, message: str):
+    db.session.commit()
+    flash(message, "success")
+    return redirect(url_for("orgs.detail", org_id=organisation.id))
+
+
+@bp.route("/<int:org_id>/rename", methods=["POST"])
+@login_required
+def rename(org_id: int):
+    organisation = _managed_or_403(org_id)
+    form = RenameForm(prefix="rename")
+    if not form.validate_on_submit():
+        return _render_detail(organisation, failed={"rename": form}, status=422)
+    try:
+        user_service.rename_organisation(organisation, form.name.data, actor=current_user)
+    except user_service.AccountError as exc:
+        return _refused(organisation, "rename", form, form.name, str(exc))
+    return _done(organisation, f"The organisation is now called {organisation.name}.")
+
+
+@bp.route("/<int:org_id>/invitations", methods=["POST"])
+@login_required
+def invite(org_id: int):
+    organisation = _managed_or_403(org_id)
+    form = InviteForm(prefix="invite")
+    if not form.validate_on_submit():
+        return _render_detail(organisation, failed={"invite": form}, status=422)
+    try:
+        invitation_service.invite(
+            form.email.data,
+            organisation=organisation,
+            org_role=OrgRole(form.org_role.data),
+            actor=current_user,
+            now=utcnow(),
+        )
+    except invitation_service.InvitationError as exc:
+        return _refused(organisation, "invite", form, form.email, str(exc))
+    return _done(organisation, f"Invitation sent to {form.email.data.strip()}.")
+
+
+@bp.route("/<int:org_id>/invitations/<int:invitation_id>/revoke", methods=["POST"])
+@login_required
+def revoke_invitation(org_id: int, invitation_id: int):
+    organisation = _managed_or_403(org_id)
+    invitation = db.session.get(Invitation, invitation_id)
+    if invitation is None or invitation.organisation_id != organisation.id:
+        abort(404)
+    if not RevokeInvitationForm(prefix="revoke").validate_on_submit():
+        abort(400)
+    try:
+        invitation_service.revoke(invitation, actor=current_user, now=utcnow())
+    except invitation_service.InvitationError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("orgs.detail", org_id=organisation.id))
+    return _done(organisation, f"The invitation to {invitation.email} is withdrawn.")
+
+
+@bp.route("/<int:org_id>/members/<int:user_id>/role", methods=["POST"])
+@login_required
+def member_role(org_id: int, user_id: int):
+    organisation = _managed_or_403(org_id)
+    member = db.session.get(User, user_id)
+    if member is None or member.organisation_id != organisation.id:
+        abort(404)
+    form = MemberRoleForm(prefix="role")
+    if not form.validate_on_submit():
+        return _render_detail(organisation, failed={"role": form}, status=422)
+    try:
+        changed = user_service.set_org_role(member, OrgRole(form.org_role.data), actor=current_user)
+    except user_service.AccountError as exc:
+        return _refused(organisation, "role", form, None, str(exc))
+    return _done(
+        organisation, f"{member.email} is now {member.org_role}." if changed else "Nothing changed."
+    )
+
+
+@bp.route("/<int:org_id>/leave", methods=["POST"])
+@login_required
+def leave(org_id: int):
+    organisation = get_visible_or_404(Organisation, org_id, current_user, org_attr="id")
+    if current_user.organisation_id != organisation.id:
+        abort(403)
+    form = LeaveForm(prefix="leave")
+    if not form.validate_on_submit():
+        abort(400)
+    user = current_user._get_current_object()
+    try:
+        user_service.leave_organisation(user)
+    except user_service.AccountError as exc:
+        return _refused(organisation, "leave", form, None, str(exc))
+    db.session.commit()
+    logout_user()
+    session.clear()
+    flash(f"You have left {organisation.name}; your account is closed.", "info")
+    return redirect(url_for("auth.login"))
 
 
 @bp.route("/<int:org_id>/reply-permission", methods=["POST"])

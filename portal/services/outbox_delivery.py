@@ -3,7 +3,9 @@
 `outbox.queue_reply` adds a reply (its exact MIME bytes included) to the caller's
 transaction. Once that is committed, the web request tries `deliver_one` right
 away and the worker's `deliver_pending` retries whatever is still pending, with
-exponential backoff, until the SMTP server accepts or refuses it for good.
+exponential backoff, until the SMTP server accepts or refuses it for good. System
+mail (system_mail.py: resets, invitations) is an outbound message without a thread
+and goes the same way; once it is sent its bytes, which hold live links, are dropped.
 
 Unlike the other services, which flush and leave the transaction to their caller,
 a claim must be visible to the other senders before anyone talks SMTP, and an
@@ -136,6 +138,8 @@ class _Attempt:
     sender: str
     recipients: list[str]
     raw: bytes
+    #: A system mail (services/system_mail.py): no thread, its bytes hold live links.
+    is_system: bool
 
 
 def _deliver(message_pk: int, *, now: datetime | None, timeout: float) -> Outcome:
@@ -164,6 +168,7 @@ def _read_claimed(message_pk: int, claimed_until: datetime) -> _Attempt:
         sender=message.from_address,
         recipients=[message.to_addresses],
         raw=message.raw or b"",
+        is_system=message.thread_id is None,
     )
     # End the read transaction: nothing may hold a database lock during the SMTP talk.
     db.session.commit()
@@ -228,6 +233,11 @@ def _record_refusal(attempt: _Attempt, reason: str) -> Outcome:
 
 def _mark_sent(attempt: _Attempt, *, sent_at: datetime, note: str) -> None:
     # The mail is out: mark it sent whether or not our claim ran out meanwhile.
+    values: dict[str, object] = {}
+    if attempt.is_system:
+        # Its reset or invitation link works for a while yet: whoever reads the
+        # database must not find it there.
+        values["raw"] = None
     db.session.execute(
         update(Message)
         .where(Message.id == attempt.pk)
@@ -237,6 +247,7 @@ def _mark_sent(attempt: _Attempt, *, sent_at: datetime, note: str) -> None:
             send_claimed_until=None,
             next_attempt_at=None,
             last_send_error=None,
+            **values,
         )
         .execution_options(synchronize_session=False)
     )

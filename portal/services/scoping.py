@@ -75,6 +75,15 @@ def scope_by_kind(stmt: Select, org_column: InstrumentedAttribute, kind: str) ->
     return stmt.where(org_column.in_(visible))
 
 
+def can_manage_organisation(user: User, organisation_id: int | None) -> bool:
+    """Whether `user` may manage `organisation_id`: its channels, tokens, Amazon
+    authorisation, members and settings. Its owners may, and admins for any; members
+    and agents may not."""
+    if user.role == Role.ADMIN:
+        return True
+    return user.is_owner and organisation_id is not None and user.organisation_id == organisation_id
+
+
 def can_see_organisation(user: User, organisation_id: int | None) -> bool:
     """Whether `user` may see rows of `organisation_id` (None: only admins may)."""
     if organisation_id is None:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
 from portal.models import User, UserSession
+from portal.services.audit import record_event
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,54 @@ def end_sessions(user: User, *, keep: UserSession | None = None) -> int:
         stmt = stmt.where(UserSession.id != keep.id)
     ended = db.session.execute(stmt).rowcount
     log.info("ended %s session(s) of user %s", ended, user.id)
+    return ended
+
+
+def sign_out_session(user: User, session_id: int, *, current: UserSession) -> bool:
+    """`user` ends one of their other sign-ins from their account page (audited); False
+    when it is not theirs, or is the one in use (that is the logout)."""
+    if session_id == current.id or not end_session(user, session_id):
+        return False
+    record_event(
+        "user.session_ended",
+        actor=user,
+        organisation_id=user.organisation_id,
+        target=user,
+        details={"session_id": session_id},
+    )
+    return True
+
+
+def sign_out_elsewhere(user: User, *, current: UserSession) -> int:
+    """`user` ends every sign-in but `current` (audited); how many ended."""
+    ended = end_sessions(user, keep=current)
+    record_event(
+        "user.sessions_ended",
+        actor=user,
+        organisation_id=user.organisation_id,
+        target=user,
+        details={"count": ended, "kept_session_id": current.id},
+    )
+    return ended
+
+
+class SessionError(ValueError):
+    """An action on sign-ins that is not allowed; the message says why."""
+
+
+def end_sessions_by_admin(user: User, *, actor: User | None) -> int:
+    """An admin (or the CLI, `actor` None) signs `user` out everywhere (audited); how
+    many sign-ins ended. Not their own: their account page does that."""
+    if actor is not None and actor.id == user.id:
+        raise SessionError("Sign yourself out on your Account page, not here.")
+    ended = end_sessions(user)
+    record_event(
+        "user.sessions_ended",
+        actor=actor,
+        organisation_id=user.organisation_id,
+        target=user,
+        details={"count": ended, "by_admin": True},
+    )
     return ended
 
 

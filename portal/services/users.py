@@ -14,7 +14,7 @@ from werkzeug.security import check_password_hash
 
 from ingest.mail.text import describe_character, first_unsafe_character
 from portal.extensions import db
-from portal.models import Channel, Organisation, Role, User
+from portal.models import Channel, Organisation, OrgRole, Role, User
 from portal.services.audit import record_event
 from portal.services.passwords import hash_password, needs_rehash, password_problem
 from portal.services.sessions import end_sessions
@@ -81,8 +81,10 @@ def create_user(
     name: str = "",
     actor: User | None = None,
     must_change_password: bool = False,
+    org_role: OrgRole = OrgRole.OWNER,
 ) -> User:
-    """Create a user; sellers must belong to an organisation, others may not."""
+    """Create a user; sellers must belong to an organisation (as `org_role`, by default
+    an owner, as whoever creates a business is), others may not."""
     email = normalise_email(email)
     if find_user_by_email(email) is not None:
         raise AccountError(f"A user with the e-mail {email} already exists.")
@@ -97,6 +99,7 @@ def create_user(
         password_hash=hash_password(password),
         role=role,
         organisation=organisation,
+        org_role=org_role if role == Role.SELLER else None,
         must_change_password=must_change_password,
     )
     db.session.add(user)
@@ -106,7 +109,11 @@ def create_user(
         actor=actor,
         organisation_id=organisation.id if organisation else None,
         target=user,
-        details={"email": email, "role": role.value},
+        details={
+            "email": email,
+            "role": role.value,
+            **({"org_role": org_role.value} if role == Role.SELLER else {}),
+        },
     )
     return user
 
@@ -367,6 +374,8 @@ def change_role(
     previous = user.role
     user.role = role
     user.organisation = organisation if role == Role.SELLER else None
+    # An admin who makes someone a seller makes them an owner, as a new business's is.
+    user.org_role = OrgRole.OWNER if role == Role.SELLER else None
     if role != Role.AGENT:
         user.assigned_organisations.clear()
     db.session.flush()
@@ -452,3 +461,89 @@ def list_organisations_for_admin() -> list[OrganisationRow]:
         OrganisationRow(org, n_channels, n_sellers, sorted(org.agents, key=lambda u: u.email))
         for org, n_channels, n_sellers in db.session.execute(stmt)
     ]
+
+
+# --- an organisation's own people and settings (its owners, or an admin) -------------
+
+
+def rename_organisation(organisation: Organisation, name: str, *, actor: User | None) -> bool:
+    """Give `organisation` another name (unique, case-insensitive); False when unchanged."""
+    name = _checked_name("organisation's name", name)
+    if not name:
+        raise AccountError("The organisation needs a name.")
+    if name == organisation.name:
+        return False
+    other = find_organisation(name)
+    if other is not None and other.id != organisation.id:
+        raise AccountError("A business with this name is already registered.")
+    previous = organisation.name
+    organisation.name = name
+    db.session.flush()
+    record_event(
+        "organisation.renamed",
+        actor=actor,
+        organisation_id=organisation.id,
+        target=organisation,
+        details={"from": previous, "to": name},
+    )
+    return True
+
+
+def _other_owners(user: User) -> list[int]:
+    # Locked (PostgreSQL) so two owners stepping down at once cannot both succeed.
+    return list(
+        db.session.scalars(
+            select(User.id)
+            .where(
+                User.organisation_id == user.organisation_id,
+                User.role == Role.SELLER,
+                User.org_role == OrgRole.OWNER,
+                User.is_active.is_(True),
+                User.id != user.id,
+            )
+            .with_for_update()
+        )
+    )
+
+
+def set_org_role(user: User, org_role: OrgRole, *, actor: User | None) -> bool:
+    """Make a seller user an owner or a member; False when unchanged. The last active
+    owner stays one: someone must manage the organisation."""
+    if user.role != Role.SELLER:
+        raise AccountError(f"{user.email} is not a member of an organisation.")
+    if user.org_role == org_role:
+        return False
+    if user.org_role == OrgRole.OWNER and user.is_active and not _other_owners(user):
+        raise AccountError(f"{user.email} is the last owner: make someone else an owner first.")
+    previous = user.org_role
+    user.org_role = org_role
+    db.session.flush()
+    record_event(
+        "user.org_role_changed",
+        actor=actor,
+        organisation_id=user.organisation_id,
+        target=user,
+        details={"email": user.email, "from": previous.value if previous else None, "to": org_role},
+    )
+    return True
+
+
+def leave_organisation(user: User) -> None:
+    """`user` leaves their organisation: the account is closed (deactivated, signed out
+    everywhere; its history kept). An owner may leave only while another owner remains."""
+    if user.role != Role.SELLER:
+        raise AccountError("Only a member of an organisation can leave it.")
+    if user.org_role == OrgRole.OWNER and not _other_owners(user):
+        raise AccountError(
+            "You are the organisation's only owner: make a colleague an owner before you leave."
+        )
+    user.is_active = False
+    end_sessions(user)
+    db.session.flush()
+    record_event(
+        "user.left_organisation",
+        actor=user,
+        organisation_id=user.organisation_id,
+        target=user,
+        details={"email": user.email},
+    )

@@ -28,6 +28,12 @@ def test_signup_login_dashboard_logout(page: Page, live_server: str) -> None:
     page.get_by_label("Password", exact=True).fill("kite flying season")
     page.get_by_label("Repeat password").fill("kite flying season")
     page.get_by_role("button", name="Create account").click()
+    # The same answer as for an address that has an account: no sign-in, a mail.
+    expect(page).to_have_url(f"{live_server}/login")
+    expect(page.locator(".flash")).to_contain_text("We have sent a mail to kim@example.com")
+    page.get_by_label("E-mail").fill("kim@example.com")
+    page.get_by_label("Password").fill("kite flying season")
+    page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(f"{live_server}/dashboard")
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
     expect(page.locator("main")).to_contain_text("Kite & Co")

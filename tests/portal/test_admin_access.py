@@ -29,6 +29,8 @@ from portal.models import (
 )
 from portal.services import admin_channels as admin_channel_service
 from portal.services import channels as channel_service
+from portal.services import invitations as invitation_service
+from portal.sqltypes import utcnow
 from tests.helpers import app_config_for, csrf_token_from
 
 GOOD_TOKEN = "amzn.mws.4ea38b7b-f563-7709-4bae-87aeaadc4d6f"
@@ -92,6 +94,7 @@ def world(app, make_org, make_user, make_channel, make_thread):
         channel, new_address=None, inbound_domain="helpdesk.test", actor=admin
     )
     thread = make_thread(channel)
+    invitation_service.invite("new.agent@example.com", role=Role.AGENT, actor=admin, now=utcnow())
     mailbox = Mailbox(name="Main", source_url="maildir:/tmp/nowhere")
     db.session.add(mailbox)
     db.session.add(

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from cryptography.fernet import Fernet
 
 from portal import create_app
 from portal.config import config_from_env
 from portal.extensions import db
-from portal.models import AuditEvent, Organisation, Role, User
+from portal.models import AuditEvent, Message, Organisation, OrgRole, Role, User
 from portal.services import sessions as session_service
 from portal.sqltypes import utcnow
 from tests.helpers import PASSWORD, FreshContextClient, csrf_token_from
@@ -26,16 +28,23 @@ def _signup(client, **fields):
     return client.post("/signup", data=data)
 
 
-def test_signup_creates_organisation_and_owner(client):
+def test_signup_creates_organisation_and_owner(client, auth):
     response = _signup(client)
     assert response.status_code == 302
-    assert response.headers["Location"] == "/dashboard"
+    assert response.headers["Location"] == "/login"
     user = db.session.scalar(db.select(User).filter_by(email="ann@example.com"))
-    assert user.role == Role.SELLER
+    assert (user.role, user.org_role) == (Role.SELLER, OrgRole.OWNER)
     assert user.organisation.name == "Acme Toys"
     assert user.password_hash != PASSWORD and "scrypt" in user.password_hash
+    [welcome] = _system_mail()
+    assert (welcome.to_addresses, welcome.subject) == ("ann@example.com", "Welcome to Sellerdesk")
+    assert auth.login("ann@example.com").status_code == 302
     dashboard = client.get("/dashboard").get_data(as_text=True)
     assert "Acme Toys" in dashboard
+
+
+def _system_mail() -> list[Message]:
+    return list(db.session.scalars(db.select(Message).where(Message.thread_id.is_(None))))
 
 
 @pytest.mark.parametrize(
@@ -68,10 +77,31 @@ def test_signup_validate_input(client, fields, field_name, message):
     assert db.session.scalar(db.select(db.func.count()).select_from(User)) == 0
 
 
-def test_signup_rejects_taken_email_and_business(client, make_user):
+def test_signup_answers_the_same_for_a_taken_address_and_mails_its_owner(client, make_user):
+    owner = make_user(Role.SELLER, email="ann@example.com", organisation=None)
+    answers = []
+    for email, business in (("ann@example.com", "Acme Toys"), ("new@example.com", "New Toys")):
+        response = _signup(client, email=email, organisation=business)
+        page = client.get(response.headers["Location"]).get_data(as_text=True)
+        # The page but its CSRF token, which every fresh session has its own of.
+        page = re.sub(r'name="csrf_token" type="hidden" value="[^"]+"', "", page)
+        answers.append(
+            (response.status_code, response.headers["Location"], page.replace(email, "X"))
+        )
+    assert answers[0] == answers[1]
+    assert "We have sent a mail to X" in answers[0][2]
+    # Nothing created for the taken address; its owner is told, the newcomer welcomed.
+    assert db.session.scalar(db.select(Organisation).filter_by(name="Acme Toys")) is None
+    assert db.session.get(User, owner.id).password_hash == owner.password_hash
+    mails = {m.to_addresses: m.subject for m in _system_mail()}
+    assert mails == {
+        "ann@example.com": "Someone tried to sign up to Sellerdesk with your address",
+        "new@example.com": "Welcome to Sellerdesk",
+    }
+
+
+def test_signup_refuses_a_taken_business_name(client, make_user):
     make_user(Role.SELLER, email="ann@example.com", organisation=None)
-    html = _signup(client).get_data(as_text=True)
-    assert "An account with this e-mail already exists" in html
     org = db.session.scalar(db.select(Organisation))
     html = _signup(client, email="bob@example.com", organisation=org.name.upper()).get_data(
         as_text=True
@@ -164,10 +194,10 @@ def test_login_is_rate_limited(app, client, auth, make_user):
 
 
 def test_signup_is_rate_limited(client, make_user):
-    # Sign-up tells whether an address has an account: probing many must be slow.
+    # Each sign-up mails the address it names: trying many must be slow.
     make_user(Role.SELLER, email="ann@example.com", organisation=None)
-    statuses = [_signup(client, organisation=f"Org {n}").status_code for n in range(10)]
-    assert statuses == [200] * 10
+    statuses = [_signup(client, organisation=f"Business {n}").status_code for n in range(10)]
+    assert statuses == [302] * 10
     response = _signup(client, email="new@example.com", organisation="New Org")
     assert response.status_code == 429
     assert "Too many sign-up attempts" in response.get_data(as_text=True)

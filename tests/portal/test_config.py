@@ -36,3 +36,32 @@ def test_malformed_values_say_which_variable(bare_environment, tmp_path, name, v
     bare_environment.setenv(name, value)
     with pytest.raises(ConfigError, match=name):
         config_from_env(str(tmp_path))
+
+
+def test_mail_from_and_public_url_follow_inbound_domain_and_port(bare_environment, tmp_path):
+    from portal import create_app
+
+    bare_environment.setenv("INBOUND_DOMAIN", "help.example.com")
+    bare_environment.setenv("PORT", "8080")
+    bare_environment.setenv("SECRET_KEY", "x")
+    config = config_from_env(str(tmp_path))
+    app = create_app({**config, "SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    assert app.config["MAIL_FROM"] == "Sellerdesk <no-reply@help.example.com>"
+    assert app.config["PUBLIC_URL"] == "http://127.0.0.1:8080"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAIL_FROM", "Sellerdesk"),
+        ("PUBLIC_URL", "desk.example.com"),
+        ("PUBLIC_URL", "ftp://desk.example.com"),
+    ],
+)
+def test_malformed_system_mail_settings_say_which(bare_environment, tmp_path, name, value):
+    from portal import create_app
+
+    bare_environment.setenv(name, value)
+    config = config_from_env(str(tmp_path))
+    with pytest.raises(ConfigError, match=name):
+        create_app({**config, "SQLALCHEMY_DATABASE_URI": "sqlite://"})

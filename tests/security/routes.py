@@ -80,7 +80,8 @@ def tenant(action: str, ok: Expect = frozenset({OK})) -> Policy:
     """A tenant object: invisible -> 404; visible -> `ok` if the role may `action`, else 403.
 
     read: everyone who sees it; work (status, tags, notes, replies): agents and admins;
-    manage (tokens, setup, reply permission): the organisation's sellers and admins.
+    manage (tokens, setup, reply permission, people, name): the organisation's owners and
+    admins (its members only read and work as sellers do).
     """
 
     def policy(role: str, owner: str) -> Expect:
@@ -91,7 +92,7 @@ def tenant(action: str, ok: Expect = frozenset({OK})) -> Policy:
         allowed = {
             "read": True,
             "work": _is(role, "agent") or role == "admin",
-            "manage": _is(role, "seller") or role == "admin",
+            "manage": _is(role, "owner") or role == "admin",
         }[action]
         return ok if allowed else frozenset({FORBIDDEN})
 
@@ -117,6 +118,24 @@ def canned_new(role: str, owner: str) -> Expect:
         return frozenset({LOGIN})
     # Sellers for their organisation, agents for the ones they work for, admins for all.
     return frozenset({FORBIDDEN}) if role == "agent_none" else ALLOWED
+
+
+def own_sign_in(role: str, owner: str) -> Expect:
+    """A sign-in (the world's is its organisation's seller's): theirs to end, unseen by others."""
+    if role == "anonymous":
+        return frozenset({LOGIN})
+    return frozenset({REDIRECT}) if role == f"owner_{owner.lower()}" else frozenset({NOT_FOUND})
+
+
+def own_organisation(role: str, owner: str) -> Expect:
+    """The organisation's own people may act (an owner alone may be refused: 422);
+    others who see it are forbidden, the rest do not find it."""
+    if role == "anonymous":
+        return frozenset({LOGIN})
+    if owner not in SEES[role]:
+        return frozenset({NOT_FOUND})
+    own = _is(role, "owner") or _is(role, "member")
+    return frozenset({REDIRECT, INVALID}) if own else frozenset({FORBIDDEN})
 
 
 @dataclass(frozen=True)
@@ -157,6 +176,15 @@ ROUTES: dict[str, Entry] = {
     "auth.signup": Entry(guests(frozenset({OK, INVALID}))),
     "auth.logout": Entry(public(frozenset({REDIRECT}))),
     "auth.change_password": Entry(logged_in(frozenset({OK, INVALID}))),
+    # Reset by e-mail: for anyone; a forged token gets the "expired" page.
+    "account.forgot_password": Entry(public(frozenset({OK, INVALID}))),
+    "account.reset_password": Entry(public(), values={"token": "forged.token"}),
+    # The user's own page: a sign-in is ended by its user alone; anyone else's is not found.
+    "account.index": Entry(logged_in()),
+    "account.sign_out_session": Entry(own_sign_in, args={"session_id": "session"}, owners=AB),
+    "account.sign_out_elsewhere": Entry(logged_in(frozenset({REDIRECT, INVALID}))),
+    # A forged invitation link gets the "expired" page.
+    "account.accept_invitation": Entry(public(), values={"token": "forged-token"}),
     # --- organisations
     "orgs.detail": Entry(READ, args={"org_id": "org"}, owners=AB),
     "orgs.audit": Entry(READ, args={"org_id": "org"}, owners=AB),
@@ -164,9 +192,18 @@ ROUTES: dict[str, Entry] = {
         READ, args={"org_id": "org"}, owners=AB, get_writes=frozenset({"audit_events"})
     ),
     "orgs.reply_permission": Entry(MANAGE, args={"org_id": "org"}, owners=AB),
+    "orgs.rename": Entry(MANAGE, args={"org_id": "org"}, owners=AB),
+    "orgs.invite": Entry(MANAGE, args={"org_id": "org"}, owners=AB),
+    "orgs.revoke_invitation": Entry(
+        MANAGE, args={"org_id": "org", "invitation_id": "invitation"}, owners=PAIRS
+    ),
+    "orgs.member_role": Entry(MANAGE, args={"org_id": "org", "user_id": "member"}, owners=PAIRS),
+    # Leaving: the organisation's own people (an owner with no other owner is refused).
+    "orgs.leave": Entry(own_organisation, args={"org_id": "org"}, owners=AB),
     # --- channels
     "channels.index": Entry(logged_in()),
-    "channels.new": Entry(roles_only("seller", ok=ALLOWED)),
+    # Owners add channels; a member is refused even the form.
+    "channels.new": Entry(roles_only("owner", ok=ALLOWED)),
     "channels.detail": Entry(READ, args={"channel_id": "channel"}, owners=AB),
     "channels.submit_token": Entry(MANAGE, args={"channel_id": "channel"}, owners=AB),
     "channels.confirm_steps": Entry(MANAGE, args={"channel_id": "channel"}, owners=AB),
@@ -183,7 +220,7 @@ ROUTES: dict[str, Entry] = {
         tenant("manage", frozenset({REDIRECT})), args={"channel_id": "channel"}, owners=AB
     ),
     "channels.spapi_callback": Entry(
-        roles_only("seller", "admin", ok=frozenset({REDIRECT})),
+        roles_only("owner", "member", "admin", ok=frozenset({REDIRECT})),
         query={"state": "channel"},
         owners=AB,
         formats={"state": "{}.forged-state-not-issued-here"},
@@ -250,6 +287,13 @@ ROUTES: dict[str, Entry] = {
     "admin.user_reactivate": Entry(ADMIN_POST, args={"user_id": "user"}, owners=AB),
     "admin.user_role": Entry(ADMIN_POST, args={"user_id": "user"}, owners=AB),
     "admin.user_reset_password": Entry(ADMIN_POST, args={"user_id": "user"}, owners=AB),
+    "admin.user_end_sessions": Entry(ADMIN_POST, args={"user_id": "user"}, owners=AB),
+    "admin.invitations": Entry(admin_only(frozenset({OK, INVALID}))),
+    "admin.revoke_invitation": Entry(
+        admin_only(frozenset({REDIRECT, INVALID})),
+        args={"invitation_id": "invitation"},
+        owners=("G",),
+    ),
     "admin.user_assign": Entry(ADMIN_POST, args={"user_id": "agent"}, owners=AB),
     "admin.user_unassign": Entry(ADMIN_POST, args={"user_id": "agent", "org_id": "org"}, owners=AB),
     "admin.organisations": Entry(ADMIN_GET),

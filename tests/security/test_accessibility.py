@@ -26,7 +26,7 @@ pytestmark = pytest.mark.browser
 HOST = "http://sellerdesk.test"
 #: The roles whose pages differ (a second seller or an unassigned agent sees the same
 #: pages with other data).
-ROLES = ("anonymous", "seller_a", "agent_a", "admin")
+ROLES = ("anonymous", "owner_a", "member_a", "agent_a", "admin")
 #: What axe calls serious or critical: the issue's bar.
 BLOCKING = {"serious", "critical"}
 #: The buyer's own HTML, shown sanitised in a sandboxed frame: its markup is the

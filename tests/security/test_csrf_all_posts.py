@@ -19,7 +19,7 @@ from tests.security.world import Matrix, fingerprint
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 #: Who sends each request: the first role the matrix allows it for.
-PREFERENCE = ("admin", "seller_a", "agent_a", "anonymous", "seller_b", "agent_none")
+PREFERENCE = ("admin", "owner_a", "member_a", "agent_a", "anonymous", "owner_b", "agent_none")
 POST_CASES = [c for c in CASES if c.method in UNSAFE and c.endpoint in ROUTES]
 
 

@@ -61,7 +61,7 @@ def _query_parameters(matrix: Matrix, case: Case, entry: Entry, forms) -> set[st
 
 
 def _roles(entry: Entry, owners: str, every: bool) -> list[str]:
-    order = ("admin", "seller_a", "agent_a", "anonymous")
+    order = ("admin", "owner_a", "agent_a", "anonymous")
     allowed = [r for r in (ROLES if every else order) if expected(entry, r, owners) <= ALLOWED]
     return allowed if every else allowed[:1]
 

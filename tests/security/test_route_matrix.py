@@ -124,6 +124,10 @@ def test_route_cell(matrix: Matrix, case: Case, role: str):
                 kind = "refused request" if denied else "GET"
                 problems.append(f"{where}: a {kind} changed {changed}")
             restore(matrix.rows)
-        if case.endpoint == "auth.logout":
+        # Logging out, and leaving the organisation (which closes the account and signs
+        # the browser out), drop the client's sign-in.
+        if case.endpoint == "auth.logout" or (
+            case.endpoint == "orgs.leave" and client.get("/dashboard").status_code != 200
+        ):
             matrix.log_in_again(role)
     assert not problems, "\n".join(problems)

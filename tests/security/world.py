@@ -26,8 +26,10 @@ from portal.models import (
     Attachment,
     ChannelStatus,
     Direction,
+    Invitation,
     Mailbox,
     Message,
+    OrgRole,
     Role,
     SendStatus,
     Thread,
@@ -36,6 +38,7 @@ from portal.services import canned as canned_service
 from portal.services import channels as channel_service
 from portal.services import outbox as outbox_service
 from portal.services import passwords as password_rules
+from portal.services import sessions as session_service
 from portal.services import threads as thread_service
 from portal.services import users as user_service
 from portal.sqltypes import utcnow
@@ -72,14 +75,39 @@ class World:
             raise AssertionError(f"the security world has no {name!r} of owner {owner}") from None
 
 
-def _make_user(role: Role, email: str, *, organisation=None, assigned=(), name: str = ""):
+def _make_user(
+    role: Role,
+    email: str,
+    *,
+    organisation=None,
+    assigned=(),
+    name: str = "",
+    org_role: OrgRole = OrgRole.OWNER,
+):
     user = user_service.create_user(
-        email, PASSWORD, role=role, organisation=organisation, name=name
+        email, PASSWORD, role=role, organisation=organisation, name=name, org_role=org_role
     )
     for org in assigned:
         user_service.assign_agent(user, org, actor=None)
     db.session.commit()
     return user
+
+
+def _make_invitation(email: str, role: Role, organisation, by) -> Invitation:
+    now = utcnow()
+    invitation = Invitation(
+        email=email,
+        role=role,
+        organisation=organisation,
+        org_role=OrgRole.MEMBER if organisation is not None else None,
+        token_hash=hashlib.sha256(email.encode()).hexdigest(),
+        invited_by_id=by.id,
+        created_at=now,
+        expires_at=now + timedelta(days=7),
+    )
+    db.session.add(invitation)
+    db.session.commit()
+    return invitation
 
 
 def _make_thread(channel, mark: str) -> Thread:
@@ -190,7 +218,29 @@ def _org_objects(world: World, owner: str) -> None:
         actor=seller,
     )
     db.session.commit()
+    # A second sign-in of the seller, in a browser the matrix has not: only that seller
+    # may end it from their account page.
+    sign_in = session_service.start_session(
+        seller,
+        remember=False,
+        remember_for=timedelta(days=1),
+        ip_address="192.0.2.1",
+        user_agent=f"Browser {mark}",
+        now=utcnow(),
+    )
+    db.session.commit()
+    member = _make_user(
+        Role.SELLER,
+        f"member-{mark}@example.com",
+        organisation=org,
+        name=f"Member {mark}",
+        org_role=OrgRole.MEMBER,
+    )
+    invitation = _make_invitation(f"invited-{mark}@example.com", Role.SELLER, org, seller)
     objects.update(
+        member=member,
+        invitation=invitation,
+        session=sign_in,
         org=org,
         channel=channel,
         seller=seller,
@@ -248,11 +298,17 @@ def build_world() -> World:
     )
     db.session.add_all([unrouted, quarantined])
     db.session.commit()
-    shared.update(mailbox=mailbox, unrouted=unrouted, quarantined=quarantined)
+    shared.update(
+        mailbox=mailbox,
+        unrouted=unrouted,
+        quarantined=quarantined,
+        invitation=_make_invitation("invited-staff@example.com", Role.AGENT, None, admin),
+    )
 
     world.users = {
-        "seller_a": world.objects["A"]["seller"],
-        "seller_b": world.objects["B"]["seller"],
+        "owner_a": world.objects["A"]["seller"],
+        "member_a": world.objects["A"]["member"],
+        "owner_b": world.objects["B"]["seller"],
         "agent_a": world.objects["A"]["agent"],
         "agent_none": agent_none,
         "admin": admin,
@@ -307,12 +363,13 @@ def fingerprint() -> dict[str, str]:
 
 # --- one world, one logged-in client per role, for suites of many requests -----------------
 
-ROLES = ("anonymous", "seller_a", "seller_b", "agent_a", "agent_none", "admin")
+ROLES = ("anonymous", "owner_a", "member_a", "owner_b", "agent_a", "agent_none", "admin")
 #: Whose objects each role may see.
 SEES = {
     "anonymous": frozenset(),
-    "seller_a": frozenset("A"),
-    "seller_b": frozenset("B"),
+    "owner_a": frozenset("A"),
+    "member_a": frozenset("A"),
+    "owner_b": frozenset("B"),
     "agent_a": frozenset("A"),
     "agent_none": frozenset(),
     "admin": frozenset("AB"),
@@ -372,6 +429,7 @@ def open_matrix(database_url: str, tmp: Path) -> Iterator[Matrix]:
         tmp,
         LOGIN_RATE_LIMIT="1000 per minute",
         SIGNUP_RATE_LIMIT="1000 per minute",
+        PASSWORD_RESET_RATE_LIMIT="1000 per minute",
         **SPAPI_ON,
     )
     app = create_app(config)

@@ -1,0 +1,1 @@
+"""The user's own account: password reset by e-mail, and the /account settings page."""

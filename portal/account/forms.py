@@ -1,0 +1,34 @@
+from flask_wtf import FlaskForm
+from wtforms import EmailField, StringField, SubmitField
+from wtforms.validators import DataRequired, Length
+
+from portal.auth.forms import ChangePasswordForm
+from portal.validators import NO_CONTROL_CHARACTERS
+
+
+class ForgotPasswordForm(FlaskForm):
+    # No format check, as on the login form: any address gets the same answer.
+    email = EmailField("E-mail", validators=[DataRequired(), Length(max=254)])
+    submit = SubmitField("Send me a link")
+
+
+class ResetPasswordForm(FlaskForm):
+    # The change-password page's fields and rules, without the current password.
+    new_password = ChangePasswordForm.new_password
+    new_password2 = ChangePasswordForm.new_password2
+    submit = SubmitField("Set new password")
+
+
+class SignOutSessionForm(FlaskForm):
+    submit = SubmitField("Sign out")
+
+
+class SignOutElsewhereForm(FlaskForm):
+    submit = SubmitField("Sign out everywhere else")
+
+
+class AcceptInvitationForm(FlaskForm):
+    name = StringField("Your name", validators=[Length(max=120), NO_CONTROL_CHARACTERS])
+    new_password = ChangePasswordForm.new_password
+    new_password2 = ChangePasswordForm.new_password2
+    submit = SubmitField("Accept and set password")
