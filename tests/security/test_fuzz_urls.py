@@ -47,6 +47,7 @@ VALUES = [
 ]  # fmt: skip
 
 #: Where a view reads a query parameter itself.
+_HELPER_RE = re.compile(r"\b(_\w+)\(")
 _ARGS_RE = re.compile(r"""request\.args(?:\.get\(|\[)\s*["'](\w+)["']""")
 SENTINEL = 987_654_321
 
@@ -54,9 +55,17 @@ SENTINEL = 987_654_321
 def _query_parameters(matrix: Matrix, case: Case, entry: Entry, forms) -> set[str]:
     names = set(entry.query)
     names |= {f for form in forms if form.endpoint == case.endpoint for f in form.fields}
-    view = matrix.app.view_functions[case.endpoint]
+    view = inspect.unwrap(matrix.app.view_functions[case.endpoint])
     with contextlib.suppress(OSError, TypeError):  # a view without Python source
-        names |= set(_ARGS_RE.findall(inspect.getsource(inspect.unwrap(view))))
+        source = inspect.getsource(view)
+        # A view that hands the request to a helper of its module (the inbox's
+        # _render_inbox) reads its parameters there.
+        module = inspect.getmodule(view)
+        for helper in set(_HELPER_RE.findall(source)):
+            function = getattr(module, helper, None)
+            if inspect.isfunction(function):
+                source += inspect.getsource(function)
+        names |= set(_ARGS_RE.findall(source))
     return names - {"csrf_token"}
 
 

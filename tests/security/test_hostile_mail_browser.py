@@ -122,8 +122,14 @@ def broken_mail(n: int, vector: str) -> bytes:
 
 # --- watching the browser -------------------------------------------------------------------
 
+#: Our own scripts, the only ones a page may carry (each is served from /static/js/).
+OUR_SCRIPTS = sorted(
+    f"/static/js/{path.name}"
+    for path in (Path(__file__).resolve().parents[2] / "static" / "js").glob("*.js")
+)
+
 #: In the live DOM of any frame: what must not be there (checked by the browser itself).
-DOM_CHECK = """() => {
+DOM_CHECK = """(ours) => {
   const bad = [];
   const urlAttrs = ["href", "src", "action", "formaction", "xlink:href", "data", "poster"];
   for (const el of document.querySelectorAll("*")) {
@@ -134,7 +140,8 @@ DOM_CHECK = """() => {
       if (urlAttrs.includes(name) && /^(javascript|vbscript|data:text|data:image\\/svg)/.test(value))
         bad.push(`${el.tagName} ${name}=${attr.value.slice(0, 60)}`);
     }
-    if (el.tagName === "SCRIPT" && !(el.getAttribute("src") || "").startsWith("/static/js/app.js"))
+    const src = (el.getAttribute("src") || "").split("?")[0];
+    if (el.tagName === "SCRIPT" && (!ours.includes(src) || el.closest("article.message")))
       bad.push(`SCRIPT ${el.outerHTML.slice(0, 80)}`);
     if (["IFRAME", "FRAME", "OBJECT", "EMBED", "BASE", "FORM"].includes(el.tagName)
         && el.closest("article.message .body, .html-body, body.message-frame")) {
@@ -190,7 +197,7 @@ class Watch:
         if frame.url in ("", "about:blank"):
             return
         try:
-            found = frame.evaluate(DOM_CHECK)
+            found = frame.evaluate(DOM_CHECK, OUR_SCRIPTS)
         except Exception as exc:  # a frame that navigated away meanwhile
             self.errors.append(f"{frame.url}: could not inspect the frame: {exc}")
             return

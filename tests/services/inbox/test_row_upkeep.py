@@ -162,17 +162,16 @@ def _backfill_check(url: str, tmp_path) -> None:
     with app.app_context():
         upgrade()
         downgrade(revision="8b5e1f3a7c29")
-        from portal.services import users as user_service
-
-        org = user_service.get_or_create_organisation("Backfill Ltd", actor=None)
-        admin = user_service.create_user(
-            email="admin@example.com", password="plenty quiet lanterns", role=Role.ADMIN, actor=None
-        )
-        admin_id = admin.id
-        # Core inserts naming their columns: the models describe threads.snippet,
-        # threads.tag_names and channels.is_amazon_authorisation_needed, which this
-        # revision does not have yet (the channel as create_channel would store it).
+        # Core inserts naming their columns: the models describe columns this
+        # revision does not have yet (threads.snippet, channels' authorisation flag,
+        # users' and organisations' later columns); the channel as create_channel
+        # would store it, the admin created once the schema is current.
         now = utcnow()
+        organisations = table("organisations", *map(column, ("id", "name", "created_at")))
+        db.session.execute(
+            insert(organisations).values(id=1, name="Backfill Ltd", created_at=now.replace(tzinfo=None))
+        )
+        org_id = 1
         channel_id = 1
         channels = table(
             "channels",
@@ -182,7 +181,7 @@ def _backfill_check(url: str, tmp_path) -> None:
         db.session.execute(
             insert(channels).values(
                 id=channel_id,
-                organisation_id=org.id,
+                organisation_id=org_id,
                 marketplace="UK",
                 helpdesk_address="uk-backfil@helpdesk.test",
                 status="awaiting_token",
@@ -193,7 +192,7 @@ def _backfill_check(url: str, tmp_path) -> None:
         )
         db.session.execute(
             insert(Thread.__table__).values(
-                id=1, channel_id=channel_id, organisation_id=org.id, subject="Old question"
+                id=1, channel_id=channel_id, organisation_id=org_id, subject="Old question"
             )
         )
         for number, (text, note) in enumerate(
@@ -212,12 +211,16 @@ def _backfill_check(url: str, tmp_path) -> None:
                     created_at=now + timedelta(seconds=number),
                 )
             )
-        db.session.execute(insert(Tag.__table__).values(id=1, organisation_id=org.id, name="vip"))
+        db.session.execute(insert(Tag.__table__).values(id=1, organisation_id=org_id, name="vip"))
         db.session.execute(insert(thread_tags).values(thread_id=1, tag_id=1))
         db.session.commit()
         db.session.remove()
         upgrade()
-        admin = db.session.get(type(admin), admin_id)
+        from portal.services import users as user_service
+
+        admin = user_service.create_user(
+            email="admin@example.com", password="plenty quiet lanterns", role=Role.ADMIN, actor=None
+        )
         (row,) = list_inbox(admin, InboxQuery(status="all")).rows
         assert (row.snippet, row.tags) == ("Newest text", ("vip",))
         db.session.remove()
