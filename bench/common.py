@@ -1,14 +1,25 @@
-"""Small helpers the benchmarks share: messages, percentiles, logs, stopping what they started."""
+"""Small helpers the benchmarks share: messages, percentiles, logs, stopping what they
+started, logging a test client in."""
 
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+import pyotp
+
+from portal.extensions import db
+from portal.services import two_factor
+from portal.services.users import find_user_by_email
+from portal.sqltypes import utcnow
+
+_CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')  # fmt: skip
 
 
 def say(text: str) -> None:
@@ -83,3 +94,36 @@ def run_bench(bench: Any, body: Callable[[], None], report: Callable[[Any], str]
         bench.stop()
     print(report(bench))
     return 0
+
+
+def _csrf_token(page: str) -> str:
+    match = _CSRF_RE.search(page)
+    if not match:
+        raise RuntimeError("the page has no CSRF token")
+    return match[1] or match[2]
+
+
+def log_in(client: Any, email: str, password: str) -> None:
+    """Log a Flask test client in through the real forms, CSRF token and all: the
+    password, then a code. Admins and agents must have a second factor: the user first
+    gets a new TOTP secret from the service `flask users totp` runs (a new one each
+    time, so no code is ever refused as used)."""
+    with client.application.app_context():
+        user = find_user_by_email(email)
+        if user is None:
+            raise RuntimeError(f"no user {email} to log in as")
+        secret = two_factor.provision_totp(user, now=utcnow(), actor=None)
+        db.session.commit()
+        db.session.remove()
+    page = client.get("/login").get_data(as_text=True)
+    response = client.post(
+        "/login", data={"email": email, "password": password, "csrf_token": _csrf_token(page)}
+    )
+    if response.headers.get("Location") == "/login/two-factor":
+        page = client.get("/login/two-factor").get_data(as_text=True)
+        code = pyotp.TOTP(secret).now()
+        response = client.post(
+            "/login/two-factor", data={"code": code, "csrf_token": _csrf_token(page)}
+        )
+    if response.status_code != 302 or "/login" in response.headers.get("Location", ""):
+        raise RuntimeError(f"login failed: {response.status_code} {response.headers}")

@@ -60,6 +60,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import log_in  # noqa: E402
+
 TARGET_RATIO = 3.0
 CHUNK = 10_000  # rows per INSERT batch, one transaction each
 #: Marks a database this bench filled (a row in `settings`), with what it holds.
@@ -676,23 +678,6 @@ def add_bare_page(app: Any) -> None:
     app.add_url_rule("/bench-bare", "bench_bare", bare)
 
 
-_CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')  # fmt: skip
-
-
-def log_in(client: Any) -> None:
-    """Post the real login form, CSRF token and all."""
-    page = client.get("/login").get_data(as_text=True)
-    match = _CSRF_RE.search(page)
-    if not match:
-        raise RuntimeError("the login page has no CSRF token")
-    response = client.post(
-        "/login",
-        data={"email": ADMIN_EMAIL, "password": PASSWORD, "csrf_token": match[1] or match[2]},
-    )
-    if response.status_code != 302 or "/login" in response.headers.get("Location", ""):
-        raise RuntimeError(f"login failed: {response.status_code} {response.headers}")
-
-
 def deep_cursor(app: Any, pages: int) -> str:
     """The `after` cursor of page `pages + 1` of /inbox?status=all, as its pager links it."""
     from sqlalchemy import select
@@ -1006,7 +991,7 @@ def run_pages(
         dataset = prepare(app, args)
         pages = pages_for(app, dataset)
         client = app.test_client()
-        log_in(client)
+        log_in(client, ADMIN_EMAIL, PASSWORD)
         _say(f"measuring {len(pages)} pages, {args.runs} runs each …")
         measure(client, pages, runs=args.runs, warmup=args.warmup)
         print(report_for(app, client, label, dataset, pages))

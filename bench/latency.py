@@ -48,7 +48,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import idle_poll_modes, run_bench, say, stop_servers, tail  # noqa: E402
+from bench.common import (  # noqa: E402
+    idle_poll_modes,
+    log_in,
+    run_bench,
+    say,
+    stop_servers,
+    tail,
+)
 
 TARGET_MEDIAN_SECONDS = 2.0
 CHECK_EVERY = 0.05
@@ -143,15 +150,7 @@ class Bench:
 
     def _login(self, app):
         client = app.test_client()
-        page = client.get("/login").get_data(as_text=True)
-        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
-        if token is None:
-            raise RuntimeError("the login page has no CSRF token")
-        response = client.post(
-            "/login", data={"email": ADMIN_EMAIL, "password": PASSWORD, "csrf_token": token[1]}
-        )
-        if response.status_code != 302:
-            raise RuntimeError(f"could not log in as the bench admin ({response.status_code})")
+        log_in(client, ADMIN_EMAIL, PASSWORD)
         return client
 
     def _worker(self, url: str, mail_source: str, env_extra: dict[str, str], log: Path):

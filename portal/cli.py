@@ -18,7 +18,9 @@ from portal.extensions import db
 from portal.models import Role
 from portal.services import channels as channel_service
 from portal.services import sessions as session_service
+from portal.services import two_factor
 from portal.services import users as user_service
+from portal.sqltypes import utcnow
 
 users_cli = AppGroup("users", help="Manage users and their organisations.")
 
@@ -86,6 +88,34 @@ def end_sessions_command(email: str) -> None:
     ended = session_service.end_sessions_by_admin(user, actor=None)
     db.session.commit()
     click.echo(f"ended\t{ended}\t{user.email}")
+
+
+@users_cli.command("totp")
+@click.option("--email", required=True, help="The user to enrol.")
+def totp_command(email: str) -> None:
+    """Enrol a user in TOTP two-factor sign-in; print `EMAIL<TAB>SECRET` once.
+
+    Replaces any earlier authenticator and recovery codes and ends the user's sign-ins.
+    """
+    user = user_service.find_user_by_email(email)
+    if user is None:
+        _fail(f"No user with the e-mail {email}.")
+    secret = two_factor.provision_totp(user, now=utcnow(), actor=None)
+    db.session.commit()
+    click.echo(f"{user.email}\t{secret}")
+
+
+@users_cli.command("reset-two-factor")
+@click.option("--email", required=True, help="The user whose second factor to remove.")
+def reset_two_factor_command(email: str) -> None:
+    """Remove a user's second factor (a lost phone) and end their sign-ins; print
+    `EMAIL<TAB>reset`. Admins and agents enrol again at their next login."""
+    user = user_service.find_user_by_email(email)
+    if user is None:
+        _fail(f"No user with the e-mail {email}.")
+    two_factor.reset_second_factor(user, actor=None)
+    db.session.commit()
+    click.echo(f"{user.email}\treset")
 
 
 @users_cli.command("bootstrap-admin")

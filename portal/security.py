@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from portal.extensions import db, login_manager
 from portal.models import Role, User
 from portal.services import sessions as session_service
+from portal.services import two_factor
 from portal.services.scoping import can_see_organisation
 from portal.sqltypes import utcnow
 
@@ -30,6 +31,8 @@ M = TypeVar("M")
 
 # Pages a user who must change their password may still open.
 _PASSWORD_CHANGE_ALLOWED = {"auth.change_password", "auth.logout", "static"}
+# Pages an admin or agent without a second factor may open: its enrolment, and leaving.
+_ENROLMENT_ALLOWED = {"auth.two_factor_page", "auth.logout", "static"}
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -74,6 +77,18 @@ def init_app(app: Flask) -> None:
             and request.endpoint not in _PASSWORD_CHANGE_ALLOWED
         ):
             return redirect(url_for("auth.change_password"))
+        return None
+
+    @app.before_request
+    def force_two_factor_enrolment():
+        # After the password change a forced one asks for (the guard above) comes this.
+        if (
+            current_user.is_authenticated
+            and not current_user.must_change_password
+            and two_factor.must_enrol(current_user)
+            and request.endpoint not in _ENROLMENT_ALLOWED
+        ):
+            return redirect(url_for("auth.two_factor_page"))
         return None
 
     @app.before_request

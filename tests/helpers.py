@@ -18,15 +18,19 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 from cryptography.fernet import Fernet
 from flask.testing import FlaskClient
 from imapclient import IMAPClient
 
 from portal.extensions import db
-from portal.models import Channel, Message, Order
+from portal.models import Channel, Message, Order, User
 from portal.services import channels as channel_service
 from portal.services import spapi as spapi_service
+from portal.services import two_factor
+from portal.services import users as user_service
+from portal.sqltypes import utcnow
 
 #: The password of every user the factories make.
 PASSWORD = "correct horse battery"
@@ -232,18 +236,73 @@ def csrf_token_from(html: str) -> str:
     return match.group(1) or match.group(2)
 
 
+# --- the second factor, for real: enrolled through the service, codes from pyotp --------
+
+TWO_FACTOR_STEP = "/login/two-factor"
+
+
+def enrol_totp(user: User) -> str:
+    """Enrol `user` in TOTP as `flask users totp` does, commit, and return the secret."""
+    secret = two_factor.provision_totp(user, now=utcnow(), actor=None)
+    db.session.commit()
+    return secret
+
+
+def enrol_if_required(email: str) -> None:
+    """An admin or agent without a second factor gets one, as an operator would give it,
+    so the helpers below log in as they really must: password, then code."""
+    user = user_service.find_user_by_email(email)
+    if user is not None and two_factor.must_enrol(user):
+        enrol_totp(user)
+
+
+def totp_code(email: str) -> str:
+    """A code the portal accepts now for the user with `email`: the earliest time step in
+    the accepted window after the last one used (each step works once)."""
+    db.session.commit()  # read what the app's requests committed, not a stale snapshot
+    secret, last = db.session.execute(
+        db.select(User.totp_secret, User.totp_last_counter).where(
+            User.email == user_service.normalise_email(email)
+        )
+    ).one()
+    assert secret, f"{email} has no TOTP secret"
+    totp = pyotp.TOTP(secret)
+    current = totp.timecode(utcnow())
+    for step in range(current - two_factor.VALID_WINDOW, current + two_factor.VALID_WINDOW + 1):
+        if last is None or step > last:
+            return totp.generate_otp(step)
+    raise AssertionError(
+        f"every code of {email}'s window is used: log them in fewer times in a minute"
+    )
+
+
 class AuthActions:
     def __init__(self, client: FlaskClient) -> None:
         self.client = client
 
     def login(self, email: str, password: str = PASSWORD, follow_redirects: bool = False):
+        """Log in through the real forms: the password, then (when the user has a second
+        factor, which admins and agents are given first) a TOTP code."""
+        enrol_if_required(email)
         page = self.client.get("/login")
         token = csrf_token_from(page.get_data(as_text=True))
-        return self.client.post(
-            "/login",
-            data={"email": email, "password": password, "csrf_token": token},
-            follow_redirects=follow_redirects,
+        response = self.client.post(
+            "/login", data={"email": email, "password": password, "csrf_token": token}
         )
+        if response.status_code == 302 and response.headers["Location"] == TWO_FACTOR_STEP:
+            return self.enter_code(totp_code(email), follow_redirects=follow_redirects)
+        if follow_redirects and response.status_code == 302:
+            return self.client.get(response.headers["Location"], follow_redirects=True)
+        return response
+
+    def enter_code(self, code: str, *, trust: bool = False, follow_redirects: bool = False):
+        """Answer the login's second step with `code`."""
+        page = self.client.get(TWO_FACTOR_STEP)
+        token = csrf_token_from(page.get_data(as_text=True))
+        data = {"code": code, "csrf_token": token}
+        if trust:
+            data["trust"] = "y"
+        return self.client.post(TWO_FACTOR_STEP, data=data, follow_redirects=follow_redirects)
 
     def logout(self):
         page = self.client.get("/dashboard")
@@ -253,11 +312,16 @@ class AuthActions:
 
 def browser_log_in(page: Any, base: str, email: str, password: str = PASSWORD) -> None:
     """Log a Playwright `page` in through the real login form of the server at `base`."""
+    enrol_if_required(email)
     page.goto(f"{base}/login")
     page.get_by_label("E-mail").fill(email)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{base}/dashboard")
+    page.wait_for_url(re.compile(re.escape(base) + "/(dashboard|login/two-factor)$"))
+    if page.url.endswith(TWO_FACTOR_STEP):
+        page.get_by_label("Code", exact=True).fill(totp_code(email))
+        page.get_by_role("button", name="Verify").click()
+        page.wait_for_url(f"{base}/dashboard")
 
 
 def sent_files(app: Any) -> list[Path]:

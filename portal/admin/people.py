@@ -14,6 +14,7 @@ from portal.admin.people_forms import (
     ReactivateForm,
     ReplyPermissionForm,
     ResetPasswordForm,
+    ResetTwoFactorForm,
     RevokeForm,
     StaffInviteForm,
     UnassignForm,
@@ -24,6 +25,7 @@ from portal.extensions import db
 from portal.models import Invitation, Organisation, Role, User
 from portal.services import invitations as invitation_service
 from portal.services import sessions as session_service
+from portal.services import two_factor
 from portal.services import users as user_service
 from portal.sqltypes import parse_id, utcnow
 
@@ -108,6 +110,7 @@ def _render_user(user: User, *, failed: str | None = None, form=None, status=200
         "reactivate": ReactivateForm(formdata=None, prefix="reactivate"),
         "reset": ResetPasswordForm(formdata=None, prefix="reset"),
         "sessions": EndSessionsForm(formdata=None, prefix="sessions"),
+        "two_factor": ResetTwoFactorForm(formdata=None, prefix="two_factor"),
         "assign": AssignForm(
             formdata=None,
             prefix="assign",
@@ -125,6 +128,7 @@ def _render_user(user: User, *, failed: str | None = None, form=None, status=200
             role_labels=ROLE_LABELS,
             Role=Role,
             session_count=len(session_service.list_sessions(user, now=utcnow())),
+            has_second_factor=two_factor.has_second_factor(user),
         ),
         status,
     )
@@ -240,6 +244,25 @@ def user_end_sessions(user_id: int):
         EndSessionsForm,
         lambda user, form: session_service.end_sessions_by_admin(user, actor=current_user),
         lambda user, ended: _back_to(user, f"{user.email} is signed out everywhere ({ended})."),
+    )
+
+
+@bp.route("/users/<int:user_id>/reset-two-factor", methods=["POST"])
+def user_reset_two_factor(user_id: int):
+    return _user_action(
+        user_id,
+        "two_factor",
+        ResetTwoFactorForm,
+        lambda user, form: two_factor.reset_second_factor(user, actor=current_user),
+        lambda user, _: _back_to(
+            user,
+            f"Second factor of {user.email} reset; their sign-ins have ended."
+            + (
+                " They set up a new one at their next login."
+                if two_factor.is_required(user)
+                else ""
+            ),
+        ),
     )
 
 

@@ -136,6 +136,10 @@ class EndSessionsForm(FlaskForm):
     submit = SubmitField("Sign out everywhere")
 
 
+class ResetTwoFactorForm(FlaskForm):
+    submit = SubmitField("Reset second factor")
+
+
 class AssignForm(FlaskForm):
     organisation = SelectField("Organisation", validate_choice=False)
     submit = SubmitField("Assign")

@@ -95,3 +95,41 @@ class LogoutForm(FlaskForm):
     """Logout is a POST with a CSRF token, so another site cannot log users out."""
 
     submit = SubmitField("Log out")
+
+
+_CODE_HELP = "The 6-digit code your authenticator app shows now."
+
+
+def _code_field(label: str, description: str = _CODE_HELP) -> StringField:
+    return StringField(
+        label,
+        validators=[DataRequired(), Length(max=40), NO_CONTROL_CHARACTERS],
+        description=description,
+        render_kw={"autocomplete": "one-time-code", "inputmode": "text", "spellcheck": "false"},
+    )
+
+
+class TwoFactorLoginForm(FlaskForm):
+    """The login's second step: a code from the app, or a recovery code."""
+
+    code = _code_field(
+        "Code",
+        "The 6-digit code from your authenticator app, or one of your recovery codes.",
+    )
+    trust = BooleanField("Trust this browser for 30 days")
+    submit = SubmitField("Verify")
+
+
+class EnableTotpForm(FlaskForm):
+    code = _code_field("Code from the app")
+    submit = SubmitField("Turn on two-factor sign-in")
+
+
+class RecoveryCodesForm(FlaskForm):
+    code = _code_field("Code from the app")
+    submit = SubmitField("Make new recovery codes")
+
+
+class DisableTwoFactorForm(FlaskForm):
+    code = _code_field("Code from the app")
+    submit = SubmitField("Turn off two-factor sign-in")

@@ -1,8 +1,4 @@
-from datetime import datetime, timedelta
-from urllib.parse import urlsplit
-
 from flask import (
-    Blueprint,
     current_app,
     flash,
     redirect,
@@ -11,55 +7,24 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required, logout_user
 from werkzeug.security import check_password_hash
 
+from portal.auth import bp
 from portal.auth.forms import ChangePasswordForm, LoginForm, LogoutForm, SignupForm
+from portal.auth.signin import (
+    ask_for_code,
+    browser_trusted,
+    finish_login,
+    locked_out,
+    start_session,
+)
 from portal.extensions import db, limiter
-from portal.services import lockout
+from portal.services import lockout, two_factor
 from portal.services import sessions as session_service
 from portal.services import signup as signup_service
 from portal.services import users as user_service
 from portal.sqltypes import utcnow
-
-bp = Blueprint("auth", __name__)
-
-
-def _safe_next(target: str | None) -> str:
-    # Only same-site paths: no scheme, no host, and not "//host" or "\\host". No control
-    # characters either: browsers drop tabs and newlines (so "/\t/host" is "//host"), and
-    # a Location header cannot carry a newline at all (it would be a 500 after the login).
-    if target and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
-        parts = urlsplit(target)
-        if (
-            not parts.scheme
-            and not parts.netloc
-            and target.startswith("/")
-            and not target.startswith(("//", "/\\"))
-        ):
-            return target
-    return url_for("main.dashboard")
-
-
-def _remember_for() -> timedelta:
-    duration = current_app.config["REMEMBER_COOKIE_DURATION"]
-    return duration if isinstance(duration, timedelta) else timedelta(seconds=duration)
-
-
-def _start_session(user, remember: bool = False) -> None:
-    # A fresh session on login, so nothing planted before it (session fixation) survives,
-    # naming a new sign-in on the server that logging out ends.
-    session.clear()
-    session_service.start_session(
-        user,
-        remember=remember,
-        remember_for=_remember_for(),
-        ip_address=request.remote_addr,
-        user_agent=request.user_agent.string,
-        now=utcnow(),
-    )
-    db.session.commit()
-    login_user(user, remember=remember)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -76,31 +41,33 @@ def login():
         email, now = form.email.data, utcnow()
         until = lockout.locked_until(email, now=now)
         if until is not None:
-            form.password.errors.append(_locked_out(until, now))
+            form.password.errors.append(locked_out(until, now))
             return render_template("auth/login.html", form=form), 429
         user = user_service.authenticate(email, form.password.data)
         if user is None:
             until = lockout.record_failure(email, now=now)
             db.session.commit()
             form.password.errors.append(
-                "Wrong e-mail or password." + (" " + _locked_out(until, now) if until else "")
+                "Wrong e-mail or password." + (" " + locked_out(until, now) if until else "")
+            )
+        elif two_factor.has_second_factor(user) and not browser_trusted(user, now=now):
+            # The failed-attempt count is kept until the code is right too, so guessing
+            # codes after a right password keeps growing the lockout.
+            db.session.commit()
+            return ask_for_code(
+                user,
+                remember=form.remember.data,
+                next_url=request.args.get("next"),
+                browser_time_zone=form.time_zone.data,
             )
         else:
-            lockout.clear(email)
-            user_service.record_login(user, browser_time_zone=form.time_zone.data)
-            _start_session(user, remember=form.remember.data)
-            return redirect(_safe_next(request.args.get("next")))
+            return finish_login(
+                user,
+                remember=form.remember.data,
+                next_url=request.args.get("next"),
+                browser_time_zone=form.time_zone.data,
+            )
     return render_template("auth/login.html", form=form)
-
-
-def _locked_out(until: datetime, now: datetime) -> str:
-    """The same words for every address, with and without an account."""
-    seconds = max(1, round((until - now).total_seconds()))
-    wait = f"{seconds} seconds" if seconds < 120 else f"{round(seconds / 60)} minutes"
-    return (
-        "Too many failed logins for this e-mail address: "
-        f"try again in {wait} (at {until:%H:%M:%S} UTC)."
-    )
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -174,7 +141,11 @@ def change_password():
             # The change ends every sign-in of the user, this one included: start a new
             # one here (keeping remember-me if this browser had it).
             remembered = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
-            _start_session(user, remember=remembered in request.cookies)
+            start_session(user, remember=remembered in request.cookies)
             flash("Your password has been changed.", "success")
             return redirect(url_for("main.dashboard"))
     return render_template("auth/change_password.html", form=form)
+
+
+# The second factor's pages register their routes on `bp` too.
+from portal.auth import two_factor_views  # noqa: E402,F401

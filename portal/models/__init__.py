@@ -29,6 +29,7 @@ from portal.models.threads import (
     ThreadStatus,
     thread_tags,
 )
+from portal.models.two_factor import RecoveryCode, TrustedBrowser
 from portal.models.users import OrgRole, Role, User
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "OrgRole",
     "Organisation",
     "RateLimitCounter",
+    "RecoveryCode",
     "Role",
     "SendStatus",
     "Setting",
@@ -60,6 +62,7 @@ __all__ = [
     "Thread",
     "ThreadPresence",
     "ThreadStatus",
+    "TrustedBrowser",
     "User",
     "UserSession",
     "agent_assignments",

@@ -5,7 +5,8 @@ in the remember-me cookie. Here that value is a random token naming one row, of 
 only the SHA-256 is stored; the user loader (portal/security.py) resolves it on every
 request. A missing or expired row, or an inactive user, means anonymous. So logging out
 deletes the row and every copy of both cookies stops working; a password change or
-reset, and deactivation, delete all of a user's rows.
+reset, and deactivation, delete all of a user's rows (and the browsers it trusted to
+skip the second factor: portal/services/two_factor.py).
 
 A row expires: remembered, when its remember-me cookie would (REMEMBER_COOKIE_DURATION
 after the login, however it is used); otherwise after IDLE_LIMIT without a request.
@@ -23,7 +24,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
-from portal.models import User, UserSession
+from portal.models import TrustedBrowser, User, UserSession
 from portal.services.audit import record_event
 
 log = logging.getLogger(__name__)
@@ -131,11 +132,16 @@ def end_session(user: User, session_id: int) -> bool:
 
 
 def end_sessions(user: User, *, keep: UserSession | None = None) -> int:
-    """End every sign-in of `user` (but `keep`, when given); how many ended."""
+    """End every sign-in of `user` (but `keep`, when given); how many ended.
+
+    Every browser `user` trusted to skip the second factor is forgotten too, `keep`'s
+    included: a trusted browser's cookie does not say which sign-in it belongs to.
+    """
     stmt = delete(UserSession).where(UserSession.user_id == user.id)
     if keep is not None:
         stmt = stmt.where(UserSession.id != keep.id)
     ended = db.session.execute(stmt).rowcount
+    db.session.execute(delete(TrustedBrowser).where(TrustedBrowser.user_id == user.id))
     log.info("ended %s session(s) of user %s", ended, user.id)
     return ended
 

@@ -8,6 +8,7 @@ from playwright.sync_api import Browser, Page, expect
 from portal.extensions import db
 from portal.models import Role
 from portal.services import channels as channel_service
+from tests.helpers import browser_log_in
 
 pytestmark = pytest.mark.browser
 
@@ -16,11 +17,8 @@ GOOD_TOKEN = "amzn.mws.4ea38b7b-f563-7709-4bae-87aeaadc4d6f"
 
 
 def log_in(page: Page, base: str, email: str) -> None:
-    page.goto(f"{base}/login")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(f"{base}/dashboard")
+    # The password, then (the admin) the code of the authenticator the helper enrols.
+    browser_log_in(page, base, email, PASSWORD)
 
 
 def test_admin_verifies_a_pending_token(

@@ -9,6 +9,7 @@ from playwright.sync_api import Browser, expect
 
 from ingest.pipeline import poll_all
 from portal.models import Role
+from tests.helpers import browser_log_in
 
 pytestmark = pytest.mark.browser
 
@@ -32,10 +33,7 @@ def test_agent_filters_inbox_and_reads_hostile_mail_safely(
     hosts: list[str] = []
     page.on("request", lambda r: hosts.append(urlparse(r.url).hostname or r.url[:16]))
 
-    page.goto(f"{live_server}/login")
-    page.get_by_label("E-mail").fill(agent.email)
-    page.get_by_label("Password").fill("correct horse battery")
-    page.get_by_role("button", name="Log in").click()
+    browser_log_in(page, live_server, agent.email, "correct horse battery")
     page.get_by_role("link", name="Inbox").click()
     rows = page.locator("table.inbox tbody tr")
     expect(rows).to_have_count(2)
@@ -97,10 +95,7 @@ def test_agent_inserts_canned_reply_is_warned_and_sends(
     page = context.new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.goto(f"{live_server}/login")
-    page.get_by_label("E-mail").fill(agent.email)
-    page.get_by_label("Password").fill("correct horse battery")
-    page.get_by_role("button", name="Log in").click()
+    browser_log_in(page, live_server, agent.email, "correct horse battery")
     page.goto(f"{live_server}/threads/{thread.id}")
 
     body = page.get_by_label("Reply", exact=True)

@@ -9,14 +9,16 @@ from sqlalchemy import select
 from portal.account.devices import describe_device
 from portal.extensions import db
 from portal.models import AuditEvent, Role, UserSession
-from tests.helpers import AuthActions, csrf_token_from
+from tests.helpers import AuthActions, FreshContextClient, csrf_token_from
 
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
 
 def sign_in_elsewhere(app, user, user_agent: str = FIREFOX):
     """Another browser signed in as `user`; its client."""
-    other = app.test_client()
+    # Each request in its own app context, as a real server does: the login's second
+    # step needs the CSRF token of its own page, not one cached from the first.
+    other = FreshContextClient(app, app.response_class)
     other.environ_base["HTTP_USER_AGENT"] = user_agent
     assert AuthActions(other).login(user.email).status_code == 302
     return other

@@ -12,6 +12,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, Role
 from portal.services.audit import record_event
 from portal.services.audit_log import PAGE_SIZE
+from tests.helpers import enrol_totp
 
 
 def event_ids(html: str) -> list[int]:
@@ -24,6 +25,7 @@ def log(make_org, make_user):
     alpha, beta = make_org("Alpha Ltd"), make_org("Beta GmbH")
     seller = make_user(Role.SELLER, organisation=alpha)
     admin = make_user(Role.ADMIN, email="boss@example.com")
+    enrol_totp(admin)  # before the login, which would audit it after the events below
     db.session.execute(db.delete(AuditEvent))  # only the events below
     when = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
     made = {}

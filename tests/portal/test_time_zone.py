@@ -12,7 +12,14 @@ from portal.extensions import db
 from portal.models import Role, User
 from portal.services import users as user_service
 from portal.templating import format_datetime
-from tests.helpers import PASSWORD, browser_log_in, csrf_token_from
+from tests.helpers import (
+    PASSWORD,
+    AuthActions,
+    browser_log_in,
+    csrf_token_from,
+    enrol_totp,
+    totp_code,
+)
 
 WINTER_NOON = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 SUMMER_NOON = datetime(2026, 7, 5, 12, 0, tzinfo=UTC)
@@ -27,7 +34,7 @@ def _log_in(client, email: str, time_zone: str):
 
 
 def test_the_first_login_takes_the_browsers_zone_and_later_ones_keep_it(client, auth, make_user):
-    user = make_user(Role.AGENT)
+    user = make_user(Role.SELLER)
     assert _log_in(client, user.email, "Europe/Berlin").status_code == 302
     db.session.refresh(user)
     assert user.time_zone == "Europe/Berlin"
@@ -43,6 +50,26 @@ def test_a_zone_the_system_does_not_know_is_ignored(client, make_user, reported)
     assert _log_in(client, user.email, reported).status_code == 302
     db.session.refresh(user)
     assert user.time_zone is None
+
+
+def test_the_zone_waits_for_the_second_factor(client, make_user):
+    user = make_user(Role.AGENT)
+    enrol_totp(user)
+    token = csrf_token_from(client.get("/login").get_data(as_text=True))
+    client.post(
+        "/login",
+        data={
+            "email": user.email,
+            "password": PASSWORD,
+            "csrf_token": token,
+            "time_zone": "Asia/Tokyo",
+        },
+    )
+    db.session.refresh(user)
+    assert user.time_zone is None  # a right password alone changes nothing of the account
+    AuthActions(client).enter_code(totp_code(user.email))
+    db.session.refresh(user)
+    assert user.time_zone == "Asia/Tokyo"
 
 
 def test_set_time_zone_refuses_unknown_names(make_user):

@@ -185,6 +185,13 @@ ROUTES: dict[str, Entry] = {
     "account.sign_out_elsewhere": Entry(logged_in(frozenset({REDIRECT, INVALID}))),
     # A forged invitation link gets the "expired" page.
     "account.accept_invitation": Entry(public(), values={"token": "forged-token"}),
+    # The login's code step answers only a browser whose password was just right: any
+    # other is sent to /login, a signed-in one to the dashboard.
+    "auth.login_two_factor": Entry(public(frozenset({REDIRECT}))),
+    # The user's own second factor: an empty form is refused next to its field.
+    "auth.two_factor_page": Entry(logged_in(frozenset({OK, INVALID}))),
+    "auth.two_factor_recovery_codes": Entry(logged_in(frozenset({INVALID}))),
+    "auth.two_factor_disable": Entry(logged_in(frozenset({INVALID}))),
     # --- organisations
     "orgs.detail": Entry(READ, args={"org_id": "org"}, owners=AB),
     "orgs.audit": Entry(READ, args={"org_id": "org"}, owners=AB),
@@ -294,6 +301,7 @@ ROUTES: dict[str, Entry] = {
         args={"invitation_id": "invitation"},
         owners=("G",),
     ),
+    "admin.user_reset_two_factor": Entry(ADMIN_POST, args={"user_id": "user"}, owners=AB),
     "admin.user_assign": Entry(ADMIN_POST, args={"user_id": "agent"}, owners=AB),
     "admin.user_unassign": Entry(ADMIN_POST, args={"user_id": "agent", "org_id": "org"}, owners=AB),
     "admin.organisations": Entry(ADMIN_GET),

@@ -111,8 +111,10 @@ def test_every_post_route_has_a_form_or_is_fuzzed_blind(forms: list[Form]):
     # "No response needed" (shown while a buyer message awaits an answer). A reset
     # link's and an invitation's forms need a token the world cannot hold (one signed
     # at a time, one only its hash stored): account.reset_password and
-    # account.accept_invitation.
-    assert len(posts - with_form) <= 11, sorted(posts - with_form)
+    # account.accept_invitation. The login's code step (its form shows only between the
+    # two steps) and turning the second factor off (only for a seller who has one, none
+    # in the world) are two more.
+    assert len(posts - with_form) <= 13, sorted(posts - with_form)
 
 
 def _token(matrix: Matrix, role: str) -> str:

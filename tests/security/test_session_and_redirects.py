@@ -23,7 +23,15 @@ from portal.models import Role, UserSession
 from portal.services import sessions as session_service
 from portal.services import users as user_service
 from portal.sqltypes import utcnow
-from tests.helpers import PASSWORD, FreshContextClient, csrf_token_from
+from tests.helpers import (
+    PASSWORD,
+    TWO_FACTOR_STEP,
+    AuthActions,
+    FreshContextClient,
+    csrf_token_from,
+    enrol_if_required,
+    totp_code,
+)
 from tests.security.conftest import record
 from tests.security.world import fast_passwords
 
@@ -41,12 +49,18 @@ def _cookie(client: FlaskClient, name: str = "session") -> str | None:
 
 
 def _login(client: FlaskClient, email: str, *, remember: bool = False, next_url=None):
+    """The login form with these options, then the code when the user has a second
+    factor (admins and agents are given one first)."""
+    enrol_if_required(email)
     page = client.get("/login")
     data = {"email": email, "password": PASSWORD, "csrf_token": csrf_token_from(page.text)}
     if remember:
         data["remember"] = "y"
     query = {"next": next_url} if next_url is not None else None
-    return client.post("/login", data=data, query_string=query)
+    response = client.post("/login", data=data, query_string=query)
+    if response.status_code == 302 and response.headers["Location"] == TWO_FACTOR_STEP:
+        return AuthActions(client).enter_code(totp_code(email))
+    return response
 
 
 def _logout(client: FlaskClient):
