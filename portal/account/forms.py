@@ -1,5 +1,5 @@
 from flask_wtf import FlaskForm
-from wtforms import EmailField, StringField, SubmitField
+from wtforms import EmailField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length
 
 from portal.auth.forms import ChangePasswordForm
@@ -32,3 +32,13 @@ class AcceptInvitationForm(FlaskForm):
     new_password = ChangePasswordForm.new_password
     new_password2 = ChangePasswordForm.new_password2
     submit = SubmitField("Accept and set password")
+
+
+class TimeZoneForm(FlaskForm):
+    # Choices are every zone the system knows (portal.services.users.time_zone_names).
+    time_zone = SelectField(
+        "Time zone",
+        validate_choice=True,
+        description="Times on every page are shown in this zone; hover one to see it in UTC.",
+    )
+    submit = SubmitField("Save time zone")

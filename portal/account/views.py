@@ -16,11 +16,13 @@ from portal.account.forms import (
     ResetPasswordForm,
     SignOutElsewhereForm,
     SignOutSessionForm,
+    TimeZoneForm,
 )
 from portal.extensions import db, limiter
 from portal.services import invitations as invitation_service
 from portal.services import password_reset
 from portal.services import sessions as session_service
+from portal.services import users as user_service
 from portal.services.users import AccountError
 from portal.sqltypes import utcnow
 
@@ -79,6 +81,17 @@ def reset_password(token):
 @bp.route("/account")
 @login_required
 def index():
+    return _render_index(_time_zone_form())
+
+
+def _time_zone_form() -> TimeZoneForm:
+    form = TimeZoneForm(time_zone=current_user.time_zone or "UTC")
+    # "UTC" first: what a user without a zone reads times in.
+    form.time_zone.choices = ["UTC"] + sorted(user_service.time_zone_names() - {"UTC"})
+    return form
+
+
+def _render_index(time_zone_form: TimeZoneForm, status: int = 200):
     user = current_user._get_current_object()
     rows = session_service.list_sessions(user, now=utcnow())
     return render_template(
@@ -86,7 +99,20 @@ def index():
         sessions=[(row, describe_device(row.user_agent)) for row in rows],
         current_session_id=user.current_session.id,
         elsewhere_form=SignOutElsewhereForm(),
-    )
+        time_zone_form=time_zone_form,
+    ), status
+
+
+@bp.route("/account/time-zone", methods=["POST"])
+@login_required
+def change_time_zone():
+    form = _time_zone_form()
+    if not form.validate_on_submit():
+        return _render_index(form, 400)
+    user_service.change_time_zone(current_user._get_current_object(), form.time_zone.data)
+    db.session.commit()
+    flash(f"Times are now shown in {form.time_zone.data}.", "success")
+    return redirect(url_for("account.index"))
 
 
 @bp.route("/account/sessions/<int:session_id>/sign-out", methods=["POST"])

@@ -173,6 +173,20 @@ def set_time_zone(user: User, name: str) -> None:
     user.time_zone = name
 
 
+def change_time_zone(user: User, name: str) -> None:
+    """The user's own choice on /account (no commit), audited with the old and new zone."""
+    before = user.time_zone
+    set_time_zone(user, name)
+    if before != name:
+        record_event(
+            "user.time_zone_changed",
+            actor=user,
+            organisation_id=user.organisation_id,
+            target=user,
+            details={"from": before or "UTC", "to": name},
+        )
+
+
 def change_password(user: User, new_password: str, *, actor: User) -> None:
     """Set a new password, lift any forced change and end every sign-in of `user`.
 

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from portal.extensions import db
-from portal.models import Role, User
+from portal.models import AuditEvent, Role, User
 from portal.services import users as user_service
 from portal.templating import format_datetime
 from tests.helpers import (
@@ -121,3 +121,33 @@ def test_chromium_reports_its_zone_at_the_first_login(
     page.goto(f"{live_server}/channels")
     shown = page.locator("time", has_text="05 Dec 2026, 21:00 JST")
     expect(shown).to_have_attribute("title", "05 Dec 2026, 12:00 UTC")
+
+
+def test_the_account_page_changes_the_zone_and_audits_it(client, login_as):
+    user = login_as(Role.SELLER)
+    page = client.get("/account").get_data(as_text=True)
+    assert '<option selected value="UTC">UTC</option>' in page  # no zone yet: UTC
+    token = csrf_token_from(page)
+    response = client.post(
+        "/account/time-zone", data={"time_zone": "Pacific/Auckland", "csrf_token": token}
+    )
+    assert response.status_code == 302
+    db.session.refresh(user)
+    assert user.time_zone == "Pacific/Auckland"
+    page = client.get("/account").get_data(as_text=True)
+    assert "Times are now shown in Pacific/Auckland." in page
+    assert '<option selected value="Pacific/Auckland">' in page
+    (event,) = [e for e in AuditEvent.query.all() if e.kind == "user.time_zone_changed"]
+    assert event.details == {"from": "UTC", "to": "Pacific/Auckland"}
+
+
+@pytest.mark.parametrize("chosen", ["Europe/Atlantis", "", "../../etc/passwd"])
+def test_an_unknown_zone_is_refused_next_to_the_field(client, login_as, chosen):
+    user = login_as(Role.SELLER)
+    token = csrf_token_from(client.get("/account").get_data(as_text=True))
+    response = client.post("/account/time-zone", data={"time_zone": chosen, "csrf_token": token})
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert 'id="time_zone-error"' in page and 'aria-invalid="true"' in page
+    db.session.refresh(user)
+    assert user.time_zone is None
