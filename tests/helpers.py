@@ -260,12 +260,11 @@ def totp_code(email: str) -> str:
     """A code the portal accepts now for the user with `email`: the earliest time step in
     the accepted window after the last one used (each step works once)."""
     db.session.commit()  # read what the app's requests committed, not a stale snapshot
-    secret, last = db.session.execute(
-        db.select(User.totp_secret, User.totp_last_counter).where(
-            User.email == user_service.normalise_email(email)
-        )
-    ).one()
-    assert secret, f"{email} has no TOTP secret"
+    user = db.session.scalar(
+        db.select(User).where(User.email == user_service.normalise_email(email))
+    )
+    assert user.totp_secret_encrypted, f"{email} has no TOTP secret"
+    secret, last = two_factor.totp_secret(user), user.totp_last_counter
     totp = pyotp.TOTP(secret)
     current = totp.timecode(utcnow())
     for step in range(current - two_factor.VALID_WINDOW, current + two_factor.VALID_WINDOW + 1):

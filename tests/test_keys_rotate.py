@@ -10,16 +10,19 @@ from sqlalchemy import select
 
 from portal.crypto import decrypt_secret, encrypt_secret
 from portal.extensions import db
-from portal.models import Credential, Mailbox
+from portal.models import Credential, Mailbox, Role, User
 from portal.services import channels as channel_service
 from portal.services import mailboxes as mailbox_service
+from portal.services import two_factor
+from portal.sqltypes import utcnow
 
 MAILBOX_PASSWORD = "imap-Pässwort:1"
 
 
 @pytest.fixture
-def secrets(app, make_channel):
-    """Two channel tokens, an IMAP mailbox password, and a Maildir mailbox with none."""
+def secrets(app, make_channel, make_user):
+    """Two channel tokens, an IMAP mailbox password, a Maildir mailbox with none, and an
+    agent's TOTP secret."""
     tokens = {}
     for marketplace in ("UK", "DE"):
         channel = make_channel(marketplace)
@@ -32,6 +35,8 @@ def secrets(app, make_channel):
         f"imap://buyers%40example.com:{MAILBOX_PASSWORD}@imap.example.com:993/INBOX"
     )
     db.session.add(Mailbox(name="local", source_url="maildir:/tmp/none"))
+    agent = make_user(Role.AGENT)
+    tokens["totp"] = two_factor.provision_totp(agent, now=utcnow(), actor=None)
     db.session.commit()
     return tokens
 
@@ -42,6 +47,8 @@ def _ciphertexts() -> dict[str, bytes]:
     }
     for m in db.session.scalars(select(Mailbox)):
         rows[f"mailbox {m.name}"] = m.password_encrypted
+    for u in db.session.scalars(select(User).where(User.totp_secret_encrypted.is_not(None))):
+        rows[f"user {u.id}"] = u.totp_secret_encrypted
     return rows
 
 
@@ -51,6 +58,8 @@ def _assert_readable_with(key: str, tokens: dict[int, str]) -> None:
         assert decrypt_secret(credential.secret_encrypted, key=key) == tokens[credential.channel_id]
     mailbox = db.session.scalar(select(Mailbox).where(Mailbox.name == "default"))
     assert decrypt_secret(mailbox.password_encrypted, key=key) == MAILBOX_PASSWORD
+    agent = db.session.scalar(select(User).where(User.totp_secret_encrypted.is_not(None)))
+    assert decrypt_secret(agent.totp_secret_encrypted, key=key) == tokens["totp"]
 
 
 def test_rotate_re_encrypts_every_secret_and_the_app_reads_them_with_the_new_key(
@@ -59,9 +68,10 @@ def test_rotate_re_encrypts_every_secret_and_the_app_reads_them_with_the_new_key
     old_key, new_key = app.config["TOKEN_KEY"], Fernet.generate_key().decode()
     result = runner.invoke(args=["keys", "rotate"], env={"NEW_TOKEN_KEY": new_key})
     assert result.exit_code == 0, result.output
-    assert "credentials: rotated=2 already=0; mailbox passwords: rotated=1 already=0" in (
-        result.output
-    )
+    assert (
+        "credentials: rotated=2 already=0; mailbox passwords: rotated=1 already=0; "
+        "TOTP secrets: rotated=1 already=0"
+    ) in result.output
     assert "set TOKEN_KEY to the new key" in result.output
     assert new_key not in result.output and MAILBOX_PASSWORD not in result.output
     _assert_readable_with(new_key, secrets)
@@ -84,9 +94,10 @@ def test_running_it_again_changes_nothing(app, runner, secrets):
     before = _ciphertexts()
     result = runner.invoke(args=["keys", "rotate", "--new-key", new_key])
     assert result.exit_code == 0, result.output
-    assert "credentials: rotated=0 already=2; mailbox passwords: rotated=0 already=1" in (
-        result.output
-    )
+    assert (
+        "credentials: rotated=0 already=2; mailbox passwords: rotated=0 already=1; "
+        "TOTP secrets: rotated=0 already=1"
+    ) in result.output
     db.session.expire_all()
     assert _ciphertexts() == before
 
@@ -131,9 +142,10 @@ def test_with_no_secrets_stored_it_reports_zero(app, runner):
         args=["keys", "rotate"], env={"NEW_TOKEN_KEY": Fernet.generate_key().decode()}
     )
     assert result.exit_code == 0, result.output
-    assert "credentials: rotated=0 already=0; mailbox passwords: rotated=0 already=0" in (
-        result.output
-    )
+    assert (
+        "credentials: rotated=0 already=0; mailbox passwords: rotated=0 already=0; "
+        "TOTP secrets: rotated=0 already=0"
+    ) in result.output
 
 
 def test_a_failure_half_way_leaves_every_secret_under_the_old_key(

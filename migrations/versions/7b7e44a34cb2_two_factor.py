@@ -4,9 +4,9 @@ Revision ID: 7b7e44a34cb2
 Revises: 2d26a41d9151
 Create Date: 2026-12-05 16:30:00
 
-Issue 23: TOTP (the secret and the last time step used, so no code works twice), ten
-single-use recovery codes kept as hashes, and the browsers trusted for 30 days, whose
-rows are deleted to revoke their cookies.
+Issue 23: TOTP (the secret, encrypted under TOKEN_KEY, and the last time step used, so
+no code works twice), ten single-use recovery codes kept as hashes, and the browsers
+trusted for 30 days, whose rows are deleted to revoke their cookies.
 """
 
 import sqlalchemy as sa
@@ -21,7 +21,7 @@ depends_on = None
 
 def upgrade():
     with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("totp_secret", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("totp_secret_encrypted", sa.LargeBinary(), nullable=True))
         batch.add_column(sa.Column("totp_enabled_at", sa.DateTime(), nullable=True))
         batch.add_column(sa.Column("totp_last_counter", sa.BigInteger(), nullable=True))
     op.create_table(
@@ -67,4 +67,4 @@ def downgrade():
     with op.batch_alter_table("users") as batch:
         batch.drop_column("totp_last_counter")
         batch.drop_column("totp_enabled_at")
-        batch.drop_column("totp_secret")
+        batch.drop_column("totp_secret_encrypted")

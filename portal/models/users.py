@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from flask_login import UserMixin
-from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -51,10 +51,11 @@ class User(UserMixin, db.Model):
     #: IANA name (Europe/Berlin) the user reads times in; None until known (UTC
     #: meanwhile): the browser's, taken at the first login, then the user's choice.
     time_zone: Mapped[str | None] = mapped_column(String(64))
-    #: TOTP (RFC 6238): the base32 secret, set once a code confirmed it (enrolment, or
-    #: `users totp`); None: no authenticator app. The last time step a code was accepted
-    #: for, so that no code works twice (portal/services/two_factor.py).
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    #: TOTP (RFC 6238): the base32 secret, encrypted under TOKEN_KEY like every stored
+    #: secret, set once a code confirmed it (enrolment, or `users totp`); None: no
+    #: authenticator app. The last time step a code was accepted for, so that no code
+    #: works twice (portal/services/two_factor.py reads and writes both).
+    totp_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     totp_last_counter: Mapped[int | None] = mapped_column(BigInteger)
 

@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select
 
 from portal.extensions import db
-from portal.models import Credential, Mailbox
+from portal.models import Credential, Mailbox, User
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,14 @@ class RotationCount:
 class RotationSummary:
     credentials: RotationCount = field(default_factory=RotationCount)
     mailboxes: RotationCount = field(default_factory=RotationCount)
+    totp: RotationCount = field(default_factory=RotationCount)
 
     def line(self) -> str:
-        c, m = self.credentials, self.mailboxes
+        c, m, t = self.credentials, self.mailboxes, self.totp
         return (
             f"credentials: rotated={c.rotated} already={c.already}; "
-            f"mailbox passwords: rotated={m.rotated} already={m.already}"
+            f"mailbox passwords: rotated={m.rotated} already={m.already}; "
+            f"TOTP secrets: rotated={t.rotated} already={t.already}"
         )
 
 
@@ -48,8 +50,9 @@ def _fernet(key: str, what: str) -> Fernet:
 
 
 def rotate_token_key(*, old_key: str, new_key: str) -> RotationSummary:
-    """Re-encrypt Credential.secret_encrypted and Mailbox.password_encrypted from `old_key`
-    to `new_key` (flushed, not committed: the caller commits once, for all of them).
+    """Re-encrypt Credential.secret_encrypted, Mailbox.password_encrypted and
+    User.totp_secret_encrypted from `old_key` to `new_key` (flushed, not committed: the
+    caller commits once, for all of them).
 
     Every secret is decrypted first; if any cannot be read with either key, nothing is
     changed and KeyRotationError names the rows (never their contents). A secret that
@@ -68,9 +71,17 @@ def rotate_token_key(*, old_key: str, new_key: str) -> RotationSummary:
         .order_by(Mailbox.id)
         .with_for_update()
     ).all()
-    rows = [("credential", c, "secret_encrypted") for c in credentials] + [
-        ("mailbox", m, "password_encrypted") for m in mailboxes
-    ]
+    users = db.session.scalars(
+        select(User)
+        .where(User.totp_secret_encrypted.is_not(None))
+        .order_by(User.id)
+        .with_for_update(of=User)
+    ).all()
+    rows = (
+        [("credential", c, "secret_encrypted") for c in credentials]
+        + [("mailbox", m, "password_encrypted") for m in mailboxes]
+        + [("user", u, "totp_secret_encrypted") for u in users]
+    )
 
     plaintexts: list[bytes | None] = []  # None: already under the new key
     unreadable: list[str] = []
@@ -96,7 +107,9 @@ def rotate_token_key(*, old_key: str, new_key: str) -> RotationSummary:
 
     summary = RotationSummary()
     for (kind, row, attribute), plaintext in zip(rows, plaintexts, strict=True):
-        count = summary.credentials if kind == "credential" else summary.mailboxes
+        count = {"credential": summary.credentials, "mailbox": summary.mailboxes}.get(
+            kind, summary.totp
+        )
         if plaintext is None:
             count.already += 1
             continue

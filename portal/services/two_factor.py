@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 import pyotp
 from sqlalchemy import delete, func, select
 
+from portal.crypto import decrypt_secret, encrypt_secret
 from portal.extensions import db
 from portal.models import RecoveryCode, Role, TrustedBrowser, User, UserSession
 from portal.services.audit import record_event
@@ -134,7 +135,7 @@ def enable_totp(
         raise TwoFactorError(
             "This code does not match. Check the time on your phone and enter the newest code."
         )
-    user.totp_secret = secret
+    _set_secret(user, secret)
     user.totp_enabled_at = now
     user.totp_last_counter = step
     codes = _replace_recovery_codes(user, now=now)
@@ -150,7 +151,7 @@ def provision_totp(user: User, *, now: datetime, actor: User | None) -> str:
     `user` ends, and their recovery codes are deleted (they make new ones on their page).
     """
     secret = new_totp_secret()
-    user.totp_secret = secret
+    _set_secret(user, secret)
     user.totp_enabled_at = now
     user.totp_last_counter = None
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
@@ -167,8 +168,8 @@ def check_code(user: User, code: str, *, now: datetime) -> str | None:
     code = _normalise(code)
     if not code or not has_second_factor(user):
         return None
-    if user.totp_secret:
-        step = _accepted_step(user.totp_secret, code, now=now, after=user.totp_last_counter)
+    if user.totp_secret_encrypted:
+        step = _accepted_step(totp_secret(user), code, now=now, after=user.totp_last_counter)
         if step is not None:
             user.totp_last_counter = step
             db.session.flush()
@@ -206,8 +207,17 @@ def regenerate_recovery_codes(user: User, code: str, *, now: datetime) -> list[s
     return codes
 
 
+def totp_secret(user: User) -> str:
+    """The user's base32 TOTP secret (SecretUnreadable if TOKEN_KEY changed unrotated)."""
+    return decrypt_secret(user.totp_secret_encrypted)
+
+
+def _set_secret(user: User, secret: str | None) -> None:
+    user.totp_secret_encrypted = encrypt_secret(secret) if secret else None
+
+
 def _remove_second_factor(user: User) -> None:
-    user.totp_secret = None
+    _set_secret(user, None)
     user.totp_enabled_at = None
     user.totp_last_counter = None
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))

@@ -83,7 +83,8 @@ def test_admins_and_agents_see_only_the_enrolment_until_done(client, make_user, 
     assert len(set(recovery_codes_on(done.get_data(as_text=True)))) == 10
     assert client.get("/dashboard").status_code == 200
     db.session.refresh(user)
-    assert user.totp_secret == secret
+    assert two_factor.totp_secret(user) == secret
+    assert secret.encode() not in user.totp_secret_encrypted  # stored encrypted
 
 
 def test_a_forced_password_change_comes_before_the_enrolment(client, make_user):
@@ -268,7 +269,7 @@ def test_an_admin_resets_a_users_second_factor(app, client, auth, make_user):
     response = post_form(client, url, f"{url}/reset-two-factor", {})
     assert response.status_code == 302
     db.session.refresh(agent)
-    assert agent.totp_secret is None
+    assert agent.totp_secret_encrypted is None
     assert agents_browser.get("/dashboard").status_code == 302  # signed out
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.kind == "user.two_factor_reset"))
     assert event.actor_id == admin.id and event.target_id == agent.id
