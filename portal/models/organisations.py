@@ -37,6 +37,9 @@ class Organisation(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: Sellers read their threads; they may also reply only when their owner allows it.
     sellers_can_reply: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: The owner requires a second factor of every seller user here (admins and agents
+    #: always need one). Only a server default: migrations' tests insert rows by Core.
+    requires_two_factor: Mapped[bool] = mapped_column(server_default=false())
 
     members: Mapped[list[User]] = relationship(
         back_populates="organisation", foreign_keys="User.organisation_id"

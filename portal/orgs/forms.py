@@ -11,6 +11,12 @@ class ReplyPermissionForm(FlaskForm):
     submit = SubmitField("Save")
 
 
+class TwoFactorRequirementForm(FlaskForm):
+    #: "1" requires a second factor of every seller user of the organisation, "0" not.
+    required = HiddenField(validators=[AnyOf(["0", "1"], message="Invalid choice.")])
+    submit = SubmitField("Save")
+
+
 ORG_ROLE_CHOICES = [
     SelectChoice("member", "Member: works the threads, reads the channels"),
     SelectChoice("owner", "Owner: also manages channels, Amazon access, people and settings"),

@@ -21,9 +21,10 @@ from portal.orgs.forms import (
     RenameForm,
     ReplyPermissionForm,
     RevokeInvitationForm,
+    TwoFactorRequirementForm,
 )
 from portal.security import get_visible_or_404
-from portal.services import audit_log
+from portal.services import audit_log, two_factor
 from portal.services import export as export_service
 from portal.services import invitations as invitation_service
 from portal.services import users as user_service
@@ -53,6 +54,12 @@ def _render_detail(organisation: Organisation, *, failed: dict | None = None, st
     manages = _manages(organisation)
     forms = {
         "reply_permission": ReplyPermissionForm(formdata=None) if manages else None,
+        # Its one hidden field holds the change the button makes.
+        "two_factor": TwoFactorRequirementForm(
+            formdata=None,
+            prefix="two-factor",
+            required="0" if organisation.requires_two_factor else "1",
+        ),
         "rename": RenameForm(formdata=None, prefix="rename", name=organisation.name),
         "invite": InviteForm(formdata=None, prefix="invite"),
         "role": MemberRoleForm(formdata=None, prefix="role"),
@@ -70,6 +77,9 @@ def _render_detail(organisation: Organisation, *, failed: dict | None = None, st
             manages=manages,
             forms=forms,
             invitations=invitations,
+            without_second_factor=(
+                two_factor.members_without_second_factor(organisation) if manages else 0
+            ),
             reply_permission_form=forms["reply_permission"],
         ),
         status,
@@ -206,6 +216,32 @@ def reply_permission(org_id: int):
             "success",
         )
     return redirect(url_for("orgs.detail", org_id=organisation.id))
+
+
+@bp.route("/<int:org_id>/two-factor", methods=["POST"])
+@login_required
+def two_factor_requirement(org_id: int):
+    """The owner requires a second factor of everyone in the organisation, or stops it."""
+    organisation = _managed_or_403(org_id)
+    form = TwoFactorRequirementForm(prefix="two-factor")
+    if not form.validate_on_submit():
+        abort(400)
+    required = form.required.data == "1"
+    try:
+        changed = two_factor.set_organisation_requirement(
+            organisation, required, actor=current_user._get_current_object()
+        )
+    except two_factor.TwoFactorError as exc:
+        return _refused(organisation, "two_factor", form, None, str(exc))
+    if not changed:
+        return redirect(url_for("orgs.detail", org_id=organisation.id))
+    return _done(
+        organisation,
+        "Everyone in your organisation now needs two-factor sign-in; those without it set "
+        "it up at their next page."
+        if required
+        else "Two-factor sign-in is now each seller's own choice.",
+    )
 
 
 @bp.route("/<int:org_id>/export.jsonl")

@@ -2,7 +2,8 @@
 
 A user has a second factor once a TOTP secret is confirmed (`enable_totp`, or
 `provision_totp` for the command line). Admins and agents must have one
-(`must_enrol`); sellers may. A code is accepted for a time step within one step of
+(`must_enrol`); sellers may, and must when their organisation's owner requires it
+(`set_organisation_requirement`). A code is accepted for a time step within one step of
 now and only after the last step accepted, so no code works twice, not even within
 its window. Recovery codes are random, kept as SHA-256 (their entropy makes a slow
 hash pointless) and each works once. A trusted browser is a row naming the random
@@ -26,7 +27,7 @@ from sqlalchemy import delete, func, select
 
 from portal.crypto import decrypt_secret, encrypt_secret
 from portal.extensions import db
-from portal.models import RecoveryCode, Role, TrustedBrowser, User, UserSession
+from portal.models import Organisation, RecoveryCode, Role, TrustedBrowser, User, UserSession
 from portal.services.audit import record_event
 from portal.services.sessions import end_sessions
 from portal.services.users import AccountError
@@ -53,7 +54,33 @@ def has_second_factor(user: User) -> bool:
 
 
 def is_required(user: User) -> bool:
-    return user.role in REQUIRED_ROLES
+    organisation = user.organisation
+    return user.role in REQUIRED_ROLES or bool(organisation and organisation.requires_two_factor)
+
+
+def set_organisation_requirement(
+    organisation: Organisation, required: bool, *, actor: User
+) -> bool:
+    """Require (or stop requiring) a second factor of the organisation's sellers; False
+    when unchanged. An owner turning it on must have one first, so that the change
+    cannot lock its own author out of the page they made it on."""
+    if organisation.requires_two_factor == required:
+        return False
+    if required and actor.role == Role.SELLER and not has_second_factor(actor):
+        raise TwoFactorError(
+            "Turn on two-factor sign-in for your own account first (Account, "
+            "Two-factor sign-in), then require it of everyone."
+        )
+    organisation.requires_two_factor = required
+    db.session.flush()
+    record_event(
+        "organisation.two_factor_requirement_changed",
+        actor=actor,
+        organisation_id=organisation.id,
+        target=organisation,
+        details={"requires_two_factor": required},
+    )
+    return True
 
 
 def must_enrol(user: User) -> bool:
@@ -216,6 +243,19 @@ def _set_secret(user: User, secret: str | None) -> None:
     user.totp_secret_encrypted = encrypt_secret(secret) if secret else None
 
 
+def members_without_second_factor(organisation: Organisation) -> int:
+    """How many active seller users of the organisation have no second factor yet."""
+    return db.session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(
+            User.organisation_id == organisation.id,
+            User.is_active.is_(True),
+            User.totp_enabled_at.is_(None),
+        )
+    )
+
+
 def _remove_second_factor(user: User) -> None:
     _set_secret(user, None)
     user.totp_enabled_at = None
@@ -226,8 +266,12 @@ def _remove_second_factor(user: User) -> None:
 def disable_two_factor(user: User, code: str, *, now: datetime, keep: UserSession | None) -> None:
     """`user` turns their own second factor off, confirming with a current code; refused
     where their role requires one. Ends their other sign-ins and trusted browsers."""
-    if is_required(user):
+    if user.role in REQUIRED_ROLES:
         raise TwoFactorError("Your role requires two-factor sign-in: it cannot be turned off.")
+    if is_required(user):
+        raise TwoFactorError(
+            "Your organisation requires two-factor sign-in: it cannot be turned off."
+        )
     if check_code(user, code, now=now) is None:
         raise TwoFactorError("This code is not right: enter the newest code of your app.")
     _remove_second_factor(user)

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from portal.extensions import db
-from portal.models import AuditEvent, Role, TrustedBrowser, UserSession
+from portal.models import AuditEvent, OrgRole, Role, TrustedBrowser, UserSession
 from portal.services import sessions as session_service
 from portal.services import two_factor
 from portal.sqltypes import utcnow
@@ -308,3 +308,56 @@ def test_users_reset_two_factor_on_the_command_line(runner, make_user):
     db.session.refresh(agent)
     assert two_factor.must_enrol(agent)
     assert runner.invoke(args=["users", "reset-two-factor", "--email", "x@y.z"]).exit_code != 0
+
+
+def test_an_owner_requires_it_of_the_whole_organisation(app, client, auth, make_user):
+    owner = make_user(Role.SELLER)
+    org = owner.organisation
+    colleague = make_user(Role.SELLER, organisation=org)
+    colleague.org_role = OrgRole.MEMBER
+    db.session.commit()
+    page = f"/orgs/{org.id}"
+    action = f"{page}/two-factor"
+    auth.login(owner.email)
+    # Not before the owner has a second factor: they would lock themselves out.
+    refused = post_form(client, page, action, {"two-factor-required": "1"})
+    assert refused.status_code == 422
+    assert "Turn on two-factor sign-in for your own account first" in text(refused)
+    db.session.refresh(org)
+    assert not org.requires_two_factor
+
+    enrol_totp(owner)  # which ends the owner's sign-ins
+    auth.login(owner.email)
+    assert "2 of your colleagues have no second factor yet" not in text(client.get(page))
+    assert "1 of your colleagues has no second factor yet" in text(client.get(page))
+    done = post_form(client, page, action, {"two-factor-required": "1"})
+    assert done.status_code == 302
+    db.session.refresh(org)
+    assert org.requires_two_factor
+    event = db.session.scalar(
+        select(AuditEvent).where(AuditEvent.kind == "organisation.two_factor_requirement_changed")
+    )
+    assert event.actor_id == owner.id and event.details == {"requires_two_factor": True}
+    auth.logout()
+
+    # The colleague without one sees only the enrolment, then cannot turn it off.
+    assert password_only(client, colleague.email).status_code == 302
+    assert client.get("/dashboard").headers["Location"] == "/account/two-factor"
+    enrol_totp(colleague)
+    auth.login(colleague.email)
+    refused = post_form(
+        client,
+        "/account/two-factor",
+        "/account/two-factor/disable",
+        {"disable-code": totp_code(colleague.email)},
+    )
+    assert refused.status_code == 422 and "Your organisation requires" in text(refused)
+    # A member may not change the rule.
+    assert post_form(client, page, action, {"two-factor-required": "0"}).status_code == 403
+    auth.logout()
+
+    auth.login(owner.email)
+    assert post_form(client, page, action, {"two-factor-required": "0"}).status_code == 302
+    db.session.refresh(org)
+    assert not org.requires_two_factor
+    assert not two_factor.is_required(colleague)

@@ -200,6 +200,7 @@ ROUTES: dict[str, Entry] = {
         READ, args={"org_id": "org"}, owners=AB, get_writes=frozenset({"audit_events"})
     ),
     "orgs.reply_permission": Entry(MANAGE, args={"org_id": "org"}, owners=AB),
+    "orgs.two_factor_requirement": Entry(MANAGE, args={"org_id": "org"}, owners=AB),
     "orgs.rename": Entry(MANAGE, args={"org_id": "org"}, owners=AB),
     "orgs.invite": Entry(MANAGE, args={"org_id": "org"}, owners=AB),
     "orgs.revoke_invitation": Entry(
