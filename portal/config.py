@@ -116,6 +116,8 @@ def config_from_env(instance_path: str) -> dict[str, Any]:
         # Empty: derived from INBOUND_DOMAIN and PORT by complete_config.
         "MAIL_FROM": (os.environ.get("MAIL_FROM") or "").strip(),
         "PUBLIC_URL": (os.environ.get("PUBLIC_URL") or "").strip(),
+        # Empty: the host of PUBLIC_URL (portal/services/passkeys.py).
+        "WEBAUTHN_RP_ID": (os.environ.get("WEBAUTHN_RP_ID") or "").strip(),
         # Over HTTPS only in production; `make run` serves plain http on loopback.
         "SESSION_COOKIE_SECURE": production,
         "REMEMBER_COOKIE_SECURE": production,

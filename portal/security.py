@@ -32,7 +32,14 @@ M = TypeVar("M")
 # Pages a user who must change their password may still open.
 _PASSWORD_CHANGE_ALLOWED = {"auth.change_password", "auth.logout", "static"}
 # Pages an admin or agent without a second factor may open: its enrolment, and leaving.
-_ENROLMENT_ALLOWED = {"auth.two_factor_page", "auth.logout", "static"}
+_ENROLMENT_ALLOWED = {
+    "auth.two_factor_page",
+    "auth.passkeys_page",  # a passkey is a second factor too
+    "auth.passkey_registration_options",
+    "auth.add_passkey",
+    "auth.logout",
+    "static",
+}
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [

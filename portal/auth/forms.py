@@ -133,3 +133,28 @@ class RecoveryCodesForm(FlaskForm):
 class DisableTwoFactorForm(FlaskForm):
     code = _code_field("Code from the app")
     submit = SubmitField("Turn off two-factor sign-in")
+
+
+class AddPasskeyForm(FlaskForm):
+    name = StringField(
+        "Name",
+        validators=[DataRequired(), Length(max=80), NO_CONTROL_CHARACTERS],
+        description="Which device or security key it is, e.g. “Work laptop”.",
+    )
+    #: The browser's answer (JSON), which static/js/passkeys.js fills in.
+    credential = HiddenField(validators=[DataRequired(), Length(max=20_000)])
+    submit = SubmitField("Add a passkey")
+
+
+class PasskeySignInForm(FlaskForm):
+    """A passkey's answer at the login (alone, or as the step after the password)."""
+
+    credential = HiddenField(validators=[DataRequired(), Length(max=20_000)])
+    time_zone = HiddenField(validators=[Length(max=64)])
+    remember = BooleanField("Keep me logged in")
+    trust = BooleanField("Trust this browser for 30 days")
+    submit = SubmitField("Sign in with a passkey")
+
+
+class RemovePasskeyForm(FlaskForm):
+    submit = SubmitField("Remove")

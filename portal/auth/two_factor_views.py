@@ -22,6 +22,7 @@ from portal.auth.forms import (
     RecoveryCodesForm,
     TwoFactorLoginForm,
 )
+from portal.auth.passkey_views import passkey_step_context
 from portal.auth.signin import finish_login, locked_out, pending_sign_in
 from portal.extensions import db, limiter
 from portal.services import lockout, two_factor
@@ -52,7 +53,9 @@ def login_two_factor():
         until = lockout.locked_until(user.email, now=now)
         if until is not None:
             form.code.errors.append(locked_out(until, now))
-            return render_template("auth/login_two_factor.html", form=form), 429
+            return render_template(
+                "auth/login_two_factor.html", form=form, **passkey_step_context(user)
+            ), 429
         if two_factor.check_code(user, form.code.data, now=now) is None:
             until = lockout.record_failure(user.email, now=now)
             db.session.commit()
@@ -67,7 +70,7 @@ def login_two_factor():
                 trust=form.trust.data,
                 browser_time_zone=state.get("time_zone"),
             )
-    return render_template("auth/login_two_factor.html", form=form)
+    return render_template("auth/login_two_factor.html", form=form, **passkey_step_context(user))
 
 
 def _enrolment_secret() -> str:

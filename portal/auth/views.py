@@ -147,5 +147,5 @@ def change_password():
     return render_template("auth/change_password.html", form=form)
 
 
-# The second factor's pages register their routes on `bp` too.
-from portal.auth import two_factor_views  # noqa: E402,F401
+# The second factor's and the passkeys' pages register their routes on `bp` too.
+from portal.auth import passkey_views, two_factor_views  # noqa: E402,F401

@@ -29,7 +29,7 @@ from portal.models.threads import (
     ThreadStatus,
     thread_tags,
 )
-from portal.models.two_factor import RecoveryCode, TrustedBrowser
+from portal.models.two_factor import Passkey, RecoveryCode, TrustedBrowser
 from portal.models.users import OrgRole, Role, User
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "NoResponseMark",
     "Order",
     "OrgRole",
+    "Passkey",
     "Organisation",
     "RateLimitCounter",
     "RecoveryCode",

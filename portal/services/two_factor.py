@@ -27,7 +27,15 @@ from sqlalchemy import delete, func, select
 
 from portal.crypto import decrypt_secret, encrypt_secret
 from portal.extensions import db
-from portal.models import Organisation, RecoveryCode, Role, TrustedBrowser, User, UserSession
+from portal.models import (
+    Organisation,
+    Passkey,
+    RecoveryCode,
+    Role,
+    TrustedBrowser,
+    User,
+    UserSession,
+)
 from portal.services.audit import record_event
 from portal.services.sessions import end_sessions
 from portal.services.users import AccountError
@@ -50,7 +58,14 @@ class TwoFactorError(AccountError):
 
 
 def has_second_factor(user: User) -> bool:
-    return user.totp_enabled_at is not None
+    """An authenticator app, or a passkey (portal/services/passkeys.py)."""
+    return user.totp_enabled_at is not None or _has_passkey(user)
+
+
+def _has_passkey(user: User) -> bool:
+    return (
+        db.session.scalar(select(Passkey.id).where(Passkey.user_id == user.id).limit(1)) is not None
+    )
 
 
 def is_required(user: User) -> bool:
@@ -266,11 +281,11 @@ def _remove_second_factor(user: User) -> None:
 def disable_two_factor(user: User, code: str, *, now: datetime, keep: UserSession | None) -> None:
     """`user` turns their own second factor off, confirming with a current code; refused
     where their role requires one. Ends their other sign-ins and trusted browsers."""
-    if user.role in REQUIRED_ROLES:
-        raise TwoFactorError("Your role requires two-factor sign-in: it cannot be turned off.")
-    if is_required(user):
+    if is_required(user) and not _has_passkey(user):
         raise TwoFactorError(
-            "Your organisation requires two-factor sign-in: it cannot be turned off."
+            f"Your {'role' if user.role in REQUIRED_ROLES else 'organisation'} requires "
+            "two-factor sign-in: it cannot be turned off (add a passkey first to use that "
+            "instead of the app)."
         )
     if check_code(user, code, now=now) is None:
         raise TwoFactorError("This code is not right: enter the newest code of your app.")
@@ -280,7 +295,8 @@ def disable_two_factor(user: User, code: str, *, now: datetime, keep: UserSessio
 
 
 def reset_second_factor(user: User, *, actor: User | None) -> None:
-    """An admin removes `user`'s second factor (a lost phone): every sign-in and trusted
+    """An admin removes `user`'s second factors (a lost phone: the authenticator app,
+    recovery codes and passkeys): every sign-in and trusted
     browser of `user` ends; an admin or agent enrols again at the next login."""
     if actor is not None and actor.id == user.id:
         # It would end the actor's own session and leave them to enrol again anyway.
@@ -290,6 +306,8 @@ def reset_second_factor(user: User, *, actor: User | None) -> None:
         )
     had = has_second_factor(user)
     _remove_second_factor(user)
+    # A lost phone may be a lost laptop too: its passkeys go with the app.
+    db.session.execute(delete(Passkey).where(Passkey.user_id == user.id))
     _end_other_sign_ins(user, None)
     db.session.flush()
     _audit("user.two_factor_reset", user, actor=actor, email=user.email, had_second_factor=had)

@@ -12,7 +12,7 @@ def test_pages_link_static_files_with_a_content_hash(client):
     links = re.findall(r'(?:href|src)="(/static/[^"]+)"', html)
     assert {link.split("?")[0] for link in links} == {
         "/static/css/app.css",
-        *(f"/static/js/{name}.js" for name in ("app", "keyboard", "menu", "timezone")),
+        *(f"/static/js/{name}.js" for name in ("app", "keyboard", "menu", "passkeys", "timezone")),
     }
     for link in links:
         assert re.search(r"\?v=[0-9a-f]{12}$", link), link

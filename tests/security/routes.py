@@ -127,6 +127,13 @@ def own_sign_in(role: str, owner: str) -> Expect:
     return frozenset({REDIRECT}) if role == f"owner_{owner.lower()}" else frozenset({NOT_FOUND})
 
 
+def members_own(role: str, owner: str) -> Expect:
+    """The world's member's own thing (their passkey): theirs to change, unseen by others."""
+    if role == "anonymous":
+        return frozenset({LOGIN})
+    return frozenset({REDIRECT}) if role == f"member_{owner.lower()}" else frozenset({NOT_FOUND})
+
+
 def own_organisation(role: str, owner: str) -> Expect:
     """The organisation's own people may act (an owner alone may be refused: 422);
     others who see it are forbidden, the rest do not find it."""
@@ -193,6 +200,15 @@ ROUTES: dict[str, Entry] = {
     "auth.two_factor_page": Entry(logged_in(frozenset({OK, INVALID}))),
     "auth.two_factor_recovery_codes": Entry(logged_in(frozenset({INVALID}))),
     "auth.two_factor_disable": Entry(logged_in(frozenset({INVALID}))),
+    # Passkeys: the user's own page; the ceremony's options (JSON); an answer without a
+    # ceremony under way is refused next to the field; no one removes another's passkey.
+    "auth.passkeys_page": Entry(logged_in()),
+    "auth.passkey_registration_options": Entry(logged_in()),
+    "auth.add_passkey": Entry(logged_in(frozenset({INVALID}))),
+    "auth.remove_passkey": Entry(members_own, args={"passkey_id": "passkey"}, owners=AB),
+    # Signing in with one: for guests; a signed-in browser is sent on or refused.
+    "auth.passkey_sign_in_options": Entry(guests(frozenset({OK}))),
+    "auth.passkey_sign_in": Entry(guests(frozenset({INVALID}))),
     # --- organisations
     "orgs.detail": Entry(READ, args={"org_id": "org"}, owners=AB),
     "orgs.audit": Entry(READ, args={"org_id": "org"}, owners=AB),

@@ -30,6 +30,7 @@ from portal.models import (
     Mailbox,
     Message,
     OrgRole,
+    Passkey,
     Role,
     SendStatus,
     Thread,
@@ -40,6 +41,7 @@ from portal.services import outbox as outbox_service
 from portal.services import passwords as password_rules
 from portal.services import sessions as session_service
 from portal.services import threads as thread_service
+from portal.services import two_factor
 from portal.services import users as user_service
 from portal.sqltypes import utcnow
 from tests.helpers import PASSWORD, AuthActions, FreshContextClient, app_config_for
@@ -237,10 +239,24 @@ def _org_objects(world: World, owner: str) -> None:
         org_role=OrgRole.MEMBER,
     )
     invitation = _make_invitation(f"invited-{mark}@example.com", Role.SELLER, org, seller)
+    # The member's passkey, theirs alone to remove; with an authenticator app too, which
+    # is how the matrix signs them in.
+    two_factor.provision_totp(member, now=utcnow(), actor=None)
+    passkey = Passkey(
+        user_id=member.id,
+        name=f"Laptop {mark}",
+        credential_id=f"credential-{mark}".encode(),
+        public_key=b"not a real key",
+        sign_count=0,
+        transports="internal",
+    )
+    db.session.add(passkey)
+    db.session.commit()
     objects.update(
         member=member,
         invitation=invitation,
         session=sign_in,
+        passkey=passkey,
         org=org,
         channel=channel,
         seller=seller,
