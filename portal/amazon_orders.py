@@ -86,6 +86,9 @@ class AmazonOrder:
     packages: tuple[Package, ...]
     #: Only when BUYER was asked for (SPAPI_INCLUDE_PII) and Amazon gave it.
     buyer_name: str | None = None
+    #: The delivery address as lines (name, company, street lines, city and postal code,
+    #: region, country); only when RECIPIENT was asked for and Amazon gave it.
+    ship_to: tuple[str, ...] = ()
 
     @property
     def is_open(self) -> bool:
@@ -129,7 +132,27 @@ def read_order(answer: Any) -> AmazonOrder:
         items=tuple(_item(i) for i in raw_items if isinstance(i, dict)),
         packages=tuple(_package(p) for p in _list(order.get("packages")) if isinstance(p, dict)),
         buyer_name=_text(buyer.get("buyerName")),
+        ship_to=_address(_object(_object(order.get("recipient")).get("deliveryAddress"))),
     )
+
+
+def _address(raw: dict[str, Any]) -> tuple[str, ...]:
+    """An address as it is written on a parcel; the phone number is left out."""
+    city = " ".join(t for t in (_text(raw.get("postalCode")), _text(raw.get("city"))) if t)
+    region = ", ".join(
+        t for t in (_text(raw.get("districtOrCounty")), _text(raw.get("stateOrRegion"))) if t
+    )
+    lines = (
+        raw.get("name"),
+        raw.get("companyName"),
+        raw.get("addressLine1"),
+        raw.get("addressLine2"),
+        raw.get("addressLine3"),
+        city,
+        region,
+        raw.get("countryCode"),
+    )
+    return tuple(t for t in map(_text, lines) if t)
 
 
 def _item(raw: dict[str, Any]) -> OrderItem:

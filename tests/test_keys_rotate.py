@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from portal.crypto import decrypt_secret, encrypt_secret
 from portal.extensions import db
-from portal.models import Credential, Mailbox, Role, User
+from portal.models import Credential, Mailbox, Order, Role, User
 from portal.services import channels as channel_service
 from portal.services import mailboxes as mailbox_service
 from portal.services import two_factor
@@ -37,6 +37,14 @@ def secrets(app, make_channel, make_user):
     db.session.add(Mailbox(name="local", source_url="maildir:/tmp/none"))
     agent = make_user(Role.AGENT)
     tokens["totp"] = two_factor.provision_totp(agent, now=utcnow(), actor=None)
+    tokens["order"] = '{"buyer_name": "James Wilson", "ship_to": []}'
+    db.session.add(
+        Order(
+            channel_id=channel.id,
+            order_id="202-1234567-8901234",
+            pii_encrypted=encrypt_secret(tokens["order"]),
+        )
+    )
     db.session.commit()
     return tokens
 
@@ -49,6 +57,8 @@ def _ciphertexts() -> dict[str, bytes]:
         rows[f"mailbox {m.name}"] = m.password_encrypted
     for u in db.session.scalars(select(User).where(User.totp_secret_encrypted.is_not(None))):
         rows[f"user {u.id}"] = u.totp_secret_encrypted
+    for o in db.session.scalars(select(Order)):
+        rows[f"order {o.id}"] = o.pii_encrypted
     return rows
 
 
@@ -60,6 +70,8 @@ def _assert_readable_with(key: str, tokens: dict[int, str]) -> None:
     assert decrypt_secret(mailbox.password_encrypted, key=key) == MAILBOX_PASSWORD
     agent = db.session.scalar(select(User).where(User.totp_secret_encrypted.is_not(None)))
     assert decrypt_secret(agent.totp_secret_encrypted, key=key) == tokens["totp"]
+    order = db.session.scalar(select(Order))
+    assert decrypt_secret(order.pii_encrypted, key=key) == tokens["order"]
 
 
 def test_rotate_re_encrypts_every_secret_and_the_app_reads_them_with_the_new_key(
@@ -70,7 +82,7 @@ def test_rotate_re_encrypts_every_secret_and_the_app_reads_them_with_the_new_key
     assert result.exit_code == 0, result.output
     assert (
         "credentials: rotated=2 already=0; mailbox passwords: rotated=1 already=0; "
-        "TOTP secrets: rotated=1 already=0"
+        "TOTP secrets: rotated=1 already=0; order buyer data: rotated=1 already=0"
     ) in result.output
     assert "set TOKEN_KEY to the new key" in result.output
     assert new_key not in result.output and MAILBOX_PASSWORD not in result.output
@@ -96,7 +108,7 @@ def test_running_it_again_changes_nothing(app, runner, secrets):
     assert result.exit_code == 0, result.output
     assert (
         "credentials: rotated=0 already=2; mailbox passwords: rotated=0 already=1; "
-        "TOTP secrets: rotated=0 already=1"
+        "TOTP secrets: rotated=0 already=1; order buyer data: rotated=0 already=1"
     ) in result.output
     db.session.expire_all()
     assert _ciphertexts() == before
@@ -144,7 +156,7 @@ def test_with_no_secrets_stored_it_reports_zero(app, runner):
     assert result.exit_code == 0, result.output
     assert (
         "credentials: rotated=0 already=0; mailbox passwords: rotated=0 already=0; "
-        "TOTP secrets: rotated=0 already=0"
+        "TOTP secrets: rotated=0 already=0; order buyer data: rotated=0 already=0"
     ) in result.output
 
 

@@ -87,6 +87,8 @@ class OrderPanel:
     can_refresh: bool = False
     can_request_review: bool = False
     purge_days: int = 0
+    #: The buyer's name and delivery address, where SPAPI_INCLUDE_PII fetched them.
+    pii: order_service.OrderPii | None = None
 
 
 def build_order_panel(
@@ -143,6 +145,7 @@ def build_order_panel(
         ],
         total=_money(order.total_amount, order.total_currency),
         seller_central_url=marketplace.seller_central_order_url(order.order_id),
+        pii=order_service.order_pii(order),
         error=_error_sentence(order),
         can_request_review=can_work
         and fetching_configured

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -67,6 +67,9 @@ class Order(db.Model):
     #: When the details were purged (ORDER_DATA_DAYS after delivery): only the order ID
     #: and status remain. A later fetch brings them back until the next purge.
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The buyer's name and the delivery address (SPAPI_INCLUDE_PII only), as JSON
+    #: encrypted under TOKEN_KEY (portal/services/orders.py, order_pii); None without.
+    pii_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     channel: Mapped[Channel] = relationship()

@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select
 
 from portal.extensions import db
-from portal.models import Credential, Mailbox, User
+from portal.models import Credential, Mailbox, Order, User
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +30,15 @@ class RotationSummary:
     credentials: RotationCount = field(default_factory=RotationCount)
     mailboxes: RotationCount = field(default_factory=RotationCount)
     totp: RotationCount = field(default_factory=RotationCount)
+    orders: RotationCount = field(default_factory=RotationCount)
 
     def line(self) -> str:
-        c, m, t = self.credentials, self.mailboxes, self.totp
+        c, m, t, o = self.credentials, self.mailboxes, self.totp, self.orders
         return (
             f"credentials: rotated={c.rotated} already={c.already}; "
             f"mailbox passwords: rotated={m.rotated} already={m.already}; "
-            f"TOTP secrets: rotated={t.rotated} already={t.already}"
+            f"TOTP secrets: rotated={t.rotated} already={t.already}; "
+            f"order buyer data: rotated={o.rotated} already={o.already}"
         )
 
 
@@ -50,9 +52,9 @@ def _fernet(key: str, what: str) -> Fernet:
 
 
 def rotate_token_key(*, old_key: str, new_key: str) -> RotationSummary:
-    """Re-encrypt Credential.secret_encrypted, Mailbox.password_encrypted and
-    User.totp_secret_encrypted from `old_key` to `new_key` (flushed, not committed: the
-    caller commits once, for all of them).
+    """Re-encrypt Credential.secret_encrypted, Mailbox.password_encrypted,
+    User.totp_secret_encrypted and Order.pii_encrypted from `old_key` to `new_key`
+    (flushed, not committed: the caller commits once, for all of them).
 
     Every secret is decrypted first; if any cannot be read with either key, nothing is
     changed and KeyRotationError names the rows (never their contents). A secret that
@@ -77,10 +79,14 @@ def rotate_token_key(*, old_key: str, new_key: str) -> RotationSummary:
         .order_by(User.id)
         .with_for_update(of=User)
     ).all()
+    orders = db.session.scalars(
+        select(Order).where(Order.pii_encrypted.is_not(None)).order_by(Order.id).with_for_update()
+    ).all()
     rows = (
         [("credential", c, "secret_encrypted") for c in credentials]
         + [("mailbox", m, "password_encrypted") for m in mailboxes]
         + [("user", u, "totp_secret_encrypted") for u in users]
+        + [("order", o, "pii_encrypted") for o in orders]
     )
 
     plaintexts: list[bytes | None] = []  # None: already under the new key
@@ -106,10 +112,14 @@ def rotate_token_key(*, old_key: str, new_key: str) -> RotationSummary:
         )
 
     summary = RotationSummary()
+    counts = {
+        "credential": summary.credentials,
+        "mailbox": summary.mailboxes,
+        "user": summary.totp,
+        "order": summary.orders,
+    }
     for (kind, row, attribute), plaintext in zip(rows, plaintexts, strict=True):
-        count = {"credential": summary.credentials, "mailbox": summary.mailboxes}.get(
-            kind, summary.totp
-        )
+        count = counts[kind]
         if plaintext is None:
             count.already += 1
             continue

@@ -11,8 +11,10 @@ never waits for Amazon. Like every service it flushes and never commits.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -22,7 +24,7 @@ from sqlalchemy import func, select, update
 from ingest.mail.amazon import ORDER_ID_RE
 from portal.amazon_api import AmazonApi, ApiFailure, FailureKind, Seller, api_settings
 from portal.amazon_orders import AmazonOrder, Window
-from portal.crypto import decrypt_secret
+from portal.crypto import SecretUnreadable, decrypt_secret, encrypt_secret
 from portal.extensions import db
 from portal.models import Channel, Credential, CredentialKind, Order, Thread, User
 from portal.services.audit import record_event
@@ -275,8 +277,37 @@ def store_order(channel: Channel, order: AmazonOrder, *, now: datetime) -> Order
     row.refresh_at = now + next_refresh_interval(order)
     row.last_error, row.last_error_at = "", None
     row.purged_at = None
+    row.pii_encrypted = _encrypt_pii(order)
     db.session.flush()
     return row
+
+
+@dataclass(frozen=True)
+class OrderPii:
+    """What Amazon said of the buyer (SPAPI_INCLUDE_PII only)."""
+
+    buyer_name: str | None
+    ship_to: tuple[str, ...]
+
+
+def _encrypt_pii(order: AmazonOrder) -> bytes | None:
+    if not order.buyer_name and not order.ship_to:
+        return None
+    plain = json.dumps({"buyer_name": order.buyer_name, "ship_to": list(order.ship_to)})
+    return encrypt_secret(plain)
+
+
+def order_pii(order: Order) -> OrderPii | None:
+    """The order's buyer data, decrypted; None when none is stored or it cannot be read
+    (TOKEN_KEY changed without `keys rotate`: the panel goes on without it)."""
+    if not order.pii_encrypted:
+        return None
+    try:
+        data = json.loads(decrypt_secret(order.pii_encrypted))
+    except SecretUnreadable:
+        log.warning("Order %s: its buyer data cannot be decrypted with TOKEN_KEY", order.id)
+        return None
+    return OrderPii(data.get("buyer_name"), tuple(data.get("ship_to") or ()))
 
 
 def next_refresh_interval(order: AmazonOrder) -> timedelta:
@@ -441,6 +472,7 @@ def purge_order_data(*, now: datetime, days: int) -> int:
             total_currency=None,
             items=[],
             packages=[],
+            pii_encrypted=None,
             refresh_at=None,
             review_request_offered_at=None,
             last_error="",

@@ -169,6 +169,33 @@ def test_a_purged_order_shows_only_its_id_and_status(app, client, shop, agent, s
     assert TITLE not in panel and "RR123456789GB" not in panel and "103.97" not in panel
 
 
+def test_with_pii_the_buyer_and_address_are_shown_stored_encrypted_and_purged(
+    app, client, shop, agent, spapi
+):
+    app.config["SPAPI_INCLUDE_PII"] = True
+    worker_pass(app)
+    row = order_row()
+    assert b"James Wilson" not in row.pii_encrypted and b"Manchester" not in row.pii_encrypted
+    panel = page_of(client, shop["thread"]).split('id="order"', 1)[1].split("</section>", 1)[0]
+    assert '<dd class="order-buyer">James Wilson</dd>' in panel
+    address = panel.split('<dd class="order-ship-to"><address>', 1)[1].split("</address>", 1)[0]
+    lines = address.split("<br>")
+    assert lines[:4] == ["James Wilson", "Wilson Electronics Ltd", "123 High Street", "Unit 4B"]
+    assert "Manchester" in lines[4] and lines[-1] == "GB"
+    assert not any("+44" in line for line in lines)  # the phone number is left out
+
+    assert order_service.purge_order_data(now=utcnow() + timedelta(days=3650), days=30) == 1
+    db.session.commit()
+    assert order_row().pii_encrypted is None
+    assert "James Wilson" not in page_of(client, shop["thread"])
+
+
+def test_without_pii_nothing_of_the_buyer_is_stored(app, client, shop, agent, spapi):
+    worker_pass(app)
+    assert order_row().pii_encrypted is None
+    assert 'class="order-buyer"' not in page_of(client, shop["thread"])
+
+
 @pytest.mark.parametrize("connection", ["mws", "none"])
 def test_without_sp_api_the_panel_says_why_and_the_seller_gets_the_step(
     client, auth, make_org, make_channel, make_thread, make_user, spapi, connection
