@@ -27,7 +27,7 @@ from ingest.maildir_watch import MaildirWatchers
 from ingest.orders import purge_orders, refresh_orders
 from ingest.pipeline import poll_all, settle_worker_process
 from portal.extensions import db
-from portal.services import leases
+from portal.services import alerts, leases
 from portal.services.orders import amazon_api
 from portal.services.outbox_delivery import deliver_pending
 from portal.services.threads import wake_snoozed
@@ -50,6 +50,8 @@ PURGE_SECONDS = 3600
 #: How often snoozed threads whose time has come are opened again: a snooze ends at
 #: most this late.
 SNOOZE_SECONDS = 30
+#: Deadline warnings go 2 hours ahead: a few minutes late is still ample warning.
+ALERTS_SECONDS = 300
 
 
 class Watchers(Protocol):
@@ -194,6 +196,21 @@ def snooze_job(app: Flask) -> None:
             log.info("Snooze pass: %d threads open again", woken)
 
 
+def alerts_job(app: Flask) -> None:
+    """Queue the due e-mail alerts (deadlines, digests, channels, mailboxes) in their own
+    app context; the outbox job sends them."""
+    with app.app_context():
+        try:
+            sent = alerts.send_due_alerts(now=utcnow())
+            db.session.commit()
+        except Exception:  # the database is away, say: the next run must still happen
+            db.session.rollback()
+            log.exception("Alerts pass failed")
+            return
+        if any(sent.values()):
+            log.info("Alerts queued: %s", ", ".join(f"{kind}={n}" for kind, n in sent.items() if n))
+
+
 def build_scheduler(
     app: Flask,
     scheduler_class: type[BaseScheduler] = BlockingScheduler,
@@ -230,6 +247,7 @@ def build_scheduler(
     every(outbox_seconds, "send-replies", outbox_job)
     every(PURGE_SECONDS, "purge-order-data", purge_job)
     every(SNOOZE_SECONDS, "wake-snoozed", snooze_job)
+    every(ALERTS_SECONDS, "send-alerts", alerts_job)
     if watchers:
         # Each poll also updates the watchers; this covers a long POLL_SECONDS.
         watch_seconds = min(WATCH_SECONDS, app.config["POLL_SECONDS"])

@@ -1,5 +1,5 @@
 from flask_wtf import FlaskForm
-from wtforms import EmailField, SelectField, StringField, SubmitField
+from wtforms import BooleanField, EmailField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length
 
 from portal.auth.forms import ChangePasswordForm
@@ -42,3 +42,20 @@ class TimeZoneForm(FlaskForm):
         description="Times on every page are shown in this zone; hover one to see it in UTC.",
     )
     submit = SubmitField("Save time zone")
+
+
+class AlertsForm(FlaskForm):
+    assigned = BooleanField(
+        "A conversation is assigned to me",
+        description="At once, when someone else assigns you one (one mail for a bulk assignment).",
+    )
+    deadline = BooleanField(
+        "A conversation of mine is 2 hours from Amazon's deadline",
+        description="Amazon expects an answer within 24 hours of each buyer message.",
+    )
+    digest = BooleanField(
+        "A daily digest",
+        description="Each morning at 07:00 in your time zone: what is assigned to you, "
+        "unassigned, past the deadline and due soon.",
+    )
+    submit = SubmitField("Save alerts")

@@ -12,6 +12,7 @@ from flask_login import current_user, login_required
 from portal.account.devices import describe_device
 from portal.account.forms import (
     AcceptInvitationForm,
+    AlertsForm,
     ForgotPasswordForm,
     ResetPasswordForm,
     SignOutElsewhereForm,
@@ -19,6 +20,7 @@ from portal.account.forms import (
     TimeZoneForm,
 )
 from portal.extensions import db, limiter
+from portal.services import alerts as alert_service
 from portal.services import invitations as invitation_service
 from portal.services import password_reset
 from portal.services import sessions as session_service
@@ -84,6 +86,17 @@ def index():
     return _render_index(_time_zone_form())
 
 
+def _alerts_form(**kwargs) -> AlertsForm:
+    chosen = alert_service.preferences(current_user)
+    return AlertsForm(
+        prefix="alerts",
+        assigned=chosen.assigned,
+        deadline=chosen.deadline,
+        digest=chosen.digest,
+        **kwargs,
+    )
+
+
 def _time_zone_form() -> TimeZoneForm:
     form = TimeZoneForm(time_zone=current_user.time_zone or "UTC")
     # "UTC" first: what a user without a zone reads times in.
@@ -91,7 +104,9 @@ def _time_zone_form() -> TimeZoneForm:
     return form
 
 
-def _render_index(time_zone_form: TimeZoneForm, status: int = 200):
+def _render_index(
+    time_zone_form: TimeZoneForm, status: int = 200, alerts_form: AlertsForm | None = None
+):
     user = current_user._get_current_object()
     rows = session_service.list_sessions(user, now=utcnow())
     return render_template(
@@ -100,7 +115,23 @@ def _render_index(time_zone_form: TimeZoneForm, status: int = 200):
         current_session_id=user.current_session.id,
         elsewhere_form=SignOutElsewhereForm(),
         time_zone_form=time_zone_form,
+        alerts_form=alerts_form or _alerts_form(formdata=None),
     ), status
+
+
+@bp.route("/account/alerts", methods=["POST"])
+@login_required
+def change_alerts():
+    form = AlertsForm(prefix="alerts")
+    if not form.validate_on_submit():
+        return _render_index(_time_zone_form(), 400, alerts_form=form)
+    chosen = alert_service.Preferences(
+        assigned=form.assigned.data, deadline=form.deadline.data, digest=form.digest.data
+    )
+    if alert_service.set_preferences(current_user._get_current_object(), chosen):
+        db.session.commit()
+    flash("Your e-mail alerts are saved.", "success")
+    return redirect(url_for("account.index") + "#alerts")
 
 
 @bp.route("/account/time-zone", methods=["POST"])

@@ -56,6 +56,10 @@ class Channel(db.Model):
     #: Set by ingestion: proof that Amazon forwards this channel's mail to us.
     first_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the owners were mailed that forwarding went silent, or that Amazon's
+    #: authorisation was lost; cleared when that ends, so each alert goes once.
+    silence_alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    authorisation_alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     organisation: Mapped[Organisation] = relationship(back_populates="channels")

@@ -39,6 +39,8 @@ class Mailbox(db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consecutive_failures: Mapped[int] = mapped_column(default=0)
+    #: When the admins were mailed that it keeps failing; cleared by a success.
+    failure_alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     # Lease: only the worker named here may process this mailbox until it expires.

@@ -111,6 +111,9 @@ class Thread(db.Model):
     last_message_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: Oldest buyer message not yet answered: the 24-hour clock runs from here.
     awaiting_reply_since: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    #: The awaiting_reply_since whose coming deadline the assignee was warned of: one
+    #: warning per buyer message waiting (portal/services/alerts.py).
+    deadline_alerted_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: A pending thread's snooze: the worker opens it again then (or the buyer, earlier).
     snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     # For the inbox's rows, kept by database triggers (migration c3d9a5f1e7b2) and never

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from flask_login import UserMixin
-from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String
+from sqlalchemy import BigInteger, Date, ForeignKey, LargeBinary, String, false, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -57,6 +57,14 @@ class User(UserMixin, db.Model):
     #: works twice (portal/services/two_factor.py reads and writes both).
     totp_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: E-mail alerts the user wants (portal/services/alerts.py; chosen on /account):
+    #: a thread assigned to them by someone else, one of theirs 2 hours before Amazon's
+    #: deadline, a daily digest (sent once a day, on `digest_sent_on` in their zone).
+    #: Server defaults only: migrations' tests insert users by Core.
+    alert_assigned: Mapped[bool] = mapped_column(server_default=true())
+    alert_deadline: Mapped[bool] = mapped_column(server_default=true())
+    alert_digest: Mapped[bool] = mapped_column(server_default=false())
+    digest_sent_on: Mapped[date | None] = mapped_column(Date)
     totp_last_counter: Mapped[int | None] = mapped_column(BigInteger)
 
     organisation: Mapped[Organisation | None] = relationship(

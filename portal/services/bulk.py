@@ -12,8 +12,10 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import Thread, ThreadStatus, User
+from portal.services import alerts
 from portal.services import threads as thread_service
 from portal.services.scoping import scope_to_user
+from portal.sqltypes import utcnow
 
 #: The actions, by the value the inbox's form sends.
 ACTIONS = {
@@ -47,12 +49,15 @@ def apply_bulk(
     if action == "tag":
         tag = thread_service.clean_tag_name(tag)
     changed = 0
+    assigned: list[Thread] = []
     for thread in threads:
         if action in ("close", "reopen"):
             status = ThreadStatus.CLOSED if action == "close" else ThreadStatus.OPEN
             changed += thread_service.set_thread_status(thread, status, actor=actor)
         elif action == "assign":
-            changed += thread_service.assign_thread(thread, assignee, actor=actor)
+            if thread_service.assign_thread(thread, assignee, actor=actor, notify=False):
+                changed += 1
+                assigned.append(thread)
         elif action == "tag":
             had = len(thread.tags)
             thread_service.add_tag(thread, tag, actor=actor)
@@ -61,4 +66,6 @@ def apply_bulk(
             changed += bool(thread_service.mark_no_response_needed(thread, actor=actor))
         else:
             raise thread_service.ThreadActionError(f"Unknown action {action!r}.")
+    if assigned and assignee is not None:
+        alerts.threads_assigned(assigned, assignee, actor=actor, now=utcnow())
     return changed

@@ -24,6 +24,7 @@ from portal.models import (
     User,
     agent_assignments,
 )
+from portal.services import alerts
 from portal.services.audit import record_event
 from portal.services.outbox import unanswered_buyer_messages
 from portal.sqltypes import utcnow
@@ -135,8 +136,12 @@ def assignable_users_of(organisation_ids: list[int]) -> list[User]:
     return list(db.session.scalars(stmt))
 
 
-def assign_thread(thread: Thread, assignee: User | None, *, actor: User) -> bool:
-    """Give the thread to `assignee` (None: unassign); only people who may see it."""
+def assign_thread(
+    thread: Thread, assignee: User | None, *, actor: User, notify: bool = True
+) -> bool:
+    """Give the thread to `assignee` (None: unassign); only people who may see it. The
+    assignee is mailed (their alert settings permitting) unless `notify` is False (bulk
+    assignment mails once for all its threads)."""
     if assignee is not None and assignee not in assignable_users(thread):
         raise ThreadActionError(f"{assignee.display_name} does not work for this seller.")
     if thread.assignee_id == (assignee.id if assignee else None):
@@ -151,6 +156,8 @@ def assign_thread(thread: Thread, assignee: User | None, *, actor: User) -> bool
         details={"from": previous, "to": assignee.id if assignee else None},
     )
     db.session.flush()
+    if notify and assignee is not None:
+        alerts.threads_assigned([thread], assignee, actor=actor, now=utcnow())
     return True
 
 

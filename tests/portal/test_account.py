@@ -167,3 +167,19 @@ def test_the_cli_signs_a_user_out_everywhere(app, runner, make_user):
     assert "user.sessions_ended" in kinds_about(user)
     missing = runner.invoke(args=["users", "end-sessions", "--email", "nobody@example.com"])
     assert missing.exit_code != 0 and "No user" in missing.output
+
+
+def test_the_alerts_are_chosen_on_the_account_page(client, login_as):
+    user = login_as(Role.AGENT)
+    page = client.get("/account").get_data(as_text=True)
+    assert 'id="alerts"' in page and "A daily digest" in page
+    assert 'id="alerts-assigned" name="alerts-assigned" type="checkbox" value="y"' in page
+    response = client.post(
+        "/account/alerts",
+        data={"csrf_token": csrf_token_from(page), "alerts-digest": "y"},  # the rest unticked
+    )
+    assert response.status_code == 302 and response.headers["Location"].endswith("#alerts")
+    db.session.refresh(user)
+    assert (user.alert_assigned, user.alert_deadline, user.alert_digest) == (False, False, True)
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.kind == "user.alerts_changed"))
+    assert event.details == {"assigned": False, "deadline": False, "digest": True}

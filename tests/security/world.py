@@ -446,6 +446,9 @@ def open_matrix(database_url: str, tmp: Path) -> Iterator[Matrix]:
         LOGIN_RATE_LIMIT="1000 per minute",
         SIGNUP_RATE_LIMIT="1000 per minute",
         PASSWORD_RESET_RATE_LIMIT="1000 per minute",
+        # A name, not an IP address: browsers make passkeys only for named sites, and the
+        # pages offer their forms only then.
+        PUBLIC_URL="http://localhost:5000",
         **SPAPI_ON,
     )
     app = create_app(config)
