@@ -15,16 +15,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, case, func, literal, select
 from sqlalchemy.orm import aliased
 
 from portal.extensions import db
-from portal.models import Channel, Direction, Message, NoResponseMark, SendStatus, Thread
+from portal.models import (
+    Channel,
+    Direction,
+    Message,
+    NoResponseMark,
+    SendStatus,
+    Thread,
+    ThreadStatus,
+    User,
+)
 from portal.sqltypes import UTCDateTime
 
 DAY_SECONDS = 24 * 3600
+#: The backlog's buckets by time left until the 24 hours are up.
+BACKLOG_BUCKETS = ("overdue", "under_4h", "under_24h", "later")
+#: Before any message: the start of "everything still open".
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -211,3 +224,114 @@ def channel_report(
         )
     )
     return rows
+
+
+@dataclass(frozen=True)
+class Day:
+    """One day's messages needing an answer and how many were answered within 24 h."""
+
+    day: date
+    messages: int
+    answered_24h: int
+
+    @property
+    def answered_24h_pct(self) -> float | None:
+        return round(100 * self.answered_24h / self.messages, 1) if self.messages else None
+
+
+def messages_per_day(
+    *, organisation_ids: Sequence[int] | None, start: datetime, end: datetime
+) -> list[Day]:
+    """Every UTC day from start to end (empty days included), by the messages' arrival."""
+    base = _needing_answer(
+        organisation_ids=organisation_ids,
+        start=start,
+        end=end,
+        channel_id=None,
+        marketplace=None,
+    )
+    answer = aliased(Message)
+    seconds = _seconds_between(answer.sent_at, base.c.created_at)
+    day = func.date(base.c.created_at)
+    rows = db.session.execute(
+        select(
+            day,
+            func.count(),
+            func.sum(
+                case((and_(base.c.reply_id.is_not(None), seconds <= DAY_SECONDS), 1), else_=0)
+            ),
+        )
+        .select_from(base.outerjoin(answer, answer.id == base.c.reply_id))
+        .group_by(day)
+    ).all()
+    # SQLite's date() gives text, PostgreSQL's a date.
+    found = {date.fromisoformat(str(value)[:10]): (n, int(w or 0)) for value, n, w in rows}
+    first, last = start.date(), (end - timedelta(microseconds=1)).date()
+    return [
+        Day(day, *found.get(day, (0, 0)))
+        for day in (first + timedelta(days=i) for i in range((last - first).days + 1))
+    ]
+
+
+def replies_per_agent(
+    *, organisation_ids: Sequence[int] | None, start: datetime, end: datetime
+) -> list[tuple[str, int]]:
+    """Sent replies in [start, end) per author (name, else e-mail), most first."""
+    stmt = (
+        select(User.name, User.email, func.count(Message.id))
+        .join(Message, Message.author_id == User.id)
+        .join(Thread, Thread.id == Message.thread_id)
+        .where(
+            Message.direction == Direction.OUT,
+            Message.is_internal_note.is_(False),
+            Message.send_status == SendStatus.SENT,
+            Message.sent_at >= start,
+            Message.sent_at < end,
+        )
+        .group_by(User.id, User.name, User.email)
+        .order_by(func.count(Message.id).desc(), User.email)
+    )
+    if organisation_ids is not None:
+        stmt = stmt.where(Thread.organisation_id.in_(list(organisation_ids)))
+    return [(name or email, n) for name, email, n in db.session.execute(stmt)]
+
+
+def open_threads_per_assignee(
+    *, organisation_ids: Sequence[int] | None
+) -> list[tuple[str | None, int]]:
+    """Open threads now per assignee (None: unassigned), most first."""
+    stmt = (
+        select(User.name, User.email, func.count(Thread.id))
+        .select_from(Thread)
+        .outerjoin(User, User.id == Thread.assignee_id)
+        .where(Thread.status == ThreadStatus.OPEN)
+        .group_by(User.id, User.name, User.email)
+        .order_by(func.count(Thread.id).desc(), User.email)
+    )
+    if organisation_ids is not None:
+        stmt = stmt.where(Thread.organisation_id.in_(list(organisation_ids)))
+    return [(name or email, n) for name, email, n in db.session.execute(stmt)]
+
+
+def backlog(*, organisation_ids: Sequence[int] | None, now: datetime) -> dict[str, int]:
+    """Messages needing an answer and still open now, by time left of their 24 hours."""
+    base = _needing_answer(
+        organisation_ids=organisation_ids,
+        start=_EPOCH,
+        end=now,
+        channel_id=None,
+        marketplace=None,
+    )
+    waited = _seconds_between(literal(now, UTCDateTime), base.c.created_at)
+    bucket = case(
+        (waited >= DAY_SECONDS, "overdue"),
+        (waited > DAY_SECONDS - 4 * 3600, "under_4h"),
+        (waited >= 0, "under_24h"),
+        else_="later",
+    )
+    rows = db.session.execute(
+        select(bucket, func.count()).where(base.c.reply_id.is_(None)).group_by(bucket)
+    ).all()
+    counts = dict.fromkeys(BACKLOG_BUCKETS, 0)
+    counts.update({name: n for name, n in rows})
+    return counts

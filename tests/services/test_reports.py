@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import count
 
 import pytest
+from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import Direction, Message, NoResponseMark, Role, SendStatus, Thread
@@ -171,3 +172,50 @@ def test_no_messages_no_percentage(make_org, make_channel):
     assert rows[-1].messages == 0
     assert rows[-1].answered_24h_pct is None
     assert rows[-1].median_seconds is None
+
+
+def test_messages_per_day_with_the_rate(scenario):
+    org, uk, de, agent = scenario
+    days = reports.messages_per_day(organisation_ids=[org.id], start=START, end=NOW + hours(1))
+    # 19 November (the period's start, nothing in it) to 30 November.
+    assert [d.day.day for d in days] == list(range(19, 31))
+    by_day = {d.day.day: (d.messages, d.answered_24h) for d in days}
+    # Friday: weekend 18:00, three, auto, failed, bounced = 7; three + auto within 24 h.
+    assert by_day[20] == (7, 4)
+    assert by_day[21] == (1, 1)
+    assert by_day[30] == (1, 0)
+    assert sum(d.messages for d in days) == 9
+    assert days[1].answered_24h_pct == 57.1
+
+
+def test_replies_per_agent_and_open_threads_per_assignee(scenario):
+    org, uk, de, agent = scenario
+    thread = db.session.scalar(select(Thread).order_by(Thread.id).limit(1))
+    thread.assignee = agent
+    db.session.commit()
+    # Only the agent's reply has an author; the others came from nobody we know.
+    assert reports.replies_per_agent(organisation_ids=[org.id], start=START, end=NOW) == [
+        (agent.email, 1)
+    ]
+    assert reports.replies_per_agent(organisation_ids=[org.id], start=NOW, end=NOW) == []
+    # Nine threads open (the scenario's and the one before the period), one assigned.
+    assert dict(reports.open_threads_per_assignee(organisation_ids=[org.id])) == {
+        None: 8,
+        agent.email: 1,
+    }
+
+
+def test_backlog_by_time_left(scenario):
+    org, uk, de, agent = scenario
+    late_soon = Thread(channel=de, organisation_id=org.id, subject="x")
+    db.session.add(late_soon)
+    inbound(late_soon, NOW - hours(21))
+    db.session.commit()
+    # Overdue: the bounced one and the one before the period; 3 h left: the one
+    # received 21 h ago; 22 h left: the one received 2 h ago.
+    assert reports.backlog(organisation_ids=[org.id], now=NOW) == {
+        "overdue": 2,
+        "under_4h": 1,
+        "under_24h": 1,
+        "later": 0,
+    }
