@@ -59,6 +59,40 @@ class Figures:
         return round(100 * self.answered_24h / self.messages, 1) if self.messages else None
 
 
+#: The columns of `flask report` and of /reports.csv, in order.
+REPORT_COLUMNS = (
+    "scope",
+    "messages",
+    "answered_24h",
+    "answered_24h_pct",
+    "late",
+    "open",
+    "open_overdue",
+    "median_response_minutes",
+    "p90_response_minutes",
+)
+
+
+def _minutes(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds / 60:.1f}"
+
+
+def report_row(figures: Figures) -> list[str]:
+    """The REPORT_COLUMNS of one Figures as text (empty where there is nothing to show)."""
+    pct = figures.answered_24h_pct
+    return [
+        figures.scope,
+        str(figures.messages),
+        str(figures.answered_24h),
+        "" if pct is None else f"{pct:.1f}",
+        str(figures.late),
+        str(figures.open),
+        str(figures.open_overdue),
+        _minutes(figures.median_seconds),
+        _minutes(figures.p90_seconds),
+    ]
+
+
 def _seconds_between(later: ColumnElement, earlier: ColumnElement) -> ColumnElement:
     if db.session.get_bind().dialect.name == "postgresql":
         return func.extract("epoch", later - earlier)
