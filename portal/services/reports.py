@@ -26,6 +26,7 @@ from portal.models import (
     Direction,
     Message,
     NoResponseMark,
+    Organisation,
     SendStatus,
     Thread,
     ThreadStatus,
@@ -235,22 +236,25 @@ def response_figures(
 def channel_report(
     *, organisation_ids: Sequence[int], start: datetime, end: datetime, now: datetime
 ) -> list[Figures]:
-    """One Figures per channel of the organisations (by marketplace), then the total."""
+    """One Figures per channel of the organisations, then the total. A channel's scope is
+    its marketplace, with its organisation's name in front when there are several."""
     channels = db.session.execute(
-        select(Channel.id, Channel.marketplace)
+        select(Channel.id, Channel.marketplace, Organisation.name)
+        .join(Organisation, Organisation.id == Channel.organisation_id)
         .where(Channel.organisation_id.in_(list(organisation_ids)))
-        .order_by(Channel.marketplace, Channel.id)
+        .order_by(Organisation.name, Channel.marketplace, Channel.id)
     ).all()
+    several = len(set(organisation_ids)) > 1
     rows = [
         response_figures(
-            scope=marketplace,
+            scope=f"{name} {marketplace}" if several else marketplace,
             organisation_ids=organisation_ids,
             start=start,
             end=end,
             now=now,
             channel_id=channel_id,
         )
-        for channel_id, marketplace in channels
+        for channel_id, marketplace, name in channels
     ]
     rows.append(
         response_figures(
