@@ -373,3 +373,20 @@ def backlog(*, organisation_ids: Sequence[int] | None, now: datetime) -> dict[st
     counts = dict.fromkeys(BACKLOG_BUCKETS, 0)
     counts.update({name: n for name, n in rows})
     return counts
+
+
+#: Amazon's expectation: at least this share of messages answered within 24 hours.
+AMAZON_TARGET_PCT = 90.0
+#: The periods Amazon shows the metric for, in days.
+AMAZON_PERIODS = (7, 30, 90)
+
+
+def response_rates(*, organisation_id: int, now: datetime) -> list[tuple[str, list[Figures]]]:
+    """Per channel and in total: the figures for each of AMAZON_PERIODS up to now."""
+    by_period = [
+        channel_report(
+            organisation_ids=[organisation_id], start=now - timedelta(days=days), end=now, now=now
+        )
+        for days in AMAZON_PERIODS
+    ]
+    return [(rows[0].scope, list(rows)) for rows in zip(*by_period, strict=True)]
