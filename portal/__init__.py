@@ -71,6 +71,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from portal.inbox.views import bp as inbox_bp
     from portal.main.views import bp as main_bp
     from portal.orgs.views import bp as orgs_bp
+    from portal.reports.views import bp as reports_bp
 
     app.register_blueprint(account_bp)
     app.register_blueprint(admin_bp)
@@ -80,6 +81,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(inbox_bp)
     app.register_blueprint(main_bp)
     app.register_blueprint(orgs_bp)
+    app.register_blueprint(reports_bp)
 
     from portal import cli
 

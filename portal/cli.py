@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import timedelta
 
 import click
 from flask import Flask, current_app
@@ -17,6 +18,7 @@ from ingest.scheduler import run_worker
 from portal.extensions import db
 from portal.models import Role
 from portal.services import channels as channel_service
+from portal.services import reports as report_service
 from portal.services import sessions as session_service
 from portal.services import two_factor
 from portal.services import users as user_service
@@ -355,7 +357,25 @@ def keys_rotate_command(new_key: str | None) -> None:
     )
 
 
+@click.command("report")
+@click.option("--org", "org_name", required=True, help="The seller's organisation.")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3660))
+def report_command(org_name: str, days: int) -> None:
+    """Print Amazon's 24-hour response metric per channel and in total (tab-separated)."""
+    organisation = user_service.find_organisation(org_name)
+    if organisation is None:
+        _fail(f"No organisation called {org_name!r}.")
+    now = utcnow()
+    rows = report_service.channel_report(
+        organisation_ids=[organisation.id], start=now - timedelta(days=days), end=now, now=now
+    )
+    click.echo("\t".join(report_service.REPORT_COLUMNS))
+    for figures in rows:
+        click.echo("\t".join(report_service.report_row(figures)))
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(report_command)
     app.cli.add_command(users_cli)
     app.cli.add_command(run_all_command)
     app.cli.add_command(channels_cli)

@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from portal.extensions import csrf, db, limiter
 from portal.models import Mailbox
+from portal.services import reports as report_service
 from portal.services.organisations import list_visible_organisations
 from portal.sqltypes import utcnow
 
@@ -27,7 +28,18 @@ def index():
 @login_required
 def dashboard():
     summaries = list_visible_organisations(current_user)
-    return render_template("main/dashboard.html", summaries=summaries)
+    rates = None
+    if current_user.organisation_id is not None:
+        rates = report_service.response_rates(
+            organisation_id=current_user.organisation_id, now=utcnow()
+        )
+    return render_template(
+        "main/dashboard.html",
+        summaries=summaries,
+        rates=rates,
+        periods=report_service.AMAZON_PERIODS,
+        target=report_service.AMAZON_TARGET_PCT,
+    )
 
 
 @bp.route("/healthz")

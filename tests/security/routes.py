@@ -179,6 +179,9 @@ ROUTES: dict[str, Entry] = {
     "main.index": Entry(public(frozenset({REDIRECT}))),
     "main.healthz": Entry(public(frozenset({OK, "503"}))),
     "main.dashboard": Entry(logged_in()),
+    # Reports: every role, on the organisations it may see (tests/portal/test_reports_views.py).
+    "reports.index": Entry(logged_in()),
+    "reports.download": Entry(logged_in()),
     "auth.login": Entry(guests(frozenset({OK, INVALID}))),
     "auth.signup": Entry(guests(frozenset({OK, INVALID}))),
     "auth.logout": Entry(public(frozenset({REDIRECT}))),

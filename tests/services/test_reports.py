@@ -1,0 +1,221 @@
+"""The response-time metric (services/reports.py) against hand-built scenarios whose
+numbers are worked out by hand in the comments."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import count
+
+import pytest
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.models import Direction, Message, NoResponseMark, Role, SendStatus, Thread
+from portal.services import reports
+
+FRIDAY = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+START = FRIDAY - timedelta(days=1)
+NOW = FRIDAY + timedelta(days=10)
+_ids = count(1)
+
+
+def hours(n: float) -> timedelta:
+    return timedelta(hours=n)
+
+
+def inbound(thread: Thread, at: datetime, **flags) -> Message:
+    n = next(_ids)
+    message = Message(
+        thread=thread,
+        channel=thread.channel,
+        direction=Direction.IN,
+        message_id=f"<in{n}@example.com>",
+        content_hash=f"in{n}",
+        created_at=at,
+        **flags,
+    )
+    db.session.add(message)
+    return message
+
+
+def reply(thread: Thread, at: datetime, status=SendStatus.SENT, sent_at=..., author=None):
+    n = next(_ids)
+    db.session.add(
+        Message(
+            thread=thread,
+            channel=thread.channel,
+            direction=Direction.OUT,
+            message_id=f"<out{n}@sellerdesk.test>",
+            content_hash=f"out{n}",
+            created_at=at,
+            send_status=status,
+            sent_at=at if sent_at is ... else sent_at,
+            author=author,
+        )
+    )
+
+
+@pytest.fixture
+def scenario(make_org, make_channel, make_thread, make_user):
+    """UK: weekend, one reply for three, an auto-reply between; DE: a failed reply
+    resent later, "no response needed", a bounced reply, one recent open message."""
+    org = make_org("Scenario Ltd")
+    uk = make_channel("UK", organisation=org)
+    de = make_channel("DE", organisation=org)
+    agent = make_user(Role.AGENT, assigned=[org])
+
+    def thread(channel):
+        return make_thread(channel, texts=(), received_at=FRIDAY)
+
+    # Weekend: Friday 18:00 answered Monday 09:00 (63 h, late); Saturday 10:00
+    # answered Saturday 20:00 (10 h).
+    weekend = thread(uk)
+    inbound(weekend, FRIDAY + hours(9))
+    reply(weekend, FRIDAY + hours(72))
+    saturday = thread(uk)
+    inbound(saturday, FRIDAY + hours(25))
+    reply(saturday, FRIDAY + hours(35))
+    # One reply (the agent's) answers three: 3 h, 2 h, 1 h.
+    three = thread(uk)
+    for h in (0, 1, 2):
+        inbound(three, FRIDAY + hours(h))
+    reply(three, FRIDAY + hours(3), author=agent)
+    # An auto-reply in between does not count: 2 h.
+    auto = thread(uk)
+    inbound(auto, FRIDAY)
+    inbound(auto, FRIDAY + hours(1), is_autoreply=True)
+    reply(auto, FRIDAY + hours(2))
+    # A failed reply after 1 h, resent and sent after 30 h: late.
+    failed = thread(de)
+    inbound(failed, FRIDAY)
+    reply(failed, FRIDAY + hours(1), status=SendStatus.FAILED, sent_at=None)
+    reply(failed, FRIDAY + hours(30))
+    # "No response needed": not counted at all.
+    marked = thread(de)
+    message = inbound(marked, FRIDAY)
+    db.session.flush()
+    db.session.add(NoResponseMark(message_id=message.id, thread_id=marked.id))
+    # A reply that bounced (sent, then FAILED): open and overdue.
+    bounced = thread(de)
+    inbound(bounced, FRIDAY)
+    reply(bounced, FRIDAY + hours(1), status=SendStatus.FAILED, sent_at=FRIDAY + hours(1))
+    # Received two hours ago: open, not yet overdue.
+    recent = thread(de)
+    inbound(recent, NOW - hours(2))
+    # Outside the period: ignored.
+    inbound(thread(de), START - hours(1))
+    db.session.commit()
+    return org, uk, de, agent
+
+
+def test_the_hand_worked_figures(scenario):
+    org, uk, de, agent = scenario
+    rows = reports.channel_report(
+        organisation_ids=[org.id], start=START, end=NOW + hours(1), now=NOW
+    )
+    by_scope = {row.scope: row for row in rows}
+    assert [row.scope for row in rows] == ["DE", "UK", "total"]
+
+    # UK: 6 messages; 5 within 24 h, the weekend one late; times 1,2,2,3,10,63 h:
+    # median (2+3)/2 = 2.5 h; p90 at position 4.5: 10 + 0.5 * 53 = 36.5 h.
+    uk_row = by_scope["UK"]
+    assert (uk_row.messages, uk_row.answered_24h, uk_row.late) == (6, 5, 1)
+    assert (uk_row.open, uk_row.open_overdue) == (0, 0)
+    assert uk_row.median_seconds == pytest.approx(2.5 * 3600, abs=1)
+    assert uk_row.p90_seconds == pytest.approx(36.5 * 3600, abs=1)
+    assert uk_row.answered_24h_pct == 83.3
+
+    # DE: resent (late, 30 h), bounced (open, overdue), recent (open); the marked one
+    # and the one before the period do not count.
+    de_row = by_scope["DE"]
+    assert (de_row.messages, de_row.answered_24h, de_row.late) == (3, 0, 1)
+    assert (de_row.open, de_row.open_overdue) == (2, 1)
+    assert de_row.median_seconds == pytest.approx(30 * 3600, abs=1)
+    assert de_row.p90_seconds == pytest.approx(30 * 3600, abs=1)
+    assert de_row.answered_24h_pct == 0.0
+
+    # Total: 9 messages, 5 within 24 h (55.6 %), 2 late, 2 open, 1 overdue;
+    # times 1,2,2,3,10,30,63 h: median 3 h; p90 at 5.4: 30 + 0.4 * 33 = 43.2 h.
+    total = by_scope["total"]
+    assert (total.messages, total.answered_24h, total.late) == (9, 5, 2)
+    assert (total.open, total.open_overdue) == (2, 1)
+    assert total.answered_24h_pct == 55.6
+    assert total.median_seconds == pytest.approx(3 * 3600, abs=1)
+    assert total.p90_seconds == pytest.approx(43.2 * 3600, abs=1)
+
+
+def test_scope_by_agent_marketplace_and_organisation(scenario, make_channel, make_thread):
+    org, uk, de, agent = scenario
+    other = make_thread(make_channel("UK"), received_at=FRIDAY)  # another organisation
+    assert other.organisation_id != org.id
+
+    def figures(**kwargs):
+        return reports.response_figures(
+            scope="x", start=START, end=NOW + hours(1), now=NOW, **kwargs
+        )
+
+    # The agent's one reply answered three messages: 1, 2, 3 h.
+    by_agent = figures(organisation_ids=[org.id], agent_id=agent.id)
+    assert (by_agent.messages, by_agent.answered_24h) == (3, 3)
+    assert by_agent.median_seconds == pytest.approx(2 * 3600, abs=1)
+    assert figures(organisation_ids=[org.id], marketplace="DE").messages == 3
+    # Another organisation's message never counts in this one's figures.
+    assert figures(organisation_ids=[org.id]).messages == 9
+    assert figures(organisation_ids=[other.organisation_id]).messages == 1
+    assert figures(organisation_ids=None).messages == 10
+
+
+def test_no_messages_no_percentage(make_org, make_channel):
+    org = make_org()
+    make_channel("UK", organisation=org)
+    rows = reports.channel_report(organisation_ids=[org.id], start=START, end=NOW, now=NOW)
+    assert rows[-1].messages == 0
+    assert rows[-1].answered_24h_pct is None
+    assert rows[-1].median_seconds is None
+
+
+def test_messages_per_day_with_the_rate(scenario):
+    org, uk, de, agent = scenario
+    days = reports.messages_per_day(organisation_ids=[org.id], start=START, end=NOW + hours(1))
+    # 19 November (the period's start, nothing in it) to 30 November.
+    assert [d.day.day for d in days] == list(range(19, 31))
+    by_day = {d.day.day: (d.messages, d.answered_24h) for d in days}
+    # Friday: weekend 18:00, three, auto, failed, bounced = 7; three + auto within 24 h.
+    assert by_day[20] == (7, 4)
+    assert by_day[21] == (1, 1)
+    assert by_day[30] == (1, 0)
+    assert sum(d.messages for d in days) == 9
+    assert days[1].answered_24h_pct == 57.1
+
+
+def test_replies_per_agent_and_open_threads_per_assignee(scenario):
+    org, uk, de, agent = scenario
+    thread = db.session.scalar(select(Thread).order_by(Thread.id).limit(1))
+    thread.assignee = agent
+    db.session.commit()
+    # Only the agent's reply has an author; the others came from nobody we know.
+    assert reports.replies_per_agent(organisation_ids=[org.id], start=START, end=NOW) == [
+        (agent.email, 1)
+    ]
+    assert reports.replies_per_agent(organisation_ids=[org.id], start=NOW, end=NOW) == []
+    # Nine threads open (the scenario's and the one before the period), one assigned.
+    assert dict(reports.open_threads_per_assignee(organisation_ids=[org.id])) == {
+        None: 8,
+        agent.email: 1,
+    }
+
+
+def test_backlog_by_time_left(scenario):
+    org, uk, de, agent = scenario
+    late_soon = Thread(channel=de, organisation_id=org.id, subject="x")
+    db.session.add(late_soon)
+    inbound(late_soon, NOW - hours(21))
+    db.session.commit()
+    # Overdue: the bounced one and the one before the period; 3 h left: the one
+    # received 21 h ago; 22 h left: the one received 2 h ago.
+    assert reports.backlog(organisation_ids=[org.id], now=NOW) == {
+        "overdue": 2,
+        "under_4h": 1,
+        "under_24h": 1,
+        "later": 0,
+    }
