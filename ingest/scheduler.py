@@ -1,6 +1,6 @@
 """The ingest worker, in its own process: an APScheduler job polling every POLL_SECONDS, one
 sending replies, one fetching Amazon orders (with SP-API configured), one opening snoozed
-threads whose time has come, and (IMAP_IDLE) a
+threads whose time has come, one deleting buyer data past its retention, and (IMAP_IDLE) a
 thread per IMAP mailbox waiting in IDLE (ingest/idle.py).
 
 With IDLE, mail is fetched within about a second of its arrival; the interval poll
@@ -26,6 +26,7 @@ from ingest.idle import IdleWatchers
 from ingest.maildir_watch import MaildirWatchers
 from ingest.orders import purge_orders, refresh_orders
 from ingest.pipeline import poll_all, settle_worker_process
+from ingest.retention import run_retention
 from portal.extensions import db
 from portal.services import leases
 from portal.services.orders import amazon_api
@@ -180,6 +181,24 @@ def purge_job(app: Flask) -> None:
             log.info("Order data purged: %d orders reduced to ID and status", purged)
 
 
+def retention_job(app: Flask) -> None:
+    """Delete the buyer data of threads closed RAW_RETENTION_DAYS / TEXT_RETENTION_DAYS
+    ago (ingest/retention.py), in its own app context."""
+    with app.app_context():
+        try:
+            counts = run_retention(
+                now=utcnow(),
+                raw_days=app.config["RAW_RETENTION_DAYS"],
+                text_days=app.config["TEXT_RETENTION_DAYS"],
+            )
+        except Exception:  # the database is away, say: the next run must still happen
+            db.session.rollback()
+            log.exception("Buyer data retention pass failed")
+            return
+        if counts.total:
+            log.info("Buyer data retention: %s", counts.as_details())
+
+
 def snooze_job(app: Flask) -> None:
     """Open the pending threads whose snooze ran out, inside its own app context."""
     with app.app_context():
@@ -229,6 +248,7 @@ def build_scheduler(
     outbox_seconds = min(app.config.get("OUTBOX_SECONDS", 5), app.config["POLL_SECONDS"])
     every(outbox_seconds, "send-replies", outbox_job)
     every(PURGE_SECONDS, "purge-order-data", purge_job)
+    every(PURGE_SECONDS, "buyer-data-retention", retention_job)
     every(SNOOZE_SECONDS, "wake-snoozed", snooze_job)
     if watchers:
         # Each poll also updates the watchers; this covers a long POLL_SECONDS.

@@ -361,6 +361,8 @@ def _open_thread(channel: Channel, parsed: ParsedMessage) -> Thread:
         buyer_address=sender_of(parsed)[:254],
         order_id=parsed.order_id,
         status=ThreadStatus.CLOSED if parsed.is_automatic else ThreadStatus.OPEN,
+        # Amazon's automatic mail opens a closed thread: its retention counts from now.
+        closed_at=utcnow() if parsed.is_automatic else None,
     )
     db.session.add(thread)
     return thread
@@ -379,6 +381,7 @@ def _note_inbound(
     if not parsed.is_automatic:
         # A buyer wrote: the conversation needs an answer, even if it was closed.
         thread.status = ThreadStatus.OPEN
+        thread.closed_at = None
         thread.snoozed_until = None
         if thread.awaiting_reply_since is None:
             thread.awaiting_reply_since = received

@@ -169,7 +169,9 @@ def _backfill_check(url: str, tmp_path) -> None:
         now = utcnow()
         organisations = table("organisations", *map(column, ("id", "name", "created_at")))
         db.session.execute(
-            insert(organisations).values(id=1, name="Backfill Ltd", created_at=now.replace(tzinfo=None))
+            insert(organisations).values(
+                id=1, name="Backfill Ltd", created_at=now.replace(tzinfo=None)
+            )
         )
         org_id = 1
         channel_id = 1
