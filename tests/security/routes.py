@@ -205,6 +205,9 @@ ROUTES: dict[str, Entry] = {
         MANAGE, args={"org_id": "org", "invitation_id": "invitation"}, owners=PAIRS
     ),
     "orgs.member_role": Entry(MANAGE, args={"org_id": "org", "user_id": "member"}, owners=PAIRS),
+    # A buyer's erasure: the organisation's owners and admins (an empty form is refused).
+    "orgs.erase_buyer": Entry(MANAGE, args={"org_id": "org"}, owners=AB),
+    "orgs.erase_buyer_confirm": Entry(MANAGE, args={"org_id": "org"}, owners=AB),
     # Leaving: the organisation's own people (an owner with no other owner is refused).
     "orgs.leave": Entry(own_organisation, args={"org_id": "org"}, owners=AB),
     # --- channels
