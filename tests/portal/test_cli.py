@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from portal.extensions import db
-from portal.models import Channel, Organisation, Role, User
+from portal.models import AuditEvent, Channel, Organisation, Role, Thread, User
 
 
 def test_users_create_seller_creates_org(runner):
@@ -118,8 +118,6 @@ BUYER = "q7xk2mfv9d3lp0b@marketplace.amazon.co.uk"
 
 
 def test_buyers_erase_prints_counts_and_erases(runner, uk, make_thread):
-    from portal.models import AuditEvent, Thread
-
     thread = make_thread(uk, buyer_address=BUYER, texts=("one", "two"))
     args = ["buyers", "erase", "--org", "acme", "--email", BUYER.upper()]
     dry = runner.invoke(args=[*args, "--dry-run"])

@@ -28,6 +28,7 @@ from portal.services import threads as thread_service
 from portal.services.drafts import save_draft
 from portal.services.export import iter_message_records
 from portal.services.inbox import InboxQuery, list_inbox
+from portal.services.orders import purge_order_data
 from portal.sqltypes import utcnow
 from tests.helpers import store_order
 
@@ -202,8 +203,6 @@ def test_a_tombstone_that_got_content_again_is_erased_again(make_thread):
 
 
 def test_order_purge_is_audited(uk):
-    from portal.services.orders import purge_order_data
-
     store_order(uk, "203-1234567-1234567", delivered_at=NOW - timedelta(days=31))
     store_order(uk, "203-7654321-7654321", delivered_at=NOW - timedelta(days=29))
     assert purge_order_data(now=NOW, days=30) == 1
