@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from ingest.retention import run_retention
+from portal.config import ConfigError, config_from_env
 from portal.extensions import db
 from portal.models import (
     Attachment,
@@ -296,3 +297,16 @@ def test_the_buyers_messages_in_other_threads_are_erased_too(uk, make_thread):
 def test_erasure_refuses_what_is_not_an_address(uk, address):
     with pytest.raises(buyer_data.BuyerDataError, match="e-mail address"):
         buyer_data.find_buyer_data(uk.organisation, address)
+
+
+@pytest.mark.parametrize(
+    ("name", "default"), [("RAW_RETENTION_DAYS", 90), ("TEXT_RETENTION_DAYS", 730)]
+)
+def test_retention_periods_are_read_from_the_environment(monkeypatch, tmp_path, name, default):
+    monkeypatch.delenv(name, raising=False)
+    assert config_from_env(str(tmp_path))[name] == default
+    monkeypatch.setenv(name, "30")
+    assert config_from_env(str(tmp_path))[name] == 30
+    monkeypatch.setenv(name, "0")
+    with pytest.raises(ConfigError, match=name):
+        config_from_env(str(tmp_path))
