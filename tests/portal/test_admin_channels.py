@@ -446,3 +446,12 @@ def test_admin_overview_counts_what_needs_attention(client, login_as, make_chann
     assert "Tokens waiting for verification" in page
     assert "<strong>2</strong>" in page
     assert "status=pending_verification" in page
+
+
+def test_settings_show_how_long_buyer_messages_are_kept(app, client, login_as):
+    login_as(Role.ADMIN)
+    app.config["TEXT_RETENTION_DAYS"] = 365
+    page = client.get("/admin/settings").get_data(as_text=True)
+    assert '<strong id="raw-retention-days">90</strong>' in page
+    assert '<strong id="text-retention-days">365</strong>' in page
+    assert "RAW_RETENTION_DAYS" in page and "TEXT_RETENTION_DAYS" in page

@@ -8,6 +8,8 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import AuditEvent, OrgRole, Role, Thread
+from portal.services import buyer_data
+from portal.sqltypes import utcnow
 from tests.helpers import csrf_token_from
 
 BUYER = "q7xk2mfv9d3lp0b@marketplace.amazon.co.uk"
@@ -121,3 +123,12 @@ def test_an_admin_may_erase_in_any_organisation(client, login_as, uk, buyer_thre
     login_as(Role.ADMIN)
     preview = look_up(client, uk.organisation_id, BUYER)
     assert preview.status_code == 200 and 'id="erase-messages">2<' in preview.get_data(as_text=True)
+
+
+def test_an_erased_thread_says_so_and_shows_no_content(client, login_as, uk, buyer_thread):
+    buyer_data.erase_buyer(uk.organisation, BUYER, actor=None, now=utcnow())
+    db.session.commit()
+    login_as(Role.SELLER, organisation=uk.organisation)
+    page = client.get(f"/threads/{buyer_thread.id}").get_data(as_text=True)
+    assert 'id="erased-notice"' in page and page.count("Content erased.") == 2
+    assert "refund please" not in page and BUYER not in page
