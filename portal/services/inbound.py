@@ -304,6 +304,9 @@ def _stored_references(channel_ids: list[int], message_ids: list[str]) -> list[S
             Message.channel_id.in_(channel_ids),
             Message.message_id.in_(message_ids),
             Message.thread_id.is_not(None),
+            # An erased message still counts for dedup, but a reply to it starts afresh
+            # rather than bringing content back into a tombstone (services/buyer_data.py).
+            Message.erased_at.is_(None),
         )
     )
     return [StoredReference(*row) for row in rows]

@@ -134,6 +134,7 @@ def test_texts_go_after_the_second_period_leaving_a_tombstone(make_thread, make_
     assert tombstone.erased_at == NOW and tombstone.status == ThreadStatus.CLOSED
     assert (tombstone.subject, tombstone.buyer_name, tombstone.buyer_address) == ("", "", "")
     assert tombstone.order_id is None and tombstone.closed_at is not None
+    assert db.session.scalar(select(Thread.snippet).where(Thread.id == due.id)) in ("", None)
     for message_id in due_ids:
         message = db.session.get(Message, message_id)
         assert message.erased_at == NOW and message.direction == Direction.IN
@@ -181,6 +182,20 @@ def test_the_buyer_writing_again_after_erasure_starts_a_new_thread(uk, ingest):
     assert [t.id for t in threads][0] == tombstone.id and len(threads) == 2
     assert threads[0].status == ThreadStatus.CLOSED and threads[0].erased_at == NOW
     assert threads[1].status == ThreadStatus.OPEN and threads[1].messages[0].text_body
+
+
+def test_a_reply_to_an_erased_message_starts_a_new_thread(uk, ingest):
+    original = "<0100018c.amazon-uk-1@email.amazonses.com>"
+    ingest("amazon_uk_inquiry.eml")
+    tombstone = closed(db.session.scalar(select(Thread)), 800)
+    run_retention(now=NOW, raw_days=90, text_days=730)
+    reply = f"Message-ID: <0100018c.amazon-uk-9@email.amazonses.com>\nIn-Reply-To: {original}"
+    ingest("amazon_uk_inquiry.eml", replace={f"Message-ID: {original}": reply})
+    db.session.expire_all()
+    threads = db.session.scalars(select(Thread).order_by(Thread.id)).all()
+    assert [t.id for t in threads][0] == tombstone.id and len(threads) == 2
+    assert [m.erased_at is not None for m in threads[0].messages] == [True]
+    assert threads[1].messages[0].in_reply_to == original
 
 
 def test_a_tombstone_that_got_content_again_is_erased_again(make_thread):
