@@ -289,8 +289,14 @@ def erase_buyer_confirm(org_id: int):
         db.session.rollback()
         flash(str(exc), "error")
         return redirect(url_for("orgs.erase_buyer", org_id=organisation.id))
-    return _done(
-        organisation,
-        f"Erased the buyer's data: {counts.threads} conversations, {counts.messages} messages, "
-        f"{counts.attachments} attachments, {counts.orders} orders.",
-    )
+    parts = [
+        _count(counts.threads, "conversation"),
+        _count(counts.messages, "message"),
+        _count(counts.attachments, "attachment"),
+        _count(counts.orders, "order"),
+    ]
+    return _done(organisation, f"Erased the buyer's data: {', '.join(parts)}.")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

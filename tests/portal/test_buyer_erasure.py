@@ -48,7 +48,7 @@ def test_an_owner_sees_the_counts_then_erases(client, login_as, uk, buyer_thread
     )
     assert response.status_code == 302
     followed = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert "1 conversations, 2 messages" in followed
+    assert "1 conversation, 2 messages, 0 attachments, 0 orders." in followed
     db.session.expire_all()
     assert db.session.get(Thread, buyer_thread.id).erased_at is not None
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.kind == "buyer.erased"))
