@@ -1,7 +1,8 @@
 """The worker's retention pass: buyer data of closed threads kept no longer than needed.
 
-Raw mail and attachments go RAW_RETENTION_DAYS after a thread was closed, its texts
-(the thread left as a tombstone) TEXT_RETENTION_DAYS after; each batch is its own
+Raw mail and attachments go a first period after a thread was closed, its texts (the
+thread left as a tombstone) a second period after (the admins' settings, else
+RAW_RETENTION_DAYS and TEXT_RETENTION_DAYS: services/settings.py); each batch is its own
 transaction, so a long backlog neither holds locks for long nor starts over after a
 failure. The order data has its own pass (ingest/orders.py).
 """

@@ -31,6 +31,7 @@ from portal.extensions import db
 from portal.services import leases
 from portal.services.orders import amazon_api
 from portal.services.outbox_delivery import deliver_pending
+from portal.services.settings import retention_settings
 from portal.services.threads import wake_snoozed
 from portal.sqltypes import utcnow
 
@@ -182,14 +183,14 @@ def purge_job(app: Flask) -> None:
 
 
 def retention_job(app: Flask) -> None:
-    """Delete the buyer data of threads closed RAW_RETENTION_DAYS / TEXT_RETENTION_DAYS
-    ago (ingest/retention.py), in its own app context."""
+    """Delete the buyer data of threads closed as long ago as the retention settings say
+    (the admins', else RAW_/TEXT_RETENTION_DAYS: ingest/retention.py), in its own app
+    context."""
     with app.app_context():
         try:
+            periods = retention_settings(app.config)
             counts = run_retention(
-                now=utcnow(),
-                raw_days=app.config["RAW_RETENTION_DAYS"],
-                text_days=app.config["TEXT_RETENTION_DAYS"],
+                now=utcnow(), raw_days=periods.raw_days, text_days=periods.text_days
             )
         except Exception:  # the database is away, say: the next run must still happen
             db.session.rollback()

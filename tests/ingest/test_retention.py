@@ -12,6 +12,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from ingest.scheduler import PURGE_SECONDS, build_scheduler, retention_job
 from portal.extensions import db
 from portal.models import Thread, ThreadStatus
+from portal.services.settings import TEXT_RETENTION_KEY, set_setting
 from portal.sqltypes import utcnow
 
 
@@ -30,3 +31,14 @@ def test_the_retention_job_runs_hourly_and_logs_its_counts(app, make_thread, cap
     caplog.clear()
     retention_job(app)
     assert "Buyer data retention" not in caplog.text
+
+
+def test_the_retention_job_follows_the_admins_setting(app, make_thread):
+    set_setting(TEXT_RETENTION_KEY, 10, actor=None)
+    thread = make_thread()
+    thread.status = ThreadStatus.CLOSED
+    thread.closed_at = utcnow() - timedelta(days=11)
+    db.session.commit()
+    retention_job(app)
+    db.session.expire_all()
+    assert db.session.get(Thread, thread.id).erased_at is not None

@@ -289,6 +289,7 @@ ROUTES: dict[str, Entry] = {
     "admin.channel_address": Entry(ADMIN_POST, args={"channel_id": "channel"}, owners=AB),
     "admin.settings": Entry(admin_only(frozenset({OK, INVALID}))),
     "admin.settings_reset": Entry(ADMIN_POST),
+    "admin.settings_retention": Entry(ADMIN_POST),
     "admin.users": Entry(ADMIN_GET),
     "admin.user_new": Entry(admin_only(frozenset({OK, INVALID}))),
     "admin.user_detail": Entry(ADMIN_GET, args={"user_id": "user"}, owners=AB),
