@@ -334,6 +334,8 @@ def _candidate_threads(
             Thread.channel_id.in_(channel_ids)
             & Thread.buyer_address.in_(keys.senders)
             & or_(*by_key)
+            # A tombstone's emptied keys ("" sender and subject) must not match mail.
+            & Thread.erased_at.is_(None)
         )
     if thread_ids:
         wanted.append(Thread.id.in_(sorted(thread_ids)))
