@@ -1,6 +1,6 @@
 """The ingest worker, in its own process: an APScheduler job polling every POLL_SECONDS, one
 sending replies, one fetching Amazon orders (with SP-API configured), one opening snoozed
-threads whose time has come, and (IMAP_IDLE) a
+threads whose time has come, one deleting buyer data past its retention, and (IMAP_IDLE) a
 thread per IMAP mailbox waiting in IDLE (ingest/idle.py).
 
 With IDLE, mail is fetched within about a second of its arrival; the interval poll
@@ -26,10 +26,12 @@ from ingest.idle import IdleWatchers
 from ingest.maildir_watch import MaildirWatchers
 from ingest.orders import purge_orders, refresh_orders
 from ingest.pipeline import poll_all, settle_worker_process
+from ingest.retention import run_retention
 from portal.extensions import db
 from portal.services import alerts, leases
 from portal.services.orders import amazon_api
 from portal.services.outbox_delivery import deliver_pending
+from portal.services.settings import retention_settings
 from portal.services.threads import wake_snoozed
 from portal.sqltypes import utcnow
 
@@ -182,6 +184,24 @@ def purge_job(app: Flask) -> None:
             log.info("Order data purged: %d orders reduced to ID and status", purged)
 
 
+def retention_job(app: Flask) -> None:
+    """Delete the buyer data of threads closed as long ago as the retention settings say
+    (the admins', else RAW_/TEXT_RETENTION_DAYS: ingest/retention.py), in its own app
+    context."""
+    with app.app_context():
+        try:
+            periods = retention_settings(app.config)
+            counts = run_retention(
+                now=utcnow(), raw_days=periods.raw_days, text_days=periods.text_days
+            )
+        except Exception:  # the database is away, say: the next run must still happen
+            db.session.rollback()
+            log.exception("Buyer data retention pass failed")
+            return
+        if counts.total:
+            log.info("Buyer data retention: %s", counts.as_details())
+
+
 def snooze_job(app: Flask) -> None:
     """Open the pending threads whose snooze ran out, inside its own app context."""
     with app.app_context():
@@ -246,6 +266,7 @@ def build_scheduler(
     outbox_seconds = min(app.config.get("OUTBOX_SECONDS", 5), app.config["POLL_SECONDS"])
     every(outbox_seconds, "send-replies", outbox_job)
     every(PURGE_SECONDS, "purge-order-data", purge_job)
+    every(PURGE_SECONDS, "buyer-data-retention", retention_job)
     every(SNOOZE_SECONDS, "wake-snoozed", snooze_job)
     every(ALERTS_SECONDS, "send-alerts", alerts_job)
     if watchers:

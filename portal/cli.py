@@ -17,10 +17,10 @@ from ingest.pipeline import poll_all, settle_worker_process
 from ingest.scheduler import run_worker
 from portal.extensions import db
 from portal.models import Role
+from portal.services import buyer_data, two_factor
 from portal.services import channels as channel_service
 from portal.services import reports as report_service
 from portal.services import sessions as session_service
-from portal.services import two_factor
 from portal.services import users as user_service
 from portal.sqltypes import utcnow
 
@@ -374,6 +374,51 @@ def report_command(org_name: str, days: int) -> None:
         click.echo("\t".join(report_service.report_row(figures)))
 
 
+buyers_cli = AppGroup("buyers", help="Buyer data: erasure of one buyer (issue 23).")
+
+
+@buyers_cli.command("erase")
+@click.option("--org", "org_name", required=True, metavar="NAME", help="The organisation.")
+@click.option(
+    "--email",
+    "--alias",
+    "address",
+    required=True,
+    metavar="ADDRESS",
+    help="The buyer's e-mail address or Amazon relay alias.",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be erased.")
+def buyers_erase_command(org_name: str, address: str, dry_run: bool) -> None:
+    """Erase everything the organisation holds about one buyer (threads stay as tombstones)."""
+    organisation = user_service.find_organisation(org_name)
+    if organisation is None:
+        _fail(f"No organisation called {org_name!r}.")
+    try:
+        if dry_run:
+            found = buyer_data.find_buyer_data(organisation, address)
+            if found.is_empty:
+                _fail("Nothing is stored about this buyer in this organisation.")
+            click.echo(f"would erase\tthreads={len(found.thread_ids)}\tmessages={found.messages}")
+            return
+        counts = buyer_data.erase_buyer(organisation, address, actor=None, now=utcnow())
+    except buyer_data.BuyerDataError as exc:
+        db.session.rollback()
+        _fail(str(exc))
+    db.session.commit()
+    click.echo(
+        "\t".join(
+            [
+                "erased",
+                f"messages={counts.messages}",
+                f"attachments={counts.attachments}",
+                f"orders={counts.orders}",
+                f"threads={counts.threads}",
+                f"drafts={counts.drafts}",
+            ]
+        )
+    )
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(report_command)
     app.cli.add_command(users_cli)
@@ -383,3 +428,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(export_command)
     app.cli.add_command(outbox_cli)
     app.cli.add_command(keys_cli)
+    app.cli.add_command(buyers_cli)

@@ -165,6 +165,10 @@ def _spapi_settings() -> dict[str, Any]:
     values["ORDER_DATA_DAYS"] = _int("ORDER_DATA_DAYS")
     if values["ORDER_DATA_DAYS"] < 0:
         raise ConfigError("ORDER_DATA_DAYS must be 0 or more")
+    for name in ("RAW_RETENTION_DAYS", "TEXT_RETENTION_DAYS"):
+        values[name] = _int(name)
+        if values[name] < 1:
+            raise ConfigError(f"{name} must be 1 or more")
     return values
 
 
@@ -239,6 +243,10 @@ DEFAULTS: Mapping[str, Any] = {
     #: Days after delivery that an order's details are kept (Amazon's Data Protection
     #: Policy: buyer data no longer than needed, order data within 30 days of delivery).
     "ORDER_DATA_DAYS": 30,
+    #: Days after a thread was closed that its raw mail and attachments are kept, and
+    #: its texts (then the thread stays as a tombstone without content): issue 23.
+    "RAW_RETENTION_DAYS": 90,
+    "TEXT_RETENTION_DAYS": 730,
 }
 
 SPAPI_REGIONS = ("NA", "EU", "FE")

@@ -1,8 +1,16 @@
 """Forms of the admin console's channel pages and settings."""
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField
-from wtforms.validators import DataRequired, Length, ValidationError
+from wtforms import (
+    HiddenField,
+    IntegerField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
 from portal.channels.forms import REGION_NAMES
 from portal.marketplaces import MARKETPLACES
@@ -184,3 +192,17 @@ for _m in MARKETPLACES:
 
 class ResetSettingsForm(FlaskForm):
     submit = SubmitField("Reset to the configured defaults")
+
+
+class RetentionSettingsForm(FlaskForm):
+    """How long buyer messages are kept after their thread is closed; empty: the default."""
+
+    raw_days = IntegerField(
+        "Raw mail and attachments (days after closing)",
+        validators=[Optional(), NumberRange(min=1, max=settings_service.MAX_RETENTION_DAYS)],
+    )
+    text_days = IntegerField(
+        "Message texts (days after closing)",
+        validators=[Optional(), NumberRange(min=1, max=settings_service.MAX_RETENTION_DAYS)],
+    )
+    submit = SubmitField("Save retention")

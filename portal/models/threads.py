@@ -116,6 +116,12 @@ class Thread(db.Model):
     deadline_alerted_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: A pending thread's snooze: the worker opens it again then (or the buyer, earlier).
     snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    #: When the thread was last closed (None while open or pending): the retention of
+    #: its buyer data counts from here (portal/services/retention.py).
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    #: When its buyer data was erased (retention or a buyer's erasure): a tombstone
+    #: keeping ids, times and statuses for the reports, no content.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # For the inbox's rows, kept by database triggers (migration c3d9a5f1e7b2) and never
     # written here: the newest snippet of a message that is not an internal note, and
     # the tags' names joined by U+001F. Deferred: nothing else reads them.
@@ -211,6 +217,10 @@ class Message(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: When we stored it.
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: When its content was erased: the row stays as a tombstone whose dedup keys
+    #: (mailbox, UIDVALIDITY and UID; Message-ID and content hash) keep ingest from
+    #: storing the same mail again.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     thread: Mapped[Thread | None] = relationship(back_populates="messages")
     channel: Mapped[Channel | None] = relationship()

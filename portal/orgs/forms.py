@@ -1,7 +1,8 @@
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, SelectChoice, SelectField, StringField, SubmitField
-from wtforms.validators import AnyOf, DataRequired, Email, Length
+from wtforms.validators import AnyOf, DataRequired, Email, Length, ValidationError
 
+from portal.services.buyer_data import BuyerDataError, clean_buyer_address
 from portal.validators import NO_CONTROL_CHARACTERS
 
 
@@ -49,3 +50,27 @@ class RevokeInvitationForm(FlaskForm):
 
 class LeaveForm(FlaskForm):
     submit = SubmitField("Leave the organisation")
+
+
+class EraseBuyerForm(FlaskForm):
+    """Step one of a buyer's erasure: whose data; the next page shows what would go."""
+
+    address = StringField(
+        "Buyer's e-mail address or Amazon relay alias",
+        validators=[DataRequired(), Length(max=254), NO_CONTROL_CHARACTERS],
+        description="As the buyer's mail shows it, e.g. abc123xyz@marketplace.amazon.co.uk.",
+    )
+    submit = SubmitField("Show what would be erased")
+
+    def validate_address(self, field) -> None:
+        try:
+            field.data = clean_buyer_address(field.data)
+        except BuyerDataError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class ConfirmEraseBuyerForm(FlaskForm):
+    """Step two: the address again (hidden), and the button that erases."""
+
+    address = HiddenField(validators=[DataRequired(), Length(max=254)])
+    submit = SubmitField("Erase this buyer's data")

@@ -15,6 +15,8 @@ from portal.downloads import download
 from portal.extensions import db
 from portal.models import Invitation, Organisation, OrgRole, User
 from portal.orgs.forms import (
+    ConfirmEraseBuyerForm,
+    EraseBuyerForm,
     InviteForm,
     LeaveForm,
     MemberRoleForm,
@@ -24,7 +26,7 @@ from portal.orgs.forms import (
     TwoFactorRequirementForm,
 )
 from portal.security import get_visible_or_404
-from portal.services import audit_log, two_factor
+from portal.services import audit_log, buyer_data, two_factor
 from portal.services import export as export_service
 from portal.services import invitations as invitation_service
 from portal.services import users as user_service
@@ -280,3 +282,57 @@ def audit(org_id: int):
         newer_url=page_url(after=page.newer_cursor) if page.newer_cursor else None,
         older_url=page_url(before=page.older_cursor) if page.older_cursor else None,
     )
+
+
+@bp.route("/<int:org_id>/buyers/erase", methods=["GET", "POST"])
+@login_required
+def erase_buyer(org_id: int):
+    """Step one of a buyer's erasure: the address; a valid one shows what would go."""
+    organisation = _managed_or_403(org_id)
+    form = EraseBuyerForm()
+    if not form.validate_on_submit():
+        status = 422 if form.is_submitted() else 200
+        return render_template(
+            "orgs/erase_buyer.html", organisation=organisation, form=form
+        ), status
+    found = buyer_data.find_buyer_data(organisation, form.address.data)
+    if found.is_empty:
+        form.address.errors.append("Nothing is stored about this buyer in this organisation.")
+        return render_template("orgs/erase_buyer.html", organisation=organisation, form=form), 422
+    confirm = ConfirmEraseBuyerForm(formdata=None, address=found.address)
+    return render_template(
+        "orgs/erase_buyer.html",
+        organisation=organisation,
+        form=form,
+        found=found,
+        confirm_form=confirm,
+    )
+
+
+@bp.route("/<int:org_id>/buyers/erase/confirm", methods=["POST"])
+@login_required
+def erase_buyer_confirm(org_id: int):
+    """Step two: erase, then say how much went."""
+    organisation = _managed_or_403(org_id)
+    form = ConfirmEraseBuyerForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        counts = buyer_data.erase_buyer(
+            organisation, form.address.data, actor=current_user, now=utcnow()
+        )
+    except buyer_data.BuyerDataError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("orgs.erase_buyer", org_id=organisation.id))
+    parts = [
+        _count(counts.threads, "conversation"),
+        _count(counts.messages, "message"),
+        _count(counts.attachments, "attachment"),
+        _count(counts.orders, "order"),
+    ]
+    return _done(organisation, f"Erased the buyer's data: {', '.join(parts)}.")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

@@ -16,7 +16,8 @@ interface operators' scripts rely on: never rename them):
   `amazon_notification`, `seller_central_copy`, `unrouted`, `quarantined`,
 - `quarantine_reason` (or null), `text` (the decoded plain-text body).
 
-Internal notes are not mail and are never exported. Unrouted and quarantined
+Internal notes are not mail and are never exported, nor are erased messages
+(services/buyer_data.py: their tombstones hold no content). Unrouted and quarantined
 mail belongs to no organisation: it appears only in the full export, never in
 an organisation's. Only the columns listed here are read, so credentials,
 tokens and raw bytes cannot leak into an export.
@@ -140,7 +141,7 @@ def iter_message_records(
     stmt = (
         select(*_COLUMNS)
         .outerjoin(Channel, Channel.id == Message.channel_id)
-        .where(Message.is_internal_note.is_(False))
+        .where(Message.is_internal_note.is_(False), Message.erased_at.is_(None))
         .order_by(Message.id)
         .limit(chunk_size)
     )

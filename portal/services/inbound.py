@@ -304,6 +304,9 @@ def _stored_references(channel_ids: list[int], message_ids: list[str]) -> list[S
             Message.channel_id.in_(channel_ids),
             Message.message_id.in_(message_ids),
             Message.thread_id.is_not(None),
+            # An erased message still counts for dedup, but a reply to it starts afresh
+            # rather than bringing content back into a tombstone (services/buyer_data.py).
+            Message.erased_at.is_(None),
         )
     )
     return [StoredReference(*row) for row in rows]
@@ -331,6 +334,8 @@ def _candidate_threads(
             Thread.channel_id.in_(channel_ids)
             & Thread.buyer_address.in_(keys.senders)
             & or_(*by_key)
+            # A tombstone's emptied keys ("" sender and subject) must not match mail.
+            & Thread.erased_at.is_(None)
         )
     if thread_ids:
         wanted.append(Thread.id.in_(sorted(thread_ids)))
@@ -361,6 +366,8 @@ def _open_thread(channel: Channel, parsed: ParsedMessage) -> Thread:
         buyer_address=sender_of(parsed)[:254],
         order_id=parsed.order_id,
         status=ThreadStatus.CLOSED if parsed.is_automatic else ThreadStatus.OPEN,
+        # Amazon's automatic mail opens a closed thread: its retention counts from now.
+        closed_at=utcnow() if parsed.is_automatic else None,
     )
     db.session.add(thread)
     return thread
@@ -379,6 +386,7 @@ def _note_inbound(
     if not parsed.is_automatic:
         # A buyer wrote: the conversation needs an answer, even if it was closed.
         thread.status = ThreadStatus.OPEN
+        thread.closed_at = None
         thread.snoozed_until = None
         if thread.awaiting_reply_since is None:
             thread.awaiting_reply_since = received

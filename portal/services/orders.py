@@ -481,4 +481,7 @@ def purge_order_data(*, now: datetime, days: int) -> int:
         )
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    purged = result.rowcount or 0
+    if purged:
+        record_event("orders.purged", actor=None, details={"orders": purged, "days": days})
+    return purged

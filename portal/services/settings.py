@@ -146,3 +146,56 @@ def reset_developer_settings(*, actor: User | None) -> list[str]:
         for key in (DEVELOPER_NAME_KEY, DEVELOPER_ACCOUNTS_KEY)
         if clear_setting(key, actor=actor)
     ]
+
+
+RAW_RETENTION_KEY = "retention_raw_days"
+TEXT_RETENTION_KEY = "retention_text_days"
+#: Ten years: a longer period is a typo, not a policy.
+MAX_RETENTION_DAYS = 3650
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """Days after a thread is closed that its raw mail and attachments, and its texts,
+    are kept (services/buyer_data.py); each the admins' value or the configuration's."""
+
+    raw_days: int
+    text_days: int
+    raw_is_default: bool
+    text_is_default: bool
+
+
+def retention_settings(config: Mapping[str, Any]) -> RetentionSettings:
+    """The retention periods in force: the admins' settings, else RAW_/TEXT_RETENTION_DAYS."""
+    raw = get_setting(RAW_RETENTION_KEY)
+    text = get_setting(TEXT_RETENTION_KEY)
+    raw_ok = isinstance(raw, int) and raw >= 1
+    text_ok = isinstance(text, int) and text >= 1
+    return RetentionSettings(
+        raw_days=raw if raw_ok else config["RAW_RETENTION_DAYS"],
+        text_days=text if text_ok else config["TEXT_RETENTION_DAYS"],
+        raw_is_default=not raw_ok,
+        text_is_default=not text_ok,
+    )
+
+
+def _clean_days(value: int | None) -> int | None:
+    if value is not None and not 1 <= value <= MAX_RETENTION_DAYS:
+        raise SettingsError(f"Between 1 and {MAX_RETENTION_DAYS} days, or empty for the default.")
+    return value
+
+
+def update_retention_settings(
+    *, raw_days: int | None, text_days: int | None, actor: User | None
+) -> list[str]:
+    """Store the retention periods (None: the configured default applies), audited;
+    returns the keys that changed."""
+    changed = []
+    for key, value in ((RAW_RETENTION_KEY, raw_days), (TEXT_RETENTION_KEY, text_days)):
+        value = _clean_days(value)
+        if value is None:
+            if clear_setting(key, actor=actor):
+                changed.append(key)
+        elif set_setting(key, value, actor=actor):
+            changed.append(key)
+    return changed

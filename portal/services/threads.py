@@ -55,6 +55,8 @@ def set_thread_status(thread: Thread, status: ThreadStatus, *, actor: User) -> b
         return False
     previous = thread.status
     thread.status = status
+    # The retention of a closed thread's buyer data counts from here.
+    thread.closed_at = utcnow() if status == ThreadStatus.CLOSED else None
     # A status chosen by hand replaces any snooze (snooze_thread sets one again).
     thread.snoozed_until = None
     record_event(

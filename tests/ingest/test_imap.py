@@ -14,7 +14,9 @@ import pytest
 
 from ingest.pipeline import poll_all
 from portal.extensions import db
-from portal.models import Mailbox, Message
+from portal.models import Mailbox, Message, Thread
+from portal.services import buyer_data
+from portal.sqltypes import utcnow
 from tests.helpers import worker_environment
 from tests.mailgen import amazon_message
 
@@ -215,3 +217,24 @@ def test_sigkill_mid_poll_then_complete_stores_each_once(app, imap, uk, database
     assert stored_count() == total
     ids = db.session.scalars(db.select(Message.message_id)).all()
     assert len(set(ids)) == total
+
+
+def test_an_erased_buyers_mail_still_in_the_mailbox_does_not_come_back(app, imap, uk):
+    raw = amazon_message(0, ADDRESS)
+    imap.append("INBOX", raw)
+    append(imap, 2, start=1)
+    assert poll_all().stored == 3
+    erased = db.session.scalar(db.select(Thread).order_by(Thread.id))
+    buyer_data.erase_buyer(uk.organisation, erased.buyer_address, actor=None, now=utcnow())
+    db.session.commit()
+    # The server rebuilds the folder (every UID new), and the same mail is delivered again.
+    mailbox = db.session.scalar(db.select(Mailbox))
+    mailbox.uidvalidity = 1
+    db.session.commit()
+    imap.append("INBOX", raw)
+    summary = poll_all()
+    assert (summary.fetched, summary.stored, summary.duplicate) == (4, 0, 4)
+    assert stored_count() == 3
+    db.session.expire_all()
+    messages = db.session.get(Thread, erased.id).messages
+    assert [m.text_body for m in messages] == [""] and messages[0].erased_at is not None

@@ -7,6 +7,8 @@ from ingest.mail.parse import synthetic_message_id
 from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import Mailbox, Message, Thread, ThreadStatus
+from portal.services import buyer_data
+from portal.sqltypes import utcnow
 from tests.helpers import stored_messages as messages
 
 
@@ -125,3 +127,16 @@ def test_mail_stored_under_the_made_up_id_of_earlier_versions_is_not_stored_agai
     drop_mail(BRACKETLESS)
     assert poll_all().line() == "fetched=1 stored=0 duplicate=1 unrouted=0 quarantined=0 errors=0"
     assert len(messages()) == 1
+
+
+def test_an_erased_buyers_mail_delivered_again_stays_out(uk, drop_mail):
+    drop_mail("amazon_uk_inquiry.eml")
+    assert poll_all().stored == 1
+    thread = db.session.scalar(db.select(Thread))
+    buyer_data.erase_buyer(uk.organisation, thread.buyer_address, actor=None, now=utcnow())
+    db.session.commit()
+    drop_mail("amazon_uk_inquiry.eml")
+    summary = poll_all()
+    assert (summary.fetched, summary.stored, summary.duplicate) == (1, 0, 1)
+    db.session.expire_all()
+    assert [m.text_body for m in db.session.get(Thread, thread.id).messages] == [""]

@@ -11,6 +11,7 @@ from sqlalchemy import event, select
 from portal.extensions import db
 from portal.models import AuditEvent, ChannelAlias, ChannelStatus, Role, Setting
 from portal.services import channels as channel_service
+from portal.services.settings import retention_settings
 from portal.sqltypes import utcnow
 from tests.helpers import csrf_token_from
 
@@ -446,3 +447,50 @@ def test_admin_overview_counts_what_needs_attention(client, login_as, make_chann
     assert "Tokens waiting for verification" in page
     assert "<strong>2</strong>" in page
     assert "status=pending_verification" in page
+
+
+def test_settings_show_how_long_buyer_messages_are_kept(app, client, login_as):
+    login_as(Role.ADMIN)
+    app.config["TEXT_RETENTION_DAYS"] = 365
+    page = client.get("/admin/settings").get_data(as_text=True)
+    assert '<strong id="raw-retention-days">90</strong>' in page
+    assert '<strong id="text-retention-days">365</strong>' in page
+    assert "RAW_RETENTION_DAYS" in page and "TEXT_RETENTION_DAYS" in page
+
+
+def test_admins_set_the_retention_periods_and_can_return_to_the_defaults(app, client, login_as):
+    login_as(Role.ADMIN)
+    token = csrf_token_from(client.get("/admin/settings").get_data(as_text=True))
+    response = client.post(
+        "/admin/settings/retention",
+        data={"csrf_token": token, "retention-raw_days": "30", "retention-text_days": ""},
+    )
+    assert response.status_code == 302
+    periods = retention_settings(app.config)
+    assert (periods.raw_days, periods.text_days) == (30, 730)
+    assert (periods.raw_is_default, periods.text_is_default) == (False, True)
+    page = client.get("/admin/settings").get_data(as_text=True)
+    assert '<strong id="raw-retention-days">30</strong>' in page
+    changed = db.session.scalar(
+        select(AuditEvent)
+        .where(AuditEvent.kind == "setting.changed")
+        .order_by(AuditEvent.id.desc())
+    )
+    assert changed.details == {"key": "retention_raw_days", "from": None, "to": 30}
+    client.post(
+        "/admin/settings/retention",
+        data={"csrf_token": token, "retention-raw_days": "", "retention-text_days": ""},
+    )
+    assert retention_settings(app.config).raw_is_default
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "3651", "ten"])
+def test_a_bad_retention_period_is_refused_next_to_its_field(client, login_as, value):
+    login_as(Role.ADMIN)
+    token = csrf_token_from(client.get("/admin/settings").get_data(as_text=True))
+    response = client.post(
+        "/admin/settings/retention",
+        data={"csrf_token": token, "retention-raw_days": value, "retention-text_days": "100"},
+    )
+    assert response.status_code == 422
+    assert 'id="retention-raw_days-error"' in response.get_data(as_text=True)

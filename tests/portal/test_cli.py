@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from portal.extensions import db
-from portal.models import Channel, Organisation, Role, User
+from portal.models import AuditEvent, Channel, Organisation, Role, Thread, User
 
 
 def test_users_create_seller_creates_org(runner):
@@ -112,3 +112,39 @@ def test_channels_add_refuses_an_unknown_marketplace(runner, make_org):
     result = runner.invoke(args=["channels", "add", "--org", "Acme", "--marketplace", "XX"])
     assert result.exit_code != 0
     assert db.session.scalar(db.select(Channel)) is None
+
+
+BUYER = "q7xk2mfv9d3lp0b@marketplace.amazon.co.uk"
+
+
+def test_buyers_erase_prints_counts_and_erases(runner, uk, make_thread):
+    thread = make_thread(uk, buyer_address=BUYER, texts=("one", "two"))
+    args = ["buyers", "erase", "--org", "acme", "--email", BUYER.upper()]
+    dry = runner.invoke(args=[*args, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert dry.output == "would erase\tthreads=1\tmessages=2\n"
+    assert db.session.get(Thread, thread.id).erased_at is None
+
+    result = runner.invoke(args=args)
+    assert result.exit_code == 0, result.output
+    assert result.output == ("erased\tmessages=2\tattachments=0\torders=0\tthreads=1\tdrafts=0\n")
+    db.session.expire_all()
+    assert db.session.get(Thread, thread.id).erased_at is not None
+    event = db.session.scalar(db.select(AuditEvent).filter_by(kind="buyer.erased"))
+    assert event.actor_id is None and BUYER not in str(event.details)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--org", "Acme", "--alias", "nobody@marketplace.amazon.co.uk"], "Nothing is stored"),
+        (["--org", "Acme", "--alias", "nobody@marketplace.amazon.co.uk", "--dry-run"], "Nothing"),
+        (["--org", "Nope", "--email", BUYER], "No organisation called 'Nope'"),
+        (["--org", "Acme", "--email", "not an address"], "e-mail address"),
+    ],
+)
+def test_buyers_erase_fails_when_nothing_matches(runner, uk, make_thread, args, message):
+    make_thread(uk, buyer_address=BUYER)
+    result = runner.invoke(args=["buyers", "erase", *args])
+    assert result.exit_code == 1
+    assert message in result.output

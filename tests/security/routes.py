@@ -227,6 +227,9 @@ ROUTES: dict[str, Entry] = {
         MANAGE, args={"org_id": "org", "invitation_id": "invitation"}, owners=PAIRS
     ),
     "orgs.member_role": Entry(MANAGE, args={"org_id": "org", "user_id": "member"}, owners=PAIRS),
+    # A buyer's erasure: the organisation's owners and admins (an empty form is refused).
+    "orgs.erase_buyer": Entry(MANAGE, args={"org_id": "org"}, owners=AB),
+    "orgs.erase_buyer_confirm": Entry(MANAGE, args={"org_id": "org"}, owners=AB),
     # Leaving: the organisation's own people (an owner with no other owner is refused).
     "orgs.leave": Entry(own_organisation, args={"org_id": "org"}, owners=AB),
     # --- channels
@@ -308,6 +311,7 @@ ROUTES: dict[str, Entry] = {
     "admin.channel_address": Entry(ADMIN_POST, args={"channel_id": "channel"}, owners=AB),
     "admin.settings": Entry(admin_only(frozenset({OK, INVALID}))),
     "admin.settings_reset": Entry(ADMIN_POST),
+    "admin.settings_retention": Entry(ADMIN_POST),
     "admin.users": Entry(ADMIN_GET),
     "admin.user_new": Entry(admin_only(frozenset({OK, INVALID}))),
     "admin.user_detail": Entry(ADMIN_GET, args={"user_id": "user"}, owners=AB),

@@ -1,0 +1,380 @@
+"""Buyer data kept no longer than needed: the retention pass and the erasure of one buyer.
+
+Amazon's Data Protection Policy (issue 23). Nothing here deletes a thread or a message
+row: their content goes and the row stays as a tombstone (erased_at set) holding ids,
+times, direction, statuses and flags, so the reports keep their counts, and holding the
+dedup keys ingest checks before storing mail (mailbox, UIDVALIDITY and UID; Message-ID
+and content hash: services/inbound.py), so erased mail that the mailbox still holds,
+or that is delivered again, is not stored again. The search documents follow the texts
+through the database triggers (models/search.py); the export reads the blanked columns.
+
+Every change here is a bulk UPDATE or DELETE in batches; the caller commits (the worker
+after each batch: ingest/retention.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, exists, func, or_, select, update
+
+from portal.extensions import db
+from portal.models import (
+    Attachment,
+    Channel,
+    Draft,
+    DraftAttachment,
+    Message,
+    Order,
+    Organisation,
+    SendStatus,
+    Thread,
+    ThreadStatus,
+    User,
+)
+from portal.services.audit import record_event
+
+log = logging.getLogger(__name__)
+
+#: Rows per statement: below SQLite's bound on parameters, and short transactions.
+BATCH_SIZE = 200
+
+#: What a message keeps of its content once erased.
+_BLANK_MESSAGE = {
+    "subject": "",
+    "from_name": "",
+    "from_address": "",
+    "to_addresses": "",
+    "cc_addresses": "",
+    "references": "",
+    "in_reply_to": None,
+    "order_id": None,
+    "text_body": "",
+    "html_body": None,
+    "visible_text": "",
+    "snippet": "",
+    "raw": None,
+    "last_send_error": None,
+}
+
+_BLANK_THREAD = {
+    "subject": "",
+    "normalized_subject": "",
+    "buyer_name": "",
+    "buyer_address": "",
+    "order_id": None,
+}
+
+
+class BuyerDataError(ValueError):
+    """Input the erasure refuses; the message is shown beside the field."""
+
+
+@dataclass
+class ErasureCounts:
+    """How many rows lost their buyer data."""
+
+    threads: int = 0
+    messages: int = 0
+    attachments: int = 0
+    orders: int = 0
+    drafts: int = 0
+
+    def add(self, other: ErasureCounts) -> None:
+        for key, value in asdict(other).items():
+            setattr(self, key, getattr(self, key) + value)
+
+    @property
+    def total(self) -> int:
+        return sum(asdict(self).values())
+
+
+@dataclass
+class RetentionCounts:
+    """What one retention pass removed: raw mail and attachments, then whole texts."""
+
+    raw_messages: int = 0
+    attachments: int = 0
+    erased: ErasureCounts = field(default_factory=ErasureCounts)
+
+    def as_details(self) -> dict[str, int]:
+        return {
+            "raw_messages": self.raw_messages,
+            "attachments": self.attachments + self.erased.attachments,
+            "threads": self.erased.threads,
+            "messages": self.erased.messages,
+            "drafts": self.erased.drafts,
+        }
+
+    @property
+    def total(self) -> int:
+        return self.raw_messages + self.attachments + self.erased.total
+
+
+# --- the primitives ----------------------------------------------------------------------
+
+
+def _delete_attachments(message_ids: Sequence[int]) -> int:
+    if not message_ids:
+        return 0
+    result = db.session.execute(
+        delete(Attachment)
+        .where(Attachment.message_id.in_(message_ids))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+def _erase_messages(message_ids: Sequence[int], *, now: datetime) -> ErasureCounts:
+    """Blank the content of these messages and delete their attachments."""
+    counts = ErasureCounts()
+    if not message_ids:
+        return counts
+    counts.attachments = _delete_attachments(message_ids)
+    result = db.session.execute(
+        update(Message)
+        .where(Message.id.in_(message_ids))
+        .values(**_BLANK_MESSAGE, erased_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    counts.messages = result.rowcount or 0
+    return counts
+
+
+def _erase_threads(thread_ids: Sequence[int], *, now: datetime) -> ErasureCounts:
+    """Tombstone these threads: every message blanked, drafts deleted, buyer fields emptied."""
+    counts = ErasureCounts()
+    if not thread_ids:
+        return counts
+    message_ids = db.session.scalars(
+        select(Message.id).where(Message.thread_id.in_(thread_ids), Message.erased_at.is_(None))
+    ).all()
+    for start in range(0, len(message_ids), BATCH_SIZE):
+        counts.add(_erase_messages(message_ids[start : start + BATCH_SIZE], now=now))
+    draft_ids = select(Draft.id).where(Draft.thread_id.in_(thread_ids))
+    db.session.execute(
+        delete(DraftAttachment)
+        .where(DraftAttachment.draft_id.in_(draft_ids))
+        .execution_options(synchronize_session=False)
+    )
+    counts.drafts = (
+        db.session.execute(
+            delete(Draft)
+            .where(Draft.thread_id.in_(thread_ids))
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        or 0
+    )
+    counts.threads = (
+        db.session.execute(
+            update(Thread)
+            .where(Thread.id.in_(thread_ids))
+            .values(**_BLANK_THREAD, erased_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        or 0
+    )
+    return counts
+
+
+# --- retention ---------------------------------------------------------------------------
+
+
+def _closed_before(cutoff: datetime):
+    return (
+        Thread.status == ThreadStatus.CLOSED,
+        Thread.closed_at.is_not(None),
+        Thread.closed_at <= cutoff,
+    )
+
+
+def drop_raw_mail(*, now: datetime, days: int, limit: int = BATCH_SIZE) -> RetentionCounts:
+    """One batch: the raw mail and attachments of threads closed at least `days` ago.
+
+    Replies still waiting in the outbox keep theirs. Returns what went (nothing: done)."""
+    counts = RetentionCounts()
+    has_attachments = exists().where(Attachment.message_id == Message.id)
+    message_ids = db.session.scalars(
+        select(Message.id)
+        .join(Thread, Message.thread_id == Thread.id)
+        .where(
+            *_closed_before(now - timedelta(days=days)),
+            or_(Message.send_status.is_(None), Message.send_status != SendStatus.PENDING),
+            or_(Message.raw.is_not(None), has_attachments),
+        )
+        .order_by(Message.id)
+        .limit(limit)
+    ).all()
+    if not message_ids:
+        return counts
+    counts.attachments = _delete_attachments(message_ids)
+    counts.raw_messages = (
+        db.session.execute(
+            update(Message)
+            .where(Message.id.in_(message_ids), Message.raw.is_not(None))
+            .values(raw=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        or 0
+    )
+    return counts
+
+
+def erase_closed_threads(*, now: datetime, days: int, limit: int = BATCH_SIZE) -> ErasureCounts:
+    """One batch: tombstone the threads closed at least `days` ago (texts and all)."""
+    thread_ids = db.session.scalars(
+        select(Thread.id)
+        .where(
+            *_closed_before(now - timedelta(days=days)),
+            # A tombstone the buyer wrote to again, and closed again, has content again.
+            or_(
+                Thread.erased_at.is_(None),
+                exists().where(Message.thread_id == Thread.id, Message.erased_at.is_(None)),
+            ),
+        )
+        .order_by(Thread.id)
+        .limit(limit)
+    ).all()
+    return _erase_threads(thread_ids, now=now)
+
+
+def record_retention_run(counts: RetentionCounts, *, raw_days: int, text_days: int) -> None:
+    """Audit a retention pass that removed something (counts only, no content)."""
+    record_event(
+        "retention.run",
+        actor=None,
+        details={**counts.as_details(), "raw_days": raw_days, "text_days": text_days},
+    )
+
+
+# --- erasure of one buyer ----------------------------------------------------------------
+
+
+def clean_buyer_address(raw: str | None) -> str:
+    """The address as stored threads compare it (trimmed, lower case); refuses non-addresses."""
+    value = (raw or "").strip().lower()
+    if not value or "@" not in value or any(c.isspace() for c in value) or len(value) > 254:
+        raise BuyerDataError("Enter the buyer's e-mail address or Amazon relay alias.")
+    return value
+
+
+def address_digest(address: str) -> str:
+    """What the audit keeps of an erased buyer's address: its SHA-256, so an operator
+    can tell whether an address was erased without the log holding it in clear."""
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class BuyerData:
+    """What an erasure of one buyer would touch in one organisation."""
+
+    address: str
+    thread_ids: list[int]
+    #: Messages from that address in the organisation's other threads.
+    stray_message_ids: list[int]
+    messages: int
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.thread_ids and not self.stray_message_ids
+
+
+def find_buyer_data(organisation: Organisation, address: str) -> BuyerData:
+    """The threads of `address` in `organisation` not erased yet, and the count of their
+    messages (the confirmation page's numbers)."""
+    address = clean_buyer_address(address)
+    thread_ids = list(
+        db.session.scalars(
+            select(Thread.id)
+            .where(
+                Thread.organisation_id == organisation.id,
+                func.lower(Thread.buyer_address) == address,
+                Thread.erased_at.is_(None),
+            )
+            .order_by(Thread.id)
+        )
+    )
+    channel_ids = select(Channel.id).where(Channel.organisation_id == organisation.id)
+    stray = list(
+        db.session.scalars(
+            select(Message.id)
+            .where(
+                Message.channel_id.in_(channel_ids),
+                func.lower(Message.from_address) == address,
+                Message.erased_at.is_(None),
+                or_(Message.thread_id.is_(None), Message.thread_id.not_in(thread_ids)),
+            )
+            .order_by(Message.id)
+        )
+    )
+    in_threads = 0
+    if thread_ids:
+        in_threads = db.session.scalar(
+            select(func.count(Message.id)).where(
+                Message.thread_id.in_(thread_ids), Message.erased_at.is_(None)
+            )
+        )
+    return BuyerData(
+        address=address,
+        thread_ids=thread_ids,
+        stray_message_ids=stray,
+        messages=(in_threads or 0) + len(stray),
+    )
+
+
+def erase_buyer(
+    organisation: Organisation, address: str, *, actor: User | None, now: datetime
+) -> ErasureCounts:
+    """Erase everything `organisation` holds about the buyer at `address`: messages,
+    attachments, raw mail, drafts and search entries of their threads (left as
+    tombstones), their messages elsewhere, and their orders; audited with the address's
+    digest only. Raises BuyerDataError when nothing matches."""
+    found = find_buyer_data(organisation, address)
+    if found.is_empty:
+        raise BuyerDataError("Nothing is stored about this buyer in this organisation.")
+    order_keys = db.session.execute(
+        select(Thread.channel_id, Thread.order_id).where(
+            Thread.id.in_(found.thread_ids), Thread.order_id.is_not(None)
+        )
+    ).all()
+    order_keys += db.session.execute(
+        select(Message.channel_id, Message.order_id).where(
+            Message.id.in_(found.stray_message_ids), Message.order_id.is_not(None)
+        )
+    ).all()
+    counts = ErasureCounts()
+    for start in range(0, len(found.thread_ids), BATCH_SIZE):
+        counts.add(_erase_threads(found.thread_ids[start : start + BATCH_SIZE], now=now))
+    for start in range(0, len(found.stray_message_ids), BATCH_SIZE):
+        counts.add(_erase_messages(found.stray_message_ids[start : start + BATCH_SIZE], now=now))
+    for channel_id, order_id in set(order_keys):
+        counts.orders += (
+            db.session.execute(
+                delete(Order)
+                .where(Order.channel_id == channel_id, Order.order_id == order_id)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            or 0
+        )
+    # The bulk statements went around the session: drop what it holds of those rows.
+    db.session.expire_all()
+    record_event(
+        "buyer.erased",
+        actor=actor,
+        organisation_id=organisation.id,
+        target=organisation,
+        details={"address_sha256": address_digest(found.address), **asdict(counts)},
+    )
+    log.info(
+        "Buyer erased in organisation %s: %d threads, %d messages, %d attachments, %d orders",
+        organisation.id,
+        counts.threads,
+        counts.messages,
+        counts.attachments,
+        counts.orders,
+    )
+    return counts
