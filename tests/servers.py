@@ -329,11 +329,16 @@ def _signal_group(pgid: int, sig: int) -> bool:
 class DovecotServer:
     """A standalone Dovecot IMAP server (plaintext, passwd-file users, maildir)."""
 
-    def __init__(self, base_dir: Path, *, extra_config: str = "") -> None:
+    def __init__(
+        self, base_dir: Path, *, extra_config: str = "", tls: tuple[Path, Path] | None = None
+    ) -> None:
         self._workdir = _WorkDir(base_dir, "dovecot")
         #: Appended to the generated dovecot.conf (e.g. higher process limits for a bench).
         self.extra_config = extra_config
+        #: (certificate, key) files: TLS on, STARTTLS on `port`, implicit TLS on `tls_port`.
+        self.tls = tls
         self.port = 0
+        self.tls_port = 0
         self._users: dict[str, str] = {}
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -392,6 +397,15 @@ class DovecotServer:
                 f"default_login_user = {user}"
             )
             chroot = "  chroot ="
+        extra = self.extra_config
+        if self.tls is not None:
+            # Later settings override earlier ones: this turns the base file's TLS on.
+            cert, key = self.tls
+            extra = (
+                f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\n"
+                f"service imap-login {{\n  inet_listener imaps {{\n    address = {HOST}\n"
+                f"    port = {self.tls_port}\n  }}\n}}\n{extra}"
+            )
         conf = self.root / "dovecot.conf"
         conf.write_text(
             _DOVECOT_CONF.format(
@@ -400,7 +414,7 @@ class DovecotServer:
                 root=self.root,
                 identity=identity,
                 chroot=chroot,
-                extra=self.extra_config,
+                extra=extra,
             )
         )
         return conf
@@ -432,6 +446,8 @@ class DovecotServer:
             os.chown(mail, nobody.pw_uid, nobody.pw_gid)
         if not self.port:
             self.port = free_port()
+        if self.tls is not None and not self.tls_port:
+            self.tls_port = free_port()
         for user in self._users:
             self._write_user(user)
         conf = self._write_config()
