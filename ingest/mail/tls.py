@@ -7,7 +7,7 @@ own CA file (`?ca=/path/ca.pem` on its URL) or, explicitly, turn checking off (`
 from __future__ import annotations
 
 import ssl
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 
 class TlsOptionError(ValueError):
@@ -28,7 +28,7 @@ def tls_query(ca_file: str | None, verify: bool) -> str:
     """The query string that `tls_options` reads back (empty for the defaults)."""
     parts = []
     if ca_file:
-        parts.append(f"ca={ca_file}")
+        parts.append(f"ca={quote(ca_file, safe='/')}")
     if not verify:
         parts.append("verify=0")
     return "&".join(parts)

@@ -52,6 +52,14 @@ def is_from_environment(mailbox: Mailbox) -> bool:
     return mailbox.name == DEFAULT_MAILBOX_NAME
 
 
+def is_unverified(mailbox: Mailbox) -> bool:
+    """True when the mailbox's URL turns certificate checks off (`?verify=0`)."""
+    try:
+        return not parse_source_url(mailbox.source_url).verify
+    except MailSourceError:
+        return False
+
+
 def public_settings(mailbox: Mailbox) -> SourceSettings:
     """The mailbox's settings without its password (for forms and pages)."""
     return replace(parse_source_url(mailbox.source_url), processed_folder=mailbox.processed_folder)
@@ -65,6 +73,8 @@ def imap_settings(
     username: str,
     folder: str,
     processed_folder: str | None,
+    ca_file: str | None = None,
+    verify: bool = True,
 ) -> SourceSettings:
     """Validated IMAP settings (no password: it is stored apart, encrypted)."""
     if security not in IMAP_SCHEMES.values():
@@ -81,6 +91,8 @@ def imap_settings(
         username=username.strip(),
         folder=(folder or "").strip() or "INBOX",
         processed_folder=(processed_folder or "").strip() or None,
+        ca_file=(ca_file or "").strip() or None if security != "plain" else None,
+        verify=verify or security == "plain",
     )
 
 
@@ -151,7 +163,7 @@ def update_mailbox(
         raise MailboxConfigError(f'A mailbox named "{name}" already exists.')
     before = _describe(mailbox)
     url = source_url_without_password(settings)
-    if url != mailbox.source_url:
+    if url.partition("?")[0] != mailbox.source_url.partition("?")[0]:
         # Another server, account or folder: its UIDs mean nothing here. Start over;
         # content de-duplication keeps mail already stored from being stored again.
         mailbox.uidvalidity = None
