@@ -15,13 +15,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from imapclient.exceptions import IMAPClientError, LoginError
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ingest.mail.imap import ImapSource
 from ingest.mail.source import SourceSettings
 from portal.crypto import SecretUnreadable, encrypt_secret
 from portal.extensions import db
-from portal.models import Mailbox, User
+from portal.models import Mailbox, Message, User
 from portal.services.audit import record_event
 from portal.services.mailboxes import (
     DEFAULT_MAILBOX_NAME,
@@ -187,6 +187,50 @@ def update_mailbox(
     if changes:
         record_event("mailbox.updated", actor=actor, target=mailbox, details=changes)
     return mailbox
+
+
+def create_mailbox_from_url(
+    *, actor: User | None, name: str, url: str, password: str | None = None
+) -> Mailbox:
+    """Add a mailbox from a MAIL_SOURCE-style URL (the CLI's way); a password in the URL
+    is used when `password` is not given, and is never stored in the URL."""
+    try:
+        settings = parse_source_url(url.strip())
+    except MailSourceError as exc:
+        raise MailboxConfigError(str(exc)) from None
+    return create_mailbox(
+        actor=actor,
+        name=name,
+        settings=settings,
+        password=password or settings.password or None,
+    )
+
+
+def get_mailbox(name: str) -> Mailbox:
+    """The mailbox called `name`, or MailboxConfigError."""
+    mailbox = db.session.scalar(select(Mailbox).where(Mailbox.name == name.strip()))
+    if mailbox is None:
+        raise MailboxConfigError(f'No mailbox named "{name}".')
+    return mailbox
+
+
+def list_mailboxes() -> list[Mailbox]:
+    """Every mailbox, by name."""
+    return list(db.session.scalars(select(Mailbox).order_by(Mailbox.name)))
+
+
+def remove_mailbox(mailbox: Mailbox, *, actor: User | None) -> None:
+    """Forget a portal mailbox; mail stored from it stays (its link to the mailbox is cleared)."""
+    if is_from_environment(mailbox):
+        raise MailboxConfigError("This mailbox comes from MAIL_SOURCE; change it there.")
+    details = _describe(mailbox)
+    db.session.execute(
+        update(Message).where(Message.mailbox_id == mailbox.id).values(mailbox_id=None)
+    )
+    record_event("mailbox.removed", actor=actor, target=mailbox, details=details)
+    db.session.delete(mailbox)
+    db.session.flush()
+    log.info("Mailbox %s removed", details["name"])
 
 
 def set_mailbox_enabled(mailbox: Mailbox, enabled: bool, *, actor: User | None) -> bool:
