@@ -588,9 +588,18 @@ class SmtpServer:
     without TLS and checked against it (unauthenticated mail is still accepted).
     """
 
-    def __init__(self, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        users: dict[str, str] | None = None,
+        *,
+        tls: tuple[Path, Path] | None = None,
+        implicit_tls: bool = False,
+    ) -> None:
         self.port = 0
         self.users = users
+        #: (certificate, key): offer STARTTLS, or speak TLS from the start (implicit_tls).
+        self.tls = tls
+        self.implicit_tls = implicit_tls
         self._controller: Any = None
         self._lock = threading.Lock()
         self._messages: list[ReceivedMail] = []
@@ -682,6 +691,12 @@ class SmtpServer:
         kwargs: dict[str, Any] = {}
         if self.users is not None:
             kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
+        if self.tls is not None:
+            import ssl
+
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(self.tls[0]), str(self.tls[1]))
+            kwargs["ssl_context" if self.implicit_tls else "tls_context"] = context
         controller = Controller(
             _SinkHandler(self),
             hostname=HOST,
