@@ -45,3 +45,14 @@ def client_context(*, ca_file: str | None = None, verify: bool = True) -> ssl.SS
         return ssl.create_default_context(cafile=ca_file)
     except (OSError, ssl.SSLError) as exc:
         raise TlsOptionError(f"cannot read the CA file {ca_file}: {exc}") from exc
+
+
+def describe_tls_error(exc: BaseException) -> str | None:
+    """One sentence for an admin when `exc` is a refused certificate; None otherwise."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"TLS certificate refused ({exc.verify_message}): certificate verify failed. "
+            "A server whose certificate a private CA signed needs ?ca=/path/ca.pem on the "
+            "mailbox URL."
+        )
+    return None

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 
 from ingest.mail.imap import ImapSource
 from ingest.mail.source import SourceSettings
+from ingest.mail.tls import describe_tls_error
 from portal.crypto import SecretUnreadable, encrypt_secret
 from portal.extensions import db
 from portal.models import Mailbox, Message, User
@@ -288,6 +289,8 @@ def _imap_failure(exc: Exception, s: SourceSettings, timeout: float) -> str:
         return f"Timed out: {where} did not answer within {timeout:g} s."
     if isinstance(exc, socket.gaierror):
         return f"Host not found: {s.host} ({exc.strerror})."
+    if refused := describe_tls_error(exc):
+        return f"TLS failed with {where} ({SECURITY_LABELS[s.security]}): {refused}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS failed with {where} ({SECURITY_LABELS[s.security]}): {exc}"
     if isinstance(exc, IMAPClientError):

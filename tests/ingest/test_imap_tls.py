@@ -72,7 +72,7 @@ def test_a_good_certificate_from_the_mailbox_ca_is_accepted(
 )
 @pytest.mark.parametrize("scheme", ["imaps", "imap+starttls"])
 def test_a_bad_certificate_is_refused_and_no_mail_is_touched(
-    app, uk, tls_dovecot, test_pki, kind, reason, scheme
+    app, client, login_as, uk, tls_dovecot, test_pki, kind, reason, scheme
 ):
     server = tls_dovecot(kind)
     user = _mailbox_with_mail(server)
@@ -81,10 +81,14 @@ def test_a_bad_certificate_is_refused_and_no_mail_is_touched(
     summary = poll_all()
     assert (summary.stored, summary.errors) == (0, 1)
     mailbox = db.session.scalar(db.select(Mailbox))
-    assert "certificate verify failed" in mailbox.last_error
+    assert mailbox.last_error.startswith("TLS certificate refused (")
     assert reason in mailbox.last_error
     assert db.session.scalar(db.select(db.func.count()).select_from(Message)) == 0
     assert _unseen(server, user) == 1
+    login_as("admin")
+    health = client.get("/admin/health").get_data(as_text=True)
+    assert "TLS certificate refused (" in health
+    assert reason in health
 
 
 def test_the_system_cas_do_not_know_the_test_ca(app, uk, tls_dovecot):
