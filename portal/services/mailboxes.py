@@ -92,12 +92,16 @@ def sync_configured_mailbox(url: str) -> Mailbox:
         mailbox = Mailbox(name=DEFAULT_MAILBOX_NAME, source_url=public_url)
         db.session.add(mailbox)
         log.info("Added the configured mailbox %s", public_url)
-    elif mailbox.source_url != public_url:
+    elif mailbox.source_url.partition("?")[0] != public_url.partition("?")[0]:
         # Another server or folder: its UIDs mean nothing here, start its checkpoint over.
         log.warning("Mail source changed from %s to %s", mailbox.source_url, public_url)
         mailbox.source_url = public_url
         mailbox.uidvalidity = None
         mailbox.last_uid = 0
+    elif mailbox.source_url != public_url:
+        # Only the TLS options changed: same server and folder, the checkpoint holds.
+        log.info("Mail source options changed from %s to %s", mailbox.source_url, public_url)
+        mailbox.source_url = public_url
     mailbox.processed_folder = settings.processed_folder
     if settings.password and (
         mailbox.password_encrypted is None

@@ -108,3 +108,19 @@ def test_verify_0_accepts_any_certificate(app, uk, tls_dovecot):
     mailbox = db.session.scalar(db.select(Mailbox))
     assert mailbox.last_error is None
     assert mailbox.source_url.endswith("?verify=0")
+
+
+def test_changing_only_the_tls_options_keeps_the_checkpoint(app, uk, tls_dovecot, test_pki):
+    server = tls_dovecot("good")
+    user = _mailbox_with_mail(server)
+    app.config["MAIL_SOURCE"] = _url("imaps", user, "127.0.0.1", server.tls_port, "?verify=0")
+    assert poll_all().stored == 1
+    mailbox = db.session.scalar(db.select(Mailbox))
+    checkpoint = (mailbox.uidvalidity, mailbox.last_uid)
+    app.config["MAIL_SOURCE"] = _url(
+        "imaps", user, "127.0.0.1", server.tls_port, f"?ca={test_pki.ca}"
+    )
+    assert poll_all().fetched == 0
+    db.session.refresh(mailbox)
+    assert (mailbox.uidvalidity, mailbox.last_uid) == checkpoint
+    assert mailbox.source_url.endswith(f"?ca={test_pki.ca}")
