@@ -28,6 +28,7 @@ from ingest.mail.maildir import MaildirSource
 from ingest.mail.parse import ParsedMessage, content_hash
 from ingest.mail.parse_result import Unparsed, parse_inbound
 from ingest.mail.source import FetchedMail, SourceSettings
+from ingest.mail.tls import describe_tls_error
 from ingest.parse_workers import ParseWorkers, fetch_ahead
 from portal.extensions import db
 from portal.models import Mailbox
@@ -506,7 +507,7 @@ def poll_one(
         log.error("Polling mailbox %s failed: %s", name, exc, exc_info=True)
         mailbox_service.record_poll_failure(
             mailbox,
-            f"{type(exc).__name__}: {exc}",
+            describe_tls_error(exc) or f"{type(exc).__name__}: {exc}",
             poll_seconds=config["POLL_SECONDS"],
             fetched=summary.fetched,
         )

@@ -17,7 +17,7 @@ from ingest.pipeline import poll_all, settle_worker_process
 from ingest.scheduler import run_worker
 from portal.extensions import db
 from portal.models import Role
-from portal.services import buyer_data, two_factor
+from portal.services import buyer_data, mailbox_config, two_factor
 from portal.services import channels as channel_service
 from portal.services import reports as report_service
 from portal.services import sessions as session_service
@@ -242,6 +242,89 @@ def ingest_poll_command() -> None:
         sys.exit(1)
 
 
+mailboxes_cli = AppGroup("mailboxes", help="The mailboxes ingest reads (as in the admin console).")
+
+
+@mailboxes_cli.command("add")
+@click.option("--name", required=True)
+@click.option(
+    "--url",
+    required=True,
+    help="imaps://USER@HOST[:PORT]/FOLDER (also imap+starttls://, imap://; ?ca=PATH, "
+    "?verify=0, ?processed=FOLDER) or maildir:PATH.",
+)
+@click.option("--password", default=None, help="Visible to other users: prefer --password-stdin.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def mailboxes_add_command(name: str, url: str, password: str | None, password_stdin: bool) -> None:
+    """Add a mailbox (audited); its password is stored encrypted."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        mailbox = mailbox_config.create_mailbox_from_url(
+            actor=None, name=name, url=url, password=password
+        )
+    except mailbox_config.MailboxConfigError as exc:
+        db.session.rollback()
+        _fail(str(exc))
+    db.session.commit()
+    click.echo(f"added\t{mailbox.name}\t{mailbox.source_url}")
+
+
+def _kind(mailbox) -> str:
+    return mailbox.source_url.partition(":")[0]
+
+
+def _when(value) -> str:
+    return value.isoformat(timespec="seconds") if value else ""
+
+
+@mailboxes_cli.command("list")
+def mailboxes_list_command() -> None:
+    """One line per mailbox: name, kind, state, last success, last error (tab-separated)."""
+    click.echo("name\tkind\tstate\tlast_success\tlast_error")
+    for mailbox in mailbox_config.list_mailboxes():
+        if not mailbox.is_enabled:
+            state = "disabled"
+        elif mailbox.consecutive_failures:
+            state = "failing"
+        else:
+            state = "ok" if mailbox.last_success_at else "new"
+        if mailbox_config.is_unverified(mailbox):
+            state += ",unverified"
+        error = " ".join((mailbox.last_error or "").split()) if mailbox.consecutive_failures else ""
+        click.echo(
+            f"{mailbox.name}\t{_kind(mailbox)}\t{state}\t{_when(mailbox.last_success_at)}\t{error}"
+        )
+
+
+@mailboxes_cli.command("test")
+@click.option("--name", required=True)
+def mailboxes_test_command(name: str) -> None:
+    """Connect, log in and open the folder as a poll would; exit 1 on failure."""
+    try:
+        mailbox = mailbox_config.get_mailbox(name)
+    except mailbox_config.MailboxConfigError as exc:
+        _fail(str(exc))
+    check = mailbox_config.check_connection(mailbox)
+    click.echo(f"{'ok' if check.ok else 'failed'}\t{mailbox.name}\t{check.message}")
+    if not check.ok:
+        sys.exit(1)
+
+
+@mailboxes_cli.command("remove")
+@click.option("--name", required=True)
+def mailboxes_remove_command(name: str) -> None:
+    """Remove a mailbox (audited); the mail stored from it stays."""
+    try:
+        mailbox = mailbox_config.get_mailbox(name)
+        mailbox_config.remove_mailbox(mailbox, actor=None)
+    except mailbox_config.MailboxConfigError as exc:
+        db.session.rollback()
+        _fail(str(exc))
+    db.session.commit()
+    click.echo(f"removed\t{name}")
+
+
 outbox_cli = AppGroup("outbox", help="Replies waiting to go out by SMTP.")
 
 
@@ -425,6 +508,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(run_all_command)
     app.cli.add_command(channels_cli)
     app.cli.add_command(ingest_cli)
+    app.cli.add_command(mailboxes_cli)
     app.cli.add_command(export_command)
     app.cli.add_command(outbox_cli)
     app.cli.add_command(keys_cli)

@@ -63,6 +63,37 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer]
 
 
 @pytest.fixture(scope="session")
+def test_pki(tmp_path_factory: pytest.TempPathFactory):
+    """The CA and server certificates of tests/certs.py, made once a session."""
+    from tests.certs import make_test_pki
+
+    folder = tmp_path_factory.mktemp("pki")
+    folder.chmod(0o755)  # Dovecot's login processes may run as another user
+    return make_test_pki(folder)
+
+
+@pytest.fixture(scope="session")
+def tls_dovecot(tmp_path_factory: pytest.TempPathFactory, test_pki):
+    """tls_dovecot(kind): a Dovecot with TLS on, serving test_pki's `kind` certificate
+    ("good", "wrong_host", "expired", "unknown_ca"); started on first use, one per kind."""
+    servers: dict[str, DovecotServer] = {}
+
+    def get(kind: str) -> DovecotServer:
+        if kind not in servers:
+            files = getattr(test_pki, kind)
+            server = DovecotServer(
+                tmp_path_factory.mktemp(f"dovecot-{kind}"), tls=(files.cert, files.key)
+            )
+            server.start()
+            servers[kind] = server
+        return servers[kind]
+
+    yield get
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def smtp_server() -> Iterator[SmtpServer]:
     """A running aiosmtpd sink shared by the whole session (see `smtp`)."""
     with _running(SmtpServer()) as server:

@@ -329,11 +329,16 @@ def _signal_group(pgid: int, sig: int) -> bool:
 class DovecotServer:
     """A standalone Dovecot IMAP server (plaintext, passwd-file users, maildir)."""
 
-    def __init__(self, base_dir: Path, *, extra_config: str = "") -> None:
+    def __init__(
+        self, base_dir: Path, *, extra_config: str = "", tls: tuple[Path, Path] | None = None
+    ) -> None:
         self._workdir = _WorkDir(base_dir, "dovecot")
         #: Appended to the generated dovecot.conf (e.g. higher process limits for a bench).
         self.extra_config = extra_config
+        #: (certificate, key) files: TLS on, STARTTLS on `port`, implicit TLS on `tls_port`.
+        self.tls = tls
         self.port = 0
+        self.tls_port = 0
         self._users: dict[str, str] = {}
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -392,6 +397,15 @@ class DovecotServer:
                 f"default_login_user = {user}"
             )
             chroot = "  chroot ="
+        extra = self.extra_config
+        if self.tls is not None:
+            # Later settings override earlier ones: this turns the base file's TLS on.
+            cert, key = self.tls
+            extra = (
+                f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\n"
+                f"service imap-login {{\n  inet_listener imaps {{\n    address = {HOST}\n"
+                f"    port = {self.tls_port}\n  }}\n}}\n{extra}"
+            )
         conf = self.root / "dovecot.conf"
         conf.write_text(
             _DOVECOT_CONF.format(
@@ -400,7 +414,7 @@ class DovecotServer:
                 root=self.root,
                 identity=identity,
                 chroot=chroot,
-                extra=self.extra_config,
+                extra=extra,
             )
         )
         return conf
@@ -432,6 +446,8 @@ class DovecotServer:
             os.chown(mail, nobody.pw_uid, nobody.pw_gid)
         if not self.port:
             self.port = free_port()
+        if self.tls is not None and not self.tls_port:
+            self.tls_port = free_port()
         for user in self._users:
             self._write_user(user)
         conf = self._write_config()
@@ -572,9 +588,18 @@ class SmtpServer:
     without TLS and checked against it (unauthenticated mail is still accepted).
     """
 
-    def __init__(self, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        users: dict[str, str] | None = None,
+        *,
+        tls: tuple[Path, Path] | None = None,
+        implicit_tls: bool = False,
+    ) -> None:
         self.port = 0
         self.users = users
+        #: (certificate, key): offer STARTTLS, or speak TLS from the start (implicit_tls).
+        self.tls = tls
+        self.implicit_tls = implicit_tls
         self._controller: Any = None
         self._lock = threading.Lock()
         self._messages: list[ReceivedMail] = []
@@ -666,6 +691,12 @@ class SmtpServer:
         kwargs: dict[str, Any] = {}
         if self.users is not None:
             kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
+        if self.tls is not None:
+            import ssl
+
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(self.tls[0]), str(self.tls[1]))
+            kwargs["ssl_context" if self.implicit_tls else "tls_context"] = context
         controller = Controller(
             _SinkHandler(self),
             hostname=HOST,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from ingest.mail.source import FetchedMail, SourceSettings
+from ingest.mail.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,11 @@ class ImapSource:
 
     def __enter__(self) -> ImapSource:
         s = self.settings
-        context = ssl.create_default_context() if s.security in ("tls", "starttls") else None
+        context = (
+            client_context(ca_file=s.ca_file, verify=s.verify)
+            if s.security in ("tls", "starttls")
+            else None
+        )
         self.client = IMAPClient(
             s.host,
             port=s.port,

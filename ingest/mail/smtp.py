@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import smtplib
-import ssl
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ingest.mail.compose import MailError
+from ingest.mail.tls import TlsOptionError, client_context, tls_options
 
 SMTP_SCHEMES = {"smtp": "plain", "smtp+starttls": "starttls", "smtps": "tls"}
 DEFAULT_PORTS = {"plain": 25, "starttls": 587, "tls": 465}
@@ -50,6 +50,8 @@ class Transport:
     username: str = ""
     password: str = ""
     path: str = ""
+    ca_file: str | None = None
+    verify: bool = True
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         return f"Transport({self.describe()})"
@@ -81,6 +83,10 @@ def parse_smtp_url(url: str) -> Transport:
         port = parts.port or DEFAULT_PORTS[security]
     except ValueError:
         raise MailError(f"bad port in SMTP_URL {parts.hostname!r}") from None
+    try:
+        ca_file, verify = tls_options(parts.query)
+    except TlsOptionError as exc:
+        raise MailError(f"SMTP_URL: {exc}") from None
     return Transport(
         kind="smtp",
         host=parts.hostname,
@@ -88,6 +94,8 @@ def parse_smtp_url(url: str) -> Transport:
         security=security,
         username=unquote(parts.username or ""),
         password=unquote(parts.password or ""),
+        ca_file=ca_file,
+        verify=verify,
     )
 
 
@@ -131,7 +139,14 @@ def _send_smtp(
     transport: Transport, sender: str, recipients: list[str], raw: bytes, timeout: float
 ) -> str:
     # Loading the CA bundle costs tens of milliseconds: only for TLS.
-    context = ssl.create_default_context() if transport.security != "plain" else None
+    try:
+        context = (
+            client_context(ca_file=transport.ca_file, verify=transport.verify)
+            if transport.security != "plain"
+            else None
+        )
+    except TlsOptionError as exc:
+        raise TemporarySendError(f"connect: {exc}") from exc
     try:
         if transport.security == "tls":
             client: smtplib.SMTP = smtplib.SMTP_SSL(

@@ -18,6 +18,9 @@ class SourceSettings:
     password: str = ""
     folder: str = "INBOX"
     processed_folder: str | None = None
+    #: TLS: a private CA file instead of the system's, and whether to verify at all.
+    ca_file: str | None = None
+    verify: bool = True
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         return f"SourceSettings({self.describe()})"
@@ -25,7 +28,8 @@ class SourceSettings:
     def describe(self) -> str:
         if self.kind == "maildir":
             return f"maildir:{self.path}"
-        return f"{self.security} imap {self.username}@{self.host}:{self.port}/{self.folder}"
+        unverified = " (certificate not verified)" if not self.verify else ""
+        return f"{self.security} imap {self.username}@{self.host}:{self.port}/{self.folder}{unverified}"
 
 
 @dataclass

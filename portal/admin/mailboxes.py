@@ -49,6 +49,8 @@ def _imap_settings(form: ImapMailboxForm):
         username=form.username.data,
         folder=form.folder.data,
         processed_folder=form.processed_folder.data,
+        ca_file=form.ca_file.data,
+        verify=not form.skip_verify.data,
     )
 
 
@@ -108,6 +110,8 @@ def mailbox_edit(mailbox_id: int):
                 "username": current.username,
                 "folder": current.folder,
                 "processed_folder": current.processed_folder or "",
+                "ca_file": current.ca_file or "",
+                "skip_verify": not current.verify,
             },
         )
     else:

@@ -109,6 +109,20 @@ class ImapMailboxForm(_MailboxForm):
         description="A folder (created when missing). Empty: processed mail stays and is "
         "flagged as read.",
     )
+    ca_file = StringField(
+        "CA certificate file",
+        validators=[Optional(), Length(max=300), NO_CONTROL_CHARACTERS],
+        description="A PEM file on the worker's machine, for a server whose certificate a "
+        "private CA signed. Empty: the system's CAs.",
+        render_kw={"autocomplete": "off", "spellcheck": "false"},
+    )
+    # Unticked (or absent from a post) means verified: skipping checks is never the default.
+    skip_verify = BooleanField(
+        "Do not verify the server's certificate",
+        default=False,
+        description="Only for a test server: without the check anyone on the way can read "
+        "the mail and the password. The health page shows such mailboxes with a warning.",
+    )
     submit = SubmitField("Save mailbox")
 
     def __init__(self, *args, password_on_file: bool = False, **kwargs):
@@ -119,6 +133,12 @@ class ImapMailboxForm(_MailboxForm):
                 "A password is on file (encrypted). Leave empty to keep it; type a new one "
                 "to replace it."
             )
+
+    def validate_ca_file(self, field):
+        path = (field.data or "").strip()
+        if path and not os.path.isabs(path):
+            raise ValidationError("Give an absolute path, e.g. /etc/ssl/private-ca.pem.")
+        field.data = path
 
     def validate_password(self, field):
         if not field.data and not self._password_on_file:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.models import Direction, Mailbox, Message, SendStatus
-from portal.services.mailbox_config import is_from_environment
+from portal.services.mailbox_config import is_from_environment, is_unverified
 from portal.sqltypes import utcnow
 
 #: Ingestion counts as stalled when no enabled mailbox succeeded for this many poll intervals.
@@ -30,6 +30,11 @@ class MailboxHealth:
     @property
     def is_failing(self) -> bool:
         return self.mailbox.consecutive_failures > 0
+
+    @property
+    def is_unverified(self) -> bool:
+        """TLS without certificate checks (`?verify=0`): anyone on the path can read it."""
+        return is_unverified(self.mailbox)
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from imapclient.exceptions import IMAPClientError, LoginError
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ingest.mail.imap import ImapSource
 from ingest.mail.source import SourceSettings
+from ingest.mail.tls import describe_tls_error
 from portal.crypto import SecretUnreadable, encrypt_secret
 from portal.extensions import db
-from portal.models import Mailbox, User
+from portal.models import Mailbox, Message, User
 from portal.services.audit import record_event
 from portal.services.mailboxes import (
     DEFAULT_MAILBOX_NAME,
@@ -52,6 +53,14 @@ def is_from_environment(mailbox: Mailbox) -> bool:
     return mailbox.name == DEFAULT_MAILBOX_NAME
 
 
+def is_unverified(mailbox: Mailbox) -> bool:
+    """True when the mailbox's URL turns certificate checks off (`?verify=0`)."""
+    try:
+        return not parse_source_url(mailbox.source_url).verify
+    except MailSourceError:
+        return False
+
+
 def public_settings(mailbox: Mailbox) -> SourceSettings:
     """The mailbox's settings without its password (for forms and pages)."""
     return replace(parse_source_url(mailbox.source_url), processed_folder=mailbox.processed_folder)
@@ -65,6 +74,8 @@ def imap_settings(
     username: str,
     folder: str,
     processed_folder: str | None,
+    ca_file: str | None = None,
+    verify: bool = True,
 ) -> SourceSettings:
     """Validated IMAP settings (no password: it is stored apart, encrypted)."""
     if security not in IMAP_SCHEMES.values():
@@ -81,6 +92,8 @@ def imap_settings(
         username=username.strip(),
         folder=(folder or "").strip() or "INBOX",
         processed_folder=(processed_folder or "").strip() or None,
+        ca_file=(ca_file or "").strip() or None if security != "plain" else None,
+        verify=verify or security == "plain",
     )
 
 
@@ -151,7 +164,7 @@ def update_mailbox(
         raise MailboxConfigError(f'A mailbox named "{name}" already exists.')
     before = _describe(mailbox)
     url = source_url_without_password(settings)
-    if url != mailbox.source_url:
+    if url.partition("?")[0] != mailbox.source_url.partition("?")[0]:
         # Another server, account or folder: its UIDs mean nothing here. Start over;
         # content de-duplication keeps mail already stored from being stored again.
         mailbox.uidvalidity = None
@@ -175,6 +188,50 @@ def update_mailbox(
     if changes:
         record_event("mailbox.updated", actor=actor, target=mailbox, details=changes)
     return mailbox
+
+
+def create_mailbox_from_url(
+    *, actor: User | None, name: str, url: str, password: str | None = None
+) -> Mailbox:
+    """Add a mailbox from a MAIL_SOURCE-style URL (the CLI's way); a password in the URL
+    is used when `password` is not given, and is never stored in the URL."""
+    try:
+        settings = parse_source_url(url.strip())
+    except MailSourceError as exc:
+        raise MailboxConfigError(str(exc)) from None
+    return create_mailbox(
+        actor=actor,
+        name=name,
+        settings=settings,
+        password=password or settings.password or None,
+    )
+
+
+def get_mailbox(name: str) -> Mailbox:
+    """The mailbox called `name`, or MailboxConfigError."""
+    mailbox = db.session.scalar(select(Mailbox).where(Mailbox.name == name.strip()))
+    if mailbox is None:
+        raise MailboxConfigError(f'No mailbox named "{name}".')
+    return mailbox
+
+
+def list_mailboxes() -> list[Mailbox]:
+    """Every mailbox, by name."""
+    return list(db.session.scalars(select(Mailbox).order_by(Mailbox.name)))
+
+
+def remove_mailbox(mailbox: Mailbox, *, actor: User | None) -> None:
+    """Forget a portal mailbox; mail stored from it stays (its link to the mailbox is cleared)."""
+    if is_from_environment(mailbox):
+        raise MailboxConfigError("This mailbox comes from MAIL_SOURCE; change it there.")
+    details = _describe(mailbox)
+    db.session.execute(
+        update(Message).where(Message.mailbox_id == mailbox.id).values(mailbox_id=None)
+    )
+    record_event("mailbox.removed", actor=actor, target=mailbox, details=details)
+    db.session.delete(mailbox)
+    db.session.flush()
+    log.info("Mailbox %s removed", details["name"])
 
 
 def set_mailbox_enabled(mailbox: Mailbox, enabled: bool, *, actor: User | None) -> bool:
@@ -232,6 +289,8 @@ def _imap_failure(exc: Exception, s: SourceSettings, timeout: float) -> str:
         return f"Timed out: {where} did not answer within {timeout:g} s."
     if isinstance(exc, socket.gaierror):
         return f"Host not found: {s.host} ({exc.strerror})."
+    if refused := describe_tls_error(exc):
+        return f"TLS failed with {where} ({SECURITY_LABELS[s.security]}): {refused}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS failed with {where} ({SECURITY_LABELS[s.security]}): {exc}"
     if isinstance(exc, IMAPClientError):

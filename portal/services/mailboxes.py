@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from sqlalchemy import select
 
 from ingest.mail.source import SourceSettings
+from ingest.mail.tls import TlsOptionError, tls_options, tls_query
 from portal.crypto import decrypt_secret, encrypt_secret
 from portal.extensions import db
 from portal.models import Mailbox
@@ -50,6 +51,12 @@ def parse_source_url(url: str) -> SourceSettings:
     except ValueError:
         raise MailSourceError(f"bad port in mail source {parts.netloc!r}") from None
     query = parse_qs(parts.query)
+    try:
+        ca_file, verify = tls_options(parts.query)
+    except TlsOptionError as exc:
+        raise MailSourceError(str(exc)) from None
+    if (ca_file or not verify) and security == "plain":
+        raise MailSourceError("ca= and verify= need TLS: use imaps:// or imap+starttls://")
     folder = unquote(parts.path.lstrip("/")) or "INBOX"
     return SourceSettings(
         kind="imap",
@@ -60,6 +67,8 @@ def parse_source_url(url: str) -> SourceSettings:
         password=unquote(parts.password or ""),
         folder=folder,
         processed_folder=(query.get("processed") or [None])[0],
+        ca_file=ca_file,
+        verify=verify,
     )
 
 
@@ -67,10 +76,11 @@ def source_url_without_password(settings: SourceSettings) -> str:
     if settings.kind == "maildir":
         return f"maildir:{settings.path}"
     scheme = {v: k for k, v in IMAP_SCHEMES.items()}[settings.security]
+    query = tls_query(settings.ca_file, settings.verify)
     return (
         f"{scheme}://{quote(settings.username, safe='')}@{settings.host}:{settings.port}/"
         f"{quote(settings.folder, safe='')}"
-    )
+    ) + (f"?{query}" if query else "")
 
 
 def sync_configured_mailbox(url: str) -> Mailbox:
@@ -82,12 +92,16 @@ def sync_configured_mailbox(url: str) -> Mailbox:
         mailbox = Mailbox(name=DEFAULT_MAILBOX_NAME, source_url=public_url)
         db.session.add(mailbox)
         log.info("Added the configured mailbox %s", public_url)
-    elif mailbox.source_url != public_url:
+    elif mailbox.source_url.partition("?")[0] != public_url.partition("?")[0]:
         # Another server or folder: its UIDs mean nothing here, start its checkpoint over.
         log.warning("Mail source changed from %s to %s", mailbox.source_url, public_url)
         mailbox.source_url = public_url
         mailbox.uidvalidity = None
         mailbox.last_uid = 0
+    elif mailbox.source_url != public_url:
+        # Only the TLS options changed: same server and folder, the checkpoint holds.
+        log.info("Mail source options changed from %s to %s", mailbox.source_url, public_url)
+        mailbox.source_url = public_url
     mailbox.processed_folder = settings.processed_folder
     if settings.password and (
         mailbox.password_encrypted is None

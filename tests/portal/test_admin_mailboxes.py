@@ -501,3 +501,65 @@ def test_a_real_poll_clears_the_banner(app, client, admin, maildir):
 
 def test_no_banner_outside_the_admin_console(app, client, admin):
     assert BANNER not in client.get("/dashboard").get_data(as_text=True)
+
+
+# --- TLS options -------------------------------------------------------------------------
+
+
+def test_the_form_keeps_a_private_ca_and_an_explicit_verify_0(client, admin):
+    add_imap(client, ca_file="/etc/ssl/private-ca.pem")
+    mailbox = mailbox_named("EU buyers")
+    assert mailbox.source_url.endswith("/INBOX?ca=/etc/ssl/private-ca.pem")
+    mailbox.uidvalidity, mailbox.last_uid = 77, 120
+    db.session.commit()
+    edit = f"/admin/mailboxes/{mailbox.id}/edit"
+    assert "/etc/ssl/private-ca.pem" in client.get(edit).get_data(as_text=True)
+    # Saving the form untouched keeps both options; ticking the box turns checks off.
+    post(client, edit, imap_form(password="", ca_file="/etc/ssl/private-ca.pem"), page=edit)
+    db.session.refresh(mailbox)
+    assert mailbox.source_url.endswith("?ca=/etc/ssl/private-ca.pem")
+    response = post(client, edit, imap_form(password="", ca_file="", skip_verify="y"), page=edit)
+    assert response.status_code == 302
+    db.session.refresh(mailbox)
+    assert mailbox.source_url.endswith("/INBOX?verify=0")
+    # Same server and folder: the checkpoint stays.
+    assert (mailbox.uidvalidity, mailbox.last_uid) == (77, 120)
+    health = client.get("/admin/health").get_data(as_text=True)
+    assert "TLS certificate not verified" in health
+    assert "Certificate not verified" in client.get("/admin/mailboxes").get_data(as_text=True)
+
+
+def test_a_relative_ca_path_is_refused_beside_the_field(client, admin):
+    response = add_imap(client, ca_file="ca.pem")
+    assert response.status_code == 422
+    assert "Give an absolute path" in response.get_data(as_text=True)
+
+
+def test_a_verified_mailbox_carries_no_warning(client, admin):
+    add_imap(client)
+    assert "not verified" not in client.get("/admin/health").get_data(as_text=True)
+
+
+@pytest.mark.imap
+@pytest.mark.parametrize(
+    ("kind", "ok"), [("good", True), ("expired", False), ("unknown_ca", False)]
+)
+def test_connection_test_checks_the_certificate(client, admin, tls_dovecot, test_pki, kind, ok):
+    server = tls_dovecot(kind)
+    user = f"tlsadmin{next(_users)}-{os.getpid()}"
+    server.add_user(user, "right-pass")
+    add_imap(
+        client,
+        name=user,
+        host="127.0.0.1",
+        security="tls",
+        port=str(server.tls_port),
+        username=user,
+        password="right-pass",
+        ca_file=str(test_pki.ca),
+    )
+    page = run_connection_test(client, mailbox_named(user))
+    if ok:
+        assert "connection works" in page
+    else:
+        assert "certificate verify failed" in page
