@@ -1,4 +1,5 @@
 import base64
+import hashlib
 from datetime import UTC
 
 from flask import (
@@ -125,10 +126,10 @@ def index():
     return _render_inbox()
 
 
-def _render_inbox(*, bulk_form: BulkForm | None = None, status: int = 200):
-    form = InboxFilterForm(request.args)
-    options = _filter_choices(form)
-    query = inbox_service.InboxQuery(
+def _inbox_query(form: InboxFilterForm) -> inbox_service.InboxQuery:
+    """The inbox's query from its filter form (the query string): the page's and the
+    live updates' alike."""
+    return inbox_service.InboxQuery(
         status=form.status.data if form.status.data in inbox_service.STATUS_FILTERS else "open",
         channel_id=_int_or_none(form.channel.data),
         marketplace=form.marketplace.data or None,
@@ -141,9 +142,21 @@ def _render_inbox(*, bulk_form: BulkForm | None = None, status: int = 200):
         sort=form.sort.data if form.sort.data in inbox_service.SORTS else "activity",
         cursor=request.args.get("after") or None,
     )
-    page = inbox_service.list_inbox(current_user, query, options=options)
+
+
+def _thread_url_prefix() -> str:
     # One url_for for the page; each row's link is this prefix and its id.
-    thread_url = url_for("inbox.thread_detail", thread_id=0).removesuffix("0")
+    return url_for("inbox.thread_detail", thread_id=0).removesuffix("0")
+
+
+def _render_inbox(*, bulk_form: BulkForm | None = None, status: int = 200):
+    form = InboxFilterForm(request.args)
+    options = _filter_choices(form)
+    query = _inbox_query(form)
+    # Before the rows, as in live(): a change made meanwhile shows at the first poll.
+    live_etag = _live_etag(inbox_service.change_token(current_user))
+    page = inbox_service.list_inbox(current_user, query, options=options)
+    thread_url = _thread_url_prefix()
     args = {k: v for k, v in request.args.items() if k != "after" and v}
     next_url = url_for("inbox.index", **args, after=page.next_cursor) if page.next_cursor else None
     first_url = url_for("inbox.index", **args) if query.cursor else None
@@ -172,9 +185,56 @@ def _render_inbox(*, bulk_form: BulkForm | None = None, status: int = 200):
             first_url=first_url,
             show_org=show_org,
             bulk_form=bulk_form,
+            live_url=url_for("inbox.live", **request.args),
+            live_etag=live_etag,
+            nav_counts=inbox_service.nav_counts(current_user),
         ),
         status,
     )
+
+
+# --- live updates ------------------------------------------------------------------------
+
+
+def _live_etag(token: str) -> str:
+    # Per user: the token is the user's scope's, and the rows are rendered for the user.
+    return hashlib.sha256(f"{current_user.id}:{token}".encode()).hexdigest()[:32]
+
+
+@bp.route("/inbox/live")
+@login_required
+def live():
+    """What an open inbox (static/js/live.js) asks every two seconds: 304 while nothing
+    it may see has changed, else its rows (the same filters, sort and page) and the
+    navigation's counts."""
+    # The token before the rows: a change in between shows at the next poll.
+    etag = _live_etag(inbox_service.change_token(current_user))
+    if etag in request.if_none_match:
+        response = Response(status=304)
+    else:
+        form = InboxFilterForm(request.args)
+        options = _filter_choices(form)
+        page = inbox_service.list_inbox(current_user, _inbox_query(form), options=options)
+        rows_html = render_rows(
+            page.rows,
+            _thread_url_prefix(),
+            len(form.organisation.choices) > 2,
+            selectable=_may_bulk(),
+        )
+        counts = inbox_service.nav_counts(current_user)
+        response = jsonify(
+            rows=str(rows_html),
+            ids=[row.id for row in page.rows],
+            counts={
+                "mine_open": counts.mine_open,
+                "unassigned": counts.unassigned,
+                "due_soon": counts.due_soon,
+            },
+        )
+    response.set_etag(etag)
+    # Revalidated every time, and never kept by a shared cache.
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
 
 
 # --- bulk actions ----------------------------------------------------------------------

@@ -87,6 +87,10 @@ class Thread(db.Model):
         # the others by id (portal.services.inbox.paging.urgent_ids).
         Index("ix_threads_status_awaiting", "status", "awaiting_reply_since", "id"),
         Index("ix_threads_channel_buyer", "channel_id", "buyer_address", "order_id"),
+        # The live inbox's change check: the newest change among an organisation's
+        # threads (portal.services.inbox.live), and among all for admins.
+        Index("ix_threads_org_updated", "organisation_id", "updated_at"),
+        Index("ix_threads_updated", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -109,6 +113,9 @@ class Thread(db.Model):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_message_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: When the row last changed (any ORM UPDATE; ingest sets it for every message it
+    #: stores): what the live inbox watches (portal.services.inbox.live).
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     #: Oldest buyer message not yet answered: the 24-hour clock runs from here.
     awaiting_reply_since: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     #: The awaiting_reply_since whose coming deadline the assignee was warned of: one

@@ -381,6 +381,9 @@ def _note_inbound(
 ) -> None:
     """What an inbound message changes on its thread and channel."""
     received = parsed.sent_at if parsed.sent_at and parsed.sent_at < now else now
+    # Set even when nothing else on the thread changes (an older or automatic message):
+    # its snippet may, and the live inbox watches this column.
+    thread.updated_at = now
     if thread.last_message_at is None or received > thread.last_message_at:
         thread.last_message_at = received
     if not parsed.is_automatic:

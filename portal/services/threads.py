@@ -183,6 +183,9 @@ def add_tag(thread: Thread, name: str, *, actor: User) -> Tag:
         db.session.add(tag)
     if tag not in thread.tags:
         thread.tags.append(tag)
+        # The tag row changes thread_tags only: the thread's row is what the live inbox
+        # watches.
+        thread.updated_at = utcnow()
         record_event(
             "thread.tagged",
             actor=actor,
@@ -197,6 +200,7 @@ def add_tag(thread: Thread, name: str, *, actor: User) -> Tag:
 def remove_tag(thread: Thread, tag: Tag, *, actor: User) -> None:
     if tag in thread.tags:
         thread.tags.remove(tag)
+        thread.updated_at = utcnow()  # as in add_tag
         record_event(
             "thread.untagged",
             actor=actor,

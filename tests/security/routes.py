@@ -259,6 +259,7 @@ ROUTES: dict[str, Entry] = {
     ),
     # --- inbox and threads
     "inbox.index": Entry(logged_in()),
+    "inbox.live": Entry(logged_in()),
     # Bulk actions: agents and admins; the thread ids are scoped in the view (tests/portal).
     "inbox.bulk": Entry(roles_only("agent", "admin", ok=ALLOWED)),
     "inbox.thread_detail": Entry(READ, args={"thread_id": "thread"}, owners=AB),

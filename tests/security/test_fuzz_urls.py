@@ -60,11 +60,18 @@ def _query_parameters(matrix: Matrix, case: Case, entry: Entry, forms) -> set[st
         source = inspect.getsource(view)
         # A view that hands the request to a helper of its module (the inbox's
         # _render_inbox) reads its parameters there.
+        # And the helpers those call (the inbox's _inbox_query reads 'after').
         module = inspect.getmodule(view)
-        for helper in set(_HELPER_RE.findall(source)):
+        seen: set[str] = set()
+        pending = set(_HELPER_RE.findall(source))
+        while pending:
+            helper = pending.pop()
+            seen.add(helper)
             function = getattr(module, helper, None)
             if inspect.isfunction(function):
-                source += inspect.getsource(function)
+                helper_source = inspect.getsource(function)
+                source += helper_source
+                pending |= set(_HELPER_RE.findall(helper_source)) - seen
         names |= set(_ARGS_RE.findall(source))
     return names - {"csrf_token"}
 

@@ -6,6 +6,7 @@ Read in this order:
     search.py   the search box: terms as conditions (SQLite FTS5; PostgreSQL tsvector, trigrams)
     paging.py   the sort orders and keyset cursors
     listing.py  list_inbox and filter_options: one statement per shape, built once
+    live.py     change_token and nav_counts: what the open inbox asks every two seconds
 """
 
 from portal.services.inbox.filters import (
@@ -23,6 +24,7 @@ from portal.services.inbox.listing import (
     filter_options,
     list_inbox,
 )
+from portal.services.inbox.live import NavCounts, change_token, nav_counts
 from portal.services.inbox.row import InboxRow
 
 __all__ = [
@@ -36,6 +38,9 @@ __all__ = [
     "InboxPage",
     "InboxQuery",
     "InboxRow",
+    "NavCounts",
+    "change_token",
     "filter_options",
     "list_inbox",
+    "nav_counts",
 ]

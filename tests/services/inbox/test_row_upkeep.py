@@ -16,7 +16,7 @@ from sqlalchemy import column, insert, select, table
 from ingest.pipeline import poll_all
 from portal import create_app
 from portal.extensions import db
-from portal.models import Direction, Message, Role, Tag, Thread, thread_tags
+from portal.models import Direction, Message, Role, Tag, thread_tags
 from portal.services import threads as thread_service
 from portal.services.inbox import FilterOptions, InboxQuery, list_inbox
 from portal.services.outbox import queue_reply
@@ -192,9 +192,25 @@ def _backfill_check(url: str, tmp_path) -> None:
                 created_at=now.replace(tzinfo=None),
             )
         )
+        # threads by name of column too (threads.updated_at is later).
+        threads = table(
+            "threads",
+            *map(column, ("id", "channel_id", "organisation_id", "subject", "normalized_subject")),
+            *map(column, ("buyer_name", "buyer_address", "status")),
+            *map(column, ("created_at", "last_message_at")),
+        )
         db.session.execute(
-            insert(Thread.__table__).values(
-                id=1, channel_id=channel_id, organisation_id=org_id, subject="Old question"
+            insert(threads).values(
+                id=1,
+                channel_id=channel_id,
+                organisation_id=org_id,
+                subject="Old question",
+                normalized_subject="",
+                buyer_name="",
+                buyer_address="",
+                status="open",
+                created_at=now.replace(tzinfo=None),
+                last_message_at=now.replace(tzinfo=None),
             )
         )
         for number, (text, note) in enumerate(
