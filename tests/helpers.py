@@ -44,7 +44,9 @@ MAIL = DATA / "mail"
 #: The routes that hand out files: tests/portal/test_downloads.py checks that each goes
 #: through the one Content-Disposition helper, tests/security/test_downloads_browser.py
 #: clicks each in Chromium.
-DOWNLOAD_ENDPOINTS = frozenset({"inbox.attachment", "admin.raw_message", "orgs.export_messages"})
+DOWNLOAD_ENDPOINTS = frozenset(
+    {"inbox.attachment", "admin.raw_message", "orgs.export_messages", "reports.download"}
+)
 #: An MWS Auth Token of the shape Amazon issued (MWS itself was switched off in 2024).
 MWS_TOKEN = "amzn.mws.4ea38b7b-f563-7709-4bae-87aeaadc4d6f"
 

@@ -2,9 +2,10 @@ import csv
 import io
 from datetime import UTC, datetime, time, timedelta
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, render_template, request
 from flask_login import current_user, login_required
 
+from portal.downloads import download
 from portal.reports.forms import ReportForm
 from portal.services import reports as report_service
 from portal.services.organisations import list_visible_organisations
@@ -74,9 +75,9 @@ def index():
     return render_template("reports/index.html", **context), status
 
 
-@bp.route("/reports.csv")
+@bp.route("/reports.csv", endpoint="download")
 @login_required
-def download():
+def download_csv():
     form, visible, organisation_ids, period = _read_form()
     if period is None:
         return render_template("reports/index.html", form=form, visible=visible), 400
@@ -85,8 +86,9 @@ def download():
     writer.writerow(report_service.REPORT_COLUMNS)
     for figures in _rows(organisation_ids, period) if organisation_ids else []:
         writer.writerow([_cell(value) for value in report_service.report_row(figures)])
-    return Response(
-        out.getvalue(),
+    # Through the one download helper: saved, never rendered or sniffed.
+    return download(
+        out.getvalue().encode("utf-8"),
+        filename="report.csv",
         mimetype="text/csv",
-        headers={"Content-Disposition": 'attachment; filename="report.csv"'},
     )

@@ -138,6 +138,13 @@ def test_every_download_route_saves_non_latin1_names_in_chromium(
     assert name.startswith(f"sellerdesk-org-{org.id}-") and name.endswith(".jsonl")
     assert "Yamada" in data.decode()
     tried.add("orgs.export_messages")
+
+    # reports.download: the report as CSV, its columns in the header line.
+    page.goto(f"{live_server}/reports?period=30")
+    name, data = _download(page, page.get_by_role("link", name="Download as CSV"), tmp_path)
+    assert name == "report.csv"
+    assert data.decode().startswith("scope,messages,answered_24h,answered_24h_pct,")
+    tried.add("reports.download")
     context.close()
 
     assert tried == DOWNLOAD_ENDPOINTS
