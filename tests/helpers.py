@@ -25,7 +25,7 @@ from flask.testing import FlaskClient
 from imapclient import IMAPClient
 
 from portal.extensions import db
-from portal.models import Channel, Message, Order, User
+from portal.models import Channel, Direction, Message, Order, SendStatus, User
 from portal.services import channels as channel_service
 from portal.services import spapi as spapi_service
 from portal.services import two_factor
@@ -476,3 +476,19 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def add_sent_reply(thread: Any, *, at: Any, number: int = 1) -> Any:
+    """A reply on `thread` that the outbox sent at `at` (no commit), for the metric's tests."""
+    reply = Message(
+        thread=thread,
+        channel=thread.channel,
+        direction=Direction.OUT,
+        message_id=f"<r{number}@sellerdesk.test>",
+        content_hash=f"r{number}",
+        send_status=SendStatus.SENT,
+        sent_at=at,
+        created_at=at,
+    )
+    db.session.add(reply)
+    return reply

@@ -6,8 +6,9 @@ import re
 from datetime import timedelta
 
 from portal.extensions import db
-from portal.models import Direction, Message, Role, SendStatus
+from portal.models import Role
 from portal.sqltypes import utcnow
+from tests.helpers import add_sent_reply
 
 
 def test_rates_per_channel_and_period(client, login_as, make_org, make_channel, make_thread):
@@ -17,18 +18,7 @@ def test_rates_per_channel_and_period(client, login_as, make_org, make_channel, 
     make_channel("DE", organisation=org)
     # Answered within 90 minutes, three hours ago; unanswered since 20 days.
     answered = make_thread(uk, received_at=now - timedelta(hours=3))
-    db.session.add(
-        Message(
-            thread=answered,
-            channel=uk,
-            direction=Direction.OUT,
-            message_id="<r1@sellerdesk.test>",
-            content_hash="r1",
-            send_status=SendStatus.SENT,
-            sent_at=now - timedelta(hours=1, minutes=30),
-            created_at=now - timedelta(hours=1, minutes=30),
-        )
-    )
+    add_sent_reply(answered, at=now - timedelta(hours=1, minutes=30))
     make_thread(uk, received_at=now - timedelta(days=20))
     make_thread(make_channel("UK"), received_at=now - timedelta(hours=30))  # another org
     db.session.commit()

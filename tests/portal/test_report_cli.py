@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from portal.extensions import db
-from portal.models import Direction, Message, SendStatus
 from portal.sqltypes import utcnow
+from tests.helpers import add_sent_reply
 
 
 def test_prints_a_line_per_channel_and_the_total(runner, make_org, make_channel, make_thread):
@@ -17,18 +17,7 @@ def test_prints_a_line_per_channel_and_the_total(runner, make_org, make_channel,
     # UK: one answered after 90 minutes, one waiting 30 h (open, overdue), and one
     # 40 days old, outside the 30 days.
     answered = make_thread(uk, received_at=now - timedelta(hours=3))
-    db.session.add(
-        Message(
-            thread=answered,
-            channel=uk,
-            direction=Direction.OUT,
-            message_id="<r1@sellerdesk.test>",
-            content_hash="r1",
-            send_status=SendStatus.SENT,
-            sent_at=now - timedelta(hours=1, minutes=30),
-            created_at=now - timedelta(hours=1, minutes=30),
-        )
-    )
+    add_sent_reply(answered, at=now - timedelta(hours=1, minutes=30))
     make_thread(uk, received_at=now - timedelta(hours=30))
     make_thread(uk, received_at=now - timedelta(days=40))
     make_thread(make_channel("UK"), received_at=now - timedelta(hours=1))  # another org

@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 
 from portal.extensions import db
-from portal.models import Direction, Message, Role, SendStatus
+from portal.models import Role
 from portal.sqltypes import utcnow
+from tests.helpers import add_sent_reply
 
 
 @pytest.fixture
@@ -22,18 +23,7 @@ def two_sellers(make_org, make_channel, make_thread):
     uk = make_channel("UK", organisation=alpha)
     de = make_channel("DE", organisation=beta)
     answered = make_thread(uk, received_at=now - timedelta(hours=3))
-    db.session.add(
-        Message(
-            thread=answered,
-            channel=uk,
-            direction=Direction.OUT,
-            message_id="<r1@sellerdesk.test>",
-            content_hash="r1",
-            send_status=SendStatus.SENT,
-            sent_at=now - timedelta(hours=1, minutes=30),
-            created_at=now - timedelta(hours=1, minutes=30),
-        )
-    )
+    add_sent_reply(answered, at=now - timedelta(hours=1, minutes=30))
     make_thread(uk, received_at=now - timedelta(hours=30))
     make_thread(de, texts=("a", "b", "c"), received_at=now - timedelta(hours=1))
     db.session.commit()
