@@ -421,7 +421,13 @@ def poll_all(*, force: bool = False) -> PollSummary:
     owner = leases.worker_identity()
     began = utcnow()
     mailboxes = db.session.scalars(
-        select(Mailbox).where(Mailbox.is_enabled).order_by(Mailbox.id)
+        select(Mailbox)
+        .where(
+            Mailbox.is_enabled,
+            # Posted to, not polled (services/http_ingress.py).
+            Mailbox.source_url.not_like(f"{mailbox_service.HTTP_INGRESS_SCHEME}:%"),
+        )
+        .order_by(Mailbox.id)
     ).all()
     due = []
     # Names read now: after a failed transaction, reading one could fail again.
