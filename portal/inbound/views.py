@@ -57,7 +57,8 @@ def _answer(code: int, **body: object):
 
 
 @bp.route("/inbound/<token>", methods=["POST"])
-@bp.route("/inbound/<token>/mime", methods=["POST"])  # Mailgun: a raw-MIME URL ends in "mime"
+# Mailgun posts raw MIME only to an address ending in "mime".
+@bp.route("/inbound/<token>/mime", methods=["POST"], endpoint="deliver_mime")
 @csrf.exempt
 @limiter.limit(lambda: current_app.config["INBOUND_RATE_LIMIT"], key_func=_per_mailbox)
 def deliver(token: str):

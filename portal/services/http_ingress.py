@@ -52,7 +52,6 @@ from ingest.mail.parse_result import parse_inbound
 from portal.crypto import decrypt_secret, encrypt_secret
 from portal.extensions import db
 from portal.models import InboundReplay, Mailbox, User
-from portal.services.audit import record_event
 from portal.services.inbound import InboundMail, Outcome, store_inbound
 from portal.services.mailbox_config import MailboxConfigError, create_mailbox
 from portal.services.mailboxes import HTTP_PROVIDERS, is_http_ingress, parse_source_url
@@ -150,19 +149,6 @@ def create_http_mailbox(
     mailbox.signing_key_encrypted = encrypt_secret(signing_key) if signing_key else None
     db.session.flush()
     return NewHttpMailbox(mailbox, token, generated)
-
-
-def renew_ingress_token(mailbox: Mailbox, *, actor: User | None) -> str:
-    """A new path token for `mailbox` (the old one stops working); shown once, no commit."""
-    if not is_http_ingress(mailbox.source_url):
-        raise MailboxConfigError("Only HTTP ingress mailboxes have a path token.")
-    token = secrets.token_urlsafe(32)
-    mailbox.ingress_token_hash = token_hash(token)
-    db.session.flush()
-    record_event(
-        "mailbox.token_renewed", actor=actor, target=mailbox, details={"name": mailbox.name}
-    )
-    return token
 
 
 def mailbox_for_token(token: str) -> Mailbox | None:
