@@ -27,12 +27,13 @@ checkpoint, an admin's view commits the decision with its audit event.
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import and_, insert, or_, select, text
 
 from ingest.mail.parse import ParsedMessage, synthetic_message_id
 from ingest.mail.parse_result import Unparsed
@@ -105,6 +106,7 @@ def store_inbound(
     Returns each mail's outcome, in the same order. `now` is the moment the match
     window is counted back from.
     """
+    _serialise_by_message_id(mails)
     dedup = _Dedup(mails, mailbox=mailbox, uidvalidity=uidvalidity)
     channels = _route(mails, inbound_domain=inbound_domain)
     matcher = _thread_matcher(
@@ -190,6 +192,27 @@ def _earlier_keys(parsed: ParsedMessage | Unparsed) -> list[tuple[str, str]]:
     if synthetic or not bracketed:
         keys.append((synthetic_message_id(old), old))
     return [key for key in dict.fromkeys(keys) if key != (parsed.message_id, parsed.content_hash)]
+
+
+def _serialise_by_message_id(mails: Sequence[InboundMail]) -> None:
+    """On PostgreSQL, wait for any other transaction storing mail under the same
+    Message-IDs (two mailboxes polled at once, an HTTP delivery beside a poll) before
+    looking for what is stored: its rows are then committed and seen, so the same mail
+    is not stored twice. Transaction-scoped advisory locks, taken in one order by all."""
+    if db.session.get_bind().dialect.name != "postgresql" or not mails:
+        return
+    keys = sorted({_lock_key(_content_key(m.parsed)[0]) for m in mails})
+    db.session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(k) FROM "
+            "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS wanted"
+        ),
+        {"keys": keys},
+    )
+
+
+def _lock_key(message_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:8], "big", signed=True)
 
 
 class _Dedup:
