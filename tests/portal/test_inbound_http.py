@@ -212,3 +212,18 @@ def test_sns_refusals(app, uk, live_server, sns):
     bad_subscribe = sns.sign({**sns.subscription(), "SubscribeURL": "https://evil.test/confirm"})
     assert sns_post(url, bad_subscribe)[0] == 403
     assert _inbound() == []
+
+
+def test_deliveries_are_rate_limited_per_mailbox(app, uk, live_server):
+    app.config["INBOUND_RATE_LIMIT"] = "2 per minute"
+    token, key = _mailbox("generic")
+    other = http_ingress.create_http_mailbox(actor=None, name="other", provider="generic")
+    db.session.commit()
+    url = f"{live_server}/inbound/{token}"
+    assert generic_post(url, key, amazon_message(11, HELPDESK))[0] == 200
+    assert generic_post(url, key, amazon_message(12, HELPDESK))[0] == 200
+    assert generic_post(url, key, amazon_message(13, HELPDESK))[0] == 429
+    # Another mailbox has its own count.
+    other_url = f"{live_server}/inbound/{other.token}"
+    assert generic_post(other_url, other.signing_key, amazon_message(13, HELPDESK))[0] == 200
+    assert len(_inbound()) == 3
