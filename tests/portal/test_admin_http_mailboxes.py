@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from portal.crypto import decrypt_secret
 from portal.extensions import db
-from portal.models import AuditEvent, Mailbox
+from portal.models import AuditEvent, InboundReplay, Mailbox
 from portal.services import http_ingress
 from tests.helpers import csrf_token_from
 from tests.http_ingress_standin import generic_headers
@@ -86,3 +86,11 @@ def test_cli_adds_lists_and_tests_an_http_mailbox(app, runner):
         args=["mailboxes", "add", "--name", "ses", "--url", "http-ingress://?provider=ses"]
     )
     assert ses.exit_code == 0 and "signing_key" not in ses.output
+    # Removing it forgets its replay memory too.
+    mailbox = db.session.scalar(select(Mailbox).where(Mailbox.name == "mta"))
+    db.session.add(InboundReplay(mailbox_id=mailbox.id, key="sig:taken"))
+    db.session.commit()
+    removed = runner.invoke(args=["mailboxes", "remove", "--name", "mta"])
+    assert removed.exit_code == 0, removed.output
+    db.session.expire_all()
+    assert db.session.scalar(select(InboundReplay)) is None
