@@ -90,9 +90,21 @@ def mailgun_fields(key: str, raw: bytes, *, timestamp: int | None = None, token:
     }
 
 
-def mailgun_post(url: str, fields: dict) -> tuple[int, dict]:
-    data = urlencode(fields).encode()
-    return post(url, data, {"Content-Type": "application/x-www-form-urlencoded"})
+def mailgun_post(url: str, fields: dict, *, multipart: bool = False) -> tuple[int, dict]:
+    """Mailgun's post: urlencoded, or multipart/form-data (what it sends for mail with
+    attachments)."""
+    if not multipart:
+        data = urlencode(fields).encode()
+        return post(url, data, {"Content-Type": "application/x-www-form-urlencoded"})
+    boundary = secrets.token_hex(16)
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+        + value.encode("utf-8", "surrogateescape")
+        + b"\r\n"
+        for name, value in fields.items()
+    ]
+    data = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return post(url, data, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
 
 
 def _signing_cert() -> tuple[rsa.RSAPrivateKey, bytes]:

@@ -66,7 +66,10 @@ def deliver(token: str):
     if mailbox is None:
         return _answer(404, error="unknown ingress address")
     limit = current_app.config["INBOUND_MAX_BYTES"]
-    request.max_content_length = limit  # for Mailgun's form, parsed by werkzeug
+    # Mailgun's form, parsed by werkzeug: its body-mime field is the whole message,
+    # which werkzeug's default for a form field in memory (500 kB) would refuse.
+    request.max_content_length = limit
+    request.max_form_memory_size = limit
     settings, now = _settings(), http_ingress.now_seconds()
     provider = http_ingress.provider_of(mailbox)
     try:

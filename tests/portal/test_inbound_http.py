@@ -227,3 +227,16 @@ def test_deliveries_are_rate_limited_per_mailbox(app, uk, live_server):
     other_url = f"{live_server}/inbound/{other.token}"
     assert generic_post(other_url, other.signing_key, amazon_message(13, HELPDESK))[0] == 200
     assert len(_inbound()) == 3
+
+
+def test_a_large_mailgun_message_is_taken_and_one_over_the_limit_refused(app, uk, live_server):
+    app.config["INBOUND_MAX_BYTES"] = 2_000_000
+    token, _ = _mailbox("mailgun", MAILGUN_KEY)
+    url = f"{live_server}/inbound/{token}/mime"
+    # Beyond werkzeug's 500 kB default for a form field held in memory.
+    big = amazon_message(14, HELPDESK) + b"\n" + b"photo line\n" * 70_000
+    fields = mailgun_fields(MAILGUN_KEY, big)
+    assert mailgun_post(url, fields, multipart=True) == (200, {"status": "stored"})
+    huge = amazon_message(15, HELPDESK) + b"\n" + b"photo line\n" * 200_000
+    assert mailgun_post(url, mailgun_fields(MAILGUN_KEY, huge), multipart=True)[0] == 413
+    assert len(_inbound()) == 1

@@ -99,3 +99,13 @@ def test_old_replay_keys_are_forgotten(uk, posted, settings):
     delivery = http_ingress.check_generic(posted.mailbox, raw, headers, settings, time.time())
     http_ingress.deliver(posted.mailbox, delivery, settings)
     assert [r.key for r in db.session.scalars(select(InboundReplay))] == [delivery.replay_key]
+
+
+def test_mail_with_nul_bytes_is_stored_not_an_error(uk, posted, settings):
+    # The web's NUL guard leaves posted mail alone: the pipeline keeps such bytes raw.
+    raw = amazon_message(4, HELPDESK).replace(b"Begin message", b"Begin\x00message")
+    headers = generic_headers(posted.signing_key, raw)
+    delivery = http_ingress.check_generic(posted.mailbox, raw, headers, settings, time.time())
+    stored = http_ingress.deliver(posted.mailbox, delivery, settings)
+    assert stored.outcome.value in ("stored", "quarantined")
+    assert _count(Message, Message.direction == Direction.IN) == 1
