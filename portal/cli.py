@@ -457,7 +457,9 @@ def report_command(org_name: str, days: int) -> None:
         click.echo("\t".join(report_service.report_row(figures)))
 
 
-buyers_cli = AppGroup("buyers", help="Buyer data: erasure of one buyer (issue 23).")
+buyers_cli = AppGroup(
+    "buyers", help="Buyer data: erasure and subject access export of one buyer (issue 23)."
+)
 
 
 @buyers_cli.command("erase")
@@ -499,6 +501,60 @@ def buyers_erase_command(org_name: str, address: str, dry_run: bool) -> None:
                 f"drafts={counts.drafts}",
             ]
         )
+    )
+
+
+@buyers_cli.command("export")
+@click.option("--org", "org_name", required=True, metavar="NAME", help="The organisation.")
+@click.option(
+    "--email",
+    "--alias",
+    "address",
+    required=True,
+    metavar="ADDRESS",
+    help="The buyer's e-mail address or Amazon relay alias.",
+)
+@click.option(
+    "--out",
+    "--output",
+    "out_path",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write to FILE (atomically) instead of standard output.",
+)
+def buyers_export_command(org_name: str, address: str, out_path: str | None) -> None:
+    """Write what the organisation holds about one buyer as JSON Lines (subject access)."""
+    from portal.services import export as export_service
+
+    organisation = user_service.find_organisation(org_name)
+    if organisation is None:
+        _fail(f"No organisation called {org_name!r}.")
+    try:
+        found = export_service.find_buyer_export(organisation, address)
+    except buyer_data.BuyerDataError as exc:
+        _fail(str(exc))
+    if found.is_empty:
+        _fail("Nothing is stored about this buyer in this organisation.")
+    if out_path is None or out_path == "-":
+        count = export_service.write_jsonl(
+            sys.stdout.buffer, organisation=organisation, records=found.records()
+        )
+        destination = "stdout"
+    else:
+        try:
+            count = export_service.write_jsonl_file(
+                out_path, organisation=organisation, records=found.records()
+            )
+        except OSError as exc:
+            db.session.rollback()
+            _fail(f"Cannot write {out_path}: {exc.strerror or exc}")
+        destination = out_path
+    export_service.record_buyer_export(organisation, found, actor=None)
+    db.session.commit()
+    click.echo(
+        f"exported\tmessages={len(found.message_ids)}\torders={len(found.order_keys)}"
+        f"\tlines={count}\tto={destination}",
+        err=True,
     )
 
 

@@ -326,6 +326,32 @@ def find_buyer_data(organisation: Organisation, address: str) -> BuyerData:
     )
 
 
+def buyer_order_keys(found: BuyerData) -> list[tuple[int, str]]:
+    """The (channel id, order ID) pairs the buyer's threads and messages name, sorted."""
+    keys: set[tuple[int, str]] = set()
+    for start in range(0, len(found.thread_ids), BATCH_SIZE):
+        keys.update(
+            (row[0], row[1])
+            for row in db.session.execute(
+                select(Thread.channel_id, Thread.order_id).where(
+                    Thread.id.in_(found.thread_ids[start : start + BATCH_SIZE]),
+                    Thread.order_id.is_not(None),
+                )
+            )
+        )
+    for start in range(0, len(found.stray_message_ids), BATCH_SIZE):
+        keys.update(
+            (row[0], row[1])
+            for row in db.session.execute(
+                select(Message.channel_id, Message.order_id).where(
+                    Message.id.in_(found.stray_message_ids[start : start + BATCH_SIZE]),
+                    Message.order_id.is_not(None),
+                )
+            )
+        )
+    return sorted(keys)
+
+
 def erase_buyer(
     organisation: Organisation, address: str, *, actor: User | None, now: datetime
 ) -> ErasureCounts:
@@ -336,22 +362,13 @@ def erase_buyer(
     found = find_buyer_data(organisation, address)
     if found.is_empty:
         raise BuyerDataError("Nothing is stored about this buyer in this organisation.")
-    order_keys = db.session.execute(
-        select(Thread.channel_id, Thread.order_id).where(
-            Thread.id.in_(found.thread_ids), Thread.order_id.is_not(None)
-        )
-    ).all()
-    order_keys += db.session.execute(
-        select(Message.channel_id, Message.order_id).where(
-            Message.id.in_(found.stray_message_ids), Message.order_id.is_not(None)
-        )
-    ).all()
+    order_keys = buyer_order_keys(found)
     counts = ErasureCounts()
     for start in range(0, len(found.thread_ids), BATCH_SIZE):
         counts.add(_erase_threads(found.thread_ids[start : start + BATCH_SIZE], now=now))
     for start in range(0, len(found.stray_message_ids), BATCH_SIZE):
         counts.add(_erase_messages(found.stray_message_ids[start : start + BATCH_SIZE], now=now))
-    for channel_id, order_id in set(order_keys):
+    for channel_id, order_id in order_keys:
         counts.orders += (
             db.session.execute(
                 delete(Order)

@@ -148,3 +148,40 @@ def test_buyers_erase_fails_when_nothing_matches(runner, uk, make_thread, args, 
     result = runner.invoke(args=["buyers", "erase", *args])
     assert result.exit_code == 1
     assert message in result.output
+
+
+def test_buyers_export_writes_json_lines_and_is_audited(runner, uk, make_thread, tmp_path):
+    import json
+
+    make_thread(uk, buyer_address=BUYER, texts=("one", "two"))
+    make_thread(uk, texts=("someone else",))
+    result = runner.invoke(args=["buyers", "export", "--org", "acme", "--alias", BUYER.upper()])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["text"] for line in lines] == ["one", "two"]
+    assert result.stderr.strip() == "exported\tmessages=2\torders=0\tlines=2\tto=stdout"
+    out = tmp_path / "buyer.jsonl"
+    result = runner.invoke(
+        args=["buyers", "export", "--org", "Acme", "--email", BUYER, "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and len(out.read_text(encoding="utf-8").splitlines()) == 2
+    events = db.session.scalars(db.select(AuditEvent).filter_by(kind="buyer.exported")).all()
+    assert len(events) == 2 and events[0].actor_id is None
+    assert BUYER not in str(events[0].details).lower()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--org", "Acme", "--alias", "nobody@marketplace.amazon.co.uk"], "Nothing is stored"),
+        (["--org", "Nope", "--email", BUYER], "No organisation called 'Nope'"),
+        (["--org", "Acme", "--email", "not an address"], "e-mail address"),
+    ],
+)
+def test_buyers_export_fails_when_nothing_matches(runner, uk, make_thread, args, message):
+    make_thread(uk, buyer_address=BUYER)
+    result = runner.invoke(args=["buyers", "export", *args])
+    assert result.exit_code == 1
+    assert message in result.output and result.stdout == ""
+    assert db.session.scalar(db.select(AuditEvent).filter_by(kind="buyer.exported")) is None

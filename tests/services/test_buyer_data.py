@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from ingest.retention import run_retention
 from portal.config import ConfigError, config_from_env
+from portal.crypto import encrypt_secret
 from portal.extensions import db
 from portal.models import (
     Attachment,
@@ -25,6 +26,7 @@ from portal.models import (
     ThreadStatus,
 )
 from portal.services import buyer_data
+from portal.services import export as export_service
 from portal.services import threads as thread_service
 from portal.services.drafts import save_draft
 from portal.services.export import iter_message_records
@@ -325,3 +327,66 @@ def test_retention_periods_are_read_from_the_environment(monkeypatch, tmp_path, 
     monkeypatch.setenv(name, "0")
     with pytest.raises(ConfigError, match=name):
         config_from_env(str(tmp_path))
+
+
+# --- subject access export of one buyer -------------------------------------------------
+
+
+def test_the_buyer_export_holds_their_messages_and_orders_with_the_export_keys(
+    uk, buyer_threads, make_thread, make_user
+):
+    first, second, other = buyer_threads
+    stray = Message(
+        thread=other,
+        channel=uk,
+        direction=Direction.IN,
+        message_id="<stray@example.com>",
+        content_hash="stray",
+        from_address=BUYER,
+        text_body="the same buyer in another thread",
+    )
+    db.session.add(stray)
+    db.session.commit()
+    note = thread_service.add_internal_note(first, "staff only", actor=make_user(Role.ADMIN))
+    order = db.session.scalar(select(Order))
+    order.pii_encrypted = encrypt_secret('{"buyer_name": "Jane Doe", "ship_to": ["1 High St"]}')
+    db.session.commit()
+
+    export = export_service.find_buyer_export(uk.organisation, BUYER.title())
+    records = list(export.records())
+
+    keys = set(next(iter_message_records(organisation=uk.organisation)))
+    messages, orders = records[:-1], records[-1:]
+    assert [r["text"] for r in messages] == [
+        "dehumidifier too small",
+        "refund?",
+        "also this",
+        "the same buyer in another thread",
+    ]
+    assert all(set(r) == keys for r in messages)
+    assert note.text_body not in str(records)
+    [line] = orders
+    assert set(line) == keys | {"order"} and line["direction"] is None
+    assert line["order_id"] == "203-1234567-1234567" and line["channel"] == uk.helpdesk_address
+    assert line["order"]["total_amount"] == "36.97"
+    assert (line["order"]["buyer_name"], line["order"]["ship_to"]) == ("Jane Doe", ["1 High St"])
+
+    export_service.record_buyer_export(uk.organisation, export, actor=None)
+    db.session.commit()
+    [event] = audit("buyer.exported")
+    assert event.details["messages"] == 4 and event.details["orders"] == 1
+    assert event.details["address_sha256"] == buyer_data.address_digest(BUYER)
+    assert BUYER not in str(event.details).lower()
+
+
+def test_the_buyer_export_skips_what_is_erased_and_other_organisations(
+    uk, make_channel, make_org, make_thread
+):
+    elsewhere = make_channel("DE", organisation=make_org("Beta GmbH"))
+    make_thread(elsewhere, buyer_address=BUYER, texts=("other seller",))
+    make_thread(uk, buyer_address=BUYER, texts=("ours",))
+    assert [r["text"] for r in export_service.find_buyer_export(uk.organisation, BUYER).records()]
+    buyer_data.erase_buyer(uk.organisation, BUYER, actor=None, now=NOW)
+    db.session.commit()
+    export = export_service.find_buyer_export(uk.organisation, BUYER)
+    assert export.is_empty and list(export.records()) == []
