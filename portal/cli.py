@@ -480,12 +480,14 @@ def buyers_erase_command(org_name: str, address: str, dry_run: bool) -> None:
         _fail(f"No organisation called {org_name!r}.")
     try:
         if dry_run:
-            found = buyer_data.find_buyer_data(organisation, address)
+            found = buyer_data.find_buyer_data(organisation, address, include_unassigned=True)
             if found.is_empty:
                 _fail("Nothing is stored about this buyer in this organisation.")
             click.echo(f"would erase\tthreads={len(found.thread_ids)}\tmessages={found.messages}")
             return
-        counts = buyer_data.erase_buyer(organisation, address, actor=None, now=utcnow())
+        counts = buyer_data.erase_buyer(
+            organisation, address, actor=None, now=utcnow(), include_unassigned=True
+        )
     except buyer_data.BuyerDataError as exc:
         db.session.rollback()
         _fail(str(exc))

@@ -19,6 +19,7 @@ from portal.models import (
     AuditEvent,
     Direction,
     Draft,
+    Mailbox,
     Message,
     Order,
     Role,
@@ -390,3 +391,66 @@ def test_the_buyer_export_skips_what_is_erased_and_other_organisations(
     db.session.commit()
     export = export_service.find_buyer_export(uk.organisation, BUYER)
     assert export.is_empty and list(export.records()) == []
+
+
+def test_an_admins_erasure_covers_the_buyers_unrouted_and_quarantined_mail(uk, make_thread):
+    thread = make_thread(uk, buyer_address=BUYER)
+    unrouted = Message(
+        direction=Direction.IN,
+        message_id="<unrouted@example.com>",
+        content_hash="u" * 64,
+        from_address=BUYER.upper(),
+        text_body="to an address no channel has",
+        raw=b"From: x\r\n\r\nto an address no channel has",
+    )
+    quarantined = Message(
+        direction=Direction.IN,
+        message_id="<q@quarantine.sellerdesk>",
+        content_hash="q" * 64,
+        quarantine_reason="malformed",
+        raw=f"From: Jane <{BUYER.upper()}>\r\nbroken".encode(),
+    )
+    someone_else = Message(
+        direction=Direction.IN,
+        message_id="<q2@quarantine.sellerdesk>",
+        content_hash="r" * 64,
+        quarantine_reason="malformed",
+        raw=b"From: other@example.com\r\nbroken",
+    )
+    db.session.add_all([unrouted, quarantined, someone_else])
+    db.session.commit()
+
+    # An owner's erasure keeps to their organisation's mail.
+    owner_view = buyer_data.find_buyer_data(uk.organisation, BUYER)
+    assert owner_view.stray_message_ids == []
+    admin_view = buyer_data.find_buyer_data(uk.organisation, BUYER, include_unassigned=True)
+    assert admin_view.stray_message_ids == [unrouted.id, quarantined.id]
+
+    counts = buyer_data.erase_buyer(
+        uk.organisation, BUYER, actor=None, now=NOW, include_unassigned=True
+    )
+    db.session.commit()
+    assert (counts.threads, counts.messages, counts.orders) == (1, 3, 0)
+    assert message_row(unrouted.id).erased_at == NOW and message_row(unrouted.id).raw is None
+    assert message_row(quarantined.id).raw is None
+    assert message_row(someone_else.id).raw == b"From: other@example.com\r\nbroken"
+    assert db.session.get(Thread, thread.id).erased_at == NOW
+
+
+def test_erasure_queues_the_fetched_mail_for_removal_at_its_source(uk, make_thread):
+    mailbox = Mailbox(name="inbox", source_url="maildir:/nowhere")
+    db.session.add(mailbox)
+    thread = make_thread(uk, buyer_address=BUYER, texts=("one", "two"))
+    first, second = thread.messages
+    first.mailbox, first.uidvalidity, first.uid = mailbox, 7, 41
+    db.session.commit()
+    buyer_data.erase_buyer(uk.organisation, BUYER, actor=None, now=NOW)
+    db.session.commit()
+    [removal] = buyer_data.pending_source_removals(mailbox.id)
+    assert (removal.uidvalidity, removal.uid) == (7, 41)
+    assert (removal.message_id, removal.content_hash) == (first.message_id, first.content_hash)
+    [event] = audit("buyer.erased")
+    assert event.details["source_removals"] == 1
+    buyer_data.source_removals_done([removal])
+    db.session.commit()
+    assert buyer_data.pending_source_removals(mailbox.id) == []
