@@ -43,7 +43,14 @@ def login():
         if until is not None:
             form.password.errors.append(locked_out(until, now))
             return render_template("auth/login.html", form=form), 429
-        user = user_service.authenticate(email, form.password.data)
+        checked = user_service.check_login(email, form.password.data)
+        user = checked.user
+        if checked.closed:
+            form.password.errors.append(
+                "This organisation's account is closed, so it cannot sign in. "
+                "Contact the Sellerdesk team if it should be reopened."
+            )
+            return render_template("auth/login.html", form=form), 403
         if user is None:
             until = lockout.record_failure(email, now=now)
             db.session.commit()

@@ -134,7 +134,7 @@ def _delete_attachments(message_ids: Sequence[int]) -> int:
     return result.rowcount or 0
 
 
-def _erase_messages(message_ids: Sequence[int], *, now: datetime) -> ErasureCounts:
+def erase_messages(message_ids: Sequence[int], *, now: datetime) -> ErasureCounts:
     """Blank the content of these messages and delete their attachments."""
     counts = ErasureCounts()
     if not message_ids:
@@ -150,7 +150,7 @@ def _erase_messages(message_ids: Sequence[int], *, now: datetime) -> ErasureCoun
     return counts
 
 
-def _erase_threads(thread_ids: Sequence[int], *, now: datetime) -> ErasureCounts:
+def erase_threads(thread_ids: Sequence[int], *, now: datetime) -> ErasureCounts:
     """Tombstone these threads: every message blanked, drafts deleted, buyer fields emptied."""
     counts = ErasureCounts()
     if not thread_ids:
@@ -159,7 +159,7 @@ def _erase_threads(thread_ids: Sequence[int], *, now: datetime) -> ErasureCounts
         select(Message.id).where(Message.thread_id.in_(thread_ids), Message.erased_at.is_(None))
     ).all()
     for start in range(0, len(message_ids), BATCH_SIZE):
-        counts.add(_erase_messages(message_ids[start : start + BATCH_SIZE], now=now))
+        counts.add(erase_messages(message_ids[start : start + BATCH_SIZE], now=now))
     draft_ids = select(Draft.id).where(Draft.thread_id.in_(thread_ids))
     db.session.execute(
         delete(DraftAttachment)
@@ -244,7 +244,7 @@ def erase_closed_threads(*, now: datetime, days: int, limit: int = BATCH_SIZE) -
         .order_by(Thread.id)
         .limit(limit)
     ).all()
-    return _erase_threads(thread_ids, now=now)
+    return erase_threads(thread_ids, now=now)
 
 
 def record_retention_run(counts: RetentionCounts, *, raw_days: int, text_days: int) -> None:
@@ -401,7 +401,7 @@ def buyer_order_keys(found: BuyerData) -> list[tuple[int, str]]:
 _REMOVAL_COLUMNS = ("mailbox_id", "uidvalidity", "uid", "message_id", "content_hash", "created_at")
 
 
-def _queue_source_removals(where, *, now: datetime) -> int:
+def queue_source_removals(where, *, now: datetime) -> int:
     """Note the fetched mail matching `where` (not erased yet) for removal from its
     source mailbox by the worker (ingest/pipeline.py); returns how many."""
     query = select(
@@ -465,15 +465,15 @@ def erase_buyer(
     removals = 0
     for start in range(0, len(found.thread_ids), BATCH_SIZE):
         chunk = found.thread_ids[start : start + BATCH_SIZE]
-        removals += _queue_source_removals(Message.thread_id.in_(chunk), now=now)
+        removals += queue_source_removals(Message.thread_id.in_(chunk), now=now)
     for start in range(0, len(found.stray_message_ids), BATCH_SIZE):
         chunk = found.stray_message_ids[start : start + BATCH_SIZE]
-        removals += _queue_source_removals(Message.id.in_(chunk), now=now)
+        removals += queue_source_removals(Message.id.in_(chunk), now=now)
     counts = ErasureCounts()
     for start in range(0, len(found.thread_ids), BATCH_SIZE):
-        counts.add(_erase_threads(found.thread_ids[start : start + BATCH_SIZE], now=now))
+        counts.add(erase_threads(found.thread_ids[start : start + BATCH_SIZE], now=now))
     for start in range(0, len(found.stray_message_ids), BATCH_SIZE):
-        counts.add(_erase_messages(found.stray_message_ids[start : start + BATCH_SIZE], now=now))
+        counts.add(erase_messages(found.stray_message_ids[start : start + BATCH_SIZE], now=now))
     for channel_id, order_id in order_keys:
         counts.orders += (
             db.session.execute(
