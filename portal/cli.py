@@ -560,6 +560,68 @@ def buyers_export_command(org_name: str, address: str, out_path: str | None) -> 
     )
 
 
+orgs_cli = AppGroup("orgs", help="Organisations: closing (offboarding) and reopening.")
+
+
+@orgs_cli.command("close")
+@click.option("--org", "org_name", required=True, metavar="NAME", help="The organisation.")
+@click.option(
+    "--grace-days",
+    type=click.IntRange(0, 3650),
+    default=None,
+    help="Days before its buyer data is erased [default: OFFBOARDING_GRACE_DAYS].",
+)
+def orgs_close_command(org_name: str, grace_days: int | None) -> None:
+    """Close an organisation: channels disabled, Amazon authorisations deleted, users
+    signed out and disabled; its buyer data is erased after the grace period."""
+    from portal.services import offboarding
+
+    organisation = user_service.find_organisation(org_name)
+    if organisation is None:
+        _fail(f"No organisation called {org_name!r}.")
+    if grace_days is None:
+        grace_days = current_app.config["OFFBOARDING_GRACE_DAYS"]
+    try:
+        done = offboarding.close_organisation(
+            organisation, actor=None, now=utcnow(), grace_days=grace_days
+        )
+    except offboarding.OffboardingError as exc:
+        db.session.rollback()
+        _fail(str(exc))
+    db.session.commit()
+    click.echo(
+        "\t".join(
+            [
+                "closed",
+                organisation.name,
+                f"channels_disabled={len(done.channels_disabled)}",
+                f"authorisations_deleted={done.authorisations_deleted}",
+                f"users_disabled={len(done.users_disabled)}",
+                f"sessions_ended={done.sessions_ended}",
+                f"erase_after={done.erase_after.isoformat()}",
+            ]
+        )
+    )
+
+
+@orgs_cli.command("reopen")
+@click.option("--org", "org_name", required=True, metavar="NAME", help="The organisation.")
+def orgs_reopen_command(org_name: str) -> None:
+    """Reopen a closed organisation within its grace period."""
+    from portal.services import offboarding
+
+    organisation = user_service.find_organisation(org_name)
+    if organisation is None:
+        _fail(f"No organisation called {org_name!r}.")
+    try:
+        offboarding.reopen_organisation(organisation, actor=None, now=utcnow())
+    except offboarding.OffboardingError as exc:
+        db.session.rollback()
+        _fail(str(exc))
+    db.session.commit()
+    click.echo(f"reopened\t{organisation.name}")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(report_command)
     app.cli.add_command(users_cli)
@@ -571,3 +633,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(outbox_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(buyers_cli)
+    app.cli.add_command(orgs_cli)

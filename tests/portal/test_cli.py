@@ -185,3 +185,48 @@ def test_buyers_export_fails_when_nothing_matches(runner, uk, make_thread, args,
     assert result.exit_code == 1
     assert message in result.output and result.stdout == ""
     assert db.session.scalar(db.select(AuditEvent).filter_by(kind="buyer.exported")) is None
+
+
+def test_orgs_close_then_reopen(runner, uk, make_user, app):
+    make_user(Role.SELLER, organisation=uk.organisation)
+    app.config["OFFBOARDING_GRACE_DAYS"] = 12
+    result = runner.invoke(args=["orgs", "close", "--org", "acme"])
+    assert result.exit_code == 0, result.output
+    fields = result.output.rstrip("\n").split("\t")
+    assert fields[:6] == [
+        "closed",
+        "Acme",
+        "channels_disabled=1",
+        "authorisations_deleted=0",
+        "users_disabled=1",
+        "sessions_ended=0",
+    ]
+    db.session.expire_all()
+    organisation = db.session.get(Organisation, uk.organisation_id)
+    assert fields[6] == f"erase_after={organisation.erase_after.isoformat()}"
+    assert (organisation.erase_after - organisation.closed_at).days == 12
+    event = db.session.scalar(db.select(AuditEvent).filter_by(kind="organisation.closed"))
+    assert event.actor_id is None and event.details["grace_days"] == 12
+
+    again = runner.invoke(args=["orgs", "close", "--org", "Acme", "--grace-days", "3"])
+    assert again.exit_code == 1 and "already closed" in again.output
+
+    result = runner.invoke(args=["orgs", "reopen", "--org", "Acme"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "reopened\tAcme\n"
+    db.session.expire_all()
+    assert db.session.get(Organisation, uk.organisation_id).closed_at is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["close", "--org", "Nope"], "No organisation called 'Nope'"),
+        (["reopen", "--org", "Nope"], "No organisation called 'Nope'"),
+        (["reopen", "--org", "Acme"], "Acme is not closed"),
+    ],
+)
+def test_orgs_close_and_reopen_fail_clearly(runner, uk, args, message):
+    result = runner.invoke(args=["orgs", *args])
+    assert result.exit_code == 1
+    assert message in result.output
