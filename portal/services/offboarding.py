@@ -20,7 +20,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, or_, select
 
 from portal.extensions import db
 from portal.models import (
@@ -209,12 +209,43 @@ def due_for_erasure(*, now: datetime) -> list[Organisation]:
     )
 
 
+def _unrouted_to_its_addresses(organisation: Organisation, *, limit: int) -> list[int]:
+    """Unrouted mail addressed to the organisation's channels (what reached them after
+    the closing, which routes nothing there): its buyers' data too."""
+    addresses = list(
+        db.session.scalars(
+            select(Channel.helpdesk_address).where(Channel.organisation_id == organisation.id)
+        )
+    )
+    if not addresses:
+        return []
+    return list(
+        db.session.scalars(
+            select(Message.id)
+            .where(
+                Message.channel_id.is_(None),
+                Message.quarantine_reason.is_(None),
+                Message.erased_at.is_(None),
+                or_(
+                    *(
+                        func.lower(Message.to_addresses).contains(a.lower(), autoescape=True)
+                        for a in addresses
+                    )
+                ),
+            )
+            .order_by(Message.id)
+            .limit(limit)
+        )
+    )
+
+
 def erase_batch(
     organisation: Organisation, *, now: datetime, limit: int = buyer_data.BATCH_SIZE
 ) -> buyer_data.ErasureCounts:
     """One batch of a closed organisation's buyer data: up to `limit` threads (their
     messages, attachments, drafts, search entries, their fetched mail queued for removal
-    at its source), then its messages outside threads, then its orders. Nothing erased:
+    at its source), then its messages outside threads, then unrouted mail addressed to
+    its channels, then its orders. Nothing erased:
     the organisation is done (`data_erased_at` set, audited). Audited per batch."""
     channel_ids = select(Channel.id).where(Channel.organisation_id == organisation.id)
     thread_ids = list(
@@ -238,6 +269,8 @@ def erase_batch(
                 .limit(limit)
             )
         )
+        if not message_ids:
+            message_ids = _unrouted_to_its_addresses(organisation, limit=limit)
         if message_ids:
             buyer_data.queue_source_removals(Message.id.in_(message_ids), now=now)
             counts.add(buyer_data.erase_messages(message_ids, now=now))

@@ -18,6 +18,7 @@ from portal.models import (
     ChannelStatus,
     Credential,
     CredentialKind,
+    Direction,
     Mailbox,
     MailboxRemoval,
     Message,
@@ -164,6 +165,17 @@ def test_the_worker_erases_everything_after_the_grace_period_in_batches(acme):
     first.messages[0].mailbox, first.messages[0].uid = mailbox, 9
     db.session.commit()
     offboarding.close_organisation(organisation, actor=None, now=NOW, grace_days=30)
+    # Mail to its channels after the closing is not routed: it waits as unrouted mail.
+    for n, to in enumerate([first.channel.helpdesk_address.upper(), "other@helpdesk.test"]):
+        db.session.add(
+            Message(
+                direction=Direction.IN,
+                message_id=f"<late{n}@example.com>",
+                content_hash=f"late{n}",
+                to_addresses=to,
+                text_body=f"late mail {n}",
+            )
+        )
     db.session.commit()
 
     # Not before the grace period is over.
@@ -177,12 +189,13 @@ def test_the_worker_erases_everything_after_the_grace_period_in_batches(acme):
     threads = db.session.scalars(select(Thread).order_by(Thread.id)).all()
     assert [t.erased_at for t in threads] == [later, later, None]
     texts = db.session.scalars(select(Message.text_body).order_by(Message.id)).all()
-    assert texts == ["", "", "", "beta's buyer"]
+    assert texts == ["", "", "", "beta's buyer", "", "late mail 1"]
     assert db.session.scalar(select(func.count(Order.id))) == 0
     assert db.session.scalar(select(func.count(MailboxRemoval.id))) == 1
     db.session.refresh(organisation)
     assert organisation.data_erased_at == later
-    assert kinds().count("organisation.data_erasing") == 3  # two one-thread batches, orders
+    # Two one-thread batches, the unrouted mail, the orders.
+    assert kinds().count("organisation.data_erasing") == 4
     assert kinds()[-1] == "organisation.data_erased"
     assert db.session.get(Thread, theirs.id).messages[0].text_body == "beta's buyer"
     # Done: nothing more to do on the next run.
