@@ -112,3 +112,16 @@ def test_a_closed_organisations_user_is_told_so_only_with_the_right_password(cli
     assert right.status_code == 403
     assert "This organisation&#39;s account is closed" in right.get_data(as_text=True)
     assert client.get("/dashboard").status_code == 302  # not signed in
+
+
+def test_the_organisation_page_says_it_is_closed(client, login_as, uk):
+    login_as(Role.ADMIN)
+    assert 'id="org-closed"' not in client.get(f"/orgs/{uk.organisation_id}").get_data(as_text=True)
+    offboarding.close_organisation(uk.organisation, actor=None, now=utcnow(), grace_days=30)
+    db.session.commit()
+    page = client.get(f"/orgs/{uk.organisation_id}").get_data(as_text=True)
+    assert 'id="org-closed">Closed on' in page and "reopen it from Organisations" in page
+    uk.organisation.data_erased_at = utcnow()
+    db.session.commit()
+    page = client.get(f"/orgs/{uk.organisation_id}").get_data(as_text=True)
+    assert 'id="org-closed">Closed, data erased on' in page
