@@ -532,7 +532,7 @@ def buyers_export_command(org_name: str, address: str, out_path: str | None) -> 
     if organisation is None:
         _fail(f"No organisation called {org_name!r}.")
     try:
-        found = export_service.find_buyer_export(organisation, address)
+        found = export_service.find_buyer_export(organisation, address, include_unassigned=True)
     except buyer_data.BuyerDataError as exc:
         _fail(str(exc))
     if found.is_empty:

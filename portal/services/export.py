@@ -243,10 +243,13 @@ class BuyerExport:
                 yield _order_record(row.Order, row.Channel)
 
 
-def find_buyer_export(organisation: Organisation, address: str) -> BuyerExport:
+def find_buyer_export(
+    organisation: Organisation, address: str, *, include_unassigned: bool = False
+) -> BuyerExport:
     """Everything `organisation` holds about the buyer at `address` (what `erase_buyer`
-    would erase, internal notes aside); raises BuyerDataError for a non-address."""
-    found = buyer_data.find_buyer_data(organisation, address)
+    would erase, internal notes aside; with `include_unassigned`, their unrouted and
+    quarantined mail too); raises BuyerDataError for a non-address."""
+    found = buyer_data.find_buyer_data(organisation, address, include_unassigned=include_unassigned)
     message_ids: set[int] = set(found.stray_message_ids)
     for start in range(0, len(found.thread_ids), CHUNK_SIZE):
         message_ids.update(

@@ -426,6 +426,10 @@ def test_an_admins_erasure_covers_the_buyers_unrouted_and_quarantined_mail(uk, m
     admin_view = buyer_data.find_buyer_data(uk.organisation, BUYER, include_unassigned=True)
     assert admin_view.stray_message_ids == [unrouted.id, quarantined.id]
 
+    exported = export_service.find_buyer_export(uk.organisation, BUYER, include_unassigned=True)
+    # The thread's message, then the two that reached no organisation.
+    assert [r["flags"] for r in exported.records()] == [[], ["unrouted"], ["quarantined"]]
+
     counts = buyer_data.erase_buyer(
         uk.organisation, BUYER, actor=None, now=NOW, include_unassigned=True
     )
