@@ -169,6 +169,9 @@ def _spapi_settings() -> dict[str, Any]:
         values[name] = _int(name)
         if values[name] < 1:
             raise ConfigError(f"{name} must be 1 or more")
+    values["OFFBOARDING_GRACE_DAYS"] = _int("OFFBOARDING_GRACE_DAYS")
+    if values["OFFBOARDING_GRACE_DAYS"] < 0:
+        raise ConfigError("OFFBOARDING_GRACE_DAYS must be 0 or more")
     return values
 
 
@@ -247,6 +250,9 @@ DEFAULTS: Mapping[str, Any] = {
     #: its texts (then the thread stays as a tombstone without content): issue 23.
     "RAW_RETENTION_DAYS": 90,
     "TEXT_RETENTION_DAYS": 730,
+    #: Days after an admin closes an organisation before the worker erases its buyer
+    #: data; until then an admin may reopen it (issue 23, offboarding).
+    "OFFBOARDING_GRACE_DAYS": 30,
 }
 
 SPAPI_REGIONS = ("NA", "EU", "FE")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, LargeBinary, String, Text
+from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.extensions import db
@@ -51,3 +51,28 @@ class Mailbox(db.Model):
 
     def __repr__(self) -> str:
         return f"<Mailbox {self.id} {self.name!r}>"
+
+
+class MailboxRemoval(db.Model):
+    """Mail erased here that its source mailbox still holds, for the worker to remove
+    there on its next connection (services/buyer_data.py, ingest/pipeline.py).
+
+    Only the keys that find it again: the UID under its UIDVALIDITY (IMAP), and the
+    Message-ID and content hash (a Maildir file, a processed folder, a reset UIDVALIDITY).
+    The row goes once the mailbox no longer holds the mail.
+    """
+
+    __tablename__ = "mailbox_removals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(
+        ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True
+    )
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    uid: Mapped[int | None] = mapped_column(BigInteger)
+    message_id: Mapped[str] = mapped_column(String(998))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<MailboxRemoval {self.id} mailbox={self.mailbox_id} uid={self.uid}>"
