@@ -154,10 +154,12 @@ def answers_due(user: User, *, now: datetime, limit: int = 10) -> AnswersDue:
     overdue_from = now - RESPONSE_WINDOW
     soon_from = now + DUE_SOON - RESPONSE_WINDOW
     waiting = scope_to_user(
-        select(Thread).where(
+        select(Thread)
+        .where(
             Thread.status.in_([ThreadStatus.OPEN, ThreadStatus.PENDING]),
             Thread.awaiting_reply_since.is_not(None),
-        ),
+        )
+        .options(selectinload(Thread.channel)),
         Thread.organisation_id,
         user,
     )
