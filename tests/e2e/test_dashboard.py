@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, expect
 
 from portal.extensions import db
@@ -16,6 +17,12 @@ from portal.sqltypes import utcnow
 from tests.helpers import logged_in_page
 
 pytestmark = pytest.mark.browser
+
+
+def _serious_violations(page) -> list[str]:
+    """What axe-core calls serious or critical on the page as it is now."""
+    found = Axe().run(page).response["violations"]
+    return [v["id"] for v in found if v["impact"] in {"serious", "critical"}]
 
 
 def _watch(page, base: str) -> tuple[list[str], list[str]]:
@@ -49,6 +56,7 @@ def test_seller_dashboard_renders_offline(
     page.get_by_text("Show the last 7 days as a table").click()
     row = page.locator("#channel-volume tbody tr", has_text="Amazon UK")
     expect(row.locator("td").last).to_have_text("3")
+    assert _serious_violations(page) == []
     expect(page.get_by_text("Beta's buyer")).to_have_count(0)
     page.locator("#overdue").get_by_role("link", name="Where is my lamp").click()
     page.wait_for_url(f"{live_server}/threads/{late.id}")
@@ -90,5 +98,6 @@ def test_admin_mailbox_charts_render_offline(
     last = chart.locator("tbody tr").last
     expect(last.locator("th")).to_have_text(f"{now:%H}:00")
     expect(last.locator("td")).to_have_text(["3", "1", "1"])
+    assert _serious_violations(page) == []
     assert errors == [] and console == []
     assert outside == []
