@@ -159,7 +159,7 @@ def answers_due(user: User, *, now: datetime, limit: int = 10) -> AnswersDue:
             Thread.status.in_([ThreadStatus.OPEN, ThreadStatus.PENDING]),
             Thread.awaiting_reply_since.is_not(None),
         )
-        .options(selectinload(Thread.channel)),
+        .options(selectinload(Thread.channel).selectinload(Channel.organisation)),
         Thread.organisation_id,
         user,
     )
