@@ -1,4 +1,4 @@
-"""mailbox_poll_hours and an index of messages by mailbox and time, for the admin dashboard
+"""mailbox_poll_hours and indexes of messages by mailbox or channel and time, for the dashboards
 
 Revision ID: c5d8e2f4a7b1
 Revises: a1f4c7e2d9b3
@@ -7,7 +7,8 @@ Create Date: 2026-12-06 03:30:00
 Issue 22 (admin dashboard): per mailbox, the messages stored per hour and per day and
 the failed polls over 7 days. A mailbox row keeps only its latest outcome, so the worker
 now adds each poll to an hourly row (portal/services/mailboxes.count_poll), pruned after
-8 days; the messages are counted through (mailbox_id, created_at).
+8 days; the messages are counted through (mailbox_id, created_at), and the seller
+dashboard's 7-day volume per channel through (channel_id, created_at).
 """
 
 import sqlalchemy as sa
@@ -38,8 +39,12 @@ def upgrade():
     op.create_index(
         "ix_messages_mailbox_created", "messages", ["mailbox_id", "created_at"], unique=False
     )
+    op.create_index(
+        "ix_messages_channel_created", "messages", ["channel_id", "created_at"], unique=False
+    )
 
 
 def downgrade():
+    op.drop_index("ix_messages_channel_created", table_name="messages")
     op.drop_index("ix_messages_mailbox_created", table_name="messages")
     op.drop_table("mailbox_poll_hours")
