@@ -8,7 +8,7 @@ Issue 22 (admin dashboard): per mailbox, the messages stored per hour and per da
 the failed polls over 7 days. A mailbox row keeps only its latest outcome, so the worker
 now adds each poll to an hourly row (portal/services/mailboxes.count_poll), pruned after
 8 days; the messages are counted through (mailbox_id, created_at), and the seller
-dashboard's 7-day volume per channel through (channel_id, created_at).
+dashboard's 7-day volume per channel through (channel_id, direction, created_at).
 """
 
 import sqlalchemy as sa
@@ -40,7 +40,10 @@ def upgrade():
         "ix_messages_mailbox_created", "messages", ["mailbox_id", "created_at"], unique=False
     )
     op.create_index(
-        "ix_messages_channel_created", "messages", ["channel_id", "created_at"], unique=False
+        "ix_messages_channel_created",
+        "messages",
+        ["channel_id", "direction", "created_at"],
+        unique=False,
     )
 
 
