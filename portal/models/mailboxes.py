@@ -76,3 +76,22 @@ class MailboxRemoval(db.Model):
 
     def __repr__(self) -> str:
         return f"<MailboxRemoval {self.id} mailbox={self.mailbox_id} uid={self.uid}>"
+
+
+class MailboxPollHour(db.Model):
+    """One mailbox's polls in one UTC hour, written by the worker after each poll.
+
+    Mailbox rows keep only the latest outcome; the admin dashboard charts failures
+    over the last 7 days from these. Rows older than POLL_HOURS_KEPT are pruned as
+    new ones are written.
+    """
+
+    __tablename__ = "mailbox_poll_hours"
+
+    mailbox_id: Mapped[int] = mapped_column(
+        ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: The start of the UTC hour.
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    polls: Mapped[int] = mapped_column(default=0)
+    failures: Mapped[int] = mapped_column(default=0)

@@ -14,7 +14,7 @@ import pytest
 
 from ingest.pipeline import poll_all
 from portal.extensions import db
-from portal.models import Mailbox, MailboxRemoval, Message, Thread
+from portal.models import Mailbox, MailboxPollHour, MailboxRemoval, Message, Thread
 from portal.services import buyer_data
 from portal.sqltypes import utcnow
 from tests.helpers import worker_environment
@@ -146,6 +146,19 @@ def test_auth_failure_is_recorded_with_backoff_and_others_go_on(
     # Backing off: the next scheduled pass skips it, a forced one retries.
     assert poll_all().errors == 0
     assert poll_all(force=True).errors == 1
+    # Each poll is counted in its hour's row, failed or not (the admin dashboard's chart).
+    counts = {
+        mailbox_id: (polls, failures)
+        for mailbox_id, polls, failures in db.session.execute(
+            db.select(
+                MailboxPollHour.mailbox_id,
+                db.func.sum(MailboxPollHour.polls),
+                db.func.sum(MailboxPollHour.failures),
+            ).group_by(MailboxPollHour.mailbox_id)
+        )
+    }
+    second = db.session.scalar(db.select(Mailbox).where(Mailbox.name == "second"))
+    assert counts == {broken.id: (2, 2), second.id: (3, 0)}
 
 
 def test_connection_refused_is_an_error_not_a_crash(app, uk):
