@@ -192,6 +192,9 @@ def _spapi_settings() -> dict[str, Any]:
         values[name] = _int(name)
         if values[name] < 1:
             raise ConfigError(f"{name} must be 1 or more")
+    values["OFFBOARDING_GRACE_DAYS"] = _int("OFFBOARDING_GRACE_DAYS")
+    if values["OFFBOARDING_GRACE_DAYS"] < 0:
+        raise ConfigError("OFFBOARDING_GRACE_DAYS must be 0 or more")
     return values
 
 
@@ -270,6 +273,9 @@ DEFAULTS: Mapping[str, Any] = {
     #: its texts (then the thread stays as a tombstone without content): issue 23.
     "RAW_RETENTION_DAYS": 90,
     "TEXT_RETENTION_DAYS": 730,
+    #: Days after an admin closes an organisation before the worker erases its buyer
+    #: data; until then an admin may reopen it (issue 23, offboarding).
+    "OFFBOARDING_GRACE_DAYS": 30,
     # HTTP ingress (issue 24): the largest delivery taken (413 above it), how far a
     # signed timestamp may be from now (stale, and the replay memory's window), the
     # deliveries per minute per mailbox, where SNS certificates may come from (https

@@ -1,7 +1,7 @@
 """HTTP ingress mailboxes: path token hash, signing key, last delivery; replay memory
 
 Revision ID: c8e2f4a6b1d3
-Revises: a1f4c7e2d9b3
+Revises: c5d8e2f4a7b1
 Create Date: 2026-12-06 03:30:00
 
 Issue 24 (HTTP ingress): providers post mail to /inbound/<token>. The mailbox keeps
@@ -15,7 +15,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "c8e2f4a6b1d3"
-down_revision = "a1f4c7e2d9b3"
+down_revision = "c5d8e2f4a7b1"
 branch_labels = None
 depends_on = None
 
