@@ -11,7 +11,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from ingest.mail.maildir import MaildirSource
 from ingest.mail.parse import content_hash, raw_hash
+from ingest.mail.source import SourceSettings
 from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import Direction, Mailbox, Message
@@ -154,3 +156,19 @@ def test_the_same_mail_through_imap_and_http_is_stored_once(app, uk, imap, live_
         "<parcel-1@example.org>",
         "<parcel-3@example.org>",
     ]
+
+
+def test_removal_at_the_source_finds_mail_under_either_hash(tmp_path):
+    # An erased message is deleted from its Maildir by the hash it was stored under:
+    # the whole bytes (stored before issue 24) or the bytes as sent.
+    old, new = on_the_way(MAIL, "old"), on_the_way(MAIL.replace(b"parcel-1", b"parcel-4"), "new")
+    with MaildirSource(SourceSettings(kind="maildir", path=str(tmp_path / "md"))) as source:
+        (tmp_path / "md" / "cur" / "1.old").write_bytes(old)
+        (tmp_path / "md" / "cur" / "2.new").write_bytes(new)
+        (tmp_path / "md" / "cur" / "3.kept").write_bytes(MAIL.replace(b"parcel", b"other"))
+        contents = [
+            ("<parcel-1@example.org>", raw_hash(old)),
+            ("<parcel-4@example.org>", content_hash(MAIL.replace(b"parcel-1", b"parcel-4"))),
+        ]
+        assert source.remove_erased(uids=[], contents=contents) == 2
+    assert sorted(p.name for p in (tmp_path / "md" / "cur").iterdir()) == ["3.kept"]
