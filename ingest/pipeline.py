@@ -25,8 +25,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 
 from ingest.mail.imap import ImapSource
 from ingest.mail.maildir import MaildirSource
-from ingest.mail.parse import ParsedMessage, content_hash
-from ingest.mail.parse_result import Unparsed, parse_inbound
+from ingest.mail.parse import ParsedMessage
+from ingest.mail.parse_result import Unparsed, parse_inbound, unparsed
 from ingest.mail.source import FetchedMail, SourceSettings
 from ingest.mail.tls import describe_tls_error
 from ingest.parse_workers import ParseWorkers, fetch_ahead
@@ -286,7 +286,7 @@ class _Batch:
 
     def _quarantine(self, mail: FetchedMail, reason: str) -> Outcome:
         (result,) = store_inbound(
-            [InboundMail(mail.raw, Unparsed(reason, content_hash(mail.raw)), mail.uid)],
+            [InboundMail(mail.raw, unparsed(reason, mail.raw), mail.uid)],
             mailbox=self.mailbox,
             uidvalidity=self.uidvalidity,
             inbound_domain=self.options["inbound_domain"],
@@ -448,7 +448,13 @@ def poll_all(*, force: bool = False) -> PollSummary:
     owner = leases.worker_identity()
     began = utcnow()
     mailboxes = db.session.scalars(
-        select(Mailbox).where(Mailbox.is_enabled).order_by(Mailbox.id)
+        select(Mailbox)
+        .where(
+            Mailbox.is_enabled,
+            # Posted to, not polled (services/http_ingress.py).
+            Mailbox.source_url.not_like(f"{mailbox_service.HTTP_INGRESS_SCHEME}:%"),
+        )
+        .order_by(Mailbox.id)
     ).all()
     due = []
     # Names read now: after a failed transaction, reading one could fail again.

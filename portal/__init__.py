@@ -68,6 +68,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from portal.auth.views import bp as auth_bp
     from portal.canned.views import bp as canned_bp
     from portal.channels.views import bp as channels_bp
+    from portal.inbound.views import bp as inbound_bp
     from portal.inbox.views import bp as inbox_bp
     from portal.main.views import bp as main_bp
     from portal.orgs.views import bp as orgs_bp
@@ -78,6 +79,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth_bp)
     app.register_blueprint(canned_bp)
     app.register_blueprint(channels_bp)
+    app.register_blueprint(inbound_bp)
     app.register_blueprint(inbox_bp)
     app.register_blueprint(main_bp)
     app.register_blueprint(orgs_bp)

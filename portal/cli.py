@@ -17,8 +17,9 @@ from ingest.pipeline import poll_all, settle_worker_process
 from ingest.scheduler import run_worker
 from portal.extensions import db
 from portal.models import Role
-from portal.services import buyer_data, mailbox_config, two_factor
+from portal.services import buyer_data, http_ingress, mailbox_config, two_factor
 from portal.services import channels as channel_service
+from portal.services import mailboxes as mailbox_service
 from portal.services import reports as report_service
 from portal.services import sessions as session_service
 from portal.services import users as user_service
@@ -251,7 +252,8 @@ mailboxes_cli = AppGroup("mailboxes", help="The mailboxes ingest reads (as in th
     "--url",
     required=True,
     help="imaps://USER@HOST[:PORT]/FOLDER (also imap+starttls://, imap://; ?ca=PATH, "
-    "?verify=0, ?processed=FOLDER) or maildir:PATH.",
+    "?verify=0, ?processed=FOLDER), maildir:PATH, or http-ingress:// for mail posted over "
+    "HTTP (?provider=generic, mailgun or ses; Mailgun's signing key as the password).",
 )
 @click.option("--password", default=None, help="Visible to other users: prefer --password-stdin.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
@@ -259,6 +261,9 @@ def mailboxes_add_command(name: str, url: str, password: str | None, password_st
     """Add a mailbox (audited); its password is stored encrypted."""
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
+    if url.strip().startswith("http-ingress:"):
+        _add_http_mailbox(name, url.strip(), password)
+        return
     try:
         mailbox = mailbox_config.create_mailbox_from_url(
             actor=None, name=name, url=url, password=password
@@ -268,6 +273,23 @@ def mailboxes_add_command(name: str, url: str, password: str | None, password_st
         _fail(str(exc))
     db.session.commit()
     click.echo(f"added\t{mailbox.name}\t{mailbox.source_url}")
+
+
+def _add_http_mailbox(name: str, url: str, signing_key: str | None) -> None:
+    # The path token (and a generated signing key) exist only in this output.
+    try:
+        provider = mailbox_service.parse_source_url(url).provider
+        new = http_ingress.create_http_mailbox(
+            actor=None, name=name, provider=provider, signing_key=signing_key
+        )
+    except (mailbox_config.MailboxConfigError, mailbox_service.MailSourceError) as exc:
+        db.session.rollback()
+        _fail(str(exc))
+    db.session.commit()
+    click.echo(f"added\t{new.mailbox.name}\t{new.mailbox.source_url}")
+    click.echo(f"path\t/inbound/{new.token}")
+    if new.signing_key:
+        click.echo(f"signing_key\t{new.signing_key}")
 
 
 def _kind(mailbox) -> str:

@@ -126,7 +126,30 @@ def config_from_env(instance_path: str) -> dict[str, Any]:
         or DEFAULTS["AMAZON_DEVELOPER_NAME"],
         "AMAZON_DEVELOPER_ACCOUNTS": _developer_accounts(),
         **_spapi_settings(),
+        **_inbound_settings(),
     }
+
+
+def _inbound_settings() -> dict[str, Any]:
+    # HTTP ingress (portal/services/http_ingress.py).
+    values: dict[str, Any] = {
+        name: _int(name) for name in ("INBOUND_MAX_BYTES", "INBOUND_MAX_AGE_SECONDS")
+    }
+    values["INBOUND_RATE_LIMIT"] = (
+        os.environ.get("INBOUND_RATE_LIMIT") or DEFAULTS["INBOUND_RATE_LIMIT"]
+    ).strip()
+    values["SNS_CERT_HOST_SUFFIX"] = (
+        os.environ.get("SNS_CERT_HOST_SUFFIX") or DEFAULTS["SNS_CERT_HOST_SUFFIX"]
+    ).strip()
+    values["SNS_CA_FILE"] = (os.environ.get("SNS_CA_FILE") or "").strip()
+    values["SES_S3_ENDPOINT"] = (os.environ.get("SES_S3_ENDPOINT") or "").strip()
+    if values["SES_S3_ENDPOINT"] and not values["SES_S3_ENDPOINT"].startswith(
+        ("https://", "http://")
+    ):
+        raise ConfigError(
+            f"SES_S3_ENDPOINT must be an http(s) URL, got {values['SES_S3_ENDPOINT']!r}"
+        )
+    return values
 
 
 def _ratelimit_storage(production: bool) -> str:
@@ -253,6 +276,16 @@ DEFAULTS: Mapping[str, Any] = {
     #: Days after an admin closes an organisation before the worker erases its buyer
     #: data; until then an admin may reopen it (issue 23, offboarding).
     "OFFBOARDING_GRACE_DAYS": 30,
+    # HTTP ingress (issue 24): the largest delivery taken (413 above it), how far a
+    # signed timestamp may be from now (stale, and the replay memory's window), the
+    # deliveries per minute per mailbox, where SNS certificates may come from (https
+    # hosts ending in this), a private CA for them (tests), and SES's S3 endpoint.
+    "INBOUND_MAX_BYTES": 30 * 1024 * 1024,
+    "INBOUND_MAX_AGE_SECONDS": 300,
+    "INBOUND_RATE_LIMIT": "120 per minute",
+    "SNS_CERT_HOST_SUFFIX": ".amazonaws.com",
+    "SNS_CA_FILE": "",
+    "SES_S3_ENDPOINT": "",
 }
 
 SPAPI_REGIONS = ("NA", "EU", "FE")

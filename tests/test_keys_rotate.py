@@ -12,8 +12,8 @@ from portal.crypto import decrypt_secret, encrypt_secret
 from portal.extensions import db
 from portal.models import Credential, Mailbox, Order, Role, User
 from portal.services import channels as channel_service
+from portal.services import http_ingress, two_factor
 from portal.services import mailboxes as mailbox_service
-from portal.services import two_factor
 from portal.sqltypes import utcnow
 
 MAILBOX_PASSWORD = "imap-Pässwort:1"
@@ -35,6 +35,9 @@ def secrets(app, make_channel, make_user):
         f"imap://buyers%40example.com:{MAILBOX_PASSWORD}@imap.example.com:993/INBOX"
     )
     db.session.add(Mailbox(name="local", source_url="maildir:/tmp/none"))
+    tokens["signing"] = http_ingress.create_http_mailbox(
+        actor=None, name="posted", provider="generic"
+    ).signing_key
     agent = make_user(Role.AGENT)
     tokens["totp"] = two_factor.provision_totp(agent, now=utcnow(), actor=None)
     tokens["order"] = '{"buyer_name": "James Wilson", "ship_to": []}'
@@ -55,6 +58,8 @@ def _ciphertexts() -> dict[str, bytes]:
     }
     for m in db.session.scalars(select(Mailbox)):
         rows[f"mailbox {m.name}"] = m.password_encrypted
+        if m.signing_key_encrypted is not None:
+            rows[f"signing key {m.name}"] = m.signing_key_encrypted
     for u in db.session.scalars(select(User).where(User.totp_secret_encrypted.is_not(None))):
         rows[f"user {u.id}"] = u.totp_secret_encrypted
     for o in db.session.scalars(select(Order)):
@@ -72,6 +77,8 @@ def _assert_readable_with(key: str, tokens: dict[int, str]) -> None:
     assert decrypt_secret(agent.totp_secret_encrypted, key=key) == tokens["totp"]
     order = db.session.scalar(select(Order))
     assert decrypt_secret(order.pii_encrypted, key=key) == tokens["order"]
+    posted = db.session.scalar(select(Mailbox).where(Mailbox.name == "posted"))
+    assert decrypt_secret(posted.signing_key_encrypted, key=key) == tokens["signing"]
 
 
 def test_rotate_re_encrypts_every_secret_and_the_app_reads_them_with_the_new_key(
@@ -82,7 +89,8 @@ def test_rotate_re_encrypts_every_secret_and_the_app_reads_them_with_the_new_key
     assert result.exit_code == 0, result.output
     assert (
         "credentials: rotated=2 already=0; mailbox passwords: rotated=1 already=0; "
-        "TOTP secrets: rotated=1 already=0; order buyer data: rotated=1 already=0"
+        "TOTP secrets: rotated=1 already=0; order buyer data: rotated=1 already=0; "
+        "mailbox signing keys: rotated=1 already=0"
     ) in result.output
     assert "set TOKEN_KEY to the new key" in result.output
     assert new_key not in result.output and MAILBOX_PASSWORD not in result.output
@@ -92,7 +100,7 @@ def test_rotate_re_encrypts_every_secret_and_the_app_reads_them_with_the_new_key
             with pytest.raises(InvalidToken):
                 Fernet(old_key).decrypt(token)
         else:
-            assert name == "mailbox local"
+            assert name in ("mailbox local", "mailbox posted")
 
     # Step two of the procedure: the app now runs with TOKEN_KEY set to the new key.
     app.config["TOKEN_KEY"] = new_key
@@ -108,7 +116,8 @@ def test_running_it_again_changes_nothing(app, runner, secrets):
     assert result.exit_code == 0, result.output
     assert (
         "credentials: rotated=0 already=2; mailbox passwords: rotated=0 already=1; "
-        "TOTP secrets: rotated=0 already=1; order buyer data: rotated=0 already=1"
+        "TOTP secrets: rotated=0 already=1; order buyer data: rotated=0 already=1; "
+        "mailbox signing keys: rotated=0 already=1"
     ) in result.output
     db.session.expire_all()
     assert _ciphertexts() == before

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from ingest.mail.parse import content_hash
+from ingest.mail.parse import content_hash, raw_hash
 from ingest.mail.source import FetchedMail, SourceSettings
 from ingest.mail.tls import client_context
 
@@ -200,7 +200,9 @@ class ImapSource:
                 continue
             data = self.client.fetch(found, ["BODY.PEEK[]"])
             for uid, item in data.items():
-                if (message_id, content_hash(bytes(item[b"BODY[]"]))) in wanted:
+                raw = bytes(item[b"BODY[]"])
+                # Stored under either hash: mail stored before issue 24 hashed every byte.
+                if {(message_id, content_hash(raw)), (message_id, raw_hash(raw))} & wanted:
                     targets.add(uid)
         if not targets:
             return 0

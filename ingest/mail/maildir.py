@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ingest.mail.parse import content_hash
+from ingest.mail.parse import content_hash, raw_hash
 from ingest.mail.source import FetchedMail, SourceSettings
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,9 @@ class MaildirSource:
                     continue
                 path = Path(entry.path)
                 try:
-                    if content_hash(path.read_bytes()) in hashes:
+                    raw = path.read_bytes()
+                    # Either hash: mail stored before issue 24 was hashed whole.
+                    if content_hash(raw) in hashes or raw_hash(raw) in hashes:
                         path.unlink()
                         removed += 1
                 except FileNotFoundError:  # moved or deleted meanwhile

@@ -60,8 +60,11 @@ class ParsedMessage:
     html: str | None
     visible_text: str
     attachments: list[ParsedAttachment]
+    #: What identifies the mail: the hash of its bytes without the fields added on the
+    #: way (`content_hash`); and of all its bytes, as earlier versions hashed it.
     content_hash: str
     size: int
+    raw_hash: str = ""
     order_id: str | None = None
     buyer_name: str = ""
     relay_alias: str | None = None
@@ -119,11 +122,40 @@ def synthetic_message_id(digest: str) -> str:
     return f"<{digest[:40]}@synthetic.sellerdesk>"
 
 
+#: Header fields added to a mail on its way (trace, delivery, authentication results,
+#: a mailbox's own flags): two copies of one mail, delivered along two ways (two
+#: mailboxes, IMAP and HTTP, a redelivery), differ in these alone. Every X- field is
+#: left out too: the way adds most of them (X-Original-To, X-SES-…, X-Mailgun-…,
+#: X-MS-Exchange-…, spam verdicts).
+_TRANSPORT_FIELDS = frozenset(
+    {
+        b"received",
+        b"return-path",
+        b"delivered-to",
+        b"envelope-to",
+        b"received-spf",
+        b"authentication-results",
+        b"dkim-signature",
+        b"status",
+        b"content-length",
+        b"lines",
+    }
+)
+_TRANSPORT_PREFIXES = (b"x-", b"arc-")
+
+
 def content_hash(raw: bytes) -> str:
-    """The SHA-256 of the mail, whatever its line ends: what identifies a stored mail."""
+    """The SHA-256 of the mail as its sender wrote it, whatever its line ends and the
+    fields added on the way: what identifies a stored mail."""
     # Line endings differ between stores (IMAP hands back CRLF for mail appended
     # with LF), so hash a normalised form: the same mail hashes the same anywhere.
     return _hash_normalised(_lf_endings(raw))
+
+
+def raw_hash(raw: bytes) -> str:
+    """The SHA-256 of all the mail's bytes (LF line ends): its content hash in versions
+    that hashed the fields added on the way too, which dedup still recognises."""
+    return hashlib.sha256(_lf_endings(raw)).hexdigest()
 
 
 def _lf_endings(raw: bytes) -> bytes:
@@ -131,7 +163,23 @@ def _lf_endings(raw: bytes) -> bytes:
 
 
 def _hash_normalised(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return hashlib.sha256(_as_sent(data)).hexdigest()
+
+
+def _as_sent(data: bytes) -> bytes:
+    """`data` (LF line ends) without the header fields added on the way, and with one
+    line end at the end (a form post or an MTA may add or drop the last)."""
+    end = data.find(b"\n\n")
+    head, body = (data, b"") if end < 0 else (data[: end + 1], data[end + 1 :])
+    kept: list[bytes] = []
+    keep = True
+    for line in head.splitlines(keepends=True):
+        if line[:1] not in (b" ", b"\t"):  # a new field; else a continuation of the last
+            name = line.split(b":", 1)[0].strip().lower()
+            keep = name not in _TRANSPORT_FIELDS and not name.startswith(_TRANSPORT_PREFIXES)
+        if keep:
+            kept.append(line)
+    return b"".join(kept) + body.rstrip(b"\n") + b"\n"
 
 
 def parse_message(
@@ -167,6 +215,7 @@ def _parse(
             raise UnparseableMessage(f"{type(exc).__name__}: {exc}") from exc
     deadline.check()
     parsed = _parsed(mail, _hash_normalised(data), len(raw), deadline)
+    parsed.raw_hash = hashlib.sha256(data).hexdigest()
     if parsed.is_bounce:
         parsed.bounce = read_bounce(data)
         deadline.check()

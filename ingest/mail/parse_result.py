@@ -19,6 +19,8 @@ class Unparsed:
 
     reason: str
     content_hash: str
+    #: The hash of all its bytes (parse.raw_hash), as earlier versions identified it.
+    raw_hash: str = ""
 
 
 def parse_inbound(
@@ -33,9 +35,14 @@ def parse_inbound(
     except Exception as exc:  # any parser failure: keep the bytes, flag them, go on
         explained = isinstance(exc, parse.UnparseableMessage | TooSlowToParse)
         reason = str(exc) if explained else f"{type(exc).__name__}: {exc}"
-        return Unparsed(reason, parse.content_hash(raw))
+        return unparsed(reason, raw)
 
 
 def too_slow(raw: bytes, seconds: float) -> Unparsed:
     """The quarantine of mail whose parser was stopped from outside after `seconds`."""
-    return Unparsed(str(TooSlowToParse(seconds)), parse.content_hash(raw))
+    return unparsed(str(TooSlowToParse(seconds)), raw)
+
+
+def unparsed(reason: str, raw: bytes) -> Unparsed:
+    """`raw`, quarantined for `reason`."""
+    return Unparsed(reason, parse.content_hash(raw), parse.raw_hash(raw))

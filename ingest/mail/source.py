@@ -1,4 +1,4 @@
-"""What the two mail sources (IMAP, Maildir) share: where to read, and what they hand over."""
+"""What the mail sources (IMAP, Maildir, HTTP ingress) share: where to read, and what they hand over."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class SourceSettings:
     """Where and how to read one mailbox (password included: never log this)."""
 
-    kind: str  # "imap" or "maildir"
+    kind: str  # "imap", "maildir" or "http" (mail posted to /inbound/<token>)
     path: str = ""
     host: str = ""
     port: int = 0
@@ -21,6 +21,8 @@ class SourceSettings:
     #: TLS: a private CA file instead of the system's, and whether to verify at all.
     ca_file: str | None = None
     verify: bool = True
+    #: HTTP ingress: how deliveries are signed ("generic", "mailgun" or "ses").
+    provider: str = ""
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         return f"SourceSettings({self.describe()})"
@@ -28,6 +30,8 @@ class SourceSettings:
     def describe(self) -> str:
         if self.kind == "maildir":
             return f"maildir:{self.path}"
+        if self.kind == "http":
+            return f"http ingress ({self.provider})"
         unverified = " (certificate not verified)" if not self.verify else ""
         return f"{self.security} imap {self.username}@{self.host}:{self.port}/{self.folder}{unverified}"
 

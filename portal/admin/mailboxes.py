@@ -7,10 +7,16 @@ from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from portal.admin import bp
-from portal.admin.ops_forms import ActionForm, ImapMailboxForm, MaildirMailboxForm
+from portal.admin.ops_forms import (
+    ActionForm,
+    HttpMailboxForm,
+    ImapMailboxForm,
+    MaildirMailboxForm,
+)
 from portal.extensions import db
 from portal.models import Mailbox
 from portal.services import health as health_service
+from portal.services import http_ingress
 from portal.services import mailbox_config as mailbox_service
 
 
@@ -89,6 +95,41 @@ def mailbox_new(kind: str):
     return _render_form(form, kind=kind, status=422 if form.errors else 200)
 
 
+@bp.route("/mailboxes/new-http", methods=["GET", "POST"])
+def mailbox_new_http():
+    form = HttpMailboxForm()
+    if form.validate_on_submit():
+        try:
+            new = http_ingress.create_http_mailbox(
+                actor=current_user,
+                name=form.name.data,
+                provider=form.provider.data,
+                signing_key=form.signing_key.data,
+            )
+            new.mailbox.is_enabled = form.is_enabled.data
+        except mailbox_service.MailboxConfigError as exc:
+            db.session.rollback()
+            form.name.errors.append(str(exc))
+        else:
+            db.session.commit()
+            # Shown once: only the token's hash is kept.
+            response = current_app.make_response(
+                render_template(
+                    "admin/mailboxes/http_created.html",
+                    mailbox=new.mailbox,
+                    provider=form.provider.data,
+                    url=url_for("inbound.deliver", token=new.token, _external=True),
+                    signing_key=new.signing_key,
+                )
+            )
+            response.headers["Cache-Control"] = "no-store"
+            return response
+    return (
+        render_template("admin/mailboxes/http_form.html", form=form),
+        422 if form.errors else 200,
+    )
+
+
 @bp.route("/mailboxes/<int:mailbox_id>/edit", methods=["GET", "POST"])
 def mailbox_edit(mailbox_id: int):
     mailbox = _load(mailbox_id)
@@ -97,6 +138,13 @@ def mailbox_edit(mailbox_id: int):
         return redirect(url_for("admin.mailboxes"))
     current = mailbox_service.public_settings(mailbox)
     kind = current.kind
+    if kind == "http":
+        flash(
+            "An HTTP mailbox has nothing to edit: disable it, or remove it and add a new one "
+            "for a new address or key.",
+            "warning",
+        )
+        return redirect(url_for("admin.mailboxes", _anchor=f"mailbox-{mailbox.id}"))
     if kind == "imap":
         form = ImapMailboxForm(
             mailbox=mailbox,

@@ -162,6 +162,32 @@ class MaildirMailboxForm(_MailboxForm):
         field.data = path
 
 
+class HttpMailboxForm(_MailboxForm):
+    """An HTTP ingress mailbox: providers post mail to its /inbound/<token> address."""
+
+    provider = SelectField(
+        "Provider",
+        choices=[
+            SelectChoice("generic", "Any MTA or script (HMAC-signed raw message)"),
+            SelectChoice("mailgun", "Mailgun (route forwarding raw MIME)"),
+            SelectChoice("ses", "Amazon SES through SNS"),
+        ],
+        default="generic",
+    )
+    signing_key = PasswordField(
+        "Signing key",
+        validators=[Length(max=200)],
+        description="Mailgun: its HTTP webhook signing key (required). Any MTA: leave empty "
+        "and one is made for you. SES: not used (SNS signs with certificates).",
+        render_kw={"autocomplete": "off"},
+    )
+    submit = SubmitField("Add mailbox")
+
+    def validate_signing_key(self, field):
+        if self.provider.data == "mailgun" and not (field.data or "").strip():
+            raise ValidationError("Enter Mailgun's HTTP webhook signing key.")
+
+
 class ActionForm(FlaskForm):
     """A button that posts (CSRF-protected) and carries nothing else."""
 

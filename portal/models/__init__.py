@@ -10,7 +10,7 @@ from portal.models.channels import (
 )
 from portal.models.drafts import Draft, DraftAttachment
 from portal.models.invitations import Invitation
-from portal.models.mailboxes import Mailbox, MailboxPollHour, MailboxRemoval
+from portal.models.mailboxes import InboundReplay, Mailbox, MailboxPollHour, MailboxRemoval
 from portal.models.orders import Order
 from portal.models.organisations import Organisation, agent_assignments
 from portal.models.presence import ThreadPresence
@@ -44,6 +44,7 @@ __all__ = [
     "Direction",
     "Draft",
     "DraftAttachment",
+    "InboundReplay",
     "Invitation",
     "LoginLockout",
     "Mailbox",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String, Text
+from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.extensions import db
@@ -49,8 +49,29 @@ class Mailbox(db.Model):
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    # HTTP ingress (`http-ingress://…` mailboxes, services/http_ingress.py): the SHA-256
+    # of the path token providers post to, the signing key (encrypted with TOKEN_KEY),
+    # and when the last delivery was stored.
+    ingress_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    signing_key_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    last_delivery_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
     def __repr__(self) -> str:
         return f"<Mailbox {self.id} {self.name!r}>"
+
+
+class InboundReplay(db.Model):
+    """A signed HTTP delivery already taken (its signature, Mailgun token or SNS
+    MessageId), kept for the freshness window so that a replay is refused by every
+    gunicorn worker; written in the transaction that stores the delivered mail."""
+
+    __tablename__ = "inbound_replays"
+    __table_args__ = (UniqueConstraint("mailbox_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(128))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class MailboxRemoval(db.Model):

@@ -3,8 +3,9 @@
 `store_inbound` takes mail already parsed (or rejected by the parser: `Unparsed`)
 and decides for each, in order:
 
-1. **dedup**: is it stored for this mailbox already (the same UID under the same
-   UIDVALIDITY, or the same Message-ID and bytes)? Then nothing is stored. Mail
+1. **dedup**: is it stored already (the same UID of this mailbox under the same
+   UIDVALIDITY, or the same Message-ID and content from any mailbox, the fields
+   added on the way left out: `parse.content_hash`)? Then nothing is stored. Mail
    earlier in the same call counts as stored.
 2. **quarantine**: the parser rejected it: keep the bytes raw, with the reason.
 3. **route**: the channel of the first delivery address that names one (or the
@@ -26,12 +27,13 @@ checkpoint, an admin's view commits the decision with its audit event.
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import and_, insert, or_, select, text
 
 from ingest.mail.parse import ParsedMessage, synthetic_message_id
 from ingest.mail.parse_result import Unparsed
@@ -104,6 +106,7 @@ def store_inbound(
     Returns each mail's outcome, in the same order. `now` is the moment the match
     window is counted back from.
     """
+    _serialise_by_message_id(mails)
     dedup = _Dedup(mails, mailbox=mailbox, uidvalidity=uidvalidity)
     channels = _route(mails, inbound_domain=inbound_domain)
     matcher = _thread_matcher(
@@ -174,14 +177,42 @@ def _content_key(parsed: ParsedMessage | Unparsed) -> tuple[str, str]:
 
 
 def _earlier_keys(parsed: ParsedMessage | Unparsed) -> list[tuple[str, str]]:
-    """Keys the same mail was stored under by earlier versions: a Message-ID written
-    without its brackets was replaced by the made-up one until ids were kept as written,
-    and a copy fetched again (a UIDVALIDITY reset) must still be found."""
-    if isinstance(parsed, Unparsed) or (
-        parsed.message_id.startswith("<") and parsed.message_id.endswith(">")
-    ):
-        return []
-    return [(synthetic_message_id(parsed.content_hash), parsed.content_hash)]
+    """Keys the same mail was stored under by earlier versions, so that a copy fetched
+    again (a UIDVALIDITY reset, a second mailbox) is still found: they hashed all its
+    bytes (`raw_hash`), fields added on the way included; and a Message-ID written
+    without its brackets was replaced by the made-up one until ids were kept as written."""
+    old = parsed.raw_hash or parsed.content_hash
+    if isinstance(parsed, Unparsed):
+        return [(quarantine_message_id(old), old)] if old != parsed.content_hash else []
+    keys = []
+    if old != parsed.content_hash:
+        keys.append((parsed.message_id, old))
+    synthetic = parsed.message_id == synthetic_message_id(parsed.content_hash)
+    bracketed = parsed.message_id.startswith("<") and parsed.message_id.endswith(">")
+    if synthetic or not bracketed:
+        keys.append((synthetic_message_id(old), old))
+    return [key for key in dict.fromkeys(keys) if key != (parsed.message_id, parsed.content_hash)]
+
+
+def _serialise_by_message_id(mails: Sequence[InboundMail]) -> None:
+    """On PostgreSQL, wait for any other transaction storing mail under the same
+    Message-IDs (two mailboxes polled at once, an HTTP delivery beside a poll) before
+    looking for what is stored: its rows are then committed and seen, so the same mail
+    is not stored twice. Transaction-scoped advisory locks, taken in one order by all."""
+    if db.session.get_bind().dialect.name != "postgresql" or not mails:
+        return
+    keys = sorted({_lock_key(_content_key(m.parsed)[0]) for m in mails})
+    db.session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(k) FROM "
+            "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS wanted"
+        ),
+        {"keys": keys},
+    )
+
+
+def _lock_key(message_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:8], "big", signed=True)
 
 
 class _Dedup:
@@ -200,7 +231,7 @@ class _Dedup:
         )
         keys = [_content_key(m.parsed) for m in mails]
         keys += [key for m in mails for key in _earlier_keys(m.parsed)]
-        self._contents = stored_contents(mailbox=mailbox, keys=keys, except_ids=replaced)
+        self._contents = stored_contents(keys=keys, except_ids=replaced)
 
     def is_duplicate(self, mail: InboundMail) -> bool:
         """True when `mail` is stored already; else it counts as stored from now on."""
@@ -236,16 +267,16 @@ def stored_uids(
 
 def stored_contents(
     *,
-    mailbox: Mailbox | None,
     keys: Collection[tuple[str, str]],
     except_ids: Collection[int] = (),
 ) -> set[tuple[str, str]]:
-    """Which (Message-ID, content hash) pairs of `keys` are already stored for this mailbox."""
+    """Which (Message-ID, content hash) pairs of `keys` are already stored as inbound mail,
+    from any mailbox: the same mail reaching us along two ways (two mailboxes, IMAP and
+    HTTP) is one mail. UIDs (`stored_uids`) stay per mailbox."""
     if not keys:
         return set()
-    mailbox_id = mailbox.id if mailbox is not None else None
     stmt = select(Message.message_id, Message.content_hash).where(
-        Message.mailbox_id == mailbox_id,
+        Message.direction == Direction.IN,
         Message.message_id.in_(sorted({message_id for message_id, _ in keys})),
         Message.content_hash.in_(sorted({digest for _, digest in keys})),
     )

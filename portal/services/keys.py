@@ -31,6 +31,7 @@ class RotationSummary:
     mailboxes: RotationCount = field(default_factory=RotationCount)
     totp: RotationCount = field(default_factory=RotationCount)
     orders: RotationCount = field(default_factory=RotationCount)
+    signing_keys: RotationCount = field(default_factory=RotationCount)
 
     def line(self) -> str:
         c, m, t, o = self.credentials, self.mailboxes, self.totp, self.orders
@@ -38,7 +39,9 @@ class RotationSummary:
             f"credentials: rotated={c.rotated} already={c.already}; "
             f"mailbox passwords: rotated={m.rotated} already={m.already}; "
             f"TOTP secrets: rotated={t.rotated} already={t.already}; "
-            f"order buyer data: rotated={o.rotated} already={o.already}"
+            f"order buyer data: rotated={o.rotated} already={o.already}; "
+            f"mailbox signing keys: rotated={self.signing_keys.rotated} "
+            f"already={self.signing_keys.already}"
         )
 
 
@@ -52,8 +55,8 @@ def _fernet(key: str, what: str) -> Fernet:
 
 
 def rotate_token_key(*, old_key: str, new_key: str) -> RotationSummary:
-    """Re-encrypt Credential.secret_encrypted, Mailbox.password_encrypted,
-    User.totp_secret_encrypted and Order.pii_encrypted from `old_key` to `new_key`
+    """Re-encrypt Credential.secret_encrypted, Mailbox.password_encrypted (and the HTTP
+    mailboxes' signing_key_encrypted), User.totp_secret_encrypted and Order.pii_encrypted from `old_key` to `new_key`
     (flushed, not committed: the caller commits once, for all of them).
 
     Every secret is decrypted first; if any cannot be read with either key, nothing is
@@ -82,11 +85,18 @@ def rotate_token_key(*, old_key: str, new_key: str) -> RotationSummary:
     orders = db.session.scalars(
         select(Order).where(Order.pii_encrypted.is_not(None)).order_by(Order.id).with_for_update()
     ).all()
+    signing = db.session.scalars(
+        select(Mailbox)
+        .where(Mailbox.signing_key_encrypted.is_not(None))
+        .order_by(Mailbox.id)
+        .with_for_update()
+    ).all()
     rows = (
         [("credential", c, "secret_encrypted") for c in credentials]
         + [("mailbox", m, "password_encrypted") for m in mailboxes]
         + [("user", u, "totp_secret_encrypted") for u in users]
         + [("order", o, "pii_encrypted") for o in orders]
+        + [("signing key of mailbox", m, "signing_key_encrypted") for m in signing]
     )
 
     plaintexts: list[bytes | None] = []  # None: already under the new key
@@ -117,6 +127,7 @@ def rotate_token_key(*, old_key: str, new_key: str) -> RotationSummary:
         "mailbox": summary.mailboxes,
         "user": summary.totp,
         "order": summary.orders,
+        "signing key of mailbox": summary.signing_keys,
     }
     for (kind, row, attribute), plaintext in zip(rows, plaintexts, strict=True):
         count = counts[kind]

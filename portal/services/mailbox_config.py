@@ -364,4 +364,19 @@ def check_connection(mailbox: Mailbox, *, timeout: float = CHECK_TIMEOUT) -> Con
         return ConnectionCheck(ok=False, message=str(exc))
     if settings.kind == "maildir":
         return _check_maildir(settings)
+    if settings.kind == "http":
+        return _check_http(mailbox, settings)
     return _check_imap(mailbox, settings, timeout)
+
+
+def _check_http(mailbox: Mailbox, settings: SourceSettings) -> ConnectionCheck:
+    # Nothing to connect to: providers post to us. Say whether it can take mail.
+    if mailbox.ingress_token_hash is None:
+        return ConnectionCheck(ok=False, message="This HTTP mailbox has no path token.")
+    if settings.provider != "ses" and mailbox.signing_key_encrypted is None:
+        return ConnectionCheck(ok=False, message="This HTTP mailbox has no signing key.")
+    last = mailbox.last_delivery_at
+    when = last.isoformat(timespec="seconds") if last else "none yet"
+    return ConnectionCheck(
+        ok=True, message=f"HTTP ingress ({settings.provider}) ready; last delivery: {when}."
+    )

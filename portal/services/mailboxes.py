@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAILBOX_NAME = "default"
 IMAP_SCHEMES = {"imap": "plain", "imap+starttls": "starttls", "imaps": "tls"}
+#: Mailboxes that providers post mail to (services/http_ingress.py): `http-ingress://`,
+#: `http-ingress://?provider=mailgun` or `?provider=ses`; never polled.
+HTTP_INGRESS_SCHEME = "http-ingress"
+HTTP_PROVIDERS = ("generic", "mailgun", "ses")
 MAX_BACKOFF = timedelta(minutes=30)
 
 
@@ -37,12 +41,14 @@ def parse_source_url(url: str) -> SourceSettings:
         if not path:
             raise MailSourceError("maildir: needs a path, e.g. maildir:/var/mail/sellerdesk")
         return SourceSettings(kind="maildir", path=os.path.expanduser(path))
+    if url.startswith(f"{HTTP_INGRESS_SCHEME}:"):
+        return _http_ingress_settings(url)
     parts = urlsplit(url)
     security = IMAP_SCHEMES.get(parts.scheme)
     if security is None:
         raise MailSourceError(
             f"unsupported mail source scheme {parts.scheme!r}: use imap://, imap+starttls://, "
-            "imaps:// or maildir:PATH"
+            "imaps://, maildir:PATH or http-ingress://"
         )
     if not parts.hostname or not parts.username:
         raise MailSourceError("an IMAP mail source needs a user and a host: imap://user:pass@host/")
@@ -72,9 +78,32 @@ def parse_source_url(url: str) -> SourceSettings:
     )
 
 
+def _http_ingress_settings(url: str) -> SourceSettings:
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    provider = (query.get("provider") or ["generic"])[0].strip().lower()
+    if parts.netloc or parts.path.strip("/") or set(query) - {"provider"}:
+        raise MailSourceError(
+            "an HTTP ingress mailbox is http-ingress:// with at most ?provider=generic, "
+            "?provider=mailgun or ?provider=ses"
+        )
+    if provider not in HTTP_PROVIDERS:
+        raise MailSourceError(
+            f"unknown HTTP ingress provider {provider!r}: use {', '.join(HTTP_PROVIDERS)}"
+        )
+    return SourceSettings(kind="http", provider=provider)
+
+
+def is_http_ingress(source_url: str) -> bool:
+    """True for a mailbox that providers post mail to (never polled)."""
+    return source_url.startswith(f"{HTTP_INGRESS_SCHEME}:")
+
+
 def source_url_without_password(settings: SourceSettings) -> str:
     if settings.kind == "maildir":
         return f"maildir:{settings.path}"
+    if settings.kind == "http":
+        return f"{HTTP_INGRESS_SCHEME}://?provider={settings.provider}"
     scheme = {v: k for k, v in IMAP_SCHEMES.items()}[settings.security]
     query = tls_query(settings.ca_file, settings.verify)
     return (

@@ -22,7 +22,7 @@ from werkzeug.routing import AnyConverter
 
 from portal import create_app
 from tests.helpers import app_config_for
-from tests.security.world import SEES, Matrix
+from tests.security.world import SEES, WORLD_INGRESS_TOKEN, Matrix
 
 # Outcomes, as `outcome()` reads a response.
 OK = "200"
@@ -31,8 +31,9 @@ LOGIN = "login"  # a redirect to /login?next=…
 FORBIDDEN = "403"
 NOT_FOUND = "404"
 INVALID = "invalid"  # 400 or 422: past the access check, the (empty) form refused
+UNSIGNED = "401"  # a machine endpoint (HTTP ingress) refusing an unsigned request
 ALLOWED = frozenset({OK, REDIRECT, INVALID})
-DENIED = frozenset({LOGIN, FORBIDDEN, NOT_FOUND})
+DENIED = frozenset({LOGIN, FORBIDDEN, NOT_FOUND, UNSIGNED})
 
 Expect = frozenset[str]
 Policy = Callable[[str, str], Expect]
@@ -173,7 +174,15 @@ READ, WORK, MANAGE = tenant("read"), tenant("work", ALLOWED), tenant("manage", A
 ADMIN_GET, ADMIN_POST = admin_only(), admin_only(ALLOWED)
 MESSAGE = {"thread_id": "thread", "message_id": "inbound"}
 
+#: Posts from machines (mail providers), authenticated by their signatures rather than
+#: a session and a CSRF token: every role, anonymous included, is refused unsigned.
+MACHINE_POSTS = frozenset({"inbound.deliver", "inbound.deliver_mime"})
+
 ROUTES: dict[str, Entry] = {
+    "inbound.deliver": Entry(public(frozenset({UNSIGNED})), values={"token": WORLD_INGRESS_TOKEN}),
+    "inbound.deliver_mime": Entry(
+        public(frozenset({UNSIGNED})), values={"token": WORLD_INGRESS_TOKEN}
+    ),
     # --- public and account pages
     "static": Entry(public(), values={"filename": "css/app.css"}),
     "main.index": Entry(public(frozenset({REDIRECT}))),
@@ -340,6 +349,7 @@ ROUTES: dict[str, Entry] = {
     "admin.organisation_reopen": Entry(ADMIN_POST, args={"org_id": "org"}, owners=AB),
     "admin.mailboxes": Entry(ADMIN_GET),
     "admin.mailbox_new": Entry(admin_only(frozenset({OK, INVALID}))),
+    "admin.mailbox_new_http": Entry(admin_only(frozenset({OK, INVALID}))),
     # A POST with no fields keeps the mailbox's values: saved unchanged, redirected.
     "admin.mailbox_edit": Entry(admin_only(ALLOWED), args={"mailbox_id": "mailbox"}, owners=("G",)),
     "admin.mailbox_set_enabled": Entry(ADMIN_POST, args={"mailbox_id": "mailbox"}, owners=("G",)),

@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import delete, insert, select
 
 from portal import create_app
+from portal.crypto import encrypt_secret
 from portal.extensions import db
 from portal.models import (
     Attachment,
@@ -43,6 +44,7 @@ from portal.services import sessions as session_service
 from portal.services import threads as thread_service
 from portal.services import two_factor
 from portal.services import users as user_service
+from portal.services.http_ingress import token_hash
 from portal.sqltypes import utcnow
 from tests.helpers import PASSWORD, AuthActions, FreshContextClient, app_config_for
 
@@ -272,6 +274,9 @@ def _org_objects(world: World, owner: str) -> None:
     )
 
 
+WORLD_INGRESS_TOKEN = "world-ingress-token"
+
+
 def build_world() -> World:
     """Create organisations A and B, their people and mail, and the shared objects.
 
@@ -289,6 +294,16 @@ def build_world() -> World:
     )
     mailbox = Mailbox(name="Main", source_url="maildir:/nonexistent/sellerdesk-test")
     db.session.add(mailbox)
+    # An HTTP ingress mailbox whose path token the route matrix knows (WORLD_INGRESS_TOKEN):
+    # its unsigned posts must be refused.
+    db.session.add(
+        Mailbox(
+            name="Posted",
+            source_url="http-ingress://?provider=generic",
+            ingress_token_hash=token_hash(WORLD_INGRESS_TOKEN),
+            signing_key_encrypted=encrypt_secret("world-signing-key"),
+        )
+    )
     now = utcnow()
     unrouted = Message(
         mailbox=mailbox,

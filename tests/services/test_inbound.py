@@ -76,9 +76,14 @@ def test_a_uid_stored_under_the_same_uidvalidity_is_a_duplicate(uk, mailbox):
     assert store(other, mailbox=mailbox, uidvalidity=2) == [Outcome.STORED]
 
 
-def test_dedup_is_per_mailbox(uk, mailbox):
+def test_content_dedup_spans_mailboxes_but_uids_are_per_mailbox(uk, mailbox):
+    # Issue 24: the same mail through two mailboxes (or IMAP and HTTP) is one mail.
     assert store("amazon_uk_inquiry.eml", mailbox=mailbox) == [Outcome.STORED]
-    assert store("amazon_uk_inquiry.eml") == [Outcome.STORED]
+    assert store("amazon_uk_inquiry.eml") == [Outcome.DUPLICATE]
+    other = inbound("amazon_uk_followup.eml", uid=1)
+    assert store(other, mailbox=mailbox, uidvalidity=1) == [Outcome.STORED]
+    # UID 1 of another mailbox is another mail.
+    assert store(inbound("amazon_de_presale.eml", uid=1), uidvalidity=1) != [Outcome.DUPLICATE]
 
 
 # --- quarantine --------------------------------------------------------------------------

@@ -1,0 +1,111 @@
+"""services/http_ingress: checks and storing, on each database (no HTTP: see
+tests/portal/test_inbound_http.py for the real requests)."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from portal.extensions import db
+from portal.models import Direction, InboundReplay, Mailbox, Message
+from portal.services import http_ingress
+from portal.services.http_ingress import Refused
+from portal.sqltypes import utcnow
+from tests.helpers import run_together
+from tests.http_ingress_standin import generic_headers
+from tests.mailgen import amazon_message
+
+HELPDESK = "uk-chan01@helpdesk.test"
+
+
+@pytest.fixture
+def settings(app):
+    return http_ingress.IngressSettings(
+        max_age=timedelta(minutes=5),
+        sns_cert_host_suffix=".amazonaws.com",
+        sns_ca_file=None,
+        s3_endpoint="",
+        inbound_domain=app.config["INBOUND_DOMAIN"],
+        max_attachment_bytes=app.config["MAX_ATTACHMENT_BYTES"],
+        parse_seconds=None,
+    )
+
+
+@pytest.fixture
+def posted(app):
+    new = http_ingress.create_http_mailbox(actor=None, name="posted", provider="generic")
+    db.session.commit()
+    return new
+
+
+def _count(model, *where) -> int:
+    db.session.expire_all()
+    return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def test_the_token_finds_only_an_enabled_http_mailbox(posted):
+    assert http_ingress.mailbox_for_token(posted.token) == posted.mailbox
+    assert http_ingress.mailbox_for_token(posted.token + "x") is None
+    assert http_ingress.mailbox_for_token("") is None
+    posted.mailbox.is_enabled = False
+    db.session.commit()
+    assert http_ingress.mailbox_for_token(posted.token) is None
+
+
+def test_a_checked_delivery_is_committed_with_its_replay_key(uk, posted, settings):
+    raw = amazon_message(1, HELPDESK)
+    headers = generic_headers(posted.signing_key, raw)
+    delivery = http_ingress.check_generic(posted.mailbox, raw, headers, settings, time.time())
+    stored = http_ingress.deliver(posted.mailbox, delivery, settings)
+    assert stored.outcome.value == "stored"
+    assert _count(Message, Message.direction == Direction.IN) == 1
+    assert _count(InboundReplay) == 1
+    with pytest.raises(Refused) as refused:
+        http_ingress.deliver(posted.mailbox, delivery, settings)
+    assert refused.value.status == 409
+    assert _count(Message, Message.direction == Direction.IN) == 1
+
+
+def test_the_same_request_twice_at_once_is_stored_once(app, uk, posted, settings):
+    raw = amazon_message(2, HELPDESK)
+    headers = generic_headers(posted.signing_key, raw)
+    mailbox_id = posted.mailbox.id
+
+    def deliver():
+        mailbox = db.session.get(Mailbox, mailbox_id)
+        delivery = http_ingress.check_generic(mailbox, raw, headers, settings, time.time())
+        try:
+            return http_ingress.deliver(mailbox, delivery, settings).outcome.value
+        except Refused as refused:
+            return refused.status
+
+    results = run_together(app, deliver, deliver)
+    assert sorted(map(str, results)) == ["409", "stored"]
+    assert _count(Message, Message.direction == Direction.IN) == 1
+
+
+def test_old_replay_keys_are_forgotten(uk, posted, settings):
+    db.session.add(
+        InboundReplay(
+            mailbox_id=posted.mailbox.id, key="sig:old", seen_at=utcnow() - timedelta(hours=1)
+        )
+    )
+    db.session.commit()
+    raw = amazon_message(3, HELPDESK)
+    headers = generic_headers(posted.signing_key, raw)
+    delivery = http_ingress.check_generic(posted.mailbox, raw, headers, settings, time.time())
+    http_ingress.deliver(posted.mailbox, delivery, settings)
+    assert [r.key for r in db.session.scalars(select(InboundReplay))] == [delivery.replay_key]
+
+
+def test_mail_with_nul_bytes_is_stored_not_an_error(uk, posted, settings):
+    # The web's NUL guard leaves posted mail alone: the pipeline keeps such bytes raw.
+    raw = amazon_message(4, HELPDESK).replace(b"Begin message", b"Begin\x00message")
+    headers = generic_headers(posted.signing_key, raw)
+    delivery = http_ingress.check_generic(posted.mailbox, raw, headers, settings, time.time())
+    stored = http_ingress.deliver(posted.mailbox, delivery, settings)
+    assert stored.outcome.value in ("stored", "quarantined")
+    assert _count(Message, Message.direction == Direction.IN) == 1
