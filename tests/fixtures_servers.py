@@ -22,6 +22,7 @@ MARKERS = {
     "browser": "drives Chromium through Playwright",
     "live": "runs the real `make run` and talks HTTP to it on loopback",
     "spapi": "talks HTTP to the SP-API consent / LWA token stand-in (tests/spapi_standin.py)",
+    "oauth": "talks HTTP to the OAuth2 authorisation server stand-in (tests/oauth_standin.py)",
 }
 
 
@@ -91,6 +92,19 @@ def tls_dovecot(tmp_path_factory: pytest.TempPathFactory, test_pki):
     yield get
     for server in servers.values():
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def oauth_dovecot(tmp_path_factory: pytest.TempPathFactory, oauth_standin):
+    """A second Dovecot that also takes AUTHENTICATE XOAUTH2 (and OAUTHBEARER), checking
+    each token at the OAuth stand-in's introspection endpoint (its `oauth2` passdb).
+    Any user name works with a token the stand-in issued for that user."""
+    server = DovecotServer(
+        tmp_path_factory.mktemp("dovecot-oauth"),
+        oauth2_introspection_url=oauth_standin.introspection_url,
+    )
+    with _running(server):
+        yield server
 
 
 @pytest.fixture(scope="session")

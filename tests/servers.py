@@ -301,6 +301,26 @@ service anvil {{
 {extra}"""
 
 
+_DOVECOT_OAUTH2 = """\
+auth_mechanisms = plain login xoauth2 oauthbearer
+# After the passwd-file passdb: a user it does not know, or a token as the password,
+# falls through to this one, which asks the introspection endpoint about the token.
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/dovecot-oauth2.conf.ext
+}}
+"""
+
+_DOVECOT_OAUTH2_EXT = """\
+introspection_mode = post
+introspection_url = {url}
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
+
 def _dovecot_binary() -> str:
     # /usr/sbin is not on an ordinary user's PATH on Debian.
     binary = shutil.which("dovecot") or shutil.which("dovecot", path="/usr/sbin:/usr/local/sbin")
@@ -330,9 +350,17 @@ class DovecotServer:
     """A standalone Dovecot IMAP server (plaintext, passwd-file users, maildir)."""
 
     def __init__(
-        self, base_dir: Path, *, extra_config: str = "", tls: tuple[Path, Path] | None = None
+        self,
+        base_dir: Path,
+        *,
+        extra_config: str = "",
+        tls: tuple[Path, Path] | None = None,
+        oauth2_introspection_url: str | None = None,
     ) -> None:
         self._workdir = _WorkDir(base_dir, "dovecot")
+        #: Also take AUTHENTICATE XOAUTH2/OAUTHBEARER, checking tokens at this RFC 7662
+        #: endpoint (Dovecot's `oauth2` passdb, `introspection_mode = post`).
+        self.oauth2_introspection_url = oauth2_introspection_url
         #: Appended to the generated dovecot.conf (e.g. higher process limits for a bench).
         self.extra_config = extra_config
         #: (certificate, key) files: TLS on, STARTTLS on `port`, implicit TLS on `tls_port`.
@@ -406,6 +434,11 @@ class DovecotServer:
                 f"service imap-login {{\n  inet_listener imaps {{\n    address = {HOST}\n"
                 f"    port = {self.tls_port}\n  }}\n}}\n{extra}"
             )
+        if self.oauth2_introspection_url is not None:
+            (self.root / "dovecot-oauth2.conf.ext").write_text(
+                _DOVECOT_OAUTH2_EXT.format(url=self.oauth2_introspection_url)
+            )
+            extra = _DOVECOT_OAUTH2.format(root=self.root) + extra
         conf = self.root / "dovecot.conf"
         conf.write_text(
             _DOVECOT_CONF.format(

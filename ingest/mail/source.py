@@ -21,6 +21,8 @@ class SourceSettings:
     #: TLS: a private CA file instead of the system's, and whether to verify at all.
     ca_file: str | None = None
     verify: bool = True
+    #: An OAuth2 access token: log in with AUTHENTICATE XOAUTH2 instead of the password.
+    oauth_token: str = ""
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         return f"SourceSettings({self.describe()})"
@@ -29,7 +31,11 @@ class SourceSettings:
         if self.kind == "maildir":
             return f"maildir:{self.path}"
         unverified = " (certificate not verified)" if not self.verify else ""
-        return f"{self.security} imap {self.username}@{self.host}:{self.port}/{self.folder}{unverified}"
+        oauth = " (XOAUTH2)" if self.oauth_token else ""
+        return (
+            f"{self.security} imap {self.username}@{self.host}:{self.port}/{self.folder}"
+            f"{unverified}{oauth}"
+        )
 
 
 @dataclass

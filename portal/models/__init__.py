@@ -10,7 +10,7 @@ from portal.models.channels import (
 )
 from portal.models.drafts import Draft, DraftAttachment
 from portal.models.invitations import Invitation
-from portal.models.mailboxes import Mailbox
+from portal.models.mailboxes import Mailbox, MailboxOAuthState
 from portal.models.orders import Order
 from portal.models.organisations import Organisation, agent_assignments
 from portal.models.presence import ThreadPresence
@@ -47,6 +47,7 @@ __all__ = [
     "Invitation",
     "LoginLockout",
     "Mailbox",
+    "MailboxOAuthState",
     "Message",
     "NoResponseMark",
     "Order",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, LargeBinary, String, Text
+from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.extensions import db
@@ -49,5 +49,33 @@ class Mailbox(db.Model):
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    # OAuth2 (XOAUTH2): set by "Connect Microsoft 365" / "Connect Google"; then IMAP (and
+    # SMTP) log in with an access token instead of the password. Tokens under TOKEN_KEY.
+    oauth_provider: Mapped[str | None] = mapped_column(String(20))
+    oauth_refresh_token_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    oauth_access_token_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    oauth_access_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the provider refused the stored grant (reconnect needed); cleared by a refresh.
+    oauth_refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
     def __repr__(self) -> str:
         return f"<Mailbox {self.id} {self.name!r}>"
+
+
+class MailboxOAuthState(db.Model):
+    """A started "Connect …" of a mailbox: its `state` works once, in the sign-in that began it.
+
+    The PKCE verifier is not stored: it is derived from the state and SECRET_KEY.
+    """
+
+    __tablename__ = "mailbox_oauth_states"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_session_id: Mapped[int] = mapped_column(
+        ForeignKey("user_sessions.id", ondelete="CASCADE"), index=True
+    )
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(20))
+    #: SHA-256 (hex) of the state sent to the provider.
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,152 @@
+"""Access tokens of OAuth mailboxes, refreshed shortly before they expire. This module COMMITS.
+
+Why it commits: Microsoft rotates refresh tokens, and the old one stops working once the
+new one is issued. The new refresh token is therefore stored, with the access token it
+came with, in the transaction that made the refresh, committed at once, before anything
+uses the access token (osTicket lost mail for days by keeping the old one). The row is
+locked for the refresh (on PostgreSQL) so two processes never refresh one mailbox at once
+and lose a rotation between them; the poll also holds the mailbox's lease.
+
+The honest window: a crash after the provider answered and before the commit loses the
+rotated token; the next refresh then fails (invalid_grant), and the mailbox turns red and
+asks for "Connect" again, loudly, as any refused refresh does.
+
+A refused refresh (consent revoked, token expired, client secret wrong) is recorded
+(`oauth_refused_at`), audited and mailed to the admins once, committed, then raised as
+MailboxAuthError for the poll to record as its failure, which retries with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from imapclient.exceptions import LoginError
+from sqlalchemy import select
+
+from ingest.mail.source import SourceSettings
+from portal import oauth_client
+from portal.crypto import SecretUnreadable, decrypt_secret, encrypt_secret
+from portal.extensions import db
+from portal.models import Mailbox
+from portal.services import alerts
+from portal.services.audit import record_event
+from portal.services.mailboxes import is_connected, source_settings
+
+log = logging.getLogger(__name__)
+
+#: An access token is renewed this long before the provider says it expires.
+TOKEN_MARGIN = timedelta(minutes=5)
+
+
+class MailboxAuthError(Exception):
+    """No access token could be had; str() is a sentence for the health page."""
+
+
+def connection_settings(
+    mailbox: Mailbox, config: Mapping[str, Any], *, now: datetime
+) -> SourceSettings:
+    """What a poll, an IDLE watch or a connection test logs in with: the password, or
+    for a connected mailbox a fresh access token (XOAUTH2). May refresh, and commit."""
+    settings = source_settings(mailbox)
+    if settings.kind != "imap" or not is_connected(mailbox):
+        return settings
+    return replace(settings, oauth_token=access_token(mailbox, config, now=now))
+
+
+def access_token(mailbox: Mailbox, config: Mapping[str, Any], *, now: datetime) -> str:
+    """A valid access token for the connected `mailbox`, refreshed (and committed) when it
+    would expire within TOKEN_MARGIN; MailboxAuthError when none can be had."""
+    token = _cached(mailbox, now)
+    if token is not None:
+        return token
+    # Lock and re-read: another process may have refreshed (and rotated) meanwhile.
+    db.session.commit()
+    locked = db.session.scalar(
+        select(Mailbox)
+        .where(Mailbox.id == mailbox.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if locked is None:
+        raise MailboxAuthError("The mailbox was removed.")
+    token = _cached(locked, now)
+    if token is not None:
+        db.session.commit()
+        return token
+    settings = oauth_client.provider_settings(config, locked.oauth_provider or "")
+    if settings is None:
+        db.session.rollback()
+        raise MailboxAuthError(
+            f"The mailbox is connected with {locked.oauth_provider}, but "
+            f"OAUTH_{(locked.oauth_provider or '').upper()}_CLIENT_ID is not set."
+        )
+    try:
+        refresh_token = decrypt_secret(locked.oauth_refresh_token_encrypted or b"")
+    except SecretUnreadable as exc:
+        db.session.rollback()
+        raise MailboxAuthError(str(exc)) from None
+    try:
+        tokens = oauth_client.refresh(settings, refresh_token=refresh_token)
+    except oauth_client.OAuthError as exc:
+        if exc.refused:
+            _record_refusal(locked, str(exc), now=now)
+        else:
+            db.session.rollback()
+        raise MailboxAuthError(str(exc)) from None
+    locked.oauth_access_token_encrypted = encrypt_secret(tokens.access_token)
+    locked.oauth_access_expires_at = now + timedelta(seconds=tokens.expires_in)
+    if tokens.refresh_token is not None and tokens.refresh_token != refresh_token:
+        locked.oauth_refresh_token_encrypted = encrypt_secret(tokens.refresh_token)
+        log.info("Mailbox %s: stored the provider's rotated refresh token", locked.name)
+    if locked.oauth_refused_at is not None:
+        locked.oauth_refused_at = None
+        record_event(
+            "mailbox.oauth_restored",
+            actor=None,
+            target=locked,
+            details={"name": locked.name, "provider": settings.provider.key},
+        )
+    db.session.commit()
+    return tokens.access_token
+
+
+def note_login_refused(mailbox: Mailbox, exc: BaseException) -> None:
+    """The server refused a connected mailbox's access token (revoked before it expired):
+    forget it, so the next try refreshes instead of offering it again (no commit)."""
+    if isinstance(exc, LoginError) and is_connected(mailbox):
+        mailbox.oauth_access_token_encrypted = None
+        mailbox.oauth_access_expires_at = None
+
+
+def _cached(mailbox: Mailbox, now: datetime) -> str | None:
+    if (
+        mailbox.oauth_access_token_encrypted is None
+        or mailbox.oauth_access_expires_at is None
+        or mailbox.oauth_access_expires_at - TOKEN_MARGIN <= now
+    ):
+        return None
+    try:
+        return decrypt_secret(mailbox.oauth_access_token_encrypted)
+    except SecretUnreadable:
+        return None  # refreshed instead
+
+
+def _record_refusal(mailbox: Mailbox, error: str, *, now: datetime) -> None:
+    """Audit and alert the first refusal of a run of them (committed)."""
+    mailbox.oauth_access_token_encrypted = None
+    mailbox.oauth_access_expires_at = None
+    if mailbox.oauth_refused_at is None:
+        mailbox.oauth_refused_at = now
+        record_event(
+            "mailbox.oauth_refused",
+            actor=None,
+            target=mailbox,
+            details={"name": mailbox.name, "provider": mailbox.oauth_provider, "error": error},
+        )
+    alerts.mailbox_authorisation_refused(mailbox, error=error, now=now)
+    db.session.commit()
+    log.warning("Mailbox %s: the provider refused its authorisation: %s", mailbox.name, error)

@@ -1,0 +1,296 @@
+"""OAuth2 mailboxes end to end: "Connect Microsoft 365" through the authorisation server
+stand-in (tests/oauth_standin.py), then the worker's poll signing in to the real Dovecot
+with AUTHENTICATE XOAUTH2 (its `oauth2` passdb asks the stand-in about each token)."""
+
+from __future__ import annotations
+
+import email
+import itertools
+import os
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from imapclient import IMAPClient
+from sqlalchemy import func, select
+
+from ingest.pipeline import poll_all
+from portal.crypto import decrypt_secret
+from portal.extensions import db
+from portal.models import AuditEvent, Mailbox, MailboxOAuthState, Message, Role
+from portal.services import mailbox_config
+from portal.services.mailbox_oauth import pkce_verifier
+from portal.services.mailbox_tokens import access_token
+from portal.sqltypes import utcnow
+from tests.helpers import AuthActions, csrf_token_from
+from tests.mailgen import amazon_message
+from tests.oauth_standin import s256
+from tests.spapi_standin import _no_redirects
+
+pytestmark = [pytest.mark.imap, pytest.mark.oauth]
+
+ADDRESS = "uk-chan01@helpdesk.test"
+_users = itertools.count(1)
+
+
+def post(client, path, data=None, *, page="/admin/mailboxes"):
+    token = csrf_token_from(client.get(page).get_data(as_text=True))
+    return client.post(path, data={"csrf_token": token, **(data or {})})
+
+
+@pytest.fixture
+def shop(oauth_dovecot) -> str:
+    """A fresh account on the OAuth Dovecot with one buyer message waiting. Its password
+    (for putting mail there) is not the one the portal is given: only XOAUTH2 gets in."""
+    user = f"shop{next(_users)}-{os.getpid()}@example.com"
+    oauth_dovecot.add_user(user, "imap-pass")
+    client = IMAPClient("127.0.0.1", port=oauth_dovecot.port, ssl=False, timeout=30)
+    try:
+        client.login(user, "imap-pass")
+        client.append("INBOX", amazon_message(1, ADDRESS))
+    finally:
+        client.logout()
+    return user
+
+
+@pytest.fixture
+def mailbox(shop, oauth_dovecot) -> Mailbox:
+    mailbox = mailbox_config.create_mailbox(
+        actor=None,
+        name="M365 buyers",
+        settings=mailbox_config.imap_settings(
+            host="127.0.0.1",
+            port=oauth_dovecot.port,
+            security="plain",
+            username=shop,
+            folder="INBOX",
+            processed_folder=None,
+        ),
+        password="not-the-password",
+    )
+    db.session.commit()
+    return mailbox
+
+
+def consent(client, oauth, mailbox, provider="microsoft"):
+    """Press "Connect …", let the stand-in consent, follow its redirect back (real HTTP)."""
+    response = post(client, f"/admin/mailboxes/{mailbox.id}/connect/{provider}")
+    assert response.status_code == 302
+    authorize = response.headers["Location"]
+    assert authorize.startswith(f"{oauth.base_url}/authorize?")
+    with _no_redirects().open(authorize, timeout=5) as answer:
+        assert answer.status == 302
+        back = urlsplit(answer.headers["Location"])
+    return client.get(f"{back.path}?{back.query}", follow_redirects=True)
+
+
+def admin_mails() -> list[tuple[str, str, str]]:
+    rows = db.session.scalars(
+        select(Message).where(Message.thread_id.is_(None)).order_by(Message.id)
+    ).all()
+    out = []
+    for row in rows:
+        parsed = email.message_from_bytes(row.raw)
+        body = parsed.get_payload(decode=True).decode(parsed.get_content_charset() or "utf-8")
+        out.append((row.to_addresses, row.subject, body))
+    return out
+
+
+def events(kind: str) -> int:
+    return db.session.scalar(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.kind == kind)
+    )
+
+
+def test_connect_then_poll_fetches_mail_with_xoauth2(app, client, admin, oauth, uk, mailbox, shop):
+    page = consent(client, oauth, mailbox)
+    assert page.status_code == 200
+    assert "is connected with Microsoft 365" in page.get_data(as_text=True)
+    (asked,) = oauth.authorize_requests
+    assert asked["code_challenge_method"] == "S256"
+    assert asked["login_hint"] == shop
+    assert asked["redirect_uri"] == "http://127.0.0.1:5000/admin/mailboxes/oauth/callback"
+    assert set(asked["scope"].split()) == {
+        "https://outlook.office.com/IMAP.AccessAsUser.All",
+        "https://outlook.office.com/SMTP.Send",
+        "offline_access",
+    }
+    db.session.refresh(mailbox)
+    assert mailbox.oauth_provider == "microsoft"
+    (refresh_token,) = oauth.issued_refresh_tokens
+    assert decrypt_secret(mailbox.oauth_refresh_token_encrypted) == refresh_token
+    assert refresh_token.encode() not in bytes(mailbox.oauth_refresh_token_encrypted)
+    assert events("mailbox.oauth_connected") == 1
+    assert refresh_token not in str(db.session.scalars(select(AuditEvent.details)).all())
+    assert "Signs in with Microsoft 365" in client.get("/admin/mailboxes").get_data(as_text=True)
+
+    summary = poll_all()
+    assert summary.stored == 1 and summary.errors == 0
+    db.session.refresh(mailbox)
+    assert mailbox.last_error is None and mailbox.consecutive_failures == 0
+    assert oauth.calls["introspect"] >= 1  # Dovecot checked the token at the stand-in
+    assert oauth.calls["refresh_token"] == 0  # the first access token was still fresh
+
+
+def test_refresh_rotates_and_the_new_refresh_token_is_stored(
+    app, client, admin, oauth, uk, mailbox, shop, oauth_dovecot
+):
+    # Shorter than the renewal margin: every use refreshes.
+    oauth.access_token_ttl = 60
+    consent(client, oauth, mailbox)
+    first = oauth.issued_refresh_tokens[-1]
+    assert poll_all().stored == 1
+    db.session.refresh(mailbox)
+    assert oauth.calls["refresh_token"] == 1
+    second = oauth.issued_refresh_tokens[-1]
+    assert second != first and first not in oauth.refresh_tokens  # the old one is dead
+    assert decrypt_secret(mailbox.oauth_refresh_token_encrypted) == second
+    # And the stored one keeps working, poll after poll.
+    assert poll_all().errors == 0
+    db.session.refresh(mailbox)
+    assert decrypt_secret(mailbox.oauth_refresh_token_encrypted) == oauth.issued_refresh_tokens[-1]
+    assert oauth.calls["refresh_token"] == 2
+
+
+def test_revoked_consent_turns_the_mailbox_red_mails_admins_once_and_retries(
+    app, client, admin, oauth, uk, mailbox, shop
+):
+    oauth.access_token_ttl = 60
+    consent(client, oauth, mailbox)
+    oauth.revoke(shop)
+
+    summary = poll_all()
+    assert summary.errors == 1 and summary.stored == 0
+    db.session.refresh(mailbox)
+    assert mailbox.consecutive_failures == 1
+    assert "consent was revoked or the token expired" in mailbox.last_error
+    assert 'click "Connect Microsoft 365"' in mailbox.last_error
+    assert mailbox.oauth_refused_at is not None
+    assert mailbox.next_attempt_at is not None  # retried with backoff, not dropped
+    health = client.get("/admin/health").get_data(as_text=True)
+    assert "consent was revoked" in health
+    assert client.get("/healthz").get_json()["failing_mailboxes"] == 1
+    ((to, subject, body),) = admin_mails()
+    assert to == admin.email and subject == "Mailbox M365 buyers keeps failing"
+    assert "refused the sign-in" in body and "consent was revoked" in body
+    assert events("mailbox.oauth_refused") == 1
+
+    # The next tries fail the same way: no second mail, no second audit of the refusal.
+    assert poll_all(force=True).errors == 1
+    db.session.refresh(mailbox)
+    assert mailbox.consecutive_failures == 2
+    assert len(admin_mails()) == 1 and events("mailbox.oauth_refused") == 1
+
+    # Connecting again mends it: the next poll fetches the mail.
+    consent(client, oauth, mailbox)
+    assert poll_all().stored == 1
+    db.session.refresh(mailbox)
+    assert mailbox.consecutive_failures == 0 and mailbox.oauth_refused_at is None
+    assert client.get("/healthz").get_json()["failing_mailboxes"] == 0
+
+
+def test_a_wrong_client_secret_is_said_plainly(app, client, admin, oauth, uk, mailbox):
+    oauth.access_token_ttl = 60
+    consent(client, oauth, mailbox)
+    app.config["OAUTH_MICROSOFT_CLIENT_SECRET"] = "not-the-secret"
+    assert poll_all().errors == 1
+    db.session.refresh(mailbox)
+    assert "refused Sellerdesk's client ID or secret" in mailbox.last_error
+    assert "OAUTH_MICROSOFT_CLIENT_ID" in mailbox.last_error
+    assert len(admin_mails()) == 1
+
+
+def test_a_provider_outage_is_retried_without_an_alarm(app, client, admin, oauth, uk, mailbox):
+    oauth.access_token_ttl = 60
+    consent(client, oauth, mailbox)
+    oauth.fail_token_with.append(503)
+    assert poll_all().errors == 1
+    db.session.refresh(mailbox)
+    assert "HTTP 503" in mailbox.last_error and "tries again" in mailbox.last_error
+    assert mailbox.oauth_refused_at is None and admin_mails() == []
+    # The refresh token was not used up by the failed call: the next try works.
+    assert poll_all(force=True).stored == 1
+
+
+def test_a_token_endpoint_that_does_not_answer_in_time(app, client, admin, oauth, uk, mailbox):
+    oauth.access_token_ttl = 60
+    consent(client, oauth, mailbox)
+    app.config["OAUTH_TIMEOUT"] = 0.5
+    oauth.token_delay = 3
+    assert poll_all().errors == 1
+    db.session.refresh(mailbox)
+    assert "no answer in time" in mailbox.last_error
+    assert mailbox.oauth_refused_at is None
+
+
+def test_connection_test_signs_in_with_xoauth2(app, client, admin, oauth, uk, mailbox):
+    consent(client, oauth, mailbox)
+    page = post(client, f"/admin/mailboxes/{mailbox.id}/test")
+    assert page.status_code == 302
+    shown = client.get("/admin/mailboxes").get_data(as_text=True)
+    assert "connection works" in shown
+
+
+# --- the authorisation step itself ------------------------------------------------------
+
+
+def test_the_provider_refusing_consent_is_shown_as_a_sentence(app, client, admin, oauth, mailbox):
+    oauth.deny_next = True
+    page = consent(client, oauth, mailbox).get_data(as_text=True)
+    assert "Microsoft 365 did not connect" in page and "access_denied" in page
+    assert "The user declined to consent." in page
+    db.session.refresh(mailbox)
+    assert mailbox.oauth_provider is None
+
+
+def test_the_pkce_verifier_is_checked_by_the_token_endpoint(app, client, admin, oauth, mailbox):
+    response = post(client, f"/admin/mailboxes/{mailbox.id}/connect/google")
+    query = parse_qs(urlsplit(response.headers["Location"]).query)
+    state = query["state"][0]
+    assert query["code_challenge"][0] == s256(
+        pkce_verifier(state, secret_key=app.config["SECRET_KEY"])
+    )
+    assert query["scope"] == ["https://mail.google.com/"]
+    assert query["access_type"] == ["offline"]
+
+
+def test_a_state_works_once_and_only_in_the_sign_in_that_began_it(
+    app, client, admin, oauth, mailbox, auth, make_user
+):
+    response = post(client, f"/admin/mailboxes/{mailbox.id}/connect/microsoft")
+    with _no_redirects().open(response.headers["Location"], timeout=5) as answer:
+        back = urlsplit(answer.headers["Location"])
+    callback = f"{back.path}?{back.query}"
+    # Another admin's browser cannot complete it.
+    other = app.test_client()
+    other_admin = make_user(Role.ADMIN)
+    AuthActions(other).login(other_admin.email)
+    page = other.get(callback, follow_redirects=True).get_data(as_text=True)
+    assert "does not match a connection you started here" in page
+    assert client.get(callback, follow_redirects=True).status_code == 200
+    db.session.refresh(mailbox)
+    assert mailbox.oauth_provider == "microsoft"
+    # Replayed: refused, and nothing changes.
+    page = client.get(callback, follow_redirects=True).get_data(as_text=True)
+    assert "does not match a connection you started here" in page
+    assert db.session.scalar(select(func.count()).select_from(MailboxOAuthState)) == 0
+
+
+def test_connect_needs_the_provider_configured(app, client, admin, oauth, mailbox):
+    app.config["OAUTH_GOOGLE_CLIENT_ID"] = ""
+    page = client.get("/admin/mailboxes").get_data(as_text=True)
+    assert "Connect Microsoft 365" in page and "Connect Google" not in page
+    response = post(client, f"/admin/mailboxes/{mailbox.id}/connect/google")
+    assert response.status_code == 302
+    shown = client.get("/admin/mailboxes").get_data(as_text=True)
+    assert "OAUTH_GOOGLE_CLIENT_ID is empty" in shown
+
+
+def test_access_token_is_reused_until_shortly_before_it_expires(app, oauth, mailbox, client, admin):
+    consent(client, oauth, mailbox)
+    db.session.refresh(mailbox)
+    first = access_token(mailbox, app.config, now=utcnow())
+    assert access_token(mailbox, app.config, now=utcnow()) == first
+    assert oauth.calls["refresh_token"] == 0
+    later = mailbox.oauth_access_expires_at
+    assert access_token(mailbox, app.config, now=later) != first
+    assert oauth.calls["refresh_token"] == 1
