@@ -125,6 +125,20 @@ def smtp(smtp_server: SmtpServer) -> Iterator[SmtpServer]:
 
 
 @pytest.fixture(scope="session")
+def oauth_smtp_server(oauth_standin) -> Iterator[SmtpServer]:
+    """An aiosmtpd sink that takes AUTH XOAUTH2, checking tokens at the OAuth stand-in."""
+    with _running(SmtpServer(oauth_introspection_url=oauth_standin.introspection_url)) as server:
+        yield server
+
+
+@pytest.fixture
+def oauth_smtp(oauth_smtp_server: SmtpServer) -> Iterator[SmtpServer]:
+    """The XOAUTH2 SMTP sink, emptied for this test."""
+    oauth_smtp_server.clear()
+    yield oauth_smtp_server
+
+
+@pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
     """A running PostgreSQL with an empty `sellerdesk_test` database."""
     with _running(PostgresServer(tmp_path_factory.mktemp("postgres"))) as server:

@@ -10,6 +10,7 @@ the tail of the service's log.
 from __future__ import annotations
 
 import grp
+import json
 import logging
 import os
 import pwd
@@ -20,12 +21,15 @@ import subprocess
 import tempfile
 import threading
 import time
+from base64 import b64decode
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
+from urllib.request import Request, urlopen
 
 log = logging.getLogger(__name__)
 
@@ -613,12 +617,36 @@ class _SinkHandler:
         )
         return "250 Message accepted for delivery"
 
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> Any:
+        """AUTH XOAUTH2 (`user=U^Aauth=Bearer T^A^A`): the token is checked at the OAuth
+        stand-in's introspection endpoint, as Dovecot's oauth2 passdb does."""
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        if len(args) == 2:
+            blob = b64decode(args[1])
+        else:
+            answer = await server.challenge_auth("")
+            if not isinstance(answer, bytes):
+                return AuthResult(success=False)
+            blob = answer
+        fields = dict(
+            part.split("=", 1)
+            for part in blob.decode("utf-8", "replace").split("\x01")
+            if "=" in part
+        )
+        user = fields.get("user", "")
+        token = fields.get("auth", "").removeprefix("Bearer ")
+        ok = bool(user) and self._server._token_user(token) == user
+        return AuthResult(success=ok, handled=False, auth_data=LoginPassword(user.encode(), b""))
+
 
 class SmtpServer:
     """An in-process aiosmtpd sink on 127.0.0.1.
 
     users: optional {login: password}; when given, AUTH PLAIN/LOGIN is offered
     without TLS and checked against it (unauthenticated mail is still accepted).
+    oauth_introspection_url: when given, AUTH XOAUTH2 is offered without TLS, each token
+    checked at that RFC 7662 endpoint (the OAuth stand-in's).
     """
 
     def __init__(
@@ -627,9 +655,11 @@ class SmtpServer:
         *,
         tls: tuple[Path, Path] | None = None,
         implicit_tls: bool = False,
+        oauth_introspection_url: str | None = None,
     ) -> None:
         self.port = 0
         self.users = users
+        self.oauth_introspection_url = oauth_introspection_url
         #: (certificate, key): offer STARTTLS, or speak TLS from the start (implicit_tls).
         self.tls = tls
         self.implicit_tls = implicit_tls
@@ -688,6 +718,19 @@ class SmtpServer:
             self._messages.append(mail)
         log.debug("SMTP sink got mail from %s to %s", mail.mail_from, mail.rcpt_tos)
 
+    def _token_user(self, token: str) -> str | None:
+        """The user an access token belongs to, by the introspection endpoint; None: dead."""
+        if not self.oauth_introspection_url or not token:
+            return None
+        request = Request(  # noqa: S310 (the stand-in's http URL)
+            self.oauth_introspection_url,
+            data=urlencode({"token": token}).encode(),
+            method="POST",
+        )
+        with urlopen(request, timeout=5) as answer:  # noqa: S310 (the stand-in's http URL)
+            body = json.loads(answer.read())
+        return body.get("username") if body.get("active") else None
+
     def _authenticate(
         self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
     ) -> Any:
@@ -722,7 +765,7 @@ class SmtpServer:
                     f"SMTP sink cannot listen on {HOST}:{self.port}: {exc}"
                 ) from None
         kwargs: dict[str, Any] = {}
-        if self.users is not None:
+        if self.users is not None or self.oauth_introspection_url is not None:
             kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
         if self.tls is not None:
             import ssl

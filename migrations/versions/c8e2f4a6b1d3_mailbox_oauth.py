@@ -5,7 +5,8 @@ Revises: a1f4c7e2d9b3
 Create Date: 2026-12-06 03:30:00
 
 Issue 24: a mailbox connected with "Connect Microsoft 365" or "Connect Google" logs in
-with XOAUTH2; its refresh and access tokens are kept under TOKEN_KEY.
+with XOAUTH2; its refresh and access tokens are kept under TOKEN_KEY. A mailbox may have
+an SMTP URL and send the replies of channels (sending_mailboxes).
 """
 
 import sqlalchemy as sa
@@ -24,12 +25,36 @@ COLUMNS = [
     sa.Column("oauth_access_token_encrypted", sa.LargeBinary(), nullable=True),
     sa.Column("oauth_access_expires_at", sa.DateTime(), nullable=True),
     sa.Column("oauth_refused_at", sa.DateTime(), nullable=True),
+    sa.Column("smtp_url", sa.String(length=500), nullable=True),
 ]
 
 
 def upgrade():
     for column in COLUMNS:
         op.add_column("mailboxes", column)
+    # Which mailbox sends a channel's replies: a table of its own, so neither table is
+    # altered with a reference (SQLite cannot add one without copying the table).
+    op.create_table(
+        "sending_mailboxes",
+        sa.Column("channel_id", sa.Integer(), nullable=False),
+        sa.Column("mailbox_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["channel_id"],
+            ["channels.id"],
+            name=op.f("fk_sending_mailboxes_channel_id_channels"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["mailbox_id"],
+            ["mailboxes.id"],
+            name=op.f("fk_sending_mailboxes_mailbox_id_mailboxes"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("channel_id", name=op.f("pk_sending_mailboxes")),
+    )
+    op.create_index(
+        op.f("ix_sending_mailboxes_mailbox_id"), "sending_mailboxes", ["mailbox_id"]
+    )
     op.create_table(
         "mailbox_oauth_states",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -61,6 +86,8 @@ def upgrade():
 
 
 def downgrade():
+    op.drop_index(op.f("ix_sending_mailboxes_mailbox_id"), table_name="sending_mailboxes")
+    op.drop_table("sending_mailboxes")
     op.drop_index(
         op.f("ix_mailbox_oauth_states_user_session_id"), table_name="mailbox_oauth_states"
     )

@@ -8,5 +8,6 @@ from portal.admin import (  # noqa: F401
     mailboxes,
     outbox,
     people,
+    sending,
     settings,
 )

@@ -10,7 +10,7 @@ from portal.models.channels import (
 )
 from portal.models.drafts import Draft, DraftAttachment
 from portal.models.invitations import Invitation
-from portal.models.mailboxes import Mailbox, MailboxOAuthState
+from portal.models.mailboxes import Mailbox, MailboxOAuthState, SendingMailbox
 from portal.models.orders import Order
 from portal.models.organisations import Organisation, agent_assignments
 from portal.models.presence import ThreadPresence
@@ -48,6 +48,7 @@ __all__ = [
     "LoginLockout",
     "Mailbox",
     "MailboxOAuthState",
+    "SendingMailbox",
     "Message",
     "NoResponseMark",
     "Order",

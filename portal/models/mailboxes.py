@@ -57,6 +57,10 @@ class Mailbox(db.Model):
     oauth_access_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: When the provider refused the stored grant (reconnect needed); cleared by a refresh.
     oauth_refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Where this mailbox's account sends mail, for the channels it sends for
+    #: (SendingMailbox): `smtp+starttls://user@host:587`, no password (it
+    #: uses the mailbox's password, or XOAUTH2 when connected).
+    smtp_url: Mapped[str | None] = mapped_column(String(500))
 
     def __repr__(self) -> str:
         return f"<Mailbox {self.id} {self.name!r}>"
@@ -79,3 +83,16 @@ class MailboxOAuthState(db.Model):
     #: SHA-256 (hex) of the state sent to the provider.
     state_hash: Mapped[str] = mapped_column(String(64), unique=True)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SendingMailbox(db.Model):
+    """This channel's replies go out through this mailbox's SMTP (no row: SMTP_URL)."""
+
+    __tablename__ = "sending_mailboxes"
+
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    mailbox_id: Mapped[int] = mapped_column(
+        ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True
+    )

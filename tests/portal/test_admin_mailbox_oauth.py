@@ -13,11 +13,12 @@ import pytest
 from imapclient import IMAPClient
 from sqlalchemy import func, select
 
+from ingest.mail import smtp as smtp_transport
 from ingest.pipeline import poll_all
 from portal.crypto import decrypt_secret
 from portal.extensions import db
-from portal.models import AuditEvent, Mailbox, MailboxOAuthState, Message, Role
-from portal.services import mailbox_config
+from portal.models import AuditEvent, Mailbox, MailboxOAuthState, Message, Role, SendStatus
+from portal.services import mailbox_config, outbox, outbox_delivery
 from portal.services.mailbox_oauth import pkce_verifier
 from portal.services.mailbox_tokens import access_token
 from portal.sqltypes import utcnow
@@ -294,3 +295,113 @@ def test_access_token_is_reused_until_shortly_before_it_expires(app, oauth, mail
     later = mailbox.oauth_access_expires_at
     assert access_token(mailbox, app.config, now=later) != first
     assert oauth.calls["refresh_token"] == 1
+
+
+# --- sending a channel's replies through the mailbox (SMTP with XOAUTH2) ------------------
+
+
+def make_sender(client, mailbox, oauth_smtp, channels) -> None:
+    page = f"/admin/mailboxes/{mailbox.id}/sending"
+    response = post(
+        client,
+        page,
+        {"smtp_url": f"smtp://127.0.0.1:{oauth_smtp.port}", "channels": [c.id for c in channels]},
+        page=page,
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)
+
+
+@pytest.mark.smtp
+def test_a_reply_goes_out_through_the_sending_mailbox_with_xoauth2(
+    app, client, admin, oauth, oauth_smtp, smtp, uk, mailbox, shop, make_thread, make_channel
+):
+    app.config["SMTP_URL"] = f"smtp://127.0.0.1:{smtp.port}"
+    oauth.access_token_ttl = 60  # each send refreshes: rotation on the SMTP side too
+    consent(client, oauth, mailbox)
+    make_sender(client, mailbox, oauth_smtp, [uk])
+    assert events("mailbox.sending_changed") == 1
+    shown = client.get("/admin/mailboxes").get_data(as_text=True)
+    assert f"Sends replies through <code>smtp://127.0.0.1:{oauth_smtp.port}</code>" in shown
+
+    reply = outbox.queue_reply(make_thread(uk), body="Your parcel left today.\n", author=admin)
+    other = make_channel("DE", address="de-chan01@helpdesk.test")
+    elsewhere = outbox.queue_reply(make_thread(other), body="Ihr Paket.\n", author=admin)
+    db.session.commit()
+    assert outbox_delivery.deliver_one(reply.id) is True
+    assert outbox_delivery.deliver_one(elsewhere.id) is True
+
+    (received,) = oauth_smtp.messages
+    assert received.auth_user == shop  # signed in with XOAUTH2 as the mailbox's account
+    assert received.message["Message-ID"] == reply.message_id
+    assert received.mail_from == uk.helpdesk_address
+    # The channel without a sending mailbox still goes through SMTP_URL.
+    (plain,) = smtp.messages
+    assert plain.message["Message-ID"] == elsewhere.message_id and plain.auth_user is None
+    db.session.refresh(mailbox)
+    assert decrypt_secret(mailbox.oauth_refresh_token_encrypted) == oauth.issued_refresh_tokens[-1]
+
+
+@pytest.mark.smtp
+def test_a_revoked_sending_mailbox_keeps_the_reply_pending(
+    app, client, admin, oauth, oauth_smtp, uk, mailbox, shop, make_thread
+):
+    oauth.access_token_ttl = 60
+    consent(client, oauth, mailbox)
+    make_sender(client, mailbox, oauth_smtp, [uk])
+    oauth.revoke(shop)
+    reply = outbox.queue_reply(make_thread(uk), body="Your parcel left today.\n", author=admin)
+    db.session.commit()
+    assert outbox_delivery.deliver_one(reply.id) is False
+    db.session.refresh(reply)
+    assert reply.send_status == SendStatus.PENDING
+    assert "consent was revoked" in reply.last_send_error
+    assert oauth_smtp.messages == []
+    assert len(admin_mails()) == 1  # the admins hear of it once, as for a poll
+
+
+@pytest.mark.smtp
+def test_the_smtp_server_refuses_a_dead_token(oauth, oauth_smtp):
+    transport = smtp_transport.Transport(
+        kind="smtp", host="127.0.0.1", port=oauth_smtp.port, username="x@example.com",
+        oauth_token="at-not-issued",
+    )  # fmt: skip
+    with pytest.raises(smtp_transport.TemporarySendError, match="535"):
+        smtp_transport.send_raw(
+            transport,
+            sender="a@helpdesk.test",
+            recipients=["b@example.com"],
+            raw=b"Subject: x\r\n\r\nx\r\n",
+            message_id="<x@helpdesk.test>",
+            timeout=5,
+        )
+
+
+@pytest.mark.parametrize(
+    ("smtp_url", "error"),
+    [
+        ("outbox:/tmp/x", "A mailbox sends through SMTP"),
+        ("ftp://host", "unsupported"),
+        ("smtp://", "needs a host"),
+    ],
+)
+def test_bad_smtp_urls_are_refused_next_to_the_field(client, admin, mailbox, smtp_url, error):
+    page = f"/admin/mailboxes/{mailbox.id}/sending"
+    response = post(client, page, {"smtp_url": smtp_url}, page=page)
+    assert response.status_code == 422
+    assert error in response.get_data(as_text=True)
+
+
+def test_the_smtp_url_keeps_no_password(client, admin, mailbox, uk):
+    page = f"/admin/mailboxes/{mailbox.id}/sending"
+    post(
+        client,
+        page,
+        {
+            "smtp_url": "smtp+starttls://me%40shop.com:secret@smtp.office365.com:587",
+            "channels": [uk.id],
+        },
+        page=page,
+    )
+    db.session.refresh(mailbox)
+    assert mailbox.smtp_url == "smtp+starttls://me%40shop.com@smtp.office365.com:587"
+    assert smtp_transport.parse_smtp_url(mailbox.smtp_url).username == "me@shop.com"

@@ -343,6 +343,10 @@ ROUTES: dict[str, Entry] = {
     # "Connect …" (OAuth2): without a configured client it says so and redirects back; a
     # forged state on the callback names a mailbox but changes nothing.
     "admin.mailbox_oauth_connect": Entry(ADMIN_POST, args={"mailbox_id": "mailbox"}, owners=("G",)),
+    # A POST with no fields leaves the mailbox sending nothing (unchanged): redirected.
+    "admin.mailbox_sending": Entry(
+        admin_only(ALLOWED), args={"mailbox_id": "mailbox"}, owners=("G",)
+    ),
     "admin.mailbox_oauth_callback": Entry(
         admin_only(frozenset({REDIRECT})),
         query={"state": "mailbox"},
