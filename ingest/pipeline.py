@@ -512,10 +512,10 @@ def poll_one(
     except Exception as exc:
         db.session.rollback()
         log.error("Polling mailbox %s failed: %s", name, exc, exc_info=True)
-        mailbox_tokens.note_login_refused(mailbox, exc)
+        refused = mailbox_tokens.explain_login_refused(mailbox, exc, config, now=utcnow())
         mailbox_service.record_poll_failure(
             mailbox,
-            _describe_failure(exc),
+            refused or _describe_failure(exc),
             poll_seconds=config["POLL_SECONDS"],
             fetched=summary.fetched,
         )

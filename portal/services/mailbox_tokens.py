@@ -114,12 +114,22 @@ def access_token(mailbox: Mailbox, config: Mapping[str, Any], *, now: datetime) 
     return tokens.access_token
 
 
-def note_login_refused(mailbox: Mailbox, exc: BaseException) -> None:
-    """The server refused a connected mailbox's access token (revoked before it expired):
-    forget it, so the next try refreshes instead of offering it again (no commit)."""
-    if isinstance(exc, LoginError) and is_connected(mailbox):
-        mailbox.oauth_access_token_encrypted = None
-        mailbox.oauth_access_expires_at = None
+def explain_login_refused(
+    mailbox: Mailbox, exc: BaseException, config: Mapping[str, Any], *, now: datetime
+) -> str | None:
+    """The server refused a connected mailbox's access token before it expired (consent
+    withdrawn at the provider, say): forget the token and refresh at once, so that this
+    very poll says why. The provider's refusal as a sentence, or None (the refresh worked,
+    or the mailbox does not use OAuth). May commit."""
+    if not isinstance(exc, LoginError) or not is_connected(mailbox):
+        return None
+    mailbox.oauth_access_token_encrypted = None
+    mailbox.oauth_access_expires_at = None
+    try:
+        access_token(mailbox, config, now=now)
+    except MailboxAuthError as refused:
+        return str(refused)
+    return None
 
 
 def _cached(mailbox: Mailbox, now: datetime) -> str | None:

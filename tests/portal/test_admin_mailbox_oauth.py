@@ -189,6 +189,18 @@ def test_revoked_consent_turns_the_mailbox_red_mails_admins_once_and_retries(
     assert client.get("/healthz").get_json()["failing_mailboxes"] == 0
 
 
+def test_consent_revoked_while_the_access_token_is_fresh_is_said_in_the_same_poll(
+    app, client, admin, oauth, uk, mailbox, shop
+):
+    consent(client, oauth, mailbox)  # an access token valid for an hour
+    oauth.revoke(shop)  # Dovecot's introspection now calls it inactive
+    assert poll_all().errors == 1
+    db.session.refresh(mailbox)
+    assert oauth.calls["refresh_token"] == 1  # tried at once, not at the next poll
+    assert "consent was revoked" in mailbox.last_error
+    assert mailbox.consecutive_failures == 1 and len(admin_mails()) == 1
+
+
 def test_a_wrong_client_secret_is_said_plainly(app, client, admin, oauth, uk, mailbox):
     oauth.access_token_ttl = 60
     consent(client, oauth, mailbox)
