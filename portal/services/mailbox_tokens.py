@@ -3,9 +3,11 @@
 Why it commits: Microsoft rotates refresh tokens, and the old one stops working once the
 new one is issued. The new refresh token is therefore stored, with the access token it
 came with, in the transaction that made the refresh, committed at once, before anything
-uses the access token (osTicket lost mail for days by keeping the old one). The row is
-locked for the refresh (on PostgreSQL) so two processes never refresh one mailbox at once
-and lose a rotation between them; the poll also holds the mailbox's lease.
+uses the access token (osTicket lost mail for days by keeping the old one). One refresh
+runs at a time per mailbox: a lock in the process (an IDLE watch and a poll), the row lock
+across processes on PostgreSQL. On SQLite, without row locks, a refresh refused because
+another process had just rotated the token waits briefly for that commit and tries again
+with the new one, rather than calling a working mailbox revoked.
 
 The honest window: a crash after the provider answered and before the commit loses the
 rotated token; the next refresh then fails (invalid_grant), and the mailbox turns red and
@@ -19,6 +21,8 @@ MailboxAuthError for the poll to record as its failure, which retries with backo
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -40,6 +44,10 @@ log = logging.getLogger(__name__)
 
 #: An access token is renewed this long before the provider says it expires.
 TOKEN_MARGIN = timedelta(minutes=5)
+#: On SQLite: how long a refused refresh waits for another process's rotated token.
+ROTATION_GRACE = 2.0
+#: Refreshes tried when each finds the token rotated by someone else meanwhile.
+ROTATION_TRIES = 3
 
 
 class MailboxAuthError(Exception):
@@ -63,6 +71,13 @@ def access_token(mailbox: Mailbox, config: Mapping[str, Any], *, now: datetime) 
     token = _cached(mailbox, now)
     if token is not None:
         return token
+    # One refresh at a time per mailbox in this process (an IDLE watch and a poll may ask
+    # together); the row lock does the same across processes on PostgreSQL.
+    with _lock_for(mailbox.id):
+        return _refreshed(mailbox, config, now=now, tries=ROTATION_TRIES)
+
+
+def _refreshed(mailbox: Mailbox, config: Mapping[str, Any], *, now: datetime, tries: int) -> str:
     # Lock and re-read: another process may have refreshed (and rotated) meanwhile.
     db.session.commit()
     locked = db.session.scalar(
@@ -92,10 +107,13 @@ def access_token(mailbox: Mailbox, config: Mapping[str, Any], *, now: datetime) 
     try:
         tokens = oauth_client.refresh(settings, refresh_token=refresh_token)
     except oauth_client.OAuthError as exc:
+        db.session.rollback()
+        if exc.refused and tries > 1 and _rotated_elsewhere(mailbox, refresh_token):
+            # Another process (SQLite has no row locks) rotated it meanwhile: the token
+            # we sent was the old one. Try once more with the one now stored.
+            return _refreshed(mailbox, config, now=now, tries=tries - 1)
         if exc.refused:
-            _record_refusal(locked, str(exc), now=now)
-        else:
-            db.session.rollback()
+            _record_refusal(mailbox, str(exc), now=now)
         raise MailboxAuthError(str(exc)) from None
     locked.oauth_access_token_encrypted = encrypt_secret(tokens.access_token)
     locked.oauth_access_expires_at = now + timedelta(seconds=tokens.expires_in)
@@ -112,6 +130,42 @@ def access_token(mailbox: Mailbox, config: Mapping[str, Any], *, now: datetime) 
         )
     db.session.commit()
     return tokens.access_token
+
+
+_LOCKS: dict[int, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(mailbox_id: int) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(mailbox_id, threading.Lock())
+
+
+def _rotated_elsewhere(mailbox: Mailbox, sent: str) -> bool:
+    """Whether the stored refresh token is no longer the one `sent`. On SQLite, which has no
+    row locks, another process may have refreshed with it just before us and not yet
+    committed the rotated one: give that commit ROTATION_GRACE to land."""
+    deadline = time.monotonic() + (ROTATION_GRACE if db.engine.dialect.name == "sqlite" else 0)
+    while True:
+        stored = _stored_refresh_token(mailbox)
+        db.session.rollback()
+        if stored not in (None, sent):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def _stored_refresh_token(mailbox: Mailbox) -> str | None:
+    fresh = db.session.scalar(
+        select(Mailbox).where(Mailbox.id == mailbox.id).execution_options(populate_existing=True)
+    )
+    if fresh is None or fresh.oauth_refresh_token_encrypted is None:
+        return None
+    try:
+        return decrypt_secret(fresh.oauth_refresh_token_encrypted)
+    except SecretUnreadable:
+        return None
 
 
 def explain_login_refused(

@@ -22,7 +22,7 @@ from portal.services import mailbox_config, outbox, outbox_delivery
 from portal.services.mailbox_oauth import pkce_verifier
 from portal.services.mailbox_tokens import access_token
 from portal.sqltypes import utcnow
-from tests.helpers import AuthActions, csrf_token_from
+from tests.helpers import AuthActions, csrf_token_from, run_together
 from tests.mailgen import amazon_message
 from tests.oauth_standin import s256
 from tests.spapi_standin import _no_redirects
@@ -417,3 +417,21 @@ def test_the_smtp_url_keeps_no_password(client, admin, mailbox, uk):
     db.session.refresh(mailbox)
     assert mailbox.smtp_url == "smtp+starttls://me%40shop.com@smtp.office365.com:587"
     assert smtp_transport.parse_smtp_url(mailbox.smtp_url).username == "me@shop.com"
+
+
+def test_two_refreshes_at_once_never_lose_the_rotated_token(app, client, admin, oauth, mailbox):
+    """An IDLE watch and a poll (or the worker and "Test connection") refreshing together:
+    both get a token, the mailbox stays green, the stored refresh token is the live one."""
+    oauth.access_token_ttl = 60  # inside the renewal margin: every call refreshes
+    consent(client, oauth, mailbox)
+    mailbox_id = mailbox.id
+
+    def refresh():
+        return access_token(db.session.get(Mailbox, mailbox_id), app.config, now=utcnow())
+
+    tokens = run_together(app, refresh, refresh, refresh)
+    assert len(tokens) == 3 and all(oauth.user_of(t) for t in tokens)
+    db.session.expire_all()
+    mailbox = db.session.get(Mailbox, mailbox_id)
+    assert mailbox.oauth_refused_at is None and admin_mails() == []
+    assert decrypt_secret(mailbox.oauth_refresh_token_encrypted) in oauth.refresh_tokens
