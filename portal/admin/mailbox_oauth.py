@@ -1,6 +1,8 @@
 """Admin pages: "Connect Microsoft 365" / "Connect Google" on an IMAP mailbox (OAuth2 with
 PKCE; the flow is described in portal/services/mailbox_oauth.py)."""
 
+from urllib.parse import urlsplit
+
 from flask import abort, current_app, flash, redirect, request, url_for
 from flask_login import current_user
 
@@ -9,6 +11,7 @@ from portal.admin import bp
 from portal.admin.ops_forms import ActionForm
 from portal.extensions import db
 from portal.models import Mailbox
+from portal.security import CONTENT_SECURITY_POLICY
 from portal.services import mailbox_oauth as oauth_service
 from portal.services.system_mail import external_url
 from portal.sqltypes import utcnow
@@ -123,3 +126,25 @@ def mailbox_oauth_helpers():
         "oauth_can_connect": oauth_service.can_connect,
         "oauth_label": oauth_service.provider_label,
     }
+
+
+@bp.after_request
+def allow_consent_pages(response):
+    # "Connect …" posts to the portal and is redirected to the provider's consent page;
+    # browsers apply the page's form-action to that redirect too, so the mailboxes page
+    # allows the configured providers' origins (as the channel page does for Amazon's).
+    if request.endpoint != "admin.mailboxes":
+        return response
+    origins = sorted(
+        {
+            f"{target.scheme}://{target.netloc}"
+            for key in oauth_client.PROVIDERS
+            if (settings := oauth_client.provider_settings(current_app.config, key)) is not None
+            for target in [urlsplit(settings.authorize_url)]
+        }
+    )
+    if origins:
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+            "form-action 'self'", "form-action 'self' " + " ".join(origins)
+        )
+    return response

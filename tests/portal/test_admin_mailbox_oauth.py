@@ -289,7 +289,13 @@ def test_a_state_works_once_and_only_in_the_sign_in_that_began_it(
 
 
 def test_connect_needs_the_provider_configured(app, client, admin, oauth, mailbox):
-    app.config["OAUTH_GOOGLE_CLIENT_ID"] = ""
+    # The consent page's origin is allowed as a form target (the POST redirects there).
+    policy = client.get("/admin/mailboxes").headers["Content-Security-Policy"]
+    assert f"form-action 'self' {oauth.base_url};" in policy
+    app.config["OAUTH_MICROSOFT_CLIENT_ID"] = app.config["OAUTH_GOOGLE_CLIENT_ID"] = ""
+    policy = client.get("/admin/mailboxes").headers["Content-Security-Policy"]
+    assert "form-action 'self';" in policy
+    app.config["OAUTH_MICROSOFT_CLIENT_ID"] = oauth.client_id
     page = client.get("/admin/mailboxes").get_data(as_text=True)
     assert "Connect Microsoft 365" in page and "Connect Google" not in page
     response = post(client, f"/admin/mailboxes/{mailbox.id}/connect/google")
