@@ -68,6 +68,8 @@ class OAuthStandIn:
     #: The next authorize request is denied (error=access_denied).
     deny_next: bool = False
     access_token_ttl: int = 3600
+    #: Answer token requests without a refresh token (consent without offline access).
+    omit_refresh_token: bool = False
     #: HTTP status of the next token answers (e.g. [500]), consumed one per request.
     fail_token_with: list[int] = field(default_factory=list)
     #: Seconds the token endpoint waits before answering.
@@ -117,6 +119,7 @@ class OAuthStandIn:
             self.consent_as = None
             self.deny_next = False
             self.access_token_ttl = 3600
+            self.omit_refresh_token = False
             self.fail_token_with.clear()
             self.token_delay = 0.0
             self.calls.clear()
@@ -348,6 +351,8 @@ class _Handler(BaseHTTPRequestHandler):
         if answer is None:
             self._json(400, {"error": "invalid_grant", "error_description": reason})
             return
+        if s.omit_refresh_token:
+            answer.pop("refresh_token")
         self._json(200, answer)
 
 

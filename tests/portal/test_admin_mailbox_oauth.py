@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from ingest.mail import smtp as smtp_transport
 from ingest.pipeline import poll_all
+from portal import oauth_client
 from portal.crypto import decrypt_secret
 from portal.extensions import db
 from portal.models import AuditEvent, Mailbox, MailboxOAuthState, Message, Role, SendStatus
@@ -255,6 +256,14 @@ def test_the_provider_refusing_consent_is_shown_as_a_sentence(app, client, admin
     assert mailbox.oauth_provider is None
 
 
+def test_a_consent_without_offline_access_stores_nothing(app, client, admin, oauth, mailbox):
+    oauth.omit_refresh_token = True
+    page = consent(client, oauth, mailbox).get_data(as_text=True)
+    assert "gave no refresh token" in page and "Nothing was stored." in page
+    db.session.refresh(mailbox)
+    assert mailbox.oauth_provider is None and mailbox.oauth_refresh_token_encrypted is None
+
+
 def test_the_pkce_verifier_is_checked_by_the_token_endpoint(app, client, admin, oauth, mailbox):
     response = post(client, f"/admin/mailboxes/{mailbox.id}/connect/google")
     query = parse_qs(urlsplit(response.headers["Location"]).query)
@@ -264,6 +273,18 @@ def test_the_pkce_verifier_is_checked_by_the_token_endpoint(app, client, admin, 
     )
     assert query["scope"] == ["https://mail.google.com/"]
     assert query["access_type"] == ["offline"]
+    # A code is worth nothing without the verifier: someone who intercepts it is refused.
+    with _no_redirects().open(response.headers["Location"], timeout=5) as answer:
+        back = urlsplit(answer.headers["Location"])
+    code = parse_qs(back.query)["code"][0]
+    settings = oauth_client.provider_settings(app.config, "google")
+    with pytest.raises(oauth_client.OAuthError, match="consent was revoked or the token expired"):
+        oauth_client.exchange_code(
+            settings, code=code, verifier="x" * 43, redirect_uri=query["redirect_uri"][0]
+        )
+    # The portal, which holds the verifier, completes it.
+    page = client.get(f"{back.path}?{back.query}", follow_redirects=True)
+    assert "is connected with Google" in page.get_data(as_text=True)
 
 
 def test_a_state_works_once_and_only_in_the_sign_in_that_began_it(
