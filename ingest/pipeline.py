@@ -32,7 +32,7 @@ from ingest.mail.tls import describe_tls_error
 from ingest.parse_workers import ParseWorkers, fetch_ahead
 from portal.extensions import db
 from portal.models import Mailbox
-from portal.services import leases, mailbox_tokens
+from portal.services import buyer_data, leases, mailbox_tokens
 from portal.services import mailboxes as mailbox_service
 from portal.services.inbound import InboundMail, Outcome, store_inbound
 from portal.sqltypes import utcnow
@@ -329,6 +329,32 @@ def _follow_uidvalidity(mailbox: Mailbox, uidvalidity: int | None) -> None:
     db.session.commit()
 
 
+def _remove_erased(mailbox: Mailbox, source: ImapSource | MaildirSource) -> None:
+    """Delete from the source the mail erased in the portal since the last connection
+    (services/buyer_data.py queues it), so it cannot come back; committed."""
+    removals = buyer_data.pending_source_removals(mailbox.id)
+    if not removals:
+        return
+    uids = [
+        r.uid
+        for r in removals
+        if r.uid is not None
+        and source.uidvalidity is not None
+        and r.uidvalidity == source.uidvalidity
+    ]
+    removed = source.remove_erased(
+        uids=uids, contents=[(r.message_id, r.content_hash) for r in removals]
+    )
+    buyer_data.source_removals_done(removals)
+    db.session.commit()
+    log.info(
+        "Mailbox %s: %d erased message(s) deleted at the source (%d asked)",
+        mailbox.name,
+        removed,
+        len(removals),
+    )
+
+
 def poll_mailbox(
     mailbox: Mailbox, summary: PollSummary, *, owner: str, lease_ttl: timedelta
 ) -> PollSummary:
@@ -342,6 +368,7 @@ def poll_mailbox(
     with _open_source(settings) as source:
         uidvalidity = source.uidvalidity
         _follow_uidvalidity(mailbox, uidvalidity)
+        _remove_erased(mailbox, source)
         # Committed by an earlier pass that ended before flagging (or moving) it.
         leftover = source.unprocessed(mailbox.last_uid)
         if leftover:

@@ -4,16 +4,18 @@ Raw mail and attachments go a first period after a thread was closed, its texts 
 thread left as a tombstone) a second period after (the admins' settings, else
 RAW_RETENTION_DAYS and TEXT_RETENTION_DAYS: services/settings.py); each batch is its own
 transaction, so a long backlog neither holds locks for long nor starts over after a
-failure. The order data has its own pass (ingest/orders.py).
+failure. The order data has its own pass (ingest/orders.py). The same job erases the
+data of closed organisations once their grace period is over (`run_offboarding_erasure`).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import datetime
 
 from portal.extensions import db
-from portal.services import buyer_data
+from portal.services import buyer_data, offboarding
 from portal.services.buyer_data import RetentionCounts
 
 log = logging.getLogger(__name__)
@@ -42,3 +44,19 @@ def run_retention(
         buyer_data.record_retention_run(counts, raw_days=raw_days, text_days=text_days)
         db.session.commit()
     return counts
+
+
+def run_offboarding_erasure(*, now: datetime, batch_size: int = buyer_data.BATCH_SIZE) -> int:
+    """Erase the buyer data of closed organisations whose grace period is over, one batch
+    per transaction (services/offboarding.py); returns how many organisations finished."""
+    finished = 0
+    for organisation in offboarding.due_for_erasure(now=now):
+        organisation_id = organisation.id
+        while True:
+            counts = offboarding.erase_batch(organisation, now=now, limit=batch_size)
+            db.session.commit()
+            if not counts.total:
+                finished += 1
+                break
+            log.info("Closed organisation %s: erased %s", organisation_id, asdict(counts))
+    return finished

@@ -26,7 +26,7 @@ from ingest.idle import IdleWatchers
 from ingest.maildir_watch import MaildirWatchers
 from ingest.orders import purge_orders, refresh_orders
 from ingest.pipeline import poll_all, settle_worker_process
-from ingest.retention import run_retention
+from ingest.retention import run_offboarding_erasure, run_retention
 from portal.extensions import db
 from portal.services import alerts, leases
 from portal.services.orders import amazon_api
@@ -200,6 +200,14 @@ def retention_job(app: Flask) -> None:
             return
         if counts.total:
             log.info("Buyer data retention: %s", counts.as_details())
+        try:
+            finished = run_offboarding_erasure(now=utcnow())
+        except Exception:  # as above
+            db.session.rollback()
+            log.exception("Erasing closed organisations' data failed")
+            return
+        if finished:
+            log.info("Closed organisations' data erased: %d organisations", finished)
 
 
 def snooze_job(app: Flask) -> None:

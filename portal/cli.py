@@ -457,7 +457,9 @@ def report_command(org_name: str, days: int) -> None:
         click.echo("\t".join(report_service.report_row(figures)))
 
 
-buyers_cli = AppGroup("buyers", help="Buyer data: erasure of one buyer (issue 23).")
+buyers_cli = AppGroup(
+    "buyers", help="Buyer data: erasure and subject access export of one buyer (issue 23)."
+)
 
 
 @buyers_cli.command("erase")
@@ -478,12 +480,14 @@ def buyers_erase_command(org_name: str, address: str, dry_run: bool) -> None:
         _fail(f"No organisation called {org_name!r}.")
     try:
         if dry_run:
-            found = buyer_data.find_buyer_data(organisation, address)
+            found = buyer_data.find_buyer_data(organisation, address, include_unassigned=True)
             if found.is_empty:
                 _fail("Nothing is stored about this buyer in this organisation.")
             click.echo(f"would erase\tthreads={len(found.thread_ids)}\tmessages={found.messages}")
             return
-        counts = buyer_data.erase_buyer(organisation, address, actor=None, now=utcnow())
+        counts = buyer_data.erase_buyer(
+            organisation, address, actor=None, now=utcnow(), include_unassigned=True
+        )
     except buyer_data.BuyerDataError as exc:
         db.session.rollback()
         _fail(str(exc))
@@ -502,6 +506,122 @@ def buyers_erase_command(org_name: str, address: str, dry_run: bool) -> None:
     )
 
 
+@buyers_cli.command("export")
+@click.option("--org", "org_name", required=True, metavar="NAME", help="The organisation.")
+@click.option(
+    "--email",
+    "--alias",
+    "address",
+    required=True,
+    metavar="ADDRESS",
+    help="The buyer's e-mail address or Amazon relay alias.",
+)
+@click.option(
+    "--out",
+    "--output",
+    "out_path",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write to FILE (atomically) instead of standard output.",
+)
+def buyers_export_command(org_name: str, address: str, out_path: str | None) -> None:
+    """Write what the organisation holds about one buyer as JSON Lines (subject access)."""
+    from portal.services import export as export_service
+
+    organisation = user_service.find_organisation(org_name)
+    if organisation is None:
+        _fail(f"No organisation called {org_name!r}.")
+    try:
+        found = export_service.find_buyer_export(organisation, address, include_unassigned=True)
+    except buyer_data.BuyerDataError as exc:
+        _fail(str(exc))
+    if found.is_empty:
+        _fail("Nothing is stored about this buyer in this organisation.")
+    if out_path is None or out_path == "-":
+        count = export_service.write_jsonl(
+            sys.stdout.buffer, organisation=organisation, records=found.records()
+        )
+        destination = "stdout"
+    else:
+        try:
+            count = export_service.write_jsonl_file(
+                out_path, organisation=organisation, records=found.records()
+            )
+        except OSError as exc:
+            db.session.rollback()
+            _fail(f"Cannot write {out_path}: {exc.strerror or exc}")
+        destination = out_path
+    export_service.record_buyer_export(organisation, found, actor=None)
+    db.session.commit()
+    click.echo(
+        f"exported\tmessages={len(found.message_ids)}\torders={len(found.order_keys)}"
+        f"\tlines={count}\tto={destination}",
+        err=True,
+    )
+
+
+orgs_cli = AppGroup("orgs", help="Organisations: closing (offboarding) and reopening.")
+
+
+@orgs_cli.command("close")
+@click.option("--org", "org_name", required=True, metavar="NAME", help="The organisation.")
+@click.option(
+    "--grace-days",
+    type=click.IntRange(0, 3650),
+    default=None,
+    help="Days before its buyer data is erased [default: OFFBOARDING_GRACE_DAYS].",
+)
+def orgs_close_command(org_name: str, grace_days: int | None) -> None:
+    """Close an organisation: channels disabled, Amazon authorisations deleted, users
+    signed out and disabled; its buyer data is erased after the grace period."""
+    from portal.services import offboarding
+
+    organisation = user_service.find_organisation(org_name)
+    if organisation is None:
+        _fail(f"No organisation called {org_name!r}.")
+    if grace_days is None:
+        grace_days = current_app.config["OFFBOARDING_GRACE_DAYS"]
+    try:
+        done = offboarding.close_organisation(
+            organisation, actor=None, now=utcnow(), grace_days=grace_days
+        )
+    except offboarding.OffboardingError as exc:
+        db.session.rollback()
+        _fail(str(exc))
+    db.session.commit()
+    click.echo(
+        "\t".join(
+            [
+                "closed",
+                organisation.name,
+                f"channels_disabled={len(done.channels_disabled)}",
+                f"authorisations_deleted={done.authorisations_deleted}",
+                f"users_disabled={len(done.users_disabled)}",
+                f"sessions_ended={done.sessions_ended}",
+                f"erase_after={done.erase_after.isoformat()}",
+            ]
+        )
+    )
+
+
+@orgs_cli.command("reopen")
+@click.option("--org", "org_name", required=True, metavar="NAME", help="The organisation.")
+def orgs_reopen_command(org_name: str) -> None:
+    """Reopen a closed organisation within its grace period."""
+    from portal.services import offboarding
+
+    organisation = user_service.find_organisation(org_name)
+    if organisation is None:
+        _fail(f"No organisation called {org_name!r}.")
+    try:
+        offboarding.reopen_organisation(organisation, actor=None, now=utcnow())
+    except offboarding.OffboardingError as exc:
+        db.session.rollback()
+        _fail(str(exc))
+    db.session.commit()
+    click.echo(f"reopened\t{organisation.name}")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(report_command)
     app.cli.add_command(users_cli)
@@ -513,3 +633,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(outbox_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(buyers_cli)
+    app.cli.add_command(orgs_cli)

@@ -170,6 +170,9 @@ def _spapi_settings() -> dict[str, Any]:
         values[name] = _int(name)
         if values[name] < 1:
             raise ConfigError(f"{name} must be 1 or more")
+    values["OFFBOARDING_GRACE_DAYS"] = _int("OFFBOARDING_GRACE_DAYS")
+    if values["OFFBOARDING_GRACE_DAYS"] < 0:
+        raise ConfigError("OFFBOARDING_GRACE_DAYS must be 0 or more")
     return values
 
 
@@ -277,6 +280,9 @@ DEFAULTS: Mapping[str, Any] = {
     "OAUTH_GOOGLE_AUTHORIZE_URL": "https://accounts.google.com/o/oauth2/v2/auth",
     "OAUTH_GOOGLE_TOKEN_URL": "https://oauth2.googleapis.com/token",
     "OAUTH_TIMEOUT": 10,
+    #: Days after an admin closes an organisation before the worker erases its buyer
+    #: data; until then an admin may reopen it (issue 23, offboarding).
+    "OFFBOARDING_GRACE_DAYS": 30,
 }
 
 OAUTH_PROVIDERS = ("MICROSOFT", "GOOGLE")

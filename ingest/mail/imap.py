@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
+from ingest.mail.parse import content_hash
 from ingest.mail.source import FetchedMail, SourceSettings
 from ingest.mail.tls import client_context
 
@@ -169,6 +170,49 @@ class ImapSource:
 
     def backlog(self, after_uid: int) -> int:
         return len(self.pending(after_uid))
+
+    def remove_erased(self, *, uids: list[int], contents: list[tuple[str, str]]) -> int:
+        """Delete mail erased in the portal: `uids` of the selected folder, and mail whose
+        (Message-ID, content hash) is in `contents`, here and in the processed folder
+        (where moved mail has other UIDs, as has all mail after a UIDVALIDITY reset).
+        Flags it \\Deleted and expunges those UIDs only (UIDPLUS; without it the flag
+        stays for the next expunge, so no one else's deleted mail goes with it).
+        Returns how many messages were deleted."""
+        assert self.client is not None  # noqa: S101 (type narrowing: the session is open here)
+        removed = self._remove_here(uids, contents)
+        folder = self.settings.processed_folder
+        if folder and self.client.folder_exists(folder):
+            self.client.select_folder(folder)
+            try:
+                removed += self._remove_here([], contents)
+            finally:
+                self.client.select_folder(self.settings.folder, readonly=self.readonly)
+        return removed
+
+    def _remove_here(self, uids: list[int], contents: list[tuple[str, str]]) -> int:
+        assert self.client is not None  # noqa: S101 (type narrowing: the session is open here)
+        targets: set[int] = set()
+        if uids:
+            targets.update(self.client.search(["UID", ",".join(str(u) for u in sorted(uids))]))
+            targets &= set(uids)
+        wanted = set(contents)
+        for message_id in sorted({message_id for message_id, _ in contents}):
+            found = self.client.search(["HEADER", "Message-ID", message_id])
+            found = [uid for uid in found if uid not in targets]
+            if not found:
+                continue
+            data = self.client.fetch(found, ["BODY.PEEK[]"])
+            for uid, item in data.items():
+                if (message_id, content_hash(bytes(item[b"BODY[]"]))) in wanted:
+                    targets.add(uid)
+        if not targets:
+            return 0
+        keys = sorted(targets)
+        self.client.add_flags(keys, [b"\\Deleted"], silent=True)
+        if self.client.has_capability("UIDPLUS"):
+            self.client.uid_expunge(keys)
+        log.info("Deleted %d erased message(s) from %s", len(keys), self.settings.folder)
+        return len(keys)
 
     def unprocessed(self, up_to_uid: int) -> list[int]:
         """UIDs at or below the checkpoint (so committed) that were never flagged or moved:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from ingest.mail.parse import content_hash
 from ingest.mail.source import FetchedMail, SourceSettings
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,26 @@ class MaildirSource:
                 source.rename(self.root / "cur" / f"{base}:2,S")
             except FileNotFoundError:
                 log.info("Maildir file %s was already moved", name)
+
+    def remove_erased(self, *, uids: list[int], contents: list[tuple[str, str]]) -> int:
+        """Delete the files (in new/ or cur/) of mail erased in the portal, known by
+        content hash (Maildir has no UIDs); returns how many went."""
+        hashes = {digest for _, digest in contents}
+        removed = 0
+        for sub in ("new", "cur"):
+            for entry in os.scandir(self.root / sub):
+                if not entry.is_file() or entry.name.startswith("."):
+                    continue
+                path = Path(entry.path)
+                try:
+                    if content_hash(path.read_bytes()) in hashes:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:  # moved or deleted meanwhile
+                    continue
+        if removed:
+            log.info("Deleted %d erased message(s) from %s", removed, self.root)
+        return removed
 
     def unprocessed(self, up_to_uid: int) -> list[str]:
         # No checkpoint but new/ itself: what is still there is simply fetched again.

@@ -1,7 +1,7 @@
 """OAuth2 mailboxes: the provider, the tokens, and the started "Connect …" states
 
 Revision ID: c8e2f4a6b1d3
-Revises: a1f4c7e2d9b3
+Revises: c5d8e2f4a7b1
 Create Date: 2026-12-06 03:30:00
 
 Issue 24: a mailbox connected with "Connect Microsoft 365" or "Connect Google" logs in
@@ -14,7 +14,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "c8e2f4a6b1d3"
-down_revision = "a1f4c7e2d9b3"
+down_revision = "c5d8e2f4a7b1"
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,18 @@
 """Admin pages for people: users (roles, access, passwords, assignments) and organisations."""
 
-from flask import abort, flash, make_response, redirect, render_template, request, session, url_for
+from datetime import timedelta
+
+from flask import (
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user
 
 from portal.admin import bp
@@ -8,10 +20,12 @@ from portal.admin.people_forms import (
     ROLE_LABELS,
     AssignForm,
     ChangeRoleForm,
+    CloseOrganisationForm,
     CreateUserForm,
     DeactivateForm,
     EndSessionsForm,
     ReactivateForm,
+    ReopenOrganisationForm,
     ReplyPermissionForm,
     ResetPasswordForm,
     ResetTwoFactorForm,
@@ -24,8 +38,8 @@ from portal.crypto import SecretUnreadable, decrypt_secret, encrypt_secret
 from portal.extensions import db
 from portal.models import Invitation, Organisation, Role, User
 from portal.services import invitations as invitation_service
+from portal.services import offboarding, two_factor
 from portal.services import sessions as session_service
-from portal.services import two_factor
 from portal.services import users as user_service
 from portal.sqltypes import parse_id, utcnow
 
@@ -342,7 +356,63 @@ def organisations():
     return render_template(
         "admin/people/organisations.html",
         rows=user_service.list_organisations_for_admin(),
+        now=utcnow(),
     )
+
+
+@bp.route("/organisations/<int:org_id>/close", methods=["GET", "POST"])
+def organisation_close(org_id: int):
+    """Offboarding: what closing does and when the data goes; closes on confirmation."""
+    organisation = db.get_or_404(Organisation, org_id)
+    grace_days = current_app.config["OFFBOARDING_GRACE_DAYS"]
+    form = CloseOrganisationForm()
+    if organisation.is_closed:
+        flash(f"{organisation.name} is already closed.", "info")
+        return redirect(url_for("admin.organisations", _anchor=f"org-{organisation.id}"))
+    if not form.validate_on_submit():
+        return render_template(
+            "admin/people/organisation_close.html",
+            organisation=organisation,
+            form=form,
+            grace_days=grace_days,
+            erase_after=utcnow() + timedelta(days=grace_days),
+        ), 422 if form.is_submitted() else 200
+    try:
+        offboarding.close_organisation(
+            organisation, actor=current_user, now=utcnow(), grace_days=grace_days
+        )
+    except offboarding.OffboardingError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("admin.organisations", _anchor=f"org-{organisation.id}"))
+    db.session.commit()
+    flash(
+        f"{organisation.name} is closed: its channels are disabled, its Amazon "
+        "authorisations deleted and its users signed out. Its buyer data will be erased "
+        f"after {organisation.erase_after:%Y-%m-%d %H:%M} UTC.",
+        "success",
+    )
+    return redirect(url_for("admin.organisations", _anchor=f"org-{organisation.id}"))
+
+
+@bp.route("/organisations/<int:org_id>/reopen", methods=["POST"])
+def organisation_reopen(org_id: int):
+    organisation = db.get_or_404(Organisation, org_id)
+    if not ReopenOrganisationForm().validate_on_submit():
+        abort(400)
+    try:
+        offboarding.reopen_organisation(organisation, actor=current_user, now=utcnow())
+    except offboarding.OffboardingError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        db.session.commit()
+        flash(
+            f"{organisation.name} is open again. Its channels need a new Amazon "
+            "authorisation from its owners.",
+            "success",
+        )
+    return redirect(url_for("admin.organisations", _anchor=f"org-{organisation.id}"))
 
 
 @bp.route("/organisations/<int:org_id>/reply-permission", methods=["POST"])

@@ -2,6 +2,7 @@
 
 from flask_wtf import FlaskForm
 from wtforms import (
+    BooleanField,
     DateField,
     EmailField,
     HiddenField,
@@ -204,3 +205,18 @@ class StaffInviteForm(FlaskForm):
 
 class RevokeForm(FlaskForm):
     submit = SubmitField("Withdraw")
+
+
+class CloseOrganisationForm(FlaskForm):
+    """The confirmation step of closing an organisation (offboarding)."""
+
+    confirm = BooleanField(
+        "I understand: its channels, Amazon authorisations and users are switched off now, "
+        "and all its buyer data is erased when the grace period is over.",
+        validators=[DataRequired("Tick the box to confirm the closing.")],
+    )
+    submit = SubmitField("Close the organisation")
+
+
+class ReopenOrganisationForm(FlaskForm):
+    submit = SubmitField("Reopen")

@@ -6,12 +6,14 @@ from sqlalchemy import func, select
 from portal.admin import bp
 from portal.extensions import db
 from portal.models import Channel, ChannelStatus
-from portal.services import health
+from portal.services import dashboard, health
+from portal.sqltypes import utcnow
 
 
 @bp.route("")
 def index():
-    """What needs an admin now: tokens to verify, mail to decide on, replies stuck."""
+    """What needs an admin now: tokens to verify, mail to decide on, replies stuck; and
+    per mailbox what ingestion stored and how its polls went."""
     by_status = dict(
         db.session.execute(select(Channel.status, func.count()).group_by(Channel.status)).all()
     )
@@ -21,7 +23,19 @@ def index():
         by_status=by_status,
         attention=health.attention_counts(),
         ChannelStatus=ChannelStatus,
+        activity=[
+            (
+                each.mailbox,
+                [_chart_row(f"{a.start:%H}:00", a) for a in each.hours],
+                [_chart_row(f"{a.start:%a %d %b}", a) for a in each.days],
+            )
+            for each in dashboard.mailbox_activity(now=utcnow())
+        ],
     )
+
+
+def _chart_row(label: str, activity) -> tuple[str, int, int, int]:
+    return (label, activity.messages, activity.polls, activity.failures)
 
 
 # Area modules register their routes on import; keep one line per area.

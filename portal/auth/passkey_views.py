@@ -27,7 +27,7 @@ from portal.auth.forms import (
     RemovePasskeyForm,
     TwoFactorLoginForm,
 )
-from portal.auth.signin import finish_login, locked_out, pending_sign_in
+from portal.auth.signin import CLOSED_ORGANISATION, finish_login, locked_out, pending_sign_in
 from portal.extensions import db, limiter
 from portal.services import lockout, passkeys
 from portal.sqltypes import utcnow
@@ -190,6 +190,9 @@ def passkey_sign_in():
             message += (" " + locked_out(until, now)) if until else ""
         return _refused(pending, message, 401)
     until = lockout.locked_until(owner.email, now=now)
+    if owner.organisation is not None and owner.organisation.is_closed:
+        db.session.rollback()
+        return _refused(pending, CLOSED_ORGANISATION, 403)
     if not owner.is_active or until is not None:
         db.session.rollback()
         message = locked_out(until, now) if until else "This account is closed."

@@ -23,6 +23,14 @@ PENDING_FOR = timedelta(minutes=10)
 _PENDING_KEY = "two_factor_pending"
 
 
+#: What a closed organisation's user is told once their password or passkey was right
+#: (services/offboarding.py).
+CLOSED_ORGANISATION = (
+    "This organisation's account is closed, so it cannot sign in. "
+    "Contact the Sellerdesk team if it should be reopened."
+)
+
+
 def safe_next(target: str | None) -> str:
     # Only same-site paths: no scheme, no host, and not "//host" or "\\host". No control
     # characters either: browsers drop tabs and newlines (so "/\t/host" is "//host"), and

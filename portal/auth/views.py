@@ -13,6 +13,7 @@ from werkzeug.security import check_password_hash
 from portal.auth import bp
 from portal.auth.forms import ChangePasswordForm, LoginForm, LogoutForm, SignupForm
 from portal.auth.signin import (
+    CLOSED_ORGANISATION,
     ask_for_code,
     browser_trusted,
     finish_login,
@@ -43,7 +44,11 @@ def login():
         if until is not None:
             form.password.errors.append(locked_out(until, now))
             return render_template("auth/login.html", form=form), 429
-        user = user_service.authenticate(email, form.password.data)
+        checked = user_service.check_login(email, form.password.data)
+        user = checked.user
+        if checked.closed:
+            form.password.errors.append(CLOSED_ORGANISATION)
+            return render_template("auth/login.html", form=form), 403
         if user is None:
             until = lockout.record_failure(email, now=now)
             db.session.commit()

@@ -9,9 +9,12 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from portal.extensions import csrf, db, limiter
+from portal.inbox.badges import answer_due
 from portal.models import Mailbox
+from portal.services import dashboard as dashboard_service
 from portal.services import reports as report_service
 from portal.services.organisations import list_visible_organisations
+from portal.services.threads import response_deadline
 from portal.sqltypes import utcnow
 
 bp = Blueprint("main", __name__)
@@ -27,18 +30,26 @@ def index():
 @bp.route("/dashboard")
 @login_required
 def dashboard():
+    now = utcnow()
     summaries = list_visible_organisations(current_user)
-    rates = None
+    rates = channels = None
     if current_user.organisation_id is not None:
-        rates = report_service.response_rates(
-            organisation_id=current_user.organisation_id, now=utcnow()
+        rates = report_service.response_rates(organisation_id=current_user.organisation_id, now=now)
+        channels = dashboard_service.channel_overview(
+            organisation_ids=[current_user.organisation_id], now=now
         )
+    due = dashboard_service.answers_due(current_user, now=now)
     return render_template(
         "main/dashboard.html",
         summaries=summaries,
         rates=rates,
         periods=report_service.AMAZON_PERIODS,
         target=report_service.AMAZON_TARGET_PCT,
+        channels=channels,
+        setup_steps=dashboard_service.SETUP_STEPS,
+        due=due,
+        overdue=[(t, answer_due(response_deadline(t), now)) for t in due.overdue],
+        soon=[(t, answer_due(response_deadline(t), now)) for t in due.soon],
     )
 
 

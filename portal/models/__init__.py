@@ -10,7 +10,13 @@ from portal.models.channels import (
 )
 from portal.models.drafts import Draft, DraftAttachment
 from portal.models.invitations import Invitation
-from portal.models.mailboxes import Mailbox, MailboxOAuthState, SendingMailbox
+from portal.models.mailboxes import (
+    Mailbox,
+    MailboxOAuthState,
+    MailboxPollHour,
+    MailboxRemoval,
+    SendingMailbox,
+)
 from portal.models.orders import Order
 from portal.models.organisations import Organisation, agent_assignments
 from portal.models.presence import ThreadPresence
@@ -48,7 +54,8 @@ __all__ = [
     "LoginLockout",
     "Mailbox",
     "MailboxOAuthState",
-    "SendingMailbox",
+    "MailboxPollHour",
+    "MailboxRemoval",
     "Message",
     "NoResponseMark",
     "Order",
@@ -59,6 +66,7 @@ __all__ = [
     "RecoveryCode",
     "Role",
     "SendStatus",
+    "SendingMailbox",
     "Setting",
     "SpapiState",
     "Tag",

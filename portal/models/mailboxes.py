@@ -96,3 +96,47 @@ class SendingMailbox(db.Model):
     mailbox_id: Mapped[int] = mapped_column(
         ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True
     )
+
+
+class MailboxRemoval(db.Model):
+    """Mail erased here that its source mailbox still holds, for the worker to remove
+    there on its next connection (services/buyer_data.py, ingest/pipeline.py).
+
+    Only the keys that find it again: the UID under its UIDVALIDITY (IMAP), and the
+    Message-ID and content hash (a Maildir file, a processed folder, a reset UIDVALIDITY).
+    The row goes once the mailbox no longer holds the mail.
+    """
+
+    __tablename__ = "mailbox_removals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(
+        ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True
+    )
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    uid: Mapped[int | None] = mapped_column(BigInteger)
+    message_id: Mapped[str] = mapped_column(String(998))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<MailboxRemoval {self.id} mailbox={self.mailbox_id} uid={self.uid}>"
+
+
+class MailboxPollHour(db.Model):
+    """One mailbox's polls in one UTC hour, written by the worker after each poll.
+
+    Mailbox rows keep only the latest outcome; the admin dashboard charts failures
+    over the last 7 days from these. Rows older than POLL_HOURS_KEPT are pruned as
+    new ones are written.
+    """
+
+    __tablename__ = "mailbox_poll_hours"
+
+    mailbox_id: Mapped[int] = mapped_column(
+        ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: The start of the UTC hour.
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    polls: Mapped[int] = mapped_column(default=0)
+    failures: Mapped[int] = mapped_column(default=0)

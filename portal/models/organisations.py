@@ -40,6 +40,11 @@ class Organisation(db.Model):
     #: The owner requires a second factor of every seller user here (admins and agents
     #: always need one). Only a server default: migrations' tests insert rows by Core.
     requires_two_factor: Mapped[bool] = mapped_column(server_default=false())
+    #: Offboarding (services/offboarding.py): when an admin closed the organisation,
+    #: from when the worker erases its buyer data, and when it finished doing so.
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    erase_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    data_erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     members: Mapped[list[User]] = relationship(
         back_populates="organisation", foreign_keys="User.organisation_id"
@@ -50,6 +55,10 @@ class Organisation(db.Model):
     channels: Mapped[list[Channel]] = relationship(
         back_populates="organisation", order_by="Channel.id"
     )
+
+    @property
+    def is_closed(self) -> bool:
+        return self.closed_at is not None
 
     def __repr__(self) -> str:
         return f"<Organisation {self.id} {self.name!r}>"

@@ -157,6 +157,11 @@ class Message(db.Model):
         # Threading looks up In-Reply-To/References within one channel; without this,
         # SQLite scans the channel's messages through the channel_id index instead.
         Index("ix_messages_channel_message_id", "channel_id", "message_id"),
+        # What each mailbox stored per hour and day (the admin dashboard, the health page).
+        Index("ix_messages_mailbox_created", "mailbox_id", "created_at"),
+        # A channel's buyer messages per day (the seller dashboard's 7-day volume), read
+        # from the index alone.
+        Index("ix_messages_channel_created", "channel_id", "direction", "created_at"),
         # A thread's messages in order; it also holds what the trigger that keeps
         # threads.snippet reads, which through the table means walking past the bodies.
         Index(

@@ -295,7 +295,9 @@ def erase_buyer(org_id: int):
         return render_template(
             "orgs/erase_buyer.html", organisation=organisation, form=form
         ), status
-    found = buyer_data.find_buyer_data(organisation, form.address.data)
+    found = buyer_data.find_buyer_data(
+        organisation, form.address.data, include_unassigned=current_user.is_admin
+    )
     if found.is_empty:
         form.address.errors.append("Nothing is stored about this buyer in this organisation.")
         return render_template("orgs/erase_buyer.html", organisation=organisation, form=form), 422
@@ -319,7 +321,11 @@ def erase_buyer_confirm(org_id: int):
         abort(400)
     try:
         counts = buyer_data.erase_buyer(
-            organisation, form.address.data, actor=current_user, now=utcnow()
+            organisation,
+            form.address.data,
+            actor=current_user,
+            now=utcnow(),
+            include_unassigned=current_user.is_admin,
         )
     except buyer_data.BuyerDataError as exc:
         db.session.rollback()

@@ -5,7 +5,9 @@ row: their content goes and the row stays as a tombstone (erased_at set) holding
 times, direction, statuses and flags, so the reports keep their counts, and holding the
 dedup keys ingest checks before storing mail (mailbox, UIDVALIDITY and UID; Message-ID
 and content hash: services/inbound.py), so erased mail that the mailbox still holds,
-or that is delivered again, is not stored again. The search documents follow the texts
+or that is delivered again, is not stored again. An erased buyer's fetched mail is
+also queued (MailboxRemoval) for the worker to delete from its source mailbox on its
+next connection (ingest/pipeline.py). The search documents follow the texts
 through the database triggers (models/search.py); the export reads the blanked columns.
 
 Every change here is a bulk UPDATE or DELETE in batches; the caller commits (the worker
@@ -20,14 +22,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import delete, exists, func, insert, literal, or_, select, update
 
 from portal.extensions import db
 from portal.models import (
     Attachment,
     Channel,
+    Direction,
     Draft,
     DraftAttachment,
+    MailboxRemoval,
     Message,
     Order,
     Organisation,
@@ -37,6 +41,7 @@ from portal.models import (
     User,
 )
 from portal.services.audit import record_event
+from portal.sqltypes import UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +134,7 @@ def _delete_attachments(message_ids: Sequence[int]) -> int:
     return result.rowcount or 0
 
 
-def _erase_messages(message_ids: Sequence[int], *, now: datetime) -> ErasureCounts:
+def erase_messages(message_ids: Sequence[int], *, now: datetime) -> ErasureCounts:
     """Blank the content of these messages and delete their attachments."""
     counts = ErasureCounts()
     if not message_ids:
@@ -145,7 +150,7 @@ def _erase_messages(message_ids: Sequence[int], *, now: datetime) -> ErasureCoun
     return counts
 
 
-def _erase_threads(thread_ids: Sequence[int], *, now: datetime) -> ErasureCounts:
+def erase_threads(thread_ids: Sequence[int], *, now: datetime) -> ErasureCounts:
     """Tombstone these threads: every message blanked, drafts deleted, buyer fields emptied."""
     counts = ErasureCounts()
     if not thread_ids:
@@ -154,7 +159,7 @@ def _erase_threads(thread_ids: Sequence[int], *, now: datetime) -> ErasureCounts
         select(Message.id).where(Message.thread_id.in_(thread_ids), Message.erased_at.is_(None))
     ).all()
     for start in range(0, len(message_ids), BATCH_SIZE):
-        counts.add(_erase_messages(message_ids[start : start + BATCH_SIZE], now=now))
+        counts.add(erase_messages(message_ids[start : start + BATCH_SIZE], now=now))
     draft_ids = select(Draft.id).where(Draft.thread_id.in_(thread_ids))
     db.session.execute(
         delete(DraftAttachment)
@@ -239,7 +244,7 @@ def erase_closed_threads(*, now: datetime, days: int, limit: int = BATCH_SIZE) -
         .order_by(Thread.id)
         .limit(limit)
     ).all()
-    return _erase_threads(thread_ids, now=now)
+    return erase_threads(thread_ids, now=now)
 
 
 def record_retention_run(counts: RetentionCounts, *, raw_days: int, text_days: int) -> None:
@@ -283,9 +288,47 @@ class BuyerData:
         return not self.thread_ids and not self.stray_message_ids
 
 
-def find_buyer_data(organisation: Organisation, address: str) -> BuyerData:
+def _unassigned_message_ids(address: str) -> list[int]:
+    """Mail of `address` that reached no organisation: unrouted mail from it, and
+    quarantined mail (which has no parsed sender) whose raw bytes name it."""
+    ids = list(
+        db.session.scalars(
+            select(Message.id).where(
+                Message.channel_id.is_(None),
+                Message.quarantine_reason.is_(None),
+                func.lower(Message.from_address) == address,
+                Message.erased_at.is_(None),
+            )
+        )
+    )
+    needle = address.encode()
+    last_id = 0
+    while True:
+        rows = db.session.execute(
+            select(Message.id, Message.raw)
+            .where(
+                Message.channel_id.is_(None),
+                Message.quarantine_reason.is_not(None),
+                Message.erased_at.is_(None),
+                Message.raw.is_not(None),
+                Message.id > last_id,
+            )
+            .order_by(Message.id)
+            .limit(BATCH_SIZE)
+        ).all()
+        ids += [row.id for row in rows if needle in row.raw.lower()]
+        if len(rows) < BATCH_SIZE:
+            return sorted(ids)
+        last_id = rows[-1].id
+
+
+def find_buyer_data(
+    organisation: Organisation, address: str, *, include_unassigned: bool = False
+) -> BuyerData:
     """The threads of `address` in `organisation` not erased yet, and the count of their
-    messages (the confirmation page's numbers)."""
+    messages (the confirmation page's numbers). With `include_unassigned` (an admin's
+    or the command line's erasure: that mail is theirs to see), the buyer's unrouted
+    and quarantined mail too, which belongs to no organisation."""
     address = clean_buyer_address(address)
     thread_ids = list(
         db.session.scalars(
@@ -311,6 +354,8 @@ def find_buyer_data(organisation: Organisation, address: str) -> BuyerData:
             .order_by(Message.id)
         )
     )
+    if include_unassigned:
+        stray = sorted(set(stray) | set(_unassigned_message_ids(address)))
     in_threads = 0
     if thread_ids:
         in_threads = db.session.scalar(
@@ -326,32 +371,110 @@ def find_buyer_data(organisation: Organisation, address: str) -> BuyerData:
     )
 
 
+def buyer_order_keys(found: BuyerData) -> list[tuple[int, str]]:
+    """The (channel id, order ID) pairs the buyer's threads and messages name, sorted."""
+    keys: set[tuple[int, str]] = set()
+    for start in range(0, len(found.thread_ids), BATCH_SIZE):
+        keys.update(
+            (row[0], row[1])
+            for row in db.session.execute(
+                select(Thread.channel_id, Thread.order_id).where(
+                    Thread.id.in_(found.thread_ids[start : start + BATCH_SIZE]),
+                    Thread.order_id.is_not(None),
+                )
+            )
+        )
+    for start in range(0, len(found.stray_message_ids), BATCH_SIZE):
+        keys.update(
+            (row[0], row[1])
+            for row in db.session.execute(
+                select(Message.channel_id, Message.order_id).where(
+                    Message.id.in_(found.stray_message_ids[start : start + BATCH_SIZE]),
+                    Message.channel_id.is_not(None),
+                    Message.order_id.is_not(None),
+                )
+            )
+        )
+    return sorted(keys)
+
+
+_REMOVAL_COLUMNS = ("mailbox_id", "uidvalidity", "uid", "message_id", "content_hash", "created_at")
+
+
+def queue_source_removals(where, *, now: datetime) -> int:
+    """Note the fetched mail matching `where` (not erased yet) for removal from its
+    source mailbox by the worker (ingest/pipeline.py); returns how many."""
+    query = select(
+        Message.mailbox_id,
+        Message.uidvalidity,
+        Message.uid,
+        Message.message_id,
+        Message.content_hash,
+        literal(now, UTCDateTime()),
+    ).where(
+        where,
+        Message.mailbox_id.is_not(None),
+        Message.direction == Direction.IN,
+        Message.erased_at.is_(None),
+    )
+    # Counted by RETURNING: rowcount of INSERT … SELECT is -1 with psycopg.
+    stmt = insert(MailboxRemoval).from_select(_REMOVAL_COLUMNS, query)
+    return len(db.session.scalars(stmt.returning(MailboxRemoval.id)).all())
+
+
+def pending_source_removals(mailbox_id: int) -> list[MailboxRemoval]:
+    """The erased mail the worker has still to remove from this mailbox."""
+    return list(
+        db.session.scalars(
+            select(MailboxRemoval)
+            .where(MailboxRemoval.mailbox_id == mailbox_id)
+            .order_by(MailboxRemoval.id)
+        )
+    )
+
+
+def source_removals_done(removals: Sequence[MailboxRemoval]) -> None:
+    """Forget removals the mailbox has carried out (the caller commits)."""
+    ids = [removal.id for removal in removals]
+    for start in range(0, len(ids), BATCH_SIZE):
+        db.session.execute(
+            delete(MailboxRemoval)
+            .where(MailboxRemoval.id.in_(ids[start : start + BATCH_SIZE]))
+            .execution_options(synchronize_session=False)
+        )
+
+
 def erase_buyer(
-    organisation: Organisation, address: str, *, actor: User | None, now: datetime
+    organisation: Organisation,
+    address: str,
+    *,
+    actor: User | None,
+    now: datetime,
+    include_unassigned: bool = False,
 ) -> ErasureCounts:
     """Erase everything `organisation` holds about the buyer at `address`: messages,
     attachments, raw mail, drafts and search entries of their threads (left as
-    tombstones), their messages elsewhere, and their orders; audited with the address's
-    digest only. Raises BuyerDataError when nothing matches."""
-    found = find_buyer_data(organisation, address)
+    tombstones), their messages elsewhere (with `include_unassigned`, their unrouted
+    and quarantined mail too: `find_buyer_data`), and their orders; the mail is also
+    queued for removal from the mailboxes it was fetched from. Audited with the
+    address's digest only. Raises BuyerDataError when nothing matches."""
+    found = find_buyer_data(organisation, address, include_unassigned=include_unassigned)
     if found.is_empty:
         raise BuyerDataError("Nothing is stored about this buyer in this organisation.")
-    order_keys = db.session.execute(
-        select(Thread.channel_id, Thread.order_id).where(
-            Thread.id.in_(found.thread_ids), Thread.order_id.is_not(None)
-        )
-    ).all()
-    order_keys += db.session.execute(
-        select(Message.channel_id, Message.order_id).where(
-            Message.id.in_(found.stray_message_ids), Message.order_id.is_not(None)
-        )
-    ).all()
+    order_keys = buyer_order_keys(found)
+    removals = 0
+    for start in range(0, len(found.thread_ids), BATCH_SIZE):
+        chunk = found.thread_ids[start : start + BATCH_SIZE]
+        removals += queue_source_removals(Message.thread_id.in_(chunk), now=now)
+    for start in range(0, len(found.stray_message_ids), BATCH_SIZE):
+        chunk = found.stray_message_ids[start : start + BATCH_SIZE]
+        removals += queue_source_removals(Message.id.in_(chunk), now=now)
     counts = ErasureCounts()
     for start in range(0, len(found.thread_ids), BATCH_SIZE):
-        counts.add(_erase_threads(found.thread_ids[start : start + BATCH_SIZE], now=now))
+        counts.add(erase_threads(found.thread_ids[start : start + BATCH_SIZE], now=now))
     for start in range(0, len(found.stray_message_ids), BATCH_SIZE):
-        counts.add(_erase_messages(found.stray_message_ids[start : start + BATCH_SIZE], now=now))
-    for channel_id, order_id in set(order_keys):
+        counts.add(erase_messages(found.stray_message_ids[start : start + BATCH_SIZE], now=now))
+    for channel_id, order_id in order_keys:
         counts.orders += (
             db.session.execute(
                 delete(Order)
@@ -367,7 +490,11 @@ def erase_buyer(
         actor=actor,
         organisation_id=organisation.id,
         target=organisation,
-        details={"address_sha256": address_digest(found.address), **asdict(counts)},
+        details={
+            "address_sha256": address_digest(found.address),
+            **asdict(counts),
+            "source_removals": removals,
+        },
     )
     log.info(
         "Buyer erased in organisation %s: %d threads, %d messages, %d attachments, %d orders",

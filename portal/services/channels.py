@@ -57,15 +57,22 @@ def channels_by_address(addresses: Iterable[str], *, inbound_domain: str) -> dic
     candidates = sorted(set(_routing_candidates(addresses, inbound_domain)))
     if not candidates:
         return {}
+    # A closed organisation's channels route nothing (services/offboarding.py): their
+    # mail waits as unrouted mail for an admin instead of entering its inbox.
+    open_org = Channel.organisation_id.in_(
+        select(Organisation.id).where(Organisation.closed_at.is_(None))
+    )
     channels = {
         c.helpdesk_address: c
-        for c in db.session.scalars(select(Channel).where(Channel.helpdesk_address.in_(candidates)))
+        for c in db.session.scalars(
+            select(Channel).where(Channel.helpdesk_address.in_(candidates), open_org)
+        )
     }
     # A former address keeps routing during its grace period after an address change.
     aliases = db.session.execute(
         select(ChannelAlias.address, Channel)
         .join(ChannelAlias.channel)
-        .where(ChannelAlias.address.in_(candidates), ChannelAlias.expires_at > utcnow())
+        .where(ChannelAlias.address.in_(candidates), ChannelAlias.expires_at > utcnow(), open_org)
     )
     for address, channel in aliases:
         channels.setdefault(address, channel)

@@ -16,6 +16,14 @@ interface operators' scripts rely on: never rename them):
   `amazon_notification`, `seller_central_copy`, `unrouted`, `quarantined`,
 - `quarantine_reason` (or null), `text` (the decoded plain-text body).
 
+A subject access export (`buyer_records`: every line about one buyer in one
+organisation) has the same lines, followed by one line per Amazon order held for that
+buyer: the same keys (`direction`, `message_id` and `in_reply_to` null, `subject`,
+`from` and `text` empty, `to` and `flags` empty lists, `received_at` when the order was
+first stored) plus one key only order lines carry, `order`: the order as stored
+(status, dates, total, items, packages, and the buyer's name and delivery address
+where SPAPI_INCLUDE_PII stores them).
+
 Internal notes are not mail and are never exported, nor are erased messages
 (services/buyer_data.py: their tombstones hold no content). Unrouted and quarantined
 mail belongs to no organisation: it appears only in the full export, never in
@@ -32,6 +40,7 @@ import re
 import tempfile
 import unicodedata
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,8 +48,10 @@ from typing import Any, BinaryIO
 from sqlalchemy import Select, select
 
 from portal.extensions import db
-from portal.models import Channel, Message, Organisation, User
+from portal.models import Channel, Message, Order, Organisation, User
+from portal.services import buyer_data
 from portal.services.audit import record_event
+from portal.services.orders import order_pii
 
 log = logging.getLogger(__name__)
 
@@ -165,24 +176,152 @@ def _iter_chunks(stmt: Select, chunk_size: int) -> Iterator[dict[str, Any]]:
         last_id = rows[-1].id
 
 
+def _order_record(order: Order, channel: Channel) -> dict[str, Any]:
+    pii = order_pii(order)
+
+    def when(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "thread_id": None,
+        "channel": channel.helpdesk_address,
+        "marketplace": channel.marketplace,
+        "direction": None,
+        "message_id": None,
+        "in_reply_to": None,
+        "subject": "",
+        "from": "",
+        "to": [],
+        "order_id": order.order_id,
+        "received_at": order.created_at.isoformat(),
+        "flags": [],
+        "quarantine_reason": None,
+        "text": "",
+        "order": {
+            "marketplace_id": order.marketplace_id,
+            "fulfillment_status": order.fulfillment_status,
+            "fulfilled_by": order.fulfilled_by,
+            "programs": list(order.programs or []),
+            "purchased_at": when(order.purchased_at),
+            "delivered_at": when(order.delivered_at),
+            "total_amount": order.total_amount,
+            "total_currency": order.total_currency,
+            "items": list(order.items or []),
+            "packages": list(order.packages or []),
+            "buyer_name": pii.buyer_name if pii else None,
+            "ship_to": list(pii.ship_to) if pii else [],
+        },
+    }
+
+
+@dataclass
+class BuyerExport:
+    """What one subject access export holds: the lines to write, and their counts."""
+
+    address: str
+    message_ids: list[int]
+    order_keys: list[tuple[int, str]]
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.message_ids and not self.order_keys
+
+    def records(self, chunk_size: int = CHUNK_SIZE) -> Iterator[dict[str, Any]]:
+        """The buyer's messages (as the export writes them, by id), then their orders."""
+        stmt = select(*_COLUMNS).outerjoin(Channel, Channel.id == Message.channel_id)
+        for start in range(0, len(self.message_ids), chunk_size):
+            chunk = self.message_ids[start : start + chunk_size]
+            for row in db.session.execute(stmt.where(Message.id.in_(chunk)).order_by(Message.id)):
+                yield _record(row)
+        for channel_id, order_id in self.order_keys:
+            row = db.session.execute(
+                select(Order, Channel)
+                .join(Channel, Channel.id == Order.channel_id)
+                .where(Order.channel_id == channel_id, Order.order_id == order_id)
+            ).first()
+            if row is not None:
+                yield _order_record(row.Order, row.Channel)
+
+
+def find_buyer_export(
+    organisation: Organisation, address: str, *, include_unassigned: bool = False
+) -> BuyerExport:
+    """Everything `organisation` holds about the buyer at `address` (what `erase_buyer`
+    would erase, internal notes aside; with `include_unassigned`, their unrouted and
+    quarantined mail too); raises BuyerDataError for a non-address."""
+    found = buyer_data.find_buyer_data(organisation, address, include_unassigned=include_unassigned)
+    message_ids: set[int] = set(found.stray_message_ids)
+    for start in range(0, len(found.thread_ids), CHUNK_SIZE):
+        message_ids.update(
+            db.session.scalars(
+                select(Message.id).where(
+                    Message.thread_id.in_(found.thread_ids[start : start + CHUNK_SIZE]),
+                    Message.is_internal_note.is_(False),
+                    Message.erased_at.is_(None),
+                )
+            )
+        )
+    order_keys = [
+        key
+        for key in buyer_data.buyer_order_keys(found)
+        if db.session.scalar(
+            select(Order.id).where(Order.channel_id == key[0], Order.order_id == key[1])
+        )
+        is not None
+    ]
+    return BuyerExport(
+        address=found.address, message_ids=sorted(message_ids), order_keys=order_keys
+    )
+
+
+def record_buyer_export(
+    organisation: Organisation, export: BuyerExport, *, actor: User | None
+) -> None:
+    """Audit a subject access export (the address's digest and counts only)."""
+    record_event(
+        "buyer.exported",
+        actor=actor,
+        organisation_id=organisation.id,
+        target=organisation,
+        details={
+            "address_sha256": buyer_data.address_digest(export.address),
+            "messages": len(export.message_ids),
+            "orders": len(export.order_keys),
+            "format": "jsonl",
+        },
+    )
+
+
 def iter_jsonl(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
     """Each record as one UTF-8 JSON line (non-ASCII kept as is, not \\u-escaped)."""
     for record in records:
         yield (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def write_jsonl(out: BinaryIO, *, organisation: Organisation | None) -> int:
-    """Write the export to an open binary stream; returns the number of messages."""
+def write_jsonl(
+    out: BinaryIO,
+    *,
+    organisation: Organisation | None,
+    records: Iterable[dict[str, Any]] | None = None,
+) -> int:
+    """Write the export (or `records`) to an open binary stream; returns the line count."""
+    if records is None:
+        records = iter_message_records(organisation=organisation)
     count = 0
-    for line in iter_jsonl(iter_message_records(organisation=organisation)):
+    for line in iter_jsonl(records):
         out.write(line)
         count += 1
     out.flush()
     return count
 
 
-def write_jsonl_file(path: str | os.PathLike[str], *, organisation: Organisation | None) -> int:
-    """Write the export to `path` atomically; returns the number of messages.
+def write_jsonl_file(
+    path: str | os.PathLike[str],
+    *,
+    organisation: Organisation | None,
+    records: Iterable[dict[str, Any]] | None = None,
+) -> int:
+    """Write the export (or `records`) to `path` atomically; returns the line count.
 
     The lines go to a temporary file beside `path` that is renamed over it only
     once complete, so a crashed or interrupted export never looks like a whole one.
@@ -191,13 +330,13 @@ def write_jsonl_file(path: str | os.PathLike[str], *, organisation: Organisation
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out:
-            count = write_jsonl(out, organisation=organisation)
+            count = write_jsonl(out, organisation=organisation, records=records)
             os.fsync(out.fileno())
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    log.info("Exported %d messages to %s", count, target)
+    log.info("Exported %d lines to %s", count, target)
     return count
 
 

@@ -10,14 +10,14 @@ import os
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from ingest.mail.source import SourceSettings
 from ingest.mail.tls import TlsOptionError, tls_options, tls_query
 from portal.crypto import decrypt_secret, encrypt_secret
 from portal.extensions import db
-from portal.models import Mailbox
-from portal.sqltypes import utcnow
+from portal.models import Mailbox, MailboxPollHour
+from portal.sqltypes import upsert_insert, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,7 @@ def record_poll_failure(
     mailbox.last_error = error
     mailbox.last_error_at = now
     mailbox.last_poll_finished_at = now
+    count_poll(mailbox, failed=True, now=now)
 
 
 def record_poll_success(mailbox: Mailbox, summary_line: str, *, fetched: int = 0) -> None:
@@ -156,3 +157,34 @@ def record_poll_success(mailbox: Mailbox, summary_line: str, *, fetched: int = 0
     mailbox.last_success_at = now
     mailbox.last_poll_finished_at = now
     mailbox.last_poll_summary = summary_line
+    count_poll(mailbox, failed=False, now=now)
+
+
+#: How long the hourly poll counts are kept: the admin dashboard shows 7 days.
+POLL_HOURS_KEPT = timedelta(days=8)
+
+
+def count_poll(mailbox: Mailbox, *, failed: bool, now: datetime) -> None:
+    """Add one poll (failed or not) to the mailbox's row for this UTC hour, and drop its
+    rows older than POLL_HOURS_KEPT. One statement decides between insert and update,
+    so an IDLE fetch and a pass finishing in the same hour cannot both insert."""
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    table = MailboxPollHour.__table__
+    insert = upsert_insert(db.session.get_bind().dialect.name, table).values(
+        mailbox_id=mailbox.id, hour=hour, polls=1, failures=int(failed)
+    )
+    db.session.execute(
+        insert.on_conflict_do_update(
+            index_elements=[table.c.mailbox_id, table.c.hour],
+            set_={
+                "polls": table.c.polls + 1,
+                "failures": table.c.failures + int(failed),
+            },
+        )
+    )
+    db.session.execute(
+        delete(MailboxPollHour).where(
+            MailboxPollHour.mailbox_id == mailbox.id,
+            MailboxPollHour.hour < hour - POLL_HOURS_KEPT,
+        )
+    )

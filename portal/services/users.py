@@ -128,18 +128,38 @@ def sign_up(email: str, password: str, *, organisation_name: str, name: str = ""
     return user
 
 
-def authenticate(email: str, password: str) -> User | None:
-    """The active user with this e-mail and password, or None."""
+@dataclass(frozen=True)
+class LoginCheck:
+    """What a password sign-in found: the user, or None; `closed` when the password
+    was right but the user's organisation is closed (services/offboarding.py), which
+    only someone who knows the password is told."""
+
+    user: User | None
+    closed: bool = False
+
+
+def check_login(email: str, password: str) -> LoginCheck:
+    """The active user with this e-mail and password (one password check, whatever
+    the address), or why not."""
     user = find_user_by_email(email)
     if user is None:
         check_password_hash(_DUMMY_HASH, password)
-        return None
-    if not check_password_hash(user.password_hash, password) or not user.is_active:
-        return None
+        return LoginCheck(None)
+    if not check_password_hash(user.password_hash, password):
+        return LoginCheck(None)
+    if user.organisation is not None and user.organisation.is_closed:
+        return LoginCheck(None, closed=True)
+    if not user.is_active:
+        return LoginCheck(None)
     if needs_rehash(user.password_hash):  # an older scheme: the password is in hand now
         user.password_hash = hash_password(password)
         log.info("Password hash of user %s upgraded to the current scheme", user.id)
-    return user
+    return LoginCheck(user)
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The active user with this e-mail and password, or None."""
+    return check_login(email, password).user
 
 
 def _check_password(password: str, *about: str) -> None:

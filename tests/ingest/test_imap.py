@@ -14,7 +14,7 @@ import pytest
 
 from ingest.pipeline import poll_all
 from portal.extensions import db
-from portal.models import Mailbox, Message, Thread
+from portal.models import Mailbox, MailboxPollHour, MailboxRemoval, Message, Thread
 from portal.services import buyer_data
 from portal.sqltypes import utcnow
 from tests.helpers import worker_environment
@@ -146,6 +146,19 @@ def test_auth_failure_is_recorded_with_backoff_and_others_go_on(
     # Backing off: the next scheduled pass skips it, a forced one retries.
     assert poll_all().errors == 0
     assert poll_all(force=True).errors == 1
+    # Each poll is counted in its hour's row, failed or not (the admin dashboard's chart).
+    counts = {
+        mailbox_id: (polls, failures)
+        for mailbox_id, polls, failures in db.session.execute(
+            db.select(
+                MailboxPollHour.mailbox_id,
+                db.func.sum(MailboxPollHour.polls),
+                db.func.sum(MailboxPollHour.failures),
+            ).group_by(MailboxPollHour.mailbox_id)
+        )
+    }
+    second = db.session.scalar(db.select(Mailbox).where(Mailbox.name == "second"))
+    assert counts == {broken.id: (2, 2), second.id: (3, 0)}
 
 
 def test_connection_refused_is_an_error_not_a_crash(app, uk):
@@ -227,14 +240,62 @@ def test_an_erased_buyers_mail_still_in_the_mailbox_does_not_come_back(app, imap
     erased = db.session.scalar(db.select(Thread).order_by(Thread.id))
     buyer_data.erase_buyer(uk.organisation, erased.buyer_address, actor=None, now=utcnow())
     db.session.commit()
-    # The server rebuilds the folder (every UID new), and the same mail is delivered again.
+    # The next connection deletes it from the mailbox (test below); then the server
+    # rebuilds the folder (every UID new), and the same mail is delivered again.
+    poll_all()
     mailbox = db.session.scalar(db.select(Mailbox))
     mailbox.uidvalidity = 1
     db.session.commit()
     imap.append("INBOX", raw)
     summary = poll_all()
-    assert (summary.fetched, summary.stored, summary.duplicate) == (4, 0, 4)
+    assert (summary.fetched, summary.stored, summary.duplicate) == (3, 0, 3)
     assert stored_count() == 3
     db.session.expire_all()
     messages = db.session.get(Thread, erased.id).messages
     assert [m.text_body for m in messages] == [""] and messages[0].erased_at is not None
+
+
+def _message_ids_in(imap, folder: str) -> set[str]:
+    imap.select_folder(folder)
+    uids = imap.search("ALL")
+    headers = imap.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]) if uids else {}
+    return {
+        bytes(item[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"]).decode().split(":", 1)[1].strip()
+        for item in headers.values()
+    }
+
+
+def test_erased_mail_is_deleted_from_the_mailbox_on_the_next_connection(app, imap, uk):
+    append(imap, 3)
+    assert poll_all().stored == 3
+    erased = db.session.scalar(db.select(Thread).order_by(Thread.id))
+    [erased_id] = [m.message_id for m in erased.messages]
+    kept = set(db.session.scalars(db.select(Message.message_id))) - {erased_id}
+    buyer_data.erase_buyer(uk.organisation, erased.buyer_address, actor=None, now=utcnow())
+    db.session.commit()
+    assert db.session.scalar(db.select(db.func.count(MailboxRemoval.id))) == 1
+    assert _message_ids_in(imap, "INBOX") == kept | {erased_id}
+
+    assert poll_all().fetched == 0
+    assert _message_ids_in(imap, "INBOX") == kept
+    assert db.session.scalar(db.select(db.func.count(MailboxRemoval.id))) == 0
+    assert poll_all().fetched == 0  # nothing left to do, nothing else touched
+    assert _message_ids_in(imap, "INBOX") == kept
+
+
+def test_erased_mail_moved_to_the_processed_folder_is_deleted_there(
+    app, imap, uk, account, dovecot
+):
+    app.config["MAIL_SOURCE"] = (
+        f"imap://{account}:imap-pass@127.0.0.1:{dovecot.port}/INBOX?processed=Processed"
+    )
+    append(imap, 2)
+    assert poll_all().stored == 2
+    erased = db.session.scalar(db.select(Thread).order_by(Thread.id))
+    [erased_id] = [m.message_id for m in erased.messages]
+    kept = set(db.session.scalars(db.select(Message.message_id))) - {erased_id}
+    buyer_data.erase_buyer(uk.organisation, erased.buyer_address, actor=None, now=utcnow())
+    db.session.commit()
+    assert _message_ids_in(imap, "Processed") == kept | {erased_id}
+    poll_all()
+    assert _message_ids_in(imap, "Processed") == kept

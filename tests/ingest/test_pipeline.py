@@ -3,10 +3,10 @@ flags what it stored and reports; the decisions themselves are tests/services/te
 
 from __future__ import annotations
 
-from ingest.mail.parse import synthetic_message_id
+from ingest.mail.parse import content_hash, synthetic_message_id
 from ingest.pipeline import poll_all
 from portal.extensions import db
-from portal.models import Mailbox, Message, Thread, ThreadStatus
+from portal.models import Mailbox, MailboxRemoval, Message, Thread, ThreadStatus
 from portal.services import buyer_data
 from portal.sqltypes import utcnow
 from tests.helpers import stored_messages as messages
@@ -129,12 +129,30 @@ def test_mail_stored_under_the_made_up_id_of_earlier_versions_is_not_stored_agai
     assert len(messages()) == 1
 
 
+def test_an_erased_buyers_mail_is_deleted_from_the_maildir(uk, drop_mail, maildir):
+    drop_mail("amazon_uk_inquiry.eml")
+    drop_mail(BRACKETLESS)
+    assert poll_all().stored == 2
+    assert len(list((maildir / "cur").iterdir())) == 2
+    thread = db.session.scalar(db.select(Thread).order_by(Thread.id))
+    buyer_data.erase_buyer(uk.organisation, thread.buyer_address, actor=None, now=utcnow())
+    db.session.commit()
+    assert poll_all().fetched == 0
+    [left] = (maildir / "cur").iterdir()
+    assert (
+        content_hash(left.read_bytes())
+        != db.session.get(Thread, thread.id).messages[0].content_hash
+    )
+    assert db.session.scalar(db.select(db.func.count(MailboxRemoval.id))) == 0
+
+
 def test_an_erased_buyers_mail_delivered_again_stays_out(uk, drop_mail):
     drop_mail("amazon_uk_inquiry.eml")
     assert poll_all().stored == 1
     thread = db.session.scalar(db.select(Thread))
     buyer_data.erase_buyer(uk.organisation, thread.buyer_address, actor=None, now=utcnow())
     db.session.commit()
+    poll_all()  # deletes it from the Maildir (test above)
     drop_mail("amazon_uk_inquiry.eml")
     summary = poll_all()
     assert (summary.fetched, summary.stored, summary.duplicate) == (1, 0, 1)

@@ -148,3 +148,85 @@ def test_buyers_erase_fails_when_nothing_matches(runner, uk, make_thread, args, 
     result = runner.invoke(args=["buyers", "erase", *args])
     assert result.exit_code == 1
     assert message in result.output
+
+
+def test_buyers_export_writes_json_lines_and_is_audited(runner, uk, make_thread, tmp_path):
+    import json
+
+    make_thread(uk, buyer_address=BUYER, texts=("one", "two"))
+    make_thread(uk, texts=("someone else",))
+    result = runner.invoke(args=["buyers", "export", "--org", "acme", "--alias", BUYER.upper()])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["text"] for line in lines] == ["one", "two"]
+    assert result.stderr.strip() == "exported\tmessages=2\torders=0\tlines=2\tto=stdout"
+    out = tmp_path / "buyer.jsonl"
+    result = runner.invoke(
+        args=["buyers", "export", "--org", "Acme", "--email", BUYER, "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and len(out.read_text(encoding="utf-8").splitlines()) == 2
+    events = db.session.scalars(db.select(AuditEvent).filter_by(kind="buyer.exported")).all()
+    assert len(events) == 2 and events[0].actor_id is None
+    assert BUYER not in str(events[0].details).lower()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--org", "Acme", "--alias", "nobody@marketplace.amazon.co.uk"], "Nothing is stored"),
+        (["--org", "Nope", "--email", BUYER], "No organisation called 'Nope'"),
+        (["--org", "Acme", "--email", "not an address"], "e-mail address"),
+    ],
+)
+def test_buyers_export_fails_when_nothing_matches(runner, uk, make_thread, args, message):
+    make_thread(uk, buyer_address=BUYER)
+    result = runner.invoke(args=["buyers", "export", *args])
+    assert result.exit_code == 1
+    assert message in result.output and result.stdout == ""
+    assert db.session.scalar(db.select(AuditEvent).filter_by(kind="buyer.exported")) is None
+
+
+def test_orgs_close_then_reopen(runner, uk, make_user, app):
+    make_user(Role.SELLER, organisation=uk.organisation)
+    app.config["OFFBOARDING_GRACE_DAYS"] = 12
+    result = runner.invoke(args=["orgs", "close", "--org", "acme"])
+    assert result.exit_code == 0, result.output
+    fields = result.output.rstrip("\n").split("\t")
+    assert fields[:6] == [
+        "closed",
+        "Acme",
+        "channels_disabled=1",
+        "authorisations_deleted=0",
+        "users_disabled=1",
+        "sessions_ended=0",
+    ]
+    db.session.expire_all()
+    organisation = db.session.get(Organisation, uk.organisation_id)
+    assert fields[6] == f"erase_after={organisation.erase_after.isoformat()}"
+    assert (organisation.erase_after - organisation.closed_at).days == 12
+    event = db.session.scalar(db.select(AuditEvent).filter_by(kind="organisation.closed"))
+    assert event.actor_id is None and event.details["grace_days"] == 12
+
+    again = runner.invoke(args=["orgs", "close", "--org", "Acme", "--grace-days", "3"])
+    assert again.exit_code == 1 and "already closed" in again.output
+
+    result = runner.invoke(args=["orgs", "reopen", "--org", "Acme"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "reopened\tAcme\n"
+    db.session.expire_all()
+    assert db.session.get(Organisation, uk.organisation_id).closed_at is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["close", "--org", "Nope"], "No organisation called 'Nope'"),
+        (["reopen", "--org", "Nope"], "No organisation called 'Nope'"),
+        (["reopen", "--org", "Acme"], "Acme is not closed"),
+    ],
+)
+def test_orgs_close_and_reopen_fail_clearly(runner, uk, args, message):
+    result = runner.invoke(args=["orgs", *args])
+    assert result.exit_code == 1
+    assert message in result.output

@@ -11,7 +11,8 @@ import pytest
 
 from portal.extensions import db
 from portal.models import LoginLockout, Role
-from portal.services import passkeys
+from portal.services import offboarding, passkeys
+from portal.sqltypes import utcnow
 from tests.helpers import PASSWORD, TWO_FACTOR_STEP, csrf_token_from
 from tests.webauthn_authenticator import SoftAuthenticator, b64url
 
@@ -159,3 +160,17 @@ def test_no_passkeys_are_offered_on_an_ip_address(app, client, auth, make_user):
     page = text(client.get("/account/passkeys"))
     assert "Passkeys cannot be used while the portal is opened by IP address" in page
     assert 'data-passkey="create"' not in page
+
+
+def test_a_closed_organisations_user_is_refused_with_a_passkey_too(client, auth, make_user, key):
+    seller = make_user(Role.SELLER)
+    auth.login(seller.email)
+    assert add_passkey(client, key).status_code == 302
+    auth.logout()
+    offboarding.close_organisation(seller.organisation, actor=None, now=utcnow(), grace_days=30)
+    seller.is_active = True  # even one an admin let back in
+    db.session.commit()
+    refused = passkey_sign_in(client, key)
+    assert refused.status_code == 403
+    assert "This organisation's account is closed" in text(refused)
+    assert client.get("/dashboard").status_code == 302

@@ -168,3 +168,25 @@ def test_thread_page_statements_do_not_grow_with_the_messages_shown(
         f"{len(small)} statements for a thread of {SMALL} buyer message(s), {len(large)} for "
         f"{LARGE}:\n" + growth(small, large)
     )
+
+
+def test_dashboard_statements_do_not_grow_with_the_threads_due(
+    client, login_as, make_org, make_channel, make_thread
+):
+    # Agents see the organisation beside each thread due; sellers the marketplace.
+    now = utcnow()
+    orgs = [make_org(f"Org {n}") for n in range(3)]
+    channels = [
+        make_channel(code, organisation=org)
+        for code, org in zip(["UK", "DE", "FR"], orgs, strict=True)
+    ]
+    login_as(Role.AGENT, assigned=orgs)
+    make_thread(channels[0], received_at=now - timedelta(hours=30))
+    make_thread(channels[1], received_at=now - timedelta(hours=21))
+    small = statements_for(client, "/dashboard")
+    for n in range(LARGE):
+        make_thread(channels[n % 3], received_at=now - timedelta(hours=30 - n % 10))
+    large = statements_for(client, "/dashboard")
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert page.count('href="/threads/') == 20  # ten of each list
+    assert len(large) == len(small), growth(small, large)

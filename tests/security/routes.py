@@ -333,6 +333,11 @@ ROUTES: dict[str, Entry] = {
     "admin.user_unassign": Entry(ADMIN_POST, args={"user_id": "agent", "org_id": "org"}, owners=AB),
     "admin.organisations": Entry(ADMIN_GET),
     "admin.organisation_reply_permission": Entry(ADMIN_POST, args={"org_id": "org"}, owners=AB),
+    # An empty POST closes nothing (the confirmation box is required: 422).
+    "admin.organisation_close": Entry(
+        admin_only(frozenset({OK, INVALID})), args={"org_id": "org"}, owners=AB
+    ),
+    "admin.organisation_reopen": Entry(ADMIN_POST, args={"org_id": "org"}, owners=AB),
     "admin.mailboxes": Entry(ADMIN_GET),
     "admin.mailbox_new": Entry(admin_only(frozenset({OK, INVALID}))),
     # A POST with no fields keeps the mailbox's values: saved unchanged, redirected.

@@ -12,12 +12,14 @@ from sqlalchemy import func, select
 
 from ingest.retention import run_retention
 from portal.config import ConfigError, config_from_env
+from portal.crypto import encrypt_secret
 from portal.extensions import db
 from portal.models import (
     Attachment,
     AuditEvent,
     Direction,
     Draft,
+    Mailbox,
     Message,
     Order,
     Role,
@@ -25,6 +27,7 @@ from portal.models import (
     ThreadStatus,
 )
 from portal.services import buyer_data
+from portal.services import export as export_service
 from portal.services import threads as thread_service
 from portal.services.drafts import save_draft
 from portal.services.export import iter_message_records
@@ -325,3 +328,133 @@ def test_retention_periods_are_read_from_the_environment(monkeypatch, tmp_path, 
     monkeypatch.setenv(name, "0")
     with pytest.raises(ConfigError, match=name):
         config_from_env(str(tmp_path))
+
+
+# --- subject access export of one buyer -------------------------------------------------
+
+
+def test_the_buyer_export_holds_their_messages_and_orders_with_the_export_keys(
+    uk, buyer_threads, make_thread, make_user
+):
+    first, second, other = buyer_threads
+    stray = Message(
+        thread=other,
+        channel=uk,
+        direction=Direction.IN,
+        message_id="<stray@example.com>",
+        content_hash="stray",
+        from_address=BUYER,
+        text_body="the same buyer in another thread",
+    )
+    db.session.add(stray)
+    db.session.commit()
+    note = thread_service.add_internal_note(first, "staff only", actor=make_user(Role.ADMIN))
+    order = db.session.scalar(select(Order))
+    order.pii_encrypted = encrypt_secret('{"buyer_name": "Jane Doe", "ship_to": ["1 High St"]}')
+    db.session.commit()
+
+    export = export_service.find_buyer_export(uk.organisation, BUYER.title())
+    records = list(export.records())
+
+    keys = set(next(iter_message_records(organisation=uk.organisation)))
+    messages, orders = records[:-1], records[-1:]
+    assert [r["text"] for r in messages] == [
+        "dehumidifier too small",
+        "refund?",
+        "also this",
+        "the same buyer in another thread",
+    ]
+    assert all(set(r) == keys for r in messages)
+    assert note.text_body not in str(records)
+    [line] = orders
+    assert set(line) == keys | {"order"} and line["direction"] is None
+    assert line["order_id"] == "203-1234567-1234567" and line["channel"] == uk.helpdesk_address
+    assert line["order"]["total_amount"] == "36.97"
+    assert (line["order"]["buyer_name"], line["order"]["ship_to"]) == ("Jane Doe", ["1 High St"])
+
+    export_service.record_buyer_export(uk.organisation, export, actor=None)
+    db.session.commit()
+    [event] = audit("buyer.exported")
+    assert event.details["messages"] == 4 and event.details["orders"] == 1
+    assert event.details["address_sha256"] == buyer_data.address_digest(BUYER)
+    assert BUYER not in str(event.details).lower()
+
+
+def test_the_buyer_export_skips_what_is_erased_and_other_organisations(
+    uk, make_channel, make_org, make_thread
+):
+    elsewhere = make_channel("DE", organisation=make_org("Beta GmbH"))
+    make_thread(elsewhere, buyer_address=BUYER, texts=("other seller",))
+    make_thread(uk, buyer_address=BUYER, texts=("ours",))
+    assert [r["text"] for r in export_service.find_buyer_export(uk.organisation, BUYER).records()]
+    buyer_data.erase_buyer(uk.organisation, BUYER, actor=None, now=NOW)
+    db.session.commit()
+    export = export_service.find_buyer_export(uk.organisation, BUYER)
+    assert export.is_empty and list(export.records()) == []
+
+
+def test_an_admins_erasure_covers_the_buyers_unrouted_and_quarantined_mail(uk, make_thread):
+    thread = make_thread(uk, buyer_address=BUYER)
+    unrouted = Message(
+        direction=Direction.IN,
+        message_id="<unrouted@example.com>",
+        content_hash="u" * 64,
+        from_address=BUYER.upper(),
+        text_body="to an address no channel has",
+        raw=b"From: x\r\n\r\nto an address no channel has",
+    )
+    quarantined = Message(
+        direction=Direction.IN,
+        message_id="<q@quarantine.sellerdesk>",
+        content_hash="q" * 64,
+        quarantine_reason="malformed",
+        raw=f"From: Jane <{BUYER.upper()}>\r\nbroken".encode(),
+    )
+    someone_else = Message(
+        direction=Direction.IN,
+        message_id="<q2@quarantine.sellerdesk>",
+        content_hash="r" * 64,
+        quarantine_reason="malformed",
+        raw=b"From: other@example.com\r\nbroken",
+    )
+    db.session.add_all([unrouted, quarantined, someone_else])
+    db.session.commit()
+
+    # An owner's erasure keeps to their organisation's mail.
+    owner_view = buyer_data.find_buyer_data(uk.organisation, BUYER)
+    assert owner_view.stray_message_ids == []
+    admin_view = buyer_data.find_buyer_data(uk.organisation, BUYER, include_unassigned=True)
+    assert admin_view.stray_message_ids == [unrouted.id, quarantined.id]
+
+    exported = export_service.find_buyer_export(uk.organisation, BUYER, include_unassigned=True)
+    # The thread's message, then the two that reached no organisation.
+    assert [r["flags"] for r in exported.records()] == [[], ["unrouted"], ["quarantined"]]
+
+    counts = buyer_data.erase_buyer(
+        uk.organisation, BUYER, actor=None, now=NOW, include_unassigned=True
+    )
+    db.session.commit()
+    assert (counts.threads, counts.messages, counts.orders) == (1, 3, 0)
+    assert message_row(unrouted.id).erased_at == NOW and message_row(unrouted.id).raw is None
+    assert message_row(quarantined.id).raw is None
+    assert message_row(someone_else.id).raw == b"From: other@example.com\r\nbroken"
+    assert db.session.get(Thread, thread.id).erased_at == NOW
+
+
+def test_erasure_queues_the_fetched_mail_for_removal_at_its_source(uk, make_thread):
+    mailbox = Mailbox(name="inbox", source_url="maildir:/nowhere")
+    db.session.add(mailbox)
+    thread = make_thread(uk, buyer_address=BUYER, texts=("one", "two"))
+    first, second = thread.messages
+    first.mailbox, first.uidvalidity, first.uid = mailbox, 7, 41
+    db.session.commit()
+    buyer_data.erase_buyer(uk.organisation, BUYER, actor=None, now=NOW)
+    db.session.commit()
+    [removal] = buyer_data.pending_source_removals(mailbox.id)
+    assert (removal.uidvalidity, removal.uid) == (7, 41)
+    assert (removal.message_id, removal.content_hash) == (first.message_id, first.content_hash)
+    [event] = audit("buyer.erased")
+    assert event.details["source_removals"] == 1
+    buyer_data.source_removals_done([removal])
+    db.session.commit()
+    assert buyer_data.pending_source_removals(mailbox.id) == []
