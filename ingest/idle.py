@@ -28,7 +28,7 @@ from ingest.mail.imap import ImapSource
 from ingest.pipeline import PollSummary, poll_one
 from portal.extensions import db
 from portal.models import Mailbox
-from portal.services import leases
+from portal.services import leases, mailbox_tokens
 from portal.services import mailboxes as mailbox_service
 from portal.sqltypes import utcnow
 
@@ -147,7 +147,7 @@ class MailboxWatcher:
             if mailbox is None or not mailbox.is_enabled:
                 self._stop.set()  # gone meanwhile; IdleWatchers.reconcile drops us
                 return
-            settings = mailbox_service.source_settings(mailbox)
+            settings = mailbox_tokens.connection_settings(mailbox, self.app.config, now=utcnow())
         with ImapSource(settings, readonly=True) as source:
             if not source.supports_idle():
                 self.supported = False

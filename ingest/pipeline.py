@@ -32,7 +32,7 @@ from ingest.mail.tls import describe_tls_error
 from ingest.parse_workers import ParseWorkers, fetch_ahead
 from portal.extensions import db
 from portal.models import Mailbox
-from portal.services import buyer_data, leases
+from portal.services import buyer_data, leases, mailbox_tokens
 from portal.services import mailboxes as mailbox_service
 from portal.services.inbound import InboundMail, Outcome, store_inbound
 from portal.sqltypes import utcnow
@@ -361,7 +361,8 @@ def poll_mailbox(
     """Fetch and store everything new in `mailbox`, counting into `summary` as it goes
     (so a pass that fails halfway still reports what it stored). The caller holds the lease.
     """
-    settings = mailbox_service.source_settings(mailbox)
+    # A connected (OAuth) mailbox may refresh its access token here, which commits.
+    settings = mailbox_tokens.connection_settings(mailbox, current_app.config, now=utcnow())
     mailbox.last_poll_started_at = utcnow()
     db.session.commit()
     with _open_source(settings) as source:
@@ -508,6 +509,12 @@ def _poll_in_pass(mailbox: Mailbox, name: str, *, owner: str, began: datetime) -
     return summary
 
 
+def _describe_failure(exc: Exception) -> str:
+    if isinstance(exc, mailbox_tokens.MailboxAuthError):
+        return str(exc)  # already a sentence for the health page
+    return describe_tls_error(exc) or f"{type(exc).__name__}: {exc}"
+
+
 def poll_one(
     mailbox: Mailbox,
     summary: PollSummary,
@@ -538,9 +545,10 @@ def poll_one(
     except Exception as exc:
         db.session.rollback()
         log.error("Polling mailbox %s failed: %s", name, exc, exc_info=True)
+        refused = mailbox_tokens.explain_login_refused(mailbox, exc, config, now=utcnow())
         mailbox_service.record_poll_failure(
             mailbox,
-            describe_tls_error(exc) or f"{type(exc).__name__}: {exc}",
+            refused or _describe_failure(exc),
             poll_seconds=config["POLL_SECONDS"],
             fetched=summary.fetched,
         )

@@ -127,6 +127,7 @@ def config_from_env(instance_path: str) -> dict[str, Any]:
         "AMAZON_DEVELOPER_ACCOUNTS": _developer_accounts(),
         **_spapi_settings(),
         **_inbound_settings(),
+        **_oauth_settings(),
     }
 
 
@@ -195,6 +196,23 @@ def _spapi_settings() -> dict[str, Any]:
     values["OFFBOARDING_GRACE_DAYS"] = _int("OFFBOARDING_GRACE_DAYS")
     if values["OFFBOARDING_GRACE_DAYS"] < 0:
         raise ConfigError("OFFBOARDING_GRACE_DAYS must be 0 or more")
+    return values
+
+
+def _oauth_settings() -> dict[str, Any]:
+    # "Connect Microsoft 365" / "Connect Google" on a mailbox (portal/oauth_client.py):
+    # without a client ID the provider's button stays hidden.
+    values: dict[str, Any] = {}
+    for provider in OAUTH_PROVIDERS:
+        for part in ("CLIENT_ID", "CLIENT_SECRET"):
+            name = f"OAUTH_{provider}_{part}"
+            values[name] = (os.environ.get(name) or "").strip()
+        for part in ("AUTHORIZE_URL", "TOKEN_URL"):
+            name = f"OAUTH_{provider}_{part}"
+            values[name] = (os.environ.get(name) or DEFAULTS[name]).strip()
+            if not values[name].startswith(("https://", "http://")):
+                raise ConfigError(f"{name} must be an http(s) URL, got {values[name]!r}")
+    values["OAUTH_TIMEOUT"] = _int("OAUTH_TIMEOUT")
     return values
 
 
@@ -273,6 +291,18 @@ DEFAULTS: Mapping[str, Any] = {
     #: its texts (then the thread stays as a tombstone without content): issue 23.
     "RAW_RETENTION_DAYS": 90,
     "TEXT_RETENTION_DAYS": 730,
+    # OAuth2 mailboxes (XOAUTH2): empty client ID = that provider's button is hidden.
+    "OAUTH_MICROSOFT_CLIENT_ID": "",
+    "OAUTH_MICROSOFT_CLIENT_SECRET": "",
+    "OAUTH_MICROSOFT_AUTHORIZE_URL": (
+        "https://login.microsoftonline.com/common/oauth2/v2.0/authorize"
+    ),
+    "OAUTH_MICROSOFT_TOKEN_URL": "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+    "OAUTH_GOOGLE_CLIENT_ID": "",
+    "OAUTH_GOOGLE_CLIENT_SECRET": "",
+    "OAUTH_GOOGLE_AUTHORIZE_URL": "https://accounts.google.com/o/oauth2/v2/auth",
+    "OAUTH_GOOGLE_TOKEN_URL": "https://oauth2.googleapis.com/token",
+    "OAUTH_TIMEOUT": 10,
     #: Days after an admin closes an organisation before the worker erases its buyer
     #: data; until then an admin may reopen it (issue 23, offboarding).
     "OFFBOARDING_GRACE_DAYS": 30,
@@ -287,6 +317,8 @@ DEFAULTS: Mapping[str, Any] = {
     "SNS_CA_FILE": "",
     "SES_S3_ENDPOINT": "",
 }
+
+OAUTH_PROVIDERS = ("MICROSOFT", "GOOGLE")
 
 SPAPI_REGIONS = ("NA", "EU", "FE")
 

@@ -50,10 +50,10 @@ from tests.helpers import (
     mail_bytes,
 )
 
-pytest_plugins = ["tests.fixtures_servers", "tests.spapi_standin"]
+pytest_plugins = ["tests.fixtures_servers", "tests.spapi_standin", "tests.oauth_standin"]
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-NETWORK_MARKS = ("imap", "smtp", "postgres", "browser", "live", "spapi")
+NETWORK_MARKS = ("imap", "smtp", "postgres", "browser", "live", "spapi", "oauth")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -132,7 +132,7 @@ def disallow_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
             if not may_use_loopback and port not in _allowed_ports:
                 sock.close()
                 raise RuntimeError(
-                    f"test tried to connect to {host}:{port}; mark it imap/smtp/postgres/browser/live/spapi"
+                    f"test tried to connect to {host}:{port}; mark it imap/smtp/postgres/browser/live/spapi/oauth"
                 )
         return _real_connect(sock, address)
 

@@ -22,6 +22,7 @@ MARKERS = {
     "browser": "drives Chromium through Playwright",
     "live": "runs the real `make run` and talks HTTP to it on loopback",
     "spapi": "talks HTTP to the SP-API consent / LWA token stand-in (tests/spapi_standin.py)",
+    "oauth": "talks HTTP to the OAuth2 authorisation server stand-in (tests/oauth_standin.py)",
 }
 
 
@@ -94,6 +95,19 @@ def tls_dovecot(tmp_path_factory: pytest.TempPathFactory, test_pki):
 
 
 @pytest.fixture(scope="session")
+def oauth_dovecot(tmp_path_factory: pytest.TempPathFactory, oauth_standin):
+    """A second Dovecot that also takes AUTHENTICATE XOAUTH2 (and OAUTHBEARER), checking
+    each token at the OAuth stand-in's introspection endpoint (its `oauth2` passdb).
+    Any user name works with a token the stand-in issued for that user."""
+    server = DovecotServer(
+        tmp_path_factory.mktemp("dovecot-oauth"),
+        oauth2_introspection_url=oauth_standin.introspection_url,
+    )
+    with _running(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
 def smtp_server() -> Iterator[SmtpServer]:
     """A running aiosmtpd sink shared by the whole session (see `smtp`)."""
     with _running(SmtpServer()) as server:
@@ -108,6 +122,20 @@ def smtp(smtp_server: SmtpServer) -> Iterator[SmtpServer]:
     # A test that took the server down must not leave it down for the next one.
     if not smtp_server.is_running:
         smtp_server.start()
+
+
+@pytest.fixture(scope="session")
+def oauth_smtp_server(oauth_standin) -> Iterator[SmtpServer]:
+    """An aiosmtpd sink that takes AUTH XOAUTH2, checking tokens at the OAuth stand-in."""
+    with _running(SmtpServer(oauth_introspection_url=oauth_standin.introspection_url)) as server:
+        yield server
+
+
+@pytest.fixture
+def oauth_smtp(oauth_smtp_server: SmtpServer) -> Iterator[SmtpServer]:
+    """The XOAUTH2 SMTP sink, emptied for this test."""
+    oauth_smtp_server.clear()
+    yield oauth_smtp_server
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ the tail of the service's log.
 from __future__ import annotations
 
 import grp
+import json
 import logging
 import os
 import pwd
@@ -20,12 +21,15 @@ import subprocess
 import tempfile
 import threading
 import time
+from base64 import b64decode
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
+from urllib.request import Request, urlopen
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +305,26 @@ service anvil {{
 {extra}"""
 
 
+_DOVECOT_OAUTH2 = """\
+auth_mechanisms = plain login xoauth2 oauthbearer
+# After the passwd-file passdb: a user it does not know, or a token as the password,
+# falls through to this one, which asks the introspection endpoint about the token.
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/dovecot-oauth2.conf.ext
+}}
+"""
+
+_DOVECOT_OAUTH2_EXT = """\
+introspection_mode = post
+introspection_url = {url}
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
+
 def _dovecot_binary() -> str:
     # /usr/sbin is not on an ordinary user's PATH on Debian.
     binary = shutil.which("dovecot") or shutil.which("dovecot", path="/usr/sbin:/usr/local/sbin")
@@ -330,9 +354,17 @@ class DovecotServer:
     """A standalone Dovecot IMAP server (plaintext, passwd-file users, maildir)."""
 
     def __init__(
-        self, base_dir: Path, *, extra_config: str = "", tls: tuple[Path, Path] | None = None
+        self,
+        base_dir: Path,
+        *,
+        extra_config: str = "",
+        tls: tuple[Path, Path] | None = None,
+        oauth2_introspection_url: str | None = None,
     ) -> None:
         self._workdir = _WorkDir(base_dir, "dovecot")
+        #: Also take AUTHENTICATE XOAUTH2/OAUTHBEARER, checking tokens at this RFC 7662
+        #: endpoint (Dovecot's `oauth2` passdb, `introspection_mode = post`).
+        self.oauth2_introspection_url = oauth2_introspection_url
         #: Appended to the generated dovecot.conf (e.g. higher process limits for a bench).
         self.extra_config = extra_config
         #: (certificate, key) files: TLS on, STARTTLS on `port`, implicit TLS on `tls_port`.
@@ -406,6 +438,11 @@ class DovecotServer:
                 f"service imap-login {{\n  inet_listener imaps {{\n    address = {HOST}\n"
                 f"    port = {self.tls_port}\n  }}\n}}\n{extra}"
             )
+        if self.oauth2_introspection_url is not None:
+            (self.root / "dovecot-oauth2.conf.ext").write_text(
+                _DOVECOT_OAUTH2_EXT.format(url=self.oauth2_introspection_url)
+            )
+            extra = _DOVECOT_OAUTH2.format(root=self.root) + extra
         conf = self.root / "dovecot.conf"
         conf.write_text(
             _DOVECOT_CONF.format(
@@ -580,12 +617,36 @@ class _SinkHandler:
         )
         return "250 Message accepted for delivery"
 
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> Any:
+        """AUTH XOAUTH2 (`user=U^Aauth=Bearer T^A^A`): the token is checked at the OAuth
+        stand-in's introspection endpoint, as Dovecot's oauth2 passdb does."""
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        if len(args) == 2:
+            blob = b64decode(args[1])
+        else:
+            answer = await server.challenge_auth("")
+            if not isinstance(answer, bytes):
+                return AuthResult(success=False)
+            blob = answer
+        fields = dict(
+            part.split("=", 1)
+            for part in blob.decode("utf-8", "replace").split("\x01")
+            if "=" in part
+        )
+        user = fields.get("user", "")
+        token = fields.get("auth", "").removeprefix("Bearer ")
+        ok = bool(user) and self._server._token_user(token) == user
+        return AuthResult(success=ok, handled=False, auth_data=LoginPassword(user.encode(), b""))
+
 
 class SmtpServer:
     """An in-process aiosmtpd sink on 127.0.0.1.
 
     users: optional {login: password}; when given, AUTH PLAIN/LOGIN is offered
     without TLS and checked against it (unauthenticated mail is still accepted).
+    oauth_introspection_url: when given, AUTH XOAUTH2 is offered without TLS, each token
+    checked at that RFC 7662 endpoint (the OAuth stand-in's).
     """
 
     def __init__(
@@ -594,9 +655,11 @@ class SmtpServer:
         *,
         tls: tuple[Path, Path] | None = None,
         implicit_tls: bool = False,
+        oauth_introspection_url: str | None = None,
     ) -> None:
         self.port = 0
         self.users = users
+        self.oauth_introspection_url = oauth_introspection_url
         #: (certificate, key): offer STARTTLS, or speak TLS from the start (implicit_tls).
         self.tls = tls
         self.implicit_tls = implicit_tls
@@ -655,6 +718,19 @@ class SmtpServer:
             self._messages.append(mail)
         log.debug("SMTP sink got mail from %s to %s", mail.mail_from, mail.rcpt_tos)
 
+    def _token_user(self, token: str) -> str | None:
+        """The user an access token belongs to, by the introspection endpoint; None: dead."""
+        if not self.oauth_introspection_url or not token:
+            return None
+        request = Request(  # noqa: S310 (the stand-in's http URL)
+            self.oauth_introspection_url,
+            data=urlencode({"token": token}).encode(),
+            method="POST",
+        )
+        with urlopen(request, timeout=5) as answer:  # noqa: S310 (the stand-in's http URL)
+            body = json.loads(answer.read())
+        return body.get("username") if body.get("active") else None
+
     def _authenticate(
         self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
     ) -> Any:
@@ -689,7 +765,7 @@ class SmtpServer:
                     f"SMTP sink cannot listen on {HOST}:{self.port}: {exc}"
                 ) from None
         kwargs: dict[str, Any] = {}
-        if self.users is not None:
+        if self.users is not None or self.oauth_introspection_url is not None:
             kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
         if self.tls is not None:
             import ssl

@@ -17,12 +17,14 @@ from portal.services import mailboxes as mailbox_service
 from portal.sqltypes import utcnow
 
 MAILBOX_PASSWORD = "imap-Pässwort:1"
+OAUTH_REFRESH_TOKEN = "rt-M365-refresh-0001"
+OAUTH_ACCESS_TOKEN = "at-M365-access-0001"
 
 
 @pytest.fixture
 def secrets(app, make_channel, make_user):
-    """Two channel tokens, an IMAP mailbox password, a Maildir mailbox with none, and an
-    agent's TOTP secret."""
+    """Two channel tokens, an IMAP mailbox password, a Maildir mailbox with none, an OAuth
+    mailbox's refresh and access tokens, and an agent's TOTP secret."""
     tokens = {}
     for marketplace in ("UK", "DE"):
         channel = make_channel(marketplace)
@@ -38,6 +40,15 @@ def secrets(app, make_channel, make_user):
     tokens["signing"] = http_ingress.create_http_mailbox(
         actor=None, name="posted", provider="generic"
     ).signing_key
+    db.session.add(
+        Mailbox(
+            name="m365",
+            source_url="imaps://shop%40example.com@outlook.office365.com:993/INBOX",
+            oauth_provider="microsoft",
+            oauth_refresh_token_encrypted=encrypt_secret(OAUTH_REFRESH_TOKEN),
+            oauth_access_token_encrypted=encrypt_secret(OAUTH_ACCESS_TOKEN),
+        )
+    )
     agent = make_user(Role.AGENT)
     tokens["totp"] = two_factor.provision_totp(agent, now=utcnow(), actor=None)
     tokens["order"] = '{"buyer_name": "James Wilson", "ship_to": []}'
@@ -57,9 +68,13 @@ def _ciphertexts() -> dict[str, bytes]:
         f"credential {c.id}": c.secret_encrypted for c in db.session.scalars(select(Credential))
     }
     for m in db.session.scalars(select(Mailbox)):
-        rows[f"mailbox {m.name}"] = m.password_encrypted
         if m.signing_key_encrypted is not None:
             rows[f"signing key {m.name}"] = m.signing_key_encrypted
+        if m.oauth_provider:
+            rows[f"mailbox token {m.name} refresh"] = m.oauth_refresh_token_encrypted
+            rows[f"mailbox token {m.name} access"] = m.oauth_access_token_encrypted
+        else:
+            rows[f"mailbox {m.name}"] = m.password_encrypted
     for u in db.session.scalars(select(User).where(User.totp_secret_encrypted.is_not(None))):
         rows[f"user {u.id}"] = u.totp_secret_encrypted
     for o in db.session.scalars(select(Order)):
@@ -73,6 +88,9 @@ def _assert_readable_with(key: str, tokens: dict[int, str]) -> None:
         assert decrypt_secret(credential.secret_encrypted, key=key) == tokens[credential.channel_id]
     mailbox = db.session.scalar(select(Mailbox).where(Mailbox.name == "default"))
     assert decrypt_secret(mailbox.password_encrypted, key=key) == MAILBOX_PASSWORD
+    m365 = db.session.scalar(select(Mailbox).where(Mailbox.name == "m365"))
+    assert decrypt_secret(m365.oauth_refresh_token_encrypted, key=key) == OAUTH_REFRESH_TOKEN
+    assert decrypt_secret(m365.oauth_access_token_encrypted, key=key) == OAUTH_ACCESS_TOKEN
     agent = db.session.scalar(select(User).where(User.totp_secret_encrypted.is_not(None)))
     assert decrypt_secret(agent.totp_secret_encrypted, key=key) == tokens["totp"]
     order = db.session.scalar(select(Order))
@@ -90,10 +108,12 @@ def test_rotate_re_encrypts_every_secret_and_the_app_reads_them_with_the_new_key
     assert (
         "credentials: rotated=2 already=0; mailbox passwords: rotated=1 already=0; "
         "TOTP secrets: rotated=1 already=0; order buyer data: rotated=1 already=0; "
-        "mailbox signing keys: rotated=1 already=0"
+        "mailbox signing keys: rotated=1 already=0; "
+        "mailbox OAuth tokens: rotated=2 already=0"
     ) in result.output
     assert "set TOKEN_KEY to the new key" in result.output
     assert new_key not in result.output and MAILBOX_PASSWORD not in result.output
+    assert OAUTH_REFRESH_TOKEN not in result.output
     _assert_readable_with(new_key, secrets)
     for name, token in _ciphertexts().items():
         if token is not None:
@@ -117,7 +137,8 @@ def test_running_it_again_changes_nothing(app, runner, secrets):
     assert (
         "credentials: rotated=0 already=2; mailbox passwords: rotated=0 already=1; "
         "TOTP secrets: rotated=0 already=1; order buyer data: rotated=0 already=1; "
-        "mailbox signing keys: rotated=0 already=1"
+        "mailbox signing keys: rotated=0 already=1; "
+        "mailbox OAuth tokens: rotated=0 already=2"
     ) in result.output
     db.session.expire_all()
     assert _ciphertexts() == before

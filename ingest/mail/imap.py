@@ -71,7 +71,10 @@ class ImapSource:
         try:
             if s.security == "starttls":
                 self.client.starttls(context)
-            self.client.login(s.username, s.password)
+            if s.oauth_token:
+                self.client.oauth2_login(s.username, s.oauth_token)
+            else:
+                self.client.login(s.username, s.password)
             # Not read-only (unless only watching): we set \Seen (or move) once a
             # message is committed.
             info = self.client.select_folder(s.folder, readonly=self.readonly)

@@ -52,6 +52,8 @@ class Transport:
     path: str = ""
     ca_file: str | None = None
     verify: bool = True
+    #: An OAuth2 access token: AUTH XOAUTH2 as `username` instead of the password.
+    oauth_token: str = ""
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         return f"Transport({self.describe()})"
@@ -60,7 +62,8 @@ class Transport:
         if self.kind == "outbox":
             return f"outbox:{self.path}"
         user = f"{self.username}@" if self.username else ""
-        return f"{self.security} smtp {user}{self.host}:{self.port}"
+        oauth = " (XOAUTH2)" if self.oauth_token else ""
+        return f"{self.security} smtp {user}{self.host}:{self.port}{oauth}"
 
 
 def parse_smtp_url(url: str) -> Transport:
@@ -164,7 +167,9 @@ def _send_smtp(
             if transport.security == "starttls":
                 client.starttls(context=context)
                 client.ehlo()
-            if transport.username:
+            if transport.oauth_token:
+                _xoauth2(client, transport.username, transport.oauth_token)
+            elif transport.username:
                 client.login(transport.username, transport.password)
         except smtplib.SMTPResponseException as exc:
             # Login or TLS refused: our configuration, not this message. Keep retrying.
@@ -190,6 +195,18 @@ def _send_smtp(
     finally:
         _close_quietly(client)
     return f"accepted by {transport.host}:{transport.port}"
+
+
+def _xoauth2(client: smtplib.SMTP, username: str, token: str) -> None:
+    """AUTH XOAUTH2 (Google's and Microsoft's SASL mechanism) with the initial response."""
+    initial = f"user={username}\x01auth=Bearer {token}\x01\x01"
+
+    def answer(challenge: bytes | None = None) -> str:
+        # A challenge after the initial response is the server's JSON error: an empty
+        # answer ends the exchange, and the server then says 535.
+        return initial if challenge is None else ""
+
+    client.auth("XOAUTH2", answer, initial_response_ok=True)
 
 
 def _close_quietly(client: smtplib.SMTP) -> None:

@@ -23,6 +23,8 @@ class SourceSettings:
     verify: bool = True
     #: HTTP ingress: how deliveries are signed ("generic", "mailgun" or "ses").
     provider: str = ""
+    #: An OAuth2 access token: log in with AUTHENTICATE XOAUTH2 instead of the password.
+    oauth_token: str = ""
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         return f"SourceSettings({self.describe()})"
@@ -33,7 +35,11 @@ class SourceSettings:
         if self.kind == "http":
             return f"http ingress ({self.provider})"
         unverified = " (certificate not verified)" if not self.verify else ""
-        return f"{self.security} imap {self.username}@{self.host}:{self.port}/{self.folder}{unverified}"
+        oauth = " (XOAUTH2)" if self.oauth_token else ""
+        return (
+            f"{self.security} imap {self.username}@{self.host}:{self.port}/{self.folder}"
+            f"{unverified}{oauth}"
+        )
 
 
 @dataclass

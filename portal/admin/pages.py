@@ -1,3 +1,13 @@
 """The admin areas; each import registers that area's routes on the admin blueprint."""
 
-from portal.admin import audit, channels, mail, mailboxes, outbox, people, settings  # noqa: F401
+from portal.admin import (  # noqa: F401
+    audit,
+    channels,
+    mail,
+    mailbox_oauth,
+    mailboxes,
+    outbox,
+    people,
+    sending,
+    settings,
+)

@@ -76,6 +76,11 @@ def healthz():
         return _health_response(body, 503)
     now = utcnow()
     body["mailboxes"] = mailboxes
+    # Enabled mailboxes whose last poll failed (a refused OAuth sign-in among them): an
+    # admin's job, reported here for a monitor, never a reason for 503.
+    body["failing_mailboxes"] = db.session.scalar(
+        select(func.count()).where(Mailbox.is_enabled, Mailbox.consecutive_failures > 0)
+    )
     if last_success is None:
         body.update(status="error", last_poll_age_seconds=None, reason="no successful poll yet")
         return _health_response(body, 503)

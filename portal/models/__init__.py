@@ -10,7 +10,14 @@ from portal.models.channels import (
 )
 from portal.models.drafts import Draft, DraftAttachment
 from portal.models.invitations import Invitation
-from portal.models.mailboxes import InboundReplay, Mailbox, MailboxPollHour, MailboxRemoval
+from portal.models.mailboxes import (
+    InboundReplay,
+    Mailbox,
+    MailboxOAuthState,
+    MailboxPollHour,
+    MailboxRemoval,
+    SendingMailbox,
+)
 from portal.models.orders import Order
 from portal.models.organisations import Organisation, agent_assignments
 from portal.models.presence import ThreadPresence
@@ -48,6 +55,7 @@ __all__ = [
     "Invitation",
     "LoginLockout",
     "Mailbox",
+    "MailboxOAuthState",
     "MailboxPollHour",
     "MailboxRemoval",
     "Message",
@@ -60,6 +68,7 @@ __all__ = [
     "RecoveryCode",
     "Role",
     "SendStatus",
+    "SendingMailbox",
     "Setting",
     "SpapiState",
     "Tag",

@@ -56,6 +56,19 @@ class Mailbox(db.Model):
     signing_key_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     last_delivery_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    # OAuth2 (XOAUTH2): set by "Connect Microsoft 365" / "Connect Google"; then IMAP (and
+    # SMTP) log in with an access token instead of the password. Tokens under TOKEN_KEY.
+    oauth_provider: Mapped[str | None] = mapped_column(String(20))
+    oauth_refresh_token_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    oauth_access_token_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    oauth_access_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the provider refused the stored grant (reconnect needed); cleared by a refresh.
+    oauth_refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Where this mailbox's account sends mail, for the channels it sends for
+    #: (SendingMailbox): `smtp+starttls://user@host:587`, no password (it
+    #: uses the mailbox's password, or XOAUTH2 when connected).
+    smtp_url: Mapped[str | None] = mapped_column(String(500))
+
     def __repr__(self) -> str:
         return f"<Mailbox {self.id} {self.name!r}>"
 
@@ -72,6 +85,38 @@ class InboundReplay(db.Model):
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(128))
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class MailboxOAuthState(db.Model):
+    """A started "Connect …" of a mailbox: its `state` works once, in the sign-in that began it.
+
+    The PKCE verifier is not stored: it is derived from the state and SECRET_KEY.
+    """
+
+    __tablename__ = "mailbox_oauth_states"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_session_id: Mapped[int] = mapped_column(
+        ForeignKey("user_sessions.id", ondelete="CASCADE"), index=True
+    )
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(20))
+    #: SHA-256 (hex) of the state sent to the provider.
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SendingMailbox(db.Model):
+    """This channel's replies go out through this mailbox's SMTP (no row: SMTP_URL)."""
+
+    __tablename__ = "sending_mailboxes"
+
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    mailbox_id: Mapped[int] = mapped_column(
+        ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True
+    )
 
 
 class MailboxRemoval(db.Model):

@@ -337,37 +337,63 @@ def _alert_owners(channel: Channel, *, subject: str, body: str, kind: str, now) 
 def send_mailbox_alerts(*, now: datetime) -> int:
     """Mail the admins once when a mailbox has failed FAILING_AFTER polls in a row."""
     sent = 0
+    for mailbox in db.session.scalars(select(Mailbox).order_by(Mailbox.id)).all():
+        if mailbox.consecutive_failures == 0:
+            mailbox.failure_alerted_at = None
+            continue
+        if mailbox.consecutive_failures < FAILING_AFTER:
+            continue
+        sent += _alert_mailbox(
+            mailbox,
+            intro=(
+                f"The mailbox {mailbox.name!r} has failed {mailbox.consecutive_failures} "
+                "polls in a row"
+            ),
+            error=mailbox.last_error or "not recorded",
+            now=now,
+        )
+    db.session.flush()
+    return sent
+
+
+def mailbox_authorisation_refused(mailbox: Mailbox, *, error: str, now: datetime) -> int:
+    """Mail the admins at once (once, until a poll succeeds again) when the provider
+    refused an OAuth mailbox's stored authorisation: no retry can mend that."""
+    return _alert_mailbox(
+        mailbox,
+        intro=f"The provider refused the sign-in of the mailbox {mailbox.name!r}",
+        error=error,
+        now=now,
+    )
+
+
+def _alert_mailbox(mailbox: Mailbox, *, intro: str, error: str, now: datetime) -> int:
+    if mailbox.failure_alerted_at is not None or not mailbox.is_enabled:
+        return 0
     admins = db.session.scalars(
         select(User).where(User.role == Role.ADMIN, User.is_active.is_(True))
     ).all()
-    for mailbox in db.session.scalars(select(Mailbox).order_by(Mailbox.id)).all():
-        if mailbox.consecutive_failures < FAILING_AFTER:
-            mailbox.failure_alerted_at = None
-            continue
-        if mailbox.failure_alerted_at is not None or not mailbox.is_enabled:
-            continue
-        mailbox.failure_alerted_at = now
-        body = (
-            f"The mailbox {mailbox.name!r} has failed {mailbox.consecutive_failures} polls in "
-            f"a row, so buyer mail it holds is not reaching Sellerdesk. The last error:\n\n"
-            f"  {(mailbox.last_error or 'not recorded')[:500]}\n\n"
-            f"The ingestion health page: {external_url('admin.health')}"
+    mailbox.failure_alerted_at = now
+    body = (
+        f"{intro}, so buyer mail it holds is not reaching Sellerdesk. The last error:\n\n"
+        f"  {error[:500]}\n\n"
+        f"The ingestion health page: {external_url('admin.health')}"
+    )
+    sent = 0
+    for admin in admins:
+        sent += _queue(
+            admin,
+            subject=f"Mailbox {mailbox.name} keeps failing",
+            body=body,
+            kind="alert_mailbox_failing",
+            now=now,
         )
-        for admin in admins:
-            sent += _queue(
-                admin,
-                subject=f"Mailbox {mailbox.name} keeps failing",
-                body=body,
-                kind="alert_mailbox_failing",
-                now=now,
-            )
-        record_event(
-            "mailbox.failing_alerted",
-            actor=None,
-            target=mailbox,
-            details={"failures": mailbox.consecutive_failures, "admins": len(admins)},
-        )
-    db.session.flush()
+    record_event(
+        "mailbox.failing_alerted",
+        actor=None,
+        target=mailbox,
+        details={"failures": mailbox.consecutive_failures, "admins": len(admins)},
+    )
     return sent
 
 

@@ -32,16 +32,20 @@ class RotationSummary:
     totp: RotationCount = field(default_factory=RotationCount)
     orders: RotationCount = field(default_factory=RotationCount)
     signing_keys: RotationCount = field(default_factory=RotationCount)
+    #: Refresh and access tokens of OAuth mailboxes (one count per token).
+    mailbox_tokens: RotationCount = field(default_factory=RotationCount)
 
     def line(self) -> str:
         c, m, t, o = self.credentials, self.mailboxes, self.totp, self.orders
+        k = self.mailbox_tokens
         return (
             f"credentials: rotated={c.rotated} already={c.already}; "
             f"mailbox passwords: rotated={m.rotated} already={m.already}; "
             f"TOTP secrets: rotated={t.rotated} already={t.already}; "
             f"order buyer data: rotated={o.rotated} already={o.already}; "
             f"mailbox signing keys: rotated={self.signing_keys.rotated} "
-            f"already={self.signing_keys.already}"
+            f"already={self.signing_keys.already}; "
+            f"mailbox OAuth tokens: rotated={k.rotated} already={k.already}"
         )
 
 
@@ -55,8 +59,9 @@ def _fernet(key: str, what: str) -> Fernet:
 
 
 def rotate_token_key(*, old_key: str, new_key: str) -> RotationSummary:
-    """Re-encrypt Credential.secret_encrypted, Mailbox.password_encrypted (and the HTTP
-    mailboxes' signing_key_encrypted), User.totp_secret_encrypted and Order.pii_encrypted from `old_key` to `new_key`
+    """Re-encrypt Credential.secret_encrypted, Mailbox.password_encrypted (with the HTTP
+    mailboxes' signing keys and the OAuth mailboxes' tokens), User.totp_secret_encrypted
+    and Order.pii_encrypted from `old_key` to `new_key`
     (flushed, not committed: the caller commits once, for all of them).
 
     Every secret is decrypted first; if any cannot be read with either key, nothing is
@@ -72,7 +77,11 @@ def rotate_token_key(*, old_key: str, new_key: str) -> RotationSummary:
     ).all()
     mailboxes = db.session.scalars(
         select(Mailbox)
-        .where(Mailbox.password_encrypted.is_not(None))
+        .where(
+            Mailbox.password_encrypted.is_not(None)
+            | Mailbox.oauth_refresh_token_encrypted.is_not(None)
+            | Mailbox.oauth_access_token_encrypted.is_not(None)
+        )
         .order_by(Mailbox.id)
         .with_for_update()
     ).all()
@@ -93,7 +102,13 @@ def rotate_token_key(*, old_key: str, new_key: str) -> RotationSummary:
     ).all()
     rows = (
         [("credential", c, "secret_encrypted") for c in credentials]
-        + [("mailbox", m, "password_encrypted") for m in mailboxes]
+        + [("mailbox", m, "password_encrypted") for m in mailboxes if m.password_encrypted]
+        + [
+            ("mailbox_token", m, attribute)
+            for m in mailboxes
+            for attribute in ("oauth_refresh_token_encrypted", "oauth_access_token_encrypted")
+            if getattr(m, attribute) is not None
+        ]
         + [("user", u, "totp_secret_encrypted") for u in users]
         + [("order", o, "pii_encrypted") for o in orders]
         + [("signing key of mailbox", m, "signing_key_encrypted") for m in signing]
@@ -125,6 +140,7 @@ def rotate_token_key(*, old_key: str, new_key: str) -> RotationSummary:
     counts = {
         "credential": summary.credentials,
         "mailbox": summary.mailboxes,
+        "mailbox_token": summary.mailbox_tokens,
         "user": summary.totp,
         "order": summary.orders,
         "signing key of mailbox": summary.signing_keys,

@@ -14,6 +14,7 @@ import ssl
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from flask import current_app
 from imapclient.exceptions import IMAPClientError, LoginError
 from sqlalchemy import select, update
 
@@ -24,14 +25,15 @@ from portal.crypto import SecretUnreadable, encrypt_secret
 from portal.extensions import db
 from portal.models import Mailbox, Message, User
 from portal.services.audit import record_event
+from portal.services.mailbox_tokens import MailboxAuthError, connection_settings
 from portal.services.mailboxes import (
     DEFAULT_MAILBOX_NAME,
     IMAP_SCHEMES,
     MailSourceError,
     parse_source_url,
-    source_settings,
     source_url_without_password,
 )
+from portal.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -359,8 +361,9 @@ def check_connection(mailbox: Mailbox, *, timeout: float = CHECK_TIMEOUT) -> Con
     Changes nothing: no flags are set and the checkpoint stays where it is.
     """
     try:
-        settings = source_settings(mailbox)
-    except (MailSourceError, SecretUnreadable) as exc:
+        # A connected (OAuth) mailbox refreshes its access token here when due (committed).
+        settings = connection_settings(mailbox, current_app.config, now=utcnow())
+    except (MailSourceError, SecretUnreadable, MailboxAuthError) as exc:
         return ConnectionCheck(ok=False, message=str(exc))
     if settings.kind == "maildir":
         return _check_maildir(settings)

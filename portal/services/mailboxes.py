@@ -150,6 +150,11 @@ def source_settings(mailbox: Mailbox) -> SourceSettings:
     )
 
 
+def is_connected(mailbox: Mailbox) -> bool:
+    """Connected with OAuth ("Connect Microsoft 365" / "Connect Google"): logs in with XOAUTH2."""
+    return bool(mailbox.oauth_provider and mailbox.oauth_refresh_token_encrypted)
+
+
 def is_due(mailbox: Mailbox, now: datetime) -> bool:
     """False while the mailbox is backing off after failures."""
     return mailbox.next_attempt_at is None or mailbox.next_attempt_at <= now

@@ -45,6 +45,8 @@ from sqlalchemy import ColumnElement, or_, select, update
 from ingest.mail import compose, smtp
 from portal.extensions import db
 from portal.models import Direction, Message, SendStatus
+from portal.services import sending
+from portal.services.mailbox_tokens import MailboxAuthError
 from portal.services.outbox import reopen_after_failure
 from portal.sqltypes import utcnow
 
@@ -140,6 +142,8 @@ class _Attempt:
     raw: bytes
     #: A system mail (services/system_mail.py): no thread, its bytes hold live links.
     is_system: bool
+    #: Picks the SMTP (services/sending.py): the channel's sending mailbox, or SMTP_URL.
+    channel_id: int | None = None
 
 
 def _deliver(message_pk: int, *, now: datetime | None, timeout: float) -> Outcome:
@@ -169,6 +173,7 @@ def _read_claimed(message_pk: int, claimed_until: datetime) -> _Attempt:
         recipients=[message.to_addresses],
         raw=message.raw or b"",
         is_system=message.thread_id is None,
+        channel_id=message.channel_id,
     )
     # End the read transaction: nothing may hold a database lock during the SMTP talk.
     db.session.commit()
@@ -176,7 +181,11 @@ def _read_claimed(message_pk: int, claimed_until: datetime) -> _Attempt:
 
 
 def _send(attempt: _Attempt, *, timeout: float) -> str:
-    transport = smtp.parse_smtp_url(current_app.config["SMTP_URL"])
+    try:
+        transport = sending.transport_for(attempt.channel_id, current_app.config, now=utcnow())
+    except MailboxAuthError as exc:
+        # The sending mailbox's OAuth sign-in failed: retried like a server that is down.
+        raise smtp.TemporarySendError(f"sending mailbox: {exc}") from exc
     return smtp.send_raw(
         transport,
         sender=attempt.sender,

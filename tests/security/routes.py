@@ -355,6 +355,19 @@ ROUTES: dict[str, Entry] = {
     "admin.mailbox_set_enabled": Entry(ADMIN_POST, args={"mailbox_id": "mailbox"}, owners=("G",)),
     "admin.mailbox_test": Entry(ADMIN_POST, args={"mailbox_id": "mailbox"}, owners=("G",)),
     "admin.health": Entry(ADMIN_GET),
+    # "Connect …" (OAuth2): without a configured client it says so and redirects back; a
+    # forged state on the callback names a mailbox but changes nothing.
+    "admin.mailbox_oauth_connect": Entry(ADMIN_POST, args={"mailbox_id": "mailbox"}, owners=("G",)),
+    # A POST with no fields leaves the mailbox sending nothing (unchanged): redirected.
+    "admin.mailbox_sending": Entry(
+        admin_only(ALLOWED), args={"mailbox_id": "mailbox"}, owners=("G",)
+    ),
+    "admin.mailbox_oauth_callback": Entry(
+        admin_only(frozenset({REDIRECT})),
+        query={"state": "mailbox"},
+        owners=("G",),
+        formats={"state": "{}.forged-state-not-issued-here"},
+    ),
     "admin.unrouted": Entry(ADMIN_GET),
     "admin.unrouted_detail": Entry(ADMIN_GET, args={"message_id": "unrouted"}, owners=("G",)),
     "admin.unrouted_html": Entry(ADMIN_GET, args={"message_id": "unrouted"}, owners=("G",)),

@@ -116,8 +116,10 @@ def test_every_post_route_has_a_form_or_is_fuzzed_blind(forms: list[Form]):
     # two steps) is one more, the passkeys' two ceremonies' options (requested by
     # JavaScript alone) two more, and a buyer's erasure is confirmed on the page its
     # first step answers (orgs.erase_buyer_confirm). "Reopen" shows only beside a closed
-    # organisation, and the world's are open (admin.organisation_reopen).
-    assert len(posts - with_form) <= 16, sorted(posts - with_form)
+    # organisation, and the world's are open (admin.organisation_reopen). Issue 24:
+    # "Connect Microsoft 365" / "Connect Google" show only on an IMAP mailbox with a
+    # provider's client configured, which the world has not (admin.mailbox_oauth_connect).
+    assert len(posts - with_form) <= 17, sorted(posts - with_form)
 
 
 def _token(matrix: Matrix, role: str) -> str:
