@@ -263,6 +263,7 @@ ROUTES: dict[str, Entry] = {
     # Bulk actions: agents and admins; the thread ids are scoped in the view (tests/portal).
     "inbox.bulk": Entry(roles_only("agent", "admin", ok=ALLOWED)),
     "inbox.thread_detail": Entry(READ, args={"thread_id": "thread"}, owners=AB),
+    "inbox.thread_live": Entry(READ, args={"thread_id": "thread"}, owners=AB),
     "inbox.message_html": Entry(READ, args=MESSAGE, owners=PAIRS),
     "inbox.attachment": Entry(
         READ, args={"thread_id": "thread", "attachment_id": "attachment"}, owners=PAIRS
