@@ -195,6 +195,8 @@ ROUTES: dict[str, Entry] = {
     "account.sign_out_elsewhere": Entry(logged_in(frozenset({REDIRECT, INVALID}))),
     "account.change_time_zone": Entry(logged_in(frozenset({REDIRECT, INVALID}))),
     "account.change_alerts": Entry(logged_in(frozenset({REDIRECT, INVALID}))),
+    "account.change_notifications": Entry(logged_in(frozenset({REDIRECT, INVALID}))),
+    "account.claim_notifications": Entry(logged_in(frozenset({OK, INVALID}))),
     # A forged invitation link gets the "expired" page.
     "account.accept_invitation": Entry(public(), values={"token": "forged-token"}),
     # The login's code step answers only a browser whose password was just right: any
