@@ -16,9 +16,11 @@ session cookie doing what static/js/live.js does: GET /inbox once for the page's
 then every 2 s GET /inbox/live with If-None-Match (304 while nothing changed), started
 at random points of the 2 s so they spread as real tabs do.
 
-- idle: for --seconds (60) nothing changes; CPU seconds per second of the web and
-  worker processes (every process under the one started, from /proc/PID/stat utime +
-  stime), against the target of 10% of one core.
+- baseline: for --baseline (20) seconds no client asks; the CPU seconds per second of
+  the web and worker processes (every process under the one started, from
+  /proc/PID/stat utime + stime) with nothing to serve.
+- idle: for --seconds (60) the clients ask and nothing changes; the same CPU figure,
+  against the target of 10% of one core, and the CPU per request beyond the baseline.
 - reach: one buyer message APPENDed to the Dovecot mailbox; from the end of the APPEND
   to the response in which each client's rows hold its order ID: p50, p95, max over the
   clients (target p95 <= 3 s).
@@ -136,6 +138,8 @@ class SetupResult:
     errors: int = 0
     reach: list[float] = field(default_factory=list)
     missed: int = 0
+    baseline_cpu: float = 0.0
+    baseline_seconds: float = 0.0
 
 
 class Bench:
@@ -366,6 +370,15 @@ class Bench:
                         client.errors += 1
                     stop.wait(INTERVAL)
 
+            # The baseline: the same processes with no client asking, once the worker's
+            # start-up pass and the pages' first renders are over.
+            time.sleep(10)
+            say(f"{setup}: no clients for {self.args.baseline:.0f} s (baseline) …")
+            cpu_before, wall_before = _tree_cpu(portal.pid), time.perf_counter()
+            time.sleep(self.args.baseline)
+            result.baseline_cpu = _tree_cpu(portal.pid) - cpu_before
+            result.baseline_seconds = time.perf_counter() - wall_before
+
             threads = [threading.Thread(target=poll, args=(c,), daemon=True) for c in clients]
             for thread in threads:
                 thread.start()
@@ -408,7 +421,8 @@ def report(bench: Bench) -> str:
         f"at end {os.getloadavg()[0]:.2f}",
         "",
         f"  {'setup':<7}{'portal':<36}{'req/s':>7}{'304s':>7}{'errors':>7}"
-        f"{'cpu/s':>8}{'reach p50':>11}{'p95':>7}{'max':>7}{'missed':>8}",
+        f"{'cpu/s':>8}{'no clients':>11}{'ms/req':>8}{'reach p50':>11}{'p95':>7}{'max':>7}"
+        f"{'missed':>8}",
     ]
     verdicts = []
     for r in bench.results:
@@ -420,9 +434,13 @@ def report(bench: Bench) -> str:
             if r.reach
             else (0.0, 0.0, 0.0)
         )
+        idle = r.baseline_cpu / r.baseline_seconds if r.baseline_seconds else 0.0
+        # CPU per request beyond what the processes spend with no client at all.
+        per_request = (cores - idle) / rate * 1000 if rate else 0.0
         lines.append(
             f"  {r.setup:<7}{r.settings:<36}{rate:>7.1f}{share:>7.0%}{r.errors:>7}"
-            f"{cores:>8.3f}{p50:>10.2f}s{p95:>6.2f}s{top:>6.2f}s{r.missed:>8}"
+            f"{cores:>8.3f}{idle:>11.3f}{per_request:>8.2f}"
+            f"{p50:>10.2f}s{p95:>6.2f}s{top:>6.2f}s{r.missed:>8}"
         )
         verdicts.append(
             f"{r.setup}: cpu_per_second={cores:.3f} (target <= {TARGET_CPU:.2f}: "
@@ -441,6 +459,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--setups", default="serve,run", help="serve, run or both (default)")
     parser.add_argument("--clients", type=int, default=100, help="open inboxes (default 100)")
     parser.add_argument("--seconds", type=float, default=60, help="idle time measured (60)")
+    parser.add_argument(
+        "--baseline", type=float, default=20, help="idle seconds with no client first (20)"
+    )
     parser.add_argument("--threads", type=int, default=200, help="per organisation (200)")
     parser.add_argument("--timeout", type=float, default=60, help="give up on reach after s")
     parser.add_argument("--seed", type=int, default=1, help="seed of the clients' offsets")
