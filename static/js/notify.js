@@ -8,6 +8,8 @@
   const claimUrl = document.querySelector('meta[name="notify-claim-url"]')?.content;
   const csrf = document.querySelector('meta[name="notify-csrf"]')?.content;
   const supported = "Notification" in window;
+  let timer = null;
+  let failures = 0;
 
   // The account page: what this browser allows, and the button that asks.
   const box = document.querySelector("[data-notify-permission]");
@@ -35,14 +37,12 @@
     box.querySelector("[data-notify-ask]").addEventListener("click", async () => {
       if (supported) await Notification.requestPermission();
       showPermission();
-      if (supported && Notification.permission === "granted") schedule(0);
+      if (claimUrl && supported && Notification.permission === "granted") schedule(0);
     });
     showPermission();
   }
 
   if (!claimUrl || !supported || !window.fetch) return;
-  let timer = null;
-  let failures = 0;
 
   function show(item) {
     const note = new Notification(item.title, { body: item.body, tag: item.tag });
