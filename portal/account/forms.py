@@ -59,3 +59,17 @@ class AlertsForm(FlaskForm):
         "unassigned, past the deadline and due soon.",
     )
     submit = SubmitField("Save alerts")
+
+
+class NotificationsForm(FlaskForm):
+    browser = BooleanField(
+        "Browser notifications",
+        description="While a Sellerdesk tab is open: a new conversation on your channels, "
+        "one assigned to you, one of yours 2 hours before Amazon's deadline. Your browser "
+        "asks once whether to allow them.",
+    )
+    submit = SubmitField("Save notifications")
+
+
+class ClaimNotificationsForm(FlaskForm):
+    """What an open tab posts to fetch the notifications due (CSRF only)."""

@@ -3,6 +3,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     url_for,
@@ -13,7 +14,9 @@ from portal.account.devices import describe_device
 from portal.account.forms import (
     AcceptInvitationForm,
     AlertsForm,
+    ClaimNotificationsForm,
     ForgotPasswordForm,
+    NotificationsForm,
     ResetPasswordForm,
     SignOutElsewhereForm,
     SignOutSessionForm,
@@ -22,6 +25,7 @@ from portal.account.forms import (
 from portal.extensions import db, limiter
 from portal.services import alerts as alert_service
 from portal.services import invitations as invitation_service
+from portal.services import notifications as notification_service
 from portal.services import password_reset
 from portal.services import sessions as session_service
 from portal.services import users as user_service
@@ -105,7 +109,10 @@ def _time_zone_form() -> TimeZoneForm:
 
 
 def _render_index(
-    time_zone_form: TimeZoneForm, status: int = 200, alerts_form: AlertsForm | None = None
+    time_zone_form: TimeZoneForm,
+    status: int = 200,
+    alerts_form: AlertsForm | None = None,
+    notifications_form: NotificationsForm | None = None,
 ):
     user = current_user._get_current_object()
     rows = session_service.list_sessions(user, now=utcnow())
@@ -116,6 +123,10 @@ def _render_index(
         elsewhere_form=SignOutElsewhereForm(),
         time_zone_form=time_zone_form,
         alerts_form=alerts_form or _alerts_form(formdata=None),
+        notifications_form=notifications_form
+        or NotificationsForm(
+            prefix="notifications", formdata=None, browser=user.browser_notifications
+        ),
     ), status
 
 
@@ -132,6 +143,49 @@ def change_alerts():
         db.session.commit()
     flash("Your e-mail alerts are saved.", "success")
     return redirect(url_for("account.index") + "#alerts")
+
+
+@bp.route("/account/notifications", methods=["POST"])
+@login_required
+def change_notifications():
+    form = NotificationsForm(prefix="notifications")
+    if not form.validate_on_submit():
+        return _render_index(_time_zone_form(), 400, notifications_form=form)
+    user = current_user._get_current_object()
+    if notification_service.set_browser_notifications(user, form.browser.data, now=utcnow()):
+        db.session.commit()
+    flash(
+        "Browser notifications are on. Allow them in each browser you use: the button below asks."
+        if form.browser.data
+        else "Browser notifications are off.",
+        "success",
+    )
+    return redirect(url_for("account.index") + "#notifications")
+
+
+@bp.route("/notifications/claim", methods=["POST"])
+@login_required
+def claim_notifications():
+    """What an open tab (static/js/notify.js) posts now and then: the user's browser
+    notifications due, each to one tab only, with the link a click opens."""
+    if not ClaimNotificationsForm().validate_on_submit():
+        return jsonify(error="Reload the page."), 400
+    user = current_user._get_current_object()
+    events = notification_service.claim_notifications(user, now=utcnow())
+    db.session.commit()
+    return jsonify(
+        notifications=[
+            {
+                "title": event.title,
+                "body": event.body,
+                "tag": event.tag,
+                "url": url_for("inbox.thread_detail", thread_id=event.thread_id)
+                if event.thread_id
+                else url_for("inbox.index"),
+            }
+            for event in events
+        ]
+    )
 
 
 @bp.route("/account/time-zone", methods=["POST"])

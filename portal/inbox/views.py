@@ -8,6 +8,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    get_template_attribute,
     jsonify,
     redirect,
     render_template,
@@ -337,11 +338,14 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
         "\n".join(m.text_body for m in messages if not m.is_internal_note)
     )
     deadline = thread_service.response_deadline(thread)
+    newest_id = max((m.id for m in messages), default=0)
     return (
         render_template(
             "inbox/thread.html",
             thread=thread,
             messages=messages,
+            newest_id=newest_id,
+            live_etag=_thread_etag(thread, newest_id),
             deadline=deadline,
             due=answer_due(deadline, thread_service.utcnow()),
             status_badge=STATUS_BADGES[thread.status],
@@ -379,6 +383,45 @@ def _render_thread(thread: Thread, *, status: int = 200, **forms):
         ),
         status,
     )
+
+
+def _thread_etag(thread: Thread, newest_id: int) -> str:
+    return hashlib.sha256(f"{current_user.id}:{thread.id}:{newest_id}".encode()).hexdigest()[:32]
+
+
+@bp.route("/threads/<int:thread_id>/live")
+@login_required
+def thread_live(thread_id: int):
+    """What an open thread page (static/js/live.js) asks every two seconds: 304 while
+    the thread has no new message, else the messages after ?after= rendered as the page
+    renders them. A thread the user may not open is a 404, as its page is."""
+    thread = _load_thread(thread_id)
+    newest_id = inbox_service.newest_message_id(thread)
+    etag = _thread_etag(thread, newest_id)
+    if etag in request.if_none_match:
+        response = Response(status=304)
+    else:
+        after = parse_id(request.args.get("after")) or 0
+        messages = inbox_service.messages_after(thread, after)
+        render = get_template_attribute("inbox/_message.html", "render_message")
+        marks = thread_service.no_response_marks(thread)
+        response = jsonify(
+            messages=[
+                {
+                    "id": m.id,
+                    "html": str(render(m, thread, marks, False)),
+                    "from": m.author.display_name
+                    if m.is_internal_note and m.author
+                    else (m.from_name or m.from_address),
+                    "note": m.is_internal_note,
+                }
+                for m in messages
+            ],
+            newest=newest_id,
+        )
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
 
 
 def _order_panel(thread: Thread):

@@ -121,6 +121,9 @@ class Thread(db.Model):
     #: The awaiting_reply_since whose coming deadline the assignee was warned of: one
     #: warning per buyer message waiting (portal/services/alerts.py).
     deadline_alerted_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When someone other than the assignee last gave them the thread: their browser
+    #: notification (portal/services/notifications.py). None after assigning oneself.
+    handed_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: A pending thread's snooze: the worker opens it again then (or the buyer, earlier).
     snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     #: When the thread was last closed (None while open or pending): the retention of

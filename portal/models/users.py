@@ -65,6 +65,10 @@ class User(UserMixin, db.Model):
     alert_deadline: Mapped[bool] = mapped_column(server_default=true())
     alert_digest: Mapped[bool] = mapped_column(server_default=false())
     digest_sent_on: Mapped[date | None] = mapped_column(Date)
+    #: Browser notifications (portal/services/notifications.py; opted into on /account)
+    #: and how far they were given: each event goes to one of the user's tabs, once.
+    browser_notifications: Mapped[bool] = mapped_column(server_default=false())
+    notified_through: Mapped[datetime | None] = mapped_column(UTCDateTime)
     totp_last_counter: Mapped[int | None] = mapped_column(BigInteger)
 
     organisation: Mapped[Organisation | None] = relationship(

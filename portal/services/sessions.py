@@ -89,7 +89,8 @@ def resolve_session(ref: str | None, *, now: datetime) -> User | None:
         return None
     row = db.session.scalar(
         select(UserSession)
-        .options(joinedload(UserSession.user))
+        # The organisation too: every request's two-factor guard reads it for a seller.
+        .options(joinedload(UserSession.user).joinedload(User.organisation))
         .where(UserSession.token_hash == token_digest(ref))
     )
     if row is None or row.expires_at <= now or not row.user.is_active:

@@ -150,6 +150,7 @@ def assign_thread(
         return False
     previous = thread.assignee_id
     thread.assignee = assignee
+    thread.handed_over_at = utcnow() if assignee is not None and assignee.id != actor.id else None
     record_event(
         "thread.assigned",
         actor=actor,

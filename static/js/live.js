@@ -123,3 +123,78 @@
   });
   schedule();
 })();
+
+// The live thread: the same conditional poll for one thread. A message stored while the
+// page is open is put in, rendered by the server as the page renders it, after the last
+// one, and announced; the reply box, its draft and the scroll are left alone (the reply
+// still stops with "read it first" if it was written before the message came).
+(() => {
+  const root = document.getElementById("thread-live");
+  if (!root || !window.fetch) return;
+  const INTERVAL = 2000;
+  const base = root.dataset.liveUrl;
+  let etag = `"${root.dataset.liveEtag}"`;
+  let after = root.dataset.after || "0";
+  let timer = null;
+  let failures = 0;
+  let busy = false;
+  const status = document.getElementById("thread-live-status");
+
+  function apply(data) {
+    const template = document.createElement("template");
+    const names = [];
+    for (const message of data.messages) {
+      if (document.getElementById(`m${message.id}`)) continue; // shown already
+      template.innerHTML = message.html;
+      const article = template.content.querySelector("article");
+      if (!article) continue;
+      article.classList.add("is-live-new");
+      root.append(article);
+      names.push(message.note ? `a note by ${message.from}` : `a message from ${message.from}`);
+    }
+    after = String(data.newest);
+    if (names.length) {
+      const empty = root.querySelector("p.empty");
+      if (empty) empty.remove();
+      status.textContent = `New in this thread: ${names.join(", ")}.`;
+    }
+  }
+
+  async function poll() {
+    timer = null;
+    if (document.visibilityState === "hidden") return;
+    busy = true;
+    try {
+      const response = await fetch(`${base}?after=${encodeURIComponent(after)}`, {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { Accept: "application/json", "If-None-Match": etag },
+      });
+      if (response.status === 200) {
+        if (!(response.headers.get("Content-Type") || "").includes("application/json")) {
+          busy = false;
+          return; // signed out meanwhile
+        }
+        const data = await response.json();
+        etag = response.headers.get("ETag") || etag;
+        apply(data);
+      } else if (response.status !== 304) {
+        throw new Error(`live thread: ${response.status}`);
+      }
+      failures = 0;
+    } catch (err) {
+      failures += 1;
+    }
+    busy = false;
+    schedule();
+  }
+
+  function schedule() {
+    if (timer === null) timer = setTimeout(poll, INTERVAL * Math.min(2 ** failures, 15));
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && timer === null && !busy) poll();
+  });
+  schedule();
+})();

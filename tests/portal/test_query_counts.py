@@ -190,3 +190,18 @@ def test_dashboard_statements_do_not_grow_with_the_threads_due(
     page = client.get("/dashboard").get_data(as_text=True)
     assert page.count('href="/threads/') == 20  # ten of each list
     assert len(large) == len(small), growth(small, large)
+
+
+def test_an_unchanged_live_answer_is_a_few_statements(client, login_as, two_channels, make_thread):
+    """What 100 open tabs ask every two seconds (bench/live.py): the sign-in (with its
+    user and organisation, which the two-factor guard reads), the thread's visibility
+    check for a thread page, then the change check."""
+    uk, _ = two_channels
+    thread = make_thread(uk, texts=("one", "two"))
+    login_as(Role.SELLER, organisation=uk.organisation)
+    for path, bound in (("/inbox/live", 3), (f"/threads/{thread.id}/live", 4)):
+        etag = client.get(path).headers["ETag"]
+        with counted() as statements:
+            response = client.get(path, headers={"If-None-Match": etag})
+        assert response.status_code == 304, path
+        assert len(statements) <= bound, "\n".join(statements)

@@ -204,6 +204,8 @@ ROUTES: dict[str, Entry] = {
     "account.sign_out_elsewhere": Entry(logged_in(frozenset({REDIRECT, INVALID}))),
     "account.change_time_zone": Entry(logged_in(frozenset({REDIRECT, INVALID}))),
     "account.change_alerts": Entry(logged_in(frozenset({REDIRECT, INVALID}))),
+    "account.change_notifications": Entry(logged_in(frozenset({REDIRECT, INVALID}))),
+    "account.claim_notifications": Entry(logged_in(frozenset({OK, INVALID}))),
     # A forged invitation link gets the "expired" page.
     "account.accept_invitation": Entry(public(), values={"token": "forged-token"}),
     # The login's code step answers only a browser whose password was just right: any
@@ -272,6 +274,7 @@ ROUTES: dict[str, Entry] = {
     # Bulk actions: agents and admins; the thread ids are scoped in the view (tests/portal).
     "inbox.bulk": Entry(roles_only("agent", "admin", ok=ALLOWED)),
     "inbox.thread_detail": Entry(READ, args={"thread_id": "thread"}, owners=AB),
+    "inbox.thread_live": Entry(READ, args={"thread_id": "thread"}, owners=AB),
     "inbox.message_html": Entry(READ, args=MESSAGE, owners=PAIRS),
     "inbox.attachment": Entry(
         READ, args={"thread_id": "thread", "attachment_id": "attachment"}, owners=PAIRS

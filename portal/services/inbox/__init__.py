@@ -6,7 +6,8 @@ Read in this order:
     search.py   the search box: terms as conditions (SQLite FTS5; PostgreSQL tsvector, trigrams)
     paging.py   the sort orders and keyset cursors
     listing.py  list_inbox and filter_options: one statement per shape, built once
-    live.py     change_token and nav_counts: what the open inbox asks every two seconds
+    live.py     change_token and nav_counts: what the open inbox asks every two seconds;
+                newest_message_id and messages_after: the same for an open thread
 """
 
 from portal.services.inbox.filters import (
@@ -24,7 +25,13 @@ from portal.services.inbox.listing import (
     filter_options,
     list_inbox,
 )
-from portal.services.inbox.live import NavCounts, change_token, nav_counts
+from portal.services.inbox.live import (
+    NavCounts,
+    change_token,
+    messages_after,
+    nav_counts,
+    newest_message_id,
+)
 from portal.services.inbox.row import InboxRow
 
 __all__ = [
@@ -42,5 +49,7 @@ __all__ = [
     "change_token",
     "filter_options",
     "list_inbox",
+    "messages_after",
     "nav_counts",
+    "newest_message_id",
 ]

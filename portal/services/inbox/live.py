@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, case, func, select
+from sqlalchemy.orm import selectinload, undefer
 
 from portal.extensions import db
-from portal.models import Thread, ThreadStatus, User
+from portal.models import Message, Thread, ThreadStatus, User
 from portal.services.scoping import scope_by_kind, scope_kind, scope_parameters
 from portal.services.threads import RESPONSE_WINDOW
 from portal.sqltypes import UTCDateTime, utcnow
@@ -48,6 +49,33 @@ def change_token(user: User) -> str:
         return "none"
     recent = conn.execute(_recent_statement(kind), {**params, "since": newest - WINDOW}).scalar()
     return f"{newest.isoformat()}/{recent}"
+
+
+def newest_message_id(thread: Thread) -> int:
+    """The id of the thread's newest message (0 for none): the live thread page's change
+    check, one lookup on the messages' thread index. The caller has checked that the
+    user may open the thread."""
+    newest = db.session.scalar(select(func.max(Message.id)).where(Message.thread_id == thread.id))
+    return newest or 0
+
+
+def messages_after(thread: Thread, after: int) -> list[Message]:
+    """The thread's messages newer than id `after`, oldest first, loaded as the thread
+    page loads them."""
+    return list(
+        db.session.scalars(
+            select(Message)
+            .where(Message.thread_id == thread.id, Message.id > after)
+            .order_by(Message.created_at, Message.id)
+            .options(
+                undefer(Message.text_body),
+                undefer(Message.visible_text),
+                undefer(Message.html_body),
+                selectinload(Message.attachments),
+                selectinload(Message.author),
+            )
+        )
+    )
 
 
 def nav_counts(user: User, *, now: datetime | None = None) -> NavCounts:
