@@ -6,6 +6,7 @@ Also feeds the "ingestion stalled" banner shown on every admin page.
 from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
+from portal import oauth_client
 from portal.admin import bp
 from portal.admin.ops_forms import (
     ActionForm,
@@ -66,6 +67,15 @@ def _settings_from(form):
     return mailbox_service.maildir_settings(path=form.path.data)
 
 
+def _oauth_available() -> bool:
+    """A provider's client is configured: an IMAP mailbox may be saved without a password
+    and connected with "Connect …" next (Microsoft 365 has no IMAP passwords)."""
+    return any(
+        oauth_client.provider_settings(current_app.config, key) is not None
+        for key in oauth_client.PROVIDERS
+    )
+
+
 def _render_form(form, *, kind: str, mailbox: Mailbox | None = None, status: int = 200):
     return (
         render_template("admin/mailboxes/form.html", form=form, kind=kind, mailbox=mailbox),
@@ -75,7 +85,11 @@ def _render_form(form, *, kind: str, mailbox: Mailbox | None = None, status: int
 
 @bp.route("/mailboxes/new/<any(imap, maildir):kind>", methods=["GET", "POST"])
 def mailbox_new(kind: str):
-    form = ImapMailboxForm() if kind == "imap" else MaildirMailboxForm()
+    form = (
+        ImapMailboxForm(oauth_available=_oauth_available())
+        if kind == "imap"
+        else MaildirMailboxForm()
+    )
     if form.validate_on_submit():
         try:
             mailbox = mailbox_service.create_mailbox(
@@ -84,6 +98,7 @@ def mailbox_new(kind: str):
                 settings=_settings_from(form),
                 password=form.password.data if kind == "imap" else None,
                 is_enabled=form.is_enabled.data,
+                connect_later=kind == "imap" and _oauth_available(),
             )
         except mailbox_service.MailboxConfigError as exc:
             db.session.rollback()
@@ -148,7 +163,9 @@ def mailbox_edit(mailbox_id: int):
     if kind == "imap":
         form = ImapMailboxForm(
             mailbox=mailbox,
-            password_on_file=mailbox.password_encrypted is not None,
+            password_on_file=mailbox.password_encrypted is not None
+            or mailbox_service.is_connected(mailbox),
+            oauth_available=_oauth_available(),
             data={
                 "name": mailbox.name,
                 "is_enabled": mailbox.is_enabled,
@@ -176,6 +193,7 @@ def mailbox_edit(mailbox_id: int):
                 settings=_settings_from(form),
                 password=form.password.data if kind == "imap" else None,
                 is_enabled=form.is_enabled.data,
+                connect_later=kind == "imap" and _oauth_available(),
             )
         except mailbox_service.MailboxConfigError as exc:
             db.session.rollback()

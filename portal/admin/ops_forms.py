@@ -125,13 +125,23 @@ class ImapMailboxForm(_MailboxForm):
     )
     submit = SubmitField("Save mailbox")
 
-    def __init__(self, *args, password_on_file: bool = False, **kwargs):
+    def __init__(
+        self, *args, password_on_file: bool = False, oauth_available: bool = False, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self._password_on_file = password_on_file
+        self._oauth_available = oauth_available
         if password_on_file:
             self.password.description = (
-                "A password is on file (encrypted). Leave empty to keep it; type a new one "
-                "to replace it."
+                "A password is on file (encrypted), or the mailbox is connected with OAuth. "
+                "Leave empty to keep it; type a new one to replace it."
+            )
+        elif oauth_available:
+            # Microsoft 365 has no IMAP passwords at all: such a mailbox is saved without
+            # one and then connected with "Connect …" beside it.
+            self.password.description = (
+                "Stored encrypted; it is never shown again. Leave it empty for a Microsoft 365 "
+                "or Google mailbox: save, then use “Connect …” beside it."
             )
 
     def validate_ca_file(self, field):
@@ -141,7 +151,7 @@ class ImapMailboxForm(_MailboxForm):
         field.data = path
 
     def validate_password(self, field):
-        if not field.data and not self._password_on_file:
+        if not field.data and not self._password_on_file and not self._oauth_available:
             raise ValidationError("Enter the password.")
 
 

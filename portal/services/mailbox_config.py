@@ -30,6 +30,7 @@ from portal.services.mailboxes import (
     DEFAULT_MAILBOX_NAME,
     IMAP_SCHEMES,
     MailSourceError,
+    is_connected,
     parse_source_url,
     source_url_without_password,
 )
@@ -120,14 +121,16 @@ def create_mailbox(
     settings: SourceSettings,
     password: str | None = None,
     is_enabled: bool = True,
+    connect_later: bool = False,
 ) -> Mailbox:
-    """Add a mailbox for the worker to poll; an IMAP password is stored encrypted."""
+    """Add a mailbox for the worker to poll; an IMAP password is stored encrypted. With
+    `connect_later` an IMAP mailbox may have none: an admin connects it with OAuth next."""
     name = name.strip()
     if name == DEFAULT_MAILBOX_NAME:
         raise MailboxConfigError(f'"{DEFAULT_MAILBOX_NAME}" is the MAIL_SOURCE mailbox.')
     if db.session.scalar(select(Mailbox.id).where(Mailbox.name == name)) is not None:
         raise MailboxConfigError(f'A mailbox named "{name}" already exists.')
-    if settings.kind == "imap" and not password:
+    if settings.kind == "imap" and not password and not connect_later:
         raise MailboxConfigError("An IMAP mailbox needs a password.")
     mailbox = Mailbox(
         name=name,
@@ -152,8 +155,10 @@ def update_mailbox(
     settings: SourceSettings,
     password: str | None = None,
     is_enabled: bool,
+    connect_later: bool = False,
 ) -> Mailbox:
-    """Change a portal mailbox; an empty `password` keeps the stored one."""
+    """Change a portal mailbox; an empty `password` keeps the stored one (none is needed
+    for a mailbox connected with OAuth, or with `connect_later`)."""
     if is_from_environment(mailbox):
         raise MailboxConfigError("This mailbox comes from MAIL_SOURCE; change it there.")
     name = name.strip()
@@ -180,7 +185,7 @@ def update_mailbox(
         mailbox.password_encrypted = None
     elif password:
         mailbox.password_encrypted = encrypt_secret(password)
-    elif mailbox.password_encrypted is None:
+    elif mailbox.password_encrypted is None and not (connect_later or is_connected(mailbox)):
         raise MailboxConfigError("An IMAP mailbox needs a password.")
     after = _describe(mailbox)
     changes = {key: after[key] for key in after if after[key] != before[key]}

@@ -60,7 +60,14 @@ def connection_settings(
     """What a poll, an IDLE watch or a connection test logs in with: the password, or
     for a connected mailbox a fresh access token (XOAUTH2). May refresh, and commit."""
     settings = source_settings(mailbox)
-    if settings.kind != "imap" or not is_connected(mailbox):
+    if settings.kind != "imap":
+        return settings
+    if not is_connected(mailbox):
+        if not settings.password:
+            raise MailboxAuthError(
+                "No password and not connected: use “Connect Microsoft 365” or “Connect "
+                "Google” beside the mailbox, or enter its password."
+            )
         return settings
     return replace(settings, oauth_token=access_token(mailbox, config, now=now))
 

@@ -462,3 +462,41 @@ def test_two_refreshes_at_once_never_lose_the_rotated_token(app, client, admin, 
     mailbox = db.session.get(Mailbox, mailbox_id)
     assert mailbox.oauth_refused_at is None and admin_mails() == []
     assert decrypt_secret(mailbox.oauth_refresh_token_encrypted) in oauth.refresh_tokens
+
+
+def test_a_mailbox_added_without_a_password_is_connected_next(
+    app, client, admin, oauth, uk, shop, oauth_dovecot
+):
+    """Microsoft 365 has no IMAP password to give: with a provider configured, the form
+    takes none, the poll says what to do until the mailbox is connected, then fetches."""
+    form = {
+        "name": "M365 no password",
+        "host": "127.0.0.1",
+        "security": "plain",
+        "port": str(oauth_dovecot.port),
+        "username": shop,
+        "password": "",
+        "folder": "INBOX",
+        "processed_folder": "",
+        "is_enabled": "y",
+    }
+    page = client.get("/admin/mailboxes/new/imap").get_data(as_text=True)
+    assert "Leave it empty for a Microsoft 365 or Google mailbox" in page
+    response = post(client, "/admin/mailboxes/new/imap", form, page="/admin/mailboxes/new/imap")
+    assert response.status_code == 302
+    mailbox = db.session.scalar(select(Mailbox).where(Mailbox.name == "M365 no password"))
+    assert mailbox.password_encrypted is None
+
+    summary = poll_all()
+    assert summary.stored == 0 and summary.errors == 1
+    db.session.refresh(mailbox)
+    assert "No password and not connected" in mailbox.last_error
+
+    consent(client, oauth, mailbox)
+    mailbox.next_attempt_at = None  # the backoff after the failure, not what this tests
+    db.session.commit()
+    summary = poll_all()
+    assert summary.stored == 1 and summary.errors == 0
+    # Editing a connected mailbox keeps asking for no password.
+    edit = client.get(f"/admin/mailboxes/{mailbox.id}/edit").get_data(as_text=True)
+    assert "connected with OAuth" in edit
