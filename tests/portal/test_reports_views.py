@@ -59,6 +59,13 @@ def test_seller_sees_only_their_organisation(client, login_as, two_sellers):
         "open_overdue": "1",
         "median_response_minutes": "90.0",
         "p90_response_minutes": "90.0",
+        # Both threads began in the period; the answered one after 90 minutes.
+        "threads": "2",
+        "first_response_median_minutes": "90.0",
+        "first_response_p90_minutes": "90.0",
+        "closed": "0",
+        "close_median_minutes": "",
+        "close_p90_minutes": "",
     }
     # The page shows the same numbers as the CSV.
     for value in ("50.0", "90.0"):
