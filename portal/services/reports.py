@@ -494,17 +494,12 @@ def response_figures(
     return replace(total, scope=scope)
 
 
-def channel_report(
-    *,
-    organisation_ids: Sequence[int],
-    start: datetime,
-    end: datetime,
-    now: datetime,
-    **filters: Unpack[Filters],
-) -> list[Figures]:
-    """One Figures per channel of the organisations (those the filters keep), then the
-    total. A channel's scope is its marketplace, with its organisation's name in front
-    when there are several."""
+def report_channels(
+    *, organisation_ids: Sequence[int], **filters: Unpack[Filters]
+) -> list[tuple[int, str, str]]:
+    """(id, name, marketplace) of the organisations' channels that the filters keep. A
+    channel's name is its marketplace, with its organisation's name in front when there
+    are several organisations."""
     stmt = (
         select(Channel.id, Channel.marketplace, Organisation.name)
         .join(Organisation, Organisation.id == Channel.organisation_id)
@@ -515,15 +510,28 @@ def channel_report(
         stmt = stmt.where(Channel.id == filters["channel_id"])
     if filters.get("marketplace") is not None:
         stmt = stmt.where(Channel.marketplace == filters["marketplace"])
-    by_channel, total = _figures(organisation_ids, start, end, now, filters, per_channel=True)
     several = len(set(organisation_ids)) > 1
+    return [
+        (channel_id, f"{name} {marketplace}" if several else marketplace, marketplace)
+        for channel_id, marketplace, name in db.session.execute(stmt)
+    ]
+
+
+def channel_report(
+    *,
+    organisation_ids: Sequence[int],
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    **filters: Unpack[Filters],
+) -> list[Figures]:
+    """One Figures per channel of the organisations (those the filters keep, named as
+    report_channels names them), then the total."""
+    by_channel, total = _figures(organisation_ids, start, end, now, filters, per_channel=True)
     empty = Figures("", 0, 0, 0, 0, 0, None, None)
     rows = [
-        replace(
-            by_channel.get(channel_id, empty),
-            scope=f"{name} {marketplace}" if several else marketplace,
-        )
-        for channel_id, marketplace, name in db.session.execute(stmt)
+        replace(by_channel.get(channel_id, empty), scope=name)
+        for channel_id, name, _ in report_channels(organisation_ids=organisation_ids, **filters)
     ]
     rows.append(replace(total, scope="total"))
     return rows
