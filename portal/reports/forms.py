@@ -34,9 +34,7 @@ class ReportForm(FlaskForm):
     # The column links of the per-channel and per-agent tables set these; they are in
     # the form too, so a bad value is explained next to its field like any other.
     sort = SelectField("Sort the tables by", coerce=str, default="")
-    dir = SelectField(
-        "Order", choices={"asc": "Ascending", "desc": "Descending"}, default="asc"
-    )
+    dir = SelectField("Order", choices={"asc": "Ascending", "desc": "Descending"}, default="asc")
 
     def validate(self, extra_validators=None) -> bool:
         # Both dates are Optional (which ends their validator chains when empty), so the

@@ -25,9 +25,7 @@ def _read_form():
     form.organisation.choices = {"": "All organisations"} | {
         str(org.id): org.name for org in visible
     }
-    channels = (
-        report_service.report_channels(organisation_ids=visible_ids) if visible_ids else []
-    )
+    channels = report_service.report_channels(organisation_ids=visible_ids) if visible_ids else []
     form.channel.choices = {"": "All channels"} | {str(i): name for i, name, _ in channels}
     form.marketplace.choices = {"": "All marketplaces"} | {
         code: code for code in sorted({code for _, _, code in channels})
