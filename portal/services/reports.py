@@ -27,7 +27,7 @@ is the thread's assignee, as an open message has no reply yet.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypedDict, Unpack
 
@@ -415,42 +415,54 @@ def _figures(
     filters: Filters,
     *,
     per_channel: bool,
+    with_threads: bool = True,
 ) -> tuple[dict[Hashable, Figures], Figures]:
     """Figures per channel (when asked) and in total; the scope names are left empty.
-    Counts add up, so the total's come from the channels'; percentiles do not."""
+    Counts add up, so the total's come from the channels'; percentiles do not. Without
+    `with_threads`, the thread figures are left at nothing (the dashboard's rate)."""
     messages = _messages(organisation_ids, start, end, filters)
-    threads = _first_messages(organisation_ids, start, end, filters)
-    closed = _closed_threads(organisation_ids, start, end, filters)
     where = _agent_where(messages, filters)
-    thread_where = [*_agent_where(threads, filters)]
-    close_seconds = _seconds_between(closed.c.closed_at, closed.c.opened_at)
-    # (seconds, from, where) of the three figures that have percentiles.
-    timed = (
-        (messages.seconds, messages.from_, [*where, messages.answered], messages.c.channel_id),
-        (threads.seconds, threads.from_, [*thread_where, threads.answered], threads.c.channel_id),
-        (close_seconds, closed, [], closed.c.channel_id),
-    )
-    groups = [None] + ([True] if per_channel else [])
-    by_group: dict[bool | None, dict] = {}
-    for grouped in groups:
+    # (seconds, from, where, channel) of each figure with percentiles, and its counts.
+    timed = [(messages.seconds, messages.from_, [*where, messages.answered], messages.c.channel_id)]
+    counted = {"counts": lambda g: _message_counts(messages, where, now, g(messages.c.channel_id))}
+    if with_threads:
+        threads = _first_messages(organisation_ids, start, end, filters)
+        closed = _closed_threads(organisation_ids, start, end, filters)
+        thread_where = _agent_where(threads, filters)
+        close_seconds = _seconds_between(closed.c.closed_at, closed.c.opened_at)
+        timed += [
+            (
+                threads.seconds,
+                threads.from_,
+                [*thread_where, threads.answered],
+                threads.c.channel_id,
+            ),
+            (close_seconds, closed, [], closed.c.channel_id),
+        ]
+        counted["threads"] = lambda g: _counted(
+            threads.from_, thread_where, g(threads.c.channel_id)
+        )
+        counted["closed"] = lambda g: _counted(closed, [], g(closed.c.channel_id))
 
-        def column(col: ColumnElement, grouped: bool | None = grouped) -> ColumnElement | None:
+    def query(grouped: bool) -> dict:
+        def g(col: ColumnElement) -> ColumnElement | None:
             return col if grouped else None
 
-        by_group[grouped] = {
-            "counts": _message_counts(messages, where, now, column(messages.c.channel_id)),
-            "threads": _counted(threads.from_, thread_where, column(threads.c.channel_id)),
-            "closed": _counted(closed, [], column(closed.c.channel_id)),
-            "times": [
-                _percentiles(seconds, from_, w, column(col)) for seconds, from_, w, col in timed
-            ],
-        }
+        parts = {name: count(g) for name, count in counted.items()}
+        parts["times"] = [
+            _percentiles(seconds, from_, w, g(col)) for seconds, from_, w, col in timed
+        ]
+        return parts
+
+    per = query(True) if per_channel else None
+    whole = query(False) if per is None else _total_of(per, timed)
 
     def assemble(parts: dict, key: Hashable) -> Figures:
         counts = parts["counts"].get(key, _Counts())
+        times = [found.get(key, _NO_TIMES) for found in parts["times"]]
         (median, p90), (first_median, first_p90), (close_median, close_p90) = (
-            times.get(key, _NO_TIMES) for times in parts["times"]
-        )
+            times + [_NO_TIMES, _NO_TIMES]
+        )[:3]
         return Figures(
             "",
             counts.messages,
@@ -460,20 +472,32 @@ def _figures(
             counts.open_overdue,
             median,
             p90,
-            threads=parts["threads"].get(key, 0),
+            threads=parts.get("threads", {}).get(key, 0),
             first_response_median_seconds=first_median,
             first_response_p90_seconds=first_p90,
-            closed=parts["closed"].get(key, 0),
+            closed=parts.get("closed", {}).get(key, 0),
             close_median_seconds=close_median,
             close_p90_seconds=close_p90,
         )
 
-    per = by_group.get(True)
     channels = {}
     if per is not None:
-        keys = set(per["counts"]) | set(per["threads"]) | set(per["closed"])
+        keys = set().union(*(per[name] for name in counted))
         channels = {key: assemble(per, key) for key in keys}
-    return channels, assemble(by_group[None], None)
+    return channels, assemble(whole, None)
+
+
+def _total_of(per: dict, timed: list) -> dict:
+    """The total's parts from the channels' counts, and its own percentiles."""
+    counts = [astuple(c) for c in per["counts"].values()]
+    whole = {
+        name: {None: sum(found.values())}
+        for name, found in per.items()
+        if name in ("threads", "closed")
+    }
+    whole["counts"] = {None: _Counts(*map(sum, zip(*counts, strict=True)))} if counts else {}
+    whole["times"] = [_percentiles(seconds, from_, w) for seconds, from_, w, _ in timed]
+    return whole
 
 
 def response_figures(
@@ -523,11 +547,15 @@ def channel_report(
     start: datetime,
     end: datetime,
     now: datetime,
+    with_threads: bool = True,
     **filters: Unpack[Filters],
 ) -> list[Figures]:
     """One Figures per channel of the organisations (those the filters keep, named as
-    report_channels names them), then the total."""
-    by_channel, total = _figures(organisation_ids, start, end, now, filters, per_channel=True)
+    report_channels names them), then the total; `with_threads` False leaves the thread
+    figures out (nothing counted)."""
+    by_channel, total = _figures(
+        organisation_ids, start, end, now, filters, per_channel=True, with_threads=with_threads
+    )
     empty = Figures("", 0, 0, 0, 0, 0, None, None)
     rows = [
         replace(by_channel.get(channel_id, empty), scope=name)
@@ -719,7 +747,11 @@ def response_rates(*, organisation_id: int, now: datetime) -> list[tuple[str, li
     """Per channel and in total: the figures for each of AMAZON_PERIODS up to now."""
     by_period = [
         channel_report(
-            organisation_ids=[organisation_id], start=now - timedelta(days=days), end=now, now=now
+            organisation_ids=[organisation_id],
+            start=now - timedelta(days=days),
+            end=now,
+            now=now,
+            with_threads=False,
         )
         for days in AMAZON_PERIODS
     ]
