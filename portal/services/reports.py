@@ -177,17 +177,18 @@ def _seconds_between(later: ColumnElement, earlier: ColumnElement) -> ColumnElem
     return func.round((func.julianday(later) - func.julianday(earlier)) * 86400.0, 3)
 
 
-def _needs_answer() -> list[ColumnElement]:
-    """The conditions on Message of a buyer message needing an answer."""
-    marked = select(NoResponseMark.message_id).where(NoResponseMark.message_id == Message.id)
+def _needs_answer(message: Any = Message) -> list[ColumnElement]:
+    """The conditions on `message` (Message or an alias) of a buyer message needing an
+    answer."""
+    marked = select(NoResponseMark.message_id).where(NoResponseMark.message_id == message.id)
     return [
-        Message.direction == Direction.IN,
-        Message.is_internal_note.is_(False),
-        Message.is_autoreply.is_(False),
-        Message.is_bounce.is_(False),
-        Message.is_amazon_notification.is_(False),
-        Message.is_seller_central_copy.is_(False),
-        Message.quarantine_reason.is_(None),
+        message.direction == Direction.IN,
+        message.is_internal_note.is_(False),
+        message.is_autoreply.is_(False),
+        message.is_bounce.is_(False),
+        message.is_amazon_notification.is_(False),
+        message.is_seller_central_copy.is_(False),
+        message.quarantine_reason.is_(None),
         ~marked.exists(),
     ]
 
@@ -265,18 +266,31 @@ def _messages(
 def _first_messages(
     organisation_ids: Sequence[int] | None, start: datetime, end: datetime, filters: Filters
 ) -> _Waiting:
-    """Each thread whose first message needing an answer came in [start, end), from it."""
-    first = func.min(Message.created_at)
+    """Each thread whose first message needing an answer came in [start, end), from it:
+    the messages of the period with no earlier one needing an answer on their thread
+    (found through the thread's messages by time, never grouping all of history)."""
+    earlier = aliased(Message)
+    before = select(earlier.id).where(
+        earlier.thread_id == Message.thread_id,
+        or_(
+            earlier.created_at < Message.created_at,
+            and_(earlier.created_at == Message.created_at, earlier.id < Message.id),
+        ),
+        *_needs_answer(earlier),
+    )
     stmt = (
         select(
             Message.thread_id.label("thread_id"),
-            first.label("created_at"),
+            Message.created_at.label("created_at"),
             Thread.channel_id.label("channel_id"),
         )
         .join(Thread, Thread.id == Message.thread_id)
-        .where(*_needs_answer(), Message.created_at < end)
-        .group_by(Message.thread_id, Thread.channel_id)
-        .having(first >= start)
+        .where(
+            *_needs_answer(),
+            Message.created_at >= start,
+            Message.created_at < end,
+            ~before.exists(),
+        )
     )
     return _Waiting(_in_scope(stmt, organisation_ids, filters).subquery())
 

@@ -249,6 +249,8 @@ def test_first_response_per_thread_and_time_to_close(scenario):
     _close(weekend, NOW + hours(2))  # after the period
     _close(marked, FRIDAY + hours(5))  # nothing needing an answer: not counted
     three.assignee = agent
+    # The thread begun before the period writes again within it: still not begun in it.
+    inbound(before, FRIDAY + hours(1))
     db.session.commit()
     rows = reports.channel_report(
         organisation_ids=[org.id], start=START, end=NOW + hours(1), now=NOW
