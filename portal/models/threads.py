@@ -157,6 +157,8 @@ class Message(db.Model):
         # Threading looks up In-Reply-To/References within one channel; without this,
         # SQLite scans the channel's messages through the channel_id index instead.
         Index("ix_messages_channel_message_id", "channel_id", "message_id"),
+        # The reports' periods (portal/services/reports.py): a range, not every message.
+        Index("ix_messages_created_at", "created_at"),
         # A thread's messages in order; it also holds what the trigger that keeps
         # threads.snippet reads, which through the table means walking past the bodies.
         Index(
