@@ -165,6 +165,8 @@ class Message(db.Model):
         # A channel's buyer messages per day (the seller dashboard's 7-day volume), read
         # from the index alone.
         Index("ix_messages_channel_created", "channel_id", "direction", "created_at"),
+        # The reports' periods (portal/services/reports.py): a range, not every message.
+        Index("ix_messages_created_at", "created_at"),
         # A thread's messages in order; it also holds what the trigger that keeps
         # threads.snippet reads, which through the table means walking past the bodies.
         Index(

@@ -27,6 +27,14 @@ class ReportForm(FlaskForm):
     start = DateField("From", validators=[Optional()])
     end = DateField("To (inclusive)", validators=[Optional()])
     organisation = SelectField("Organisation", coerce=str, default="")
+    # The choices of these three are the user's own (set by the view).
+    channel = SelectField("Channel", coerce=str, default="")
+    marketplace = SelectField("Marketplace", coerce=str, default="")
+    agent = SelectField("Agent who replied", coerce=str, default="")
+    # The column links of the per-channel and per-agent tables set these; they are in
+    # the form too, so a bad value is explained next to its field like any other.
+    sort = SelectField("Sort the tables by", coerce=str, default="")
+    dir = SelectField("Order", choices={"asc": "Ascending", "desc": "Descending"}, default="asc")
 
     def validate(self, extra_validators=None) -> bool:
         # Both dates are Optional (which ends their validator chains when empty), so the

@@ -7,21 +7,33 @@ from flask_login import current_user, login_required
 
 from portal.downloads import download
 from portal.reports.forms import ReportForm
+from portal.reports.tables import AGENT_COLUMNS, CHANNEL_COLUMNS, SORT_CHOICES, sort_rows
 from portal.services import reports as report_service
 from portal.services.organisations import list_visible_organisations
+from portal.services.threads import assignable_users_of
 from portal.sqltypes import utcnow
 
 bp = Blueprint("reports", __name__)
 
 
 def _read_form():
-    """The form, the visible organisations chosen and the period; None for the last
-    two when the form has errors (shown next to the fields)."""
+    """The form, the visible organisations, and the report's scope and period; None for
+    the last two when the form has errors (shown next to the fields)."""
     form = ReportForm(request.args)
     visible = [s.organisation for s in list_visible_organisations(current_user)]
+    visible_ids = [org.id for org in visible]
     form.organisation.choices = {"": "All organisations"} | {
         str(org.id): org.name for org in visible
     }
+    channels = report_service.report_channels(organisation_ids=visible_ids) if visible_ids else []
+    form.channel.choices = {"": "All channels"} | {str(i): name for i, name, _ in channels}
+    form.marketplace.choices = {"": "All marketplaces"} | {
+        code: code for code in sorted({code for _, _, code in channels})
+    }
+    form.agent.choices = {"": "Anyone"} | {
+        str(user.id): user.display_name for user in assignable_users_of(visible_ids)
+    }
+    form.sort.choices = SORT_CHOICES
     if len(visible) < 2:
         del form.organisation
     if not form.validate():
@@ -32,17 +44,44 @@ def _read_form():
         end = datetime.combine(form.end.data + timedelta(days=1), time.min, tzinfo=UTC)
     else:
         start, end = now - timedelta(days=int(form.period.data)), now
-    chosen = [str(org.id) for org in visible]
+    chosen = visible_ids
     if "organisation" in form and form.organisation.data:
-        chosen = [form.organisation.data]
-    return form, visible, [int(i) for i in chosen], (start, min(end, now), now)
+        chosen = [int(form.organisation.data)]
+    scope = {
+        "organisation_ids": chosen,
+        "channel_id": int(form.channel.data) if form.channel.data else None,
+        "marketplace": form.marketplace.data or None,
+        "agent_id": int(form.agent.data) if form.agent.data else None,
+    }
+    return form, visible, scope, (start, min(end, now), now)
 
 
-def _rows(organisation_ids, period):
+def _channel_rows(scope, period):
+    """The per-channel Figures (sorted as asked) and the total, last."""
     start, end, now = period
-    return report_service.channel_report(
-        organisation_ids=organisation_ids, start=start, end=end, now=now
-    )
+    *channels, total = report_service.channel_report(start=start, end=end, now=now, **scope)
+    channels = sort_rows(channels, CHANNEL_COLUMNS, request.args.get("sort", ""), _direction())
+    return [*channels, total]
+
+
+def _direction():
+    return "desc" if request.args.get("dir") == "desc" else "asc"
+
+
+def _sort_links():
+    """Per column key: the URL that sorts by it (the other way round when it already
+    is) and its aria-sort value."""
+    current, direction = request.args.get("sort", ""), _direction()
+    links = {}
+    for column in (*CHANNEL_COLUMNS, *AGENT_COLUMNS):
+        again = column.key == current
+        args = request.args.to_dict() | {
+            "sort": column.key,
+            "dir": "desc" if again and direction == "asc" else "asc",
+        }
+        aria = ("ascending" if direction == "asc" else "descending") if again else None
+        links[column.key] = (args, aria)
+    return links
 
 
 def _cell(value: str) -> str:
@@ -53,23 +92,30 @@ def _cell(value: str) -> str:
 @bp.route("/reports")
 @login_required
 def index():
-    form, visible, organisation_ids, period = _read_form()
-    context = {"form": form, "visible": visible, "period": period}
-    if period is not None and organisation_ids:
+    form, visible, scope, period = _read_form()
+    context = {
+        "form": form,
+        "visible": visible,
+        "period": period,
+        "channel_columns": CHANNEL_COLUMNS,
+        "agent_columns": AGENT_COLUMNS,
+    }
+    if period is not None and scope["organisation_ids"]:
         start, end, now = period
-        days = report_service.messages_per_day(
-            organisation_ids=organisation_ids, start=start, end=end
-        )
+        days = report_service.messages_per_day(start=start, end=end, **scope)
+        agents = report_service.agent_report(start=start, end=end, **scope)
         context.update(
-            rows=[report_service.report_row(r) for r in _rows(organisation_ids, period)],
+            rows=_channel_rows(scope, period),
             count_bars=[(d.day.isoformat(), d.messages) for d in days],
             count_top=max((d.messages for d in days), default=0),
             rate_bars=[(d.day.isoformat(), d.answered_24h_pct) for d in days],
-            agents=report_service.replies_per_agent(
-                organisation_ids=organisation_ids, start=start, end=end
-            ),
-            assignees=report_service.open_threads_per_assignee(organisation_ids=organisation_ids),
-            backlog=report_service.backlog(organisation_ids=organisation_ids, now=now),
+            distribution=report_service.response_distribution(start=start, end=end, **scope),
+            late_buckets=("24_48h", "over_48h"),
+            agents=sort_rows(agents, AGENT_COLUMNS, request.args.get("sort", ""), _direction()),
+            assignees=report_service.open_threads_per_assignee(**scope),
+            backlog=report_service.backlog(now=now, **scope),
+            sort_links=_sort_links(),
+            report_row=report_service.report_row,
         )
     status = 200 if period is not None or not request.args else 400
     return render_template("reports/index.html", **context), status
@@ -78,13 +124,19 @@ def index():
 @bp.route("/reports.csv", endpoint="download")
 @login_required
 def download_csv():
-    form, visible, organisation_ids, period = _read_form()
+    form, visible, scope, period = _read_form()
     if period is None:
-        return render_template("reports/index.html", form=form, visible=visible), 400
+        return render_template(
+            "reports/index.html",
+            form=form,
+            visible=visible,
+            channel_columns=CHANNEL_COLUMNS,
+            agent_columns=AGENT_COLUMNS,
+        ), 400
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(report_service.REPORT_COLUMNS)
-    for figures in _rows(organisation_ids, period) if organisation_ids else []:
+    for figures in _channel_rows(scope, period) if scope["organisation_ids"] else []:
         writer.writerow([_cell(value) for value in report_service.report_row(figures)])
     # Through the one download helper: saved, never rendered or sniffed.
     return download(

@@ -8,16 +8,42 @@ bounced reply is marked FAILED by the outbox) at or after it; several messages
 answered by one reply each count. Answered more than 24 hours later is *late*;
 unanswered now is *open*, and *overdue* once 24 hours have passed.
 
-Everything is computed with SQL aggregates, on SQLite and PostgreSQL alike.
+Per thread: its *first response time* runs from its first message needing an answer
+to the first reply sent after it (threads whose first such message fell in the
+period); its *time to close* from that message to its closing (threads closed in the
+period).
+
+Everything is computed with SQL aggregates, on SQLite and PostgreSQL alike: a figure
+is one grouped query for the counts and one for the percentiles (percentile_cont on
+PostgreSQL; on SQLite row_number() over the sorted times fetches the two rows around
+each percentile, interpolated the same way), whatever the number of groups.
+
+Scope: `organisation_ids` (None: every organisation) and the filters `channel_id`,
+`marketplace` and `agent_id`. The agent is the one whose reply answered a message for
+the message figures; for what is still open (backlog, open threads, time to close) it
+is the thread's assignee, as an open message has no reply yet.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Sequence
+from dataclasses import astuple, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    Subquery,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.orm import aliased
 
 from portal.extensions import db
@@ -35,15 +61,38 @@ from portal.models import (
 from portal.sqltypes import UTCDateTime
 
 DAY_SECONDS = 24 * 3600
+HOUR = 3600
 #: The backlog's buckets by time left until the 24 hours are up.
 BACKLOG_BUCKETS = ("overdue", "under_4h", "under_24h", "later")
+#: The response-time distribution's buckets: (key, label, upper bound in seconds).
+RESPONSE_BUCKETS: tuple[tuple[str, str, int | None], ...] = (
+    ("under_1h", "Under 1 h", HOUR),
+    ("1_4h", "1–4 h", 4 * HOUR),
+    ("4_12h", "4–12 h", 12 * HOUR),
+    ("12_24h", "12–24 h", DAY_SECONDS),
+    ("24_48h", "24–48 h", 2 * DAY_SECONDS),
+    ("over_48h", "Over 48 h", None),
+)
 #: Before any message: the start of "everything still open".
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
+class Filters(TypedDict, total=False):
+    """The scope's optional filters beside the organisations."""
+
+    channel_id: int | None
+    marketplace: str | None
+    agent_id: int | None
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return round(100 * part / whole, 1) if whole else None
+
+
 @dataclass(frozen=True)
 class Figures:
-    """The metric for one scope over one period; times in seconds."""
+    """The metric for one scope over one period; times in seconds. The thread figures
+    (first response, time to close) count threads rather than messages."""
 
     scope: str
     messages: int
@@ -53,14 +102,21 @@ class Figures:
     open_overdue: int
     median_seconds: float | None
     p90_seconds: float | None
+    threads: int = 0
+    first_response_median_seconds: float | None = None
+    first_response_p90_seconds: float | None = None
+    closed: int = 0
+    close_median_seconds: float | None = None
+    close_p90_seconds: float | None = None
 
     @property
     def answered_24h_pct(self) -> float | None:
         """Share answered within 24 h, one decimal; None without messages."""
-        return round(100 * self.answered_24h / self.messages, 1) if self.messages else None
+        return _pct(self.answered_24h, self.messages)
 
 
-#: The columns of `flask report` and of /reports.csv, in order.
+#: The columns of `flask report` and of /reports.csv, in order. New columns go at the
+#: end: scripts read these by position too.
 REPORT_COLUMNS = (
     "scope",
     "messages",
@@ -71,6 +127,12 @@ REPORT_COLUMNS = (
     "open_overdue",
     "median_response_minutes",
     "p90_response_minutes",
+    "threads",
+    "first_response_median_minutes",
+    "first_response_p90_minutes",
+    "closed",
+    "close_median_minutes",
+    "close_p90_minutes",
 )
 
 
@@ -91,99 +153,368 @@ def report_row(figures: Figures) -> list[str]:
         str(figures.open_overdue),
         _minutes(figures.median_seconds),
         _minutes(figures.p90_seconds),
+        str(figures.threads),
+        _minutes(figures.first_response_median_seconds),
+        _minutes(figures.first_response_p90_seconds),
+        str(figures.closed),
+        _minutes(figures.close_median_seconds),
+        _minutes(figures.close_p90_seconds),
     ]
 
 
+# --- the query shapes every figure is built from -------------------------------------
+
+
+def _is_postgresql() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
 def _seconds_between(later: ColumnElement, earlier: ColumnElement) -> ColumnElement:
-    if db.session.get_bind().dialect.name == "postgresql":
+    if _is_postgresql():
         return func.extract("epoch", later - earlier)
-    return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+    # Rounded to the millisecond: julianday's float leaves 3600 s as 3599.99999…, which
+    # would put an answer after exactly one hour under one hour.
+    return func.round((func.julianday(later) - func.julianday(earlier)) * 86400.0, 3)
 
 
-def _needing_answer(
-    *,
-    organisation_ids: Sequence[int] | None,
-    start: datetime,
-    end: datetime,
-    channel_id: int | None,
-    marketplace: str | None,
-):
-    """A subquery: each message needing an answer in the period, with its first sent reply."""
-    reply = aliased(Message)
-    first_reply = (
-        select(reply.id)
-        .where(
-            reply.thread_id == Message.thread_id,
-            reply.direction == Direction.OUT,
-            reply.is_internal_note.is_(False),
-            reply.send_status == SendStatus.SENT,
-            reply.sent_at.is_not(None),
-            reply.sent_at >= Message.created_at,
+def _needs_answer(message: Any = Message) -> list[ColumnElement]:
+    """The conditions on `message` (Message or an alias) of a buyer message needing an
+    answer."""
+    marked = select(NoResponseMark.message_id).where(NoResponseMark.message_id == message.id)
+    return [
+        message.direction == Direction.IN,
+        message.is_internal_note.is_(False),
+        message.is_autoreply.is_(False),
+        message.is_bounce.is_(False),
+        message.is_amazon_notification.is_(False),
+        message.is_seller_central_copy.is_(False),
+        message.quarantine_reason.is_(None),
+        ~marked.exists(),
+    ]
+
+
+def _in_scope(stmt: Select, organisation_ids: Sequence[int] | None, filters: Filters) -> Select:
+    """`stmt` (which selects from Thread) kept to the organisations, channel and marketplace."""
+    if organisation_ids is not None:
+        stmt = stmt.where(Thread.organisation_id.in_(list(organisation_ids)))
+    if filters.get("channel_id") is not None:
+        stmt = stmt.where(Thread.channel_id == filters["channel_id"])
+    if filters.get("marketplace") is not None:
+        stmt = stmt.join(Channel, Channel.id == Thread.channel_id).where(
+            Channel.marketplace == filters["marketplace"]
         )
-        .order_by(reply.sent_at, reply.id)
-        .limit(1)
-        .correlate(Message)
-        .scalar_subquery()
-    )
-    marked = select(NoResponseMark.message_id).where(NoResponseMark.message_id == Message.id)
+    return stmt
+
+
+@dataclass
+class _Waiting:
+    """Rows that wait for an answer since `created_at` (messages, or threads from their
+    first message), each joined to the first reply sent on its thread at or after it."""
+
+    rows: Subquery
+    answer: Any = field(init=False)
+    from_: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        reply = aliased(Message)
+        first_reply = (
+            select(reply.id)
+            .where(
+                reply.thread_id == self.rows.c.thread_id,
+                reply.direction == Direction.OUT,
+                reply.is_internal_note.is_(False),
+                # Through an expression, so no planner walks every sent reply by the
+                # send_status index instead of the thread's few messages (SQLite without
+                # statistics did: minutes at 500k messages).
+                func.coalesce(reply.send_status, "") == SendStatus.SENT.value,
+                reply.sent_at.is_not(None),
+                reply.sent_at >= self.rows.c.created_at,
+            )
+            .order_by(reply.sent_at, reply.id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        with_reply = select(self.rows, first_reply.label("reply_id")).subquery()
+        self.answer = aliased(Message)
+        self.from_ = with_reply.outerjoin(self.answer, self.answer.id == with_reply.c.reply_id)
+        self.c = with_reply.c
+
+    @property
+    def answered(self) -> ColumnElement:
+        return self.c.reply_id.is_not(None)
+
+    @property
+    def seconds(self) -> ColumnElement:
+        return _seconds_between(self.answer.sent_at, self.c.created_at)
+
+
+def _messages(
+    organisation_ids: Sequence[int] | None, start: datetime, end: datetime, filters: Filters
+) -> _Waiting:
+    """Each message needing an answer received in [start, end), with its answer."""
     stmt = (
         select(
             Message.id.label("message_id"),
+            Message.thread_id.label("thread_id"),
             Message.created_at.label("created_at"),
             Thread.channel_id.label("channel_id"),
-            first_reply.label("reply_id"),
+            Thread.assignee_id.label("assignee_id"),
+        )
+        .join(Thread, Thread.id == Message.thread_id)
+        .where(*_needs_answer(), Message.created_at >= start, Message.created_at < end)
+    )
+    return _Waiting(_in_scope(stmt, organisation_ids, filters).subquery())
+
+
+def _first_messages(
+    organisation_ids: Sequence[int] | None, start: datetime, end: datetime, filters: Filters
+) -> _Waiting:
+    """Each thread whose first message needing an answer came in [start, end), from it:
+    the messages of the period with no earlier one needing an answer on their thread
+    (found through the thread's messages by time, never grouping all of history)."""
+    earlier = aliased(Message)
+    before = select(earlier.id).where(
+        earlier.thread_id == Message.thread_id,
+        or_(
+            earlier.created_at < Message.created_at,
+            and_(earlier.created_at == Message.created_at, earlier.id < Message.id),
+        ),
+        *_needs_answer(earlier),
+    )
+    stmt = (
+        select(
+            Message.thread_id.label("thread_id"),
+            Message.created_at.label("created_at"),
+            Thread.channel_id.label("channel_id"),
         )
         .join(Thread, Thread.id == Message.thread_id)
         .where(
-            Message.direction == Direction.IN,
-            Message.is_internal_note.is_(False),
-            Message.is_autoreply.is_(False),
-            Message.is_bounce.is_(False),
-            Message.is_amazon_notification.is_(False),
-            Message.is_seller_central_copy.is_(False),
-            Message.quarantine_reason.is_(None),
+            *_needs_answer(),
             Message.created_at >= start,
             Message.created_at < end,
-            ~marked.exists(),
+            ~before.exists(),
         )
     )
-    if organisation_ids is not None:
-        stmt = stmt.where(Thread.organisation_id.in_(list(organisation_ids)))
-    if channel_id is not None:
-        stmt = stmt.where(Thread.channel_id == channel_id)
-    if marketplace is not None:
-        stmt = stmt.join(Channel, Channel.id == Thread.channel_id).where(
-            Channel.marketplace == marketplace
-        )
-    return stmt.subquery()
+    return _Waiting(_in_scope(stmt, organisation_ids, filters).subquery())
+
+
+def _grouped(stmt: Select, group: ColumnElement | None) -> Select:
+    return stmt if group is None else stmt.add_columns(group).group_by(group)
+
+
+def _key(row: Any, group: ColumnElement | None) -> Hashable:
+    return None if group is None else row[-1]
 
 
 def _percentiles(
-    seconds: ColumnElement, from_: object, where: Sequence[ColumnElement], count: int
-) -> tuple[float | None, float | None]:
-    """Median and 90th percentile of `seconds`, interpolated as percentile_cont does."""
-    if count == 0:
-        return None, None
-    if db.session.get_bind().dialect.name == "postgresql":
-        row = db.session.execute(
-            select(
-                func.percentile_cont(0.5).within_group(seconds),
-                func.percentile_cont(0.9).within_group(seconds),
-            )
-            .select_from(from_)
-            .where(*where)
-        ).one()
-        return float(row[0]), float(row[1])
-    results = []
-    for fraction in (0.5, 0.9):
-        position = (count - 1) * fraction
-        low = int(position)
-        values = db.session.scalars(
-            select(seconds).select_from(from_).where(*where).order_by(seconds).offset(low).limit(2)
-        ).all()
-        upper = values[1] if len(values) > 1 else values[0]
-        results.append(float(values[0] + (upper - values[0]) * (position - low)))
-    return results[0], results[1]
+    seconds: ColumnElement,
+    from_: Any,
+    where: Sequence[ColumnElement],
+    group: ColumnElement | None = None,
+) -> dict[Hashable, tuple[float, float]]:
+    """Median and 90th percentile of `seconds` per group (one entry, key None, without
+    a group), interpolated as percentile_cont does; groups without values are left out."""
+    if _is_postgresql():
+        stmt = select(
+            func.percentile_cont(0.5).within_group(seconds),
+            func.percentile_cont(0.9).within_group(seconds),
+        )
+        rows = db.session.execute(_grouped(stmt, group).select_from(from_).where(*where))
+        return {
+            _key(row, group): (float(row[0]), float(row[1])) for row in rows if row[0] is not None
+        }
+    partition = [] if group is None else [group]
+    ranked = (
+        select(
+            seconds.label("s"),
+            func.row_number().over(partition_by=partition, order_by=seconds).label("rn"),
+            func.count().over(partition_by=partition).label("n"),
+            (group if group is not None else literal(None)).label("g"),
+        )
+        .select_from(from_)
+        .where(*where)
+        .subquery()
+    )
+    # The two rows either side of each percentile's position (n - 1) * fraction.
+    lows = [cast((ranked.c.n - 1) * fraction, Integer) for fraction in (0.5, 0.9)]
+    rows = db.session.execute(
+        select(ranked.c.g, ranked.c.n, ranked.c.rn, ranked.c.s).where(
+            or_(*(ranked.c.rn.between(low + 1, low + 2) for low in lows))
+        )
+    )
+    values: dict[Hashable, tuple[int, dict[int, float]]] = {}
+    for g, n, rn, s in rows:
+        values.setdefault(g if group is not None else None, (n, {}))[1][rn] = float(s)
+    result = {}
+    for key, (n, by_rank) in values.items():
+        pair = []
+        for fraction in (0.5, 0.9):
+            position = (n - 1) * fraction
+            low = int(position)
+            lower = by_rank[low + 1]
+            upper = by_rank.get(low + 2, lower)
+            pair.append(lower + (upper - lower) * (position - low))
+        result[key] = (pair[0], pair[1])
+    return result
+
+
+@dataclass(frozen=True)
+class _Counts:
+    messages: int = 0
+    answered_24h: int = 0
+    late: int = 0
+    open: int = 0
+    open_overdue: int = 0
+
+
+def _message_counts(
+    waiting: _Waiting, where: Sequence[ColumnElement], now: datetime, group: ColumnElement | None
+) -> dict[Hashable, _Counts]:
+    seconds = waiting.seconds
+    waited = _seconds_between(literal(now, UTCDateTime), waiting.c.created_at)
+    answered = waiting.answered
+    stmt = select(
+        func.count(),
+        func.sum(case((and_(answered, seconds <= DAY_SECONDS), 1), else_=0)),
+        func.sum(case((and_(answered, seconds > DAY_SECONDS), 1), else_=0)),
+        func.sum(case((~answered, 1), else_=0)),
+        func.sum(case((and_(~answered, waited > DAY_SECONDS), 1), else_=0)),
+    )
+    rows = db.session.execute(_grouped(stmt, group).select_from(waiting.from_).where(*where))
+    return {
+        _key(row, group): _Counts(*(int(value or 0) for value in row[:5])) for row in rows if row[0]
+    }
+
+
+def _agent_where(waiting: _Waiting, filters: Filters) -> list[ColumnElement]:
+    agent_id = filters.get("agent_id")
+    return [] if agent_id is None else [waiting.answer.author_id == agent_id]
+
+
+def _closed_threads(
+    organisation_ids: Sequence[int] | None, start: datetime, end: datetime, filters: Filters
+) -> Subquery:
+    """Threads closed in [start, end), with when their first message needing an answer came."""
+    stmt = (
+        select(
+            Thread.channel_id.label("channel_id"),
+            Thread.closed_at.label("closed_at"),
+            func.min(Message.created_at).label("opened_at"),
+        )
+        .select_from(Thread)
+        .join(Message, Message.thread_id == Thread.id)
+        .where(
+            *_needs_answer(),
+            Thread.status == ThreadStatus.CLOSED,
+            Thread.closed_at >= start,
+            Thread.closed_at < end,
+        )
+        .group_by(Thread.id, Thread.channel_id, Thread.closed_at)
+    )
+    if filters.get("agent_id") is not None:
+        stmt = stmt.where(Thread.assignee_id == filters["agent_id"])
+    return _in_scope(stmt, organisation_ids, filters).subquery()
+
+
+def _counted(from_: Any, where: Sequence[ColumnElement], group: ColumnElement | None) -> dict:
+    stmt = _grouped(select(func.count()), group).select_from(from_).where(*where)
+    return {_key(row, group): int(row[0]) for row in db.session.execute(stmt)}
+
+
+_NO_TIMES = (None, None)
+
+
+def _figures(
+    organisation_ids: Sequence[int] | None,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    filters: Filters,
+    *,
+    per_channel: bool,
+    with_threads: bool = True,
+) -> tuple[dict[Hashable, Figures], Figures]:
+    """Figures per channel (when asked) and in total; the scope names are left empty.
+    Counts add up, so the total's come from the channels'; percentiles do not. Without
+    `with_threads`, the thread figures are left at nothing (the dashboard's rate)."""
+    messages = _messages(organisation_ids, start, end, filters)
+    where = _agent_where(messages, filters)
+    # (seconds, from, where, channel) of each figure with percentiles, and its counts.
+    timed = [(messages.seconds, messages.from_, [*where, messages.answered], messages.c.channel_id)]
+    counted = {"counts": lambda g: _message_counts(messages, where, now, g(messages.c.channel_id))}
+    if with_threads:
+        threads = _first_messages(organisation_ids, start, end, filters)
+        closed = _closed_threads(organisation_ids, start, end, filters)
+        thread_where = _agent_where(threads, filters)
+        close_seconds = _seconds_between(closed.c.closed_at, closed.c.opened_at)
+        timed += [
+            (
+                threads.seconds,
+                threads.from_,
+                [*thread_where, threads.answered],
+                threads.c.channel_id,
+            ),
+            (close_seconds, closed, [], closed.c.channel_id),
+        ]
+        counted["threads"] = lambda g: _counted(
+            threads.from_, thread_where, g(threads.c.channel_id)
+        )
+        counted["closed"] = lambda g: _counted(closed, [], g(closed.c.channel_id))
+
+    def query(grouped: bool) -> dict:
+        def g(col: ColumnElement) -> ColumnElement | None:
+            return col if grouped else None
+
+        parts = {name: count(g) for name, count in counted.items()}
+        parts["times"] = [
+            _percentiles(seconds, from_, w, g(col)) for seconds, from_, w, col in timed
+        ]
+        return parts
+
+    per = query(True) if per_channel else None
+    whole = query(False) if per is None else _total_of(per, timed)
+
+    def assemble(parts: dict, key: Hashable) -> Figures:
+        counts = parts["counts"].get(key, _Counts())
+        times = [found.get(key, _NO_TIMES) for found in parts["times"]]
+        (median, p90), (first_median, first_p90), (close_median, close_p90) = (
+            times + [_NO_TIMES, _NO_TIMES]
+        )[:3]
+        return Figures(
+            "",
+            counts.messages,
+            counts.answered_24h,
+            counts.late,
+            counts.open,
+            counts.open_overdue,
+            median,
+            p90,
+            threads=parts.get("threads", {}).get(key, 0),
+            first_response_median_seconds=first_median,
+            first_response_p90_seconds=first_p90,
+            closed=parts.get("closed", {}).get(key, 0),
+            close_median_seconds=close_median,
+            close_p90_seconds=close_p90,
+        )
+
+    channels = {}
+    if per is not None:
+        keys = set().union(*(per[name] for name in counted))
+        channels = {key: assemble(per, key) for key in keys}
+    return channels, assemble(whole, None)
+
+
+def _total_of(per: dict, timed: list) -> dict:
+    """The total's parts from the channels' counts, and its own percentiles."""
+    counts = [astuple(c) for c in per["counts"].values()]
+    whole = {
+        name: {None: sum(found.values())}
+        for name, found in per.items()
+        if name in ("threads", "closed")
+    }
+    whole["counts"] = {None: _Counts(*map(sum, zip(*counts, strict=True)))} if counts else {}
+    whole["times"] = [_percentiles(seconds, from_, w) for seconds, from_, w, _ in timed]
+    return whole
 
 
 def response_figures(
@@ -193,74 +524,61 @@ def response_figures(
     start: datetime,
     end: datetime,
     now: datetime,
-    channel_id: int | None = None,
-    marketplace: str | None = None,
-    agent_id: int | None = None,
+    **filters: Unpack[Filters],
 ) -> Figures:
     """The metric for messages received in [start, end) within the scope.
 
     `organisation_ids` None means every organisation (admins); `agent_id` keeps the
     messages that agent's reply answered.
     """
-    base = _needing_answer(
-        organisation_ids=organisation_ids,
-        start=start,
-        end=end,
-        channel_id=channel_id,
-        marketplace=marketplace,
-    )
-    answer = aliased(Message)
-    from_ = base.outerjoin(answer, answer.id == base.c.reply_id)
-    where: list[ColumnElement] = []
-    if agent_id is not None:
-        where.append(answer.author_id == agent_id)
-    seconds = _seconds_between(answer.sent_at, base.c.created_at)
-    waited = _seconds_between(literal(now, UTCDateTime), base.c.created_at)
-    answered = base.c.reply_id.is_not(None)
-    row = db.session.execute(
-        select(
-            func.count(),
-            func.sum(case((and_(answered, seconds <= DAY_SECONDS), 1), else_=0)),
-            func.sum(case((and_(answered, seconds > DAY_SECONDS), 1), else_=0)),
-            func.sum(case((~answered, 1), else_=0)),
-            func.sum(case((and_(~answered, waited > DAY_SECONDS), 1), else_=0)),
-        )
-        .select_from(from_)
-        .where(*where)
-    ).one()
-    messages, within, late, open_, overdue = (int(value or 0) for value in row)
-    median, p90 = _percentiles(seconds, from_, [*where, answered], within + late)
-    return Figures(scope, messages, within, late, open_, overdue, median, p90)
+    _, total = _figures(organisation_ids, start, end, now, filters, per_channel=False)
+    return replace(total, scope=scope)
 
 
-def channel_report(
-    *, organisation_ids: Sequence[int], start: datetime, end: datetime, now: datetime
-) -> list[Figures]:
-    """One Figures per channel of the organisations, then the total. A channel's scope is
-    its marketplace, with its organisation's name in front when there are several."""
-    channels = db.session.execute(
+def report_channels(
+    *, organisation_ids: Sequence[int], **filters: Unpack[Filters]
+) -> list[tuple[int, str, str]]:
+    """(id, name, marketplace) of the organisations' channels that the filters keep. A
+    channel's name is its marketplace, with its organisation's name in front when there
+    are several organisations."""
+    stmt = (
         select(Channel.id, Channel.marketplace, Organisation.name)
         .join(Organisation, Organisation.id == Channel.organisation_id)
         .where(Channel.organisation_id.in_(list(organisation_ids)))
         .order_by(Organisation.name, Channel.marketplace, Channel.id)
-    ).all()
-    several = len(set(organisation_ids)) > 1
-    rows = [
-        response_figures(
-            scope=f"{name} {marketplace}" if several else marketplace,
-            organisation_ids=organisation_ids,
-            start=start,
-            end=end,
-            now=now,
-            channel_id=channel_id,
-        )
-        for channel_id, marketplace, name in channels
-    ]
-    rows.append(
-        response_figures(
-            scope="total", organisation_ids=organisation_ids, start=start, end=end, now=now
-        )
     )
+    if filters.get("channel_id") is not None:
+        stmt = stmt.where(Channel.id == filters["channel_id"])
+    if filters.get("marketplace") is not None:
+        stmt = stmt.where(Channel.marketplace == filters["marketplace"])
+    several = len(set(organisation_ids)) > 1
+    return [
+        (channel_id, f"{name} {marketplace}" if several else marketplace, marketplace)
+        for channel_id, marketplace, name in db.session.execute(stmt)
+    ]
+
+
+def channel_report(
+    *,
+    organisation_ids: Sequence[int],
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    with_threads: bool = True,
+    **filters: Unpack[Filters],
+) -> list[Figures]:
+    """One Figures per channel of the organisations (those the filters keep, named as
+    report_channels names them), then the total; `with_threads` False leaves the thread
+    figures out (nothing counted)."""
+    by_channel, total = _figures(
+        organisation_ids, start, end, now, filters, per_channel=True, with_threads=with_threads
+    )
+    empty = Figures("", 0, 0, 0, 0, 0, None, None)
+    rows = [
+        replace(by_channel.get(channel_id, empty), scope=name)
+        for channel_id, name, _ in report_channels(organisation_ids=organisation_ids, **filters)
+    ]
+    rows.append(replace(total, scope="total"))
     return rows
 
 
@@ -274,68 +592,131 @@ class Day:
 
     @property
     def answered_24h_pct(self) -> float | None:
-        return round(100 * self.answered_24h / self.messages, 1) if self.messages else None
+        return _pct(self.answered_24h, self.messages)
 
 
 def messages_per_day(
-    *, organisation_ids: Sequence[int] | None, start: datetime, end: datetime
+    *,
+    organisation_ids: Sequence[int] | None,
+    start: datetime,
+    end: datetime,
+    **filters: Unpack[Filters],
 ) -> list[Day]:
     """Every UTC day from start to end (empty days included), by the messages' arrival."""
-    base = _needing_answer(
-        organisation_ids=organisation_ids,
-        start=start,
-        end=end,
-        channel_id=None,
-        marketplace=None,
+    messages = _messages(organisation_ids, start, end, filters)
+    counts = _message_counts(
+        messages, _agent_where(messages, filters), end, func.date(messages.c.created_at)
     )
-    answer = aliased(Message)
-    seconds = _seconds_between(answer.sent_at, base.c.created_at)
-    day = func.date(base.c.created_at)
-    rows = db.session.execute(
-        select(
-            day,
-            func.count(),
-            func.sum(
-                case((and_(base.c.reply_id.is_not(None), seconds <= DAY_SECONDS), 1), else_=0)
-            ),
-        )
-        .select_from(base.outerjoin(answer, answer.id == base.c.reply_id))
-        .group_by(day)
-    ).all()
     # SQLite's date() gives text, PostgreSQL's a date.
-    found = {date.fromisoformat(str(value)[:10]): (n, int(w or 0)) for value, n, w in rows}
+    found = {date.fromisoformat(str(key)[:10]): c for key, c in counts.items()}
     first, last = start.date(), (end - timedelta(microseconds=1)).date()
+    days = (first + timedelta(days=i) for i in range((last - first).days + 1))
     return [
-        Day(day, *found.get(day, (0, 0)))
-        for day in (first + timedelta(days=i) for i in range((last - first).days + 1))
+        Day(day, found[day].messages, found[day].answered_24h) if day in found else Day(day, 0, 0)
+        for day in days
     ]
 
 
-def replies_per_agent(
-    *, organisation_ids: Sequence[int] | None, start: datetime, end: datetime
-) -> list[tuple[str, int]]:
-    """Sent replies in [start, end) per author (name, else e-mail), most first."""
-    stmt = (
-        select(User.name, User.email, func.count(Message.id))
-        .join(Message, Message.author_id == User.id)
+def response_distribution(
+    *,
+    organisation_ids: Sequence[int] | None,
+    start: datetime,
+    end: datetime,
+    **filters: Unpack[Filters],
+) -> list[tuple[str, str, int]]:
+    """Messages received in [start, end) and answered, by response time: one
+    (key, label, count) per RESPONSE_BUCKETS entry, empty ones included."""
+    messages = _messages(organisation_ids, start, end, filters)
+    seconds = messages.seconds
+    bucket = case(
+        *((seconds < bound, key) for key, _, bound in RESPONSE_BUCKETS if bound is not None),
+        else_=RESPONSE_BUCKETS[-1][0],
+    )
+    counts = _counted(messages.from_, [*_agent_where(messages, filters), messages.answered], bucket)
+    return [(key, label, counts.get(key, 0)) for key, label, _ in RESPONSE_BUCKETS]
+
+
+@dataclass(frozen=True)
+class AgentFigures:
+    """One agent's replies in the period and the messages their replies answered."""
+
+    name: str
+    replies: int
+    answered: int
+    answered_24h: int
+    median_seconds: float | None
+    p90_seconds: float | None
+
+    @property
+    def answered_24h_pct(self) -> float | None:
+        return _pct(self.answered_24h, self.answered)
+
+
+def agent_report(
+    *,
+    organisation_ids: Sequence[int] | None,
+    start: datetime,
+    end: datetime,
+    **filters: Unpack[Filters],
+) -> list[AgentFigures]:
+    """Per agent: replies sent in [start, end), and the messages received then that
+    their reply answered (how many within 24 h, median and p90); most replies first."""
+    replies = (
+        select(Message.author_id)
         .join(Thread, Thread.id == Message.thread_id)
         .where(
             Message.direction == Direction.OUT,
             Message.is_internal_note.is_(False),
             Message.send_status == SendStatus.SENT,
+            Message.author_id.is_not(None),
             Message.sent_at >= start,
             Message.sent_at < end,
         )
-        .group_by(User.id, User.name, User.email)
-        .order_by(func.count(Message.id).desc(), User.email)
     )
-    if organisation_ids is not None:
-        stmt = stmt.where(Thread.organisation_id.in_(list(organisation_ids)))
-    return [(name or email, n) for name, email, n in db.session.execute(stmt)]
+    if filters.get("agent_id") is not None:
+        replies = replies.where(Message.author_id == filters["agent_id"])
+    replies = _in_scope(replies, organisation_ids, filters).subquery()
+    sent = _counted(replies, [], replies.c.author_id)
+
+    messages = _messages(organisation_ids, start, end, filters)
+    author = messages.answer.author_id
+    where = [*_agent_where(messages, filters), messages.answered, author.is_not(None)]
+    counts = _message_counts(messages, where, end, author)
+    times = _percentiles(messages.seconds, messages.from_, where, author)
+    ids = set(sent) | set(counts)
+    names = {
+        user_id: name or email
+        for user_id, name, email in db.session.execute(
+            select(User.id, User.name, User.email).where(User.id.in_(ids))
+        )
+    }
+    rows = [
+        AgentFigures(
+            names[user_id],
+            sent.get(user_id, 0),
+            counts.get(user_id, _Counts()).messages,
+            counts.get(user_id, _Counts()).answered_24h,
+            *times.get(user_id, _NO_TIMES),
+        )
+        for user_id in ids
+    ]
+    return sorted(rows, key=lambda row: (-row.replies, row.name))
+
+
+def replies_per_agent(
+    *,
+    organisation_ids: Sequence[int] | None,
+    start: datetime,
+    end: datetime,
+    **filters: Unpack[Filters],
+) -> list[tuple[str, int]]:
+    """Sent replies in [start, end) per author (name, else e-mail), most first."""
+    rows = agent_report(organisation_ids=organisation_ids, start=start, end=end, **filters)
+    return [(row.name, row.replies) for row in rows if row.replies]
 
 
 def open_threads_per_assignee(
-    *, organisation_ids: Sequence[int] | None
+    *, organisation_ids: Sequence[int] | None, **filters: Unpack[Filters]
 ) -> list[tuple[str | None, int]]:
     """Open threads now per assignee (None: unassigned), most first."""
     stmt = (
@@ -346,32 +727,30 @@ def open_threads_per_assignee(
         .group_by(User.id, User.name, User.email)
         .order_by(func.count(Thread.id).desc(), User.email)
     )
-    if organisation_ids is not None:
-        stmt = stmt.where(Thread.organisation_id.in_(list(organisation_ids)))
+    if filters.get("agent_id") is not None:
+        stmt = stmt.where(Thread.assignee_id == filters["agent_id"])
+    stmt = _in_scope(stmt, organisation_ids, filters)
     return [(name or email, n) for name, email, n in db.session.execute(stmt)]
 
 
-def backlog(*, organisation_ids: Sequence[int] | None, now: datetime) -> dict[str, int]:
-    """Messages needing an answer and still open now, by time left of their 24 hours."""
-    base = _needing_answer(
-        organisation_ids=organisation_ids,
-        start=_EPOCH,
-        end=now,
-        channel_id=None,
-        marketplace=None,
-    )
-    waited = _seconds_between(literal(now, UTCDateTime), base.c.created_at)
+def backlog(
+    *, organisation_ids: Sequence[int] | None, now: datetime, **filters: Unpack[Filters]
+) -> dict[str, int]:
+    """Messages needing an answer and still open now, by time left of their 24 hours
+    (the agent filter: threads assigned to them)."""
+    messages = _messages(organisation_ids, _EPOCH, now, filters)
+    waited = _seconds_between(literal(now, UTCDateTime), messages.c.created_at)
     bucket = case(
         (waited >= DAY_SECONDS, "overdue"),
-        (waited > DAY_SECONDS - 4 * 3600, "under_4h"),
+        (waited > DAY_SECONDS - 4 * HOUR, "under_4h"),
         (waited >= 0, "under_24h"),
         else_="later",
     )
-    rows = db.session.execute(
-        select(bucket, func.count()).where(base.c.reply_id.is_(None)).group_by(bucket)
-    ).all()
+    where = [~messages.answered]
+    if filters.get("agent_id") is not None:
+        where.append(messages.c.assignee_id == filters["agent_id"])
     counts = dict.fromkeys(BACKLOG_BUCKETS, 0)
-    counts.update({name: n for name, n in rows})
+    counts.update(_counted(messages.from_, where, bucket))
     return counts
 
 
@@ -385,7 +764,11 @@ def response_rates(*, organisation_id: int, now: datetime) -> list[tuple[str, li
     """Per channel and in total: the figures for each of AMAZON_PERIODS up to now."""
     by_period = [
         channel_report(
-            organisation_ids=[organisation_id], start=now - timedelta(days=days), end=now, now=now
+            organisation_ids=[organisation_id],
+            start=now - timedelta(days=days),
+            end=now,
+            now=now,
+            with_threads=False,
         )
         for days in AMAZON_PERIODS
     ]

@@ -43,6 +43,13 @@ def test_prints_a_line_per_channel_and_the_total(runner, make_org, make_channel,
             "open_overdue": "1",
             "median_response_minutes": "90.0",
             "p90_response_minutes": "90.0",
+            # Both threads began in the period; the answered one after 90 minutes.
+            "threads": "2",
+            "first_response_median_minutes": "90.0",
+            "first_response_p90_minutes": "90.0",
+            "closed": "0",
+            "close_median_minutes": "",
+            "close_p90_minutes": "",
         }
 
 

@@ -10,7 +10,15 @@ import pytest
 from sqlalchemy import select
 
 from portal.extensions import db
-from portal.models import Direction, Message, NoResponseMark, Role, SendStatus, Thread
+from portal.models import (
+    Direction,
+    Message,
+    NoResponseMark,
+    Role,
+    SendStatus,
+    Thread,
+    ThreadStatus,
+)
 from portal.services import reports
 
 FRIDAY = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -219,3 +227,177 @@ def test_backlog_by_time_left(scenario):
         "under_24h": 1,
         "later": 0,
     }
+
+
+def _threads(org):
+    """The scenario's threads by their first message's order of creation."""
+    return db.session.scalars(
+        select(Thread).where(Thread.organisation_id == org.id).order_by(Thread.id)
+    ).all()
+
+
+def _close(thread: Thread, at: datetime) -> None:
+    thread.status = ThreadStatus.CLOSED
+    thread.closed_at = at
+
+
+def test_first_response_per_thread_and_time_to_close(scenario):
+    org, uk, de, agent = scenario
+    weekend, saturday, three, auto, failed, marked, bounced, recent, before = _threads(org)
+    _close(three, FRIDAY + hours(4))  # 4 h after its first message
+    _close(saturday, FRIDAY + hours(36))  # 11 h after its message at +25 h
+    _close(weekend, NOW + hours(2))  # after the period
+    _close(marked, FRIDAY + hours(5))  # nothing needing an answer: not counted
+    three.assignee = agent
+    # The thread begun before the period writes again within it: still not begun in it.
+    inbound(before, FRIDAY + hours(1))
+    db.session.commit()
+    rows = reports.channel_report(
+        organisation_ids=[org.id], start=START, end=NOW + hours(1), now=NOW
+    )
+    by_scope = {row.scope: row for row in rows}
+
+    # Threads whose first message needing an answer fell in the period: weekend, saturday,
+    # three, auto (UK), failed, bounced, recent (DE); not the marked one (nothing needs
+    # an answer) nor the one before the period. First responses: weekend 63 h, saturday
+    # 10 h, three 3 h (from its first message), auto 2 h, failed 30 h.
+    # UK 2, 3, 10, 63: median 6.5 h; p90 at 2.7: 10 + 0.7 * 53 = 47.1 h.
+    uk_row = by_scope["UK"]
+    assert uk_row.threads == 4
+    assert uk_row.first_response_median_seconds == pytest.approx(6.5 * 3600, abs=1)
+    assert uk_row.first_response_p90_seconds == pytest.approx(47.1 * 3600, abs=1)
+    # DE: failed 30 h; bounced and recent unanswered.
+    assert by_scope["DE"].threads == 3
+    assert by_scope["DE"].first_response_median_seconds == pytest.approx(30 * 3600, abs=1)
+    # Total 2, 3, 10, 30, 63: median 10 h; p90 at 3.6: 30 + 0.6 * 33 = 49.8 h.
+    total = by_scope["total"]
+    assert total.threads == 7
+    assert total.first_response_median_seconds == pytest.approx(10 * 3600, abs=1)
+    assert total.first_response_p90_seconds == pytest.approx(49.8 * 3600, abs=1)
+
+    # Closed in the period: three (4 h) and saturday (11 h): median 7.5 h; p90 at 0.9:
+    # 4 + 0.9 * 7 = 10.3 h. Both UK.
+    assert (total.closed, by_scope["UK"].closed, by_scope["DE"].closed) == (2, 2, 0)
+    assert total.close_median_seconds == pytest.approx(7.5 * 3600, abs=1)
+    assert total.close_p90_seconds == pytest.approx(10.3 * 3600, abs=1)
+    assert by_scope["DE"].close_median_seconds is None
+
+    # The agent: the first reply of one thread (three, 3 h); the one closed thread
+    # assigned to them (three, 4 h).
+    by_agent = reports.response_figures(
+        scope="agent",
+        organisation_ids=[org.id],
+        start=START,
+        end=NOW + hours(1),
+        now=NOW,
+        agent_id=agent.id,
+    )
+    assert by_agent.threads == 1
+    assert by_agent.first_response_median_seconds == pytest.approx(3 * 3600, abs=1)
+    assert by_agent.closed == 1
+    assert by_agent.close_median_seconds == pytest.approx(4 * 3600, abs=1)
+    # The CSV's columns: the old ones first, the new ones after, in minutes.
+    row = dict(zip(reports.REPORT_COLUMNS, reports.report_row(total), strict=True))
+    assert list(row)[:9] == [
+        "scope",
+        "messages",
+        "answered_24h",
+        "answered_24h_pct",
+        "late",
+        "open",
+        "open_overdue",
+        "median_response_minutes",
+        "p90_response_minutes",
+    ]
+    assert row["threads"] == "7"
+    assert row["first_response_median_minutes"] == "600.0"
+    assert row["first_response_p90_minutes"] == "2988.0"
+    assert (row["closed"], row["close_median_minutes"], row["close_p90_minutes"]) == (
+        "2",
+        "450.0",
+        "618.0",
+    )
+
+
+def test_response_time_distribution(scenario):
+    org, uk, de, agent = scenario
+
+    def distribution(**filters):
+        return {
+            key: n
+            for key, _, n in reports.response_distribution(
+                organisation_ids=[org.id], start=START, end=NOW + hours(1), **filters
+            )
+        }
+
+    # Answered messages: 1, 2, 2, 3 h (three and auto), 10 h, 30 h, 63 h. An answer
+    # after exactly one hour is not under one hour.
+    assert distribution() == {
+        "under_1h": 0,
+        "1_4h": 4,
+        "4_12h": 1,
+        "12_24h": 0,
+        "24_48h": 1,
+        "over_48h": 1,
+    }
+    assert distribution(marketplace="DE") == dict.fromkeys(distribution(), 0) | {"24_48h": 1}
+    assert sum(distribution(agent_id=agent.id).values()) == 3
+
+
+def test_agent_report(scenario, make_user):
+    org, uk, de, agent = scenario
+    make_user(Role.AGENT, assigned=[org])  # replied to nothing: not listed
+    rows = reports.agent_report(organisation_ids=[org.id], start=START, end=NOW)
+    # One reply, sent Friday 12:00, answering three messages in 1, 2, 3 h: all within
+    # 24 h; median 2 h; p90 at 1.8: 2 + 0.8 * 1 = 2.8 h.
+    assert [(r.name, r.replies, r.answered, r.answered_24h) for r in rows] == [
+        (agent.email, 1, 3, 3)
+    ]
+    assert rows[0].answered_24h_pct == 100.0
+    assert rows[0].median_seconds == pytest.approx(2 * 3600, abs=1)
+    assert rows[0].p90_seconds == pytest.approx(2.8 * 3600, abs=1)
+    assert (
+        reports.agent_report(organisation_ids=[org.id], start=START, end=NOW, marketplace="DE")
+        == []
+    )
+
+
+def test_filters_on_the_other_figures(scenario):
+    org, uk, de, agent = scenario
+    weekend, saturday, three, auto, failed, marked, bounced, recent, before = _threads(org)
+    bounced.assignee = agent
+    db.session.commit()
+    # The agent filter on what is still open is by assignee: the bounced thread.
+    assert reports.backlog(organisation_ids=[org.id], now=NOW, agent_id=agent.id) == {
+        "overdue": 1,
+        "under_4h": 0,
+        "under_24h": 0,
+        "later": 0,
+    }
+    assert reports.backlog(organisation_ids=[org.id], now=NOW, channel_id=uk.id) == dict.fromkeys(
+        reports.BACKLOG_BUCKETS, 0
+    )
+    # Open threads: four UK; five DE (failed, marked, bounced, recent, before).
+    assert reports.open_threads_per_assignee(organisation_ids=[org.id], channel_id=uk.id) == [
+        (None, 4)
+    ]
+    assert dict(reports.open_threads_per_assignee(organisation_ids=[org.id], marketplace="DE")) == {
+        None: 4,
+        agent.email: 1,
+    }
+    # UK per day: Friday weekend, three x 3, auto = 5, four within 24 h; Saturday 1 of 1.
+    days = reports.messages_per_day(
+        organisation_ids=[org.id], start=START, end=NOW + hours(1), channel_id=uk.id
+    )
+    by_day = {d.day.day: (d.messages, d.answered_24h) for d in days}
+    assert (by_day[20], by_day[21], by_day[30]) == ((5, 4), (1, 1), (0, 0))
+    # The agent's day: the three messages they answered.
+    days = reports.messages_per_day(
+        organisation_ids=[org.id], start=START, end=NOW + hours(1), agent_id=agent.id
+    )
+    assert sum(d.messages for d in days) == 3
+    # A channel filter keeps that channel's row, and the total is that channel's.
+    rows = reports.channel_report(
+        organisation_ids=[org.id], start=START, end=NOW + hours(1), now=NOW, channel_id=de.id
+    )
+    assert [(r.scope, r.messages) for r in rows] == [("DE", 3), ("total", 3)]
