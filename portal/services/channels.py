@@ -126,6 +126,9 @@ def create_channel(
     is_professional_confirmed: bool = True,
 ) -> Channel:
     """Add one marketplace store of `organisation` as a channel with its own address."""
+    if organisation.is_closed:
+        # A closed organisation's channels route no mail; a new one must not either.
+        raise ChannelError(f"{organisation.name} is closed: reopen it first.")
     marketplace = get_marketplace(marketplace_code)
     if marketplace is None:
         raise ChannelError(f"Unknown marketplace {marketplace_code!r}.")

@@ -54,6 +54,8 @@ def invite(
     if organisation is not None:
         if org_role is None or not can_manage_organisation(actor, organisation.id):
             raise InvitationError("Only the organisation's owners may invite colleagues.")
+        if organisation.is_closed:
+            raise InvitationError(f"{organisation.name} is closed: reopen it first.")
         role = Role.SELLER
     elif role not in (Role.AGENT, Role.ADMIN) or actor.role != Role.ADMIN:
         raise InvitationError("Only admins may invite support agents and admins.")

@@ -93,6 +93,9 @@ def create_user(
         raise AccountError("A seller user must belong to an organisation.")
     if role != Role.SELLER and organisation is not None:
         raise AccountError("Only seller users belong to an organisation; assign agents instead.")
+    if organisation is not None and organisation.is_closed:
+        # Offboarding disabled its people; a new one would undo that unnoticed.
+        raise AccountError(f"{organisation.name} is closed: reopen it first.")
     user = User(
         email=email,
         name=_checked_name("user's name", name),

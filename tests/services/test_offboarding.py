@@ -23,12 +23,14 @@ from portal.models import (
     MailboxRemoval,
     Message,
     Order,
+    OrgRole,
     Role,
     Thread,
     User,
     UserSession,
 )
-from portal.services import offboarding
+from portal.services import channels as channel_service
+from portal.services import invitations, offboarding
 from portal.services import users as user_service
 from portal.services.channels import find_channel_for_addresses
 from portal.services.sessions import start_session
@@ -210,3 +212,40 @@ def test_the_grace_period_is_read_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("OFFBOARDING_GRACE_DAYS", "-1")
     with pytest.raises(ConfigError, match="OFFBOARDING_GRACE_DAYS"):
         config_from_env(str(tmp_path))
+
+
+def test_a_closed_organisation_takes_no_new_channel_user_or_invitation(acme, make_user):
+    organisation, *_ = acme
+    admin = make_user(Role.ADMIN)
+    offboarding.close_organisation(organisation, actor=admin, now=NOW, grace_days=30)
+    db.session.commit()
+    events = len(kinds())
+
+    with pytest.raises(channel_service.ChannelError, match="Acme is closed: reopen it first"):
+        channel_service.create_channel(
+            organisation, "FR", actor=admin, inbound_domain="helpdesk.test"
+        )
+    with pytest.raises(user_service.AccountError, match="Acme is closed: reopen it first"):
+        user_service.create_user(
+            "late@acme.test", PASSWORD, role=Role.SELLER, organisation=organisation, actor=admin
+        )
+    with pytest.raises(invitations.InvitationError, match="Acme is closed: reopen it first"):
+        invitations.invite(
+            "late@acme.test",
+            actor=admin,
+            now=NOW,
+            organisation=organisation,
+            org_role=OrgRole.MEMBER,
+        )
+    db.session.rollback()
+    assert len(kinds()) == events
+    assert db.session.scalar(select(func.count(User.id)).where(User.email == "late@acme.test")) == 0
+
+    offboarding.reopen_organisation(organisation, actor=admin, now=NOW + timedelta(days=1))
+    db.session.commit()
+    assert (
+        channel_service.create_channel(
+            organisation, "FR", actor=admin, inbound_domain="helpdesk.test"
+        ).marketplace
+        == "FR"
+    )
