@@ -13,6 +13,7 @@ from portal.inbox.badges import answer_due
 from portal.models import Mailbox
 from portal.services import dashboard as dashboard_service
 from portal.services import reports as report_service
+from portal.services.mailboxes import polled
 from portal.services.organisations import list_visible_organisations
 from portal.services.threads import response_deadline
 from portal.sqltypes import utcnow
@@ -67,7 +68,9 @@ def healthz():
     try:
         db.session.execute(text("SELECT 1"))
         last_success, mailboxes = db.session.execute(
-            select(func.max(Mailbox.last_success_at), func.count()).where(Mailbox.is_enabled)
+            select(func.max(Mailbox.last_success_at), func.count()).where(
+                Mailbox.is_enabled, polled()
+            )
         ).one()
     except SQLAlchemyError:
         db.session.rollback()
@@ -92,6 +95,7 @@ def healthz():
     stale = db.session.scalar(
         select(func.count()).where(
             Mailbox.is_enabled,
+            polled(),
             (Mailbox.last_success_at.is_(None))
             | (Mailbox.last_success_at < now - timedelta(seconds=max_age)),
         )

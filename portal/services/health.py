@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from portal.extensions import db
 from portal.models import Direction, Mailbox, Message, SendStatus
 from portal.services.mailbox_config import is_from_environment, is_unverified
+from portal.services.mailboxes import polled
 from portal.sqltypes import utcnow
 
 #: Ingestion counts as stalled when no enabled mailbox succeeded for this many poll intervals.
@@ -91,7 +92,9 @@ def ingestion_staleness(*, poll_seconds: int, now: datetime | None = None) -> St
     now = now or utcnow()
     threshold = timedelta(seconds=poll_seconds) * STALE_POLLS
     enabled, last_success = db.session.execute(
-        select(func.count(Mailbox.id), func.max(Mailbox.last_success_at)).where(Mailbox.is_enabled)
+        select(func.count(Mailbox.id), func.max(Mailbox.last_success_at)).where(
+            Mailbox.is_enabled, polled()
+        )
     ).one()
     if last_success is not None and now - last_success <= threshold:
         return None

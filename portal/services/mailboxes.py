@@ -99,6 +99,12 @@ def is_http_ingress(source_url: str) -> bool:
     return source_url.startswith(f"{HTTP_INGRESS_SCHEME}:")
 
 
+def polled():
+    """A WHERE clause for the mailboxes the worker polls: an HTTP mailbox has no polls, so
+    its never-set last_success_at says nothing about ingestion being stalled."""
+    return Mailbox.source_url.not_like(f"{HTTP_INGRESS_SCHEME}:%")
+
+
 def source_url_without_password(settings: SourceSettings) -> str:
     if settings.kind == "maildir":
         return f"maildir:{settings.path}"

@@ -106,3 +106,14 @@ def test_it_is_exempt_from_csrf_and_the_login_rate_limit(app, client):
     from portal.extensions import csrf
 
     assert "portal.main.views.healthz" in csrf._exempt_views
+
+
+def test_an_http_mailbox_is_posted_to_and_never_counts_as_a_stalled_poll(app, client):
+    # Never polled, so never a last_success_at: a quiet HTTP mailbox is not a stall.
+    app.config["POLL_SECONDS"] = 60
+    _mailbox("fresh", polled_seconds_ago=30)
+    db.session.add(Mailbox(name="posted", source_url="http-ingress://?provider=mailgun"))
+    db.session.commit()
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json["mailboxes"] == 1 and response.json["stale_mailboxes"] == 0
