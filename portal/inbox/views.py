@@ -206,9 +206,9 @@ def _live_etag(token: str) -> str:
 @bp.route("/inbox/live")
 @login_required
 def live():
-    """What an open inbox (static/js/live.js) asks every two seconds: 304 while nothing
-    it may see has changed, else its rows (the same filters, sort and page) and the
-    navigation's counts."""
+    """What an open inbox (static/js/live.js) asks again and again: 304 while nothing
+    it may see has changed (with ?wait=N held up to N s first), else its rows (the same
+    filters, sort and page) and the navigation's counts."""
     # The token before the rows: a change in between shows at the next poll. With
     # ?wait=N, held while it matches the page's (static/js/live.js long-polls).
     wait = live_watch.parse_wait(request.args.get("wait"))
@@ -409,8 +409,8 @@ def _thread_etag(thread: Thread, newest_id: int) -> str:
 @bp.route("/threads/<int:thread_id>/live")
 @login_required
 def thread_live(thread_id: int):
-    """What an open thread page (static/js/live.js) asks every two seconds: 304 while
-    the thread has no new message, else the messages after ?after= rendered as the page
+    """What an open thread page (static/js/live.js) asks again and again: 304 while
+    the thread has no new message (with ?wait=N held up to N s first), else the messages after ?after= rendered as the page
     renders them. A thread the user may not open is a 404, as its page is."""
     wait = live_watch.parse_wait(request.args.get("wait"))
 

@@ -1,6 +1,7 @@
 """The live inbox: whether anything a user may see has changed, and the navigation's counts.
 
-An open inbox asks every two seconds (static/js/live.js). change_token answers from
+An open inbox asks again and again (static/js/live.js, a long poll held by watch.py
+while this token stays the same). change_token answers from
 two index lookups on threads.updated_at, scoped exactly as list_inbox is; only when
 it differs from the one the page holds does the view list and render the rows again.
 
