@@ -52,6 +52,20 @@ def change_token(user: User) -> str:
     return f"{newest.isoformat()}/{recent}"
 
 
+def global_signal() -> tuple[object, ...]:
+    """A value that changes whenever any thread or message is stored or changed, in any
+    scope: the lookups of change_token unscoped, plus the newest message's id. For the
+    long poll's watcher (watch.py) only; never shown to a user."""
+    conn = db.session.connection()
+    newest = conn.execute(_newest_statement("all")).scalar()
+    recent = (
+        conn.execute(_recent_statement("all"), {"since": newest - WINDOW}).scalar()
+        if newest is not None
+        else 0
+    )
+    return (newest, recent, conn.execute(select(func.max(Message.id))).scalar())
+
+
 def newest_message_id(thread: Thread) -> int:
     """The id of the thread's newest message (0 for none): the live thread page's change
     check, one lookup on the messages' thread index. The caller has checked that the

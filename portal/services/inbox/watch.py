@@ -23,11 +23,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask
-from sqlalchemy import func, select
 
 from portal.extensions import db
-from portal.models import Message
-from portal.services.inbox.live import WINDOW, _newest_statement, _recent_statement
+from portal.services.inbox.live import global_signal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,20 +35,6 @@ T = TypeVar("T")
 MAX_WAIT = 25
 #: How often the watcher reads the signal while requests wait, in seconds.
 CHECK_SECONDS = 1.0
-
-
-def global_signal() -> tuple[Any, ...]:
-    """A value that changes whenever any thread or message is stored or changed: the
-    same index lookups as change_token, unscoped, plus the newest message's id."""
-    conn = db.session.connection()
-    newest = conn.execute(_newest_statement("all")).scalar()
-    recent = (
-        conn.execute(_recent_statement("all"), {"since": newest - WINDOW}).scalar()
-        if newest is not None
-        else 0
-    )
-    last_message = conn.execute(select(func.max(Message.id))).scalar()
-    return (newest, recent, last_message)
 
 
 class Watcher:
