@@ -8,13 +8,16 @@ and logs each in through the real login form (Flask's test client on the same da
 and SECRET_KEY: the session rows and cookies are the ones a browser gets), then starts
 the portal as an operator does, with the ingest worker on a Dovecot mailbox with IDLE:
 
-  serve  `scripts/serve` (make serve): gunicorn, WEB_CONCURRENCY=2, PostgreSQL
+  serve  `scripts/serve` (make serve): gunicorn, WEB_CONCURRENCY=2 gthread workers,
+         PostgreSQL
   run    `flask run-all` (make run): Flask's threaded server, SQLite
 
 Each client is a plain HTTP connection (http.client, one thread each) with its own
 session cookie doing what static/js/live.js does: GET /inbox once for the page's ETag,
-then every 2 s GET /inbox/live with If-None-Match (304 while nothing changed), started
-at random points of the 2 s so they spread as real tabs do.
+then GET /inbox/live?wait=25 with If-None-Match (held while nothing changed, then 304),
+asked again at once after each answer, the first started at a random point of 2 s so
+they spread as real tabs do. --wait 0 asks every 2 s without a wait (live.js before
+the long poll, or against a server that does not hold requests).
 
 - baseline: for --baseline (20) seconds no client asks; the CPU seconds per second of
   the web and worker processes (every process under the one started, from
@@ -53,7 +56,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import end_processes, percentile, run_bench, say, stop_servers, tail  # noqa: E402
 
-INTERVAL = 2.0  # static/js/live.js
+INTERVAL = 2.0  # static/js/live.js, against a server that does not hold requests
+WAIT = 25  # static/js/live.js: ?wait=, seconds the server may hold a request
 TARGET_CPU = 0.10  # of one core
 TARGET_P95 = 3.0
 ADDRESS = "uk-live@helpdesk.test"
@@ -331,7 +335,7 @@ class Bench:
         clients = [Client(port, cookie) for cookie in cookies]
         result = SetupResult(
             setup,
-            "gunicorn x2 + worker, PostgreSQL"
+            "gunicorn x2 (gthread) + worker, PostgreSQL"
             if setup == "serve"
             else "Flask threaded + worker, SQLite",
         )
@@ -349,13 +353,19 @@ class Bench:
                 client.etag = f'"{ETAG_RE.search(page)[1]}"'
                 client.url = URL_RE.search(page)[1].replace("&amp;", "&")
 
+            wait = self.args.wait
+            sep = "&" if "?" in clients[0].url else "?"
+
             def poll(client: Client) -> None:
                 stop.wait(self.rng.uniform(0, INTERVAL))
                 while not stop.is_set():
+                    held = False
                     try:
+                        url = f"{client.url}{sep}wait={wait}" if wait else client.url
                         status, headers, body = client.get(
-                            client.url, {"If-None-Match": client.etag, "Accept": "application/json"}
+                            url, {"If-None-Match": client.etag, "Accept": "application/json"}
                         )
+                        held = "X-Live-Wait" in headers
                         client.requests += 1
                         if status == 304:
                             client.not_modified += 1
@@ -368,7 +378,8 @@ class Bench:
                             client.errors += 1
                     except (http.client.HTTPException, OSError):
                         client.errors += 1
-                    stop.wait(INTERVAL)
+                    if not held:  # as live.js: a long poll asks again at once
+                        stop.wait(INTERVAL)
 
             # The baseline: the same processes with no client asking, once the worker's
             # start-up pass and the pages' first renders are over.
@@ -415,12 +426,14 @@ def report(bench: Bench) -> str:
     lines = [
         "Sellerdesk live inbox: idle open inboxes, then one new message",
         f"  Python {platform.python_version()}, {os.cpu_count()} CPUs (shared), "
-        f"{args.clients} clients asking every {INTERVAL:.0f} s, idle for {args.seconds:.0f} s, "
+        f"{args.clients} clients "
+        + (f"long-polling (wait={args.wait})" if args.wait else f"asking every {INTERVAL:.0f} s")
+        + f", idle for {args.seconds:.0f} s, "
         f"{args.threads} threads per organisation (3 organisations)",
         f"  load average (1 min) at start {bench.load_at_start:.2f}, "
         f"at end {os.getloadavg()[0]:.2f}",
         "",
-        f"  {'setup':<7}{'portal':<36}{'req/s':>7}{'304s':>7}{'errors':>7}"
+        f"  {'setup':<7}{'portal':<44}{'req/s':>7}{'304s':>7}{'errors':>7}"
         f"{'cpu/s':>8}{'no clients':>11}{'ms/req':>8}{'reach p50':>11}{'p95':>7}{'max':>7}"
         f"{'missed':>8}",
     ]
@@ -438,7 +451,7 @@ def report(bench: Bench) -> str:
         # CPU per request beyond what the processes spend with no client at all.
         per_request = (cores - idle) / rate * 1000 if rate else 0.0
         lines.append(
-            f"  {r.setup:<7}{r.settings:<36}{rate:>7.1f}{share:>7.0%}{r.errors:>7}"
+            f"  {r.setup:<7}{r.settings:<44}{rate:>7.1f}{share:>7.0%}{r.errors:>7}"
             f"{cores:>8.3f}{idle:>11.3f}{per_request:>8.2f}"
             f"{p50:>10.2f}s{p95:>6.2f}s{top:>6.2f}s{r.missed:>8}"
         )
@@ -464,6 +477,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=200, help="per organisation (200)")
     parser.add_argument("--timeout", type=float, default=60, help="give up on reach after s")
+    parser.add_argument(
+        "--wait",
+        type=int,
+        default=WAIT,
+        help=f"?wait= of each request, as live.js ({WAIT}); 0: a request every {INTERVAL:.0f} s",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the clients' offsets")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     args = parser.parse_args(argv)

@@ -67,6 +67,7 @@ from portal.services import presence as presence_service
 from portal.services import threads as thread_service
 from portal.services.audit import record_event
 from portal.services.compliance import check_reply
+from portal.services.inbox import watch as live_watch
 from portal.services.spapi import settings_for_channel
 from portal.sqltypes import parse_id
 from portal.templating import format_datetime
@@ -205,11 +206,18 @@ def _live_etag(token: str) -> str:
 @bp.route("/inbox/live")
 @login_required
 def live():
-    """What an open inbox (static/js/live.js) asks every two seconds: 304 while nothing
-    it may see has changed, else its rows (the same filters, sort and page) and the
-    navigation's counts."""
-    # The token before the rows: a change in between shows at the next poll.
-    etag = _live_etag(inbox_service.change_token(current_user))
+    """What an open inbox (static/js/live.js) asks again and again: 304 while nothing
+    it may see has changed (with ?wait=N held up to N s first), else its rows (the same
+    filters, sort and page) and the navigation's counts."""
+    # The token before the rows: a change in between shows at the next poll. With
+    # ?wait=N, held while it matches the page's (static/js/live.js long-polls).
+    wait = live_watch.parse_wait(request.args.get("wait"))
+    etag = live_watch.check_and_hold(
+        current_app._get_current_object(),
+        wait,
+        lambda: _live_etag(inbox_service.change_token(current_user)),
+        lambda etag: etag in request.if_none_match,
+    )
     if etag in request.if_none_match:
         response = Response(status=304)
     else:
@@ -235,7 +243,16 @@ def live():
     response.set_etag(etag)
     # Revalidated every time, and never kept by a shared cache.
     response.headers["Cache-Control"] = "private, no-cache"
+    _mark_wait(response, wait)
     return response
+
+
+def _mark_wait(response: Response, wait: float) -> None:
+    if wait > 0:
+        # Tells live.js this server holds requests, so it asks again at once.
+        response.headers["X-Live-Wait"] = f"{wait:g}"
+        # A proxy (nginx) passes the answer on unbuffered.
+        response.headers["X-Accel-Buffering"] = "no"
 
 
 # --- bulk actions ----------------------------------------------------------------------
@@ -392,12 +409,23 @@ def _thread_etag(thread: Thread, newest_id: int) -> str:
 @bp.route("/threads/<int:thread_id>/live")
 @login_required
 def thread_live(thread_id: int):
-    """What an open thread page (static/js/live.js) asks every two seconds: 304 while
-    the thread has no new message, else the messages after ?after= rendered as the page
+    """What an open thread page (static/js/live.js) asks again and again: 304 while
+    the thread has no new message (with ?wait=N held up to N s first), else the messages after ?after= rendered as the page
     renders them. A thread the user may not open is a 404, as its page is."""
-    thread = _load_thread(thread_id)
-    newest_id = inbox_service.newest_message_id(thread)
-    etag = _thread_etag(thread, newest_id)
+    wait = live_watch.parse_wait(request.args.get("wait"))
+
+    def check() -> tuple[Thread, int, str]:
+        # The whole check again after each wake: the user may have lost the thread.
+        thread = _load_thread(thread_id)
+        newest_id = inbox_service.newest_message_id(thread)
+        return thread, newest_id, _thread_etag(thread, newest_id)
+
+    thread, newest_id, etag = live_watch.check_and_hold(
+        current_app._get_current_object(),
+        wait,
+        check,
+        lambda answer: answer[2] in request.if_none_match,
+    )
     if etag in request.if_none_match:
         response = Response(status=304)
     else:
@@ -421,6 +449,7 @@ def thread_live(thread_id: int):
         )
     response.set_etag(etag)
     response.headers["Cache-Control"] = "private, no-cache"
+    _mark_wait(response, wait)
     return response
 
 

@@ -1,5 +1,8 @@
-// The live inbox: every two seconds, ask the server whether anything this user may see
-// has changed (If-None-Match: 304 while nothing has), and when it has, put in the rows
+// The live inbox: ask the server whether anything this user may see has changed
+// (If-None-Match: 304 while nothing has). The request asks the server to hold it up to
+// WAIT seconds until something changes (a long poll); a server that does so says so
+// (X-Live-Wait) and is asked again at once, one that answers at once is asked every
+// two seconds. Errors back off. When something has changed, put in the rows
 // it sends for the same filters, sort and page, and the navigation's counts. Rows that
 // did not change stay the same elements (their ticked boxes, the keyboard's current
 // row and the scroll stay); new and changed ones get a class and are announced. Paused
@@ -8,11 +11,14 @@
   const root = document.getElementById("inbox-live");
   if (!root || !window.fetch) return;
   const INTERVAL = 2000;
+  const WAIT = 25; // seconds the server may hold a request (it caps it itself)
   const url = root.dataset.liveUrl;
+  const sep = url.includes("?") ? "&" : "?";
   let etag = `"${root.dataset.liveEtag}"`;
   let timer = null;
   let failures = 0;
   let busy = false;
+  let held = false; // the server holds requests: ask again at once
 
   const table = root.querySelector("table.inbox");
   const tbody = table.querySelector("tbody");
@@ -89,7 +95,7 @@
     if (document.visibilityState === "hidden") return; // visibilitychange starts it again
     busy = true;
     try {
-      const response = await fetch(url, {
+      const response = await fetch(`${url}${sep}wait=${WAIT}`, {
         credentials: "same-origin",
         cache: "no-store",
         headers: { Accept: "application/json", "If-None-Match": etag },
@@ -106,6 +112,7 @@
       } else if (response.status !== 304) {
         throw new Error(`live inbox: ${response.status}`);
       }
+      held = response.headers.has("X-Live-Wait");
       failures = 0;
     } catch (err) {
       failures += 1; // the server is restarting or the network is gone: ask less often
@@ -115,7 +122,8 @@
   }
 
   function schedule() {
-    if (timer === null) timer = setTimeout(poll, INTERVAL * Math.min(2 ** failures, 15));
+    const delay = failures ? INTERVAL * Math.min(2 ** failures, 15) : held ? 0 : INTERVAL;
+    if (timer === null) timer = setTimeout(poll, delay);
   }
 
   document.addEventListener("visibilitychange", () => {
@@ -132,12 +140,14 @@
   const root = document.getElementById("thread-live");
   if (!root || !window.fetch) return;
   const INTERVAL = 2000;
+  const WAIT = 25;
   const base = root.dataset.liveUrl;
   let etag = `"${root.dataset.liveEtag}"`;
   let after = root.dataset.after || "0";
   let timer = null;
   let failures = 0;
   let busy = false;
+  let held = false; // the server holds requests: ask again at once
   const status = document.getElementById("thread-live-status");
 
   function apply(data) {
@@ -165,7 +175,7 @@
     if (document.visibilityState === "hidden") return;
     busy = true;
     try {
-      const response = await fetch(`${base}?after=${encodeURIComponent(after)}`, {
+      const response = await fetch(`${base}?after=${encodeURIComponent(after)}&wait=${WAIT}`, {
         credentials: "same-origin",
         cache: "no-store",
         headers: { Accept: "application/json", "If-None-Match": etag },
@@ -181,6 +191,7 @@
       } else if (response.status !== 304) {
         throw new Error(`live thread: ${response.status}`);
       }
+      held = response.headers.has("X-Live-Wait");
       failures = 0;
     } catch (err) {
       failures += 1;
@@ -190,7 +201,8 @@
   }
 
   function schedule() {
-    if (timer === null) timer = setTimeout(poll, INTERVAL * Math.min(2 ** failures, 15));
+    const delay = failures ? INTERVAL * Math.min(2 ** failures, 15) : held ? 0 : INTERVAL;
+    if (timer === null) timer = setTimeout(poll, delay);
   }
 
   document.addEventListener("visibilitychange", () => {

@@ -6,8 +6,9 @@ Read in this order:
     search.py   the search box: terms as conditions (SQLite FTS5; PostgreSQL tsvector, trigrams)
     paging.py   the sort orders and keyset cursors
     listing.py  list_inbox and filter_options: one statement per shape, built once
-    live.py     change_token and nav_counts: what the open inbox asks every two seconds;
+    live.py     change_token and nav_counts: what the open inbox asks (a long poll);
                 newest_message_id and messages_after: the same for an open thread
+    watch.py    the long poll: the process's watcher that wakes held live requests
 """
 
 from portal.services.inbox.filters import (

@@ -1,6 +1,7 @@
 """The live inbox: whether anything a user may see has changed, and the navigation's counts.
 
-An open inbox asks every two seconds (static/js/live.js). change_token answers from
+An open inbox asks again and again (static/js/live.js, a long poll held by watch.py
+while this token stays the same). change_token answers from
 two index lookups on threads.updated_at, scoped exactly as list_inbox is; only when
 it differs from the one the page holds does the view list and render the rows again.
 
@@ -49,6 +50,20 @@ def change_token(user: User) -> str:
         return "none"
     recent = conn.execute(_recent_statement(kind), {**params, "since": newest - WINDOW}).scalar()
     return f"{newest.isoformat()}/{recent}"
+
+
+def global_signal() -> tuple[object, ...]:
+    """A value that changes whenever any thread or message is stored or changed, in any
+    scope: the lookups of change_token unscoped, plus the newest message's id. For the
+    long poll's watcher (watch.py) only; never shown to a user."""
+    conn = db.session.connection()
+    newest = conn.execute(_newest_statement("all")).scalar()
+    recent = (
+        conn.execute(_recent_statement("all"), {"since": newest - WINDOW}).scalar()
+        if newest is not None
+        else 0
+    )
+    return (newest, recent, conn.execute(select(func.max(Message.id))).scalar())
 
 
 def newest_message_id(thread: Thread) -> int:
