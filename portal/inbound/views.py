@@ -66,22 +66,19 @@ def deliver(token: str):
     if mailbox is None:
         return _answer(404, error="unknown ingress address")
     limit = current_app.config["INBOUND_MAX_BYTES"]
-    # Mailgun's form, parsed by werkzeug: its body-mime field is the whole message,
-    # which werkzeug's default for a form field in memory (500 kB) would refuse.
     request.max_content_length = limit
-    request.max_form_memory_size = limit
     settings, now = _settings(), http_ingress.now_seconds()
     provider = http_ingress.provider_of(mailbox)
     try:
         if provider == "mailgun":
-            if request.content_length is not None and request.content_length > limit:
-                raise RequestEntityTooLarge()
-            form = request.form
-            raw = form.get("body-mime")
+            form = http_ingress.mailgun_form(request.content_type or "", _body(limit))
             delivery = http_ingress.check_mailgun(
                 mailbox,
-                {k: form.get(k, "") for k in ("timestamp", "token", "signature")},
-                raw.encode("utf-8", "surrogateescape") if raw is not None else None,
+                {
+                    k: form.get(k, b"").decode("utf-8", "replace")
+                    for k in ("timestamp", "token", "signature")
+                },
+                form.get("body-mime"),
                 settings,
                 now,
             )

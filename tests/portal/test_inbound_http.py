@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import func, select
@@ -240,3 +241,43 @@ def test_a_large_mailgun_message_is_taken_and_one_over_the_limit_refused(app, uk
     huge = amazon_message(15, HELPDESK) + b"\n" + b"photo line\n" * 200_000
     assert mailgun_post(url, mailgun_fields(MAILGUN_KEY, huge), multipart=True)[0] == 413
     assert len(_inbound()) == 1
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+def test_mailgun_8bit_mail_in_another_charset_is_stored_byte_for_byte(
+    app, uk, live_server, multipart
+):
+    # A Latin-1 body with no transfer encoding: a form decoded as UTF-8 would have put
+    # replacement characters where the accents are.
+    token, _ = _mailbox("mailgun", MAILGUN_KEY)
+    raw = (
+        b"From: Ren\xe9e <renee@example.com>\r\nTo: " + HELPDESK.encode() + b"\r\n"
+        b"Subject: Colis re\xe7u ab\xeem\xe9\r\nMessage-ID: <latin1-mailgun@example.com>\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\n\r\nLe colis est arriv\xe9 ab\xeem\xe9.\r\n"
+    )
+    fields = mailgun_fields(MAILGUN_KEY, raw)
+    if multipart:
+        status = mailgun_post(f"{live_server}/inbound/{token}/mime", fields, multipart=True)
+    else:
+        fields["body-mime"] = raw  # urlencode quotes bytes as they are
+        status = post(
+            f"{live_server}/inbound/{token}/mime",
+            urlencode(fields).encode(),
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert status == (200, {"status": "stored"})
+    [stored] = _inbound()
+    assert stored.raw == raw
+    assert stored.subject == "Colis reçu abîmé"
+
+
+def test_mailgun_refuses_what_is_not_a_form(app, uk, live_server):
+    token, _ = _mailbox("mailgun", MAILGUN_KEY)
+    answer = post(
+        f"{live_server}/inbound/{token}/mime",
+        amazon_message(8, HELPDESK),
+        {"Content-Type": "message/rfc822"},
+    )
+    assert answer[0] == 415
+    assert _inbound() == []
