@@ -16,10 +16,20 @@ from werkzeug.serving import run_simple
 from ingest.pipeline import poll_all, settle_worker_process
 from ingest.scheduler import run_worker
 from portal.extensions import db
-from portal.models import Role
-from portal.services import buyer_data, http_ingress, mailbox_config, two_factor
+from portal.models import Role, SendStatus
+from portal.services import (
+    buyer_data,
+    http_ingress,
+    mailbox_config,
+    offboarding,
+    outbox_delivery,
+    two_factor,
+)
 from portal.services import channels as channel_service
+from portal.services import export as export_service
+from portal.services import keys as key_service
 from portal.services import mailboxes as mailbox_service
+from portal.services import outbox as outbox_service
 from portal.services import reports as report_service
 from portal.services import sessions as session_service
 from portal.services import users as user_service
@@ -353,8 +363,6 @@ outbox_cli = AppGroup("outbox", help="Replies waiting to go out by SMTP.")
 @outbox_cli.command("send")
 def outbox_send_command() -> None:
     """Send every due pending reply once and print a one-line summary."""
-    from portal.services import outbox_delivery
-
     summary = outbox_delivery.deliver_pending(limit=1000)
     click.echo(summary.line())
     if summary.failed or summary.retrying:
@@ -365,9 +373,6 @@ def outbox_send_command() -> None:
 @click.option("--all", "show_all", is_flag=True, help="Include sent and cancelled replies.")
 def outbox_list_command(show_all: bool) -> None:
     """Print pending and failed replies (tab-separated), with their last error."""
-    from portal.models import SendStatus
-    from portal.services import outbox as outbox_service
-
     statuses = list(SendStatus) if show_all else [SendStatus.PENDING, SendStatus.FAILED]
     for message in outbox_service.list_outbox(statuses=statuses, limit=10_000):
         next_at = (
@@ -405,8 +410,6 @@ def outbox_list_command(show_all: bool) -> None:
 )
 def export_command(jsonl: bool, out_path: str | None, org_name: str | None) -> None:
     """Export every stored message (or one organisation's) as JSON Lines."""
-    from portal.services import export as export_service
-
     if not jsonl:
         raise click.UsageError("Pass --jsonl: JSON Lines is the only export format for now.")
     organisation = None
@@ -439,8 +442,6 @@ keys_cli = AppGroup("keys", help="The key that encrypts stored secrets (TOKEN_KE
 )
 def keys_rotate_command(new_key: str | None) -> None:
     """Re-encrypt every stored secret from the current TOKEN_KEY to a new key, in one transaction."""
-    from portal.services import keys as key_service
-
     if not new_key:
         _fail(
             "Give the new key in NEW_TOKEN_KEY (or --new-key). Generate one with: "
@@ -548,8 +549,6 @@ def buyers_erase_command(org_name: str, address: str, dry_run: bool) -> None:
 )
 def buyers_export_command(org_name: str, address: str, out_path: str | None) -> None:
     """Write what the organisation holds about one buyer as JSON Lines (subject access)."""
-    from portal.services import export as export_service
-
     organisation = user_service.find_organisation(org_name)
     if organisation is None:
         _fail(f"No organisation called {org_name!r}.")
@@ -596,8 +595,6 @@ orgs_cli = AppGroup("orgs", help="Organisations: closing (offboarding) and reope
 def orgs_close_command(org_name: str, grace_days: int | None) -> None:
     """Close an organisation: channels disabled, Amazon authorisations deleted, users
     signed out and disabled; its buyer data is erased after the grace period."""
-    from portal.services import offboarding
-
     organisation = user_service.find_organisation(org_name)
     if organisation is None:
         _fail(f"No organisation called {org_name!r}.")
@@ -630,8 +627,6 @@ def orgs_close_command(org_name: str, grace_days: int | None) -> None:
 @click.option("--org", "org_name", required=True, metavar="NAME", help="The organisation.")
 def orgs_reopen_command(org_name: str) -> None:
     """Reopen a closed organisation within its grace period."""
-    from portal.services import offboarding
-
     organisation = user_service.find_organisation(org_name)
     if organisation is None:
         _fail(f"No organisation called {org_name!r}.")
