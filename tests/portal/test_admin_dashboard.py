@@ -79,3 +79,12 @@ def test_mailbox_charts_and_outbox_failures(client, login_as, make_channel):
         page,
     )
     assert outbox is not None and outbox.group(1).strip() == "1 / 0"
+
+
+def test_the_charts_are_in_the_page_once_and_never_in_its_title(client, login_as):
+    db.session.add(Mailbox(name="EU buyers", source_url="maildir:/tmp/none"))
+    db.session.commit()
+    login_as(Role.ADMIN)
+    page = client.get("/admin").get_data(as_text=True)
+    assert re.search(r"<title>Admin · Sellerdesk</title>", page)
+    assert page.count("<h2>Ingestion per mailbox</h2>") == 1
