@@ -68,3 +68,15 @@ def test_junk_after_means_from_the_start(client, login_as, two_channels, make_th
 def test_anonymous_is_sent_to_login(client, two_channels, make_thread):
     thread = make_thread(two_channels[0])
     assert live(client, thread.id).status_code == 302
+
+
+def test_the_thread_page_loads_the_live_script_once_and_its_title_is_the_subject(
+    client, login_as, two_channels, make_thread
+):
+    thread = make_thread(two_channels[0])
+    thread.subject = "Where is my parcel?"
+    db.session.commit()
+    login_as(Role.ADMIN)
+    page = client.get(f"/threads/{thread.id}").get_data(as_text=True)
+    assert "<title>Where is my parcel? · Sellerdesk</title>" in page
+    assert page.count("js/live.js") == 1
