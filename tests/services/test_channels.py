@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -249,7 +250,13 @@ def test_database_file_holds_no_plaintext_token(app, make_channel, database_url)
     db.session.remove()
     db.engine.dispose()  # flush WAL into the main file
     path = Path(database_url.removeprefix("sqlite:///"))
-    data = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    # Read by another process: closing a file descriptor of the database drops every
+    # POSIX lock this process holds on it, those of SQLite connections still open here
+    # too (sqlite.org/howtocorrupt.html, 2.2). Another process could then think itself
+    # the last connection and delete the WAL and shared memory under them: every later
+    # connection in this process failed with "disk I/O error".
+    files = sorted(str(p) for p in path.parent.glob(path.name + "*"))
+    data = subprocess.run(["cat", *files], capture_output=True, check=True).stdout
     assert b"4ea38b7b" not in data and GOOD_TOKEN.encode() not in data
 
 
