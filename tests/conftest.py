@@ -40,6 +40,7 @@ from portal.models import (
 )
 from portal.services import channels as channel_service
 from portal.services import users as user_service
+from portal.services.inbox.watch import stop_watcher
 from portal.sqltypes import utcnow
 from tests.helpers import (
     PASSWORD,
@@ -193,6 +194,9 @@ def app(app_config: dict[str, Any]) -> Iterator[Flask]:
     app = create_app(app_config)
     with app.app_context():
         yield app
+        # A live page's long polls started a watcher thread: stopped, it no longer keeps
+        # this app and its pooled connections alive after the test.
+        stop_watcher(app)
         db.session.remove()
         # Empty every table (children first) so each test starts from a clean database.
         with db.engine.begin() as conn:

@@ -149,6 +149,36 @@ def test_a_held_thread_request_is_answered_by_a_new_message(
     assert b"Still nothing arrived" in held.body
 
 
+def test_stopping_the_watcher_answers_held_requests_and_ends_its_thread(
+    app, client, login_as, two_channels, make_thread, live_server
+):
+    # A watcher left running kept its app and pooled SQLite connections alive for the
+    # rest of the process; the suite's app fixture stops it after each test.
+    uk, _ = two_channels
+    make_thread(uk, subject="First question")
+    login_as(Role.SELLER, organisation=uk.organisation)
+    etag = client.get("/inbox/live").headers["ETag"]
+    held = Held(f"{live_server}/inbox/live?wait=25", _as_client(client, etag))
+    _until(lambda: _waiting(app) == 1)
+    watcher = app.extensions["live_watcher"]
+    thread = watcher._thread  # noqa: SLF001
+
+    watch.stop_watcher(app)
+
+    # Answered with what it had: _until gives up well before the 25 s wait would end.
+    _until(lambda: held.status is not None)
+    assert held.answer() == 304
+    assert held.headers["ETag"] == etag
+    assert not thread.is_alive()
+    assert "live_watcher" not in app.extensions
+    # The next held request gets a watcher of its own.
+    again = Held(f"{live_server}/inbox/live?wait=25", _as_client(client, etag))
+    _until(lambda: _waiting(app) == 1)
+    assert app.extensions["live_watcher"] is not watcher
+    make_thread(uk, subject="Second question")
+    assert again.answer() == 200
+
+
 def test_the_wait_is_bounded():
     assert watch.parse_wait("25") == 25
     assert watch.parse_wait("3600") == watch.MAX_WAIT

@@ -46,6 +46,7 @@ class Watcher:
         self._cond = threading.Condition()
         self._generation = 0
         self._waiting = 0
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
@@ -58,11 +59,13 @@ class Watcher:
         pass; returns the generation then."""
         deadline = time.monotonic() + timeout
         with self._cond:
+            if self._stop.is_set():
+                return self._generation
             self._start()
             self._waiting += 1
             self._cond.notify_all()  # the watcher may be resting: it has work now
             try:
-                while self._generation == generation:
+                while self._generation == generation and not self._stop.is_set():
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -78,12 +81,26 @@ class Watcher:
             self._thread = threading.Thread(target=self._run, name="live-watcher", daemon=True)
             self._thread.start()
 
+    def stop(self, timeout: float = 5.0) -> None:
+        """End held requests at once (each answers with what it has) and the thread.
+
+        For a process, or a test, done with the app: a watcher left running keeps
+        the app, and so its pooled database connections, alive for good."""
+        with self._cond:
+            self._stop.set()
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
     def _run(self) -> None:
         last: tuple[Any, ...] | None = None
         while True:
             with self._cond:
-                while self._waiting == 0:
+                while self._waiting == 0 and not self._stop.is_set():
                     self._cond.wait()
+                if self._stop.is_set():
+                    return
             signal = self._read()
             # The first read counts as a change: a request may have checked before it.
             if signal is not None and signal != last:
@@ -92,7 +109,8 @@ class Watcher:
                     self._cond.notify_all()
             if signal is not None:
                 last = signal
-            time.sleep(self._check_seconds)
+            if self._stop.wait(self._check_seconds):  # rests; only stop() cuts it short
+                return
 
     def _read(self) -> tuple[Any, ...] | None:
         try:
@@ -116,6 +134,14 @@ def watcher_for(app: Flask) -> Watcher:
         if watcher is None:
             watcher = app.extensions["live_watcher"] = Watcher(app)
         return watcher
+
+
+def stop_watcher(app: Flask) -> None:
+    """Stop `app`'s watcher, if it has one; the next wait starts a new one."""
+    with _lock:
+        watcher = app.extensions.pop("live_watcher", None)
+    if watcher is not None:
+        watcher.stop()
 
 
 def parse_wait(value: str | None) -> float:
