@@ -193,6 +193,7 @@ class SnsStandin:
         version: str = "1",
         timestamp: dt.datetime | None = None,
         message_id: str | None = None,
+        topic: str = TOPIC,
     ) -> dict:
         """An SES 'Received' notification as SNS posts it: the mail inline (SNS action,
         UTF-8) or in S3 (S3 action, the object put here first)."""
@@ -222,7 +223,7 @@ class SnsStandin:
             {
                 "Type": "Notification",
                 "MessageId": message_id or f"sns-{secrets.token_hex(8)}",
-                "TopicArn": TOPIC,
+                "TopicArn": topic,
                 "Subject": "Amazon SES Email Receipt Notification",
                 "Message": json.dumps(notice),
                 "Timestamp": stamp,
@@ -230,13 +231,13 @@ class SnsStandin:
             version=version,
         )
 
-    def subscription(self) -> dict:
+    def subscription(self, *, topic: str = TOPIC) -> dict:
         return self.sign(
             {
                 "Type": "SubscriptionConfirmation",
                 "MessageId": f"sns-{secrets.token_hex(8)}",
                 "Token": secrets.token_hex(16),
-                "TopicArn": TOPIC,
+                "TopicArn": topic,
                 "Message": "You have chosen to subscribe to the topic.",
                 "SubscribeURL": f"{self.base}/confirm?Token=abc",
                 "Timestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),

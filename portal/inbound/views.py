@@ -83,7 +83,7 @@ def deliver(token: str):
                 now,
             )
         elif provider == "ses":
-            delivery = http_ingress.check_ses(_body(limit), settings, now)
+            delivery = http_ingress.check_ses(mailbox, _body(limit), settings, now)
         else:
             delivery = http_ingress.check_generic(
                 mailbox, _body(limit), dict(request.headers), settings, now

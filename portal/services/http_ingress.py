@@ -47,13 +47,14 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ingest.mail.parse_result import parse_inbound
 from portal.crypto import decrypt_secret, encrypt_secret
 from portal.extensions import db
 from portal.models import InboundReplay, Mailbox, User
+from portal.services.audit import record_event
 from portal.services.inbound import InboundMail, Outcome, store_inbound
 from portal.services.mailbox_config import MailboxConfigError, create_mailbox
 from portal.services.mailboxes import HTTP_PROVIDERS, is_http_ingress, parse_source_url
@@ -334,9 +335,9 @@ def _sns_time(value: object) -> float:
         raise Refused(400, "SNS Timestamp is not a time") from None
 
 
-def check_ses(body: bytes, settings: IngressSettings, now: float) -> Delivery:
-    """An SNS post: verified, fresh; a subscription is confirmed, a notification's mail
-    taken from its content or fetched from S3."""
+def check_ses(mailbox: Mailbox, body: bytes, settings: IngressSettings, now: float) -> Delivery:
+    """An SNS post: verified, fresh, from the mailbox's pinned topic; a subscription is
+    confirmed, a notification's mail taken from its content or fetched from S3."""
     try:
         message = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -347,6 +348,8 @@ def check_ses(body: bytes, settings: IngressSettings, now: float) -> Delivery:
     _fresh(_sns_time(message.get("Timestamp")), settings, now)
     key = f"sns:{str(message.get('MessageId', ''))[:120]}"
     kind = message["Type"]
+    # Before anything is confirmed or fetched: a foreign topic gets nothing from us.
+    _pin_topic(mailbox, str(message["TopicArn"]))
     if kind == "SubscriptionConfirmation":
         url = _https_url_on_suffix(
             message.get("SubscribeURL", ""), settings.sns_cert_host_suffix, "SubscribeURL"
@@ -361,6 +364,54 @@ def check_ses(body: bytes, settings: IngressSettings, now: float) -> Delivery:
     if kind == "UnsubscribeConfirmation":
         return Delivery(None, key, "unsubscribed")
     return Delivery(_ses_mail(message, settings), key)
+
+
+def _pin_topic(mailbox: Mailbox, topic: str) -> None:
+    """Refused(403) unless `topic` is the mailbox's pinned SNS topic; an unpinned
+    mailbox is pinned to it and COMMITTED at once.
+
+    SNS's signature proves only that SNS sent the message: anyone who learns the path
+    token can subscribe a topic of their own. The first verified message pins the topic,
+    normally the seller's subscription confirmation (or, for a mailbox subscribed before
+    pins existed, its first notification). The pin is claimed by a conditional UPDATE
+    and committed before the SubscribeURL is visited, so of two topics racing for a new
+    mailbox only one is ever confirmed."""
+    if mailbox.sns_topic_arn is None:
+        claimed = db.session.execute(
+            update(Mailbox)
+            .where(Mailbox.id == mailbox.id, Mailbox.sns_topic_arn.is_(None))
+            .values(sns_topic_arn=topic)
+        ).rowcount
+        if claimed:
+            record_event(
+                "mailbox.sns_topic_pinned", actor=None, target=mailbox, details={"topic": topic}
+            )
+            log.info("Mailbox %s: pinned to the SNS topic %s", mailbox.name, topic)
+        db.session.commit()
+        db.session.refresh(mailbox)
+    if mailbox.sns_topic_arn != topic:
+        log.warning(
+            "Mailbox %s: refused a message from the SNS topic %s (pinned to %s)",
+            mailbox.name,
+            topic[:200],
+            mailbox.sns_topic_arn,
+        )
+        raise Refused(403, "this SNS topic is not the one this mailbox takes mail from")
+
+
+def unpin_sns_topic(*, actor: User | None, mailbox: Mailbox) -> str | None:
+    """Forget an SES mailbox's pinned SNS topic (audited, no commit), so that the next
+    confirmed subscription pins its own; returns the topic that was pinned."""
+    if not is_http_ingress(mailbox.source_url) or provider_of(mailbox) != "ses":
+        raise MailboxConfigError(f"{mailbox.name} is not an Amazon SES mailbox.")
+    previous = mailbox.sns_topic_arn
+    mailbox.sns_topic_arn = None
+    db.session.flush()
+    record_event(
+        "mailbox.sns_topic_unpinned", actor=actor, target=mailbox, details={"topic": previous}
+    )
+    log.info("Mailbox %s: SNS topic pin %s cleared", mailbox.name, previous)
+    return previous
 
 
 def _ses_mail(message: dict, settings: IngressSettings) -> bytes:

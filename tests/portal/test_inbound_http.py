@@ -15,9 +15,10 @@ import pytest
 from sqlalchemy import func, select
 
 from portal.extensions import db
-from portal.models import Direction, InboundReplay, Mailbox, Message
+from portal.models import AuditEvent, Direction, InboundReplay, Mailbox, Message
 from portal.services import http_ingress
 from tests.http_ingress_standin import (
+    TOPIC,
     SnsStandin,
     generic_headers,
     generic_post,
@@ -186,6 +187,50 @@ def test_sns_subscription_is_confirmed_at_its_subscribe_url(app, uk, live_server
     status, body = sns_post(f"{live_server}/inbound/{token}", sns.subscription())
     assert (status, body) == (200, {"status": "subscription confirmed"})
     assert sns.visits["/confirm"] == before + 1
+
+
+OTHER_TOPIC = "arn:aws:sns:eu-west-1:999999999999:someone-elses-topic"
+
+
+def test_an_ses_mailbox_takes_mail_only_from_the_topic_it_confirmed_first(
+    app, uk, live_server, sns
+):
+    token, _ = _mailbox("ses")
+    url = f"{live_server}/inbound/{token}"
+    before = sns.visits["/confirm"]
+    assert sns_post(url, sns.subscription())[0] == 200
+    mailbox = db.session.scalar(select(Mailbox).where(Mailbox.name == "posted-ses"))
+    db.session.refresh(mailbox)
+    assert mailbox.sns_topic_arn == TOPIC
+    assert db.session.scalar(
+        select(AuditEvent).where(
+            AuditEvent.kind == "mailbox.sns_topic_pinned", AuditEvent.target_id == mailbox.id
+        )
+    )
+    # Someone who learnt the address subscribes their own topic: never confirmed...
+    status, body = sns_post(url, sns.subscription(topic=OTHER_TOPIC))
+    assert status == 403 and "topic" in body["error"]
+    assert sns.visits["/confirm"] == before + 1
+    # ...and their notifications (validly signed by SNS) store nothing.
+    foreign = sns.notification(amazon_message(11, HELPDESK), topic=OTHER_TOPIC)
+    assert sns_post(url, foreign)[0] == 403
+    assert _inbound() == []
+    assert db.session.scalar(select(func.count(InboundReplay.id))) == 1  # the confirmation
+    # The seller's own topic still delivers.
+    assert sns_post(url, sns.notification(amazon_message(12, HELPDESK)))[0] == 200
+    assert len(_inbound()) == 1
+
+
+def test_a_mailbox_subscribed_before_pins_is_pinned_by_its_first_notification(
+    app, uk, live_server, sns
+):
+    token, _ = _mailbox("ses")
+    url = f"{live_server}/inbound/{token}"
+    assert sns_post(url, sns.notification(amazon_message(13, HELPDESK)))[0] == 200
+    assert (
+        sns_post(url, sns.notification(amazon_message(14, HELPDESK), topic=OTHER_TOPIC))[0] == 403
+    )
+    assert len(_inbound()) == 1
 
 
 def test_sns_refusals(app, uk, live_server, sns):
