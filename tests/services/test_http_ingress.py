@@ -4,7 +4,7 @@ tests/portal/test_inbound_http.py for the real requests)."""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -109,3 +109,38 @@ def test_mail_with_nul_bytes_is_stored_not_an_error(uk, posted, settings):
     stored = http_ingress.deliver(posted.mailbox, delivery, settings)
     assert stored.outcome.value in ("stored", "quarantined")
     assert _count(Message, Message.direction == Direction.IN) == 1
+
+
+def test_the_sigv4_signer_matches_aws_published_get_object_example():
+    # "Example: GET Object" in Amazon S3's "Signature calculations for the
+    # Authorization header" (Signature Version 4), with its example credentials.
+    signed = http_ingress.sigv4_headers(
+        "GET",
+        "https://examplebucket.s3.amazonaws.com/test.txt",
+        region="us-east-1",
+        access_key_id="AKIAIOSFODNN7EXAMPLE",
+        secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        when=datetime(2013, 5, 24, tzinfo=UTC),
+        headers={"Range": "bytes=0-9"},
+    )
+    assert signed["Authorization"] == (
+        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
+        "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
+        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+    )
+    assert signed["x-amz-date"] == "20130524T000000Z"
+    assert signed["Host"] == "examplebucket.s3.amazonaws.com"
+
+
+def test_a_session_token_is_sent_and_signed():
+    signed = http_ingress.sigv4_headers(
+        "GET",
+        "https://s3.eu-west-1.amazonaws.com/bucket/key",
+        region="eu-west-1",
+        access_key_id="AKID",
+        secret_access_key="secret",
+        session_token="token",
+        when=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    assert signed["x-amz-security-token"] == "token"
+    assert "x-amz-security-token" in signed["Authorization"].split("SignedHeaders=")[1]
