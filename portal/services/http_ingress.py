@@ -367,7 +367,7 @@ def check_ses(mailbox: Mailbox, body: bytes, settings: IngressSettings, now: flo
     key = f"sns:{str(message.get('MessageId', ''))[:120]}"
     kind = message["Type"]
     # Before anything is confirmed or fetched: a foreign topic gets nothing from us.
-    _pin_topic(mailbox, str(message["TopicArn"]))
+    pin_sns_topic(mailbox, str(message["TopicArn"]))
     if kind == "SubscriptionConfirmation":
         url = _https_url_on_suffix(
             message.get("SubscribeURL", ""), settings.sns_cert_host_suffix, "SubscribeURL"
@@ -384,7 +384,7 @@ def check_ses(mailbox: Mailbox, body: bytes, settings: IngressSettings, now: flo
     return Delivery(_ses_mail(message, settings), key)
 
 
-def _pin_topic(mailbox: Mailbox, topic: str) -> None:
+def pin_sns_topic(mailbox: Mailbox, topic: str) -> None:
     """Refused(403) unless `topic` is the mailbox's pinned SNS topic; an unpinned
     mailbox is pinned to it and COMMITTED at once.
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from portal.extensions import db
-from portal.models import Direction, InboundReplay, Mailbox, Message
+from portal.models import AuditEvent, Direction, InboundReplay, Mailbox, Message
 from portal.services import http_ingress
 from portal.services.http_ingress import Refused
 from portal.sqltypes import utcnow
@@ -109,6 +109,52 @@ def test_mail_with_nul_bytes_is_stored_not_an_error(uk, posted, settings):
     stored = http_ingress.deliver(posted.mailbox, delivery, settings)
     assert stored.outcome.value in ("stored", "quarantined")
     assert _count(Message, Message.direction == Direction.IN) == 1
+
+
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:sellerdesk-inbound"
+OTHER_TOPIC = "arn:aws:sns:eu-west-1:999999999999:someone-elses-topic"
+
+
+@pytest.fixture
+def ses_mailbox(app):
+    new = http_ingress.create_http_mailbox(actor=None, name="ses", provider="ses")
+    db.session.commit()
+    return new.mailbox
+
+
+def test_the_first_topic_pins_an_ses_mailbox_and_others_are_refused(ses_mailbox):
+    http_ingress.pin_sns_topic(ses_mailbox, TOPIC)
+    http_ingress.pin_sns_topic(ses_mailbox, TOPIC)  # the same topic again: taken
+    with pytest.raises(Refused) as refused:
+        http_ingress.pin_sns_topic(ses_mailbox, OTHER_TOPIC)
+    assert refused.value.status == 403
+    db.session.expire_all()
+    assert db.session.get(Mailbox, ses_mailbox.id).sns_topic_arn == TOPIC
+    assert _count(AuditEvent, AuditEvent.kind == "mailbox.sns_topic_pinned") == 1
+    assert http_ingress.unpin_sns_topic(actor=None, mailbox=ses_mailbox) == TOPIC
+    http_ingress.pin_sns_topic(ses_mailbox, OTHER_TOPIC)
+    assert ses_mailbox.sns_topic_arn == OTHER_TOPIC
+
+
+def test_two_topics_racing_for_a_new_mailbox_pin_only_one(app, ses_mailbox):
+    mailbox_id = ses_mailbox.id
+
+    def pin(topic):
+        def call():
+            try:
+                http_ingress.pin_sns_topic(db.session.get(Mailbox, mailbox_id), topic)
+            except Refused as refused:
+                return refused.status
+            return topic
+
+        return call
+
+    results = run_together(app, pin(TOPIC), pin(OTHER_TOPIC))
+    assert sorted(map(str, results)) in (["403", TOPIC], ["403", OTHER_TOPIC])
+    db.session.expire_all()
+    (winner,) = (r for r in results if r != 403)
+    assert db.session.get(Mailbox, mailbox_id).sns_topic_arn == winner
+    assert _count(AuditEvent, AuditEvent.kind == "mailbox.sns_topic_pinned") == 1
 
 
 def test_the_sigv4_signer_matches_aws_published_get_object_example():
