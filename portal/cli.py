@@ -357,6 +357,21 @@ def mailboxes_remove_command(name: str) -> None:
     click.echo(f"removed\t{name}")
 
 
+@mailboxes_cli.command("unpin-topic")
+@click.option("--name", required=True)
+def mailboxes_unpin_topic_command(name: str) -> None:
+    """Forget an SES mailbox's SNS topic (audited): the next confirmed subscription pins
+    its own. For moving the mailbox to a new topic."""
+    try:
+        mailbox = mailbox_config.get_mailbox(name)
+        previous = http_ingress.unpin_sns_topic(actor=None, mailbox=mailbox)
+    except mailbox_config.MailboxConfigError as exc:
+        db.session.rollback()
+        _fail(str(exc))
+    db.session.commit()
+    click.echo(f"unpinned\t{name}\t{previous or '-'}")
+
+
 outbox_cli = AppGroup("outbox", help="Replies waiting to go out by SMTP.")
 
 

@@ -150,6 +150,12 @@ def _inbound_settings() -> dict[str, Any]:
         raise ConfigError(
             f"SES_S3_ENDPOINT must be an http(s) URL, got {values['SES_S3_ENDPOINT']!r}"
         )
+    # Credentials the S3 GET is signed with (SigV4); without a key id the GET is unsigned.
+    values["SES_S3_REGION"] = (os.environ.get("SES_S3_REGION") or DEFAULTS["SES_S3_REGION"]).strip()
+    for name in ("SES_S3_ACCESS_KEY_ID", "SES_S3_SECRET_ACCESS_KEY", "SES_S3_SESSION_TOKEN"):
+        values[name] = (os.environ.get(name) or "").strip()
+    if values["SES_S3_ACCESS_KEY_ID"] and not values["SES_S3_SECRET_ACCESS_KEY"]:
+        raise ConfigError("SES_S3_ACCESS_KEY_ID is set but SES_S3_SECRET_ACCESS_KEY is not")
     return values
 
 
@@ -309,13 +315,18 @@ DEFAULTS: Mapping[str, Any] = {
     # HTTP ingress (issue 24): the largest delivery taken (413 above it), how far a
     # signed timestamp may be from now (stale, and the replay memory's window), the
     # deliveries per minute per mailbox, where SNS certificates may come from (https
-    # hosts ending in this), a private CA for them (tests), and SES's S3 endpoint.
+    # hosts ending in this), a private CA for them (tests), SES's S3 endpoint and the
+    # region its signed GETs name (credentials: SES_S3_ACCESS_KEY_ID and friends).
     "INBOUND_MAX_BYTES": 30 * 1024 * 1024,
     "INBOUND_MAX_AGE_SECONDS": 300,
     "INBOUND_RATE_LIMIT": "120 per minute",
     "SNS_CERT_HOST_SUFFIX": ".amazonaws.com",
     "SNS_CA_FILE": "",
     "SES_S3_ENDPOINT": "",
+    "SES_S3_REGION": "us-east-1",
+    "SES_S3_ACCESS_KEY_ID": "",
+    "SES_S3_SECRET_ACCESS_KEY": "",
+    "SES_S3_SESSION_TOKEN": "",
 }
 
 OAUTH_PROVIDERS = ("MICROSOFT", "GOOGLE")

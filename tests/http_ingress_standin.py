@@ -6,7 +6,10 @@
   certificate) that serves its signing certificate (an RSA key and a self-signed
   certificate, as SNS's SigningCertURL points to), answers the SubscribeURL it puts
   in a SubscriptionConfirmation (and counts the visits), and serves S3 objects
-  (`GET /BUCKET/KEY`) that a test puts there; it signs SNS messages with
+  (`GET /BUCKET/KEY`) that a test puts there, publicly or, once `s3_credentials` is
+  set, only to GETs signed with AWS Signature Version 4 (checked by `s3_signature_error`,
+  written here from AWS's documented algorithm, apart from the portal's signer); it
+  signs SNS messages with
   SignatureVersion 1 (SHA1withRSA) or 2 (SHA256withRSA) over Amazon's string to sign.
 - `generic_post` posts the portal's own form (X-Sellerdesk-Timestamp/-Signature).
 """
@@ -27,7 +30,7 @@ import urllib.request
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -107,6 +110,63 @@ def mailgun_post(url: str, fields: dict, *, multipart: bool = False) -> tuple[in
     return post(url, data, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
 
 
+def s3_signature_error(
+    method: str, target: str, headers: dict[str, str], credentials: tuple[str, str]
+) -> str | None:
+    """None if the request carries a valid SigV4 Authorization for `credentials`
+    (access key id, secret), else the S3 error code it would get.
+
+    AWS's steps: a canonical request (method, URI, sorted query, the signed headers
+    lowercased and trimmed, their names, the payload hash), a string to sign
+    (algorithm, time, scope, the canonical request's SHA-256) and a signing key derived
+    from the secret by HMAC-SHA256 over date, region, service and "aws4_request"."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    authorization = lowered.get("authorization", "")
+    algorithm, _, rest = authorization.partition(" ")
+    if algorithm != "AWS4-HMAC-SHA256":
+        return "AccessDenied"
+    fields = dict(part.strip().split("=", 1) for part in rest.split(",") if "=" in part)
+    key_id, date, region, service, terminal = (fields.get("Credential", "") + "////").split("/")[:5]
+    if key_id != credentials[0]:
+        return "InvalidAccessKeyId"
+    signed_names = fields.get("SignedHeaders", "").split(";")
+    if "host" not in signed_names or any(name not in lowered for name in signed_names):
+        return "AccessDenied"
+    path, _, query = target.partition("?")
+    canonical_query = "&".join(sorted(query.split("&"))) if query else ""
+    canonical_headers = "".join(
+        name + ":" + " ".join(lowered[name].strip().split()) + "\n" for name in signed_names
+    )
+    canonical_request = (
+        f"{method}\n{path}\n{canonical_query}\n{canonical_headers}\n"
+        f"{';'.join(signed_names)}\n{lowered.get('x-amz-content-sha256', '')}"
+    )
+    amz_date = lowered.get("x-amz-date", "")
+    scope = f"{date}/{region}/{service}/{terminal}"
+    string_to_sign = (
+        "AWS4-HMAC-SHA256\n"
+        + amz_date
+        + "\n"
+        + scope
+        + "\n"
+        + hashlib.sha256(canonical_request.encode()).hexdigest()
+    )
+
+    def hmac_sha256(key: bytes, data: str) -> bytes:
+        return hmac.new(key, data.encode(), hashlib.sha256).digest()
+
+    date_key = hmac_sha256(("AWS4" + credentials[1]).encode(), date)
+    date_region_key = hmac_sha256(date_key, region)
+    date_region_service_key = hmac_sha256(date_region_key, service)
+    signing_key = hmac_sha256(date_region_service_key, "aws4_request")
+    expected = hmac.new(signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    if not amz_date.startswith(date) or not hmac.compare_digest(
+        expected, fields.get("Signature", "")
+    ):
+        return "SignatureDoesNotMatch"
+    return None
+
+
 def _signing_cert() -> tuple[rsa.RSAPrivateKey, bytes]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
@@ -130,6 +190,12 @@ class SnsStandin:
     def __init__(self, cert_file: Path, key_file: Path) -> None:
         self.key, self.cert_pem = _signing_cert()
         self.objects: dict[str, bytes] = {}
+        #: (access key id, secret): S3 objects only to GETs signed with them (SigV4).
+        self.s3_credentials: tuple[str, str] | None = None
+        #: The region and session token a signed GET must name, checked with the key.
+        self.s3_region = "eu-west-1"
+        self.s3_session_token = ""
+        self.s3_refusals: Counter[str] = Counter()
         self.visits: Counter[str] = Counter()
         standin = self
 
@@ -138,13 +204,23 @@ class SnsStandin:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                path = urlsplit(self.path).path
+                # S3 keys arrive URI-encoded (a space as %20); objects are kept by name.
+                path = unquote(urlsplit(self.path).path)
                 standin.visits[path] += 1
                 if path == "/SimpleNotificationService-standin.pem":
                     body = standin.cert_pem
                 elif path == "/confirm":
                     body = b"<ConfirmSubscriptionResponse/>"
                 elif path in standin.objects:
+                    refusal = standin.s3_refusal(self.command, self.path, dict(self.headers))
+                    if refusal:
+                        standin.s3_refusals[refusal] += 1
+                        self.send_response(403)
+                        body = f"<Error><Code>{refusal}</Code></Error>".encode()
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                        return
                     body = standin.objects[path]
                 else:
                     self.send_response(404)
@@ -163,6 +239,19 @@ class SnsStandin:
         self.base = f"https://localhost:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def s3_refusal(self, method: str, target: str, headers: dict[str, str]) -> str | None:
+        if self.s3_credentials is None:
+            return None  # a public bucket
+        error = s3_signature_error(method, target, headers, self.s3_credentials)
+        if error:
+            return error
+        lowered = {name.lower(): value for name, value in headers.items()}
+        if f"/{self.s3_region}/s3/" not in lowered["authorization"]:
+            return "AuthorizationHeaderMalformed"
+        if lowered.get("x-amz-security-token", "") != self.s3_session_token:
+            return "InvalidToken"
+        return None
 
     def close(self) -> None:
         self.server.shutdown()
@@ -193,6 +282,7 @@ class SnsStandin:
         version: str = "1",
         timestamp: dt.datetime | None = None,
         message_id: str | None = None,
+        topic: str = TOPIC,
     ) -> dict:
         """An SES 'Received' notification as SNS posts it: the mail inline (SNS action,
         UTF-8) or in S3 (S3 action, the object put here first)."""
@@ -222,7 +312,7 @@ class SnsStandin:
             {
                 "Type": "Notification",
                 "MessageId": message_id or f"sns-{secrets.token_hex(8)}",
-                "TopicArn": TOPIC,
+                "TopicArn": topic,
                 "Subject": "Amazon SES Email Receipt Notification",
                 "Message": json.dumps(notice),
                 "Timestamp": stamp,
@@ -230,13 +320,13 @@ class SnsStandin:
             version=version,
         )
 
-    def subscription(self) -> dict:
+    def subscription(self, *, topic: str = TOPIC) -> dict:
         return self.sign(
             {
                 "Type": "SubscriptionConfirmation",
                 "MessageId": f"sns-{secrets.token_hex(8)}",
                 "Token": secrets.token_hex(16),
-                "TopicArn": TOPIC,
+                "TopicArn": topic,
                 "Message": "You have chosen to subscribe to the topic.",
                 "SubscribeURL": f"{self.base}/confirm?Token=abc",
                 "Timestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),

@@ -36,6 +36,10 @@ def _settings() -> http_ingress.IngressSettings:
         inbound_domain=config["INBOUND_DOMAIN"],
         max_attachment_bytes=config["MAX_ATTACHMENT_BYTES"],
         parse_seconds=config["INGEST_PARSE_SECONDS"],
+        s3_region=config["SES_S3_REGION"],
+        s3_access_key_id=config["SES_S3_ACCESS_KEY_ID"],
+        s3_secret_access_key=config["SES_S3_SECRET_ACCESS_KEY"],
+        s3_session_token=config["SES_S3_SESSION_TOKEN"],
     )
 
 
@@ -83,7 +87,7 @@ def deliver(token: str):
                 now,
             )
         elif provider == "ses":
-            delivery = http_ingress.check_ses(_body(limit), settings, now)
+            delivery = http_ingress.check_ses(mailbox, _body(limit), settings, now)
         else:
             delivery = http_ingress.check_generic(
                 mailbox, _body(limit), dict(request.headers), settings, now

@@ -55,6 +55,12 @@ class Mailbox(db.Model):
     ingress_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     signing_key_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     last_delivery_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: SES mailboxes: the SNS topic they take mail from, pinned by the first verified
+    #: message (normally the subscription's confirmation). SNS's signature proves only
+    #: that SNS sent a message, and anyone who learns the path token can subscribe a
+    #: topic of their own; messages from any other topic are refused. Cleared by an
+    #: admin (`mailboxes unpin-topic`) to move to a new topic.
+    sns_topic_arn: Mapped[str | None] = mapped_column(String(500))
 
     # OAuth2 (XOAUTH2): set by "Connect Microsoft 365" / "Connect Google"; then IMAP (and
     # SMTP) log in with an access token instead of the password. Tokens under TOKEN_KEY.

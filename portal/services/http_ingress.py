@@ -14,7 +14,12 @@ Each delivery is authenticated as its provider signs it:
   (SignatureVersion 1: SHA1withRSA, 2: SHA256withRSA) fetched only over HTTPS from
   a host ending in SNS_CERT_HOST_SUFFIX; a SubscriptionConfirmation is confirmed by
   visiting its SubscribeURL (same rule); a Notification carries the mail in
-  `content`, or names the S3 object the receipt rule wrote it to (SES_S3_ENDPOINT).
+  `content`, or names the S3 object the receipt rule wrote it to (SES_S3_ENDPOINT),
+  fetched with a GET signed with AWS Signature Version 4 when SES_S3_ACCESS_KEY_ID is
+  set (unsigned otherwise, for a bucket that lets the portal in by policy). SNS's
+  signature proves only that SNS sent a message, not which topic is the seller's: a
+  mailbox is pinned to the TopicArn of the first verified message (its subscription's
+  confirmation) and refuses every other topic, confirming nothing for it.
 
 A request older or newer than INBOUND_MAX_AGE_SECONDS is stale; a signature (Mailgun
 token, SNS MessageId) taken within that window is a replay. Both are refused before
@@ -37,7 +42,7 @@ import ssl
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.parser import BytesParser
 from email.policy import compat32
@@ -47,13 +52,14 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ingest.mail.parse_result import parse_inbound
 from portal.crypto import decrypt_secret, encrypt_secret
 from portal.extensions import db
 from portal.models import InboundReplay, Mailbox, User
+from portal.services.audit import record_event
 from portal.services.inbound import InboundMail, Outcome, store_inbound
 from portal.services.mailbox_config import MailboxConfigError, create_mailbox
 from portal.services.mailboxes import HTTP_PROVIDERS, is_http_ingress, parse_source_url
@@ -102,6 +108,12 @@ class IngressSettings:
     inbound_domain: str
     max_attachment_bytes: int
     parse_seconds: float | None
+    #: AWS credentials S3 GETs are signed with (Signature Version 4); no key id: unsigned,
+    #: for a bucket whose policy lets the portal read without credentials.
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = field(default="", repr=False)
+    s3_session_token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -275,11 +287,18 @@ def _ssl_context(settings: IngressSettings) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=settings.sns_ca_file or None)
 
 
-def _open(url: str, settings: IngressSettings, *, secure: bool = True) -> bytes:
+def _open(
+    url: str,
+    settings: IngressSettings,
+    *,
+    secure: bool = True,
+    headers: dict[str, str] | None = None,
+) -> bytes:
     context = _ssl_context(settings) if secure else None
     # Redirects could leave the checked host: not followed.
     opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=context))
-    with opener.open(url, timeout=FETCH_TIMEOUT) as response:
+    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 (checked URLs)
+    with opener.open(request, timeout=FETCH_TIMEOUT) as response:
         return response.read(10 * 1024 * 1024 + 1)
 
 
@@ -334,9 +353,9 @@ def _sns_time(value: object) -> float:
         raise Refused(400, "SNS Timestamp is not a time") from None
 
 
-def check_ses(body: bytes, settings: IngressSettings, now: float) -> Delivery:
-    """An SNS post: verified, fresh; a subscription is confirmed, a notification's mail
-    taken from its content or fetched from S3."""
+def check_ses(mailbox: Mailbox, body: bytes, settings: IngressSettings, now: float) -> Delivery:
+    """An SNS post: verified, fresh, from the mailbox's pinned topic; a subscription is
+    confirmed, a notification's mail taken from its content or fetched from S3."""
     try:
         message = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -347,6 +366,8 @@ def check_ses(body: bytes, settings: IngressSettings, now: float) -> Delivery:
     _fresh(_sns_time(message.get("Timestamp")), settings, now)
     key = f"sns:{str(message.get('MessageId', ''))[:120]}"
     kind = message["Type"]
+    # Before anything is confirmed or fetched: a foreign topic gets nothing from us.
+    pin_sns_topic(mailbox, str(message["TopicArn"]))
     if kind == "SubscriptionConfirmation":
         url = _https_url_on_suffix(
             message.get("SubscribeURL", ""), settings.sns_cert_host_suffix, "SubscribeURL"
@@ -361,6 +382,54 @@ def check_ses(body: bytes, settings: IngressSettings, now: float) -> Delivery:
     if kind == "UnsubscribeConfirmation":
         return Delivery(None, key, "unsubscribed")
     return Delivery(_ses_mail(message, settings), key)
+
+
+def pin_sns_topic(mailbox: Mailbox, topic: str) -> None:
+    """Refused(403) unless `topic` is the mailbox's pinned SNS topic; an unpinned
+    mailbox is pinned to it and COMMITTED at once.
+
+    SNS's signature proves only that SNS sent the message: anyone who learns the path
+    token can subscribe a topic of their own. The first verified message pins the topic,
+    normally the seller's subscription confirmation (or, for a mailbox subscribed before
+    pins existed, its first notification). The pin is claimed by a conditional UPDATE
+    and committed before the SubscribeURL is visited, so of two topics racing for a new
+    mailbox only one is ever confirmed."""
+    if mailbox.sns_topic_arn is None:
+        claimed = db.session.execute(
+            update(Mailbox)
+            .where(Mailbox.id == mailbox.id, Mailbox.sns_topic_arn.is_(None))
+            .values(sns_topic_arn=topic)
+        ).rowcount
+        if claimed:
+            record_event(
+                "mailbox.sns_topic_pinned", actor=None, target=mailbox, details={"topic": topic}
+            )
+            log.info("Mailbox %s: pinned to the SNS topic %s", mailbox.name, topic)
+        db.session.commit()
+        db.session.refresh(mailbox)
+    if mailbox.sns_topic_arn != topic:
+        log.warning(
+            "Mailbox %s: refused a message from the SNS topic %s (pinned to %s)",
+            mailbox.name,
+            topic[:200],
+            mailbox.sns_topic_arn,
+        )
+        raise Refused(403, "this SNS topic is not the one this mailbox takes mail from")
+
+
+def unpin_sns_topic(*, actor: User | None, mailbox: Mailbox) -> str | None:
+    """Forget an SES mailbox's pinned SNS topic (audited, no commit), so that the next
+    confirmed subscription pins its own; returns the topic that was pinned."""
+    if not is_http_ingress(mailbox.source_url) or provider_of(mailbox) != "ses":
+        raise MailboxConfigError(f"{mailbox.name} is not an Amazon SES mailbox.")
+    previous = mailbox.sns_topic_arn
+    mailbox.sns_topic_arn = None
+    db.session.flush()
+    record_event(
+        "mailbox.sns_topic_unpinned", actor=actor, target=mailbox, details={"topic": previous}
+    )
+    log.info("Mailbox %s: SNS topic pin %s cleared", mailbox.name, previous)
+    return previous
 
 
 def _ses_mail(message: dict, settings: IngressSettings) -> bytes:
@@ -384,12 +453,89 @@ def _ses_mail(message: dict, settings: IngressSettings) -> bytes:
     raise Refused(400, "the SES notification holds no content and names no S3 object")
 
 
+#: The SHA-256 of an empty body: a GET's payload hash, signed like any other header.
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def sigv4_headers(
+    method: str,
+    url: str,
+    *,
+    region: str,
+    access_key_id: str,
+    secret_access_key: str,
+    when: datetime,
+    service: str = "s3",
+    session_token: str = "",
+    headers: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The headers that sign a body-less request with AWS Signature Version 4 (pure).
+
+    `url`'s path must already be URI-encoded as S3 wants it (each segment once, `/`
+    kept); `headers` are extra headers to send and sign. Returns them all, with
+    Host, x-amz-date, x-amz-content-sha256 (the empty body's hash), the session token
+    when given, and Authorization."""
+    parts = urlsplit(url)
+    stamp = when.strftime("%Y%m%dT%H%M%SZ")
+    day = stamp[:8]
+    signed = {
+        **{name.lower(): " ".join(value.split()) for name, value in (headers or {}).items()},
+        "host": parts.netloc,
+        "x-amz-content-sha256": EMPTY_SHA256,
+        "x-amz-date": stamp,
+    }
+    if session_token:
+        signed["x-amz-security-token"] = session_token
+    names = sorted(signed)
+    query = "&".join(
+        f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
+        for k, v in sorted(parse_qsl(parts.query, keep_blank_values=True))
+    )
+    canonical = "\n".join(
+        [
+            method,
+            parts.path or "/",
+            query,
+            "".join(f"{name}:{signed[name]}\n" for name in names),
+            ";".join(names),
+            EMPTY_SHA256,
+        ]
+    )
+    scope = f"{day}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(
+        ["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+    )
+    key = f"AWS4{secret_access_key}".encode()
+    for step in (day, region, service, "aws4_request"):
+        key = hmac.new(key, step.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    return {
+        **{name: value for name, value in signed.items() if name != "host"},
+        "Host": parts.netloc,
+        "Authorization": (
+            f"AWS4-HMAC-SHA256 Credential={access_key_id}/{scope}, "
+            f"SignedHeaders={';'.join(names)}, Signature={signature}"
+        ),
+    }
+
+
 def _s3_object(bucket: str, key: str, settings: IngressSettings) -> bytes:
     if not settings.s3_endpoint:
         raise Refused(400, "the mail is in S3 but SES_S3_ENDPOINT is not set")
     url = f"{settings.s3_endpoint.rstrip('/')}/{quote(bucket, safe='')}/{quote(key, safe='/')}"
+    headers = None
+    if settings.s3_access_key_id:
+        headers = sigv4_headers(
+            "GET",
+            url,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=settings.s3_secret_access_key,
+            session_token=settings.s3_session_token,
+            when=utcnow(),
+        )
     try:
-        return _open(url, settings, secure=url.startswith("https:"))
+        return _open(url, settings, secure=url.startswith("https:"), headers=headers)
     except Exception as exc:
         # Not the sender's fault: a 5xx, so that SNS tries again.
         log.warning("Fetching %s from S3 failed: %s", url, exc)

@@ -94,3 +94,30 @@ def test_cli_adds_lists_and_tests_an_http_mailbox(app, runner):
     assert removed.exit_code == 0, removed.output
     db.session.expire_all()
     assert db.session.scalar(select(InboundReplay)) is None
+
+
+def test_an_ses_mailboxs_pinned_topic_is_shown_and_the_cli_clears_it(app, client, admin, runner):
+    new = http_ingress.create_http_mailbox(actor=None, name="ses", provider="ses")
+    db.session.commit()
+    listing = client.get("/admin/mailboxes").get_data(as_text=True)
+    assert "not pinned yet" in listing
+    topic = "arn:aws:sns:eu-west-1:123456789012:sellerdesk-inbound"
+    new.mailbox.sns_topic_arn = topic
+    db.session.commit()
+    listing = client.get("/admin/mailboxes").get_data(as_text=True)
+    assert f'<code class="sns-topic">{topic}</code>' in listing
+
+    result = runner.invoke(args=["mailboxes", "unpin-topic", "--name", "ses"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"unpinned\tses\t{topic}\n"
+    db.session.expire_all()
+    assert db.session.get(Mailbox, new.mailbox.id).sns_topic_arn is None
+    event = db.session.scalar(
+        select(AuditEvent).where(AuditEvent.kind == "mailbox.sns_topic_unpinned")
+    )
+    assert event.target_id == new.mailbox.id and event.details == {"topic": topic}
+    # Only SES mailboxes have a topic.
+    http_ingress.create_http_mailbox(actor=None, name="mta", provider="generic")
+    db.session.commit()
+    refused = runner.invoke(args=["mailboxes", "unpin-topic", "--name", "mta"])
+    assert refused.exit_code != 0 and "not an Amazon SES mailbox" in refused.output

@@ -15,15 +15,17 @@ import pytest
 from sqlalchemy import func, select
 
 from portal.extensions import db
-from portal.models import Direction, InboundReplay, Mailbox, Message
+from portal.models import AuditEvent, Direction, InboundReplay, Mailbox, Message
 from portal.services import http_ingress
 from tests.http_ingress_standin import (
+    TOPIC,
     SnsStandin,
     generic_headers,
     generic_post,
     mailgun_fields,
     mailgun_post,
     post,
+    s3_signature_error,
     sns_post,
 )
 from tests.mailgen import amazon_message
@@ -186,6 +188,117 @@ def test_sns_subscription_is_confirmed_at_its_subscribe_url(app, uk, live_server
     status, body = sns_post(f"{live_server}/inbound/{token}", sns.subscription())
     assert (status, body) == (200, {"status": "subscription confirmed"})
     assert sns.visits["/confirm"] == before + 1
+
+
+OTHER_TOPIC = "arn:aws:sns:eu-west-1:999999999999:someone-elses-topic"
+
+
+def test_an_ses_mailbox_takes_mail_only_from_the_topic_it_confirmed_first(
+    app, uk, live_server, sns
+):
+    token, _ = _mailbox("ses")
+    url = f"{live_server}/inbound/{token}"
+    before = sns.visits["/confirm"]
+    assert sns_post(url, sns.subscription())[0] == 200
+    mailbox = db.session.scalar(select(Mailbox).where(Mailbox.name == "posted-ses"))
+    db.session.refresh(mailbox)
+    assert mailbox.sns_topic_arn == TOPIC
+    assert db.session.scalar(
+        select(AuditEvent).where(
+            AuditEvent.kind == "mailbox.sns_topic_pinned", AuditEvent.target_id == mailbox.id
+        )
+    )
+    # Someone who learnt the address subscribes their own topic: never confirmed...
+    status, body = sns_post(url, sns.subscription(topic=OTHER_TOPIC))
+    assert status == 403 and "topic" in body["error"]
+    assert sns.visits["/confirm"] == before + 1
+    # ...and their notifications (validly signed by SNS) store nothing.
+    foreign = sns.notification(amazon_message(11, HELPDESK), topic=OTHER_TOPIC)
+    assert sns_post(url, foreign)[0] == 403
+    assert _inbound() == []
+    assert db.session.scalar(select(func.count(InboundReplay.id))) == 1  # the confirmation
+    # The seller's own topic still delivers.
+    assert sns_post(url, sns.notification(amazon_message(12, HELPDESK)))[0] == 200
+    assert len(_inbound()) == 1
+
+
+def test_a_mailbox_subscribed_before_pins_is_pinned_by_its_first_notification(
+    app, uk, live_server, sns
+):
+    token, _ = _mailbox("ses")
+    url = f"{live_server}/inbound/{token}"
+    assert sns_post(url, sns.notification(amazon_message(13, HELPDESK)))[0] == 200
+    assert (
+        sns_post(url, sns.notification(amazon_message(14, HELPDESK), topic=OTHER_TOPIC))[0] == 403
+    )
+    assert len(_inbound()) == 1
+
+
+@pytest.fixture
+def signed_s3(app, sns, monkeypatch):
+    """The stand-in S3 wants SigV4 GETs; the portal holds the right key."""
+    monkeypatch.setattr(sns, "s3_credentials", ("AKIDSTANDIN", "standin/secret+key"))
+    monkeypatch.setattr(sns, "s3_session_token", "session-token-1")
+    for name, value in {
+        "SES_S3_REGION": sns.s3_region,
+        "SES_S3_ACCESS_KEY_ID": "AKIDSTANDIN",
+        "SES_S3_SECRET_ACCESS_KEY": "standin/secret+key",
+        "SES_S3_SESSION_TOKEN": "session-token-1",
+    }.items():
+        monkeypatch.setitem(app.config, name, value)
+    return sns
+
+
+def test_ses_mail_in_a_private_bucket_is_fetched_with_a_signed_get(app, uk, live_server, signed_s3):
+    token, _ = _mailbox("ses")
+    raw = amazon_message(15, HELPDESK)
+    message = signed_s3.notification(raw, s3_key="mail/with space+plus=1")
+    assert sns_post(f"{live_server}/inbound/{token}", message) == (200, {"status": "stored"})
+    (stored,) = _inbound()
+    assert stored.raw == raw
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "s3_error"),
+    [
+        ("SES_S3_SECRET_ACCESS_KEY", "not-the-secret", "SignatureDoesNotMatch"),
+        ("SES_S3_ACCESS_KEY_ID", "AKIDSOMEONEELSE", "InvalidAccessKeyId"),
+        ("SES_S3_REGION", "us-east-1", "AuthorizationHeaderMalformed"),
+        ("SES_S3_SESSION_TOKEN", "", "InvalidToken"),
+        ("SES_S3_ACCESS_KEY_ID", "", "AccessDenied"),  # unsigned, at a private bucket
+    ],
+)
+def test_a_refused_s3_get_asks_sns_to_retry_and_stores_nothing(
+    app, uk, live_server, signed_s3, monkeypatch, setting, value, s3_error
+):
+    monkeypatch.setitem(app.config, setting, value)
+    token, _ = _mailbox("ses")
+    message = signed_s3.notification(amazon_message(16, HELPDESK), s3_key="mail/refused")
+    status, body = sns_post(f"{live_server}/inbound/{token}", message)
+    assert status == 502 and "S3" in body["error"]
+    assert signed_s3.s3_refusals[s3_error] >= 1
+    assert _inbound() == []
+    assert db.session.scalar(select(func.count(InboundReplay.id))) == 0
+
+
+def test_the_standin_s3_refuses_a_wrong_secret_as_signature_does_not_match():
+    # The stand-in's own check, against the portal's signer: right and wrong secret.
+    url = "https://localhost:8443/inbound-mail/mail/x"
+    when = dt.datetime(2026, 12, 6, 20, 0, tzinfo=dt.UTC)
+    signed = http_ingress.sigv4_headers(
+        "GET",
+        url,
+        region="eu-west-1",
+        access_key_id="AKID",
+        secret_access_key="right",
+        when=when,
+    )
+    target = "/inbound-mail/mail/x"
+    assert s3_signature_error("GET", target, signed, ("AKID", "right")) is None
+    assert s3_signature_error("GET", target, signed, ("AKID", "wrong")) == "SignatureDoesNotMatch"
+    assert s3_signature_error("GET", "/inbound-mail/mail/y", signed, ("AKID", "right")) == (
+        "SignatureDoesNotMatch"
+    )
 
 
 def test_sns_refusals(app, uk, live_server, sns):
