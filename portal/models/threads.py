@@ -234,6 +234,13 @@ class Message(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: When we stored it.
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: A buyer message's answer: the first reply sent on its thread at or after it
+    #: (portal/services/reports.py defines it), and when that reply went out. Kept by
+    #: database triggers (migration b7e2c4a9d1f3) through every send, bounce, insert,
+    #: move and deletion; None while unanswered, and on replies. (No foreign key: see
+    #: the migration; the triggers keep it pointing at a reply of the same thread.)
+    answer_id: Mapped[int | None] = mapped_column()
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: When its content was erased: the row stays as a tombstone whose dedup keys
     #: (mailbox, UIDVALIDITY and UID; Message-ID and content hash) keep ingest from
     #: storing the same mail again.
