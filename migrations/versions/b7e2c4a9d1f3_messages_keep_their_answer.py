@@ -32,6 +32,11 @@ branch_labels = None
 depends_on = None
 
 
+# send_status through coalesce() everywhere: as an expression it keeps SQLite (without
+# statistics) off the send_status index, through which it walked every sent reply for
+# each message instead of the thread's few messages (reports.py had the same trap).
+
+
 def _first_reply(column: str, message: str) -> str:
     """The id (or the sent_at) of the first reply sent on `message`'s thread at or
     after it: reports.py's definition of the answer."""
@@ -41,7 +46,8 @@ def _first_reply(column: str, message: str) -> str:
     return (
         f"(SELECT {what} FROM messages r"
         f" WHERE r.thread_id = {message}.thread_id AND r.direction = 'out'"
-        " AND NOT r.is_internal_note AND r.send_status = 'sent' AND r.sent_at IS NOT NULL"
+        " AND NOT r.is_internal_note AND coalesce(r.send_status, '') = 'sent'"
+        " AND r.sent_at IS NOT NULL"
         f" AND r.sent_at >= {message}.created_at{order})"
     )
 
@@ -52,7 +58,7 @@ _REFRESH = (
     f" answered_at = {_first_reply('sent_at', 'messages')}"
 )
 _IS_SENT_REPLY = (
-    "{0}.direction = 'out' AND NOT {0}.is_internal_note AND {0}.send_status = 'sent'"
+    "{0}.direction = 'out' AND NOT {0}.is_internal_note AND coalesce({0}.send_status, '') = 'sent'"
     " AND {0}.sent_at IS NOT NULL AND {0}.thread_id IS NOT NULL"
 )
 _CHANGED = " OR ".join(
