@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
@@ -167,6 +168,15 @@ class Message(db.Model):
         Index("ix_messages_channel_created", "channel_id", "direction", "created_at"),
         # The reports' periods (portal/services/reports.py): a range, not every message.
         Index("ix_messages_created_at", "created_at"),
+        # The reports' backlog: messages not answered, by arrival (only those; most
+        # messages are answered, or are replies).
+        Index(
+            "ix_messages_unanswered",
+            "direction",
+            "created_at",
+            sqlite_where=text("answer_id IS NULL"),
+            postgresql_where=text("answer_id IS NULL"),
+        ),
         # A thread's messages in order; it also holds what the trigger that keeps
         # threads.snippet reads, which through the table means walking past the bodies.
         Index(

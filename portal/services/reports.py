@@ -247,9 +247,11 @@ def _messages(
     filters: Filters,
     *,
     with_author: bool = False,
+    unanswered: bool = False,
 ) -> _Waiting:
     """Each message needing an answer received in [start, end), with its answer (and
-    the answer's author for the agent filter, or when asked)."""
+    the answer's author for the agent filter, or when asked); only those without one
+    when `unanswered` (read through their partial index)."""
     stmt = (
         select(
             Message.id.label("message_id"),
@@ -263,6 +265,8 @@ def _messages(
         .join(Thread, Thread.id == Message.thread_id)
         .where(*_needs_answer(), Message.created_at >= start, Message.created_at < end)
     )
+    if unanswered:
+        stmt = stmt.where(Message.answer_id.is_(None))
     with_author = with_author or filters.get("agent_id") is not None
     return _Waiting(_in_scope(stmt, organisation_ids, filters).subquery(), with_author)
 
@@ -742,7 +746,7 @@ def backlog(
 ) -> dict[str, int]:
     """Messages needing an answer and still open now, by time left of their 24 hours
     (the agent filter: threads assigned to them)."""
-    messages = _messages(organisation_ids, _EPOCH, now, filters)
+    messages = _messages(organisation_ids, _EPOCH, now, filters, unanswered=True)
     waited = _seconds_between(literal(now, UTCDateTime), messages.c.created_at)
     bucket = case(
         (waited >= DAY_SECONDS, "overdue"),
