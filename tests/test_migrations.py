@@ -1,9 +1,10 @@
 """`flask db upgrade` on an empty database gives exactly the models' schema.
 
 It also checks that the triggers of migrations 5e4a1c7d9b20, 4f7b2c9e8d15 (search) and
-c3d9a5f1e7b2 (the inbox row's snippet and tags) are there at head: on SQLite,
-`batch_alter_table` on a table recreates it without its triggers, and search would
-silently stop seeing new mail, the inbox stop showing new snippets and tags.
+c3d9a5f1e7b2 (the inbox row's snippet and tags) and b7e2c4a9d1f3 (each buyer message's
+answer) are there at head: on SQLite, `batch_alter_table` on a table recreates it
+without its triggers, and search would silently stop seeing new mail, the inbox stop
+showing new snippets and tags, the reports stop seeing answers.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ TRIGGERS = {
         "threads_tag_names_ad",
         "threads_tag_names_au",
         "tags_name_au",
+        "messages_answer_in_ai",
+        "messages_answer_out_ai",
+        "messages_answer_au",
+        "messages_answer_ad",
     },
     "postgresql": {
         "threads_search_document_bi",
@@ -44,6 +49,10 @@ TRIGGERS = {
         "messages_snippet_au",
         "thread_tags_tag_names",
         "tags_tag_names_au",
+        "messages_answer_bi",
+        "messages_answer_out_ai",
+        "messages_answer_au",
+        "messages_answer_ad",
     },
 }
 _TRIGGER_NAMES = {

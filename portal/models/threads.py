@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
@@ -167,6 +168,15 @@ class Message(db.Model):
         Index("ix_messages_channel_created", "channel_id", "direction", "created_at"),
         # The reports' periods (portal/services/reports.py): a range, not every message.
         Index("ix_messages_created_at", "created_at"),
+        # The reports' backlog: messages not answered, by arrival (only those; most
+        # messages are answered, or are replies).
+        Index(
+            "ix_messages_unanswered",
+            "direction",
+            "created_at",
+            sqlite_where=text("answer_id IS NULL"),
+            postgresql_where=text("answer_id IS NULL"),
+        ),
         # A thread's messages in order; it also holds what the trigger that keeps
         # threads.snippet reads, which through the table means walking past the bodies.
         Index(
@@ -234,6 +244,13 @@ class Message(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: When we stored it.
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: A buyer message's answer: the first reply sent on its thread at or after it
+    #: (portal/services/reports.py defines it), and when that reply went out. Kept by
+    #: database triggers (migration b7e2c4a9d1f3) through every send, bounce, insert,
+    #: move and deletion; None while unanswered, and on replies. (No foreign key: see
+    #: the migration; the triggers keep it pointing at a reply of the same thread.)
+    answer_id: Mapped[int | None] = mapped_column()
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: When its content was erased: the row stays as a tombstone whose dedup keys
     #: (mailbox, UIDVALIDITY and UID; Message-ID and content hash) keep ingest from
     #: storing the same mail again.

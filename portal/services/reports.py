@@ -13,6 +13,10 @@ to the first reply sent after it (threads whose first such message fell in the
 period); its *time to close* from that message to its closing (threads closed in the
 period).
 
+Each buyer message keeps its answer (messages.answer_id and answered_at, kept by the
+database triggers of migration b7e2c4a9d1f3 exactly as defined above), so a figure
+reads one row per message rather than looking for its reply.
+
 Everything is computed with SQL aggregates, on SQLite and PostgreSQL alike: a figure
 is one grouped query for the counts and one for the percentiles (percentile_cont on
 PostgreSQL; on SQLite row_number() over the sorted times fetches the two rows around
@@ -209,35 +213,23 @@ def _in_scope(stmt: Select, organisation_ids: Sequence[int] | None, filters: Fil
 @dataclass
 class _Waiting:
     """Rows that wait for an answer since `created_at` (messages, or threads from their
-    first message), each joined to the first reply sent on its thread at or after it."""
+    first message), with the answer each message keeps (`reply_id`, `answered_at`: the
+    first reply sent on its thread at or after it, kept by the triggers of migration
+    b7e2c4a9d1f3); joined to that reply when its author is wanted."""
 
     rows: Subquery
+    with_author: bool = False
     answer: Any = field(init=False)
     from_: Any = field(init=False)
 
     def __post_init__(self) -> None:
-        reply = aliased(Message)
-        first_reply = (
-            select(reply.id)
-            .where(
-                reply.thread_id == self.rows.c.thread_id,
-                reply.direction == Direction.OUT,
-                reply.is_internal_note.is_(False),
-                # Through an expression, so no planner walks every sent reply by the
-                # send_status index instead of the thread's few messages (SQLite without
-                # statistics did: minutes at 500k messages).
-                func.coalesce(reply.send_status, "") == SendStatus.SENT.value,
-                reply.sent_at.is_not(None),
-                reply.sent_at >= self.rows.c.created_at,
-            )
-            .order_by(reply.sent_at, reply.id)
-            .limit(1)
-            .scalar_subquery()
-        )
-        with_reply = select(self.rows, first_reply.label("reply_id")).subquery()
         self.answer = aliased(Message)
-        self.from_ = with_reply.outerjoin(self.answer, self.answer.id == with_reply.c.reply_id)
-        self.c = with_reply.c
+        self.c = self.rows.c
+        self.from_ = (
+            self.rows.outerjoin(self.answer, self.answer.id == self.c.reply_id)
+            if self.with_author
+            else self.rows
+        )
 
     @property
     def answered(self) -> ColumnElement:
@@ -245,25 +237,38 @@ class _Waiting:
 
     @property
     def seconds(self) -> ColumnElement:
-        return _seconds_between(self.answer.sent_at, self.c.created_at)
+        return _seconds_between(self.c.answered_at, self.c.created_at)
 
 
 def _messages(
-    organisation_ids: Sequence[int] | None, start: datetime, end: datetime, filters: Filters
+    organisation_ids: Sequence[int] | None,
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    *,
+    with_author: bool = False,
+    unanswered: bool = False,
 ) -> _Waiting:
-    """Each message needing an answer received in [start, end), with its answer."""
+    """Each message needing an answer received in [start, end), with its answer (and
+    the answer's author for the agent filter, or when asked); only those without one
+    when `unanswered` (read through their partial index)."""
     stmt = (
         select(
             Message.id.label("message_id"),
             Message.thread_id.label("thread_id"),
             Message.created_at.label("created_at"),
+            Message.answer_id.label("reply_id"),
+            Message.answered_at.label("answered_at"),
             Thread.channel_id.label("channel_id"),
             Thread.assignee_id.label("assignee_id"),
         )
         .join(Thread, Thread.id == Message.thread_id)
         .where(*_needs_answer(), Message.created_at >= start, Message.created_at < end)
     )
-    return _Waiting(_in_scope(stmt, organisation_ids, filters).subquery())
+    if unanswered:
+        stmt = stmt.where(Message.answer_id.is_(None))
+    with_author = with_author or filters.get("agent_id") is not None
+    return _Waiting(_in_scope(stmt, organisation_ids, filters).subquery(), with_author)
 
 
 def _first_messages(
@@ -285,6 +290,8 @@ def _first_messages(
         select(
             Message.thread_id.label("thread_id"),
             Message.created_at.label("created_at"),
+            Message.answer_id.label("reply_id"),
+            Message.answered_at.label("answered_at"),
             Thread.channel_id.label("channel_id"),
         )
         .join(Thread, Thread.id == Message.thread_id)
@@ -295,7 +302,8 @@ def _first_messages(
             ~before.exists(),
         )
     )
-    return _Waiting(_in_scope(stmt, organisation_ids, filters).subquery())
+    with_author = filters.get("agent_id") is not None
+    return _Waiting(_in_scope(stmt, organisation_ids, filters).subquery(), with_author)
 
 
 def _grouped(stmt: Select, group: ColumnElement | None) -> Select:
@@ -678,7 +686,7 @@ def agent_report(
     replies = _in_scope(replies, organisation_ids, filters).subquery()
     sent = _counted(replies, [], replies.c.author_id)
 
-    messages = _messages(organisation_ids, start, end, filters)
+    messages = _messages(organisation_ids, start, end, filters, with_author=True)
     author = messages.answer.author_id
     where = [*_agent_where(messages, filters), messages.answered, author.is_not(None)]
     counts = _message_counts(messages, where, end, author)
@@ -738,7 +746,7 @@ def backlog(
 ) -> dict[str, int]:
     """Messages needing an answer and still open now, by time left of their 24 hours
     (the agent filter: threads assigned to them)."""
-    messages = _messages(organisation_ids, _EPOCH, now, filters)
+    messages = _messages(organisation_ids, _EPOCH, now, filters, unanswered=True)
     waited = _seconds_between(literal(now, UTCDateTime), messages.c.created_at)
     bucket = case(
         (waited >= DAY_SECONDS, "overdue"),
