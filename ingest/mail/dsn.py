@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
 
-from ingest.mail.charsets import storable
+from ingest.mail.charsets import decode_bytes, storable
 from ingest.mail.headers import message_ids
 
 MAX_BOUNCE_BYTES = 256 * 1024
@@ -105,11 +105,9 @@ def _text(part: Message | EmailMessage) -> str:
         data = part.get_payload(decode=True) or b""
     except Exception:  # a malformed transfer encoding: the bounce's words are optional
         return ""
-    charset = part.get_content_charset() or "us-ascii"
-    try:
-        return data.decode(charset, "replace")
-    except LookupError:
-        return data.decode("latin-1")
+    # The mail's own charset label may be anything, a NUL in it included (bytes.decode
+    # then raises ValueError, not LookupError): the one decoder that never raises.
+    return decode_bytes(data, part.get_content_charset())
 
 
 def _reason(status: str | None, diagnostic: str | None, human: str) -> str:
