@@ -381,3 +381,35 @@ def test_sellers_see_no_review_button_and_cannot_post_one(
     )
     assert response.status_code == 403
     assert spapi.calls["createProductReviewAndSellerFeedbackSolicitation"] == 0
+
+
+def test_another_organisations_order_of_the_same_id_never_shows_or_moves(
+    app, client, auth, shop, make_org, make_channel, make_thread, make_user, spapi
+):
+    # Order IDs are the buyer's, not the seller's: two organisations can hold threads
+    # about the same one. The panel reads the order of the thread's own channel only.
+    assert worker_pass(app).fetched == 1
+    other = make_org("Other Shop")
+    their_channel = make_channel("IE", organisation=other)
+    connect_with_mws_token(their_channel)
+    their_thread = make_thread(their_channel, order_id=ORDER)
+    outsider = make_user(Role.AGENT, assigned=[other])
+    auth.login(outsider.email)
+    due = order_row().refresh_at
+    spapi.calls.clear()
+
+    page = page_of(client, their_thread)
+    assert ORDER in page
+    assert TITLE not in page and "RR123456789GB" not in page and "103.97" not in page
+    assert "There is no order data because this channel is connected with an MWS token only" in (
+        page
+    )
+    token = csrf_token_from(page)
+    assert client.get(f"/threads/{shop['thread'].id}").status_code == 404
+    for action in ("refresh", "review-request"):
+        response = client.post(
+            f"/threads/{shop['thread'].id}/order/{action}", data={"csrf_token": token}
+        )
+        assert response.status_code == 404, action
+    assert order_row().refresh_at == due  # still the one order, not marked due by them
+    assert sum(spapi.calls.values()) == 0, spapi.calls
