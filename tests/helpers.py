@@ -481,6 +481,43 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def dsn(cited_id: str, *, to: str = "uk-shop@helpdesk.test", n: int = 1) -> bytes:
+    """A Postfix-style delivery status notification returning the headers of `cited_id`."""
+    return f"""\
+Return-Path: <>
+From: MAILER-DAEMON@mx.example.net (Mail Delivery System)
+To: {to}
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <dsn-{n}@mx.example.net>
+Date: Sat, 05 Dec 2026 10:15:00 +0000
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain; charset=us-ascii
+
+Your message could not be delivered.
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; jane123@marketplace.amazon.co.uk
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 Recipient address rejected: alias expired
+
+--B
+Content-Type: text/rfc822-headers
+
+From: Shop <uk-shop@helpdesk.test>
+Message-ID: {cited_id}
+Subject: Re: Where is my parcel?
+
+--B--
+""".encode()
+
+
 def add_sent_reply(thread: Any, *, at: Any, number: int = 1) -> Any:
     """A reply on `thread` that the outbox sent at `at` (no commit), for the metric's tests."""
     reply = Message(

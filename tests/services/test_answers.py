@@ -14,6 +14,7 @@ from portal.extensions import db
 from portal.models import Direction, Message, Role, SendStatus, Thread
 from portal.services import outbox, outbox_delivery
 from portal.sqltypes import utcnow
+from tests.helpers import add_sent_reply, dsn
 
 
 def answer(message_or_id: Message | int) -> tuple[int | None, datetime | None]:
@@ -62,41 +63,10 @@ def queue(thread: Thread, agent) -> Message:
     return reply
 
 
-def bounce_of(reply: Message) -> bytes:
-    """A delivery status notification returning `reply`."""
-    return f"""\
-Return-Path: <>
-From: MAILER-DAEMON@mx.example.net (Mail Delivery System)
-To: uk-shop@helpdesk.test
-Subject: Undelivered Mail Returned to Sender
-Message-ID: <dsn-answer@mx.example.net>
-Date: Sat, 05 Dec 2026 10:15:00 +0000
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="B"
-
---B
-Content-Type: text/plain; charset=us-ascii
-
-Your message could not be delivered.
---B
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.example.net
-
-Final-Recipient: rfc822; jane123@marketplace.amazon.co.uk
-Action: failed
-Status: 5.1.1
-Diagnostic-Code: smtp; 550 5.1.1 Recipient address rejected
-
---B
-Content-Type: text/rfc822-headers
-
-From: Shop <uk-shop@helpdesk.test>
-Message-ID: {reply.message_id}
-Subject: Re: Where is my parcel?
-
---B--
-""".encode()
+def _sent(thread: Thread, at: datetime, n: int) -> Message:
+    reply = add_sent_reply(thread, at=at, number=n)
+    db.session.commit()
+    return reply
 
 
 def buyer_reply_to(reply: Message, n: int) -> bytes:
@@ -126,7 +96,7 @@ def test_queued_is_not_an_answer_sent_is_and_bounced_is_not_again(
     assert outbox_delivery.deliver_one(reply.id) is True
     assert answer(message) == sent(reply)
 
-    assert ingest(bounce_of(reply)) == "stored"
+    assert ingest(dsn(reply.message_id)) == "stored"
     db.session.expire_all()
     assert db.session.get(Message, reply.id).send_status == SendStatus.FAILED
     assert answer(message) == (None, None)  # the buyer's clock runs again
@@ -213,30 +183,14 @@ def test_a_message_stored_before_a_reply_already_sent_gets_it(app, make_channel,
     assert answer(after) == (None, None)
 
 
-def _sent_reply(thread: Thread, at: datetime, n: int) -> Message:
-    reply = Message(
-        thread=thread,
-        channel=thread.channel,
-        direction=Direction.OUT,
-        message_id=f"<out{n}@sellerdesk.test>",
-        content_hash=f"out{n}",
-        send_status=SendStatus.SENT,
-        sent_at=at,
-        created_at=at,
-    )
-    db.session.add(reply)
-    db.session.commit()
-    return reply
-
-
 def test_deleting_moving_and_redating(app, make_channel, make_thread):
     start = utcnow() - timedelta(hours=10)
     thread = make_thread(make_channel(), received_at=start)
     other = make_thread(thread.channel, received_at=start)
     message = buyer_messages(thread)[0]
-    first = _sent_reply(thread, start + timedelta(hours=1), 1)
-    second = _sent_reply(thread, start + timedelta(hours=2), 2)
-    elsewhere = _sent_reply(other, start + timedelta(hours=3), 3)
+    first = _sent(thread, start + timedelta(hours=1), 1)
+    second = _sent(thread, start + timedelta(hours=2), 2)
+    elsewhere = _sent(other, start + timedelta(hours=3), 3)
     assert answer(message) == sent(first)
 
     # Its answer deleted: the next sent reply answers.
@@ -270,7 +224,7 @@ def test_an_internal_note_answers_nothing(app, make_channel, make_thread):
     start = utcnow() - timedelta(hours=3)
     thread = make_thread(make_channel(), received_at=start)
     message = buyer_messages(thread)[0]
-    note = _sent_reply(thread, start + timedelta(hours=1), 1)
+    note = _sent(thread, start + timedelta(hours=1), 1)
     db.session.execute(update(Message).where(Message.id == note.id).values(is_internal_note=True))
     db.session.commit()
     assert answer(message) == (None, None)

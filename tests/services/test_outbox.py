@@ -31,6 +31,7 @@ from portal.models import (
 from portal.services import outbox, outbox_delivery
 from portal.services import threads as thread_service
 from portal.sqltypes import utcnow
+from tests.helpers import dsn
 
 LONG_ID = "<0100018c9a7b2c3d-4e5f6a7b-8c9d-4e0f-a1b2-c3d4e5f6a7b8-000000@eu-west-1.amazonses.com>"
 
@@ -417,43 +418,6 @@ def test_outbox_job_sends_in_its_own_app_context(app, buyer_thread, agent, outbo
 
 
 # --- a sent reply that bounces ----------------------------------------------------------------
-
-
-def dsn(cited_id: str, *, to: str = "uk-shop@helpdesk.test", n: int = 1) -> bytes:
-    """A Postfix-style delivery status notification returning the headers of `cited_id`."""
-    return f"""\
-Return-Path: <>
-From: MAILER-DAEMON@mx.example.net (Mail Delivery System)
-To: {to}
-Subject: Undelivered Mail Returned to Sender
-Message-ID: <dsn-{n}@mx.example.net>
-Date: Sat, 05 Dec 2026 10:15:00 +0000
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="B"
-
---B
-Content-Type: text/plain; charset=us-ascii
-
-Your message could not be delivered.
---B
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.example.net
-
-Final-Recipient: rfc822; jane123@marketplace.amazon.co.uk
-Action: failed
-Status: 5.1.1
-Diagnostic-Code: smtp; 550 5.1.1 Recipient address rejected: alias expired
-
---B
-Content-Type: text/rfc822-headers
-
-From: Shop <uk-shop@helpdesk.test>
-Message-ID: {cited_id}
-Subject: Re: Where is my parcel?
-
---B--
-""".encode()
 
 
 def test_a_bounce_marks_our_sent_reply_failed_and_restarts_the_buyers_clock(
