@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select
 
@@ -37,6 +36,7 @@ from portal.models import (
 from portal.services.audit import record_event
 from portal.services.scoping import scope_to_user
 from portal.services.system_mail import SystemMailError, external_url, queue_system_mail
+from portal.services.users import local_time
 
 log = logging.getLogger(__name__)
 
@@ -190,13 +190,6 @@ def send_deadline_warnings(*, now: datetime) -> int:
     return sent
 
 
-def _local_now(user: User, now: datetime) -> datetime:
-    try:
-        return now.astimezone(ZoneInfo(user.time_zone or "UTC"))
-    except (KeyError, ValueError):  # a zone the system no longer knows
-        return now
-
-
 def send_digests(*, now: datetime) -> int:
     """The daily digest for each user who asked for it and whose morning has come."""
     users = db.session.scalars(
@@ -204,7 +197,7 @@ def send_digests(*, now: datetime) -> int:
     ).all()
     sent = 0
     for user in users:
-        local = _local_now(user, now)
+        local = local_time(user, now)
         if local.hour < DIGEST_HOUR or user.digest_sent_on == local.date():
             continue
         user.digest_sent_on = local.date()

@@ -27,6 +27,7 @@ from portal.extensions import db
 from portal.models import Thread, ThreadStatus, User
 from portal.services.audit import record_event
 from portal.services.scoping import scope_to_user
+from portal.services.users import local_time
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,8 @@ def pending_notifications(
         user,
     )
     for thread in db.session.scalars(due):
-        deadline = thread.awaiting_reply_since + RESPONSE_WINDOW
+        # In the user's own zone, as their pages show times.
+        deadline = local_time(user, thread.awaiting_reply_since + RESPONSE_WINDOW)
         found.append(
             (
                 thread.awaiting_reply_since + waited,
@@ -152,7 +154,8 @@ def pending_notifications(
                     "deadline",
                     thread.id,
                     f"Due in 2 hours: {thread.subject or 'a conversation'}"[:120],
-                    f"Amazon expects an answer by {deadline:%H:%M} UTC · {_describe(thread)}",
+                    f"Amazon expects an answer by {deadline:%H:%M} {deadline.tzname() or 'UTC'}"
+                    f" · {_describe(thread)}",
                     f"deadline-{thread.id}-{thread.awaiting_reply_since:%Y%m%d%H%M%S}",
                 ),
             )

@@ -7,6 +7,7 @@ import logging
 import secrets
 import zoneinfo
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -187,6 +188,15 @@ def is_time_zone(name: str | None) -> bool:
 @functools.cache
 def time_zone_names() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
+
+
+def local_time(user: User, when: datetime) -> datetime:
+    """`when` in the zone the user reads times in (UTC until they have one, or when the
+    system no longer knows theirs): for what is written to them outside a page."""
+    try:
+        return when.astimezone(zoneinfo.ZoneInfo(user.time_zone or "UTC"))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return when
 
 
 def set_time_zone(user: User, name: str) -> None:

@@ -122,6 +122,32 @@ def test_deadline_two_hours_ahead_for_the_assignee_only(make_user, two_channels,
     assert claimed(seller_b, later) == [("new", beta.id)]
 
 
+def test_deadline_is_told_in_the_users_own_time_zone(make_user, two_channels, make_thread):
+    uk, _ = two_channels
+    now = utcnow()
+    received = now - timedelta(hours=22, seconds=30)
+    agents = {}
+    for zone in ("Asia/Tokyo", None):
+        agent = make_user(Role.AGENT, assigned=[uk.organisation])
+        agent.time_zone = zone
+        thread = make_thread(uk, received_at=received)
+        thread_service.assign_thread(thread, agent, actor=agent)
+        agents[zone] = agent
+    db.session.commit()
+    deadline = received + notification_service.RESPONSE_WINDOW
+    for agent in agents.values():
+        opt_in(agent, at=now - timedelta(minutes=1))
+    bodies = {}
+    for zone, agent in agents.items():
+        events = notification_service.claim_notifications(agent, now=now + timedelta(seconds=5))
+        db.session.commit()
+        (bodies[zone],) = [e.body for e in events if e.kind == "deadline"]
+    # Tokyo is UTC+9 all year (no summer time to make the test depend on the date).
+    tokyo = (deadline + timedelta(hours=9)).strftime("%H:%M")
+    assert bodies["Asia/Tokyo"].startswith(f"Amazon expects an answer by {tokyo} JST ·")
+    assert bodies[None].startswith(f"Amazon expects an answer by {deadline:%H:%M} UTC ·")
+
+
 def test_many_at_once_end_with_how_many_more(make_user, two_channels, make_thread):
     uk, _ = two_channels
     seller = make_user(Role.SELLER, organisation=uk.organisation)
