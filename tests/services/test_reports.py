@@ -182,6 +182,34 @@ def test_no_messages_no_percentage(make_org, make_channel):
     assert rows[-1].median_seconds is None
 
 
+def test_dashboard_rates_per_period(scenario, make_channel, make_thread):
+    org, uk, de, agent = scenario
+    make_thread(make_channel("DE"), received_at=NOW - hours(3))  # another organisation
+    rates = dict(reports.response_rates(organisation_id=org.id, now=NOW))
+    assert list(rates) == ["DE", "UK", "total"]
+    # 7 days: only DE's recent message (open); 30 and 90 days: all nine of the report,
+    # plus DE's message from before its period (open and overdue).
+    counts = {
+        scope: [(f.messages, f.answered_24h, f.late, f.open, f.open_overdue) for f in figures]
+        for scope, figures in rates.items()
+    }
+    assert counts["DE"] == [(1, 0, 0, 1, 0), (4, 0, 1, 3, 2), (4, 0, 1, 3, 2)]
+    assert counts["UK"] == [(0, 0, 0, 0, 0), (6, 5, 1, 0, 0), (6, 5, 1, 0, 0)]
+    assert counts["total"] == [(1, 0, 0, 1, 0), (10, 5, 2, 3, 2), (10, 5, 2, 3, 2)]
+    assert [f.answered_24h_pct for f in rates["total"]] == [0.0, 50.0, 50.0]
+    # The same counts as the full report of each period.
+    for at, days in enumerate(reports.AMAZON_PERIODS):
+        report = reports.channel_report(
+            organisation_ids=[org.id], start=NOW - timedelta(days=days), end=NOW, now=NOW
+        )
+        assert [
+            (row.scope, row.messages, row.answered_24h, row.late, row.open) for row in report
+        ] == [
+            (scope, f[at].messages, f[at].answered_24h, f[at].late, f[at].open)
+            for scope, f in rates.items()
+        ]
+
+
 def test_messages_per_day_with_the_rate(scenario):
     org, uk, de, agent = scenario
     days = reports.messages_per_day(organisation_ids=[org.id], start=START, end=NOW + hours(1))
