@@ -10,36 +10,17 @@ commits.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import func, select
-from webauthn import (
-    generate_authentication_options,
-    generate_registration_options,
-    options_to_json,
-    verify_authentication_response,
-    verify_registration_response,
-)
-from webauthn.helpers import parse_authentication_credential_json
-from webauthn.helpers.exceptions import (
-    InvalidAuthenticationResponse,
-    InvalidCBORData,
-    InvalidJSONStructure,
-    InvalidRegistrationResponse,
-)
-from webauthn.helpers.structs import (
-    AuthenticatorSelectionCriteria,
-    AuthenticatorTransport,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
 
 from portal.extensions import db
 from portal.models import Passkey, User
@@ -47,21 +28,44 @@ from portal.services import two_factor
 from portal.services.audit import record_event
 from portal.services.users import AccountError
 
+# The webauthn library is imported where a passkey is used, not with this module: every
+# process of the portal imports the services (the ingest worker too) and most never
+# see a passkey, while the library and its CBOR and ASN.1 parsers take 6 MB of memory.
+if TYPE_CHECKING:
+    from webauthn.helpers.structs import PublicKeyCredentialDescriptor
+
 RP_NAME = "Sellerdesk"
 #: Kept by the caller no longer than this (the browser's prompt times out first).
 CEREMONY_SECONDS = 300
 MAX_PER_USER = 20
-_TRANSPORTS = {t.value for t in AuthenticatorTransport}
-#: What the library raises for an answer that is malformed or does not verify.
-_REFUSED = (
-    InvalidRegistrationResponse,
-    InvalidAuthenticationResponse,
-    InvalidJSONStructure,
-    InvalidCBORData,
-    ValueError,
-    KeyError,
-    TypeError,
-)
+
+
+@functools.cache
+def _transports() -> frozenset[str]:
+    from webauthn.helpers.structs import AuthenticatorTransport
+
+    return frozenset(t.value for t in AuthenticatorTransport)
+
+
+@functools.cache
+def _refused() -> tuple[type[Exception], ...]:
+    """What the library raises for an answer that is malformed or does not verify."""
+    from webauthn.helpers.exceptions import (
+        InvalidAuthenticationResponse,
+        InvalidCBORData,
+        InvalidJSONStructure,
+        InvalidRegistrationResponse,
+    )
+
+    return (
+        InvalidRegistrationResponse,
+        InvalidAuthenticationResponse,
+        InvalidJSONStructure,
+        InvalidCBORData,
+        ValueError,
+        KeyError,
+        TypeError,
+    )
 
 
 class PasskeyError(AccountError):
@@ -115,11 +119,13 @@ def has_passkey(user: User) -> bool:
 
 
 def _descriptors(passkeys: list[Passkey]) -> list[PublicKeyCredentialDescriptor]:
+    from webauthn.helpers.structs import AuthenticatorTransport, PublicKeyCredentialDescriptor
+
     return [
         PublicKeyCredentialDescriptor(
             id=p.credential_id,
             transports=[
-                AuthenticatorTransport(t) for t in p.transports.split(",") if t in _TRANSPORTS
+                AuthenticatorTransport(t) for t in p.transports.split(",") if t in _transports()
             ],
         )
         for p in passkeys
@@ -129,6 +135,13 @@ def _descriptors(passkeys: list[Passkey]) -> list[PublicKeyCredentialDescriptor]
 def registration_ceremony(user: User) -> Ceremony:
     """Options to make a new passkey for `user` (discoverable, so it can also sign in
     without a password), excluding the authenticators that hold one already."""
+    from webauthn import generate_registration_options, options_to_json
+    from webauthn.helpers.structs import (
+        AuthenticatorSelectionCriteria,
+        ResidentKeyRequirement,
+        UserVerificationRequirement,
+    )
+
     options = generate_registration_options(
         rp_id=rp_id(),
         rp_name=RP_NAME,
@@ -149,6 +162,8 @@ def add_passkey(
     user: User, *, name: str, credential: str, challenge: bytes, now: datetime
 ) -> Passkey:
     """Keep the passkey the browser made from `registration_ceremony`'s options."""
+    from webauthn import verify_registration_response
+
     name = " ".join(name.split())
     if not name:
         raise PasskeyError("Give the passkey a name, such as the device it is on.")
@@ -165,7 +180,7 @@ def add_passkey(
             expected_origin=expected_origin(),
         )
         transports = json.loads(credential).get("response", {}).get("transports") or []
-    except _REFUSED:
+    except _refused():
         raise PasskeyError(
             "Your browser's answer could not be verified, so no passkey was added. Try again."
         ) from None
@@ -177,7 +192,7 @@ def add_passkey(
         credential_id=verified.credential_id,
         public_key=verified.credential_public_key,
         sign_count=verified.sign_count,
-        transports=",".join(t for t in transports if t in _TRANSPORTS)[:200],
+        transports=",".join(t for t in transports if t in _transports())[:200],
         created_at=now,
     )
     db.session.add(passkey)
@@ -196,6 +211,9 @@ def sign_in_ceremony(user: User | None) -> Ceremony:
     """Options to sign in: with one of `user`'s passkeys (the second step after their
     password), or, for None, any passkey the browser holds for the portal (password-less,
     so the authenticator must verify the user: PIN or biometrics)."""
+    from webauthn import generate_authentication_options, options_to_json
+    from webauthn.helpers.structs import UserVerificationRequirement
+
     options = generate_authentication_options(
         rp_id=rp_id(),
         timeout=CEREMONY_SECONDS * 1000,
@@ -213,10 +231,13 @@ def check_passkey(credential: str, *, challenge: bytes, user: User | None, now: 
     With `user` (their password was right) only their own passkeys count; without one
     (password-less) the passkey names its user and must have verified them.
     """
+    from webauthn import verify_authentication_response
+    from webauthn.helpers import parse_authentication_credential_json
+
     refused = PasskeyError("This passkey was not accepted. Try again, or use another way in.")
     try:
         parsed = parse_authentication_credential_json(credential)
-    except _REFUSED:
+    except _refused():
         raise refused from None
     passkey = db.session.scalar(select(Passkey).where(Passkey.credential_id == parsed.raw_id))
     if passkey is None or (user is not None and passkey.user_id != user.id):
@@ -237,7 +258,7 @@ def check_passkey(credential: str, *, challenge: bytes, user: User | None, now: 
             credential_current_sign_count=passkey.sign_count,
             require_user_verification=user is None,
         )
-    except _REFUSED:
+    except _refused():
         # Among them a signature counter that went back: a cloned authenticator.
         raise refused from None
     passkey.sign_count = verified.new_sign_count

@@ -16,7 +16,6 @@ import re
 from collections.abc import Iterable
 
 from werkzeug.security import generate_password_hash
-from zxcvbn import zxcvbn
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 200
@@ -41,6 +40,10 @@ def password_problem(password: str, *, about: Iterable[str] = ()) -> str | None:
         return f"Use at least {MIN_PASSWORD_LENGTH} characters."
     if len(password) > MAX_PASSWORD_LENGTH:
         return f"Use at most {MAX_PASSWORD_LENGTH} characters."
+    # Imported on first use: its dictionaries take 13 MB, which the processes that never
+    # judge a password (the ingest worker, most web workers) need not carry.
+    from zxcvbn import zxcvbn
+
     result = zxcvbn(password[:_ESTIMATE_CHARS], user_inputs=_words_of(about))
     if result["score"] >= MIN_SCORE:
         return None
