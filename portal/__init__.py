@@ -43,12 +43,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     check_config(app.config)
     _configure_logging(app)
 
-    from portal.extensions import csrf, db, limiter, login_manager, migrate
+    from portal import lazy_migrate
+    from portal.extensions import csrf, db, limiter, login_manager
 
     db.init_app(app)
-    migrate.init_app(
-        app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True
-    )
+    lazy_migrate.init_app(app, db)
     csrf.init_app(app)
     # Registers RATELIMIT_STORAGE_URI's `database://` with `limits` before the limiter
     # builds its storage.
