@@ -191,7 +191,8 @@ class Message(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     thread_id: Mapped[int | None] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))
-    #: None while unrouted or quarantined.
+    #: None while unrouted or quarantined; once stored on a thread, the thread's channel
+    #: (the reports read a period's messages per channel through this column).
     channel_id: Mapped[int | None] = mapped_column(
         ForeignKey("channels.id", ondelete="RESTRICT"), index=True
     )

@@ -210,6 +210,25 @@ def _in_scope(stmt: Select, organisation_ids: Sequence[int] | None, filters: Fil
     return stmt
 
 
+def _messages_in_scope(
+    stmt: Select, organisation_ids: Sequence[int] | None, filters: Filters
+) -> Select:
+    """`stmt` (which selects from Message) kept to the organisations, channel and
+    marketplace through the message's own channel (a stored message keeps its
+    thread's), so a period's messages are read per channel from their index without
+    going through each of the organisation's threads."""
+    if organisation_ids is not None or filters.get("marketplace") is not None:
+        channels = select(Channel.id)
+        if organisation_ids is not None:
+            channels = channels.where(Channel.organisation_id.in_(list(organisation_ids)))
+        if filters.get("marketplace") is not None:
+            channels = channels.where(Channel.marketplace == filters["marketplace"])
+        stmt = stmt.where(Message.channel_id.in_(channels))
+    if filters.get("channel_id") is not None:
+        stmt = stmt.where(Message.channel_id == filters["channel_id"])
+    return stmt
+
+
 @dataclass
 class _Waiting:
     """Rows that wait for an answer since `created_at` (messages, or threads from their
@@ -248,27 +267,32 @@ def _messages(
     *,
     with_author: bool = False,
     unanswered: bool = False,
+    with_assignee: bool = False,
 ) -> _Waiting:
     """Each message needing an answer received in [start, end), with its answer (and
-    the answer's author for the agent filter, or when asked); only those without one
-    when `unanswered` (read through their partial index)."""
-    stmt = (
-        select(
-            Message.id.label("message_id"),
-            Message.thread_id.label("thread_id"),
-            Message.created_at.label("created_at"),
-            Message.answer_id.label("reply_id"),
-            Message.answered_at.label("answered_at"),
-            Thread.channel_id.label("channel_id"),
-            Thread.assignee_id.label("assignee_id"),
-        )
-        .join(Thread, Thread.id == Message.thread_id)
-        .where(*_needs_answer(), Message.created_at >= start, Message.created_at < end)
+    the answer's author for the agent filter, or when asked; its thread's assignee when
+    asked); only those without one when `unanswered` (read through their partial index)."""
+    stmt = select(
+        Message.id.label("message_id"),
+        Message.thread_id.label("thread_id"),
+        Message.created_at.label("created_at"),
+        Message.answer_id.label("reply_id"),
+        Message.answered_at.label("answered_at"),
+        Message.channel_id.label("channel_id"),
+    ).where(
+        *_needs_answer(),
+        Message.thread_id.is_not(None),
+        Message.created_at >= start,
+        Message.created_at < end,
     )
+    if with_assignee:
+        stmt = stmt.add_columns(Thread.assignee_id.label("assignee_id")).join(
+            Thread, Thread.id == Message.thread_id
+        )
     if unanswered:
         stmt = stmt.where(Message.answer_id.is_(None))
     with_author = with_author or filters.get("agent_id") is not None
-    return _Waiting(_in_scope(stmt, organisation_ids, filters).subquery(), with_author)
+    return _Waiting(_messages_in_scope(stmt, organisation_ids, filters).subquery(), with_author)
 
 
 def _first_messages(
@@ -286,24 +310,21 @@ def _first_messages(
         ),
         *_needs_answer(earlier),
     )
-    stmt = (
-        select(
-            Message.thread_id.label("thread_id"),
-            Message.created_at.label("created_at"),
-            Message.answer_id.label("reply_id"),
-            Message.answered_at.label("answered_at"),
-            Thread.channel_id.label("channel_id"),
-        )
-        .join(Thread, Thread.id == Message.thread_id)
-        .where(
-            *_needs_answer(),
-            Message.created_at >= start,
-            Message.created_at < end,
-            ~before.exists(),
-        )
+    stmt = select(
+        Message.thread_id.label("thread_id"),
+        Message.created_at.label("created_at"),
+        Message.answer_id.label("reply_id"),
+        Message.answered_at.label("answered_at"),
+        Message.channel_id.label("channel_id"),
+    ).where(
+        *_needs_answer(),
+        Message.thread_id.is_not(None),
+        Message.created_at >= start,
+        Message.created_at < end,
+        ~before.exists(),
     )
     with_author = filters.get("agent_id") is not None
-    return _Waiting(_in_scope(stmt, organisation_ids, filters).subquery(), with_author)
+    return _Waiting(_messages_in_scope(stmt, organisation_ids, filters).subquery(), with_author)
 
 
 def _grouped(stmt: Select, group: ColumnElement | None) -> Select:
@@ -682,21 +703,18 @@ def agent_report(
 ) -> list[AgentFigures]:
     """Per agent: replies sent in [start, end), and the messages received then that
     their reply answered (how many within 24 h, median and p90); most replies first."""
-    replies = (
-        select(Message.author_id)
-        .join(Thread, Thread.id == Message.thread_id)
-        .where(
-            Message.direction == Direction.OUT,
-            Message.is_internal_note.is_(False),
-            Message.send_status == SendStatus.SENT,
-            Message.author_id.is_not(None),
-            Message.sent_at >= start,
-            Message.sent_at < end,
-        )
+    replies = select(Message.author_id).where(
+        Message.direction == Direction.OUT,
+        Message.is_internal_note.is_(False),
+        Message.send_status == SendStatus.SENT,
+        Message.author_id.is_not(None),
+        Message.thread_id.is_not(None),
+        Message.sent_at >= start,
+        Message.sent_at < end,
     )
     if filters.get("agent_id") is not None:
         replies = replies.where(Message.author_id == filters["agent_id"])
-    replies = _in_scope(replies, organisation_ids, filters).subquery()
+    replies = _messages_in_scope(replies, organisation_ids, filters).subquery()
     sent = _counted(replies, [], replies.c.author_id)
 
     messages = _messages(organisation_ids, start, end, filters, with_author=True)
@@ -759,7 +777,14 @@ def backlog(
 ) -> dict[str, int]:
     """Messages needing an answer and still open now, by time left of their 24 hours
     (the agent filter: threads assigned to them)."""
-    messages = _messages(organisation_ids, _EPOCH, now, filters, unanswered=True)
+    messages = _messages(
+        organisation_ids,
+        _EPOCH,
+        now,
+        filters,
+        unanswered=True,
+        with_assignee=filters.get("agent_id") is not None,
+    )
     waited = _seconds_between(literal(now, UTCDateTime), messages.c.created_at)
     bucket = case(
         (waited >= DAY_SECONDS, "overdue"),
