@@ -47,6 +47,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    tuple_,
 )
 from sqlalchemy.orm import aliased
 
@@ -335,51 +336,75 @@ def _key(row: Any, group: ColumnElement | None) -> Hashable:
     return None if group is None else row[-1]
 
 
+#: The key of the total beside the groups' in `_percentiles(..., with_total=True)`.
+TOTAL = "__total__"
+_FRACTIONS = (0.5, 0.9)
+
+
 def _percentiles(
     seconds: ColumnElement,
     from_: Any,
     where: Sequence[ColumnElement],
     group: ColumnElement | None = None,
+    *,
+    with_total: bool = False,
 ) -> dict[Hashable, tuple[float, float]]:
     """Median and 90th percentile of `seconds` per group (one entry, key None, without
-    a group), interpolated as percentile_cont does; groups without values are left out."""
+    a group), interpolated as percentile_cont does; groups without values are left out.
+    `with_total` adds the figures over every row under the key TOTAL, from the same
+    pass over the rows (a report's channels and its total)."""
+    with_total = with_total and group is not None
     if _is_postgresql():
         stmt = select(
             func.percentile_cont(0.5).within_group(seconds),
             func.percentile_cont(0.9).within_group(seconds),
         )
-        rows = db.session.execute(_grouped(stmt, group).select_from(from_).where(*where))
+        if group is None:
+            lo, hi = db.session.execute(stmt.select_from(from_).where(*where)).one()
+            return {} if lo is None else {None: (float(lo), float(hi))}
+        stmt = stmt.add_columns(group)
+        if with_total:
+            # GROUPING SETS: a row per group and one over all of them, from one scan.
+            stmt = stmt.add_columns(func.grouping(group)).group_by(
+                func.grouping_sets(group, tuple_())
+            )
+        else:
+            stmt = stmt.add_columns(literal(0)).group_by(group)
+        rows = db.session.execute(stmt.select_from(from_).where(*where))
         return {
-            _key(row, group): (float(row[0]), float(row[1])) for row in rows if row[0] is not None
+            TOTAL if total else key: (float(lo), float(hi))
+            for lo, hi, key, total in rows
+            if lo is not None
         }
-    partition = [] if group is None else [group]
-    ranked = (
-        select(
-            seconds.label("s"),
-            func.row_number().over(partition_by=partition, order_by=seconds).label("rn"),
-            func.count().over(partition_by=partition).label("n"),
-            (group if group is not None else literal(None)).label("g"),
-        )
-        .select_from(from_)
-        .where(*where)
-        .subquery()
-    )
+    partitions = [[] if group is None else [group]] + ([[]] if with_total else [])
+    columns = [seconds.label("s"), (group if group is not None else literal(None)).label("g")]
+    for at, partition in enumerate(partitions):
+        columns += [
+            func.row_number().over(partition_by=partition, order_by=seconds).label(f"rn{at}"),
+            func.count().over(partition_by=partition).label(f"n{at}"),
+        ]
+    ranked = select(*columns).select_from(from_).where(*where).subquery()
     # The two rows either side of each percentile's position (n - 1) * fraction.
-    lows = [cast((ranked.c.n - 1) * fraction, Integer) for fraction in (0.5, 0.9)]
-    rows = db.session.execute(
-        select(ranked.c.g, ranked.c.n, ranked.c.rn, ranked.c.s).where(
-            or_(*(ranked.c.rn.between(low + 1, low + 2) for low in lows))
-        )
-    )
+    near = [
+        ranked.c[f"rn{at}"].between(low + 1, low + 2)
+        for at in range(len(partitions))
+        for low in (cast((ranked.c[f"n{at}"] - 1) * f, Integer) for f in _FRACTIONS)
+    ]
+    rows = db.session.execute(select(*ranked.c).where(or_(*near)))
     values: dict[Hashable, tuple[int, dict[int, float]]] = {}
-    for g, n, rn, s in rows:
-        values.setdefault(g if group is not None else None, (n, {}))[1][rn] = float(s)
+    for row in rows:
+        found = row._mapping
+        for at in range(len(partitions)):
+            key = TOTAL if at else found["g"]
+            values.setdefault(key, (found[f"n{at}"], {}))[1][found[f"rn{at}"]] = float(found["s"])
     result = {}
     for key, (n, by_rank) in values.items():
         pair = []
-        for fraction in (0.5, 0.9):
+        for fraction in _FRACTIONS:
             position = (n - 1) * fraction
             low = int(position)
+            # A row near the other partition's percentile may be kept without being
+            # near this one's: only the ranks asked for are read.
             lower = by_rank[low + 1]
             upper = by_rank.get(low + 2, lower)
             pair.append(lower + (upper - lower) * (position - low))
@@ -508,13 +533,15 @@ def _figures(
             return col if grouped else None
 
         parts = {name: count(g) for name, count in counted.items()}
+        # Per channel, the total's percentiles come from the same pass.
         parts["times"] = [
-            _percentiles(seconds, from_, w, g(col)) for seconds, from_, w, col in timed
+            _percentiles(seconds, from_, w, g(col), with_total=grouped)
+            for seconds, from_, w, col in timed
         ]
         return parts
 
     per = query(True) if per_channel else None
-    whole = query(False) if per is None else _total_of(per, timed)
+    whole = query(False) if per is None else _total_of(per)
 
     def assemble(parts: dict, key: Hashable) -> Figures:
         counts = parts["counts"].get(key, _Counts())
@@ -546,8 +573,9 @@ def _figures(
     return channels, assemble(whole, None)
 
 
-def _total_of(per: dict, timed: list) -> dict:
-    """The total's parts from the channels' counts, and its own percentiles."""
+def _total_of(per: dict) -> dict:
+    """The total's parts from the channels' counts, and the percentiles found beside
+    theirs (key TOTAL)."""
     counts = [astuple(c) for c in per["counts"].values()]
     whole = {
         name: {None: sum(found.values())}
@@ -555,7 +583,7 @@ def _total_of(per: dict, timed: list) -> dict:
         if name in ("threads", "closed")
     }
     whole["counts"] = {None: _Counts(*map(sum, zip(*counts, strict=True)))} if counts else {}
-    whole["times"] = [_percentiles(seconds, from_, w) for seconds, from_, w, _ in timed]
+    whole["times"] = [{None: found[TOTAL]} if TOTAL in found else {} for found in per["times"]]
     return whole
 
 
