@@ -337,7 +337,7 @@ def _key(row: Any, group: ColumnElement | None) -> Hashable:
 
 
 #: The key of the total beside the groups' in `_percentiles(..., with_total=True)`.
-TOTAL = "__total__"
+_TOTAL = "__total__"
 _FRACTIONS = (0.5, 0.9)
 
 
@@ -351,7 +351,7 @@ def _percentiles(
 ) -> dict[Hashable, tuple[float, float]]:
     """Median and 90th percentile of `seconds` per group (one entry, key None, without
     a group), interpolated as percentile_cont does; groups without values are left out.
-    `with_total` adds the figures over every row under the key TOTAL, from the same
+    `with_total` adds the figures over every row under the key _TOTAL, from the same
     pass over the rows (a report's channels and its total)."""
     with_total = with_total and group is not None
     if _is_postgresql():
@@ -372,7 +372,7 @@ def _percentiles(
             stmt = stmt.add_columns(literal(0)).group_by(group)
         rows = db.session.execute(stmt.select_from(from_).where(*where))
         return {
-            TOTAL if total else key: (float(lo), float(hi))
+            _TOTAL if total else key: (float(lo), float(hi))
             for lo, hi, key, total in rows
             if lo is not None
         }
@@ -395,7 +395,7 @@ def _percentiles(
     for row in rows:
         found = row._mapping
         for at in range(len(partitions)):
-            key = TOTAL if at else found["g"]
+            key = _TOTAL if at else found["g"]
             values.setdefault(key, (found[f"n{at}"], {}))[1][found[f"rn{at}"]] = float(found["s"])
     result = {}
     for key, (n, by_rank) in values.items():
@@ -575,7 +575,7 @@ def _figures(
 
 def _total_of(per: dict) -> dict:
     """The total's parts from the channels' counts, and the percentiles found beside
-    theirs (key TOTAL)."""
+    theirs (key _TOTAL)."""
     counts = [astuple(c) for c in per["counts"].values()]
     whole = {
         name: {None: sum(found.values())}
@@ -583,7 +583,7 @@ def _total_of(per: dict) -> dict:
         if name in ("threads", "closed")
     }
     whole["counts"] = {None: _Counts(*map(sum, zip(*counts, strict=True)))} if counts else {}
-    whole["times"] = [{None: found[TOTAL]} if TOTAL in found else {} for found in per["times"]]
+    whole["times"] = [{None: found[_TOTAL]} if _TOTAL in found else {} for found in per["times"]]
     return whole
 
 
