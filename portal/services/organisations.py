@@ -20,27 +20,21 @@ class OrganisationSummary:
 
 def list_visible_organisations(user: User) -> list[OrganisationSummary]:
     """The organisations `user` may see, with channel and open-thread counts."""
-    channels = (
-        select(Channel.organisation_id, func.count().label("n"))
-        .group_by(Channel.organisation_id)
-        .subquery()
+    # Counted per organisation shown (correlated), not grouped over every organisation's
+    # threads first: a seller's dashboard counts its own threads only.
+    n_channels = (
+        select(func.count())
+        .where(Channel.organisation_id == Organisation.id)
+        .correlate(Organisation)
+        .scalar_subquery()
     )
-    open_threads = (
-        select(Thread.organisation_id, func.count().label("n"))
-        .where(Thread.status != ThreadStatus.CLOSED)
-        .group_by(Thread.organisation_id)
-        .subquery()
+    n_open = (
+        select(func.count())
+        .where(Thread.organisation_id == Organisation.id, Thread.status != ThreadStatus.CLOSED)
+        .correlate(Organisation)
+        .scalar_subquery()
     )
-    stmt = (
-        select(
-            Organisation,
-            func.coalesce(channels.c.n, 0),
-            func.coalesce(open_threads.c.n, 0),
-        )
-        .outerjoin(channels, channels.c.organisation_id == Organisation.id)
-        .outerjoin(open_threads, open_threads.c.organisation_id == Organisation.id)
-        .order_by(func.lower(Organisation.name))
-    )
+    stmt = select(Organisation, n_channels, n_open).order_by(func.lower(Organisation.name))
     stmt = scope_to_user(stmt, Organisation.id, user)
     return [
         OrganisationSummary(org, n_channels, n_open)
