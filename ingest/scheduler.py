@@ -300,7 +300,8 @@ def run_worker(app: Flask) -> None:
         scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
-    settle_worker_process()
+    with app.app_context():
+        settle_worker_process()
     log.info(
         "Ingest worker started: polling every %s s%s (mail source %s)",
         app.config["POLL_SECONDS"],

@@ -39,3 +39,25 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     # copying pages the next batch changes again (bench/README.md).
     cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.close()
+
+
+#: The ingest worker's page cache per SQLite connection (negative: KiB), SQLite's default.
+WORKER_PAGE_CACHE = -2000
+
+
+def use_worker_page_cache(engine: Engine) -> None:
+    """For the ingest worker: its SQLite connections keep SQLite's default page cache
+    rather than the web process's 16 MB (above). The worker writes new pages and reads
+    few of them twice, and up to 16 MB per pooled connection was most of what its
+    resident size had above the same worker's on PostgreSQL (bench/README.md). The
+    connections already open are closed, so every one gets it."""
+    if engine.dialect.name != "sqlite":
+        return
+    event.listen(engine, "connect", _worker_page_cache)
+    engine.dispose()
+
+
+def _worker_page_cache(dbapi_connection, connection_record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA cache_size={WORKER_PAGE_CACHE}")
+    cursor.close()

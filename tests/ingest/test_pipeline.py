@@ -3,9 +3,12 @@ flags what it stored and reports; the decisions themselves are tests/services/te
 
 from __future__ import annotations
 
+import pytest
+from sqlalchemy import text
+
 from ingest.mail.parse import content_hash, synthetic_message_id
-from ingest.pipeline import poll_all
-from portal.extensions import db
+from ingest.pipeline import poll_all, settle_worker_process
+from portal.extensions import WORKER_PAGE_CACHE, db
 from portal.models import Mailbox, MailboxRemoval, Message, Thread, ThreadStatus
 from portal.services import buyer_data
 from portal.sqltypes import utcnow
@@ -91,6 +94,21 @@ def test_ingest_poll_cli_prints_summary(runner, uk, drop_mail):
     assert (
         result.output.strip() == "fetched=1 stored=1 duplicate=0 unrouted=0 quarantined=0 errors=0"
     )
+
+
+def test_the_worker_keeps_a_small_page_cache_on_sqlite(app):
+    # The web process's 16 MB per connection (extensions._sqlite_pragmas) would be most
+    # of the worker's resident size; the worker's connections keep SQLite's default.
+    def cache_size() -> int:
+        size = db.session.execute(text("PRAGMA cache_size")).scalar()
+        db.session.remove()
+        return size
+
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("a SQLite setting")
+    assert cache_size() == -16000
+    settle_worker_process()
+    assert cache_size() == WORKER_PAGE_CACHE == -2000
 
 
 BRACKETLESS = (
