@@ -56,7 +56,7 @@ STARTUP_SECONDS = 60.0
 _READY = _LENGTH.pack(0)
 #: What the pipe a worker answers on holds (Linux; its default is 64 KB). The worker
 #: parses a batch while this process stores the batch before and reads no answers; with
-#: a full pipe the worker stops at its next answer, so a batch's answers must fit.
+#: a full pipe the worker stops at its next answer until this process reads again.
 ANSWER_PIPE_BYTES = 1024 * 1024
 
 #: What a worker makes of one mail: parsed, or why it is quarantined.
