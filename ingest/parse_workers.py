@@ -21,6 +21,7 @@ rest of its share to a new worker.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import pickle
@@ -53,6 +54,10 @@ STUCK_FACTOR = 2
 STARTUP_SECONDS = 60.0
 #: What a worker writes once it is ready to parse: a length no pickled answer has.
 _READY = _LENGTH.pack(0)
+#: What the pipe a worker answers on holds (Linux; its default is 64 KB). The worker
+#: parses a batch while this process stores the batch before and reads no answers; with
+#: a full pipe the worker stops at its next answer until this process reads again.
+ANSWER_PIPE_BYTES = 1024 * 1024
 
 #: What a worker makes of one mail: parsed, or why it is quarantined.
 Result = parse.ParsedMessage | Unparsed
@@ -119,6 +124,8 @@ class ParseWorker:
             stdout=subprocess.PIPE,
             env=env,
         )
+        assert self.proc.stdout is not None  # noqa: S101 (type narrowing: started with a pipe)
+        _widen_pipe(self.proc.stdout.fileno())
         self.alive = True
         self.ready = False
 
@@ -196,6 +203,17 @@ class ParseWorker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _widen_pipe(fd: int) -> None:
+    """Let the pipe `fd` hold ANSWER_PIPE_BYTES, where the system allows it."""
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setsize is None:  # not Linux: the pipe stays as it is
+        return
+    try:
+        fcntl.fcntl(fd, setsize, ANSWER_PIPE_BYTES)
+    except OSError:  # above /proc/sys/fs/pipe-max-size, or the user's pipe quota is spent
+        log.debug("Could not widen the parse worker's pipe", exc_info=True)
 
 
 def _read_exactly(fd: int, size: int, until: float | None) -> bytearray:

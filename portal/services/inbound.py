@@ -112,19 +112,24 @@ def store_inbound(
     matcher = _thread_matcher(
         [(c, m.parsed) for c, m in zip(channels, mails, strict=True) if c is not None], now=now
     )
+    bounced = _bounced_replies(mails, channels)
     rows = _Rows(mailbox=mailbox, uidvalidity=uidvalidity)
     decided: list[tuple[StoreResult, _Row | None]] = []
     for mail, channel in zip(mails, channels, strict=True):
         if dedup.is_duplicate(mail):
             decided.append((StoreResult(Outcome.DUPLICATE), None))
         else:
-            decided.append(_record(mail, channel, matcher, rows))
+            decided.append(_record(mail, channel, matcher, bounced, rows))
     rows.write()
     return [_with_message(result, row) for result, row in decided]
 
 
 def _record(
-    mail: InboundMail, channel: Channel | None, matcher: ThreadMatcher[Thread], rows: _Rows
+    mail: InboundMail,
+    channel: Channel | None,
+    matcher: ThreadMatcher[Thread],
+    bounced: _CitedReplies,
+    rows: _Rows,
 ) -> tuple[StoreResult, _Row]:
     """Quarantine, keep unrouted or thread one mail that is not a duplicate."""
     created_at = _take_place_of(mail.replaces)
@@ -136,7 +141,9 @@ def _record(
         row = rows.add_unrouted(parsed, mail.raw, uid=mail.uid, created_at=created_at)
         result = StoreResult(Outcome.UNROUTED)
     else:
-        thread = _bounced_reply_thread(channel, parsed) or matcher.match(channel.id, parsed)
+        thread = _bounced_reply_thread(channel, parsed, bounced) or matcher.match(
+            channel.id, parsed
+        )
         is_new_thread = thread is None
         if thread is None:
             thread = _open_thread(channel, parsed)
@@ -375,12 +382,41 @@ def _candidate_threads(
     return list(db.session.scalars(select(Thread).where(or_(*wanted))))
 
 
-def _bounced_reply_thread(channel: Channel, parsed: ParsedMessage) -> Thread | None:
+#: Our sent replies that the bounces of a batch cite, by (channel id, Message-ID).
+_CitedReplies = dict[tuple[int, str], list[Message]]
+
+
+def _bounced_replies(mails: Sequence[InboundMail], channels: list[Channel | None]) -> _CitedReplies:
+    """The sent replies any bounce of the batch cites on its channel: one query for all,
+    made before any mail is recorded (a query per bounce also flushed the threads opened
+    before it, one flush each)."""
+    return outbox.bounced_replies(
+        {
+            (channel.id, message_id)
+            for mail, channel in zip(mails, channels, strict=True)
+            if channel is not None
+            and isinstance(mail.parsed, ParsedMessage)
+            and mail.parsed.bounce is not None
+            for message_id in mail.parsed.bounce.cited_ids
+        }
+    )
+
+
+def _bounced_reply_thread(
+    channel: Channel, parsed: ParsedMessage, bounced: _CitedReplies
+) -> Thread | None:
     """For a bounce of our replies on this channel: each one is marked failed, and the
     bounce joins the thread of the first, where the agent sees why it failed."""
     if parsed.bounce is None or not parsed.bounce.cited_ids:
         return None
-    replies = outbox.bounced_replies(channel.id, parsed.bounce.cited_ids)
+    replies = sorted(
+        (
+            reply
+            for message_id in dict.fromkeys(parsed.bounce.cited_ids)
+            for reply in bounced.get((channel.id, message_id), ())
+        ),
+        key=lambda reply: reply.id,
+    )
     for reply in replies:
         outbox.mark_bounced(reply, parsed.bounce.reason)
     return replies[0].thread if replies else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import or_, select, update
@@ -372,20 +372,29 @@ def reopen_after_failure(message: Message, kind: str, reason: str) -> None:
     )
 
 
-def bounced_replies(channel_id: int, message_ids: Sequence[str]) -> list[Message]:
-    """Our sent replies on this channel among `message_ids` (what a bounce cites)."""
-    if not message_ids:
-        return []
-    return list(
-        db.session.scalars(
-            select(Message).where(
-                Message.channel_id == channel_id,
-                Message.direction == Direction.OUT,
-                Message.is_internal_note.is_(False),
-                Message.message_id.in_(list(message_ids)),
-            )
+def bounced_replies(cited: Collection[tuple[int, str]]) -> dict[tuple[int, str], list[Message]]:
+    """Our sent replies among `cited` (channel id, Message-ID) pairs, which bounces cite:
+    one query for a whole batch of bounces, keyed by the pair, oldest reply first."""
+    wanted = set(cited)
+    if not wanted:
+        return {}
+    rows = db.session.scalars(
+        select(Message)
+        .where(
+            Message.channel_id.in_(sorted({channel_id for channel_id, _ in wanted})),
+            Message.direction == Direction.OUT,
+            Message.is_internal_note.is_(False),
+            Message.message_id.in_(sorted({message_id for _, message_id in wanted})),
         )
+        .order_by(Message.id)
     )
+    found: dict[tuple[int, str], list[Message]] = {}
+    for message in rows:
+        key = (message.channel_id, message.message_id)
+        # The two IN lists match a few pairs that are not asked for; keep the asked ones.
+        if key in wanted:
+            found.setdefault(key, []).append(message)
+    return found
 
 
 def mark_bounced(message: Message, reason: str) -> bool:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 import ingest.pipeline as pipeline
 from bench.corpus import CHANNEL_ADDRESSES, SPACING, Corpus
+from ingest.mail.parse_result import parse_inbound
 from ingest.parse_workers import ParseWorker, ParseWorkers
 from ingest.pipeline import poll_all
 from portal.extensions import db
@@ -275,6 +276,34 @@ def test_mail_of_a_parse_worker_that_died_is_parsed_here(uk, drop_mail, parse_wo
         db.select(Message).where(Message.quarantine_reason.is_not(None))
     )
     assert "not an e-mail" in quarantined.quarantine_reason
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pipe sizes are Linux's")
+def test_a_parse_worker_answers_a_whole_batch_while_nobody_reads(tmp_path):
+    # While the ingest process stores the batch before, it reads no answers: the worker
+    # must not stop at a full pipe (64 KB by default) after a few of them.
+    import fcntl
+    import termios
+
+    worker = ParseWorker()
+    try:
+        worker.wait_ready()
+        raws = [amazon_message(i, UK) for i in range(60)]
+        assert worker.send(10 * 1024 * 1024, 10.0, raws)
+        fd = worker.proc.stdout.fileno()
+        buffered = bytearray(4)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            fcntl.ioctl(fd, termios.FIONREAD, buffered)
+            if int.from_bytes(buffered, sys.byteorder) > 64 * 1024:
+                break
+            time.sleep(0.05)
+        assert int.from_bytes(buffered, sys.byteorder) > 64 * 1024
+        assert [worker.receive(10.0).message_id for _ in raws] == [
+            parse_inbound(raw, max_attachment_bytes=10 * 1024 * 1024).message_id for raw in raws
+        ]
+    finally:
+        worker.close()
 
 
 def test_parse_workers_stop_with_the_poll(uk, drop_mail, parse_workers, monkeypatch):

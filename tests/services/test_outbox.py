@@ -472,3 +472,55 @@ def test_a_bounce_on_another_channel_or_of_mail_not_ours_changes_no_reply(
     ingest(dsn("<someone-else@example.com>", n=4))
     db.session.expire_all()
     assert db.session.get(Message, reply.id).send_status == SendStatus.SENT
+
+
+def test_the_bounces_of_one_batch_are_looked_up_together_and_each_joins_its_reply(
+    app, buyer_thread, agent, make_channel, monkeypatch
+):
+    from ingest.pipeline import ingest_batch
+
+    first = buyer_thread()
+    second = buyer_thread(subject="Inquiry from Amazon customer Jane (Order: 203-7654321-7654321)")
+    replies = [queue(first, agent), queue(second, agent)]
+    for reply in replies:
+        assert outbox_delivery.deliver_one(reply.id) is True
+    other = make_channel("DE", address="de-shop@helpdesk.test")
+    lookups = []
+    original = outbox.bounced_replies
+    monkeypatch.setattr(
+        outbox, "bounced_replies", lambda cited: lookups.append(cited) or original(cited)
+    )
+    # Each reply bounced, the first twice; and the first's id cited on another channel.
+    mails = [
+        dsn(replies[1].message_id, n=1),
+        dsn(replies[0].message_id, n=2),
+        dsn(replies[0].message_id, to=other.helpdesk_address, n=3),
+        dsn(replies[0].message_id, n=4),
+    ]
+    outcomes = ingest_batch(
+        [(None, raw) for raw in mails],
+        mailbox=None,
+        uidvalidity=None,
+        inbound_domain=app.config["INBOUND_DOMAIN"],
+        max_attachment_bytes=app.config["MAX_ATTACHMENT_BYTES"],
+        now=utcnow(),
+    )
+    db.session.commit()
+    assert outcomes == ["stored"] * 4
+    assert len(lookups) == 1  # one query for the batch, not one per bounce
+    db.session.expire_all()
+    for reply in replies:
+        assert db.session.get(Message, reply.id).send_status == SendStatus.FAILED
+    thread_of = {
+        m.message_id: m.thread_id
+        for m in db.session.scalars(select(Message).where(Message.is_bounce.is_(True)))
+    }
+    assert thread_of["<dsn-1@mx.example.net>"] == second.id
+    assert thread_of["<dsn-2@mx.example.net>"] == first.id
+    assert thread_of["<dsn-3@mx.example.net>"] not in (first.id, second.id)
+    # The second bounce of the same reply joins its thread and changes nothing more.
+    assert thread_of["<dsn-4@mx.example.net>"] == first.id
+    events = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.kind == "thread.reply_bounced")
+    ).all()
+    assert len(events) == 2
