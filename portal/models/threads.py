@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
@@ -252,6 +253,14 @@ class Message(db.Model):
     #: the migration; the triggers keep it pointing at a reply of the same thread.)
     answer_id: Mapped[int | None] = mapped_column()
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Whether it needs an answer (portal/services/reports.py defines it: a buyer
+    #: message, not automatic mail, a bounce, a notification, a Seller Central copy,
+    #: an internal note, quarantined or marked "no response needed"), and whether it is
+    #: the first such message of its thread (by created_at, then id). Kept by database
+    #: triggers (migration e9c4a2f7b1d5) through every insert, flag change, move,
+    #: re-dating, deletion and no-response mark; the application never writes them.
+    needs_answer: Mapped[bool] = mapped_column(default=False, server_default=false())
+    first_need: Mapped[bool] = mapped_column(default=False, server_default=false())
     #: When its content was erased: the row stays as a tombstone whose dedup keys
     #: (mailbox, UIDVALIDITY and UID; Message-ID and content hash) keep ingest from
     #: storing the same mail again.
