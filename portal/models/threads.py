@@ -169,14 +169,30 @@ class Message(db.Model):
         Index("ix_messages_channel_created", "channel_id", "direction", "created_at"),
         # The reports' periods (portal/services/reports.py): a range, not every message.
         Index("ix_messages_created_at", "created_at"),
-        # The reports' backlog: messages not answered, by arrival (only those; most
-        # messages are answered, or are replies).
+        # The reports (and the backlog): the messages needing an answer, and each
+        # thread's first of them, by thread and arrival with their answer, read from the
+        # index alone (the flag in it too: else SQLite reads it from the table).
+        # Partial: SQLite uses one only when the query repeats its WHERE term, as
+        # reports.py's `== true()` does.
         Index(
-            "ix_messages_unanswered",
-            "direction",
+            "ix_messages_needs_answer",
+            "thread_id",
             "created_at",
-            sqlite_where=text("answer_id IS NULL"),
-            postgresql_where=text("answer_id IS NULL"),
+            "answer_id",
+            "answered_at",
+            "needs_answer",
+            sqlite_where=text("needs_answer = 1"),
+            postgresql_where=text("needs_answer"),
+        ),
+        Index(
+            "ix_messages_first_need",
+            "thread_id",
+            "created_at",
+            "answer_id",
+            "answered_at",
+            "first_need",
+            sqlite_where=text("first_need = 1"),
+            postgresql_where=text("first_need"),
         ),
         # A thread's messages in order; it also holds what the trigger that keeps
         # threads.snippet reads, which through the table means walking past the bodies.

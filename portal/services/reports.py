@@ -265,7 +265,8 @@ def _messages(
 ) -> _Waiting:
     """Each message needing an answer received in [start, end), with its answer (and
     the answer's author for the agent filter, or when asked; its thread's assignee when
-    asked); only those without one when `unanswered` (read through their partial index)."""
+    asked); only those without one when `unanswered`. Read from the partial index of
+    the messages needing an answer (ix_messages_needs_answer; first_need's likewise)."""
     stmt = select(
         Message.id.label("message_id"),
         Message.thread_id.label("thread_id"),
