@@ -206,6 +206,9 @@ class Message(db.Model):
         ),
     )
 
+    # needs_answer and first_need have server defaults; not fetched back on INSERT.
+    __mapper_args__ = {"eager_defaults": False}
+
     id: Mapped[int] = mapped_column(primary_key=True)
     thread_id: Mapped[int | None] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))
     #: None while unrouted or quarantined; once stored on a thread, the thread's channel
@@ -275,8 +278,11 @@ class Message(db.Model):
     #: the first such message of its thread (by created_at, then id). Kept by database
     #: triggers (migration e9c4a2f7b1d5) through every insert, flag change, move,
     #: re-dating, deletion and no-response mark; the application never writes them.
-    needs_answer: Mapped[bool] = mapped_column(default=False, server_default=false())
-    first_need: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: Only a server default: an INSERT leaves them out, so it also works on an older
+    #: schema (tests that migrate down insert messages), and eager_defaults off keeps
+    #: them out of its RETURNING too; they load when read.
+    needs_answer: Mapped[bool] = mapped_column(server_default=false())
+    first_need: Mapped[bool] = mapped_column(server_default=false())
     #: When its content was erased: the row stays as a tombstone whose dedup keys
     #: (mailbox, UIDVALIDITY and UID; Message-ID and content hash) keep ingest from
     #: storing the same mail again.
