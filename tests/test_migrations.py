@@ -82,7 +82,8 @@ def _assert_no_drift(url: str, tmp_path) -> None:
         missing = TRIGGERS[dialect] - triggers
         assert not missing, (
             f"triggers missing at head: {sorted(missing)}; a migration that recreates "
-            "messages, threads, thread_tags or tags (SQLite batch_alter_table) must "
+            "messages, threads, thread_tags, tags or no_response_marks (SQLite "
+            "batch_alter_table) must "
             "recreate them as migrations 4f7b2c9e8d15 and c3d9a5f1e7b2 do, and refill "
             "what they keep"
         )
