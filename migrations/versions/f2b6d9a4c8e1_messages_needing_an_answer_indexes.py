@@ -6,12 +6,12 @@ Create Date: 2026-12-06 23:50:00
 
 Issue 22 (Speed): with needs_answer and first_need stored (migration e9c4a2f7b1d5),
 each report query reads a period's messages needing an answer (or threads' first
-ones) with their answer. Partial indexes hold only those rows, by thread and arrival,
-with the answer beside them, so both databases read them from the index alone (EXPLAIN:
-index-only scans on PostgreSQL, covering-index searches on SQLite) instead of every message
-of the period from the table. The backlog reads the first of them too (answer_id IS
-NULL), so the index of the unanswered messages (d4b8e1f2a6c3), which its query no
-longer matches, goes.
+ones) of some channels with their answer. Partial indexes hold only those rows, by
+channel and arrival, with the thread, the answer and the flag beside them, so both
+databases read them from the index alone; the closed threads' first messages are
+found by thread, in a third, small one. The backlog reads the first of them too
+(answer_id IS NULL), so the index of the unanswered messages (d4b8e1f2a6c3), which its
+query no longer matches, goes.
 """
 
 import sqlalchemy as sa
@@ -23,22 +23,32 @@ down_revision = "e9c4a2f7b1d5"
 branch_labels = None
 depends_on = None
 
-#: The flag itself last: SQLite reads a partial index's WHERE column from the table
-#: unless the index holds it (EXPLAIN QUERY PLAN: "USING INDEX", not "COVERING INDEX").
-_COLUMNS = ["thread_id", "created_at", "answer_id", "answered_at"]
+#: (name, columns, flag). The flag itself last: SQLite reads a partial index's WHERE
+#: column from the table unless the index holds it (EXPLAIN QUERY PLAN: "USING INDEX",
+#: not "COVERING INDEX").
+_INDEXES = (
+    (
+        "ix_messages_needs_answer",
+        ["channel_id", "created_at", "thread_id", "answer_id", "answered_at"],
+        "needs_answer",
+    ),
+    (
+        "ix_messages_first_need",
+        ["channel_id", "created_at", "thread_id", "answer_id", "answered_at"],
+        "first_need",
+    ),
+    ("ix_messages_thread_first_need", ["thread_id", "created_at"], "first_need"),
+)
 
 
 def upgrade():
     # SQLite uses a partial index only when the query repeats its WHERE term: reports.py
     # compares with true(), which SQLite renders as "= 1" and PostgreSQL as "= true".
-    for name, flag in (
-        ("ix_messages_needs_answer", "needs_answer"),
-        ("ix_messages_first_need", "first_need"),
-    ):
+    for name, columns, flag in _INDEXES:
         op.create_index(
             name,
             "messages",
-            [*_COLUMNS, flag],
+            [*columns, flag],
             sqlite_where=sa.text(f"{flag} = 1"),
             postgresql_where=sa.text(flag),
         )
@@ -53,5 +63,5 @@ def downgrade():
         sqlite_where=sa.text("answer_id IS NULL"),
         postgresql_where=sa.text("answer_id IS NULL"),
     )
-    op.drop_index("ix_messages_first_need", table_name="messages")
-    op.drop_index("ix_messages_needs_answer", table_name="messages")
+    for name, _, _ in reversed(_INDEXES):
+        op.drop_index(name, table_name="messages")

@@ -170,14 +170,16 @@ class Message(db.Model):
         # The reports' periods (portal/services/reports.py): a range, not every message.
         Index("ix_messages_created_at", "created_at"),
         # The reports (and the backlog): the messages needing an answer, and each
-        # thread's first of them, by thread and arrival with their answer, read from the
-        # index alone (the flag in it too: else SQLite reads it from the table).
-        # Partial: SQLite uses one only when the query repeats its WHERE term, as
-        # reports.py's `== true()` does.
+        # thread's first of them, by channel and arrival with their thread and answer,
+        # read from the index alone (the flag in it too: else SQLite reads it from the
+        # table); the closed threads' first messages by thread. Partial: SQLite uses
+        # one only when the query repeats its WHERE term, as reports.py's `== true()`
+        # does.
         Index(
             "ix_messages_needs_answer",
-            "thread_id",
+            "channel_id",
             "created_at",
+            "thread_id",
             "answer_id",
             "answered_at",
             "needs_answer",
@@ -186,10 +188,19 @@ class Message(db.Model):
         ),
         Index(
             "ix_messages_first_need",
-            "thread_id",
+            "channel_id",
             "created_at",
+            "thread_id",
             "answer_id",
             "answered_at",
+            "first_need",
+            sqlite_where=text("first_need = 1"),
+            postgresql_where=text("first_need"),
+        ),
+        Index(
+            "ix_messages_thread_first_need",
+            "thread_id",
+            "created_at",
             "first_need",
             sqlite_where=text("first_need = 1"),
             postgresql_where=text("first_need"),
