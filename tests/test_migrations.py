@@ -1,8 +1,8 @@
 """`flask db upgrade` on an empty database gives exactly the models' schema.
 
 It also checks that the triggers of migrations 5e4a1c7d9b20, 4f7b2c9e8d15 (search) and
-c3d9a5f1e7b2 (the inbox row's snippet and tags) and b7e2c4a9d1f3 (each buyer message's
-answer) are there at head: on SQLite, `batch_alter_table` on a table recreates it
+c3d9a5f1e7b2 (the inbox row's snippet and tags), b7e2c4a9d1f3 (each buyer message's
+answer) and e9c4a2f7b1d5 (whether it needs one, and its thread's first) are there at head: on SQLite, `batch_alter_table` on a table recreates it
 without its triggers, and search would silently stop seeing new mail, the inbox stop
 showing new snippets and tags, the reports stop seeing answers.
 """
@@ -39,6 +39,12 @@ TRIGGERS = {
         "messages_answer_out_ai",
         "messages_answer_au",
         "messages_answer_ad",
+        "messages_needs_answer_ai",
+        "messages_needs_answer_au",
+        "messages_needs_answer_ad",
+        "no_response_marks_ai",
+        "no_response_marks_au",
+        "no_response_marks_ad",
     },
     "postgresql": {
         "threads_search_document_bi",
@@ -53,6 +59,11 @@ TRIGGERS = {
         "messages_answer_out_ai",
         "messages_answer_au",
         "messages_answer_ad",
+        "messages_needs_answer_bi",
+        "messages_first_need_ai",
+        "messages_needs_answer_au",
+        "messages_first_need_ad",
+        "no_response_marks_aiud",
     },
 }
 _TRIGGER_NAMES = {
@@ -71,7 +82,8 @@ def _assert_no_drift(url: str, tmp_path) -> None:
         missing = TRIGGERS[dialect] - triggers
         assert not missing, (
             f"triggers missing at head: {sorted(missing)}; a migration that recreates "
-            "messages, threads, thread_tags or tags (SQLite batch_alter_table) must "
+            "messages, threads, thread_tags, tags or no_response_marks (SQLite "
+            "batch_alter_table) must "
             "recreate them as migrations 4f7b2c9e8d15 and c3d9a5f1e7b2 do, and refill "
             "what they keep"
         )

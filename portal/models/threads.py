@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
@@ -168,14 +169,41 @@ class Message(db.Model):
         Index("ix_messages_channel_created", "channel_id", "direction", "created_at"),
         # The reports' periods (portal/services/reports.py): a range, not every message.
         Index("ix_messages_created_at", "created_at"),
-        # The reports' backlog: messages not answered, by arrival (only those; most
-        # messages are answered, or are replies).
+        # The reports (and the backlog): the messages needing an answer, and each
+        # thread's first of them, by channel and arrival with their thread and answer,
+        # read from the index alone (the flag in it too: else SQLite reads it from the
+        # table); the closed threads' first messages by thread. Partial: SQLite uses
+        # one only when the query repeats its WHERE term, as reports.py's `== true()`
+        # does.
         Index(
-            "ix_messages_unanswered",
-            "direction",
+            "ix_messages_needs_answer",
+            "channel_id",
             "created_at",
-            sqlite_where=text("answer_id IS NULL"),
-            postgresql_where=text("answer_id IS NULL"),
+            "thread_id",
+            "answer_id",
+            "answered_at",
+            "needs_answer",
+            sqlite_where=text("needs_answer = 1"),
+            postgresql_where=text("needs_answer"),
+        ),
+        Index(
+            "ix_messages_first_need",
+            "channel_id",
+            "created_at",
+            "thread_id",
+            "answer_id",
+            "answered_at",
+            "first_need",
+            sqlite_where=text("first_need = 1"),
+            postgresql_where=text("first_need"),
+        ),
+        Index(
+            "ix_messages_thread_first_need",
+            "thread_id",
+            "created_at",
+            "first_need",
+            sqlite_where=text("first_need = 1"),
+            postgresql_where=text("first_need"),
         ),
         # A thread's messages in order; it also holds what the trigger that keeps
         # threads.snippet reads, which through the table means walking past the bodies.
@@ -188,6 +216,9 @@ class Message(db.Model):
             "snippet",
         ),
     )
+
+    # needs_answer and first_need have server defaults; not fetched back on INSERT.
+    __mapper_args__ = {"eager_defaults": False}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     thread_id: Mapped[int | None] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))
@@ -252,6 +283,17 @@ class Message(db.Model):
     #: the migration; the triggers keep it pointing at a reply of the same thread.)
     answer_id: Mapped[int | None] = mapped_column()
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Whether it needs an answer (portal/services/reports.py defines it: a buyer
+    #: message, not automatic mail, a bounce, a notification, a Seller Central copy,
+    #: an internal note, quarantined or marked "no response needed"), and whether it is
+    #: the first such message of its thread (by created_at, then id). Kept by database
+    #: triggers (migration e9c4a2f7b1d5) through every insert, flag change, move,
+    #: re-dating, deletion and no-response mark; the application never writes them.
+    #: Only a server default: an INSERT leaves them out, so it also works on an older
+    #: schema (tests that migrate down insert messages), and eager_defaults off keeps
+    #: them out of its RETURNING too; they load when read.
+    needs_answer: Mapped[bool] = mapped_column(server_default=false())
+    first_need: Mapped[bool] = mapped_column(server_default=false())
     #: When its content was erased: the row stays as a tombstone whose dedup keys
     #: (mailbox, UIDVALIDITY and UID; Message-ID and content hash) keep ingest from
     #: storing the same mail again.

@@ -15,7 +15,9 @@ period).
 
 Each buyer message keeps its answer (messages.answer_id and answered_at, kept by the
 database triggers of migration b7e2c4a9d1f3 exactly as defined above), so a figure
-reads one row per message rather than looking for its reply.
+reads one row per message rather than looking for its reply. Each also keeps whether
+it needs an answer and whether it is its thread's first that does (needs_answer,
+first_need: migration e9c4a2f7b1d5), so no figure looks for marks or earlier messages.
 
 Everything is computed with SQL aggregates, on SQLite and PostgreSQL alike: a figure
 is one grouped query for the counts and one for the percentiles (percentile_cont on
@@ -47,6 +49,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     tuple_,
 )
 from sqlalchemy.orm import aliased
@@ -56,7 +59,6 @@ from portal.models import (
     Channel,
     Direction,
     Message,
-    NoResponseMark,
     Organisation,
     SendStatus,
     Thread,
@@ -184,18 +186,9 @@ def _seconds_between(later: ColumnElement, earlier: ColumnElement) -> ColumnElem
 
 def _needs_answer(message: Any = Message) -> list[ColumnElement]:
     """The conditions on `message` (Message or an alias) of a buyer message needing an
-    answer."""
-    marked = select(NoResponseMark.message_id).where(NoResponseMark.message_id == message.id)
-    return [
-        message.direction == Direction.IN,
-        message.is_internal_note.is_(False),
-        message.is_autoreply.is_(False),
-        message.is_bounce.is_(False),
-        message.is_amazon_notification.is_(False),
-        message.is_seller_central_copy.is_(False),
-        message.quarantine_reason.is_(None),
-        ~marked.exists(),
-    ]
+    answer: the definition above, which the message keeps (needs_answer, kept by the
+    triggers of migration e9c4a2f7b1d5)."""
+    return [message.needs_answer == true()]
 
 
 def _in_scope(stmt: Select, organisation_ids: Sequence[int] | None, filters: Filters) -> Select:
@@ -272,7 +265,8 @@ def _messages(
 ) -> _Waiting:
     """Each message needing an answer received in [start, end), with its answer (and
     the answer's author for the agent filter, or when asked; its thread's assignee when
-    asked); only those without one when `unanswered` (read through their partial index)."""
+    asked); only those without one when `unanswered`. Read from the partial index of
+    the messages needing an answer (ix_messages_needs_answer; first_need's likewise)."""
     stmt = select(
         Message.id.label("message_id"),
         Message.thread_id.label("thread_id"),
@@ -299,18 +293,9 @@ def _messages(
 def _first_messages(
     organisation_ids: Sequence[int] | None, start: datetime, end: datetime, filters: Filters
 ) -> _Waiting:
-    """Each thread whose first message needing an answer came in [start, end), from it:
-    the messages of the period with no earlier one needing an answer on their thread
-    (found through the thread's messages by time, never grouping all of history)."""
-    earlier = aliased(Message)
-    before = select(earlier.id).where(
-        earlier.thread_id == Message.thread_id,
-        or_(
-            earlier.created_at < Message.created_at,
-            and_(earlier.created_at == Message.created_at, earlier.id < Message.id),
-        ),
-        *_needs_answer(earlier),
-    )
+    """Each thread whose first message needing an answer came in [start, end), from it
+    (the message keeps whether it is its thread's first: first_need, kept by the
+    triggers of migration e9c4a2f7b1d5, by created_at then id)."""
     stmt = select(
         Message.thread_id.label("thread_id"),
         Message.created_at.label("created_at"),
@@ -318,11 +303,9 @@ def _first_messages(
         Message.answered_at.label("answered_at"),
         Message.channel_id.label("channel_id"),
     ).where(
-        *_needs_answer(),
-        Message.thread_id.is_not(None),
+        Message.first_need == true(),
         Message.created_at >= start,
         Message.created_at < end,
-        ~before.exists(),
     )
     with_author = filters.get("agent_id") is not None
     return _Waiting(_messages_in_scope(stmt, organisation_ids, filters).subquery(), with_author)
@@ -461,22 +444,22 @@ def _agent_where(waiting: _Waiting, filters: Filters) -> list[ColumnElement]:
 def _closed_threads(
     organisation_ids: Sequence[int] | None, start: datetime, end: datetime, filters: Filters
 ) -> Subquery:
-    """Threads closed in [start, end), with when their first message needing an answer came."""
+    """Threads closed in [start, end), with when their first message needing an answer
+    came (the one message of the thread that keeps first_need)."""
     stmt = (
         select(
             Thread.channel_id.label("channel_id"),
             Thread.closed_at.label("closed_at"),
-            func.min(Message.created_at).label("opened_at"),
+            Message.created_at.label("opened_at"),
         )
         .select_from(Thread)
         .join(Message, Message.thread_id == Thread.id)
         .where(
-            *_needs_answer(),
+            Message.first_need == true(),
             Thread.status == ThreadStatus.CLOSED,
             Thread.closed_at >= start,
             Thread.closed_at < end,
         )
-        .group_by(Thread.id, Thread.channel_id, Thread.closed_at)
     )
     if filters.get("agent_id") is not None:
         stmt = stmt.where(Thread.assignee_id == filters["agent_id"])
