@@ -23,9 +23,19 @@ import pytest
 from cryptography.fernet import Fernet
 from flask.testing import FlaskClient
 from imapclient import IMAPClient
+from sqlalchemy import insert, text
 
 from portal.extensions import db
-from portal.models import Channel, Direction, Message, Order, SendStatus, User
+from portal.models import (
+    Channel,
+    Direction,
+    Message,
+    Order,
+    Organisation,
+    SendStatus,
+    Thread,
+    User,
+)
 from portal.services import channels as channel_service
 from portal.services import spapi as spapi_service
 from portal.services import two_factor
@@ -155,6 +165,35 @@ def app_config_for(url: str, tmp: Path, **overrides: Any) -> dict[str, Any]:
     }
     config.update(overrides)
     return config
+
+
+def database_triggers() -> set[str]:
+    """The names of the database's triggers (the migrations' tests compare them)."""
+    with db.engine.connect() as conn:
+        return set(
+            conn.execute(
+                text(
+                    "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+                    if conn.dialect.name == "postgresql"
+                    else "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                )
+            ).scalars()
+        )
+
+
+def seed_uk_channel(threads: int) -> None:
+    """Organisation 1, its UK channel 1 and threads 1..`threads`, inserted as rows (for
+    tests on a schema that the models may be ahead of)."""
+    db.session.execute(insert(Organisation.__table__).values(id=1, name="Acme"))
+    db.session.execute(
+        insert(Channel.__table__).values(
+            id=1, organisation_id=1, marketplace="UK", helpdesk_address="uk@helpdesk.test"
+        )
+    )
+    db.session.execute(
+        insert(Thread.__table__),
+        [{"id": i, "channel_id": 1, "organisation_id": 1} for i in range(1, threads + 1)],
+    )
 
 
 def worker_environment(config: Any, database_url: str, **settings: str) -> dict[str, str]:

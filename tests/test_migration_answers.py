@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import insert, inspect, select, text
+from sqlalchemy import insert, inspect, select
 
 from portal import create_app
 from portal.extensions import db
-from portal.models import Channel, Direction, Message, Organisation, SendStatus, Thread
-from tests.helpers import app_config_for
+from portal.models import Direction, Message, SendStatus
+from tests.helpers import app_config_for, database_triggers, seed_uk_channel
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -31,33 +31,11 @@ def _message(thread_id: int, n: int, direction: Direction, at: datetime, **value
     }
 
 
-def _triggers() -> set[str]:
-    with db.engine.connect() as conn:
-        return set(
-            conn.execute(
-                text(
-                    "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
-                    if conn.dialect.name == "postgresql"
-                    else "SELECT name FROM sqlite_master WHERE type = 'trigger'"
-                )
-            ).scalars()
-        )
-
-
 def test_stored_messages_get_their_answer(empty_database_url, tmp_path):
     app = create_app(app_config_for(empty_database_url, tmp_path))
     with app.app_context():
         upgrade()
-        db.session.execute(insert(Organisation.__table__).values(id=1, name="Acme"))
-        db.session.execute(
-            insert(Channel.__table__).values(
-                id=1, organisation_id=1, marketplace="UK", helpdesk_address="uk@helpdesk.test"
-            )
-        )
-        db.session.execute(
-            insert(Thread.__table__),
-            [{"id": i, "channel_id": 1, "organisation_id": 1} for i in (1, 2)],
-        )
+        seed_uk_channel(2)
         out, inn = Direction.OUT, Direction.IN
         db.session.execute(
             insert(Message.__table__),
@@ -82,12 +60,12 @@ def test_stored_messages_get_their_answer(empty_database_url, tmp_path):
         # The triggers just after this migration and its index (later migrations'
         # triggers go with their own downgrades).
         downgrade(revision="d4b8e1f2a6c3")
-        before = _triggers()
+        before = database_triggers()
 
         downgrade(revision="a4d7f2c9e1b8")
         columns = {c["name"] for c in inspect(db.engine).get_columns("messages")}
         assert not {"answer_id", "answered_at"} & columns
-        after = _triggers()
+        after = database_triggers()
         assert after == {name for name in before if not name.startswith("messages_answer_")}
 
         upgrade()

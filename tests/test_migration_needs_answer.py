@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import insert, inspect, select, text, update
+from sqlalchemy import insert, inspect, select, update
 
 from portal import create_app
 from portal.extensions import db
-from portal.models import Channel, Direction, Message, NoResponseMark, Organisation, Thread
-from tests.helpers import app_config_for
+from portal.models import Direction, Message, NoResponseMark
+from tests.helpers import app_config_for, database_triggers, seed_uk_channel
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 NEW_TRIGGERS = ("messages_needs_answer_", "messages_first_need_", "no_response_marks_")
@@ -33,33 +33,11 @@ def _message(thread_id: int, n: int, at: datetime, **values) -> dict:
     }
 
 
-def _triggers() -> set[str]:
-    with db.engine.connect() as conn:
-        return set(
-            conn.execute(
-                text(
-                    "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
-                    if conn.dialect.name == "postgresql"
-                    else "SELECT name FROM sqlite_master WHERE type = 'trigger'"
-                )
-            ).scalars()
-        )
-
-
 def test_stored_messages_get_their_flags(empty_database_url, tmp_path):
     app = create_app(app_config_for(empty_database_url, tmp_path))
     with app.app_context():
         upgrade()
-        db.session.execute(insert(Organisation.__table__).values(id=1, name="Acme"))
-        db.session.execute(
-            insert(Channel.__table__).values(
-                id=1, organisation_id=1, marketplace="UK", helpdesk_address="uk@helpdesk.test"
-            )
-        )
-        db.session.execute(
-            insert(Thread.__table__),
-            [{"id": i, "channel_id": 1, "organisation_id": 1} for i in (1, 2, 3)],
-        )
+        seed_uk_channel(3)
         hour = timedelta(hours=1)
         db.session.execute(
             insert(Message.__table__),
@@ -76,12 +54,12 @@ def test_stored_messages_get_their_flags(empty_database_url, tmp_path):
         )
         db.session.commit()
         db.session.remove()
-        before = _triggers()
+        before = database_triggers()
 
         downgrade(revision="d4b8e1f2a6c3")
         columns = {c["name"] for c in inspect(db.engine).get_columns("messages")}
         assert not {"needs_answer", "first_need"} & columns
-        after = _triggers()
+        after = database_triggers()
         assert after == {name for name in before if not name.startswith(NEW_TRIGGERS)}
         # While the migration is not applied: thread 1's first marked, thread 3's last
         # re-dated before its first.

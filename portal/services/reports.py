@@ -253,6 +253,18 @@ class _Waiting:
         return _seconds_between(self.c.answered_at, self.c.created_at)
 
 
+def _waiting_columns() -> list[ColumnElement]:
+    """What _Waiting reads of each message: its thread, arrival, answer and channel (all
+    in the reports' partial indexes, so the rows come from the index alone)."""
+    return [
+        Message.thread_id.label("thread_id"),
+        Message.created_at.label("created_at"),
+        Message.answer_id.label("reply_id"),
+        Message.answered_at.label("answered_at"),
+        Message.channel_id.label("channel_id"),
+    ]
+
+
 def _messages(
     organisation_ids: Sequence[int] | None,
     start: datetime,
@@ -267,14 +279,7 @@ def _messages(
     the answer's author for the agent filter, or when asked; its thread's assignee when
     asked); only those without one when `unanswered`. Read from the partial index of
     the messages needing an answer (ix_messages_needs_answer; first_need's likewise)."""
-    stmt = select(
-        Message.id.label("message_id"),
-        Message.thread_id.label("thread_id"),
-        Message.created_at.label("created_at"),
-        Message.answer_id.label("reply_id"),
-        Message.answered_at.label("answered_at"),
-        Message.channel_id.label("channel_id"),
-    ).where(
+    stmt = select(*_waiting_columns()).where(
         *_needs_answer(),
         Message.thread_id.is_not(None),
         Message.created_at >= start,
@@ -296,13 +301,7 @@ def _first_messages(
     """Each thread whose first message needing an answer came in [start, end), from it
     (the message keeps whether it is its thread's first: first_need, kept by the
     triggers of migration e9c4a2f7b1d5, by created_at then id)."""
-    stmt = select(
-        Message.thread_id.label("thread_id"),
-        Message.created_at.label("created_at"),
-        Message.answer_id.label("reply_id"),
-        Message.answered_at.label("answered_at"),
-        Message.channel_id.label("channel_id"),
-    ).where(
+    stmt = select(*_waiting_columns()).where(
         Message.first_need == true(),
         Message.created_at >= start,
         Message.created_at < end,
