@@ -156,8 +156,12 @@ def test_the_query_reads_threads_through_indexes(seller, make_thread, make_user)
         rows = connection.exec_driver_sql("EXPLAIN " + statement, parameters)
         plan = "\n".join(row[0] for row in rows)
         db.session.rollback()
-        assert "ix_threads_channel_buyer" in plan, plan
-        assert "ix_threads_order_id" in plan, plan
+        # Each condition is an index condition; which index serves the order ID depends
+        # on the statistics of the suite's shared database (ix_threads_order_id, or
+        # ix_threads_channel_buyer with the channel: the full suite once chose the latter).
+        conditions = [line for line in plan.splitlines() if "Index Cond" in line]
+        assert any("buyer_address" in line for line in conditions), plan
+        assert any("order_id" in line for line in conditions), plan
         assert "Seq Scan on threads" not in plan, plan
     else:
         rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
