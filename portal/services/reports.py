@@ -184,13 +184,6 @@ def _seconds_between(later: ColumnElement, earlier: ColumnElement) -> ColumnElem
     return func.round((func.julianday(later) - func.julianday(earlier)) * 86400.0, 3)
 
 
-def _needs_answer(message: Any = Message) -> list[ColumnElement]:
-    """The conditions on `message` (Message or an alias) of a buyer message needing an
-    answer: the definition above, which the message keeps (needs_answer, kept by the
-    triggers of migration e9c4a2f7b1d5)."""
-    return [message.needs_answer == true()]
-
-
 def _in_scope(stmt: Select, organisation_ids: Sequence[int] | None, filters: Filters) -> Select:
     """`stmt` (which selects from Thread) kept to the organisations, channel and marketplace."""
     if organisation_ids is not None:
@@ -280,7 +273,8 @@ def _messages(
     asked); only those without one when `unanswered`. Read from the partial index of
     the messages needing an answer (ix_messages_needs_answer; first_need's likewise)."""
     stmt = select(*_waiting_columns()).where(
-        *_needs_answer(),
+        # The definition above, which each message keeps.
+        Message.needs_answer == true(),
         Message.thread_id.is_not(None),
         Message.created_at >= start,
         Message.created_at < end,
