@@ -11,6 +11,7 @@ from flask import Flask, g, has_request_context
 from flask_login import current_user
 from markupsafe import Markup
 
+from portal.charts import bar_chart
 from portal.downloads import download_name
 
 #: English month abbreviations, by month number: strftime's %b follows the process's
@@ -65,11 +66,12 @@ def time_element(value: datetime | None) -> Markup | str:
     )
 
 
-def plain_select(field) -> Markup:  # noqa: ANN001 (a WTForms SelectField)
+def plain_select(field, **attrs: str) -> Markup:  # noqa: ANN001 (a WTForms SelectField)
     """A select with its choices as plain options: the markup WTForms renders, at a
     fraction of its cost, for pages that show long lists on every request (the inbox
-    filters). The choices are (value, label) pairs or a {value: label} mapping, values
-    as strings, compared with the field's data as they are; all of it is escaped."""
+    and report filters). The choices are (value, label) pairs or a {value: label}
+    mapping, values as strings, compared with the field's data as they are; `attrs`
+    are added (e.g. described_by's); all of it is escaped."""
     choices = field.choices.items() if isinstance(field.choices, Mapping) else field.choices
     selected = field.data
     options = "".join(
@@ -79,7 +81,8 @@ def plain_select(field) -> Markup:  # noqa: ANN001 (a WTForms SelectField)
             for value, label in choices
         ]
     )
-    html = f'<select id="{escape(field.id)}" name="{escape(field.name)}">{options}</select>'
+    extra = "".join(f' {escape(name)}="{escape(value)}"' for name, value in attrs.items())
+    html = f'<select id="{escape(field.id)}" name="{escape(field.name)}"{extra}>{options}</select>'
     return Markup(html)  # noqa: S704 (the id, the name, each value and label pass escape())
 
 
@@ -96,6 +99,7 @@ def described_by(field) -> dict[str, str]:  # noqa: ANN001 (a WTForms field)
 
 
 def init_app(app: Flask) -> None:
+    app.add_template_global(bar_chart, "bar_chart")
     app.add_template_global(plain_select, "plain_select")
     app.add_template_global(described_by, "described_by")
     app.add_template_filter(time_element, "datetime")

@@ -106,6 +106,13 @@ def test_plain_select_escapes_and_marks_the_selected_choice():
     assert '<option value="open" selected>Open</option>' in str(plain_select(mapping))
 
 
+def test_plain_select_adds_attributes_escaped():
+    field = SimpleNamespace(id="period", name="period", data="", choices=[("", "All")])
+    out = str(plain_select(field, **{"aria-describedby": HOSTILE, "aria-invalid": "true"}))
+    assert out.startswith('<select id="period" name="period" aria-describedby="')
+    assert 'aria-invalid="true">' in out and "<script" not in out
+
+
 def test_selectable_rows_escape_the_subject_in_the_checkbox_label():
     row = _hostile_row()
     out = str(render_rows([row], "/threads/", show_org=False, now=NOW, selectable=True))

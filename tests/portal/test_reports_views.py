@@ -126,8 +126,14 @@ def test_bad_periods_are_explained_next_to_the_field(client, login_as, query, me
     login_as(Role.SELLER)
     response = client.get("/reports" + query)
     assert response.status_code == 400
-    assert 'class="error"' in response.get_data(as_text=True)
-    assert message in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert 'class="error"' in page
+    assert message in page
+    # The field with the error says so to screen readers, and points at the sentence.
+    field = re.search(r'<(?:select|input)[^>]*aria-invalid="true"[^>]*>', page).group(0)
+    name = re.search(r'\sid="(\w+)"', field).group(1)
+    assert f'aria-describedby="{name}-error"' in field
+    assert f'id="{name}-error"' in page
     assert client.get("/reports.csv" + query).status_code == 400
 
 
