@@ -28,7 +28,7 @@ from ingest.orders import purge_orders, refresh_orders
 from ingest.pipeline import poll_all, settle_worker_process
 from ingest.retention import run_offboarding_erasure, run_retention
 from portal.extensions import db
-from portal.services import alerts, leases
+from portal.services import alerts, leases, report_snapshots
 from portal.services.orders import amazon_api
 from portal.services.outbox_delivery import deliver_pending
 from portal.services.settings import retention_settings
@@ -239,6 +239,22 @@ def alerts_job(app: Flask) -> None:
             log.info("Alerts queued: %s", ", ".join(f"{kind}={n}" for kind, n in sent.items() if n))
 
 
+def reports_job(app: Flask) -> None:
+    """Recompute the report snapshots read lately before pages find them stale, in its
+    own app context (services/report_snapshots.py)."""
+    with app.app_context():
+        try:
+            done = report_snapshots.refresh(
+                now=utcnow(), fresh_seconds=app.config["REPORTS_FRESH_SECONDS"], clock=utcnow
+            )
+        except Exception:  # the database is away, say: the next run must still happen
+            db.session.rollback()
+            log.exception("Report snapshots pass failed")
+            return
+        if done:
+            log.info("Report snapshots recomputed: %d", done)
+
+
 def build_scheduler(
     app: Flask,
     scheduler_class: type[BaseScheduler] = BlockingScheduler,
@@ -277,6 +293,10 @@ def build_scheduler(
     every(PURGE_SECONDS, "buyer-data-retention", retention_job)
     every(SNOOZE_SECONDS, "wake-snoozed", snooze_job)
     every(ALERTS_SECONDS, "send-alerts", alerts_job)
+    if app.config.get("REPORTS_FRESH_SECONDS", 0) > 0:
+        # A quarter of the freshness: a snapshot is recomputed at half of it, so pages
+        # find the ones read lately fresh.
+        every(max(30, app.config["REPORTS_FRESH_SECONDS"] // 4), "report-snapshots", reports_job)
     if watchers:
         # Each poll also updates the watchers; this covers a long POLL_SECONDS.
         watch_seconds = min(WATCH_SECONDS, app.config["POLL_SECONDS"])

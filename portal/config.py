@@ -111,6 +111,7 @@ def config_from_env(instance_path: str) -> dict[str, Any]:
         "SMTP_TIMEOUT": _int("SMTP_TIMEOUT"),
         "INGEST_LEASE_SECONDS": _int("INGEST_LEASE_SECONDS"),
         "INGEST_PARSE_SECONDS": _int("INGEST_PARSE_SECONDS"),
+        "REPORTS_FRESH_SECONDS": _int("REPORTS_FRESH_SECONDS"),
         "MAX_ATTACHMENT_BYTES": _int("MAX_ATTACHMENT_BYTES"),
         "PORT": _int("PORT"),
         # Empty: derived from INBOUND_DOMAIN and PORT by complete_config.
@@ -265,6 +266,10 @@ DEFAULTS: Mapping[str, Any] = {
     #: A mail whose parsing takes longer is quarantined as too slow to parse.
     "INGEST_PARSE_SECONDS": 10,
     "MAX_ATTACHMENT_BYTES": 10 * 1024 * 1024,
+    #: Reports and the dashboard's 24-hour rates show figures computed up to this long
+    #: ago, with their time; the worker recomputes the ones read lately before then.
+    #: 0: computed for every page (services/report_snapshots.py).
+    "REPORTS_FRESH_SECONDS": 600,
     "PORT": 5000,
     # Static URLs carry a content hash (?v=…, portal/main/views.py), so browsers and
     # proxies may keep a file for a year: a changed file gets a new URL.

@@ -162,6 +162,9 @@ def app_config_for(url: str, tmp: Path, **overrides: Any) -> dict[str, Any]:
         "SMTP_URL": f"outbox:{tmp / 'outbox'}",
         "INBOUND_DOMAIN": "helpdesk.test",
         "SERVER_NAME": None,
+        # Each page computes its figures, so a test sees what it just stored; the
+        # snapshots' own tests turn them on.
+        "REPORTS_FRESH_SECONDS": 0,
     }
     config.update(overrides)
     return config

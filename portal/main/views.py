@@ -12,6 +12,7 @@ from portal.extensions import csrf, db, limiter
 from portal.inbox.badges import answer_due
 from portal.models import Mailbox
 from portal.services import dashboard as dashboard_service
+from portal.services import report_snapshots
 from portal.services import reports as report_service
 from portal.services.mailboxes import polled
 from portal.services.organisations import list_visible_organisations
@@ -35,7 +36,13 @@ def dashboard():
     summaries = list_visible_organisations(current_user)
     rates = channels = None
     if current_user.organisation_id is not None:
-        rates = report_service.response_rates(organisation_id=current_user.organisation_id, now=now)
+        # Kept figures while fresh (services/report_snapshots.py): 90 days of messages.
+        rates = report_snapshots.figures(
+            report_snapshots.rates_params(organisation_id=current_user.organisation_id),
+            now=now,
+            fresh_seconds=current_app.config["REPORTS_FRESH_SECONDS"],
+        )
+        db.session.commit()
         channels = dashboard_service.channel_overview(
             organisation_ids=[current_user.organisation_id], now=now
         )

@@ -22,6 +22,7 @@ from portal.models.orders import Order
 from portal.models.organisations import Organisation, agent_assignments
 from portal.models.presence import ThreadPresence
 from portal.models.ratelimits import LoginLockout, RateLimitCounter
+from portal.models.reports import ReportSnapshot
 from portal.models.sessions import SpapiState, UserSession
 from portal.models.settings import Setting
 from portal.models.threads import (
@@ -66,6 +67,7 @@ __all__ = [
     "Organisation",
     "RateLimitCounter",
     "RecoveryCode",
+    "ReportSnapshot",
     "Role",
     "SendStatus",
     "SendingMailbox",

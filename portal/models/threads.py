@@ -93,6 +93,12 @@ class Thread(db.Model):
         # threads (portal.services.inbox.live), and among all for admins.
         Index("ix_threads_org_updated", "organisation_id", "updated_at"),
         Index("ix_threads_updated", "updated_at"),
+        # An organisation's open threads, and those waiting for an answer by deadline,
+        # from the index alone: the dashboard's counts per organisation
+        # (services/organisations.py) and its answers due (services/dashboard.py).
+        Index(
+            "ix_threads_org_status_awaiting", "organisation_id", "status", "awaiting_reply_since"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

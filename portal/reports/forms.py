@@ -1,7 +1,7 @@
 from datetime import date
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, SelectField
+from wtforms import DateField, SelectField, SubmitField
 from wtforms.validators import Optional
 
 #: The longest custom period, in days.
@@ -57,3 +57,9 @@ class ReportForm(FlaskForm):
         for field, message in problems:
             field.errors = [*field.errors, message]
         return valid and not problems and start is not None and end is not None
+
+
+class RefreshForm(FlaskForm):
+    """ "Refresh now": recompute the report shown rather than show kept figures."""
+
+    submit = SubmitField("Refresh now")

@@ -191,6 +191,7 @@ ROUTES: dict[str, Entry] = {
     # Reports: every role, on the organisations it may see (tests/portal/test_reports_views.py).
     "reports.index": Entry(logged_in()),
     "reports.download": Entry(logged_in()),
+    "reports.refresh": Entry(logged_in(ALLOWED)),
     "auth.login": Entry(guests(frozenset({OK, INVALID}))),
     "auth.signup": Entry(guests(frozenset({OK, INVALID}))),
     "auth.logout": Entry(public(frozenset({REDIRECT}))),

@@ -194,3 +194,29 @@ def test_poll_hours_are_pruned_after_eight_days(two_mailboxes):
             (first.id, NOW.replace(minute=0)),
         ]
     )
+
+
+def test_each_organisation_counts_its_open_and_pending_threads(
+    make_org, make_channel, make_thread, make_user
+):
+    """The dashboard's table per organisation: closed threads are not counted, pending
+    ones are (they still wait on someone), and a seller sees their own row only."""
+    from portal.services.organisations import list_visible_organisations, visible_organisations
+
+    alpha, beta = make_org("Alpha"), make_org("beta")
+    uk = make_channel("UK", organisation=alpha)
+    make_channel("DE", organisation=alpha)
+    statuses = (ThreadStatus.OPEN, ThreadStatus.PENDING, ThreadStatus.CLOSED, ThreadStatus.OPEN)
+    for status in statuses:
+        make_thread(uk).status = status
+    make_thread(make_channel("UK", organisation=beta)).status = ThreadStatus.CLOSED
+    db.session.commit()
+
+    admin = make_user(Role.ADMIN)
+    rows = [(s.organisation.name, s.channel_count, s.open_thread_count) for s in
+            list_visible_organisations(admin)]  # fmt: skip
+    assert rows == [("Alpha", 2, 3), ("beta", 1, 0)]
+    seller = make_user(Role.SELLER, organisation=beta)
+    assert [s.organisation.name for s in list_visible_organisations(seller)] == ["beta"]
+    assert visible_organisations(admin) == [alpha, beta]
+    assert visible_organisations(seller) == [beta]
