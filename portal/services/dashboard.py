@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import ColumnElement, case, func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, load_only, selectinload
 
 from portal.extensions import db
 from portal.models import (
@@ -22,6 +22,7 @@ from portal.models import (
     Mailbox,
     MailboxPollHour,
     Message,
+    Organisation,
     Thread,
     ThreadStatus,
     User,
@@ -153,13 +154,21 @@ def answers_due(user: User, *, now: datetime, limit: int = 10) -> AnswersDue:
     """The overdue and soon-due threads `user` may see (as the navigation counts them)."""
     overdue_from = now - RESPONSE_WINDOW
     soon_from = now + DUE_SOON - RESPONSE_WINDOW
+    # Only what the lists show (subject, deadline, marketplace, organisation), joined in
+    # one query each rather than loaded by two more: every dashboard request runs them.
     waiting = scope_to_user(
         select(Thread)
         .where(
             Thread.status.in_([ThreadStatus.OPEN, ThreadStatus.PENDING]),
             Thread.awaiting_reply_since.is_not(None),
         )
-        .options(selectinload(Thread.channel).selectinload(Channel.organisation)),
+        .options(
+            load_only(Thread.subject, Thread.status, Thread.awaiting_reply_since),
+            joinedload(Thread.channel, innerjoin=True)
+            .load_only(Channel.marketplace)
+            .joinedload(Channel.organisation, innerjoin=True)
+            .load_only(Organisation.name),
+        ),
         Thread.organisation_id,
         user,
     )

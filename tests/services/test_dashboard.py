@@ -220,3 +220,40 @@ def test_each_organisation_counts_its_open_and_pending_threads(
     assert [s.organisation.name for s in list_visible_organisations(seller)] == ["beta"]
     assert visible_organisations(admin) == [alpha, beta]
     assert visible_organisations(seller) == [beta]
+
+
+def test_a_sellers_answers_due_name_their_organisation(
+    make_org, make_channel, make_thread, make_user
+):
+    """A seller's lists and counts name their organisation by equality (scope_to_user),
+    which lets the planner search ix_threads_org_status_awaiting (organisation, status,
+    deadline) rather than every organisation's waiting threads; an agent's by their
+    assignments. The figures: only their organisation's."""
+    from sqlalchemy import event
+
+    mine, other = make_org("Mine"), make_org("Other")
+    for org in (mine, other):
+        uk = make_channel("UK", organisation=org)
+        for hours in (30, 22):
+            make_thread(uk, received_at=utcnow() - timedelta(hours=hours))
+    db.session.commit()
+    captured = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "awaiting_reply_since" in statement:
+            captured.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        due = dashboard.answers_due(make_user(Role.SELLER, organisation=mine), now=utcnow())
+        assert len(captured) == 3
+        assert all("threads.organisation_id = " in statement for statement in captured)
+        assert not [statement for statement in captured if "IN (SELECT" in statement]
+        captured.clear()
+        agent = make_user(Role.AGENT, assigned=[other])
+        assert dashboard.answers_due(agent, now=utcnow()).overdue_count == 1
+        assert all("agent_assignments" in statement for statement in captured)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    assert (due.overdue_count, due.soon_count) == (1, 1)
+    assert {t.organisation_id for t in due.overdue + due.soon} == {mine.id}
