@@ -154,24 +154,40 @@ def answers_due(user: User, *, now: datetime, limit: int = 10) -> AnswersDue:
     """The overdue and soon-due threads `user` may see (as the navigation counts them)."""
     overdue_from = now - RESPONSE_WINDOW
     soon_from = now + DUE_SOON - RESPONSE_WINDOW
-    # Only what the lists show (subject, deadline, marketplace, organisation), joined in
-    # one query each rather than loaded by two more: every dashboard request runs them.
-    waiting = scope_to_user(
-        select(Thread)
-        .where(
-            Thread.status.in_([ThreadStatus.OPEN, ThreadStatus.PENDING]),
-            Thread.awaiting_reply_since.is_not(None),
+    by_urgency = (Thread.awaiting_reply_since, Thread.id)
+
+    def most_urgent(*where: ColumnElement[bool]) -> list[Thread]:
+        # The ids first, from the deadline index alone; then only those threads, with
+        # only what the lists show (subject, deadline, marketplace, organisation) joined.
+        # Sorted and cut with the threads joined, the database read every waiting
+        # thread's row first (an admin's overdue list: 3 ms against 0.2 at 100k threads).
+        ids = scope_to_user(
+            select(Thread.id)
+            .where(
+                Thread.status.in_([ThreadStatus.OPEN, ThreadStatus.PENDING]),
+                Thread.awaiting_reply_since.is_not(None),
+                *where,
+            )
+            .order_by(*by_urgency)
+            .limit(limit),
+            Thread.organisation_id,
+            user,
         )
-        .options(
-            load_only(Thread.subject, Thread.status, Thread.awaiting_reply_since),
-            joinedload(Thread.channel, innerjoin=True)
-            .load_only(Channel.marketplace)
-            .joinedload(Channel.organisation, innerjoin=True)
-            .load_only(Organisation.name),
-        ),
-        Thread.organisation_id,
-        user,
-    )
+        return list(
+            db.session.scalars(
+                select(Thread)
+                .where(Thread.id.in_(ids.scalar_subquery()))
+                .options(
+                    load_only(Thread.subject, Thread.status, Thread.awaiting_reply_since),
+                    joinedload(Thread.channel, innerjoin=True)
+                    .load_only(Channel.marketplace)
+                    .joinedload(Channel.organisation, innerjoin=True)
+                    .load_only(Organisation.name),
+                )
+                .order_by(*by_urgency)
+            )
+        )
+
     counted = scope_to_user(
         select(
             # SUM(CASE …) rather than COUNT(*) FILTER, as the navigation's counts.
@@ -185,20 +201,11 @@ def answers_due(user: User, *, now: datetime, limit: int = 10) -> AnswersDue:
         user,
     )
     overdue_count, soon_count = db.session.execute(counted).one()
-    by_urgency = (Thread.awaiting_reply_since, Thread.id)
-    overdue = db.session.scalars(
-        waiting.where(Thread.awaiting_reply_since <= overdue_from)
-        .order_by(*by_urgency)
-        .limit(limit)
-    ).all()
-    soon = db.session.scalars(
-        waiting.where(
-            Thread.awaiting_reply_since > overdue_from, Thread.awaiting_reply_since <= soon_from
-        )
-        .order_by(*by_urgency)
-        .limit(limit)
-    ).all()
-    return AnswersDue(list(overdue), overdue_count or 0, list(soon), soon_count or 0)
+    overdue = most_urgent(Thread.awaiting_reply_since <= overdue_from)
+    soon = most_urgent(
+        Thread.awaiting_reply_since > overdue_from, Thread.awaiting_reply_since <= soon_from
+    )
+    return AnswersDue(overdue, overdue_count or 0, soon, soon_count or 0)
 
 
 @dataclass(frozen=True)
