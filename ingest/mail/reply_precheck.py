@@ -36,11 +36,14 @@ def cuts_nothing(message: EmailMessage, *, whole: bool) -> bool:
     text, languages = message.text, tuple(message.languages)
     if header_pattern(languages).search(text):
         return False
-    if not whole or not tail_pattern(languages).search(text):
+    if not whole:
         return True
-    # The coarse pattern finds every line that starts with a hyphen; here the library's
-    # own patterns decide, at a fraction of its header scan's cost.
-    return not (message.SIGNATURE_REGEX.search(text) or message.DISCLAIMERS_REGEX.search(text))
+    # The coarse patterns let through more than the library's own, which then decide;
+    # those cost a fraction of its header scan, and read a text only if it could match.
+    signature, disclaimer = tail_patterns(languages)
+    if signature.search(text) and message.SIGNATURE_REGEX.search(text):
+        return False
+    return not (disclaimer.search(text) and message.DISCLAIMERS_REGEX.search(text))
 
 
 @functools.cache
@@ -70,39 +73,48 @@ _FIELD_NAMES = re.compile(r"\[\* \]\*\(\?:([^()]*)\):")
 
 
 @functools.cache
-def tail_pattern(languages: tuple[str, ...]) -> re.Pattern[str]:
-    """What every signature and disclaimer pattern of these languages needs.
+def tail_patterns(languages: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """What every signature pattern of these languages needs, and every disclaimer one.
 
-    A signature starts a line, after quote marks: "--", "__", "- x", "-x", a line of
-    underscores or hyphens (after at most one space), a "Sent from my …" phrase or a
-    closing phrase ("Best regards"). A disclaimer contains one of its phrases, whose
-    spaces the library widens to any of its space characters.
+    Every signature starts a line: after quote marks, a signature line ("-- ", "-Jane"),
+    a "Sent from my …" or a closing phrase ("Best regards"); or a line of underscores or
+    hyphens after a blank one. Every disclaimer is followed by the word "mail".
     """
     from mailparser_reply import EmailMessage
     from mailparser_reply.constants import (
         DEFAULT_SIGNATURE_REGEX,
+        OPTIONAL_LINEBREAK,
         OUTLOOK_MAIL_SEPARATOR,
         QUOTED_MATCH_INCLUDE,
+        SENTENCE_START,
         SINGLE_SPACE_VARIATIONS,
     )
 
     quoted = QUOTED_MATCH_INCLUDE
     sent_from = "|".join(_listed(languages, "sent_from"))
     closings = "|".join(_listed(languages, "signatures"))
-    disclaimers = "|".join(_listed(languages, "disclaimers")).replace(" ", SINGLE_SPACE_VARIATIONS)
+    phrases = "|".join(_listed(languages, "disclaimers")).replace(" ", SINGLE_SPACE_VARIATIONS)
     message = EmailMessage(text="", languages=list(languages))
     signature = message.SIGNATURE_REGEX.pattern
+    signature_line = DEFAULT_SIGNATURE_REGEX.removeprefix(rf"\s*^{quoted}")
+    separator_line = OUTLOOK_MAIL_SEPARATOR.removeprefix(r"(\n{2,}")
+    disclaimer = message.DISCLAIMERS_REGEX.pattern
+    disclaimer_start = f"{SENTENCE_START}(?:{phrases})(?:{OPTIONAL_LINEBREAK}"
+    extension, _, rest = disclaimer.removeprefix(disclaimer_start).partition("?(?:mail)")
     if not (
-        DEFAULT_SIGNATURE_REGEX.startswith(rf"\s*^{quoted}(?:[-_]")
-        and OUTLOOK_MAIL_SEPARATOR.startswith(r"(\n{2,} ?[_-]")
+        signature_line != DEFAULT_SIGNATURE_REGEX
+        and separator_line != OUTLOOK_MAIL_SEPARATOR
         and signature.startswith(f"(({DEFAULT_SIGNATURE_REGEX}|{OUTLOOK_MAIL_SEPARATOR}|")
         and f"|\\s*^{quoted}(?:{sent_from}) ?" in signature
         and signature.endswith(f"|(?<!\\A)^{quoted}(?:{closings}))(.|\\s)*)")
-        and f"(?:{disclaimers})" in message.DISCLAIMERS_REGEX.pattern
+        and disclaimer.startswith(disclaimer_start)
+        and re.fullmatch(r"\[[^][]*\]\*", extension)
+        and rest == f"{extension}){{1,2}}"
     ):
-        return ALWAYS
+        return ALWAYS, ALWAYS
     # An empty list of phrases is an empty alternative, in the library's patterns as here.
-    return re.compile(rf"^{quoted} ?(?:[-_]|{sent_from}|{closings})|(?:{disclaimers})", _FLAGS)
+    lines = rf"^{quoted}(?:{signature_line}|(?:{sent_from})|(?:{closings}))|^({separator_line}"
+    return re.compile(lines, _FLAGS), re.compile("mail", _FLAGS)
 
 
 _FLAGS = re.MULTILINE | re.IGNORECASE  # the library's, for all its patterns

@@ -72,7 +72,8 @@ CUT = {
     "signature dashes": BODY + "\n-- \nJane Buyer\n+49 30 1234567\n",
     "signature hyphen name": BODY + "\n-Jane\n",
     "signature underscores": BODY + "\n__\nJane Buyer\n",
-    "outlook line": BODY + "\n\n" + "_" * 40 + "\nJane Buyer\n",
+    # The library drops the first eight such lines as it normalizes; the ninth is one.
+    "outlook line": BODY + "".join(f"\nPart {i}\n\n" + "_" * 40 for i in range(9)) + "\nJane\n",
     "closing phrase": BODY + "\nBest regards,\nJane\n",
     "closing phrase, de": BODY + "\nViele Grüße\nJane\n",
     "closing phrase, sv": BODY + "\n/Anna\n",
@@ -150,7 +151,7 @@ def test_the_precheck_knows_the_shape_of_the_librarys_patterns():
 
     languages = tuple(EmailMessage(text="", languages=list(REPLY_LANGUAGES)).languages)
     assert reply_precheck.header_pattern(languages) is not reply_precheck.ALWAYS
-    assert reply_precheck.tail_pattern(languages) is not reply_precheck.ALWAYS
+    assert reply_precheck.ALWAYS not in reply_precheck.tail_patterns(languages)
 
 
 @pytest.fixture
@@ -163,7 +164,7 @@ def clear_patterns():
 
 def _clear_patterns():
     reply_precheck.header_pattern.cache_clear()
-    reply_precheck.tail_pattern.cache_clear()
+    reply_precheck.tail_patterns.cache_clear()
 
 
 def test_patterns_of_another_shape_turn_the_precheck_off(monkeypatch, clear_patterns):
@@ -177,5 +178,5 @@ def test_patterns_of_another_shape_turn_the_precheck_off(monkeypatch, clear_patt
     clear_patterns()
     languages = tuple(REPLY_LANGUAGES)
     assert reply_precheck.header_pattern(languages) is reply_precheck.ALWAYS
-    assert reply_precheck.tail_pattern(languages) is reply_precheck.ALWAYS
+    assert set(reply_precheck.tail_patterns(languages)) == {reply_precheck.ALWAYS}
     assert strip_quoted(text) == strip_quoted(text, precheck=False) == BODY.strip()
