@@ -58,7 +58,8 @@ CUT = {
     "fr wrote": BODY
     + "\nLe lun. 23 nov. 2026 à 10:00, Shop <x@helpdesk.test> a écrit :\nBonjour\n",
     "it wrote": BODY + "\nIl giorno lun 23 nov 2026 alle 10:00 Shop ha scritto:\nCiao\n",
-    "es wrote": BODY + "\n> El lun, 23 nov 2026 a las 10:00, Shop  escribió:\n> Hola\n",
+    # The library's Spanish line must be quoted and have two spaces before "escribió".
+    "es wrote": BODY + "\n> El lun, 23 nov 2026 a las 10:00, Shop  escribió:\nHola\n",
     "nl wrote": BODY + "\nOp ma 23 nov 2026 om 10:00 Shop <x@helpdesk.test> schreef:\nHallo\n",
     "sv wrote": BODY + "\nDen 23 nov 2026 kl. 10:00 skrev Shop <x@helpdesk.test>:\nHej\n",
     "pl wrote": BODY + "\nDnia 23.11.2026 o 10:00 Shop napisał(a):\nCześć\n",
@@ -72,7 +73,7 @@ CUT = {
     "signature dashes": BODY + "\n-- \nJane Buyer\n+49 30 1234567\n",
     "signature hyphen name": BODY + "\n-Jane\n",
     "signature underscores": BODY + "\n__\nJane Buyer\n",
-    # The library drops the first eight such lines as it normalizes; the ninth is one.
+    # Normalizing, the library drops the first eight such lines; the ninth is a signature.
     "outlook line": BODY + "".join(f"\nPart {i}\n\n" + "_" * 40 for i in range(9)) + "\nJane\n",
     "closing phrase": BODY + "\nBest regards,\nJane\n",
     "closing phrase, de": BODY + "\nViele Grüße\nJane\n",
