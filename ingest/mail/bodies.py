@@ -7,6 +7,8 @@ from __future__ import annotations
 import html as html_lib
 import re
 
+from ingest.mail import reply_precheck
+
 
 def html_to_text(html: str) -> str:
     """A plain-text rendering of an HTML body, for search and snippets."""
@@ -24,24 +26,35 @@ def html_to_text(html: str) -> str:
 QUOTE_SCAN_CHARS = 32_000
 
 
-def strip_quoted(text: str) -> str:
-    """The new part of a reply: quoted history and "On … wrote:" blocks removed."""
-    from mailparser_reply import EmailReplyParser
+#: The languages whose reply headers, signatures and disclaimers the heuristic knows.
+REPLY_LANGUAGES = ("en", "de", "fr", "it", "es", "nl", "sv", "pl", "ja")
+
+
+def strip_quoted(text: str, *, precheck: bool = True) -> str:
+    """The new part of a reply: quoted history and "On … wrote:" blocks removed.
+
+    With precheck off the heuristic reads every text; the tests compare both ways.
+    """
+    from mailparser_reply import EmailMessage, EmailReplyParser
 
     head = text
     if len(text) > QUOTE_SCAN_CHARS:
         # Cut at a line end, so that no line the heuristic matches is cut short.
         head = text[: text.rfind("\n", 0, QUOTE_SCAN_CHARS) + 1] or text[:QUOTE_SCAN_CHARS]
     try:
-        replies = (
-            EmailReplyParser(languages=["en", "de", "fr", "it", "es", "nl", "sv", "pl", "ja"])
-            .read(head)
-            .replies
-        )
-        if head is not text and not _history_found(replies):
-            visible = text  # no quoted history in the part read: all of it is new
+        # EmailReplyParser.read(head) is this message: the parser only filters languages.
+        languages = EmailReplyParser(languages=list(REPLY_LANGUAGES)).languages
+        message = EmailMessage(text=head, languages=languages)
+        if precheck and reply_precheck.cuts_nothing(message, whole=head is text):
+            # What the heuristic returns then: one part, no header, so in a cut text no
+            # history (as below), and in a whole one the text as the library normalized it.
+            visible = message.text.strip() if head is text else text
         else:
-            visible = replies[0].body if replies else text
+            replies = message.read().replies
+            if head is not text and not _history_found(replies):
+                visible = text  # no quoted history in the part read: all of it is new
+            else:
+                visible = replies[0].body if replies else text
     except Exception:  # the reply parser is a heuristic: never let it lose the text
         visible = text
     lines = visible.rstrip().splitlines()
