@@ -42,7 +42,8 @@ def dashboard():
             now=now,
             fresh_seconds=current_app.config["REPORTS_FRESH_SECONDS"],
         )
-        db.session.commit()
+        if rates.written:  # a commit otherwise only expires what the page goes on to read
+            db.session.commit()
         channels = dashboard_service.channel_overview(
             organisation_ids=[current_user.organisation_id], now=now
         )

@@ -64,7 +64,8 @@ def _figures(params) -> report_snapshots.Snapshot:
     snapshot = report_snapshots.figures(
         params, now=utcnow(), fresh_seconds=current_app.config["REPORTS_FRESH_SECONDS"]
     )
-    db.session.commit()
+    if snapshot.written:  # a commit otherwise only expires what the page goes on to read
+        db.session.commit()
     return snapshot
 
 

@@ -67,11 +67,13 @@ class ReportPage:
 @dataclass(frozen=True)
 class Snapshot:
     """Figures and the time they were computed for; `kept` False when computed for this
-    page only (snapshots turned off)."""
+    page only (snapshots turned off); `written` when the session has a write to commit
+    (a snapshot kept or marked read)."""
 
     figures: Any
     computed_at: datetime
     kept: bool
+    written: bool = False
 
 
 def report_params(
@@ -210,16 +212,19 @@ def _keep(
 
 def figures(params: dict[str, Any], *, now: datetime, fresh_seconds: int) -> Snapshot:
     """The figures `params` name: a kept snapshot younger than `fresh_seconds`, else
-    computed for `now` (and kept, unless `fresh_seconds` is 0). The caller commits."""
+    computed for `now` (and kept, unless `fresh_seconds` is 0). The caller commits when
+    the snapshot says it was written."""
     _, read = _KINDS[params["kind"]]
     if fresh_seconds <= 0:
         computed, _ = _compute(params, now)
         return Snapshot(read(computed, now), now, kept=False)
     kept = db.session.scalar(select(ReportSnapshot).where(ReportSnapshot.key == _key(params)))
     if kept is not None and kept.computed_at > now - timedelta(seconds=fresh_seconds):
-        if kept.read_at < now - READ_MARK:
+        marked = kept.read_at < now - READ_MARK
+        if marked:
             kept.read_at = now
-        return Snapshot(read(kept.figures, kept.computed_at), kept.computed_at, kept=True)
+        figures = read(kept.figures, kept.computed_at)
+        return Snapshot(figures, kept.computed_at, kept=True, written=marked)
     return recompute(params, now=now)
 
 
@@ -228,7 +233,7 @@ def recompute(params: dict[str, Any], *, now: datetime) -> Snapshot:
     _, read = _KINDS[params["kind"]]
     computed, seconds = _compute(params, now)
     _keep(params, computed, now, seconds, read=True)
-    return Snapshot(read(computed, now), now, kept=True)
+    return Snapshot(read(computed, now), now, kept=True, written=True)
 
 
 def may_refresh(params: dict[str, Any], *, now: datetime) -> bool:

@@ -123,13 +123,15 @@ def test_a_page_marks_kept_figures_read_at_most_hourly(seller_world):
     org, uk = seller_world
     now = utcnow()
     params = report_snapshots.rates_params(organisation_id=org.id)
-    report_snapshots.figures(params, now=now - timedelta(minutes=5), fresh_seconds=FRESH)
+    computed = report_snapshots.figures(params, now=now - timedelta(minutes=5), fresh_seconds=FRESH)
+    assert computed.written  # a page commits what it computed
     db.session.commit()
     snapshot = db.session.scalars(db.select(ReportSnapshot)).one()
-    report_snapshots.figures(params, now=now, fresh_seconds=FRESH)
+    shown = report_snapshots.figures(params, now=now, fresh_seconds=FRESH)
     assert snapshot.read_at == now - timedelta(minutes=5)  # no write per page view
+    assert not shown.written  # so the page commits nothing
     snapshot.read_at = now - timedelta(hours=2)
-    report_snapshots.figures(params, now=now, fresh_seconds=FRESH)
+    assert report_snapshots.figures(params, now=now, fresh_seconds=FRESH).written
     assert snapshot.read_at == now
 
 
