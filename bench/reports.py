@@ -15,6 +15,12 @@ logged in through the real login form:
   as the seller with the most threads (its own organisation):
     bare, dashboard (the 24-hour rate for 7/30/90 days per channel), report-30, report-90
 
+The pages run as in production, with kept figures (REPORTS_FRESH_SECONDS, 600 s): the
+warm-up rounds compute each report once, as the worker keeps the reports people open
+computed, and the timed requests show those figures. `--computed` turns keeping off,
+so that every request computes its figures. Either way it then prints what computing
+each report cost (the worker's work per snapshot and pass).
+
 After warm-up rounds it requests each login's pages N times, interleaved, and prints
 median and p95 latency in ms and each page's median over that login's bare page,
 ending with `worst ratio=X.XX`. Target (issue 22): <= 5. It asserts nothing.
@@ -22,6 +28,7 @@ ending with `worst ratio=X.XX`. Target (issue 22): <= 5. It asserts nothing.
     .venv/bin/python bench/reports.py                          # SQLite in a temp dir
     .venv/bin/python bench/reports.py --keep /tmp/reports.db   # fill once, reuse later
     .venv/bin/python bench/reports.py --postgres               # a throwaway PostgreSQL
+    .venv/bin/python bench/reports.py --keep /tmp/reports.db --computed   # computed per request
 """
 
 from __future__ import annotations
@@ -120,11 +127,55 @@ def report(label: str, logins: list[tuple[str, list[Page]]]) -> str:
     return "\n".join(lines)
 
 
+def computing_costs(app: Any) -> str:
+    """What computing each page's figures took: timed here, each report computed once
+    more in one process (as the worker's pass computes them), whatever the mode."""
+    import time
+
+    from portal.extensions import db
+    from portal.models import ReportSnapshot
+    from portal.services import report_snapshots
+    from portal.sqltypes import utcnow
+
+    with app.app_context():
+        kept = db.session.scalars(db.select(ReportSnapshot)).all()
+        params = [snapshot.params for snapshot in kept]
+        db.session.rollback()
+        lines = ["Computing the figures once each (the worker's pass), s:"]
+        total = 0.0
+        for each in params or []:
+            started = time.perf_counter()
+            report_snapshots.figures(each, now=utcnow(), fresh_seconds=0)
+            seconds = time.perf_counter() - started
+            total += seconds
+            lines.append(f"  {seconds:8.2f}   {_describe(each)}")
+            db.session.rollback()
+        if not params:
+            lines.append("  (none kept: --computed; see the pages' own times above)")
+        else:
+            lines.append(f"  {total:8.2f}   in all, {len(params)} reports")
+        db.session.remove()
+    return "\n".join(lines)
+
+
+def _describe(params: dict[str, Any]) -> str:
+    shown = {k: v for k, v in params.items() if v is not None and k != "kind"}
+    if len(shown.get("organisation_ids", [])) > 3:
+        shown["organisation_ids"] = f"{len(shown['organisation_ids'])} organisations"
+    return f"{params['kind']} " + " ".join(f"{k}={v}" for k, v in shown.items())
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_database_args(parser)
+    parser.add_argument(
+        "--computed",
+        action="store_true",
+        help="compute the figures for every request (REPORTS_FRESH_SECONDS=0) instead of "
+        "showing kept ones",
+    )
     args = parser.parse_args(argv)
     check_database_args(parser, args)
     return args
@@ -141,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     postgres = None
     try:
         url, label, postgres = open_database(args, workdir)
-        app = create_app(_app_config(url, workdir))
+        config = _app_config(url, workdir)
+        config["REPORTS_FRESH_SECONDS"] = 0 if args.computed else 600
+        app = create_app(config)
         add_bare_page(app)
         prepare(app, args)
         seller, agent_id = prepare_reports(app)
@@ -159,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
             log_in(client, email, PASSWORD)
             _say(f"measuring {len(pages)} pages as {email}, {args.runs} runs each …")
             measure(client, pages, runs=args.runs, warmup=args.warmup)
-        print(report(label, logins))
+        mode = "computed per request" if args.computed else "kept figures"
+        print(report(f"{label}, {mode}", logins))
+        print()
+        print(computing_costs(app))
         with app.app_context():
             from portal.extensions import db
 
