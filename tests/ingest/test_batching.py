@@ -157,6 +157,32 @@ def test_a_batch_costs_the_same_queries_however_many_messages_it_holds(uk, drop_
     assert selects_for(5, 1) == selects_for(60, 10)
 
 
+def test_a_batch_failing_after_its_new_threads_went_in_is_stored_one_by_one(
+    uk, drop_mail, batch_sizes
+):
+    # The rolled-back threads' ids are handed out again (SQLite reuses the highest rowid)
+    # while the failed attempt's objects are still referenced (by the traceback).
+    for i in range(3):
+        drop_mail(mail(f"<new-{i}@example.com>", sender=f"b{i}@example.com", subject=f"Q {i}"))
+    failures = []
+
+    def fail_the_batchs_messages(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO messages") and not failures:
+            failures.append(statement)
+            raise RuntimeError("the batch's message INSERT failed")
+
+    event.listen(db.engine, "before_cursor_execute", fail_the_batchs_messages)
+    try:
+        assert poll_all().line() == (
+            "fetched=3 stored=3 duplicate=0 unrouted=0 quarantined=0 errors=0"
+        )
+    finally:
+        event.remove(db.engine, "before_cursor_execute", fail_the_batchs_messages)
+    assert failures and batch_sizes == [3]
+    assert len({m.thread_id for m in messages()}) == 3
+    assert db.session.scalar(db.select(db.func.count()).select_from(Thread)) == 3
+
+
 # --- batched gives what one by one gives -------------------------------------------------
 
 MODES = {
