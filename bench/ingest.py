@@ -219,8 +219,9 @@ def phase_ingest(args: argparse.Namespace) -> None:
     app = create_app(_app_config(args.database_url, args.mail_source, args.token_key, args.tmp))
     from ingest.pipeline import poll_all, settle_worker_process
 
-    settle_worker_process()  # as `flask ingest poll` does
     with app.app_context():
+        # As `flask ingest poll` does; it reads the app's engine, so inside the context.
+        settle_worker_process()
         rss_start = _rss_mb()
         profiler = None
         if args.profile:
@@ -644,8 +645,10 @@ class Bench:
         url = self._database(kind, f"{run.n}-inproc", mail_source)
         self._mark_unseen(user, password)
         _say(f"N={run.n}: in-process pass on {kind} …")
+        # The key joined to its option: a Fernet key may begin with "-", which argparse
+        # would take for an option of its own.
         extra = ["--database-url", url, "--mail-source", mail_source,
-                 "--token-key", self.token_key, "--tmp", str(self.workdir)]  # fmt: skip
+                 f"--token-key={self.token_key}", "--tmp", str(self.workdir)]  # fmt: skip
         last = run.n == self.args.sizes[-1] and kind == self.args.databases[-1]
         if self.args.profile and last:
             extra += ["--profile", self.args.profile]
