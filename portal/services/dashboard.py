@@ -159,7 +159,7 @@ def answers_due(user: User, *, now: datetime, limit: int = 10) -> AnswersDue:
     def most_urgent(*where: ColumnElement[bool]) -> Select:
         # The ids of each list from the deadline index alone, sorted and cut there: with
         # the threads joined, the database read every waiting thread's row before
-        # cutting (an admin's overdue list: 3 ms against 0.2 at 100k threads).
+        # cutting (figures: bench/README.md, "Latest reports figures").
         ids = scope_to_user(
             select(Thread.id)
             .where(

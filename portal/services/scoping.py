@@ -57,7 +57,7 @@ def scope_to_user(stmt: Select, org_column: InstrumentedAttribute, user: User) -
         # A seller: their organisation by equality, not IN (a subquery). SQLite's planner
         # cannot tell how many rows a subquery gives, and with it preferred an index
         # without the organisation (the dashboard's overdue threads: every
-        # organisation's read and filtered, 17 ms against 2 ms at 100,000 threads).
+        # organisation's read and filtered; figures: bench/README.md).
         return stmt.where(org_column == user.organisation_id)
     visible = visible_organisation_ids(user)
     if visible is None:
