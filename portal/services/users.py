@@ -23,9 +23,14 @@ from portal.sqltypes import utcnow
 
 log = logging.getLogger(__name__)
 
-# Compared against when the e-mail is unknown, so a login takes as long either way
-# and the response time does not reveal which addresses have accounts.
-_DUMMY_HASH = hash_password("not-a-real-password-" + secrets.token_hex(8))
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Compared against when the e-mail is unknown, so a login takes as long either way
+    and the response time does not reveal which addresses have accounts. Made on first
+    use rather than at import: hashing is deliberately slow, and every process imports
+    this module (the ingest worker and each `flask` command, which never log anyone in)."""
+    return hash_password("not-a-real-password-" + secrets.token_hex(8))
 
 
 class AccountError(ValueError):
@@ -147,7 +152,7 @@ def check_login(email: str, password: str) -> LoginCheck:
     the address), or why not."""
     user = find_user_by_email(email)
     if user is None:
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(_dummy_hash(), password)
         return LoginCheck(None)
     if not check_password_hash(user.password_hash, password):
         return LoginCheck(None)
