@@ -622,6 +622,7 @@ class _Rows:
                 row.id = row_id
                 files += ({**att, "message_id": row_id} for att in row.attachments)
         else:
+            _reckon_needs_answer([values for _, values in rows])
             run: list[dict] = []  # rows without attachments, in a row: one executemany
             for row, values in rows:
                 if not row.attachments and not row.wants_id:
@@ -641,6 +642,46 @@ class _Rows:
         if files:
             db.session.execute(insert(attachments), files)
         self._pending.clear()
+
+
+#: The flags that make an inbound message need no answer (migration e9c4a2f7b1d5).
+_NO_ANSWER_FLAGS = (
+    "is_internal_note",
+    "is_autoreply",
+    "is_bounce",
+    "is_amazon_notification",
+    "is_seller_central_copy",
+)
+
+
+def _reckon_needs_answer(rows: list[dict]) -> None:
+    """Sets needs_answer and first_need in the rows about to be inserted, in order, on
+    SQLite. Its trigger can only set them by updating the row once inserted, which
+    rewrites the whole row, raw mail included (migration b8d4f6a2c1e7); given right,
+    they are left alone. Given wrong (a row dated before its thread's earlier
+    messages, say), the trigger still corrects them: this is a reckoning, not the
+    definition. A new message has no "no response needed" mark yet."""
+    for values in rows:
+        values["needs_answer"] = (
+            values.get("direction") == Direction.IN
+            and values.get("quarantine_reason") is None
+            and not any(values.get(flag) for flag in _NO_ANSWER_FLAGS)
+        )
+        values["first_need"] = False
+    threads = {values["thread_id"] for values in rows if values["needs_answer"]} - {None}
+    if not threads:
+        return
+    # A thread that has a message needing an answer has its first among them.
+    has_first = set(
+        db.session.scalars(
+            select(Message.thread_id).where(Message.thread_id.in_(threads), Message.first_need)
+        )
+    )
+    for values in rows:
+        thread_id = values["thread_id"]
+        if values["needs_answer"] and thread_id is not None and thread_id not in has_first:
+            values["first_need"] = True
+            has_first.add(thread_id)
 
 
 def _arrival(created_at: datetime | None) -> dict:

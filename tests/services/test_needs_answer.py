@@ -11,14 +11,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, text, update
 from sqlalchemy.orm import aliased
 
+from ingest.pipeline import ingest_batch
 from portal.extensions import db
 from portal.models import Direction, Message, NoResponseMark, Role, Thread
 from portal.services import bulk as bulk_service
 from portal.services import threads as thread_service
 from portal.sqltypes import utcnow
+from tests.helpers import mail_bytes
 
 
 def _needs(message) -> list:
@@ -260,3 +262,73 @@ def test_ingest(uk, ingest):
     ingest("autoreply.eml", replace={"To: ": "Delivered-To: uk-chan01@helpdesk.test\nTo: "})
     flags = check()
     assert sorted(flags.values()) == [(False, False), (True, False), (True, True)]
+
+
+@pytest.fixture
+def rewrites(app):
+    """The ids of messages whose needs_answer or first_need an UPDATE wrote (SQLite): a
+    trigger of this test's own, dropped after it."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL sets both before the row is written (a BEFORE INSERT trigger)")
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE test_rewrites (message_id INTEGER)")
+        conn.exec_driver_sql(
+            "CREATE TRIGGER test_rewrites_au AFTER UPDATE OF needs_answer, first_need"
+            " ON messages BEGIN INSERT INTO test_rewrites VALUES (new.id); END"
+        )
+
+    def written() -> list[int]:
+        db.session.commit()
+        ids = db.session.scalars(text("SELECT message_id FROM test_rewrites")).all()
+        db.session.execute(text("DELETE FROM test_rewrites"))
+        db.session.commit()
+        return list(ids)
+
+    yield written
+    db.session.rollback()
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER test_rewrites_au")
+        conn.exec_driver_sql("DROP TABLE test_rewrites")
+
+
+def test_ingest_inserts_both_flags_right_so_sqlite_rewrites_no_row(uk, ingest, rewrites):
+    # Without the reckoning at INSERT, SQLite's trigger updated each new message that
+    # needs an answer, rewriting the whole row with its raw mail (migration b8d4f6a2c1e7).
+    ingest("amazon_uk_inquiry.eml")  # a new thread: needs an answer, its first
+    ingest("amazon_uk_followup.eml")  # the same thread: needs one, not the first
+    ingest("autoreply.eml", replace={"To: ": "Delivered-To: uk-chan01@helpdesk.test\nTo: "})
+    assert rewrites() == []
+    assert sorted(check().values()) == [(False, False), (True, False), (True, True)]
+
+
+def test_a_batch_with_two_messages_of_a_new_thread(uk, rewrites, app):
+    inquiry = mail_bytes("amazon_uk_inquiry.eml")
+    followup = mail_bytes("amazon_uk_followup.eml")
+    ingest_batch(
+        [(None, inquiry), (None, followup)],
+        mailbox=None,
+        uidvalidity=None,
+        inbound_domain=app.config["INBOUND_DOMAIN"],
+        max_attachment_bytes=app.config["MAX_ATTACHMENT_BYTES"],
+        now=utcnow(),
+    )
+    db.session.commit()
+    assert rewrites() == []
+    assert sorted(check().values()) == [(True, False), (True, True)]
+
+
+def test_rows_inserted_without_the_flags_still_get_them(make_channel, make_thread, rewrites):
+    # The trigger still sets them for any other writer (the ORM here), and the check
+    # above would see those writes: it is not blind.
+    thread = make_thread(make_channel(), texts=())
+    message = add_message(thread, 1, utcnow())
+    assert rewrites() == [message.id, message.id]
+    assert check()[message.id] == (True, True)
+
+
+def test_a_wrong_reckoning_is_corrected(make_channel, make_thread, rewrites):
+    thread = make_thread(make_channel(), texts=())
+    note = add_message(
+        thread, 1, utcnow(), is_internal_note=True, needs_answer=True, first_need=True
+    )
+    assert check()[note.id] == (False, False)
