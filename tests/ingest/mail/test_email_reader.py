@@ -58,6 +58,15 @@ def test_deeper_mail_keeps_the_first_levels_and_the_rest_unread(depth, closed):
     assert b"the innermost text" in rest.data
 
 
+@pytest.mark.parametrize("spelling", [b"BOUNDARY", b"Boundary"])
+def test_the_boundaries_are_counted_whatever_their_case(spelling):
+    # Mail naming no more boundaries than MAX_NESTING is not scanned; the count must see
+    # every spelling the scan sees.
+    raw = nested(MAX_NESTING + 1).replace(b"boundary", spelling)
+    (rest,) = read_email(raw, 10**7).attachments
+    assert rest.filename == NESTED_REST_NAME
+
+
 def test_two_thousand_levels_parse_into_a_message_not_a_quarantine():
     parsed = parse.parse_message(nested(2_000, closed=False))
     assert parsed.subject == "Fwd" and parsed.text.startswith("level 0")
