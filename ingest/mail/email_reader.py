@@ -11,6 +11,7 @@ from email.message import Message
 from email.parser import BytesFeedParser
 from email.policy import Policy, compat32
 from email.policy import default as default_policy
+from functools import lru_cache
 
 from ingest.mail.deadline import Deadline, TooSlowToParse
 from ingest.mail.headers import decode_words, header_addresses
@@ -57,7 +58,7 @@ def read_email(
     cut = _too_deep_at(data)
     data, rest = (data, b"") if cut is None else (data[:cut], data[cut:])
     try:
-        mail = _read(data, default_policy, max_attachment_bytes, deadline)
+        mail = _read(data, _remembering_headers(), max_attachment_bytes, deadline)
     except TooSlowToParse:
         raise
     except Exception as exc:
@@ -80,9 +81,35 @@ def read_email(
     return mail
 
 
+#: How many parsed header values one mail's reading keeps (see _remembering_headers).
+_HEADERS_KEPT = 256
+
+
+def _remembering_headers() -> Policy:
+    """policy.default, with each header value parsed once per mail rather than on every
+    read of it.
+
+    The email package reads a part's Content-Type again and again (while it parses the
+    part, and then for get_content_type, get_param, get_filename, ...), and under
+    policy.default each read builds a new header object through the header registry: on
+    mail of hundreds of nested parts that was most of the time. The registry builds the
+    same object from the same (name, value) every time, so the first one serves the
+    others (header objects are immutable strings). A fresh cache per mail, and a bounded
+    one, so that no mail's headers outlive its reading.
+    """
+    return default_policy.clone(
+        header_factory=lru_cache(maxsize=_HEADERS_KEPT)(default_policy.header_factory)
+    )
+
+
 def _too_deep_at(data: bytes) -> int | None:
     """Where the first part nested deeper than MAX_NESTING begins (its parent's
     delimiter line); None for mail no deeper than that."""
+    # Every level opens with a boundary parameter: mail that names no more of them than
+    # MAX_NESTING cannot be deeper, and counting them is much cheaper than the scan below
+    # (a regex tried at every byte of the mail, attachments included).
+    if data.lower().count(b"boundary") <= MAX_NESTING:
+        return None
     open_boundaries: list[bytes] = []
     for found in _NESTING_RE.finditer(data):
         quoted, bare, delimiter = found.groups()
