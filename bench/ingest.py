@@ -9,9 +9,11 @@ memory never counts for the other:
            (the limit: what the transport alone costs)
   quiet    the same with imaplib's trace off, as the ingest fetches
   process  `python -m flask --app wsgi ingest poll`, run again and again as an
-           operator's cron would, until a poll fetches nothing; timed from the first
-           process's start to the last one's exit, start-up included, once on SQLite
-           and once on PostgreSQL (each a fresh database, the mailbox made unseen again)
+           operator's cron would, until a poll fetches nothing or ends with nothing
+           waiting (`waiting=0`: the search a next poll would begin with found
+           nothing); timed from the first process's start to the last one's exit,
+           start-up included, once on SQLite and once on PostgreSQL (each a fresh
+           database, the mailbox made unseen again)
   startup  the same command on an empty mailbox, a few times (median)
 
 and prints messages/second, peak RSS (VmHWM of the process plus those of its parse
@@ -301,7 +303,8 @@ class Poll:
 
 @dataclass
 class ProcessResult:
-    """`flask ingest poll` run until a poll fetched nothing, on one database."""
+    """`flask ingest poll` run until a poll fetched nothing or left nothing waiting, on one
+    database."""
 
     database: str
     polls: list[Poll]
@@ -326,6 +329,8 @@ class ProcessResult:
         for poll in self.polls:
             for key, value in poll.outcome.items():
                 total[key] = total.get(key, 0) + value
+        if "waiting" in total:  # what the last poll left, not a sum
+            total["waiting"] = self.polls[-1].outcome["waiting"]
         return " ".join(f"{k}={v}" for k, v in total.items())
 
 
@@ -578,12 +583,13 @@ class Bench:
         return Poll(seconds, outcome, peaks.root_peak, len(workers), sum(workers.values()))
 
     def _process(self, kind: str, url: str, mail_source: str, tag: str) -> ProcessResult:
-        """`flask ingest poll` again and again until a poll fetched nothing (that one counts)."""
+        """`flask ingest poll` again and again until a poll fetched nothing or left nothing
+        waiting (the polls until then count)."""
         env = self._poll_env(url, mail_source)
         log_path = self.workdir / f"process-{kind}-{tag}.log"
         polls: list[Poll] = []
         cpu_start, started = _children_cpu(), time.perf_counter()
-        while not polls or polls[-1].outcome["fetched"]:
+        while not polls or (polls[-1].outcome["fetched"] and polls[-1].outcome.get("waiting", 1)):
             if len(polls) >= self.args.max_polls:
                 raise RuntimeError(f"{kind}: still fetching after {len(polls)} polls")
             polls.append(self._poll(env, log_path))

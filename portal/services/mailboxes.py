@@ -10,7 +10,7 @@ import os
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from ingest.mail.source import SourceSettings
 from ingest.mail.tls import TlsOptionError, tls_options, tls_query
@@ -193,6 +193,15 @@ def record_poll_success(mailbox: Mailbox, summary_line: str, *, fetched: int = 0
     mailbox.last_poll_finished_at = now
     mailbox.last_poll_summary = summary_line
     count_poll(mailbox, failed=False, now=now)
+
+
+def mail_waiting() -> int:
+    """The mail the enabled mailboxes' last polls saw still waiting at their end (mail
+    that arrived meanwhile, or the rest of a poll cut short), in all."""
+    total = db.session.scalar(
+        select(func.coalesce(func.sum(Mailbox.backlog), 0)).where(Mailbox.is_enabled)
+    )
+    return int(total or 0)
 
 
 #: How long the hourly poll counts are kept: the admin dashboard shows 7 days.

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from ingest.mail.maildir import MaildirSource
 from ingest.mail.parse import content_hash, synthetic_message_id
 from ingest.pipeline import poll_all, settle_worker_process
+from portal import cli
 from portal.extensions import WORKER_PAGE_CACHE, db
 from portal.models import Mailbox, MailboxRemoval, Message, Thread, ThreadStatus
 from portal.services import buyer_data
@@ -90,9 +92,48 @@ def test_ingest_poll_cli_prints_summary(runner, uk, drop_mail):
     drop_mail("amazon_uk_inquiry.eml")
     result = runner.invoke(args=["ingest", "poll"])
     assert result.exit_code == 0, result.output
-    assert (
-        result.output.strip() == "fetched=1 stored=1 duplicate=0 unrouted=0 quarantined=0 errors=0"
+    assert result.output.strip() == (
+        "fetched=1 stored=1 duplicate=0 unrouted=0 quarantined=0 errors=0 waiting=0"
     )
+
+
+def _mail_arriving_during_each_pass(monkeypatch, drop_mail, passes: int) -> None:
+    """Deliver one more mail just before each of the first `passes` passes looks for what
+    is still waiting (as mail arriving while a pass stores)."""
+    real_backlog = MaildirSource.backlog
+    arrivals = iter(range(passes))
+
+    def backlog(self, after_uid):
+        if next(arrivals, None) is not None:
+            drop_mail("amazon_uk_inquiry.eml", replace={"<": "<later-"})
+        return real_backlog(self, after_uid)
+
+    monkeypatch.setattr(MaildirSource, "backlog", backlog)
+
+
+def test_ingest_poll_cli_polls_again_while_mail_arrived_during_a_pass(
+    runner, uk, drop_mail, monkeypatch
+):
+    drop_mail("amazon_uk_inquiry.eml")
+    _mail_arriving_during_each_pass(monkeypatch, drop_mail, passes=2)
+    result = runner.invoke(args=["ingest", "poll"])
+    assert result.exit_code == 0, result.output
+    # Three passes: the mail, then each arrival; the third found nothing more.
+    assert result.output.strip() == (
+        "fetched=3 stored=2 duplicate=1 unrouted=0 quarantined=0 errors=0 waiting=0"
+    )
+
+
+def test_ingest_poll_cli_stops_after_its_last_pass_and_says_what_waits(
+    runner, uk, drop_mail, monkeypatch
+):
+    monkeypatch.setattr(cli, "MAX_POLL_PASSES", 2)
+    drop_mail("amazon_uk_inquiry.eml")
+    _mail_arriving_during_each_pass(monkeypatch, drop_mail, passes=5)
+    result = runner.invoke(args=["ingest", "poll"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith("waiting=1")
+    assert result.output.startswith("fetched=2 ")
 
 
 def test_the_worker_keeps_a_small_page_cache_on_sqlite_only(app):

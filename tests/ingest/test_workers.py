@@ -170,9 +170,10 @@ def test_two_flask_ingest_poll_commands_at_once_store_each_message_once(
     report = "\n".join(f"--- {out}{log}" for out, log in zip(outs, logs, strict=True))
     assert codes == [0, 0], report
     lines = sorted(out.strip() for out in outs)
-    assert lines == [f"fetched=0 stored=0 {CLEAN}", f"fetched={TOTAL} stored={TOTAL} {CLEAN}"], (
-        report
-    )
+    assert lines == [
+        f"fetched=0 stored=0 {CLEAN} waiting=0",
+        f"fetched={TOTAL} stored={TOTAL} {CLEAN} waiting=0",
+    ], report
     pids = {proc.pid for proc in workers}
     for match in REFUSED_RE.finditer("".join(logs)):
         assert match["owner"] == f"{socket.gethostname()}:{(pids - {int(match['pid'])}).pop()}"
