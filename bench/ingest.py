@@ -760,7 +760,7 @@ def report(bench: Bench) -> str:
         if run.raw.messages != run.n:
             lines.append(f"  WARNING: the raw fetch got {run.raw.messages} of {run.n}")
 
-    lines += ["", "Whole process (`flask --app wsgi ingest poll` until a poll fetches nothing)"]
+    lines += ["", "Whole process (`flask --app wsgi ingest poll` until nothing is left waiting)"]
     for run in bench.runs:
         for kind, proc in run.process.items():
             lines.append(
