@@ -15,10 +15,11 @@ and decides for each, in order:
 
 One mail is a list of one. A batch takes the same steps with a handful of queries
 for all of it (which mail is stored, where each address routes, which threads it
-may continue) instead of several per message, and goes in as multi-row INSERTs of
-plain values at the end, since the ORM's unit of work for every message and
-attachment was the costliest part of storing (bench/README.md). Threads and
-channels stay ORM objects: few per batch, and changed as mail arrives.
+may continue) instead of several per message, and goes in as plain values at the end
+(on PostgreSQL one INSERT of unnested arrays per table, on SQLite executemany), since
+the ORM's unit of work for every message and attachment was the costliest part of
+storing (bench/README.md). Threads and channels stay ORM objects: few per batch, and
+changed as mail arrives.
 
 Nothing is committed: the worker commits a batch together with its mailbox
 checkpoint, an admin's view commits the decision with its audit event.

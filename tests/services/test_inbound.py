@@ -7,6 +7,7 @@ the pipeline's own tests (tests/ingest/) feed it through a real poll.
 from __future__ import annotations
 
 from datetime import timedelta
+from email.message import EmailMessage
 
 import pytest
 
@@ -299,3 +300,38 @@ def test_mail_replacing_a_waiting_row_that_is_stored_already_leaves_the_row(uk, 
     assert len(messages()) == 2
     db.session.refresh(waiting)
     assert waiting.quarantine_reason == "parser bug"
+
+
+# --- record ------------------------------------------------------------------------------
+
+
+def test_a_batch_keeps_every_byte_of_its_mail_and_every_character_of_its_text(uk):
+    # PostgreSQL writes a batch as arrays of values (one INSERT … unnest per table): the
+    # characters an array's text form must escape, 8-bit text and binary attachments
+    # come back exactly as they went in.
+    awkward = 'quote " backslash \\ braces {a,b} comma , NULL semicolon ;'
+    text = f"{awkward} Grüße 日本"
+    data = bytes(range(256)) * 3
+    raws = []
+    for i in range(3):
+        mail = EmailMessage()
+        mail["From"] = f"Buyer {i} <buyer{i}@example.com>"
+        mail["To"] = "uk-chan01@helpdesk.test"
+        mail["Subject"] = f"{awkward} {i}"
+        mail["Message-ID"] = f"<awkward-{i}@example.com>"
+        mail.set_content(f"{text}\n{i}\n", cte="8bit")
+        if i != 1:  # a batch mixing mail with and without attachments
+            mail.add_attachment(
+                data, maintype="application", subtype="octet-stream", filename=f"file-{i}.bin"
+            )
+        raws.append(mail.as_bytes())
+    assert store(*raws) == [Outcome.STORED] * 3
+    db.session.expire_all()
+    stored = messages()
+    assert [m.raw for m in stored] == raws
+    for i, message in enumerate(stored):
+        assert message.subject == f"{awkward} {i}"
+        assert text in message.text_body
+        assert message.direction == Direction.IN and message.created_at is not None
+        files = [(a.filename, a.data, a.size) for a in message.attachments]
+        assert files == ([] if i == 1 else [(f"file-{i}.bin", data, len(data))])
