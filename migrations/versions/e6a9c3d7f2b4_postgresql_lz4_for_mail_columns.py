@@ -40,7 +40,8 @@ _COLUMNS = (
 
 
 def _has_lz4() -> bool:
-    # The setting's allowed values are the methods this server was built with.
+    # The setting's allowed values are the methods this server was built with; before
+    # PostgreSQL 14 there is neither the setting nor per-column compression.
     values = op.get_bind().scalar(
         text("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
     )
@@ -56,12 +57,16 @@ def upgrade():
     if op.get_bind().dialect.name != "postgresql":
         return
     if not _has_lz4():
-        log.warning("PostgreSQL was built without lz4: stored mail stays compressed with pglz")
+        log.warning(
+            "PostgreSQL has no lz4 (built without it, or older than 14):"
+            " stored mail stays compressed with pglz"
+        )
         return
     _set("lz4")
 
 
 def downgrade():
-    if op.get_bind().dialect.name != "postgresql":
+    # Where the upgrade changed nothing, nor does this (and before 14 it could not).
+    if op.get_bind().dialect.name != "postgresql" or not _has_lz4():
         return
     _set("default")
