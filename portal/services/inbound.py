@@ -691,9 +691,9 @@ def _insert_unnested(table: Table, rows: list[dict]) -> None:
         )
         arrays.append(f"CAST(:c{n} AS {column.type.compile(dialect=dialect)}[])")
     quote = dialect.identifier_preparer.quote
-    # The names are the table's own columns; every value is a parameter.
+    columns = ", ".join(quote(name) for name in names)
     statement = (
-        f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in names)})"  # noqa: S608
+        f"INSERT INTO {quote(table.name)} ({columns})"  # noqa: S608 (the table's own names; values are parameters)
         f" SELECT * FROM unnest({', '.join(arrays)})"
     )
     _BinaryArray.register(db.session.connection().connection.driver_connection)
