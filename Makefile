@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FLASK := $(PY) -m flask --app wsgi
 PYTEST_ARGS ?=
 
-.PHONY: run serve test test-sqlite test-postgres verify verify-docs lint format bench clean
+.PHONY: run serve bytecode test test-sqlite test-postgres verify verify-docs lint format bench clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,14 @@ run: $(VENV)/.installed
 
 ## Production: migrations, then gunicorn ($$WEB_CONCURRENCY workers, default 2) on
 ## $$HOST:$$PORT (default 127.0.0.1:5000) plus the ingest worker; Ctrl-C or SIGTERM stops both.
-serve: $(VENV)/.installed
+serve: $(VENV)/.installed bytecode
 	$(PY) scripts/serve
+
+## Compile the app's modules to bytecode, after installing or updating it: the systemd
+## units cannot write to the checkout, and without it every process (each `ingest poll`,
+## each parse worker) compiles the whole app again as it starts.
+bytecode: $(VENV)/.installed
+	$(PY) -m compileall -q portal ingest wsgi.py
 
 ## The whole suite on SQLite, then again on a PostgreSQL the suite starts itself.
 test: $(VENV)/.dev-installed
