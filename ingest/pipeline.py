@@ -29,7 +29,7 @@ from ingest.mail.parse import ParsedMessage
 from ingest.mail.parse_result import Unparsed, parse_inbound, unparsed
 from ingest.mail.source import FetchedMail, SourceSettings
 from ingest.mail.tls import describe_tls_error
-from ingest.parse_workers import ParseWorkers, fetch_ahead
+from ingest.parse_workers import ParseWorkers, fetch_ahead, give_back_free_memory
 from portal.extensions import db, use_worker_page_cache
 from portal.models import Mailbox
 from portal.services import buyer_data, leases, mailbox_tokens
@@ -391,6 +391,7 @@ def poll_mailbox(
                 source.mark_processed([mail.key for mail in stored])
                 # Let go of this batch before more mail is fetched.
                 del batch, stored
+                give_back_free_memory()
                 if time.monotonic() >= renew_at:
                     if not leases.acquire_lease(mailbox, owner, ttl=lease_ttl):
                         log.warning("Lost the lease on %s; stopping this poll", mailbox.name)
