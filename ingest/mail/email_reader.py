@@ -6,7 +6,6 @@ far as it goes, broken headers kept). Pure: no database, no Flask, no network.
 from __future__ import annotations
 
 import logging
-import re
 from email.message import Message
 from email.parser import BytesFeedParser
 from email.policy import Policy, compat32
@@ -15,6 +14,7 @@ from functools import lru_cache
 
 from ingest.mail.deadline import Deadline, TooSlowToParse
 from ingest.mail.headers import decode_words, header_addresses
+from ingest.mail.nesting import add_unread_rest, split_too_deep
 from ingest.mail.parts import MailParts
 
 log = logging.getLogger(__name__)
@@ -34,19 +34,6 @@ _TEXT_HEADERS = (
 #: deadline is checked in between: reading a long mail is work spread over the feeds.
 _FEED_BYTES = 64 * 1024
 
-#: Multiparts nested deeper are not read: the email package's work per line grows with
-#: the depth (and it ends in RecursionError at a few thousand levels), while mail that
-#: loops through forwards and lists reaches hundreds of levels whose boundaries never
-#: close. What lies deeper is kept, unread, as one attachment (NESTED_REST_NAME).
-MAX_NESTING = 100
-NESTED_REST_NAME = f"nested-deeper-than-{MAX_NESTING}-levels.txt"
-
-#: A boundary declared (a multipart opens a level), or a delimiter line (which closes
-#: the levels opened inside its multipart, and with "--" after it that multipart too).
-_NESTING_RE = re.compile(
-    rb'(?im)\bboundary[ \t]*=[ \t]*(?:"([^"\n]*)"|([^\s;"]+))|^--([^\n]*?)[ \t]*$'
-)
-
 
 def read_email(
     data: bytes, max_attachment_bytes: int, deadline: Deadline | None = None
@@ -55,8 +42,7 @@ def read_email(
     email package; raises what the email package raises when even that fails, and
     TooSlowToParse once `deadline` has passed."""
     deadline = deadline or Deadline(None)
-    cut = _too_deep_at(data)
-    data, rest = (data, b"") if cut is None else (data[:cut], data[cut:])
+    data, rest = split_too_deep(data)
     try:
         mail = _read(data, _remembering_headers(), max_attachment_bytes, deadline)
     except TooSlowToParse:
@@ -68,16 +54,7 @@ def read_email(
         # with it rather than quarantine a buyer's message for one broken header.
         log.info("parsing again without structured headers: %s: %s", type(exc).__name__, exc)
         mail = _read(data, compat32, max_attachment_bytes, deadline)
-    if rest:
-        mail.add_leaf(
-            ctype="text/plain",
-            disposition="attachment",
-            filename=NESTED_REST_NAME,
-            content_id=None,
-            payload=rest,
-            charset=None,
-            max_attachment_bytes=max_attachment_bytes,
-        )
+    add_unread_rest(mail, rest, max_attachment_bytes)
     return mail
 
 
@@ -100,32 +77,6 @@ def _remembering_headers() -> Policy:
     return default_policy.clone(
         header_factory=lru_cache(maxsize=_HEADERS_KEPT)(default_policy.header_factory)
     )
-
-
-def _too_deep_at(data: bytes) -> int | None:
-    """Where the first part nested deeper than MAX_NESTING begins (its parent's
-    delimiter line); None for mail no deeper than that."""
-    # Every level opens with a boundary parameter: mail that names no more of them than
-    # MAX_NESTING cannot be deeper, and counting them is much cheaper than the scan below
-    # (a regex tried at every byte of the mail, attachments included).
-    if data.lower().count(b"boundary") <= MAX_NESTING:
-        return None
-    open_boundaries: list[bytes] = []
-    for found in _NESTING_RE.finditer(data):
-        quoted, bare, delimiter = found.groups()
-        if delimiter is None:
-            open_boundaries.append(quoted if quoted is not None else bare)
-            if len(open_boundaries) > MAX_NESTING:
-                line = data.rfind(b"\n--", 0, found.start())
-                return line + 1 if line >= 0 else None
-        elif delimiter in open_boundaries:
-            # A part of that multipart begins: whatever opened inside it has ended.
-            del open_boundaries[len(open_boundaries) - open_boundaries[::-1].index(delimiter) :]
-        elif delimiter.endswith(b"--") and delimiter[:-2] in open_boundaries:
-            del open_boundaries[
-                len(open_boundaries) - 1 - open_boundaries[::-1].index(delimiter[:-2]) :
-            ]
-    return None
 
 
 def _read(data: bytes, policy: Policy, max_attachment_bytes: int, deadline: Deadline) -> MailParts:

@@ -2,7 +2,9 @@
 refuses the mail (bad Base64, a header block it cannot split, nesting past its cap) or
 would read it otherwise than the email package, whose reading is kept (bare CR line
 ends, header names and boundaries the RFCs do not allow): email_reader.py reads that
-mail. Pure: no database, no Flask, no network.
+mail. One such reading is brought to the email package's here instead (a part's header
+block that a line of text ends, see _header_blocks_ended), because the mail that has it
+is the mail the email package reads slowest. Pure: no database, no Flask, no network.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import fast_mail_parser
 
 from ingest.mail.deadline import Deadline
 from ingest.mail.headers import header_addresses
+from ingest.mail.nesting import add_unread_rest, split_too_deep
 from ingest.mail.parts import MailParts
 
 log = logging.getLogger(__name__)
@@ -28,15 +31,40 @@ def read_fast(
         # A CR that is not part of a CRLF (converted before): it ends header lines for
         # the email package, while fast-mail-parser keeps it inside the header's value.
         return None
-    try:
-        root = fast_mail_parser.parse_email_tree(data)
-    except fast_mail_parser.ParseError as exc:
-        log.debug("fast-mail-parser refused the mail (%s); reading it with email", exc)
+    deadline = deadline or Deadline(None)
+    data, rest = split_too_deep(data)
+    mail = _read_tree(data, max_attachment_bytes, deadline)
+    if mail is not None:
+        add_unread_rest(mail, rest, max_attachment_bytes)
+    return mail
+
+
+def _read_tree(data: bytes, max_attachment_bytes: int, deadline: Deadline) -> MailParts | None:
+    root = _tree(data)
+    if root is None:
         return None
     try:
-        return _fast_mail(data, root, max_attachment_bytes, deadline or Deadline(None))
+        return _fast_mail(data, root, max_attachment_bytes, deadline)
+    except _Refused as exc:
+        ended = _header_blocks_ended(data, root, deadline)
+        if ended is None:
+            log.debug("%s; reading the mail with email", exc)
+            return None
+    # The address headers are read from `data`: the top-level header section is the
+    # same in both.
+    root = _tree(ended)
+    try:
+        return _fast_mail(data, root, max_attachment_bytes, deadline) if root else None
     except _Refused as exc:
         log.debug("%s; reading the mail with email", exc)
+        return None
+
+
+def _tree(data: bytes) -> fast_mail_parser.PyMimePart | None:
+    try:
+        return fast_mail_parser.parse_email_tree(data)
+    except fast_mail_parser.ParseError as exc:
+        log.debug("fast-mail-parser refused the mail (%s); reading it with email", exc)
         return None
 
 
@@ -105,6 +133,84 @@ def _lower_names(headers: dict[str, list[str]]) -> dict[str, list[str]]:
     for name, values in headers.items():
         lowered.setdefault(name.lower(), []).extend(values)
     return lowered
+
+
+def _header_blocks_ended(
+    data: bytes, root: fast_mail_parser.PyMimePart, deadline: Deadline
+) -> bytes | None:
+    """`data` with an empty line put before each line of text that ends a part's header
+    block for the email package; None where there is none to put, or the top-level
+    header block is the one (see _lower_names).
+
+    In a part, the email package takes the header block to end at the first line that
+    is not a field (nor a continuation, nor a "From " line), and the part's body to
+    begin with that line. fast-mail-parser reads on to the empty line and takes such a
+    line for a field without a value: the line is lost from the body. Mail that loops
+    through forwards and lists has it (a last part that is a bare line of text), and is
+    the mail the email package reads slowest: hundreds of levels, each of its lines
+    tried against every level's boundary. With the empty line put in, both readers end
+    the header block there, and the email package's reading of the mail is unchanged.
+
+    Only lines fast-mail-parser named as fields it should not have are touched, and
+    only in a header block after a delimiter line of one of its multiparts: a line of
+    body text never is, even one that follows a delimiter-like line.
+    """
+    if root.headers and not _FIELD_NAMES_RE.fullmatch(":".join(root.headers)):
+        return None
+    not_fields: set[str] = set()
+    boundaries: set[bytes] = set()
+    for part in fast_mail_parser.walk(root):
+        if part is not root:
+            not_fields.update(n for n in part.headers if not _FIELD_NAMES_RE.fullmatch(n))
+        boundary = _param(_lower_names_as_read(part.headers), "boundary")
+        if part.content is None and boundary.isascii() and boundary:
+            boundaries.add(boundary.encode())
+    if not not_fields or not boundaries:
+        return None
+    delimiter = re.compile(
+        rb"(?m)^--(?:"
+        + b"|".join(re.escape(b) for b in sorted(boundaries, key=len, reverse=True))
+        + rb")[ \t]*\n"
+    )
+    pieces: list[bytes] = []
+    done = 0
+    for found in delimiter.finditer(data):
+        deadline.check()
+        line_at = found.end()
+        while line_at < len(data):
+            line_end = data.find(b"\n", line_at) + 1 or len(data)
+            line = data[line_at:line_end]
+            if line == b"\n":
+                break
+            if not _EMAIL_HEADER_LINE_RE.match(line):
+                if _name_as_read(line) in not_fields:
+                    pieces += (data[done:line_at], b"\n")
+                    done = line_at
+                break
+            line_at = line_end
+    if not pieces:
+        return None
+    pieces.append(data[done:])
+    return b"".join(pieces)
+
+
+#: What the email package takes for a line of a header block (email.feedparser's
+#: headerRE): a field (any name, even an empty one), a continuation, a "From " line.
+_EMAIL_HEADER_LINE_RE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]*:|[\t ]")
+
+
+def _name_as_read(line: bytes) -> str:
+    """The field name fast-mail-parser makes of a header line: what comes before the
+    first colon, or the whole line, as it decodes 8-bit bytes."""
+    name = line.rstrip(b"\n").split(b":", 1)[0]
+    try:
+        return name.decode()
+    except UnicodeDecodeError:
+        return name.decode("latin-1")
+
+
+def _lower_names_as_read(headers: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {name.lower(): values for name, values in headers.items()}
 
 
 #: RFC 5322 3.6.8: a field name is printable ASCII but the colon (so the names are

@@ -12,13 +12,8 @@ import pytest
 
 from ingest.mail import parse
 from ingest.mail.deadline import Deadline
-from ingest.mail.email_reader import (
-    MAX_NESTING,
-    NESTED_REST_NAME,
-    _read,
-    _remembering_headers,
-    read_email,
-)
+from ingest.mail.email_reader import _read, _remembering_headers, read_email
+from ingest.mail.nesting import MAX_NESTING, NESTED_REST_NAME
 from tests.helpers import MAIL
 
 HEAD = "From: buyer@example.com\nTo: uk-chan01@helpdesk.test\nSubject: Fwd\nMIME-Version: 1.0\n"

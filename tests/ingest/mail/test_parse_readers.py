@@ -3,8 +3,9 @@
 `parse_message` reads mail with fast-mail-parser and hands it to the email package
 where fast-mail-parser refuses it (bad Base64 or quoted-printable, a header block it
 cannot split, nesting past its cap) or reads it in a way the email package's reading
-is kept for (bare CR line ends, header names RFC 5322 does not allow, boundaries RFC
-2046 does not allow). `parse._parse(raw, …, fast=False)` is the email package alone.
+is kept for (bare CR line ends, top-level header names RFC 5322 does not allow,
+boundaries RFC 2046 does not allow). A part's header block that a line of text ends
+early is brought to the email package's reading first, and read by fast-mail-parser. `parse._parse(raw, …, fast=False)` is the email package alone.
 These tests parse the same bytes both ways: the fixtures, the benchmark's mix and
 MIME edge cases must come out the same; `DIFFERENCES` lists where they do not, what
 each reader makes of it and which one the RFCs side with.
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from bench.corpus import Corpus
 from ingest.mail import parse
 from ingest.mail.fast_reader import read_fast
+from ingest.mail.nesting import MAX_NESTING, NESTED_REST_NAME
 from ingest.mail.parse import DEFAULT_MAX_ATTACHMENT_BYTES, UnparseableMessage
 from tests.helpers import MAIL
 
@@ -75,6 +77,18 @@ B64 = b"Content-Type: image/png\nContent-Transfer-Encoding: base64\n\n" + b"QUJD
         _multipart(LEAF + b"\n--b1x\n--b1 x\n x--b1\n", B64),  # boundary-like lines in text
         _multipart(LEAF, B64, close=b"--b1-- \t\n"),
         _multipart(b"X-Broken line\n" + LEAF, B64),  # part headers ending early
+        _multipart(b"Content-Type: text/plain\nX-Broken line\nmore text\n\nbody\n", B64),
+        _multipart(LEAF, b"the end, and no closing boundary\n", B64),  # a headerless part
+        _multipart(b"Content-Type: text/plain\nSubject : spaced\n\nbody\n"),
+        _multipart(b"Content-Type: text/plain\nBr\xc3\xbcche: x\n\nbody\n"),  # 8-bit name
+        _multipart(b"Content-Type: text/plain\nJunk caf\xe9\n\nbody\n"),  # Latin-1 name
+        _multipart(  # the same line of text after a delimiter-like line in a body
+            b"Content-Type: text/plain\n\ntext\n--b1x\nX-Broken line\n", b"X-Broken line\n"
+        ),
+        b"From: a@b.c\nX-Broken line\nSubject: s\n\nbody\n",  # the top-level block
+        _multipart(  # a "From " line and an empty name: header lines for the email package
+            b"Content-Type: text/plain\nFrom someone\n: empty\nX-Broken line\n\nbody\n"
+        ),
         _multipart(b"\n" + LEAF, B64),  # a part without headers
         _multipart(b"Content-Type: message/rfc822\n\n" + LEAF, B64),
         _multipart(
@@ -131,6 +145,58 @@ def test_mime_edge_cases_read_the_same(raw):
 def test_what_the_email_package_reads(raw):
     assert read_fast(parse._lf_endings(raw), DEFAULT_MAX_ATTACHMENT_BYTES) is None
     assert_same(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _multipart(b"X-Broken line\n" + LEAF, B64),
+        _multipart(b"Content-Type: text/plain\nX-Broken line\nmore text\n\nbody\n", B64),
+        _multipart(LEAF, b"the end, and no closing boundary\n", B64),
+        _multipart(b"Content-Type: text/plain\nJunk caf\xe9\n\nbody\n"),
+    ],
+)
+def test_part_header_blocks_a_line_of_text_ends_are_read_by_fast_mail_parser(raw):
+    assert read_fast(parse._lf_endings(raw), DEFAULT_MAX_ATTACHMENT_BYTES) is not None
+    assert_same(raw)
+
+
+def test_the_line_of_text_stays_in_the_body():
+    raw = _multipart(b"Content-Type: text/plain\nX-Broken line\nmore text\n\nbody\n")
+    assert parse.parse_message(raw).text == "X-Broken line\nmore text\n\nbody\n"
+
+
+def _nested(depth: int, last: bytes) -> bytes:
+    """`depth` multiparts one inside the other, never closed, each with a text part; the
+    innermost part is `last`."""
+    levels = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n'
+        b"Content-Type: text/plain\n\nlevel %d\n--b%d\n" % (k, k, k, k)
+        for k in range(depth)
+    )
+    return b"From: a@b.c\nTo: x@y.z\nSubject: loop\n" + levels + last
+
+
+@pytest.mark.parametrize("depth", [3, MAX_NESTING, MAX_NESTING + 1, 400])
+@pytest.mark.parametrize(
+    "last",
+    [b"Content-Type: text/plain\n\nthe end\n", b"the end, and no closing boundary\n"],
+    ids=["a part", "a line of text"],
+)
+def test_endless_nesting_reads_the_same_to_the_same_depth(depth, last):
+    # Mail looping through forwards: both readers read MAX_NESTING levels and keep the
+    # rest unread, and fast-mail-parser reads it (the email package takes the longest
+    # over it). The last line break of the last part is the documented difference
+    # ("last part of a multipart never closed").
+    raw = _nested(depth, last)
+    assert read_fast(parse._lf_endings(raw), DEFAULT_MAX_ATTACHMENT_BYTES) is not None
+    fast = parse._parse(raw, DEFAULT_MAX_ATTACHMENT_BYTES, fast=True)
+    email = parse._parse(raw, DEFAULT_MAX_ATTACHMENT_BYTES, fast=False)
+    assert fast.text == email.text + "\n"
+    assert dataclasses.replace(fast, text=email.text) == email
+    read = [a.filename for a in fast.attachments]
+    assert read == ([NESTED_REST_NAME] if depth > MAX_NESTING else [])
+    assert fast.text.count("level") == min(depth, MAX_NESTING)
 
 
 @settings(max_examples=300, deadline=None, database=None)
