@@ -180,7 +180,9 @@ def _header_blocks_ended(
         while line_at < len(data):
             line_end = data.find(b"\n", line_at) + 1 or len(data)
             line = data[line_at:line_end]
-            if line == b"\n":
+            # A delimiter line (whose boundary may hold a colon, and look like a field)
+            # begins the next part: its own header block is the next match's.
+            if line == b"\n" or delimiter.match(line):
                 break
             if not _EMAIL_HEADER_LINE_RE.match(line):
                 if _name_as_read(line) in not_fields:

@@ -85,6 +85,9 @@ B64 = b"Content-Type: image/png\nContent-Transfer-Encoding: base64\n\n" + b"QUJD
         _multipart(  # the same line of text after a delimiter-like line in a body
             b"Content-Type: text/plain\n\ntext\n--b1x\nX-Broken line\n", b"X-Broken line\n"
         ),
+        _multipart(  # a boundary with a colon: its delimiter line looks like a field
+            LEAF, boundary=b"a:b", close=b"--a:b\n--a:b\nJunk line\n\nbody\n--a:b--\n"
+        ),
         b"From: a@b.c\nX-Broken line\nSubject: s\n\nbody\n",  # the top-level block
         _multipart(  # a "From " line and an empty name: header lines for the email package
             b"Content-Type: text/plain\nFrom someone\n: empty\nX-Broken line\n\nbody\n"
