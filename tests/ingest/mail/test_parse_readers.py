@@ -5,10 +5,11 @@ where fast-mail-parser refuses it (bad Base64 or quoted-printable, a header bloc
 cannot split, nesting past its cap) or reads it in a way the email package's reading
 is kept for (bare CR line ends, top-level header names RFC 5322 does not allow,
 boundaries RFC 2046 does not allow). A part's header block that a line of text ends
-early is brought to the email package's reading first, and read by fast-mail-parser. `parse._parse(raw, …, fast=False)` is the email package alone.
-These tests parse the same bytes both ways: the fixtures, the benchmark's mix and
-MIME edge cases must come out the same; `DIFFERENCES` lists where they do not, what
-each reader makes of it and which one the RFCs side with.
+early is brought to the email package's reading first, and read by fast-mail-parser.
+`parse._parse(raw, …, fast=False)` is the email package alone. These tests parse the
+same bytes both ways: the fixtures, the benchmark's mix and MIME edge cases must come
+out the same; `DIFFERENCES` lists where they do not, what each reader makes of it and
+which one the RFCs side with.
 """
 
 from __future__ import annotations
