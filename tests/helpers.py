@@ -55,7 +55,13 @@ MAIL = DATA / "mail"
 #: through the one Content-Disposition helper, tests/security/test_downloads_browser.py
 #: clicks each in Chromium.
 DOWNLOAD_ENDPOINTS = frozenset(
-    {"inbox.attachment", "admin.raw_message", "orgs.export_messages", "reports.download"}
+    {
+        "inbox.attachment",
+        "inbox.message_original",
+        "admin.raw_message",
+        "orgs.export_messages",
+        "reports.download",
+    }
 )
 #: An MWS Auth Token of the shape Amazon issued (MWS itself was switched off in 2024).
 MWS_TOKEN = "amzn.mws.4ea38b7b-f563-7709-4bae-87aeaadc4d6f"

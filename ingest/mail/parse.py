@@ -35,6 +35,14 @@ from ingest.mail.headers import (
 from ingest.mail.parts import MailParts, ParsedAttachment
 
 DEFAULT_MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+#: How much of the text and of the HTML body is kept as text, in characters (mail
+#: clients clip far sooner: Gmail at about 100 KB). Longer bodies are mail looping
+#: through lists, logs or dumps pasted in; the whole mail stays in the raw copy, which
+#: agents can download. It bounds what one mail costs ingest in memory, and matches
+#: what PostgreSQL's search document indexes of a message.
+MAX_BODY_CHARS = 300_000
+#: A cut body ends at a line break when one is this close before the limit.
+_CUT_AT_LINE = 2_000
 
 #: Where the address a message was delivered to is found, most reliable first; then To, Cc.
 _DELIVERY_HEADERS = ("delivered-to", "x-original-to", "envelope-to")
@@ -75,6 +83,8 @@ class ParsedMessage:
     is_seller_central_copy: bool = False
     #: For a bounce: which message it returns and why (one of our replies, maybe).
     bounce: BounceReport | None = None
+    #: Whether the text or the HTML body was cut at MAX_BODY_CHARS.
+    body_cut: bool = False
 
     @property
     def is_automatic(self) -> bool:
@@ -230,8 +240,8 @@ def _parsed(mail: MailParts, digest: str, size: int, deadline: Deadline) -> Pars
     message_id = message_id_as_written(first.get("message-id", ""))
     subject = mail.header("Subject")
     from_name, from_address = mail.from_[0] if mail.from_ else ("", "")
-    text = "\n\n".join(p for p in mail.text_parts if p.strip())
-    html = "\n".join(mail.html_parts) if mail.html_parts else None
+    text, text_cut = _cut("\n\n".join(p for p in mail.text_parts if p.strip()))
+    html, html_cut = _cut("\n".join(mail.html_parts)) if mail.html_parts else (None, False)
     if not text and html:
         text = html_to_text(html)
         deadline.check()
@@ -265,7 +275,17 @@ def _parsed(mail: MailParts, digest: str, size: int, deadline: Deadline) -> Pars
         is_bounce=classify.is_bounce(mail, from_address),
         is_amazon_notification=classify.is_amazon_notification(mail),
         is_seller_central_copy=classify.is_seller_central_copy(from_address),
+        body_cut=text_cut or html_cut,
     )
+
+
+def _cut(body: str) -> tuple[str, bool]:
+    """The body's first MAX_BODY_CHARS characters, at a line break where one is near;
+    and whether anything was cut."""
+    if len(body) <= MAX_BODY_CHARS:
+        return body, False
+    end = body.rfind("\n", MAX_BODY_CHARS - _CUT_AT_LINE, MAX_BODY_CHARS)
+    return body[: end + 1 if end >= 0 else MAX_BODY_CHARS], True
 
 
 def _delivery_addresses(mail: MailParts) -> list[str]:

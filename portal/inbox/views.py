@@ -525,6 +525,24 @@ def message_html(thread_id: int, message_id: int):
     return response
 
 
+@bp.route("/threads/<int:thread_id>/messages/<int:message_id>/original")
+@login_required
+def message_original(thread_id: int, message_id: int):
+    """The mail exactly as received, as a download (never rendered): the whole of a body
+    the thread page shows only the start of."""
+    thread = _load_thread(thread_id)
+    message = _message_of(thread, message_id)
+    raw = db.session.scalar(select(Message.raw).where(Message.id == message.id))
+    if raw is None:
+        flash(
+            "The original of this mail is no longer kept: Sellerdesk removes original mail "
+            f"{current_app.config['RAW_RETENTION_DAYS']} days after its conversation is closed.",
+            "error",
+        )
+        return _back(thread, anchor=f"m{message.id}")
+    return download(raw, filename=f"message-{message.id}.eml")
+
+
 def _data_url(attachment: Attachment) -> str:
     data = db.session.scalar(select(Attachment.data).where(Attachment.id == attachment.id)) or b""
     return f"data:{attachment.content_type};base64,{base64.b64encode(data).decode()}"

@@ -258,6 +258,10 @@ class Message(db.Model):
     #: The message exactly as received or sent, so nothing is lost to a parser bug.
     raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     size: Mapped[int] = mapped_column(Integer, default=0)
+    #: Whether the parser kept only the start of its text or HTML body (MAX_BODY_CHARS
+    #: in ingest/mail/parse.py); the whole of it is in `raw` while that is kept. Only a
+    #: server default, as for needs_answer below.
+    body_cut: Mapped[bool] = mapped_column(server_default=false())
 
     is_autoreply: Mapped[bool] = mapped_column(default=False)
     is_bounce: Mapped[bool] = mapped_column(default=False)

@@ -14,6 +14,8 @@ interface operators' scripts rely on: never rename them):
 - `order_id` (or null), `received_at` (when we stored it, ISO 8601 in UTC),
 - `flags`: a list drawn, in this order, from `autoreply`, `bounce`,
   `amazon_notification`, `seller_central_copy`, `unrouted`, `quarantined`,
+  `body_cut` (`text` holds only the start of a longer body: ingest keeps
+  MAX_BODY_CHARS of it; the original mail has the rest),
 - `quarantine_reason` (or null), `text` (the decoded plain-text body).
 
 A subject access export (`buyer_records`: every line about one buyer in one
@@ -65,6 +67,7 @@ FLAGS = (
     "seller_central_copy",
     "unrouted",
     "quarantined",
+    "body_cut",
 )
 
 # The same rules as email.utils.formataddr: quote a name holding RFC 5322 specials.
@@ -91,6 +94,7 @@ _COLUMNS = (
     Message.is_amazon_notification,
     Message.is_seller_central_copy,
     Message.quarantine_reason,
+    Message.body_cut,
     Message.text_body,  # deferred on the model: selecting the column loads it
     Channel.helpdesk_address,
     Channel.marketplace,
@@ -121,6 +125,7 @@ def _record(row: Any) -> dict[str, Any]:
         "seller_central_copy": row.is_seller_central_copy,
         "unrouted": row.channel_id is None and not quarantined,
         "quarantined": quarantined,
+        "body_cut": row.body_cut,
     }
     return {
         "thread_id": row.thread_id,

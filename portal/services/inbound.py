@@ -488,6 +488,7 @@ def _inbound_values(parsed: ParsedMessage, raw: bytes) -> dict:
         "text_body": parsed.text,
         "html_body": parsed.html,
         "visible_text": parsed.buyer_text or parsed.visible_text,
+        "body_cut": parsed.body_cut,
         "snippet": parsed.snippet[:300],
         "content_hash": parsed.content_hash,
         "raw": raw,
@@ -763,4 +764,4 @@ _MESSAGE_DEFAULTS = {
     column.name: column.default.arg
     for column in Message.__table__.columns
     if column.default is not None and column.default.is_scalar
-}
+} | {"body_cut": False}  # only a server default (see the model): quarantined mail is not cut

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from ingest.mail.parse import MAX_BODY_CHARS
 from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import AuditEvent, Message, Role, ThreadStatus
@@ -193,6 +194,55 @@ def test_attachments_download_never_render(client, login_as, make_channel, drop_
         assert response.headers["Content-Disposition"].startswith("attachment")
         assert response.headers["Content-Type"] == "application/octet-stream"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_long_body_shows_its_start_and_offers_the_original_mail(
+    client, login_as, make_channel, drop_mail
+):
+    make_channel("UK", address="uk-chan01@helpdesk.test")
+    line = "Step 12 of the log: the parcel was scanned again at the depot.\n"
+    body = line * (MAX_BODY_CHARS // len(line) + 100) + "THE LAST LINE\n"
+    raw = (
+        "From: Buyer <buyer@example.com>\nTo: uk-chan01@helpdesk.test\n"
+        "Subject: The whole tracking log\nMessage-ID: <long-log@example.com>\n"
+        f"Date: Fri, 27 Nov 2026 10:00:00 +0000\n\n{body}"
+    ).encode()
+    drop_mail(raw)
+    assert poll_all().stored == 1
+    message = db.session.scalar(select(Message))
+    assert message.body_cut and message.raw == raw
+    login_as(Role.AGENT, assigned=[message.channel.organisation])
+
+    page = client.get(f"/threads/{message.thread_id}").get_data(as_text=True)
+    assert "only its start is shown here" in page and "THE LAST LINE" not in page
+    original = f"/threads/{message.thread_id}/messages/{message.id}/original"
+    assert f'href="{original}"' in page
+    response = client.get(original)
+    assert response.status_code == 200
+    assert response.get_data() == raw
+    assert (
+        response.headers["Content-Disposition"]
+        == f'attachment; filename="message-{message.id}.eml"'
+    )
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+    # Once retention has removed the raw mail, the rest is gone: the page says why.
+    message.raw = None
+    db.session.commit()
+    response = client.get(original, follow_redirects=True)
+    assert "no longer kept" in response.get_data(as_text=True)
+    assert response.request.path == f"/threads/{message.thread_id}"
+
+
+def test_mail_of_ordinary_length_offers_no_original(client, login_as, make_channel, drop_mail):
+    make_channel("UK", address="uk-chan01@helpdesk.test")
+    drop_mail("amazon_uk_inquiry.eml")
+    poll_all()
+    message = db.session.scalar(select(Message))
+    assert not message.body_cut
+    login_as(Role.ADMIN)
+    page = client.get(f"/threads/{message.thread_id}").get_data(as_text=True)
+    assert "only its start is shown here" not in page and "/original" not in page
 
 
 def test_the_thread_page_lists_the_buyers_history_only_within_the_organisation(

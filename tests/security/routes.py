@@ -277,6 +277,7 @@ ROUTES: dict[str, Entry] = {
     "inbox.thread_detail": Entry(READ, args={"thread_id": "thread"}, owners=AB),
     "inbox.thread_live": Entry(READ, args={"thread_id": "thread"}, owners=AB),
     "inbox.message_html": Entry(READ, args=MESSAGE, owners=PAIRS),
+    "inbox.message_original": Entry(READ, args=MESSAGE, owners=PAIRS),
     "inbox.attachment": Entry(
         READ, args={"thread_id": "thread", "attachment_id": "attachment"}, owners=PAIRS
     ),

@@ -21,6 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 from sqlalchemy import select
 
+from ingest.mail.parse import MAX_BODY_CHARS
 from ingest.pipeline import poll_all
 from portal.extensions import db
 from portal.models import Message, Role, Thread
@@ -68,6 +69,21 @@ def buyer_mail(to: str) -> bytes:
     return head + parts + b"--outer--\r\n"
 
 
+def long_mail(to: str) -> bytes:
+    """A buyer mail whose text is longer than the parser keeps (MAX_BODY_CHARS)."""
+    line = "注文の件、詳細をお送りします。 order details line\r\n"
+    return (
+        "From: =?utf-8?b?5bGx55Sw?= <buyer-dl@marketplace.amazon.co.jp>\r\n"
+        f"To: {to}\r\n"
+        "Subject: =?utf-8?b?6ZW344GE44Oh44O844Or?=\r\n"
+        "Message-ID: <downloads-long@example.com>\r\n"
+        "Date: Fri, 27 Nov 2026 11:00:00 +0000\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\n" + line * (MAX_BODY_CHARS // len(line) + 1000)
+    ).encode()
+
+
 def _download(page: Page, link, tmp: Path) -> tuple[str, bytes]:
     with page.expect_download(timeout=10_000) as info:
         link.click()
@@ -105,6 +121,13 @@ def test_every_download_route_saves_non_latin1_names_in_chromium(
     )
     db.session.commit()
     unrouted = db.session.scalar(select(Message).where(Message.thread_id.is_(None)))
+    drop_mail(long_mail(HELPDESK))
+    summary = poll_all()
+    assert (summary.stored, summary.errors) == (1, 0), summary.line()
+    cut = db.session.scalar(
+        select(Message).where(Message.message_id == "<downloads-long@example.com>")
+    )
+    assert cut.body_cut
     tried: set[str] = set()
 
     context = browser.new_context(accept_downloads=True)
@@ -130,6 +153,15 @@ def test_every_download_route_saves_non_latin1_names_in_chromium(
     assert name == f"message-{unrouted.id}.eml"
     assert data == unrouted.raw
     tried.add("admin.raw_message")
+
+    # inbox.message_original: the whole of a mail the thread page shows only the start of.
+    page.goto(f"{live_server}/threads/{cut.thread_id}")
+    link = page.get_by_role("link", name="Download the original mail (.eml)")
+    name, data = _download(page, link, tmp_path)
+    assert name == f"message-{cut.id}.eml"
+    assert data == cut.raw
+    assert len(data.decode()) > MAX_BODY_CHARS
+    tried.add("inbox.message_original")
 
     # orgs.export_messages: an organisation named in Japanese.
     page.goto(f"{live_server}/orgs/{org.id}")

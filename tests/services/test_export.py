@@ -8,6 +8,7 @@ from email.utils import formataddr
 
 import pytest
 
+from ingest.mail.parse import MAX_BODY_CHARS
 from ingest.pipeline import Outcome
 from portal.crypto import encrypt_secret
 from portal.extensions import db
@@ -101,6 +102,18 @@ def test_automatic_mail_is_flagged(uk, ingest, name, flag):
     (record,) = full_export()
     assert record["flags"] == [flag]
     assert record["channel"] == uk.helpdesk_address
+
+
+def test_a_body_cut_at_ingest_is_flagged(uk, ingest):
+    body = "a line of the pasted log\n" * (MAX_BODY_CHARS // 20)
+    raw = (
+        "From: buyer@example.com\nTo: uk-chan01@helpdesk.test\nSubject: Log\n"
+        f"Message-ID: <cut@example.com>\n\n{body}"
+    ).encode()
+    assert ingest(raw) == Outcome.STORED
+    (record,) = full_export()
+    assert record["flags"] == ["body_cut"]
+    assert len(record["text"]) <= MAX_BODY_CHARS < len(body)
 
 
 def test_unrouted_and_quarantined_only_in_the_full_export(uk, acme, ingest):

@@ -7,7 +7,10 @@ from dataclasses import replace
 
 import pytest
 
+from ingest.mail import parse
 from ingest.mail.parse import (
+    DEFAULT_MAX_ATTACHMENT_BYTES,
+    MAX_BODY_CHARS,
     UnparseableMessage,
     content_hash,
     parse_message,
@@ -186,3 +189,47 @@ def test_replies_citing_an_id_as_written_keep_it_as_written():
     # Where brackets are used, only the bracketed ids count, as before.
     bracketed = parse_message(_with_ids(b"<r@x.y>", references=b"<a@b> junk <c@d>"))
     assert bracketed.references == ["<a@b>", "<c@d>"]
+
+
+def _mail_with(body: str, content_type: str = "text/plain") -> bytes:
+    return (
+        "From: Buyer <buyer@example.com>\nTo: uk@helpdesk.test\nSubject: Long\n"
+        "Message-ID: <long@example.com>\nMIME-Version: 1.0\n"
+        f"Content-Type: {content_type}; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+        f"{body}"
+    ).encode()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-mail-parser", "email package"])
+def test_a_body_longer_than_kept_is_cut_at_a_line_break_and_flagged(fast):
+    line = "A line of a log pasted into the mail, ü and 注文.\n"
+    count = MAX_BODY_CHARS // len(line) + 50
+    parsed = parse._parse(_mail_with(line * count), DEFAULT_MAX_ATTACHMENT_BYTES, fast=fast)
+    assert parsed.body_cut
+    assert MAX_BODY_CHARS - len(line) <= len(parsed.text) <= MAX_BODY_CHARS
+    assert parsed.text == line * (len(parsed.text) // len(line))  # whole lines only
+    assert len(parsed.visible_text) <= MAX_BODY_CHARS
+
+
+def test_a_body_of_one_long_line_is_cut_at_the_limit():
+    parsed = parse_message(_mail_with("x" * (MAX_BODY_CHARS + 10)))
+    assert (len(parsed.text), parsed.body_cut) == (MAX_BODY_CHARS, True)
+
+
+def test_a_body_at_the_limit_is_kept_whole():
+    body = "y" * (MAX_BODY_CHARS - 1) + "\n"
+    parsed = parse_message(_mail_with(body))
+    assert (parsed.text, parsed.body_cut) == (body, False)
+
+
+def test_a_long_html_body_is_cut_and_its_text_made_from_what_is_kept():
+    html = "<p>" + "Paragraph of a newsletter. " * (MAX_BODY_CHARS // 20) + "THE END</p>"
+    parsed = parse_message(_mail_with(html, "text/html"))
+    assert parsed.body_cut
+    assert len(parsed.html) == MAX_BODY_CHARS
+    assert "THE END" not in parsed.text
+    assert parsed.text.startswith("Paragraph of a newsletter.")
+
+
+def test_ordinary_mail_is_not_cut():
+    assert not load("amazon_uk_inquiry.eml").body_cut
