@@ -46,12 +46,16 @@ def _read_tree(data: bytes, max_attachment_bytes: int, deadline: Deadline) -> Ma
     try:
         return _fast_mail(data, root, max_attachment_bytes, deadline)
     except _Refused as exc:
-        ended = _header_blocks_ended(data, root, deadline)
-        if ended is None:
-            log.debug("%s; reading the mail with email", exc)
-            return None
+        refused = str(exc)
+    # Outside the handler: the exception's traceback held the parts read so far.
+    ended = _header_blocks_ended(data, root, deadline)
+    if ended is None:
+        log.debug("%s; reading the mail with email", refused)
+        return None
     # The address headers are read from `data`: the top-level header section is the
-    # same in both.
+    # same in both. The first tree goes before the second is built: on looping mail
+    # each holds several times the mail's size.
+    del root
     root = _tree(ended)
     try:
         return _fast_mail(data, root, max_attachment_bytes, deadline) if root else None

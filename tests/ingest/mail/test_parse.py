@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tracemalloc
 from dataclasses import replace
 
@@ -104,6 +105,29 @@ def test_not_mail_is_unparseable(raw):
 
 def test_content_hash_ignores_line_ending_style():
     assert content_hash(b"a\r\nb\r\n") == content_hash(b"a\nb\n")
+
+
+@pytest.mark.parametrize(
+    ("raw", "hashed"),
+    [
+        # The fields added on the way go (a continuation line with its field); the
+        # body keeps exactly one line end at the end, however many it came with.
+        (
+            b"Received: by mx\n\tfor x\nSubject: Hi\nX-Spam: 1\n\nbody\n\n\n",
+            b"Subject: Hi\n\nbody\n",
+        ),
+        (b"Subject: Hi\n\nbody", b"Subject: Hi\n\nbody\n"),
+        (b"Subject: Hi\n\n\n\n", b"Subject: Hi\n\n"),
+        (b"Subject: Hi\n\n\nbody\n", b"Subject: Hi\n\n\nbody\n"),
+        # No empty line: all of it is header, and a line end is still added.
+        (b"Subject: Hi\nReceived: x", b"Subject: Hi\n\n"),
+        (b"Subject: Hi\n", b"Subject: Hi\n\n"),
+        (b"\n\nbody\n", b"\n\nbody\n"),
+        (b"ARC-Seal: i=1\nsubject: Hi\n\nb", b"subject: Hi\n\nb\n"),
+    ],
+)
+def test_the_content_hash_is_of_the_mail_as_sent(raw, hashed):
+    assert content_hash(raw) == hashlib.sha256(hashed).hexdigest()
 
 
 @pytest.mark.parametrize("name", ["amazon_uk_inquiry.eml", "iso2022jp_ms.eml", "hostile_html.eml"])
