@@ -63,6 +63,7 @@ _BLANK_MESSAGE = {
     "visible_text": "",
     "snippet": "",
     "raw": None,
+    "body_cut": False,  # nothing left to be the start of
     "last_send_error": None,
 }
 
