@@ -532,7 +532,7 @@ def message_original(thread_id: int, message_id: int):
     the thread page shows only the start of."""
     thread = _load_thread(thread_id)
     message = _message_of(thread, message_id)
-    raw = db.session.scalar(select(Message.raw).where(Message.id == message.id))
+    raw = message.raw
     if raw is None:
         flash(
             "The original of this mail is no longer kept: Sellerdesk removes original mail "
