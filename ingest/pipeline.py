@@ -30,7 +30,7 @@ from ingest.mail.parse_result import Unparsed, parse_inbound, unparsed
 from ingest.mail.source import FetchedMail, SourceSettings
 from ingest.mail.tls import describe_tls_error
 from ingest.parse_workers import ParseWorkers, fetch_ahead, give_back_free_memory
-from portal.extensions import db, use_worker_page_cache
+from portal.extensions import db, use_worker_caches
 from portal.models import Mailbox
 from portal.services import buyer_data, leases, mailbox_tokens
 from portal.services import mailboxes as mailbox_service
@@ -425,9 +425,9 @@ def settle_worker_process() -> None:
     the app, the mappers: most of its objects, and they live as long as it does) is left
     out of the garbage collector's full passes, which walk every object each time. In a
     large poll those passes were about 5% of the ingest process's time (bench/ingest.py).
-    Its SQLite connections get a small page cache (extensions.use_worker_page_cache).
+    Its SQLite connections get small caches (extensions.use_worker_caches).
     """
-    use_worker_page_cache(db.engine)
+    use_worker_caches(db.engine)
     gc.freeze()
 
 

@@ -43,18 +43,34 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
 
 #: The ingest worker's page cache per SQLite connection (negative: KiB), SQLite's default.
 WORKER_PAGE_CACHE = -2000
+#: The ingest worker's prepared statements kept per SQLite connection (Python's default
+#: is 128). A batch runs about 15 statements: about nine are the same every batch and
+#: stay cached; the rest are lookups whose IN lists have the batch's length, so their
+#: text differs from batch to batch and they are hardly ever run again.
+WORKER_STATEMENT_CACHE = 32
 
 
-def use_worker_page_cache(engine: Engine) -> None:
+def use_worker_caches(engine: Engine) -> None:
     """For the ingest worker: its SQLite connections keep SQLite's default page cache
-    rather than the web process's 16 MB (above). The worker writes new pages and reads
-    few of them twice, and up to 16 MB per pooled connection was most of what its
-    resident size had above the same worker's on PostgreSQL (bench/README.md). The
-    connections already open are closed, so every one gets it."""
+    rather than the web process's 16 MB (above), and fewer prepared statements.
+
+    The worker writes new pages and reads few of them twice, and up to 16 MB per pooled
+    connection was most of what its resident size had above the same worker's on
+    PostgreSQL. With Python's 128 statements, the cache filled with the lookups of
+    earlier batches (each compiled with its IN list, tens of KB) and the worker's
+    resident size grew with the number of batches it stored (bench/README.md). The
+    connections already open are closed, so every one gets both."""
     if engine.dialect.name != "sqlite":
         return
+    event.listen(engine, "do_connect", _worker_statement_cache)
     event.listen(engine, "connect", _worker_page_cache)
     engine.dispose()
+
+
+def _worker_statement_cache(dialect, connection_record, cargs, cparams) -> None:
+    # sqlite3.connect's argument: set before the connection is made (returning nothing
+    # lets SQLAlchemy make it).
+    cparams["cached_statements"] = WORKER_STATEMENT_CACHE
 
 
 def _worker_page_cache(dbapi_connection, connection_record) -> None:

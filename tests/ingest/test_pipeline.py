@@ -3,13 +3,13 @@ flags what it stored and reports; the decisions themselves are tests/services/te
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from ingest.mail.maildir import MaildirSource
 from ingest.mail.parse import content_hash, synthetic_message_id
 from ingest.pipeline import poll_all, settle_worker_process
 from portal import cli
-from portal.extensions import WORKER_PAGE_CACHE, db
+from portal.extensions import WORKER_PAGE_CACHE, WORKER_STATEMENT_CACHE, db
 from portal.models import Mailbox, MailboxRemoval, Message, Thread, ThreadStatus
 from portal.services import buyer_data
 from portal.sqltypes import utcnow
@@ -136,13 +136,20 @@ def test_ingest_poll_cli_stops_after_its_last_pass_and_says_what_waits(
     assert result.output.startswith("fetched=2 ")
 
 
-def test_the_worker_keeps_a_small_page_cache_on_sqlite_only(app):
+def test_the_worker_keeps_small_caches_on_sqlite_only(app):
     # The web process's 16 MB per connection (extensions._sqlite_pragmas) would be most
     # of the worker's resident size; the worker's connections keep SQLite's default.
+    # They also keep fewer prepared statements than Python's 128, which had filled with
+    # lookups of earlier batches.
     def cache_size() -> int:
         size = db.session.execute(text("PRAGMA cache_size")).scalar()
         db.session.remove()
         return size
+
+    asked: list[dict] = []
+
+    def record(dialect, connection_record, cargs, cparams) -> None:
+        asked.append(dict(cparams))
 
     if db.engine.dialect.name != "sqlite":
         # PostgreSQL has no such pragma: its connections are left as they are (a
@@ -153,7 +160,13 @@ def test_the_worker_keeps_a_small_page_cache_on_sqlite_only(app):
         return
     assert cache_size() == -16000
     settle_worker_process()
-    assert cache_size() == WORKER_PAGE_CACHE == -2000
+    # Listeners run in the order added: this one sees what the worker's asked for.
+    event.listen(db.engine, "do_connect", record)
+    try:
+        assert cache_size() == WORKER_PAGE_CACHE == -2000
+    finally:
+        event.remove(db.engine, "do_connect", record)
+    assert [a.get("cached_statements") for a in asked] == [WORKER_STATEMENT_CACHE]
 
 
 BRACKETLESS = (
