@@ -146,11 +146,6 @@ def test_the_worker_keeps_small_caches_on_sqlite_only(app):
         db.session.remove()
         return size
 
-    asked: list[dict] = []
-
-    def record(dialect, connection_record, cargs, cparams) -> None:
-        asked.append(dict(cparams))
-
     if db.engine.dialect.name != "sqlite":
         # PostgreSQL has no such pragma: its connections are left as they are (a
         # connection made after the worker settled still works).
@@ -160,6 +155,11 @@ def test_the_worker_keeps_small_caches_on_sqlite_only(app):
         return
     assert cache_size() == -16000
     settle_worker_process()
+    asked: list[dict] = []
+
+    def record(dialect, connection_record, cargs, cparams) -> None:
+        asked.append(dict(cparams))
+
     # Listeners run in the order added: this one sees what the worker's asked for.
     event.listen(db.engine, "do_connect", record)
     try:
